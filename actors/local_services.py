@@ -1,0 +1,71 @@
+"""The local-services actor: owns the embedded SecantusDB and SMTP sink of local mode.
+
+One detached, named actor per Ray cluster, so every replica, actor and task reaches
+the same two servers; it hands out their addresses and answers outbox queries. It is
+only created when MongoDB or SMTP is not configured. Teardown: it ends with the Ray
+cluster (`serve run`, `make run` and the tests start a local one), or
+`ray.kill(ray.get_actor("local-services", namespace="operator-comms"))`; its child
+database process dies with it.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from app.config import Endpoints, Settings
+from app.local_services import EmbeddedMongo, SmtpSink, free_port
+
+NAMESPACE = "operator-comms"
+ACTOR_NAME = "local-services"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
+class LocalServices:
+    def __init__(self, settings: Settings, mongo_port: int, smtp_port: int):
+        self.settings = settings
+        self.mongo = self.sink = None
+        mongodb_uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
+        if settings.embedded_mongodb:
+            self.mongo = EmbeddedMongo(settings.data_dir, port=mongo_port)
+            mongodb_uri = self.mongo.start()
+        smtp_host, port = settings.smtp_host or "", settings.smtp_port
+        if settings.embedded_smtp:
+            self.sink = SmtpSink(settings.data_dir / "outbox", port=smtp_port)
+            smtp_host, port = self.sink.start()
+        self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
+                                    smtp_port=port, local_sink=self.sink is not None)
+
+    def endpoints(self) -> Endpoints:
+        return self._endpoints
+
+    def outbox(self, to: str | None = None, limit: int = 100) -> dict:
+        if self.sink is None:
+            return {"total": 0, "messages": []}
+        return {"total": self.sink.handler.total,
+                "messages": self.sink.handler.list(to=to, limit=limit)}
+
+    def outbox_counts(self, domain: str | None = None) -> dict[str, int]:
+        return self.sink.handler.count_by_recipient(domain) if self.sink else {}
+
+    def outbox_message(self, key: str) -> bytes | None:
+        return self.sink.handler.raw(key) if self.sink else None
+
+    def __ray_shutdown__(self) -> None:
+        if self.sink:
+            self.sink.stop()
+        if self.mongo:
+            self.mongo.stop()
+
+
+def local_services(settings: Settings):
+    """The cluster's local-services actor, created on first use (idempotent)."""
+    return LocalServices.options(
+        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings, free_port(), free_port())
+
+
+async def resolve_endpoints(settings: Settings) -> Endpoints:
+    """Where MongoDB and SMTP are: configured ones, or the embedded ones."""
+    if not settings.embedded_mongodb and not settings.embedded_smtp:
+        return Endpoints.configured(settings)
+    return await local_services(settings).endpoints.remote()

@@ -1,0 +1,143 @@
+"""Settings: one pydantic-settings model read from `COMMS_*` environment variables.
+
+Every default runs locally: with no `COMMS_MONGODB_URI` an embedded SecantusDB is
+started, with no `COMMS_SMTP_HOST` an embedded SMTP sink. `load_settings()` turns a
+validation failure into one readable line naming the variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "COMMS_"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message is one line naming the variable."""
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # MongoDB: unset means "start the embedded SecantusDB under data_dir".
+    mongodb_uri: SecretStr | None = None
+    mongodb_db: str = Field(default="operator_comms", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+
+    # SMTP relay: unset host means "start the embedded sink".
+    smtp_host: str | None = None
+    smtp_port: Port = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    mail_from: str = "Operator <no-reply@operator.example>"
+
+    # Sending defaults (a campaign may override workers, batch size, rate).
+    send_connections: int = Field(default=4, ge=1, le=64)
+    send_max_attempts: int = Field(default=3, ge=1, le=20)
+    send_task_cpus: float = Field(default=0.125, gt=0, le=4)
+    relay_rate_limit_per_s: float | None = Field(default=None, gt=0)
+
+    # Where local state lives: embedded database, outbox, generated admin token.
+    data_dir: Path = Path(".data")
+    admin_token: SecretStr | None = None
+    public_url: str = "http://localhost:8000"
+    http_host: str = "127.0.0.1"
+    http_port: Port = 8000
+
+    # Reactive marketing.
+    marketing_cooldown_s: float = Field(default=10.0, gt=0)
+    marketing_discount_pct: float = Field(default=20.0, gt=0, lt=100)
+
+    # Ray: unset means "start or join a local Ray".
+    ray_address: str | None = None
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Ray workers run in other directories: pin the path to where settings were read.
+        return value.expanduser().resolve()
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("mongodb://", "mongodb+srv://")
+        ):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> Self:
+        if self.smtp_starttls and self.smtp_tls:
+            raise ValueError("COMMS_SMTP_STARTTLS and COMMS_SMTP_TLS are exclusive: pick one")
+        return self
+
+    @property
+    def embedded_mongodb(self) -> bool:
+        return self.mongodb_uri is None
+
+    @property
+    def embedded_smtp(self) -> bool:
+        return self.smtp_host is None
+
+    @property
+    def local_mode(self) -> bool:
+        """True when the SMTP sink is ours, so the outbox can be shown."""
+        return self.embedded_smtp
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Resolved addresses of MongoDB and the SMTP relay (configured or embedded)."""
+
+    mongodb_uri: str
+    smtp_host: str
+    smtp_port: int
+    local_sink: bool = False
+
+    @classmethod
+    def configured(cls, settings: Settings) -> Endpoints:
+        assert settings.mongodb_uri is not None and settings.smtp_host is not None
+        return cls(settings.mongodb_uri.get_secret_value(), settings.smtp_host, settings.smtp_port)
+
+    def __repr__(self) -> str:  # the URI may carry a password: never print it
+        return f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port})"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError with one clear line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}"
+        given = error.get("input")
+        shown = "" if field in {"admin_token", "smtp_password", "mongodb_uri"} else given
+        hint = f" (got {shown!r})" if isinstance(shown, str | int | float) and shown != "" else ""
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {message}{hint}" if field else message)
+    return "invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,60 @@
+"""MongoDB access: one lazily created `AsyncMongoClient` per process, and the indexes.
+
+PyMongo's async client belongs to the event loop that first uses it, so the cache is
+keyed by (URI, loop): a Serve replica keeps one for its life, a send task that runs
+`asyncio.run` per batch gets a fresh one each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+_clients: dict[tuple[str, int], AsyncMongoClient] = {}
+
+
+def mongo_client(uri: str) -> AsyncMongoClient:
+    loop = asyncio.get_running_loop()
+    key = (uri, id(loop))
+    client = _clients.get(key)
+    if client is None:
+        client = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+        _clients[key] = client
+    return client
+
+
+def database(uri: str, name: str) -> AsyncDatabase:
+    return mongo_client(uri)[name]
+
+
+async def close_clients() -> None:
+    loop_id = id(asyncio.get_running_loop())
+    for key in [key for key in _clients if key[1] == loop_id]:
+        await _clients.pop(key).close()
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "customers": [
+        IndexModel([("email", ASCENDING)], unique=True),
+        IndexModel([("phone", ASCENDING)]),
+        IndexModel([("unsubscribed", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "campaigns": [IndexModel([("created_at", DESCENDING)])],
+    "deliveries": [
+        IndexModel([("campaign_id", ASCENDING), ("customer_id", ASCENDING)], unique=True),
+        IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("campaign_id", ASCENDING), ("claim", ASCENDING)]),
+    ],
+    "chat_sessions": [IndexModel([("updated_at", DESCENDING)])],
+    "messages": [IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True)],
+    "events": [IndexModel([("type", ASCENDING), ("created_at", DESCENDING)])],
+}
+
+
+async def ensure_indexes(db: AsyncDatabase) -> None:
+    """Create every index; safe to call from each replica at start-up."""
+    await asyncio.gather(
+        *(db[name].create_indexes(models) for name, models in INDEXES.items())
+    )

@@ -1,0 +1,227 @@
+"""Embedded local services: a SecantusDB server and an SMTP sink on 127.0.0.1.
+
+These are the defaults when no MongoDB URI or SMTP host is configured. Both are
+real servers on real sockets: the application talks MongoDB wire protocol through
+PyMongo and SMTP through aiosmtplib to them, exactly as it would in production.
+
+- `EmbeddedMongo` runs `secantusd-py` as a child process with its data under
+  `<data_dir>/mongodb`; the child dies with its parent (PR_SET_PDEATHSIG).
+- `SmtpSink` is an aiosmtpd server that stores every message in a Maildir under
+  `<data_dir>/outbox` and keeps an index for the dashboard's outbox view. Like
+  Amazon SES's mailbox simulator, it answers for simulator addresses: a local part
+  with `+reject` gets 550, one with `+tempfail` gets 451 the first time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import mailbox
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+OUTBOX_INDEX_LIMIT = 200_000
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM when the process that started it dies, so a
+    # killed Ray worker or a Ctrl-C never leaves an orphaned database behind.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedMongo:
+    """A SecantusDB server in a child process, on a free loopback port."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None):
+        self.storage = data_dir / "mongodb"
+        self.host = host
+        self.port = port or free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        log = open(self.storage.parent / "mongodb.log", "ab")  # noqa: SIM115 - owned by the child
+        command = [
+            sys.executable, "-c", "from secantus.cli import main; main()",
+            "--host", self.host, "--port", str(self.port),
+            "--storage-path", str(self.storage), "--log-level", "WARNING",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"SecantusDB exited with {self.process.returncode}; see {log.name}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return self.uri
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"SecantusDB did not listen on {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class OutboxEntry:
+    key: str
+    to: list[str]
+    subject: str
+    message_id: str
+    received_at: str
+    sender: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SinkHandler:
+    """aiosmtpd handler: simulate relay answers, store and index what is accepted."""
+
+    def __init__(self, maildir: Path | None, delay_s: float = 0.0):
+        self.maildir = mailbox.Maildir(maildir, create=True) if maildir else None
+        self.delay_s = delay_s
+        self.index: deque[OutboxEntry] = deque(maxlen=OUTBOX_INDEX_LIMIT)
+        self.total = 0
+        self._tempfailed: set[str] = set()
+        self._lock = threading.Lock()
+        if self.maildir is not None:
+            self._load_index()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        local = address.split("@", 1)[0].lower()
+        if "+reject" in local:
+            return "550 5.1.1 Simulated permanent rejection"
+        if "+tempfail" in local:
+            with self._lock:
+                first = address not in self._tempfailed
+                self._tempfailed.add(address)
+            if first:
+                return "451 4.3.0 Simulated temporary failure, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        content = envelope.original_content or envelope.content
+        key = await asyncio.to_thread(self._store, content) if self.maildir is not None else ""
+        headers = BytesHeaderParser().parsebytes(content)
+        entry = OutboxEntry(
+            key=key,
+            to=list(envelope.rcpt_tos),
+            subject=str(headers.get("Subject", "")),
+            message_id=str(headers.get("Message-ID", "")).strip(),
+            received_at=datetime.now(UTC).isoformat(),
+            sender=envelope.mail_from or "",
+        )
+        with self._lock:
+            self.index.append(entry)
+            self.total += 1
+        return "250 2.0.0 Message accepted"
+
+    def _store(self, content: bytes) -> str:
+        assert self.maildir is not None
+        return self.maildir.add(content)
+
+    def _load_index(self) -> None:
+        assert self.maildir is not None
+        entries = []
+        for key in self.maildir.iterkeys():
+            path = Path(self.maildir._path) / self.maildir._lookup(key)  # type: ignore[attr-defined]
+            with open(path, "rb") as handle:
+                headers = BytesHeaderParser().parse(handle)
+            entries.append(
+                OutboxEntry(
+                    key=key,
+                    to=[addr for _, addr in getaddresses(headers.get_all("To", []))],
+                    subject=str(headers.get("Subject", "")),
+                    message_id=str(headers.get("Message-ID", "")).strip(),
+                    received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
+                )
+            )
+        entries.sort(key=lambda entry: entry.received_at)
+        self.index.extend(entries)
+        self.total = len(entries)
+
+    # Queries for the dashboard and tests.
+    def list(self, *, to: str | None = None, limit: int = 100) -> list[dict]:
+        with self._lock:
+            snapshot = list(self.index)
+        wanted = to.lower() if to else None
+        found = []
+        for entry in reversed(snapshot):
+            if wanted is None or any(addr.lower() == wanted for addr in entry.to):
+                found.append(asdict(entry))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def count_by_recipient(self, domain: str | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            snapshot = list(self.index)
+        for entry in snapshot:
+            for addr in entry.to:
+                if domain is None or addr.lower().endswith("@" + domain.lower()):
+                    counts[addr] = counts.get(addr, 0) + 1
+        return counts
+
+    def raw(self, key: str) -> bytes | None:
+        if self.maildir is None:
+            return None
+        try:
+            return self.maildir.get_bytes(key)
+        except KeyError:
+            return None
+
+
+class SmtpSink:
+    """An aiosmtpd server on a free loopback port, running in its own thread."""
+
+    def __init__(self, maildir: Path | None, host: str = "127.0.0.1", port: int | None = None,
+                 delay_s: float = 0.0):
+        self.handler = SinkHandler(maildir, delay_s=delay_s)
+        self.host = host
+        self.port = port or free_port(host)
+        self.controller = Controller(self.handler, hostname=host, port=self.port,
+                                     data_size_limit=10 * 1024 * 1024)
+
+    def start(self) -> tuple[str, int]:
+        self.controller.start()
+        return self.host, self.port
+
+    def stop(self) -> None:
+        self.controller.stop()

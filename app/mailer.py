@@ -1,0 +1,141 @@
+"""Mail building and SMTP: headers that cannot be injected, deterministic Message-IDs,
+one reused aiosmtplib connection per sender, and SMTP replies classified into outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import aiosmtplib
+
+from app.config import Endpoints, Settings
+
+SENT, RETRY, FAILED, AUTH = "sent", "retry", "failed", "auth"
+
+
+def one_line(value: str) -> str:
+    """Header text with CR, LF and other control characters folded to spaces."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+
+
+def message_id(delivery_id: str, mail_from: str) -> str:
+    """The same delivery always gets the same Message-ID, so receivers can deduplicate."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "operator-comms.local"
+    digest = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+@dataclass(frozen=True)
+class Mail:
+    to_email: str
+    to_name: str
+    subject: str
+    text: str
+    html: str | None = None
+    message_id: str | None = None
+    unsubscribe_url: str | None = None
+
+
+def build_message(mail: Mail, mail_from: str) -> EmailMessage:
+    msg = EmailMessage()
+    sender_name, sender_addr = parseaddr(mail_from)
+    msg["From"] = Address(display_name=one_line(sender_name), addr_spec=sender_addr)
+    msg["To"] = Address(display_name=one_line(mail.to_name), addr_spec=one_line(mail.to_email))
+    msg["Subject"] = one_line(mail.subject)
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    if mail.message_id:
+        msg["Message-ID"] = mail.message_id
+    if mail.unsubscribe_url:
+        msg["List-Unsubscribe"] = f"<{mail.unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(mail.text)
+    if mail.html:
+        msg.add_alternative(mail.html, subtype="html")
+    return msg
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # sent | retry | failed | auth
+    code: int | None = None
+    error: str | None = None
+
+
+def classify(exc: BaseException) -> SendOutcome:
+    """4xx and connection trouble are worth a retry; 5xx is final; bad login stops all."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return SendOutcome(AUTH, exc.code, one_line(exc.message)[:300])
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        return classify(exc.recipients[0])
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        status = RETRY if 400 <= exc.code < 500 else FAILED
+        return SendOutcome(status, exc.code, one_line(exc.message)[:300])
+    return SendOutcome(RETRY, None, one_line(f"{type(exc).__name__}: {exc}")[:300])
+
+
+def smtp_client(settings: Settings, endpoints: Endpoints) -> aiosmtplib.SMTP:
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return aiosmtplib.SMTP(
+        hostname=endpoints.smtp_host,
+        port=endpoints.smtp_port,
+        username=settings.smtp_user,
+        password=password,
+        use_tls=settings.smtp_tls,
+        start_tls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout_s,
+    )
+
+
+class Sender:
+    """One SMTP connection, opened on first use and reopened after a drop."""
+
+    def __init__(self, settings: Settings, endpoints: Endpoints):
+        self.settings = settings
+        self.endpoints = endpoints
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def send(self, message: EmailMessage) -> SendOutcome:
+        try:
+            if self.client is None or not self.client.is_connected:
+                self.client = smtp_client(self.settings, self.endpoints)
+                await self.client.connect()
+            await self.client.send_message(message)
+            return SendOutcome(SENT, 250)
+        except Exception as exc:  # every SMTP or socket failure becomes an outcome
+            outcome = classify(exc)
+            if outcome.code is None or outcome.status == AUTH:
+                await self.close()  # the connection is unusable; the next send reconnects
+            else:
+                await self._reset()
+            return outcome
+
+    async def _reset(self) -> None:
+        # After a refused recipient the transaction must be reset before the next one.
+        try:
+            if self.client is not None and self.client.is_connected:
+                await self.client.rset()
+        except Exception:
+            await self.close()
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except Exception:
+                client.close()
+
+
+async def smtp_ping(settings: Settings, endpoints: Endpoints) -> None:
+    """Connect, say NOOP and leave; raises when the relay cannot be reached."""
+    client = smtp_client(settings, endpoints)
+    client.timeout = min(settings.smtp_timeout_s, 5.0)
+    await client.connect()
+    try:
+        await client.noop()
+    finally:
+        await client.quit()

@@ -1,0 +1,97 @@
+"""`operator-comms run`: start Ray, the embedded services and the Serve application,
+print where everything is, and stop it all on Ctrl-C. This is what `make run` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from app.config import ConfigError, Settings, load_settings
+from app.tokens import admin_token
+
+APP_NAME = "operator-comms"
+
+
+def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
+    import ray
+    from ray import serve
+
+    from actors.local_services import local_services
+    from deployments.main import AppArgs, build_app
+
+    context = ray.init(
+        address=settings.ray_address,
+        num_cpus=None if settings.ray_address else (settings.ray_num_cpus or 8),
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        namespace="operator-comms",
+        logging_level="WARNING",
+    )
+    if settings.embedded_mongodb or settings.embedded_smtp:
+        ray.get(local_services(settings).endpoints.remote())  # start them before the app
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
+    serve.run(build_app(args, settings=settings), name=APP_NAME, route_prefix="/")
+    return context.dashboard_url or "127.0.0.1:8265"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="operator-comms")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start everything on this machine (Ctrl-C stops it)")
+    run.add_argument("--dashboard-replicas", type=int, default=1)
+    run.add_argument("--chatbot-replicas", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"operator-comms: {exc}", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = admin_token(settings)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("operator-comms: starting Ray, the embedded services and the Serve app...",
+          flush=True)
+    try:
+        ray_dashboard = _start(settings, args.dashboard_replicas, args.chatbot_replicas)
+        base = f"http://{'localhost' if settings.http_host in ('127.0.0.1', '0.0.0.0') else settings.http_host}:{settings.http_port}"  # noqa: E501
+        print(
+            "\n"
+            f"  Operator dashboard  {base}/\n"
+            f"  Customer chat       {base}/chat\n"
+            f"  API docs            {base}/api/docs\n"
+            f"  Ray dashboard       http://{ray_dashboard}\n"
+            f"  Admin token         {token}\n"
+            f"  Data directory      {settings.data_dir}\n"
+            "\n  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        stop.wait()
+    finally:
+        print("operator-comms: stopping...", flush=True)
+        _shutdown()
+    return 0
+
+
+def _shutdown() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

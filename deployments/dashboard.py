@@ -1,0 +1,48 @@
+"""The Dashboard deployment: the application's FastAPI ingress.
+
+Routes: `/` the operator dashboard, `/api/*` the admin API, `/chat/*` the customer
+chat (page, REST and WebSocket; conversation turns go to the ChatBot deployment).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from app.config import Settings
+from deployments import options
+from deployments.context import AppContext, install
+from deployments.routes import chat, pages, system
+
+api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
+              openapi_url="/api/openapi.json")
+api.include_router(system.router, prefix="/api")
+api.include_router(chat.router, prefix="/chat")
+api.include_router(pages.router)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Name each bad field; never echo the submitted values back (they may be secrets).
+    errors = [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+              for err in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+@api.exception_handler(PyMongoError)
+async def _database_down(request: Request, exc: PyMongoError) -> JSONResponse:
+    return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"},
+                        status_code=503)
+
+
+@serve.deployment(**options.DASHBOARD)
+@serve.ingress(api)
+class Dashboard:
+    async def __init__(self, settings: Settings, chatbot: DeploymentHandle):
+        context = await AppContext.start(settings)
+        context.chatbot = chatbot
+        install(context)

@@ -1,0 +1,21 @@
+"""Deployment options in one place, with current Serve option names only.
+
+Replicas are I/O-bound (MongoDB, SMTP, WebSockets): they ask for a fraction of a CPU
+and accept many requests at once; Serve's default `max_ongoing_requests` (5) would
+queue a dashboard behind a handful of open WebSockets.
+"""
+
+DASHBOARD = {
+    "name": "Dashboard",
+    "num_replicas": 1,
+    "max_ongoing_requests": 200,
+    "ray_actor_options": {"num_cpus": 0.25},
+    "health_check_period_s": 10,
+}
+
+CHATBOT = {
+    "name": "ChatBot",
+    "num_replicas": 1,
+    "max_ongoing_requests": 200,
+    "ray_actor_options": {"num_cpus": 0.25},
+}

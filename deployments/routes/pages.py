@@ -1,0 +1,31 @@
+"""Pages and static assets, all served by the application (no CDN, works offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
+
+import app
+
+router = APIRouter(tags=["pages"])
+STATIC = Path(app.__file__).parent / "static"
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard_page() -> FileResponse:
+    return FileResponse(STATIC / "dashboard.html")
+
+
+@router.get("/chat", include_in_schema=False)
+async def chat_page() -> FileResponse:
+    return FileResponse(STATIC / "chat.html")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> FileResponse:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        raise HTTPException(404, "no such asset")
+    return FileResponse(path)

@@ -1,0 +1,73 @@
+"""System routes: health (open), outbox of the embedded SMTP sink (admin, local mode)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from app.mailer import smtp_ping
+from deployments.deps import Admin, Context
+
+router = APIRouter(tags=["system"])
+
+
+async def _check(coro, timeout_s: float = 5.0) -> dict:
+    try:
+        detail = await asyncio.wait_for(coro, timeout_s)
+        return {"status": "up", **(detail or {})}
+    except Exception as exc:
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+async def _mongodb_status(context) -> dict:
+    await context.db.command("ping")
+    return {"database": context.settings.mongodb_db}
+
+
+async def _ray_status() -> dict:
+    nodes = await asyncio.to_thread(ray.nodes)
+    return {"nodes": sum(1 for node in nodes if node.get("Alive"))}
+
+
+@router.get("/health")
+async def health(context: Context) -> JSONResponse:
+    """State of MongoDB, SMTP and Ray; 503 naming what is down."""
+    mongodb, smtp, ray_state = await asyncio.gather(
+        _check(_mongodb_status(context)),
+        _check(smtp_ping(context.settings, context.endpoints)),
+        _check(_ray_status()),
+    )
+    checks = {"mongodb": mongodb, "smtp": smtp, "ray": ray_state}
+    down = [name for name, check in checks.items() if check["status"] != "up"]
+    body = {"status": "ok" if not down else "degraded", "down": down, **checks,
+            "mode": {"mongodb": "embedded" if context.settings.embedded_mongodb else "external",
+                     "smtp": "embedded" if context.settings.embedded_smtp else "external"}}
+    return JSONResponse(body, status_code=503 if down else 200)
+
+
+def _sink(context: Context):
+    if context.local_services is None:
+        raise HTTPException(404, "no outbox: SMTP goes to an external relay (COMMS_SMTP_HOST)")
+    return context.local_services
+
+
+@router.get("/outbox", dependencies=[Admin])
+async def outbox(
+    context: Context,
+    to: str | None = Query(default=None, max_length=320),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> dict:
+    """What the embedded SMTP sink received, newest first."""
+    return await _sink(context).outbox.remote(to, limit)
+
+
+@router.get("/outbox/{key}", dependencies=[Admin], response_class=PlainTextResponse)
+async def outbox_message(context: Context, key: str) -> PlainTextResponse:
+    """One received message, as its raw RFC 5322 text."""
+    raw = await _sink(context).outbox_message.remote(key)
+    if raw is None:
+        raise HTTPException(404, f"no message {key!r} in the outbox")
+    return PlainTextResponse(raw.decode("utf-8", "replace"))
