@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     # Ray: unset means "start or join a local Ray".
     ray_address: str | None = None
     ray_num_cpus: int | None = Field(default=None, ge=1)
+    ray_dashboard_port: Port = 8265
 
     @field_validator("data_dir")
     @classmethod

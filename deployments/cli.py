@@ -28,6 +28,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
         num_cpus=None if settings.ray_address else (settings.ray_num_cpus or 8),
         include_dashboard=True,
         dashboard_host="127.0.0.1",
+        dashboard_port=settings.ray_dashboard_port,
         namespace="operator-comms",
         logging_level="WARNING",
     )

@@ -1,0 +1,54 @@
+"""Shared fixtures: one Ray, one set of embedded services and one Serve app per session.
+
+Ray starts with 4 logical CPUs on this 2-core machine: replicas and send tasks are
+I/O-bound and ask for fractions of a CPU (see DESIGN.md, "Testing on a 2-core machine").
+Tests that share the app keep apart by using their own mail domains.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.config import load_settings
+from app.local_services import free_port
+from app.tokens import admin_token
+from tests.utils.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    import ray
+    from ray import serve
+
+    from actors.local_services import local_services
+    from deployments.main import AppArgs, build_app
+
+    port = free_port()
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        mongodb_db=f"comms_test_{uuid.uuid4().hex[:8]}",
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        marketing_cooldown_s=1.0,
+    )
+    ray.init(num_cpus=4, include_dashboard=True, dashboard_port=free_port(),
+             namespace="operator-comms", logging_level="WARNING")
+    try:
+        services = local_services(settings)
+        ray.get(services.endpoints.remote())
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(AppArgs(chatbot_replicas=2), settings=settings),
+                  name="operator-comms", route_prefix="/")
+        yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}",
+                    token=admin_token(settings), services=services)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture
+def api(stack: Stack):
+    with stack.client() as client:
+        yield client

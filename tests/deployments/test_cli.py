@@ -1,0 +1,83 @@
+"""The launcher behind `make run`, as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from pymongo import MongoClient
+
+from app.local_services import EmbeddedMongo, free_port
+
+LAUNCHER = [sys.executable, "-m", "deployments.cli", "run"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMS_", "RAY_"))}
+    env.update(extra)
+    return env
+
+
+def test_invalid_setting_fails_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(LAUNCHER, env=_env(COMMS_SMTP_PORT="notaport",
+                                               COMMS_DATA_DIR=str(tmp_path)),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "COMMS_SMTP_PORT" in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split() if int(pid) != os.getpid()]
+
+
+def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path) -> None:
+    external = EmbeddedMongo(tmp_path / "external")
+    external.start()
+    data_dir = tmp_path / "app-data"
+    port = free_port()
+    env = _env(COMMS_MONGODB_URI=external.uri, COMMS_MONGODB_DB="cli_test",
+               COMMS_DATA_DIR=str(data_dir), COMMS_HTTP_PORT=str(port),
+               COMMS_RAY_DASHBOARD_PORT=str(free_port()), COMMS_RAY_NUM_CPUS="2")
+    process = subprocess.Popen(LAUNCHER, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            output.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        printed = "".join(output)
+        token = (data_dir / "admin_token").read_text().strip()
+        assert f"http://localhost:{port}/chat" in printed and token in printed
+        assert "Ray dashboard" in printed
+
+        health = httpx.get(f"http://127.0.0.1:{port}/api/health",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert health.status_code == 200
+        assert health.json()["mode"] == {"mongodb": "external", "smtp": "embedded"}
+        # The app created its indexes in the external server, and no embedded database.
+        indexes = MongoClient(external.uri)["cli_test"]["customers"].index_information()
+        assert "email_1" in indexes
+        assert not (data_dir / "mongodb").exists()
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0
+        time.sleep(2)
+        assert _pids_mentioning(str(data_dir)) == []
+        assert _pids_mentioning(f"--port={port}") == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        external.stop()
