@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
@@ -40,8 +41,12 @@ class Mail:
     unsubscribe_url: str | None = None
 
 
+# Long headers (List-Unsubscribe URLs) must stay plain, not RFC 2047 encoded-words.
+POLICY = SMTP_POLICY.clone(max_line_length=998)
+
+
 def build_message(mail: Mail, mail_from: str) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     sender_name, sender_addr = parseaddr(mail_from)
     msg["From"] = Address(display_name=one_line(sender_name), addr_spec=sender_addr)
     msg["To"] = Address(display_name=one_line(mail.to_name), addr_spec=one_line(mail.to_email))

@@ -61,3 +61,8 @@ def verify_customer_token(token: str, secret: str) -> str | None:
         return None
     expected = sign_customer_id(customer_id, secret)
     return customer_id if hmac.compare_digest(expected, token) else None
+
+
+def unsubscribe_secret(admin: str) -> str:
+    """The key for unsubscribe links, derived so the admin token itself never travels."""
+    return hmac.new(admin.encode(), b"operator-comms/unsubscribe-key", hashlib.sha256).hexdigest()

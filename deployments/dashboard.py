@@ -13,14 +13,19 @@ from pymongo.errors import PyMongoError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors.rate_limiter import rate_limiter
+from app.campaigns import active_campaign_ids
 from app.config import Settings
 from deployments import options
 from deployments.context import AppContext, install
-from deployments.routes import chat, pages, system
+from deployments.routes import campaigns, chat, customers, pages, system, unsubscribe
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
 api.include_router(system.router, prefix="/api")
+api.include_router(customers.router, prefix="/api")
+api.include_router(campaigns.router, prefix="/api")
+api.include_router(unsubscribe.router)
 api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
 
@@ -46,3 +51,7 @@ class Dashboard:
         context = await AppContext.start(settings)
         context.chatbot = chatbot
         install(context)
+        rate_limiter()
+        # Campaigns that were running when the cluster last stopped carry on.
+        for campaign_id in await active_campaign_ids(context.db):
+            campaigns.ensure_runner(context, campaign_id)

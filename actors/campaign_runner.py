@@ -1,0 +1,200 @@
+"""The campaign runner: one detached actor per running campaign, driving its fan-out.
+
+It streams the audience from MongoDB a page at a time (its memory does not grow with
+the audience), turns each page into pending deliveries, and keeps at most `workers`
+send tasks in flight with `ray.wait`. When the audience is exhausted it sweeps what
+is still pending (retries after backoff, claims whose task died) until nothing is
+left. All progress lives in MongoDB, so a restarted runner (`max_restarts=-1`)
+resumes where the record says. Pause, resume and cancel are status changes in the
+record; the runner and its tasks follow them.
+
+Teardown: a runner kills itself when its campaign ends; `ray.kill` of
+`campaign-<id>` in namespace `operator-comms` stops one by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import ray
+
+from app import campaigns
+from app.config import Endpoints, Settings
+from app.db import database
+from app.send_tasks import NAMESPACE, SendMetrics, send_batch
+from app.sending import BatchJob
+
+log = logging.getLogger("operator_comms.runner")
+SAMPLE_EVERY_S = 1.0
+SWEEP_EVERY_S = 5.0
+
+
+def runner_name(campaign_id: str) -> str:
+    return f"campaign-{campaign_id}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class CampaignRunner:
+    def __init__(self, campaign_id: str, settings: Settings, endpoints: Endpoints,
+                 signing_secret: str):
+        self.campaign_id = campaign_id
+        self.settings = settings
+        self.endpoints = endpoints
+        self.signing_secret = signing_secret
+        self.in_flight: dict[ray.ObjectRef, str] = {}
+        self.wake = asyncio.Event()
+        self.state = "starting"
+        self.loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def poke(self) -> None:
+        """Status changed in the record (pause, resume, cancel): look again now."""
+        self.wake.set()
+
+    async def status(self) -> dict:
+        return {"state": self.state, "tasks_in_flight": len(self.in_flight)}
+
+    async def _run(self) -> None:
+        try:
+            await self._drive()
+        except Exception:
+            log.exception("campaign %s: runner loop crashed; restarting it", self.campaign_id)
+            self.state = "crashed"
+            await asyncio.sleep(1)
+            self.loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _drive(self) -> None:
+        db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
+        metrics = SendMetrics.get()
+        last_sample = last_sweep = 0.0
+        sweep_after: str | None = None
+        await campaigns.requeue_expired(db, self.campaign_id)
+        while True:
+            campaign = await campaigns.get_campaign(db, self.campaign_id)
+            if campaign is None or campaign["status"] in ("completed", "cancelled", "failed"):
+                self.state = campaign["status"] if campaign else "deleted"
+                await self._drain(db)
+                break
+            options = campaign["settings"]
+            now = time.monotonic()
+            if now - last_sample >= SAMPLE_EVERY_S:
+                await campaigns.sample_progress(db, self.campaign_id)
+                metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
+                last_sample = now
+            if now - last_sweep >= SWEEP_EVERY_S:
+                await campaigns.requeue_expired(db, self.campaign_id)
+                last_sweep = now
+
+            self.state = campaign["status"]
+            if campaign["status"] == "running":
+                while len(self.in_flight) < options["workers"]:
+                    ids, sweep_after, exhausted = await self._next_batch(db, campaign, sweep_after)
+                    if ids:
+                        self._submit(campaign, ids)
+                    if exhausted:
+                        break
+                    campaign = await campaigns.get_campaign(db, self.campaign_id)
+                idle = not self.in_flight and campaign["stream_done"] and sweep_after is None
+                if idle and await self._complete_if_done(db):
+                    continue
+            await self._wait_for_work(db, campaign)
+        metrics.in_flight.set(0, tags={"campaign": self.campaign_id})
+        self._exit()
+
+    async def _complete_if_done(self, db) -> bool:
+        if await campaigns.unfinished(db, self.campaign_id) > 0:
+            return False  # retries waiting for their backoff, or claims to recover
+        await campaigns.reconcile(db, self.campaign_id)
+        await campaigns.change_status(db, self.campaign_id, ("running",), "completed")
+        await campaigns.sample_progress(db, self.campaign_id)
+        return True
+
+    async def _next_batch(self, db, campaign: dict, sweep_after: str | None
+                          ) -> tuple[list[str], str | None, bool]:
+        """The next batch of delivery ids; exhausted=True when nothing is due now."""
+        size = campaign["settings"]["batch_size"]
+        if not campaign["stream_done"]:
+            customer_ids = await campaigns.next_audience_page(
+                db, campaign["audience"], campaign["cursor"], size)
+            ids = await campaigns.materialize(db, self.campaign_id, customer_ids)
+            done = len(customer_ids) < size
+            cursor = customer_ids[-1] if customer_ids else campaign["cursor"]
+            await campaigns.save_cursor(db, self.campaign_id, cursor, done)
+            return ids, sweep_after, False
+        # Sweep: pending deliveries whose time has come, in _id order, one pass at a time.
+        ids = await campaigns.due_pending(db, self.campaign_id, sweep_after, size)
+        if not ids:
+            return [], None, True
+        return ids, ids[-1], len(ids) < size
+
+    def _submit(self, campaign: dict, ids: list[str]) -> None:
+        options = campaign["settings"]
+        limits = {}
+        if options.get("rate_limit_per_s"):
+            limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
+        if self.settings.relay_rate_limit_per_s:
+            limits["relay"] = self.settings.relay_rate_limit_per_s
+        job = BatchJob(
+            campaign_id=self.campaign_id, delivery_ids=ids, claim=uuid.uuid4().hex,
+            settings=self.settings, endpoints=self.endpoints, templates=campaign["templates"],
+            signing_secret=self.signing_secret, connections=options["connections"],
+            limits=limits,
+        )
+        ref = send_batch.options(num_cpus=self.settings.send_task_cpus).remote(job)
+        self.in_flight[ref] = job.claim
+
+    async def _wait_for_work(self, db, campaign: dict) -> None:
+        """Collect finished tasks (ray.wait), or sleep until poked or a retry is due."""
+        self.wake.clear()
+        if self.in_flight:
+            ready, _ = await asyncio.to_thread(
+                ray.wait, list(self.in_flight), num_returns=1, timeout=SAMPLE_EVERY_S)
+            for ref in ready:
+                await self._collect(db, ref)
+            return
+        timeout = SAMPLE_EVERY_S
+        if campaign["status"] == "running":
+            due = await campaigns.next_retry_at(db, self.campaign_id)
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - campaigns.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _collect(self, db, ref: ray.ObjectRef) -> None:
+        claim = self.in_flight.pop(ref)
+        try:
+            ray.get(ref)
+        except Exception as exc:  # the task failed for good: give its claim back
+            released = await campaigns.release(db, claim)
+            log.warning("campaign %s: send task failed (%s); %d deliveries back to pending",
+                        self.campaign_id, type(exc).__name__, released)
+
+    async def _drain(self, db) -> None:
+        """Let in-flight tasks notice the status change and finish their message."""
+        while self.in_flight:
+            ready, _ = await asyncio.to_thread(ray.wait, list(self.in_flight),
+                                               num_returns=1, timeout=SAMPLE_EVERY_S)
+            for ref in ready:
+                await self._collect(db, ref)
+
+    def _exit(self) -> None:
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def start_runner(campaign_id: str, settings: Settings, endpoints: Endpoints,
+                 signing_secret: str):
+    """The campaign's runner, created if it is not running (idempotent)."""
+    return CampaignRunner.options(
+        name=runner_name(campaign_id), namespace=NAMESPACE, lifetime="detached",
+        get_if_exists=True,
+    ).remote(campaign_id, settings, endpoints, signing_secret)
+
+
+def find_runner(campaign_id: str):
+    try:
+        return ray.get_actor(runner_name(campaign_id), namespace=NAMESPACE)
+    except ValueError:
+        return None

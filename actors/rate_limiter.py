@@ -1,0 +1,29 @@
+"""The rate-limiter actor: token buckets shared by every send task in the cluster.
+
+Keys are "relay" (the global cap on the SMTP relay) and "campaign:<id>" (a
+campaign's own cap). Tasks reserve a token per message and sleep the returned delay.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from app.ratelimit import RateLimits
+from app.send_tasks import NAMESPACE, RATE_LIMITER
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class RateLimiter:
+    def __init__(self) -> None:
+        self.limits = RateLimits()
+
+    async def reserve(self, limits: dict[str, float], n: float = 1.0) -> float:
+        return self.limits.reserve(limits, n)
+
+    async def forget(self, key: str) -> None:
+        self.limits.forget(key)
+
+
+def rate_limiter():
+    return RateLimiter.options(name=RATE_LIMITER, namespace=NAMESPACE, lifetime="detached",
+                               get_if_exists=True).remote()

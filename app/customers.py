@@ -1,0 +1,193 @@
+"""Customers: demo generation, CSV import with a per-row report, audience queries."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from app.models import Audience
+
+PLANS = ("Basic", "Plus", "Turbo", "Family")
+CORE_COLUMNS = ("email", "name", "plan", "phone")
+FIRST = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "Iris", "João")
+LAST = ("Silva", "Souza", "Costa", "Lima", "Pereira", "Almeida", "Rocha", "Dias")
+INSERT_CHUNK = 1000
+MAX_IMPORT_ROWS = 200_000
+
+
+def normalise_email(raw: str) -> str:
+    """A syntactically valid address, lower-cased; raises ValueError with the reason."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def new_customer(email: str, name: str, *, plan: str = "Basic", phone: str | None = None,
+                 is_client: bool = True, tags: list[str] | None = None,
+                 variables: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "_id": uuid.uuid4().hex,
+        "email": email,
+        "name": name,
+        "plan": plan,
+        "phone": phone,
+        "is_client": is_client,
+        "unsubscribed": False,
+        "tags": tags or [],
+        "vars": variables or {},
+        "created_at": datetime.now(UTC),
+    }
+
+
+async def insert_customers(db: AsyncDatabase, docs: list[dict]) -> tuple[int, set[str]]:
+    """Insert what is new; return (inserted, emails that already existed)."""
+    inserted, duplicates = 0, set()
+    for start in range(0, len(docs), INSERT_CHUNK):
+        chunk = docs[start:start + INSERT_CHUNK]
+        try:
+            result = await db.customers.insert_many(chunk, ordered=False)
+            inserted += len(result.inserted_ids)
+        except BulkWriteError as exc:
+            inserted += exc.details["nInserted"]
+            for error in exc.details["writeErrors"]:
+                if error["code"] != 11000:
+                    raise
+                duplicates.add(chunk[error["index"]]["email"])
+    return inserted, duplicates
+
+
+async def generate_customers(db: AsyncDatabase, count: int, domain: str,
+                             tag: str | None = None) -> dict[str, Any]:
+    batch = uuid.uuid4().hex[:6]
+    tag = tag or f"demo-{batch}"
+    rng = random.Random(batch)
+    docs = [
+        new_customer(
+            f"customer{n:07d}.{batch}@{domain}".lower(),
+            f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+            plan=rng.choice(PLANS),
+            phone=f"+55119{rng.randrange(10**7, 10**8)}",
+            is_client=rng.random() < 0.8,
+            tags=[tag],
+        )
+        for n in range(count)
+    ]
+    inserted, _ = await insert_customers(db, docs)
+    return {"created": inserted, "tag": tag, "domain": domain}
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    duplicates: list[dict] = field(default_factory=list)
+    invalid: list[dict] = field(default_factory=list)
+
+
+class CsvRejected(ValueError):
+    """The file as a whole cannot be imported (no header, no email column)."""
+
+    def __init__(self, field_name: str, reason: str):
+        super().__init__(reason)
+        self.field = field_name
+
+
+def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]], ImportReport]:
+    """Validate rows; return (row number, customer) for the good ones and the report.
+
+    Row numbers count the header as row 1, as a spreadsheet shows them.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
+    columns = [name.strip().lower() for name in reader.fieldnames]
+    if "email" not in columns:
+        raise CsvRejected("email", "the CSV has no email column")
+    reader.fieldnames = columns
+    report, good, seen = ImportReport(), [], set()
+    for row_number, row in enumerate(reader, start=2):
+        if row_number - 1 > MAX_IMPORT_ROWS:
+            raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
+        problems = []
+        missing = [name for name in columns if row.get(name) is None]
+        if missing:
+            problems += [{"field": name, "reason": "missing value (short row)"} for name in missing]
+        if None in row:  # more values than the header has columns
+            problems.append({"field": "row", "reason": "more values than columns"})
+        raw_email = (row.get("email") or "").strip()
+        email = None
+        if not raw_email:
+            problems.append({"field": "email", "reason": "empty"})
+        else:
+            try:
+                email = normalise_email(raw_email)
+            except ValueError as exc:
+                problems.append({"field": "email", "reason": str(exc)})
+        if problems:
+            report.invalid += [{"row": row_number, **problem} for problem in problems]
+            continue
+        if email in seen:
+            report.duplicates.append(
+                {"row": row_number, "email": email, "reason": "repeated in file"})
+            continue
+        seen.add(email)
+        extra = {k: (v or "").strip() for k, v in row.items()
+                 if k not in CORE_COLUMNS and isinstance(k, str)}
+        name = (row.get("name") or "").strip() or email.split("@")[0]
+        good.append((row_number, new_customer(
+            email, name[:200], plan=(row.get("plan") or "Basic").strip()[:100] or "Basic",
+            phone=(row.get("phone") or "").strip() or None, tags=[tag] if tag else [],
+            variables=extra,
+        )))
+    return good, report
+
+
+async def import_csv(db: AsyncDatabase, text: str, tag: str | None = None) -> ImportReport:
+    good, report = parse_csv(text, tag)
+    inserted, existing = await insert_customers(db, [doc for _, doc in good])
+    report.imported = inserted
+    report.duplicates += [{"row": row, "email": doc["email"], "reason": "already a customer"}
+                          for row, doc in good if doc["email"] in existing]
+    report.duplicates.sort(key=lambda item: item["row"])
+    return report
+
+
+def audience_filter(audience: Audience | dict) -> dict[str, Any]:
+    """The MongoDB filter for an audience; unsubscribed customers never match."""
+    spec = audience if isinstance(audience, Audience) else Audience.model_validate(audience)
+    query: dict[str, Any] = {"unsubscribed": {"$ne": True}}
+    if spec.tag:
+        query["tags"] = spec.tag
+    if spec.plan:
+        query["plan"] = spec.plan
+    if spec.is_client is not None:
+        query["is_client"] = spec.is_client
+    if spec.email_domain:
+        query["email"] = {"$regex": f"@{re.escape(spec.email_domain.lower())}$"}
+    return query
+
+
+def template_variables(customer: dict) -> dict[str, Any]:
+    """What a template may use: the customer's fields and any imported extra columns."""
+    variables = dict(customer.get("vars") or {})
+    variables.update({key: customer.get(key) for key in ("email", "name", "plan", "phone")})
+    variables["first_name"] = (customer.get("name") or "").split(" ")[0]
+    variables["is_client"] = customer.get("is_client", False)
+    return variables
+
+
+async def set_unsubscribed(db: AsyncDatabase, customer_id: str) -> bool:
+    result = await db.customers.update_one(
+        {"_id": customer_id}, {"$set": {"unsubscribed": True,
+                                        "unsubscribed_at": datetime.now(UTC)}})
+    return result.matched_count == 1

@@ -1,0 +1,136 @@
+"""Campaign routes: preview, create, launch, pause, resume, cancel, status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from actors.campaign_runner import find_runner, start_runner
+from app import campaigns
+from app.customers import template_variables
+from app.models import CampaignCreate, LaunchOptions, PreviewRequest
+from app.templates import TemplateProblem, compile_templates
+from app.tokens import unsubscribe_secret
+from deployments.context import AppContext
+from deployments.deps import Admin, Context
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[Admin])
+
+SAMPLE_CUSTOMER = {"_id": "sample", "email": "ana.silva@example.com", "name": "Ana Silva",
+                   "plan": "Basic", "phone": "+5511900000000", "is_client": True, "vars": {}}
+
+
+def _template_error(exc: TemplateProblem) -> HTTPException:
+    return HTTPException(422, [exc.as_detail()])
+
+
+async def _found(context: AppContext, campaign_id: str) -> dict:
+    campaign = await campaigns.get_campaign(context.db, campaign_id)
+    if campaign is None:
+        raise HTTPException(404, f"no campaign {campaign_id!r}")
+    return campaign
+
+
+@router.post("/preview")
+async def preview(context: Context, body: PreviewRequest) -> dict:
+    """Render the templates for a sample (or named) customer."""
+    customer = SAMPLE_CUSTOMER
+    if body.customer_email:
+        found = await context.db.customers.find_one({"email": body.customer_email.lower()})
+        if found is None:
+            raise HTTPException(404, f"no customer {body.customer_email!r}")
+        customer = found
+    variables = {**template_variables(customer),
+                 "unsubscribe_url": f"{context.settings.public_url}/unsubscribe/preview"}
+    try:
+        subject, text, html = compile_templates(body.subject, body.body_text,
+                                                body.body_html).render(variables)
+    except TemplateProblem as exc:
+        raise _template_error(exc) from None
+    return {"subject": subject, "body_text": text, "body_html": html,
+            "customer": customer["email"]}
+
+
+@router.post("", status_code=201)
+async def create(context: Context, body: CampaignCreate) -> dict:
+    """A draft campaign; templates are checked now, not at send time."""
+    try:
+        compiled = compile_templates(body.subject, body.body_text, body.body_html)
+        compiled.render({**template_variables(SAMPLE_CUSTOMER), "unsubscribe_url": "x"})
+    except TemplateProblem as exc:
+        if "undefined" not in exc.message:  # imported columns may define more variables
+            raise _template_error(exc) from None
+    doc = await campaigns.create_campaign(context.db, body, created_by="admin")
+    return campaigns.campaign_view(doc)
+
+
+@router.get("")
+async def list_all(context: Context,
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    """Campaigns, newest first."""
+    docs = await campaigns.list_campaigns(context.db, limit)
+    return {"campaigns": [campaigns.campaign_view(doc) for doc in docs]}
+
+
+@router.get("/{campaign_id}")
+async def get_one(context: Context, campaign_id: str) -> dict:
+    """Status, counts, throughput, ETA and the spread over nodes and workers."""
+    campaign = await _found(context, campaign_id)
+    in_flight = None
+    runner = find_runner(campaign_id)
+    if runner is not None and campaign["status"] in campaigns.ACTIVE:
+        try:
+            in_flight = (await runner.status.remote())["tasks_in_flight"]
+        except Exception:
+            in_flight = None  # restarting; the record is still right
+    return campaigns.campaign_view(campaign, in_flight)
+
+
+@router.post("/{campaign_id}/launch", status_code=202)
+async def launch(context: Context, campaign_id: str,
+                 options: LaunchOptions | None = None) -> dict:
+    """Start sending: W send tasks in flight, B per batch, R messages/s at most."""
+    campaign = await _found(context, campaign_id)
+    launched = await campaigns.launch_campaign(
+        context.db, campaign_id, options or LaunchOptions(), context.settings.send_connections)
+    if launched is None:
+        raise HTTPException(409, f"campaign is {campaign['status']}, only a draft can launch")
+    ensure_runner(context, campaign_id)
+    return campaigns.campaign_view(launched)
+
+
+async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str, ...],
+                      to: str) -> dict:
+    campaign = await _found(context, campaign_id)
+    if not await campaigns.change_status(context.db, campaign_id, allowed, to):
+        raise HTTPException(409, f"campaign is {campaign['status']}; cannot {to[:-2]}")
+    runner = find_runner(campaign_id)
+    if runner is not None:
+        await runner.poke.remote()
+    elif to == "running":
+        ensure_runner(context, campaign_id)
+    return campaigns.campaign_view(await _found(context, campaign_id))
+
+
+@router.post("/{campaign_id}/pause")
+async def pause(context: Context, campaign_id: str) -> dict:
+    """Stop new sends; messages in flight finish."""
+    return await _transition(context, campaign_id, ("running",), "paused")
+
+
+@router.post("/{campaign_id}/resume")
+async def resume(context: Context, campaign_id: str) -> dict:
+    """Carry on from what is still pending."""
+    return await _transition(context, campaign_id, ("paused",), "running")
+
+
+@router.post("/{campaign_id}/cancel")
+async def cancel(context: Context, campaign_id: str) -> dict:
+    """Stop for good; what was not sent stays pending."""
+    return await _transition(context, campaign_id, ("running", "paused", "draft"), "cancelled")
+
+
+def ensure_runner(context: AppContext, campaign_id: str):
+    return start_runner(campaign_id, context.settings, context.endpoints,
+                        unsubscribe_secret(context.admin_token))

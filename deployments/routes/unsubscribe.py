@@ -1,0 +1,38 @@
+"""`/unsubscribe/{token}`: the link in every campaign email (and RFC 8058 one-click)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from app.customers import set_unsubscribed
+from app.tokens import unsubscribe_secret, verify_customer_token
+from deployments.deps import Context
+
+router = APIRouter(tags=["unsubscribe"])
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>
+<link rel="stylesheet" href="/static/app.css"></head>
+<body class="notice"><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
+
+
+async def _unsubscribe(context: Context, token: str) -> HTMLResponse:
+    customer_id = verify_customer_token(token, unsubscribe_secret(context.admin_token))
+    if customer_id is None or not await set_unsubscribed(context.db, customer_id):
+        return HTMLResponse(PAGE.format(title="Link not valid",
+                                        text="This unsubscribe link is not valid."), 404)
+    return HTMLResponse(PAGE.format(title="You are unsubscribed",
+                                    text="You will not receive campaign emails from us again."))
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+async def unsubscribe_link(context: Context, token: str) -> HTMLResponse:
+    """The link in the email: unsubscribe and say so."""
+    return await _unsubscribe(context, token)
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+async def unsubscribe_one_click(context: Context, token: str) -> HTMLResponse:
+    """RFC 8058 one-click unsubscribe, posted by mail clients."""
+    return await _unsubscribe(context, token)
