@@ -22,10 +22,11 @@ import uuid
 
 import ray
 
+from actors.send_dispatcher import send_dispatcher
 from app import campaigns
 from app.config import Endpoints, Settings
 from app.db import database
-from app.send_tasks import NAMESPACE, SendMetrics, send_batch
+from app.send_tasks import NAMESPACE, SendMetrics
 from app.sending import BatchJob
 
 log = logging.getLogger("operator_comms.runner")
@@ -47,6 +48,7 @@ class CampaignRunner:
         self.signing_secret = signing_secret
         self.in_flight: dict[ray.ObjectRef, str] = {}
         self.wake = asyncio.Event()
+        self.dispatcher = send_dispatcher()
         self.state = "starting"
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
 
@@ -93,7 +95,7 @@ class CampaignRunner:
                 while len(self.in_flight) < options["workers"]:
                     ids, sweep_after, exhausted = await self._next_batch(db, campaign, sweep_after)
                     if ids:
-                        self._submit(campaign, ids)
+                        await self._submit(campaign, ids)
                     if exhausted:
                         break
                     campaign = await campaigns.get_campaign(db, self.campaign_id)
@@ -130,7 +132,7 @@ class CampaignRunner:
             return [], None, True
         return ids, ids[-1], len(ids) < size
 
-    def _submit(self, campaign: dict, ids: list[str]) -> None:
+    async def _submit(self, campaign: dict, ids: list[str]) -> None:
         options = campaign["settings"]
         limits = {}
         if options.get("rate_limit_per_s"):
@@ -143,7 +145,7 @@ class CampaignRunner:
             signing_secret=self.signing_secret, connections=options["connections"],
             limits=limits,
         )
-        ref = send_batch.options(num_cpus=self.settings.send_task_cpus).remote(job)
+        [ref] = await self.dispatcher.submit.remote(job, self.settings.send_task_cpus)
         self.in_flight[ref] = job.claim
 
     async def _wait_for_work(self, db, campaign: dict) -> None:
@@ -166,7 +168,7 @@ class CampaignRunner:
     async def _collect(self, db, ref: ray.ObjectRef) -> None:
         claim = self.in_flight.pop(ref)
         try:
-            ray.get(ref)
+            await ref  # already finished: this only fetches the result or its error
         except Exception as exc:  # the task failed for good: give its claim back
             released = await campaigns.release(db, claim)
             log.warning("campaign %s: send task failed (%s); %d deliveries back to pending",

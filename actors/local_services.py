@@ -47,6 +47,9 @@ class LocalServices:
     def outbox_counts(self, domain: str | None = None) -> dict[str, int]:
         return self.sink.handler.count_by_recipient(domain) if self.sink else {}
 
+    def outbox_holding(self) -> list[str]:
+        return sorted(self.sink.handler.holding) if self.sink else []
+
     def outbox_message(self, key: str) -> bytes | None:
         return self.sink.handler.raw(key) if self.sink else None
 

@@ -22,7 +22,6 @@ from pymongo.errors import BulkWriteError
 from app.customers import audience_filter
 from app.models import CampaignCreate, LaunchOptions
 
-LEASE_S = 30.0
 ACTIVE = ("running", "paused")
 FINAL_DELIVERY = ("sent", "failed", "dead", "skipped")
 TIMELINE_SAMPLES = 600
@@ -164,23 +163,23 @@ async def unfinished(db: AsyncDatabase, campaign_id: str) -> int:
 
 
 async def claim(db: AsyncDatabase, ids: list[str], claim_token: str,
-                worker: dict[str, Any]) -> list[dict]:
+                worker: dict[str, Any], lease_s: float) -> list[dict]:
     """Take the deliveries that are still pending (or already ours, on a task retry)."""
     await db.deliveries.update_many(
         {"_id": {"$in": ids},
          "$or": [{"status": "pending"}, {"status": "sending", "claim": claim_token}]},
         {"$set": {"status": "sending", "claim": claim_token,
-                  "lease_until": now() + timedelta(seconds=LEASE_S), **worker}},
+                  "lease_until": now() + timedelta(seconds=lease_s), **worker}},
     )
     cursor = db.deliveries.find({"_id": {"$in": ids}, "claim": claim_token,
                                  "status": "sending"})
     return await cursor.to_list()
 
 
-async def renew_lease(db: AsyncDatabase, claim_token: str) -> None:
+async def renew_lease(db: AsyncDatabase, claim_token: str, lease_s: float) -> None:
     await db.deliveries.update_many(
         {"claim": claim_token, "status": "sending"},
-        {"$set": {"lease_until": now() + timedelta(seconds=LEASE_S)}})
+        {"$set": {"lease_until": now() + timedelta(seconds=lease_s)}})
 
 
 async def release(db: AsyncDatabase, claim_token: str, ids: list[str] | None = None) -> int:

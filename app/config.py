@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(default=3, ge=1, le=20)
     send_task_cpus: float = Field(default=0.125, gt=0, le=4)
     relay_rate_limit_per_s: float | None = Field(default=None, gt=0)
+    send_lease_s: float = Field(default=30.0, ge=1, le=3600)
+    retry_backoff_s: float = Field(default=1.0, gt=0, le=3600)
 
     # Where local state lives: embedded database, outbox, generated admin token.
     data_dir: Path = Path(".data")

@@ -9,7 +9,9 @@ PyMongo and SMTP through aiosmtplib to them, exactly as it would in production.
 - `SmtpSink` is an aiosmtpd server that stores every message in a Maildir under
   `<data_dir>/outbox` and keeps an index for the dashboard's outbox view. Like
   Amazon SES's mailbox simulator, it answers for simulator addresses: a local part
-  with `+reject` gets 550, one with `+tempfail` gets 451 the first time.
+  with `+reject` gets 550, one with `+tempfail` gets 451 the first time, and one
+  with `+hold` is held in DATA (up to HOLD_S) the first time, and dropped if the
+  client goes away meanwhile, so tests can kill a sender at a known point.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
+from email.policy import default as DEFAULT_POLICY
 from email.utils import getaddresses
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
 OUTBOX_INDEX_LIMIT = 200_000
+HOLD_S = 30.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -116,6 +120,8 @@ class SinkHandler:
         self.index: deque[OutboxEntry] = deque(maxlen=OUTBOX_INDEX_LIMIT)
         self.total = 0
         self._tempfailed: set[str] = set()
+        self._held: set[str] = set()
+        self.holding: set[str] = set()
         self._lock = threading.Lock()
         if self.maildir is not None:
             self._load_index()
@@ -136,9 +142,13 @@ class SinkHandler:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        hold = [a for a in envelope.rcpt_tos if "+hold" in a.split("@")[0].lower()
+                and a not in self._held]
+        if hold and not await self._hold(server, hold):
+            return "421 4.4.2 Client went away while held"
         content = envelope.original_content or envelope.content
         key = await asyncio.to_thread(self._store, content) if self.maildir is not None else ""
-        headers = BytesHeaderParser().parsebytes(content)
+        headers = BytesHeaderParser(policy=DEFAULT_POLICY).parsebytes(content)
         entry = OutboxEntry(
             key=key,
             to=list(envelope.rcpt_tos),
@@ -152,6 +162,22 @@ class SinkHandler:
             self.total += 1
         return "250 2.0.0 Message accepted"
 
+    async def _hold(self, server, addresses: list[str]) -> bool:
+        """Hold the transaction; False when the client disconnected meanwhile."""
+        with self._lock:
+            self._held.update(addresses)
+            self.holding.update(addresses)
+        try:
+            deadline = time.monotonic() + HOLD_S
+            while time.monotonic() < deadline:
+                if server.transport is None or server.transport.is_closing():
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+        finally:
+            with self._lock:
+                self.holding.difference_update(addresses)
+
     def _store(self, content: bytes) -> str:
         assert self.maildir is not None
         return self.maildir.add(content)
@@ -162,11 +188,12 @@ class SinkHandler:
         for key in self.maildir.iterkeys():
             path = Path(self.maildir._path) / self.maildir._lookup(key)  # type: ignore[attr-defined]
             with open(path, "rb") as handle:
-                headers = BytesHeaderParser().parse(handle)
+                headers = BytesHeaderParser(policy=DEFAULT_POLICY).parse(handle)
             entries.append(
                 OutboxEntry(
                     key=key,
-                    to=[addr for _, addr in getaddresses(headers.get_all("To", []))],
+                    to=[addr for _, addr in getaddresses(
+                        [str(value) for value in headers.get_all("To", [])])],
                     subject=str(headers.get("Subject", "")),
                     message_id=str(headers.get("Message-ID", "")).strip(),
                     received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),

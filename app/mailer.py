@@ -108,7 +108,10 @@ class Sender:
             if self.client is None or not self.client.is_connected:
                 self.client = smtp_client(self.settings, self.endpoints)
                 await self.client.connect()
-            await self.client.send_message(message)
+            # Send the bytes we built: send_message would re-fold long headers.
+            await self.client.sendmail(message["From"].addresses[0].addr_spec,
+                                       [message["To"].addresses[0].addr_spec],
+                                       message.as_bytes(policy=POLICY))
             return SendOutcome(SENT, 250)
         except Exception as exc:  # every SMTP or socket failure becomes an outcome
             outcome = classify(exc)

@@ -48,7 +48,6 @@ class BatchJob:
     signing_secret: str
     connections: int
     limits: dict[str, float] = field(default_factory=dict)
-    backoff_base_s: float = 1.0
 
 
 def worker_identity(node_id: str | None = None) -> dict[str, Any]:
@@ -108,7 +107,7 @@ class OutcomeRecorder:
             status = "dead"
         else:
             status = "pending"
-            delay = campaigns.backoff_s(attempts, self.job.backoff_base_s)
+            delay = campaigns.backoff_s(attempts, self.job.settings.retry_backoff_s)
             fields.update(claim=None, next_attempt_at=at + timedelta(seconds=delay))
         fields["status"] = status
         return status, {"$set": {**fields, "attempts": attempts}}
@@ -127,7 +126,8 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None, reserve: Reser
 
 async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                reserve: Reserve | None, observe: Observe | None) -> dict[str, Any]:
-    claimed = await campaigns.claim(db, job.delivery_ids, job.claim, identity)
+    lease_s = job.settings.send_lease_s
+    claimed = await campaigns.claim(db, job.delivery_ids, job.claim, identity, lease_s)
     summary: dict[str, Any] = {"claimed": len(claimed), **identity}
     if not claimed:
         return summary
@@ -151,8 +151,8 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
             if campaign is None or campaign["status"] != "running":
                 stop_reason.append(campaign["status"] if campaign else "deleted")
                 stop.set()
-            elif time.monotonic() - last_renewal > campaigns.LEASE_S / 3:
-                await campaigns.renew_lease(db, job.claim)
+            elif time.monotonic() - last_renewal > lease_s / 3:
+                await campaigns.renew_lease(db, job.claim, lease_s)
                 last_renewal = time.monotonic()
 
     async def connection() -> None:

@@ -5,12 +5,16 @@ and accept many requests at once; Serve's default `max_ongoing_requests` (5) wou
 queue a dashboard behind a handful of open WebSockets.
 """
 
+# Access logs of every poll would drown what matters; errors are still logged.
+LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
+
 DASHBOARD = {
     "name": "Dashboard",
     "num_replicas": 1,
     "max_ongoing_requests": 200,
     "ray_actor_options": {"num_cpus": 0.25},
     "health_check_period_s": 10,
+    "logging_config": LOGGING,
 }
 
 CHATBOT = {
@@ -18,4 +22,5 @@ CHATBOT = {
     "num_replicas": 1,
     "max_ongoing_requests": 200,
     "ray_actor_options": {"num_cpus": 0.25},
+    "logging_config": LOGGING,
 }

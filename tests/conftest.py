@@ -32,6 +32,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         http_port=port,
         public_url=f"http://127.0.0.1:{port}",
         marketing_cooldown_s=1.0,
+        send_lease_s=5.0,  # a dead task's claim comes back within seconds
+        retry_backoff_s=0.2,
     )
     ray.init(num_cpus=4, include_dashboard=True, dashboard_port=free_port(),
              namespace="operator-comms", logging_level="WARNING")

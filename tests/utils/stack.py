@@ -25,4 +25,4 @@ class Stack:
 
 def unique_domain(label: str) -> str:
     """A mail domain no other test uses, so tests sharing the app stay independent."""
-    return f"{label}-{uuid.uuid4().hex[:8]}.test"
+    return f"{label}-{uuid.uuid4().hex[:8]}.example"

@@ -1,0 +1,47 @@
+"""CSV parsing and audience filters (pure logic; the HTTP import is tested end to end)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.customers import CsvRejected, audience_filter, parse_csv, template_variables
+
+
+def test_report_names_bad_rows_and_keeps_good_ones() -> None:
+    text = (
+        "email,name,plan,phone,city\n"
+        "ana@example.com,Ana,Turbo,+5511,Recife\n"       # row 2: good
+        "not-an-email,Bad,Basic,,X\n"                    # row 3: bad email
+        "bruno@example.com,Bruno\n"                      # row 4: short row
+        "ANA@example.com,Ana again,Basic,,Y\n"           # row 5: duplicate of row 2
+        ",Nobody,Basic,,Z\n"                             # row 6: empty email
+        "carla@example.com,Carla,Plus,,Natal\n"          # row 7: good
+    )
+    good, report = parse_csv(text, tag="import-1")
+    assert [row for row, _ in good] == [2, 7]
+    assert good[0][1]["vars"] == {"city": "Recife"} and good[0][1]["tags"] == ["import-1"]
+    invalid = {(item["row"], item["field"]) for item in report.invalid}
+    assert invalid == {(3, "email"), (4, "plan"), (4, "phone"), (4, "city"), (6, "email")}
+    assert report.duplicates == [{"row": 5, "email": "ana@example.com",
+                                  "reason": "repeated in file"}]
+
+
+def test_file_without_email_column_is_rejected() -> None:
+    with pytest.raises(CsvRejected) as caught:
+        parse_csv("name,plan\nAna,Turbo\n")
+    assert caught.value.field == "email"
+
+
+def test_audience_always_excludes_unsubscribed() -> None:
+    assert audience_filter({}) == {"unsubscribed": {"$ne": True}}
+    query = audience_filter({"tag": "t", "plan": "Turbo", "is_client": False,
+                             "email_domain": "a.b"})
+    assert query["unsubscribed"] == {"$ne": True} and query["tags"] == "t"
+    assert query["email"] == {"$regex": r"@a\.b$"}
+
+
+def test_template_variables_merge_extras_under_core_fields() -> None:
+    variables = template_variables({"email": "a@b.c", "name": "Ana Silva", "plan": "Turbo",
+                                    "vars": {"city": "Recife", "name": "spoofed"}})
+    assert variables["name"] == "Ana Silva" and variables["city"] == "Recife"
+    assert variables["first_name"] == "Ana"

@@ -1,0 +1,43 @@
+"""Message building and SMTP reply classification."""
+
+from __future__ import annotations
+
+import aiosmtplib
+
+from app.mailer import AUTH, FAILED, RETRY, Mail, build_message, classify, message_id
+
+
+def test_crlf_cannot_inject_headers() -> None:
+    mail = Mail(to_email="a@example.com", to_name="Eve\r\nBcc: victim@example.com",
+                subject="Hello\r\nBcc: victim@example.com", text="body")
+    raw = build_message(mail, "Operator <no-reply@op.example>").as_string()
+    headers = raw.split("\n\n", 1)[0]
+    assert "\nBcc:" not in headers and "\rBcc:" not in headers
+    assert "Subject: Hello Bcc: victim@example.com" in headers
+
+
+def test_message_id_is_deterministic_per_delivery() -> None:
+    first = message_id("camp:cust1", "Op <no-reply@op.example>")
+    assert first == message_id("camp:cust1", "Op <no-reply@op.example>")
+    assert first != message_id("camp:cust2", "Op <no-reply@op.example>")
+    assert first.startswith("<") and first.endswith("@op.example>")
+
+
+def test_list_unsubscribe_header_stays_plain() -> None:
+    url = "http://localhost:8000/unsubscribe/" + "x" * 120
+    mail = Mail(to_email="a@example.com", to_name="A", subject="s", text="t",
+                unsubscribe_url=url)
+    raw = build_message(mail, "no-reply@op.example").as_string()
+    assert f"List-Unsubscribe: <{url}>" in raw
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
+
+
+def test_classification() -> None:
+    assert classify(aiosmtplib.SMTPRecipientRefused(451, "later", "a@b")).status == RETRY
+    assert classify(aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@b")).status == FAILED
+    assert classify(aiosmtplib.SMTPAuthenticationError(535, "bad credentials")).status == AUTH
+    assert classify(aiosmtplib.SMTPServerDisconnected("gone")).status == RETRY
+    assert classify(ConnectionRefusedError()).status == RETRY
+    refused = classify(aiosmtplib.SMTPRecipientsRefused(
+        [aiosmtplib.SMTPRecipientRefused(552, "full", "a@b")]))
+    assert (refused.status, refused.code) == (FAILED, 552)

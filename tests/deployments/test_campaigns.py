@@ -1,0 +1,237 @@
+"""Campaigns end to end: real HTTP through Serve, real SMTP sink, real MongoDB wire."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import ray
+from pymongo import MongoClient
+
+from tests.utils.campaigns import (
+    create_campaign,
+    finished,
+    generate_audience,
+    import_audience,
+    launch,
+    wait_for,
+)
+from tests.utils.stack import Stack, unique_domain
+
+
+def sink_counts(stack: Stack, domain: str) -> dict[str, int]:
+    return ray.get(stack.services.outbox_counts.remote(domain))
+
+
+def mongo(stack: Stack):
+    endpoints = ray.get(stack.services.endpoints.remote())
+    return MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db]
+
+
+def test_two_hundred_customers_four_workers_exactly_once(stack: Stack, api) -> None:
+    domain = unique_domain("fanout")
+    tag = generate_audience(api, 200, domain)
+    campaign_id = create_campaign(api, tag)
+    launch(api, campaign_id, workers=4, batch_size=10)
+    view = wait_for(api, campaign_id, finished)
+
+    assert view["status"] == "completed"
+    assert view["counts"]["sent"] == view["counts"]["total"] == 200
+    counts = sink_counts(stack, domain)
+    assert len(counts) == 200 and set(counts.values()) == {1}
+    assert len(view["by_worker"]) > 1 and sum(view["by_worker"].values()) == 200
+    assert sum(view["by_node"].values()) == 200
+
+    # Personalised: the subject and body carry each customer's own fields.
+    customer = mongo(stack).customers.find_one({"tags": tag})
+    message = api.get("/api/outbox", params={"to": customer["email"]}).json()["messages"][0]
+    assert message["subject"] == f"Hello {customer['name'].split()[0]}"
+    raw = api.get(f"/api/outbox/{message['key']}").text
+    assert f"Dear {customer['name']}, your plan is {customer['plan']}." in raw
+    delivery = mongo(stack).deliveries.find_one({"customer_id": customer["_id"]})
+    assert delivery["message_id"] == message["message_id"]
+    assert "List-Unsubscribe: <http://127.0.0.1:" in raw
+
+
+def test_temporary_failures_retry_permanent_ones_fail(stack: Stack, api) -> None:
+    domain = unique_domain("failures")
+    ok = [f"ok{n}@{domain}" for n in range(10)]
+    tempfail = [f"t{n}+tempfail@{domain}" for n in range(5)]
+    reject = [f"r{n}+reject@{domain}" for n in range(5)]
+    import_audience(api, ok + tempfail + reject, tag=domain)
+    campaign_id = create_campaign(api, domain)
+    launch(api, campaign_id, workers=2, batch_size=4)
+    view = wait_for(api, campaign_id, finished)
+
+    assert view["status"] == "completed"
+    assert view["counts"] | {"total": 20} == {"total": 20, "pending": 0, "sent": 15,
+                                             "failed": 5, "dead": 0, "skipped": 0}
+    assert view["retries"] == 5
+    counts = sink_counts(stack, domain)
+    assert counts == {address: 1 for address in ok + tempfail}
+    db = mongo(stack)
+    for delivery in db.deliveries.find({"campaign_id": campaign_id}):
+        email = db.customers.find_one({"_id": delivery["customer_id"]})["email"]
+        if "+reject" in email:
+            assert (delivery["status"], delivery["last_code"], delivery["attempts"]) == (
+                "failed", 550, 1)
+        elif "+tempfail" in email:
+            assert (delivery["status"], delivery["attempts"]) == ("sent", 2)
+
+
+def test_send_worker_killed_mid_batch_sends_nothing_twice(stack: Stack, api) -> None:
+    domain = unique_domain("killworker")
+    emails = [f"c{n}@{domain}" for n in range(39)] + [f"held+hold@{domain}"]
+    import_audience(api, emails, tag=domain)
+    campaign_id = create_campaign(api, domain)
+    launch(api, campaign_id, workers=2, batch_size=10, connections=2)
+    db = mongo(stack)
+
+    # The sink holds the +hold message in DATA; the rest of its batch completes.
+    deadline = time.monotonic() + 60
+    while f"held+hold@{domain}" not in ray.get(stack.services.outbox_holding.remote()):
+        assert time.monotonic() < deadline, "the held message never reached the sink"
+        time.sleep(0.1)
+    held_customer = db.customers.find_one({"email": f"held+hold@{domain}"})
+    held = db.deliveries.find_one({"customer_id": held_customer["_id"]})
+    while db.deliveries.count_documents({"claim": held["claim"], "status": "sending"}) > 1:
+        assert time.monotonic() < deadline, "the held batch never settled"
+        time.sleep(0.1)
+
+    os.kill(held["worker_pid"], signal.SIGKILL)  # the send task's worker, mid-batch
+    view = wait_for(api, campaign_id, finished)
+
+    assert view["status"] == "completed" and view["counts"]["sent"] == 40
+    counts = sink_counts(stack, domain)
+    assert counts == {email: 1 for email in emails}
+    assert db.deliveries.find_one({"_id": held["_id"]})["worker_pid"] != held["worker_pid"]
+
+
+def test_runner_killed_mid_campaign_resumes_and_sends_nothing_twice(stack: Stack, api) -> None:
+    domain = unique_domain("killrunner")
+    tag = generate_audience(api, 150, domain)
+    campaign_id = create_campaign(api, tag)
+    launch(api, campaign_id, workers=2, batch_size=5, rate_limit_per_s=40)
+    wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= 20)
+
+    runner = ray.get_actor(f"campaign-{campaign_id}", namespace="operator-comms")
+    ray.kill(runner, no_restart=False)
+    view = wait_for(api, campaign_id, finished)
+
+    assert view["status"] == "completed" and view["counts"]["sent"] == 150
+    counts = sink_counts(stack, domain)
+    assert len(counts) == 150 and set(counts.values()) == {1}
+
+
+def test_pause_stops_sends_resume_finishes(stack: Stack, api) -> None:
+    domain = unique_domain("pause")
+    tag = generate_audience(api, 120, domain)
+    campaign_id = create_campaign(api, tag)
+    launch(api, campaign_id, workers=2, batch_size=5, rate_limit_per_s=30)
+    wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= 15)
+
+    assert api.post(f"/api/campaigns/{campaign_id}/pause").json()["status"] == "paused"
+    paused = wait_for(api, campaign_id, lambda v: v.get("tasks_in_flight") == 0)
+    at_pause = sum(sink_counts(stack, domain).values())
+    assert at_pause == paused["counts"]["sent"] < 120
+    time.sleep(2)  # nothing more may leave while paused
+    assert sum(sink_counts(stack, domain).values()) == at_pause
+    assert api.post(f"/api/campaigns/{campaign_id}/pause").status_code == 409
+
+    assert api.post(f"/api/campaigns/{campaign_id}/resume").json()["status"] == "running"
+    view = wait_for(api, campaign_id, finished)
+    assert view["status"] == "completed" and view["counts"]["sent"] == 120
+    assert set(sink_counts(stack, domain).values()) == {1}
+
+
+def test_cancel_leaves_the_rest_pending(stack: Stack, api) -> None:
+    domain = unique_domain("cancel")
+    tag = generate_audience(api, 120, domain)
+    campaign_id = create_campaign(api, tag)
+    launch(api, campaign_id, workers=2, batch_size=5, rate_limit_per_s=30)
+    wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= 10)
+
+    assert api.post(f"/api/campaigns/{campaign_id}/cancel").json()["status"] == "cancelled"
+    db = mongo(stack)
+    deadline = time.monotonic() + 30
+    while db.deliveries.count_documents({"campaign_id": campaign_id, "status": "sending"}):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    view = api.get(f"/api/campaigns/{campaign_id}").json()
+    sent = db.deliveries.count_documents({"campaign_id": campaign_id, "status": "sent"})
+    assert view["status"] == "cancelled" and 10 <= sent < 120
+    assert view["counts"]["pending"] == 120 - sent
+    assert sum(sink_counts(stack, domain).values()) == sent
+    assert api.post(f"/api/campaigns/{campaign_id}/resume").status_code == 409
+
+
+def test_csv_import_reports_bad_rows(api) -> None:
+    domain = unique_domain("csv")
+    existing = f"already@{domain}"
+    import_audience(api, [existing], tag=domain)
+    csv_text = (
+        "email,name,plan,phone\n"
+        f"good1@{domain},Good One,Turbo,+551100\n"     # 2
+        "not an email,Bad,Basic,+551101\n"             # 3
+        f"short@{domain},Short\n"                      # 4: missing columns
+        f"GOOD1@{domain},Dup,Basic,+551102\n"          # 5: duplicate in file
+        f"{existing},Old,Basic,+551103\n"              # 6: already a customer
+        f"good2@{domain},Good Two,Plus,+551104\n"      # 7
+    )
+    response = api.post("/api/customers/import", params={"tag": domain},
+                        files={"file": ("c.csv", csv_text)})
+    assert response.status_code == 200
+    report = response.json()
+    assert report["imported"] == 2
+    assert {(i["row"], i["field"]) for i in report["invalid"]} == {
+        (3, "email"), (4, "plan"), (4, "phone")}
+    assert [(d["row"], d["reason"]) for d in report["duplicates"]] == [
+        (5, "repeated in file"), (6, "already a customer")]
+    listed = api.get("/api/customers", params={"tag": domain}).json()
+    assert listed["total"] == 3
+
+    no_email = api.post("/api/customers/import", files={"file": ("c.csv", "name\nAna\n")})
+    assert no_email.status_code == 422 and no_email.json()["detail"][0]["field"] == "email"
+
+
+def test_unsubscribed_customers_are_never_sent_to(stack: Stack, api) -> None:
+    domain = unique_domain("unsub")
+    tag = generate_audience(api, 3, domain)
+    first = create_campaign(api, tag)
+    launch(api, first, workers=1)
+    wait_for(api, first, finished)
+    message = api.get("/api/outbox", params={"limit": 1000}).json()["messages"]
+    mine = next(m for m in message if m["to"][0].endswith(domain))
+    raw = api.get(f"/api/outbox/{mine['key']}").text
+    link = raw.split("List-Unsubscribe: <", 1)[1].split(">", 1)[0]
+    path = link.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    assert api.get("/" + path).status_code == 200
+    assert api.get("/" + path + "x").status_code == 404  # a forged token does nothing
+
+    second = create_campaign(api, tag)
+    view = launch(api, second, workers=1)
+    assert view["counts"]["total"] == 2
+    wait_for(api, second, finished)
+    counts = sink_counts(stack, domain)
+    assert counts[mine["to"][0]] == 1 and sum(counts.values()) == 5
+
+
+def test_bad_campaign_input_is_a_clear_4xx(api) -> None:
+    bad_template = api.post("/api/campaigns", json={
+        "name": "x", "subject": "ok", "body_text": "one\ntwo {% for %}"})
+    assert bad_template.status_code == 422
+    assert bad_template.json()["detail"][0] == {"field": "body_text", "line": 2,
+                                                "message": bad_template.json()["detail"][0][
+                                                    "message"]}
+    preview = api.post("/api/campaigns/preview", json={"subject": "Hi {{ first_name }}",
+                                                       "body_text": "{{ plan }}"})
+    assert preview.status_code == 200 and preview.json()["subject"] == "Hi Ana"
+    unknown = api.post("/api/campaigns", json={"name": "x", "subject": "s", "body_text": "t",
+                                               "colour": "red"})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "body.colour"
+    assert api.post("/api/campaigns/nope/launch", json={}).status_code == 404
+    campaign_id = create_campaign(api, "no-such-tag")
+    bad_launch = api.post(f"/api/campaigns/{campaign_id}/launch", json={"workers": 0})
+    assert bad_launch.status_code == 422
+    assert bad_launch.json()["detail"][0]["field"] == "body.workers"
