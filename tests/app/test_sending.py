@@ -1,0 +1,99 @@
+"""The batch sender against a real SMTP server that demands a login, and real MongoDB."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import SecretStr
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from pymongo import MongoClient
+
+from app import campaigns
+from app.config import Endpoints
+from app.local_services import SinkHandler, free_port
+from app.models import Audience, CampaignCreate, LaunchOptions
+from app.sending import BatchJob, run_batch
+from tests.utils.stack import Stack
+
+
+@pytest.fixture
+def login_relay():
+    """An SMTP relay that accepts user 'relay' with password 'right' only."""
+    handler = SinkHandler(None)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"relay" and auth_data.password == b"right"
+        return AuthResult(success=ok, handled=False)  # let aiosmtpd answer 535
+
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, auth_required=True,
+                            auth_require_tls=False, authenticator=authenticator)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+async def _campaign_with_audience(stack: Stack, db_name: str, count: int) -> tuple[dict, list]:
+    endpoints = await stack.services.endpoints.remote()
+    sync_db = MongoClient(endpoints.mongodb_uri)[db_name]
+    sync_db.customers.insert_many([{"_id": f"c{n}", "email": f"c{n}@auth.example",
+                                    "name": f"C {n}", "plan": "Basic", "tags": ["auth"]}
+                                   for n in range(count)])
+    from app.db import database
+
+    db = database(endpoints.mongodb_uri, db_name)
+    doc = await campaigns.create_campaign(
+        db, CampaignCreate(name="auth", subject="s", body_text="t",
+                           audience=Audience(tag="auth")), created_by="test")
+    await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(), connections=2)
+    ids = await campaigns.materialize(db, doc["_id"], [f"c{n}" for n in range(count)])
+    return doc, ids
+
+
+async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:
+    handler, port = login_relay
+    db_name = f"auth_{uuid.uuid4().hex[:8]}"
+    doc, ids = await _campaign_with_audience(stack, db_name, 6)
+    endpoints = await stack.services.endpoints.remote()
+    settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
+                                                 "smtp_password": SecretStr("wrong")})
+    job = BatchJob(campaign_id=doc["_id"], delivery_ids=ids, claim="claim-1",
+                   settings=settings,
+                   endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
+                   templates=doc["templates"], signing_secret="k", connections=2)
+    summary = await run_batch(job)
+
+    sync_db = MongoClient(endpoints.mongodb_uri)[db_name]
+    campaign = sync_db.campaigns.find_one({"_id": doc["_id"]})
+    assert campaign["status"] == "failed"
+    assert campaign["failure_reason"].startswith("SMTP authentication failed")
+    assert "wrong" not in campaign["failure_reason"]
+    # No delivery was failed or spent an attempt: all are back to pending, none sent.
+    statuses = [d["status"] for d in sync_db.deliveries.find({"campaign_id": doc["_id"]})]
+    assert statuses == ["pending"] * 6
+    assert handler.total == 0 and summary["stopped"] == "auth"
+
+
+async def test_right_login_sends_and_retried_claim_skips_what_was_sent(
+        stack: Stack, login_relay) -> None:
+    handler, port = login_relay
+    db_name = f"auth_{uuid.uuid4().hex[:8]}"
+    doc, ids = await _campaign_with_audience(stack, db_name, 5)
+    endpoints = await stack.services.endpoints.remote()
+    settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
+                                                 "smtp_password": SecretStr("right")})
+    job = BatchJob(campaign_id=doc["_id"], delivery_ids=ids, claim="claim-2",
+                   settings=settings,
+                   endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
+                   templates=doc["templates"], signing_secret="k", connections=2)
+    first = await run_batch(job)
+    again = await run_batch(job)  # what Ray does when it retries a task: same claim
+
+    assert first["sent"] == 5 and handler.total == 5
+    assert again["claimed"] == 0 and handler.total == 5
+    counts = MongoClient(endpoints.mongodb_uri)[db_name].campaigns.find_one(
+        {"_id": doc["_id"]})["counts"]
+    assert counts["sent"] == 5
