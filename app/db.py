@@ -48,8 +48,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("campaign_id", ASCENDING), ("claim", ASCENDING)]),
     ],
     "chat_sessions": [IndexModel([("updated_at", DESCENDING)])],
-    "messages": [IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True)],
-    "events": [IndexModel([("type", ASCENDING), ("created_at", DESCENDING)])],
+    "messages": [
+        IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
+        IndexModel([("outbox", ASCENDING)], sparse=True),
+    ],
+    "events": [
+        IndexModel([("type", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("delivered", ASCENDING), ("created_at", ASCENDING)]),
+    ],
 }
 
 

@@ -26,6 +26,7 @@ api.include_router(system.router, prefix="/api")
 api.include_router(customers.router, prefix="/api")
 api.include_router(campaigns.router, prefix="/api")
 api.include_router(unsubscribe.router)
+api.include_router(chat.admin_router, prefix="/api")
 api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
 

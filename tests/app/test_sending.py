@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from pydantic import SecretStr
-
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from pydantic import SecretStr
 from pymongo import MongoClient
 
 from app import campaigns
