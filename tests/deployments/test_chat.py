@@ -1,0 +1,202 @@
+"""The chatbot over real HTTP and a real WebSocket, through the Serve proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import ray
+import websockets
+from pymongo import MongoClient
+
+from app.chat import append_system_turn
+from app.db import database
+from app.flow_engine import enter, load_flow
+from tests.utils.stack import Stack, unique_domain
+
+
+def new_session(stack: Stack, **contact: str) -> dict:
+    with stack.client(admin=False) as client:
+        response = client.post("/chat/api/sessions", json=contact)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def say(stack: Stack, session: dict, text: str) -> list[dict]:
+    with stack.client(admin=False) as client:
+        response = client.post(f"/chat/api/sessions/{session['session_id']}/messages",
+                               json={"text": text},
+                               headers={"Authorization": f"Bearer {session['token']}"})
+    assert response.status_code == 200, response.text
+    return response.json()["messages"]
+
+
+def mongo(stack: Stack):
+    endpoints = ray.get(stack.services.endpoints.remote())
+    return MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db]
+
+
+def test_refusing_turbo_stores_an_offer_refused_event_for_the_customer(stack, api) -> None:
+    domain = unique_domain("chat")
+    api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
+    customer = mongo(stack).customers.find_one({"tags": domain})
+    session = new_session(stack, email=customer["email"])
+    assert session["customer_linked"] is True
+    assert session["messages"][0]["options"] == ["Yes", "No"]
+
+    say(stack, session, "1")
+    say(stack, session, "yes")
+    turn = say(stack, session, "2")
+    assert [m["role"] for m in turn] == ["customer", "bot"]
+    assert turn[-1]["node"] == "turbo_refused" and turn[-1]["options"] == []
+
+    db = mongo(stack)
+    deadline = 100
+    while deadline and not db.events.find_one({"session_id": session["session_id"]}):
+        deadline -= 1
+        time.sleep(0.1)
+    event = db.events.find_one({"session_id": session["session_id"]})
+    assert event["type"] == "offer_refused" and event["customer_id"] == customer["_id"]
+
+    with stack.client(admin=False) as client:
+        inbox = client.get(f"/chat/api/sessions/{session['session_id']}/messages",
+                           params={"after": 2},
+                           headers={"Authorization": f"Bearer {session['token']}"}).json()
+    assert [m["seq"] for m in inbox["messages"]] == [3, 4, 5, 6, 7]
+    assert inbox["cursor"] == 7
+
+
+def test_wrong_token_is_404_and_bad_text_names_the_field(stack: Stack) -> None:
+    first, second = new_session(stack), new_session(stack)
+    url = f"/chat/api/sessions/{first['session_id']}/messages"
+    with stack.client(admin=False) as client:
+        wrong = client.post(url, json={"text": "1"},
+                            headers={"Authorization": f"Bearer {second['token']}"})
+        assert wrong.status_code == 404
+        assert client.get(url, headers={"Authorization": f"Bearer {second['token']}"}
+                          ).status_code == 404
+        assert client.post(url, json={"text": "1"}).status_code == 401
+        mine = {"Authorization": f"Bearer {first['token']}"}
+        too_long = client.post(url, json={"text": "x" * 2001}, headers=mine)
+        assert too_long.status_code == 422
+        assert too_long.json()["detail"][0]["field"] == "body.text"
+        not_text = client.post(url, json={"text": 42}, headers=mine)
+        assert not_text.status_code == 422
+        assert not_text.json()["detail"][0]["field"] == "body.text"
+        assert client.post(url, json={"text": ""}, headers=mine).status_code == 422
+
+
+def test_clear_restarts_the_flow(stack: Stack) -> None:
+    session = new_session(stack)
+    say(stack, session, "1")
+    with stack.client(admin=False) as client:
+        cleared = client.delete(f"/chat/api/sessions/{session['session_id']}/messages",
+                                headers={"Authorization": f"Bearer {session['token']}"})
+        inbox = client.get(f"/chat/api/sessions/{session['session_id']}/messages",
+                           headers={"Authorization": f"Bearer {session['token']}"}).json()
+    assert cleared.status_code == 200
+    assert [m["node"] for m in inbox["messages"]] == ["start"]
+    assert say(stack, session, "1")[-1]["node"] == "upgrade"
+
+
+async def _receive_until(socket, predicate, timeout_s: float = 15) -> list[dict]:
+    seen = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = json.loads(await socket.recv())
+            seen.append(frame)
+            if predicate(frame):
+                return seen
+
+
+async def test_websocket_conversation_and_pushed_messages(stack: Stack) -> None:
+    session = new_session(stack)
+    url = (stack.base_url.replace("http", "ws")
+           + f"/chat/ws/{session['session_id']}?token={session['token']}")
+    async with websockets.connect(url) as socket:
+        greeting = await _receive_until(socket, lambda f: f["type"] == "message")
+        assert greeting[-1]["message"]["node"] == "start"
+        for answer, node in (("1", "upgrade"), ("sim", "turbo_offer"), ("2", "turbo_refused")):
+            await socket.send(json.dumps({"text": answer}))
+            frames = await _receive_until(
+                socket, lambda f, n=node: f.get("message", {}).get("node") == n)
+            assert frames[0]["message"] == {**frames[0]["message"], "role": "customer",
+                                            "text": answer}
+
+        await socket.send(json.dumps({"text": 42}))
+        error = await _receive_until(socket, lambda f: f["type"] == "error")
+        assert error[-1]["field"] == "text"
+
+        # A message written from outside the chatbot (as the marketing actor does).
+        endpoints = await stack.services.endpoints.remote()
+        db = database(endpoints.mongodb_uri, stack.settings.mongodb_db)
+        docs = await append_system_turn(db, session["session_id"],
+                                        enter(load_flow(), "counter_offer"), role="marketing",
+                                        kind="offer", offer={"id": "test", "discount_pct": 20})
+        hub = ray.get_actor("chat-hub", namespace="operator-comms")
+        await hub.publish.remote(session["session_id"], docs[-1]["seq"])
+        pushed = await _receive_until(socket, lambda f: f.get("message", {}).get("role")
+                                      == "marketing")
+        assert pushed[-1]["message"]["kind"] == "offer"
+        last_seq = pushed[-1]["message"]["seq"]
+
+    # Reconnecting with a cursor replays exactly what came after it.
+    async with websockets.connect(url + f"&after={last_seq - 2}") as socket:
+        replay = [json.loads(await socket.recv()) for _ in range(2)]
+        assert [f["message"]["seq"] for f in replay] == [last_seq - 1, last_seq]
+
+
+async def test_websocket_with_wrong_token_is_refused(stack: Stack) -> None:
+    session = new_session(stack)
+    url = stack.base_url.replace("http", "ws") + f"/chat/ws/{session['session_id']}?token=bad"
+    with pytest.raises(websockets.exceptions.WebSocketException):
+        async with websockets.connect(url) as socket:
+            await socket.recv()
+
+
+async def test_fifty_sessions_ten_messages_each_on_two_replicas(stack: Stack) -> None:
+    answers = ["1", "1", "2", "hello", "2", "2", "5", "again", "1", "nope"]
+
+    async def converse(client: httpx.AsyncClient) -> tuple[dict, list[dict]]:
+        session = (await client.post("/chat/api/sessions", json={})).json()
+        headers = {"Authorization": f"Bearer {session['token']}"}
+        for text in answers:
+            response = await client.post(f"/chat/api/sessions/{session['session_id']}/messages",
+                                         json={"text": text}, headers=headers)
+            assert response.status_code == 200
+        inbox = (await client.get(f"/chat/api/sessions/{session['session_id']}/messages",
+                                  headers=headers)).json()["messages"]
+        return session, inbox
+
+    limits = httpx.Limits(max_connections=60)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=120, limits=limits) as client:
+        results = await asyncio.gather(*(converse(client) for _ in range(50)))
+
+    for _session, inbox in results:
+        assert [m["seq"] for m in inbox] == list(range(1, len(inbox) + 1))
+        assert [m["text"] for m in inbox if m["role"] == "customer"] == answers
+    replicas = {s["replica"] for s in mongo(stack).chat_sessions.find(
+        {"_id": {"$in": [session["session_id"] for session, _ in results]}})}
+    assert len(replicas) == 2  # both ChatBot replicas took turns
+
+
+def test_operator_view_lists_sessions_and_open_handoffs(stack: Stack, api) -> None:
+    session = new_session(stack)
+    for answer in ("1", "2", "3"):  # client, no upgrade, talk to a human
+        say(stack, session, answer)
+    deadline = 100
+    overview: dict = {}
+    while deadline:
+        overview = api.get("/api/chat/sessions").json()
+        if any(h["session_id"] == session["session_id"] for h in overview["open_handoffs"]):
+            break
+        deadline -= 1
+        time.sleep(0.1)
+    mine = next(s for s in overview["sessions"] if s["id"] == session["session_id"])
+    assert mine["node"] == "handoff" and mine["ended"] is True
+    assert any(h["session_id"] == session["session_id"] for h in overview["open_handoffs"])
+    with stack.client(admin=False) as client:
+        assert client.get("/api/chat/sessions").status_code == 401
