@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # Reactive marketing.
     marketing_cooldown_s: float = Field(default=10.0, gt=0)
     marketing_discount_pct: float = Field(default=20.0, gt=0, lt=100)
+    marketing_plan: str = "Turbo"
+    marketing_window_s: float = Field(default=86_400.0, ge=0)
+    marketing_offer_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
+    marketing_offer_text: str = Field(
+        default="Special offer for you: {discount}% off the {plan} plan, "
+                "R$ {price} a month instead of R$ {full_price}.", min_length=1, max_length=500)
 
     # Ray: unset means "start or join a local Ray".
     ray_address: str | None = None

@@ -51,10 +51,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     "messages": [
         IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
         IndexModel([("outbox", ASCENDING)], sparse=True),
+        IndexModel([("session_id", ASCENDING), ("offer.id", ASCENDING)], sparse=True),
     ],
     "events": [
         IndexModel([("type", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("delivered", ASCENDING), ("created_at", ASCENDING)]),
+    ],
+    "offers": [
+        IndexModel([("status", ASCENDING), ("fire_at", ASCENDING)]),
+        IndexModel([("who", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("created_at", DESCENDING)]),
     ],
 }
 

@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from ray import serve
 
 from actors.chat_hub import chat_hub
+from actors.marketing import marketing_actor
 from app import chat
 from app.config import Settings
 from app.flow_engine import load_flow
+from app.tokens import unsubscribe_secret
 from deployments import options
 from deployments.context import AppContext
 
@@ -33,7 +35,13 @@ class ChatBot:
         self.flow = load_flow()
         self.hub = chat_hub()
         self.where = serve.get_replica_context().replica_id.unique_id
-        self.consumers: dict[str, Consumer] = {}
+        marketing = marketing_actor(settings, self.context.endpoints,
+                                    unsubscribe_secret(self.context.admin_token))
+        self.consumers: dict[str, Consumer] = {
+            "offer_refused": lambda event: marketing.handle_refusal.remote(event),
+            "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
+            "offer_accepted": lambda event: marketing.handle_upgrade.remote(event),
+        }
         self.outbox = asyncio.get_running_loop().create_task(self._hand_on_events())
 
     @property

@@ -13,12 +13,14 @@ from pymongo.errors import PyMongoError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
 from app.campaigns import active_campaign_ids
 from app.config import Settings
+from app.tokens import unsubscribe_secret
 from deployments import options
 from deployments.context import AppContext, install
-from deployments.routes import campaigns, chat, customers, pages, system, unsubscribe
+from deployments.routes import campaigns, chat, customers, marketing, pages, system, unsubscribe
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
@@ -27,6 +29,7 @@ api.include_router(customers.router, prefix="/api")
 api.include_router(campaigns.router, prefix="/api")
 api.include_router(unsubscribe.router)
 api.include_router(chat.admin_router, prefix="/api")
+api.include_router(marketing.router, prefix="/api")
 api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
 
@@ -53,6 +56,7 @@ class Dashboard:
         context.chatbot = chatbot
         install(context)
         rate_limiter()
+        marketing_actor(settings, context.endpoints, unsubscribe_secret(context.admin_token))
         # Campaigns that were running when the cluster last stopped carry on.
         for campaign_id in await active_campaign_ids(context.db):
             campaigns.ensure_runner(context, campaign_id)

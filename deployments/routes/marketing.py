@@ -1,0 +1,18 @@
+"""Marketing routes: the state of counter-offers for the operator."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.marketing import marketing_overview
+from deployments.deps import Admin, Context
+
+router = APIRouter(prefix="/marketing", tags=["marketing"], dependencies=[Admin])
+
+
+@router.get("")
+async def overview(context: Context, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
+    """Scheduled (with time to fire), sent, accepted, expired, conversion rate, recent."""
+    return await marketing_overview(context.db, limit)

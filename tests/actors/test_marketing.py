@@ -1,0 +1,163 @@
+"""The marketing actor end to end: cooldown, push, restart, idempotency, acceptance."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import ray
+import websockets
+from pymongo import MongoClient
+
+from tests.utils.stack import Stack, unique_domain
+
+
+def mongo(stack: Stack):
+    endpoints = ray.get(stack.services.endpoints.remote())
+    return MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db]
+
+
+def marketing():
+    return ray.get_actor("marketing", namespace="operator-comms")
+
+
+def wait_until(check, timeout_s: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _next_frame(socket, predicate, timeout_s: float = 30) -> dict:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = json.loads(await socket.recv())
+            if predicate(frame):
+                return frame
+
+
+def _session(stack: Stack, **contact) -> dict:
+    with stack.client(admin=False) as client:
+        return client.post("/chat/api/sessions", json=contact).json()
+
+
+async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, api) -> None:
+    domain = unique_domain("offer")
+    api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
+    db = mongo(stack)
+    customer = db.customers.find_one({"tags": domain})
+    session = _session(stack, email=customer["email"])
+    url = (stack.base_url.replace("http", "ws")
+           + f"/chat/ws/{session['session_id']}?token={session['token']}")
+
+    async with websockets.connect(url) as socket:
+        for answer in ("1", "1", "2"):  # client, upgrade, refuse Turbo
+            await socket.send(json.dumps({"text": answer}))
+        await _next_frame(socket, lambda f: f.get("message", {}).get("node") == "turbo_refused")
+        # Nothing polls from here on: the offer must be pushed.
+        offer_frame = await _next_frame(socket, lambda f: f.get("message", {}).get("role")
+                                        == "marketing")
+        message = offer_frame["message"]
+        assert message["kind"] == "offer" and message["options"] == ["Accept", "No thanks"]
+        assert "20% off the Turbo plan" in message["text"]
+
+        offer = wait_until(lambda: db.offers.find_one({"_id": message["offer"]["id"],
+                                                       "status": "sent"}), what="sent")
+        assert offer["emailed"] is True
+        assert offer["customer_id"] == customer["_id"]
+        assert (offer["fire_at"] - offer["created_at"]).total_seconds() == 1.0  # the cooldown
+        assert offer["sent_at"] >= offer["fire_at"]
+
+        await socket.send(json.dumps({"text": "1"}))  # Accept
+        done = await _next_frame(socket, lambda f: f.get("message", {}).get("node")
+                                 == "counter_accepted")
+        assert "accepted" in done["message"]["text"].lower()
+
+    conversion = wait_until(lambda: db.events.find_one({"type": "conversion",
+                                                        "offer_id": offer["_id"]}),
+                            what="the conversion")
+    assert db.offers.find_one({"_id": offer["_id"]})["status"] == "accepted"
+    assert db.customers.find_one({"_id": customer["_id"]})["plan"] == "Turbo"
+    assert conversion["monthly_value"] == round(129.90 * 0.8, 2)
+    assert conversion["source"] == "counter_offer"
+
+    mail = api.get("/api/outbox", params={"to": customer["email"]}).json()["messages"]
+    assert [m["subject"] for m in mail] == ["A special offer for you"]
+
+    overview = api.get("/api/marketing").json()
+    assert overview["counts"]["accepted"] >= 1 and 0 < overview["conversion_rate"] <= 1
+
+    # A second refusal within the window makes no new offer.
+    with stack.client(admin=False) as client:
+        headers = {"Authorization": f"Bearer {session['token']}"}
+        base = f"/chat/api/sessions/{session['session_id']}/messages"
+        client.delete(base, headers=headers)
+        for answer in ("1", "1", "2"):
+            client.post(base, json={"text": answer}, headers=headers)
+    wait_until(lambda: db.events.count_documents(
+        {"session_id": session["session_id"], "type": "offer_refused", "delivered": True}) == 2,
+        what="the second refusal to reach the actor")
+    assert db.offers.count_documents({"customer_id": customer["_id"]}) == 1
+
+
+def _events(n: int, prefix: str) -> list[dict]:
+    return [{"_id": f"{prefix}:{i}", "type": "offer_refused",
+             "session_id": f"{prefix}-session-{i}", "customer_id": None} for i in range(n)]
+
+
+def test_actor_killed_with_fifty_pending_fires_each_once(stack: Stack) -> None:
+    db = mongo(stack)
+    sessions = [_session(stack) for _ in range(50)]
+    events = [{"_id": f"kill-{uuid.uuid4().hex}", "type": "offer_refused",
+               "session_id": s["session_id"], "customer_id": None} for s in sessions]
+    actor = marketing()
+    results = ray.get([actor.handle_refusal.remote(e, delay_s=3.0) for e in events])
+    assert all(r["scheduled"] for r in results)
+
+    ray.kill(actor, no_restart=False)
+    ids = [e["_id"] for e in events]
+    wait_until(lambda: db.offers.count_documents({"_id": {"$in": ids}, "status": "sent"}) == 50,
+               timeout_s=90, what="all 50 offers to fire after the restart")
+    for s in sessions:
+        offers = db.messages.count_documents({"session_id": s["session_id"],
+                                              "role": "marketing"})
+        assert offers == 1
+    time.sleep(1)  # a second life must not fire them again either
+    ray.kill(marketing(), no_restart=False)
+    ray.get(marketing().stats.remote())
+    for s in sessions:
+        assert db.messages.count_documents({"session_id": s["session_id"],
+                                            "role": "marketing"}) == 1
+
+
+def test_same_event_twice_is_one_offer_and_a_thousand_are_a_thousand(stack: Stack) -> None:
+    db = mongo(stack)
+    actor = marketing()
+    [event] = _events(1, f"dup-{uuid.uuid4().hex[:6]}")
+    first, second = ray.get([actor.handle_refusal.remote(event, delay_s=3600),
+                             actor.handle_refusal.remote(event, delay_s=3600)])
+    assert sorted([first["scheduled"], second["scheduled"]]) == [False, True]
+    assert db.offers.count_documents({"_id": event["_id"]}) == 1
+
+    prefix = f"bulk-{uuid.uuid4().hex[:6]}"
+    results = ray.get([actor.handle_refusal.remote(e, delay_s=3600)
+                       for e in _events(1000, prefix)])
+    assert sum(r["scheduled"] for r in results) == 1000
+    assert db.offers.count_documents({"_id": {"$regex": f"^{prefix}:"}}) == 1000
+
+
+def test_no_offer_for_unsubscribed_customers(stack: Stack, api) -> None:
+    domain = unique_domain("nooffer")
+    api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
+    db = mongo(stack)
+    customer = db.customers.find_one({"tags": domain})
+    db.customers.update_one({"_id": customer["_id"]}, {"$set": {"unsubscribed": True}})
+    result = ray.get(marketing().handle_refusal.remote(
+        {"_id": f"unsub-{uuid.uuid4().hex}", "type": "offer_refused",
+         "session_id": "none", "customer_id": customer["_id"]}))
+    assert result == {"scheduled": False, "reason": "customer unsubscribed", "offer_id": None}
