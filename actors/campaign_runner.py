@@ -48,7 +48,7 @@ class CampaignRunner:
         self.signing_secret = signing_secret
         self.in_flight: dict[ray.ObjectRef, str] = {}
         self.wake = asyncio.Event()
-        self.dispatcher = send_dispatcher()
+        self.dispatcher = send_dispatcher(settings.actor_resources)
         self.state = "starting"
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
 
@@ -145,7 +145,7 @@ class CampaignRunner:
             signing_secret=self.signing_secret, connections=options["connections"],
             limits=limits,
         )
-        [ref] = await self.dispatcher.submit.remote(job, self.settings.send_task_cpus)
+        [ref] = await self.dispatcher.submit.remote(job)
         self.in_flight[ref] = job.claim
 
     async def _wait_for_work(self, db, campaign: dict) -> None:
@@ -191,7 +191,7 @@ def start_runner(campaign_id: str, settings: Settings, endpoints: Endpoints,
     """The campaign's runner, created if it is not running (idempotent)."""
     return CampaignRunner.options(
         name=runner_name(campaign_id), namespace=NAMESPACE, lifetime="detached",
-        get_if_exists=True,
+        get_if_exists=True, resources=settings.actor_resources,
     ).remote(campaign_id, settings, endpoints, signing_secret)
 
 

@@ -47,6 +47,6 @@ class ChatHub:
         return self.latest.get(session_id, after)
 
 
-def chat_hub():
+def chat_hub(resources: dict[str, float] | None = None):
     return ChatHub.options(name=HUB_NAME, namespace=NAMESPACE, lifetime="detached",
-                           get_if_exists=True).remote()
+                           get_if_exists=True, resources=resources or {}).remote()

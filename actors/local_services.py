@@ -47,6 +47,9 @@ class LocalServices:
     def outbox_counts(self, domain: str | None = None) -> dict[str, int]:
         return self.sink.handler.count_by_recipient(domain) if self.sink else {}
 
+    def outbox_distinct_counts(self, domain: str | None = None) -> dict[str, int]:
+        return self.sink.handler.distinct_by_recipient(domain) if self.sink else {}
+
     def outbox_holding(self) -> list[str]:
         return sorted(self.sink.handler.holding) if self.sink else []
 
@@ -63,7 +66,8 @@ class LocalServices:
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
     return LocalServices.options(
-        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        resources=settings.actor_resources,
     ).remote(settings, free_port(), free_port())
 
 

@@ -123,7 +123,8 @@ class MarketingActor:
                 return  # fired already (by an earlier life of this actor, or another)
             docs = await marketing.deliver_to_inbox(self.db, offer)
             if docs:
-                await chat_hub().publish.remote(offer["session_id"], docs[-1]["seq"])
+                hub = chat_hub(self.settings.actor_resources)
+                await hub.publish.remote(offer["session_id"], docs[-1]["seq"])
             emailed = bool(offer.get("email")) and await self._mail(offer)
             await marketing.mark_sent(self.db, offer_id, emailed)
             self.fired += 1
@@ -159,4 +160,5 @@ def marketing_actor(settings: Settings, endpoints: Endpoints, unsubscribe_secret
     """The cluster's marketing actor, created on first use (idempotent)."""
     return MarketingActor.options(
         name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        resources=settings.actor_resources,
     ).remote(settings, endpoints, unsubscribe_secret)

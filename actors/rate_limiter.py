@@ -24,6 +24,6 @@ class RateLimiter:
         self.limits.forget(key)
 
 
-def rate_limiter():
+def rate_limiter(resources: dict[str, float] | None = None):
     return RateLimiter.options(name=RATE_LIMITER, namespace=NAMESPACE, lifetime="detached",
-                               get_if_exists=True).remote()
+                               get_if_exists=True, resources=resources or {}).remote()

@@ -20,11 +20,17 @@ DISPATCHER = "send-dispatcher"
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
 class SendDispatcher:
-    def submit(self, job: BatchJob, num_cpus: float) -> list[ray.ObjectRef]:
+    def submit(self, job: BatchJob) -> list[ray.ObjectRef]:
+        settings = job.settings
+        # SPREAD: batches fan out over nodes (network paths, blast radius) instead of
+        # Ray's default of packing one node before using the next.
+        task = send_batch.options(num_cpus=settings.send_task_cpus,
+                                  resources=settings.send_task_resources,
+                                  scheduling_strategy="SPREAD")
         # Wrapped in a list so the caller receives the reference, not the result.
-        return [send_batch.options(num_cpus=num_cpus).remote(job)]
+        return [task.remote(job)]
 
 
-def send_dispatcher():
+def send_dispatcher(resources: dict[str, float] | None = None):
     return SendDispatcher.options(name=DISPATCHER, namespace=NAMESPACE, lifetime="detached",
-                                  get_if_exists=True).remote()
+                                  get_if_exists=True, resources=resources or {}).remote()

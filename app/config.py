@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_num_cpus: int | None = Field(default=None, ge=1)
     ray_dashboard_port: Port = 8265
+    # Placement on a cluster (cluster.yaml): custom resources the send tasks and the
+    # long-lived actors and replicas ask for, e.g. {"comms_sender": 1} on worker
+    # nodes and {"comms_head": 0.01} on the head. Empty: anywhere.
+    send_task_resources: dict[str, float] = Field(default_factory=dict)
+    actor_resources: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("data_dir")
     @classmethod

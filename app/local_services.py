@@ -226,6 +226,18 @@ class SinkHandler:
                     counts[addr] = counts.get(addr, 0) + 1
         return counts
 
+    def distinct_by_recipient(self, domain: str | None = None) -> dict[str, int]:
+        """Messages per recipient counted by Message-ID, as a mailbox that deduplicates
+        (Gmail does) shows them."""
+        seen: dict[str, set[str]] = {}
+        with self._lock:
+            snapshot = list(self.index)
+        for entry in snapshot:
+            for addr in entry.to:
+                if domain is None or addr.lower().endswith("@" + domain.lower()):
+                    seen.setdefault(addr, set()).add(entry.message_id)
+        return {addr: len(ids) for addr, ids in seen.items()}
+
     def raw(self, key: str) -> bytes | None:
         if self.maildir is None:
             return None

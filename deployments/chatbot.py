@@ -33,7 +33,7 @@ class ChatBot:
     async def __init__(self, settings: Settings):
         self.context = await AppContext.start(settings)
         self.flow = load_flow()
-        self.hub = chat_hub()
+        self.hub = chat_hub(settings.actor_resources)
         self.where = serve.get_replica_context().replica_id.unique_id
         marketing = marketing_actor(settings, self.context.endpoints,
                                     unsubscribe_secret(self.context.admin_token))

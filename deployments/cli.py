@@ -21,7 +21,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
     from ray import serve
 
     from actors.local_services import local_services
-    from deployments.main import AppArgs, build_app
+    from deployments.main import AppArgs, compose
 
     context = ray.init(
         address=settings.ray_address,
@@ -36,7 +36,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
         ray.get(local_services(settings).endpoints.remote())  # start them before the app
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
-    serve.run(build_app(args, settings=settings), name=APP_NAME, route_prefix="/")
+    serve.run(compose(args, settings), name=APP_NAME, route_prefix="/")
     return context.dashboard_url or "127.0.0.1:8265"
 
 

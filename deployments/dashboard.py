@@ -55,7 +55,7 @@ class Dashboard:
         context = await AppContext.start(settings)
         context.chatbot = chatbot
         install(context)
-        rate_limiter()
+        rate_limiter(settings.actor_resources)
         marketing_actor(settings, context.endpoints, unsubscribe_secret(context.admin_token))
         # Campaigns that were running when the cluster last stopped carry on.
         for campaign_id in await active_campaign_ids(context.db):

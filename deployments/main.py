@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from app.config import ConfigError, Settings, load_settings
+from deployments import options
 from deployments.chatbot import ChatBot
 from deployments.dashboard import Dashboard
 
@@ -26,16 +27,28 @@ class AppArgs(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="Settings overrides")
 
 
-def build_app(args: dict[str, Any] | AppArgs | None = None, settings: Settings | None = None
-              ) -> Application:
-    parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
-    if settings is None:
-        try:
-            settings = load_settings(**parsed.settings)
-        except ConfigError as exc:
-            sys.exit(f"operator-comms: {exc}")
-    chatbot = ChatBot.options(num_replicas=parsed.chatbot_replicas).bind(settings)
-    return Dashboard.options(num_replicas=parsed.dashboard_replicas).bind(settings, chatbot)
+def build_app(args: dict[str, Any] | AppArgs) -> Application:
+    """The builder `serve run` and `serve deploy` call; unknown arguments are refused."""
+    if not isinstance(args, AppArgs):
+        args = AppArgs.model_validate(args)
+    try:
+        settings = load_settings(**args.settings)
+    except ConfigError as exc:
+        sys.exit(f"operator-comms: {exc}")
+    return compose(args, settings)
+
+
+def compose(args: AppArgs, settings: Settings) -> Application:
+    """The application for these arguments and already-loaded settings."""
+    placement = {"resources": settings.actor_resources} if settings.actor_resources else {}
+    chatbot = ChatBot.options(
+        num_replicas=args.chatbot_replicas,
+        ray_actor_options={**options.CHATBOT["ray_actor_options"], **placement},
+    ).bind(settings)
+    return Dashboard.options(
+        num_replicas=args.dashboard_replicas,
+        ray_actor_options={**options.DASHBOARD["ray_actor_options"], **placement},
+    ).bind(settings, chatbot)
 
 
 app = build_app

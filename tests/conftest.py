@@ -23,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from ray import serve
 
     from actors.local_services import local_services
-    from deployments.main import AppArgs, build_app
+    from deployments.main import AppArgs, compose
 
     port = free_port()
     settings = load_settings(
@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         services = local_services(settings)
         ray.get(services.endpoints.remote())
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(AppArgs(chatbot_replicas=2), settings=settings),
+        serve.run(compose(AppArgs(chatbot_replicas=2), settings),
                   name="operator-comms", route_prefix="/")
         yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}",
                     token=admin_token(settings), services=services)

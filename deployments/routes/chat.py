@@ -107,7 +107,7 @@ async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
         await websocket.close(code=4404, reason="no such session for this token")
         return
     await websocket.accept()
-    hub = chat_hub()
+    hub = chat_hub(context.settings.actor_resources)
     cursor = max(0, after)
     lock = asyncio.Lock()
 

@@ -1,0 +1,72 @@
+"""cluster.yaml against Ray's autoscaler schema, serve_config.yaml against Serve's."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import ray
+import yaml
+from ray.autoscaler._private.util import validate_config
+from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+from ray.serve._private.utils import import_attr
+from ray.serve.deployment import Application
+from ray.serve.schema import ServeDeploySchema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _yaml(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def test_cluster_yaml_passes_rays_autoscaler_schema() -> None:
+    config = _yaml("cluster.yaml")
+    validate_config(config)  # raises jsonschema.ValidationError on any mistake
+    assert config["provider"]["type"] == "aws"
+
+
+def test_cluster_yaml_places_work_and_pins_versions() -> None:
+    config = _yaml("cluster.yaml")
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    workers = [t for name, t in types.items() if name != config["head_node_type"]]
+    assert "comms_head" in head["resources"]
+    assert workers and all("comms_sender" in w["resources"] for w in workers)
+    assert all(w["min_workers"] <= w["max_workers"] for w in workers)
+    assert any("--dashboard-host=0.0.0.0" in c for c in config["head_start_ray_commands"])
+    setup = " ".join(config["setup_commands"])
+    assert f'ray[serve,default]=={ray.__version__}' in setup
+    assert "/home/ubuntu/operator-comms" in config["file_mounts"]
+
+
+def test_cluster_yaml_commits_no_secret() -> None:
+    text = (ROOT / "cluster.yaml").read_text()
+    for secret in ("COMMS_SMTP_PASSWORD", "COMMS_ADMIN_TOKEN", "COMMS_MONGODB_URI",
+                   "mongodb://", "mongodb+srv://"):
+        assert secret not in text
+    assert "~/.operator-comms.env" in _yaml("cluster.yaml")["file_mounts"].values()
+
+
+def test_env_example_names_only_real_settings() -> None:
+    from app.config import Settings
+
+    names = {line.split("=", 1)[0] for line in
+             (ROOT / "deploy/operator-comms.env.example").read_text().splitlines()
+             if line and not line.startswith("#")}
+    known = {f"COMMS_{field.upper()}" for field in Settings.model_fields}
+    assert names <= known, names - known
+
+
+def test_serve_config_passes_serves_schema_with_real_import_paths() -> None:
+    config = ServeDeploySchema.model_validate(_yaml("serve_config.yaml"))
+    assert [app.route_prefix for app in config.applications] == ["/"]
+    for app in config.applications:
+        built = call_user_app_builder_with_args_if_necessary(import_attr(app.import_path),
+                                                            app.args)
+        assert isinstance(built, Application)
+
+
+def test_project_version_matches_what_the_cluster_installs() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "operator-comms" and project["version"]
