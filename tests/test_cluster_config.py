@@ -70,3 +70,20 @@ def test_serve_config_passes_serves_schema_with_real_import_paths() -> None:
 def test_project_version_matches_what_the_cluster_installs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == "operator-comms" and project["version"]
+
+
+def test_serve_run_import_path_builds_with_cli_arguments() -> None:
+    # What `serve run deployments.main:app chatbot_replicas=2` does: CLI args are strings.
+    builder = import_attr("deployments.main:app")
+    for args in ({}, {"chatbot_replicas": "2", "dashboard_replicas": "1"}):
+        assert isinstance(call_user_app_builder_with_args_if_necessary(builder, args),
+                          Application)
+
+
+def test_serve_run_refuses_unknown_arguments() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="colour"):
+        call_user_app_builder_with_args_if_necessary(import_attr("deployments.main:app"),
+                                                     {"colour": "red"})
