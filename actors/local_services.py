@@ -40,9 +40,8 @@ class LocalServices:
 
     def outbox(self, to: str | None = None, limit: int = 100) -> dict:
         if self.sink is None:
-            return {"total": 0, "messages": []}
-        return {"total": self.sink.handler.total,
-                "messages": self.sink.handler.list(to=to, limit=limit)}
+            return {"total": 0, "matched": 0, "messages": []}
+        return self.sink.handler.list(to=to, limit=limit)
 
     def outbox_counts(self, domain: str | None = None) -> dict[str, int]:
         return self.sink.handler.count_by_recipient(domain) if self.sink else {}

@@ -204,17 +204,19 @@ class SinkHandler:
         self.total = len(entries)
 
     # Queries for the dashboard and tests.
-    def list(self, *, to: str | None = None, limit: int = 100) -> list[dict]:
+    def list(self, *, to: str | None = None, limit: int = 100) -> dict:
+        """Newest first; `to` matches any part of a recipient address, in any case."""
         with self._lock:
             snapshot = list(self.index)
+            total = self.total
         wanted = to.lower() if to else None
-        found = []
+        found, matched = [], 0
         for entry in reversed(snapshot):
-            if wanted is None or any(addr.lower() == wanted for addr in entry.to):
-                found.append(asdict(entry))
-                if len(found) >= limit:
-                    break
-        return found
+            if wanted is None or any(wanted in addr.lower() for addr in entry.to):
+                matched += 1
+                if len(found) < limit:
+                    found.append(asdict(entry))
+        return {"total": total, "matched": matched, "messages": found}
 
     def count_by_recipient(self, domain: str | None = None) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -20,7 +20,16 @@ from app.config import Settings
 from app.tokens import unsubscribe_secret
 from deployments import options
 from deployments.context import AppContext, install
-from deployments.routes import campaigns, chat, customers, marketing, pages, system, unsubscribe
+from deployments.routes import (
+    campaigns,
+    chat,
+    customers,
+    live,
+    marketing,
+    pages,
+    system,
+    unsubscribe,
+)
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
@@ -30,6 +39,7 @@ api.include_router(campaigns.router, prefix="/api")
 api.include_router(unsubscribe.router)
 api.include_router(chat.admin_router, prefix="/api")
 api.include_router(marketing.router, prefix="/api")
+api.include_router(live.router, prefix="/api")
 api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
 

@@ -23,9 +23,9 @@ async def chat_page() -> FileResponse:
     return FileResponse(STATIC / "chat.html")
 
 
-@router.get("/static/{name}", include_in_schema=False)
+@router.get("/static/{name:path}", include_in_schema=False)
 async def static_file(name: str) -> FileResponse:
     path = (STATIC / name).resolve()
-    if path.parent != STATIC.resolve() or not path.is_file():
+    if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
         raise HTTPException(404, "no such asset")
-    return FileResponse(path)
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})

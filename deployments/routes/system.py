@@ -60,7 +60,7 @@ async def outbox(
     to: str | None = Query(default=None, max_length=320),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict:
-    """What the embedded SMTP sink received, newest first."""
+    """What the embedded SMTP sink received, newest first; `to` matches part of an address."""
     return await _sink(context).outbox.remote(to, limit)
 
 

@@ -46,6 +46,9 @@ async def test_outbox_lists_what_the_sink_received(stack: Stack) -> None:
         one = client.get("/api/outbox", params={"to": f"user1@{domain}"}).json()["messages"]
         assert [m["subject"] for m in one] == ["Hello 1"]
 
+        part = client.get("/api/outbox", params={"to": domain.upper()}).json()
+        assert part["matched"] == 3 and part["total"] >= 3
+
         raw = client.get(f"/api/outbox/{one[0]['key']}")
         assert raw.status_code == 200 and "Subject: Hello 1" in raw.text
 

@@ -1,0 +1,126 @@
+// The customer chat: a session kept in localStorage, live over the WebSocket; options as
+// buttons, counter-offers as cards, a banner while the connection is down.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const store = window.localStorage;
+let session = JSON.parse(store.getItem("comms-chat") || "null");
+let socket = null;
+let cursor = 0;
+let retry = 0;
+let wasDown = false;
+
+function save() { store.setItem("comms-chat", JSON.stringify(session)); }
+
+async function newSession() {
+  const response = await fetch("/chat/api/sessions", { method: "POST",
+    headers: { "Content-Type": "application/json" }, body: "{}" });
+  const data = await response.json();
+  session = { id: data.session_id, token: data.token };
+  save();
+}
+
+function scrollDown() { const box = $("messages"); box.scrollTop = box.scrollHeight; }
+
+function send(text) {
+  if (!text || !socket || socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(JSON.stringify({ text }));
+  return true;
+}
+
+function render(message) {
+  if (message.seq <= cursor) return;
+  cursor = message.seq;
+  const box = $("messages");
+  for (const old of box.querySelectorAll(".options")) old.remove();
+  if (message.kind === "offer") {
+    const card = document.createElement("div");
+    card.className = "offer-card";
+    card.dataset.offer = message.offer ? message.offer.id : "";
+    const title = document.createElement("h3");
+    title.textContent = "A special offer for you";
+    const text = document.createElement("p");
+    text.textContent = message.text;
+    const accept = document.createElement("button");
+    accept.textContent = "Accept";
+    accept.className = "accept-offer";
+    accept.addEventListener("click", () => { if (send("Accept")) accept.disabled = true; });
+    card.append(title, text, accept);
+    box.appendChild(card);
+  } else {
+    const bubble = document.createElement("div");
+    bubble.className = `bubble ${message.role === "customer" ? "customer" : "bot"}`;
+    bubble.textContent = message.text;
+    bubble.dataset.node = message.node || "";
+    box.appendChild(bubble);
+    if (message.options && message.options.length) {
+      const options = document.createElement("div");
+      options.className = "options";
+      message.options.forEach((label, i) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = `${i + 1}. ${label}`;
+        button.addEventListener("click", () => send(label));
+        options.appendChild(button);
+      });
+      box.appendChild(options);
+    }
+  }
+  scrollDown();
+}
+
+function banner(text, kind) {
+  const node = $("banner");
+  node.textContent = text;
+  node.className = `banner ${kind}`;
+  if (kind === "up") setTimeout(() => node.classList.add("hidden"), 2500);
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/chat/ws/${session.id}` +
+                         `?token=${encodeURIComponent(session.token)}&after=${cursor}`);
+  socket.addEventListener("open", () => {
+    retry = 0;
+    if (wasDown) banner("Connected again.", "up");
+    wasDown = false;
+  });
+  socket.addEventListener("message", (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === "message") render(frame.message);
+    else if (frame.type === "error") banner(frame.message, "down");
+  });
+  socket.addEventListener("close", async (event) => {
+    if (event.code === 4404) {  // the session is gone: start a new one
+      await newSession();
+      cursor = 0;
+      $("messages").replaceChildren();
+      connect();
+      return;
+    }
+    wasDown = true;
+    banner("Connection lost. Reconnecting…", "down");
+    retry = Math.min(retry + 1, 5);
+    setTimeout(connect, 500 * retry);
+  });
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value.trim();
+  if (send(text)) $("text").value = "";
+});
+
+$("clear").addEventListener("click", async () => {
+  const response = await fetch(`/chat/api/sessions/${session.id}/messages`, {
+    method: "DELETE", headers: { Authorization: `Bearer ${session.token}` } });
+  if (!response.ok) return;
+  const data = await response.json();
+  $("messages").replaceChildren();
+  data.messages.forEach(render);
+});
+
+(async () => {
+  if (!session) await newSession();
+  connect();
+})();

@@ -1,0 +1,387 @@
+// The operator dashboard: sign in, dispatch campaigns, watch them live (server-sent
+// events read with fetch, so the token stays in a header), marketing, chat, system, outbox.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem("comms-token"), selected: null, stream: null,
+                charts: {}, lastSnapshot: null };
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell ?? "";
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function fillTable(id, rows, empty) {
+  const body = $(id).querySelector("tbody");
+  body.replaceChildren(...rows);
+  if (!rows.length && empty) {
+    const tr = row([empty]);
+    tr.firstChild.colSpan = $(id).querySelectorAll("th").length;
+    tr.firstChild.className = "muted";
+    body.appendChild(tr);
+  }
+}
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail :
+      (detail || []).map((d) => `${d.field}${d.line ? ` (line ${d.line})` : ""}: ${d.message}`).join("; "));
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) };
+  let body = options.body;
+  if (body && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(body);
+  }
+  const response = await fetch(path, { ...options, headers, body });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!response.ok) throw new ApiError(response.status, data && data.detail ? data.detail : text);
+  return data;
+}
+
+// Sign in ---------------------------------------------------------------------------
+async function signIn(token) {
+  state.token = token;
+  try {
+    await api("/api/campaigns?limit=1");
+  } catch (err) {
+    state.token = null;
+    sessionStorage.removeItem("comms-token");
+    const message = err.status === 403 ? "Wrong admin token." :
+      err.status === 401 ? "Please enter the admin token." :
+      `Could not sign in: ${err.message || "server unreachable"}`;
+    $("signin-error").textContent = message;
+    $("signin").classList.remove("hidden");
+    $("app").classList.add("hidden");
+    return false;
+  }
+  sessionStorage.setItem("comms-token", token);
+  $("signin").classList.add("hidden");
+  $("app").classList.remove("hidden");
+  startLive();
+  refreshSystem();
+  refreshOutbox();
+  preview();
+  return true;
+}
+
+$("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  $("signin-error").textContent = "";
+  signIn($("token").value.trim());
+});
+$("signout").addEventListener("click", () => {
+  sessionStorage.removeItem("comms-token");
+  location.reload();
+});
+
+// Dispatcher ------------------------------------------------------------------------
+$("gen-button").addEventListener("click", async () => {
+  $("gen-result").textContent = "Generating…";
+  try {
+    const result = await api("/api/customers/generate", { method: "POST",
+      body: { count: Number($("gen-count").value) } });
+    $("gen-result").textContent = `Created ${result.created} customers, tagged ${result.tag}.`;
+    $("outbox-filter").value = result.tag.replace(/^demo-/, ".");
+    $("audience-tag").value = result.tag;
+    preview();
+  } catch (err) { $("gen-result").textContent = err.message; }
+});
+
+$("csv-button").addEventListener("click", async () => {
+  const file = $("csv-file").files[0];
+  const report = $("csv-report");
+  if (!file) { report.textContent = "Choose a CSV file first."; return; }
+  const form = new FormData();
+  form.append("file", file);
+  const tag = `import-${Date.now().toString(36)}`;
+  try {
+    const result = await api(`/api/customers/import?tag=${tag}`, { method: "POST", body: form });
+    report.replaceChildren(el("p", `Imported ${result.imported} customers (tag ${tag}); ` +
+      `${result.invalid.length} invalid, ${result.duplicates.length} duplicates.`));
+    const problems = [...result.invalid.map((i) => [i.row, i.field, i.reason]),
+                      ...result.duplicates.map((d) => [d.row, "email", d.reason])];
+    if (problems.length) {
+      const table = el("table");
+      table.appendChild(row(["Row", "Field", "Reason"]));
+      problems.sort((a, b) => a[0] - b[0]).forEach((p) => table.appendChild(row(p)));
+      report.appendChild(table);
+    }
+    $("audience-tag").value = tag;
+  } catch (err) { report.textContent = err.message; }
+});
+
+let previewTimer = null;
+function schedulePreview() { clearTimeout(previewTimer); previewTimer = setTimeout(preview, 300); }
+async function preview() {
+  const box = $("preview");
+  try {
+    const result = await api("/api/campaigns/preview", { method: "POST", body: templates() });
+    box.classList.remove("error");
+    box.textContent = `To: ${result.customer}\nSubject: ${result.subject}\n\n${result.body_text}`;
+  } catch (err) {
+    box.classList.add("error");
+    box.textContent = err.message;
+  }
+}
+for (const id of ["subject", "body-text", "body-html"]) $(id).addEventListener("input", schedulePreview);
+
+function templates() {
+  return { subject: $("subject").value, body_text: $("body-text").value,
+           body_html: $("body-html").value.trim() ? $("body-html").value : null };
+}
+
+$("launch-button").addEventListener("click", async () => {
+  $("launch-error").textContent = "";
+  $("launch-button").disabled = true;
+  try {
+    const tag = $("audience-tag").value.trim();
+    const created = await api("/api/campaigns", { method: "POST", body: {
+      name: $("campaign-name").value || "Campaign", ...templates(),
+      audience: tag ? { tag } : {} } });
+    const rate = Number($("rate").value);
+    await api(`/api/campaigns/${created.id}/launch`, { method: "POST", body: {
+      workers: Number($("workers").value), batch_size: Number($("batch-size").value),
+      rate_limit_per_s: rate > 0 ? rate : null } });
+    select(created.id);
+  } catch (err) {
+    $("launch-error").textContent = err.message;
+  } finally {
+    $("launch-button").disabled = false;
+  }
+});
+
+// Campaigns -------------------------------------------------------------------------
+function progressBar(fraction) {
+  const bar = el("div", null, "progress");
+  const fill = el("span");
+  fill.style.width = `${Math.round(fraction * 100)}%`;
+  bar.appendChild(fill);
+  bar.title = `${Math.round(fraction * 100)}%`;
+  return bar;
+}
+
+function eta(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+function renderCampaigns(campaigns) {
+  fillTable("campaigns-table", campaigns.map((c) => {
+    const tr = row([c.name, el("span", c.status, `badge ${c.status}`), progressBar(c.progress),
+                    c.counts.sent, c.counts.failed, c.counts.dead, eta(c.eta_s)]);
+    tr.className = `selectable${c.id === state.selected ? " selected" : ""}`;
+    tr.dataset.id = c.id;
+    tr.addEventListener("click", () => select(c.id));
+    return tr;
+  }), "No campaigns yet: launch one from the dispatcher.");
+}
+
+function select(id) {
+  state.selected = id;
+  $("campaign-detail").classList.remove("hidden");
+  startLive();
+}
+
+function chart(id, type, labels, data, label) {
+  if (!window.Chart) return;
+  const existing = state.charts[id];
+  if (existing && existing.config.type === type) {
+    existing.data.labels = labels;
+    existing.data.datasets[0].data = data;
+    existing.update("none");
+    return;
+  }
+  if (existing) existing.destroy();
+  state.charts[id] = new Chart($(id), {
+    type, data: { labels, datasets: [{ label, data, backgroundColor: "#7d4fb0", borderColor: "#5b2a86",
+                                       fill: type === "line", tension: 0.25, pointRadius: 0 }] },
+    options: { responsive: true, maintainAspectRatio: false, animation: false,
+               plugins: { legend: { display: false } },
+               scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+  });
+}
+
+function renderDetail(c) {
+  if (!c) return;
+  $("detail-name").textContent = c.name;
+  $("detail-status").textContent = c.status;
+  $("detail-status").className = `badge ${c.status}`;
+  const pct = Math.round(c.progress * 100);
+  $("detail-bar").style.width = `${pct}%`;
+  $("detail-progress").textContent = `${pct}%`;
+  $("detail-sent").textContent = c.counts.sent;
+  $("detail-pending").textContent = c.counts.pending;
+  $("detail-failed").textContent = c.counts.failed;
+  $("detail-dead").textContent = c.counts.dead;
+  $("detail-rate").textContent = (c.recent_throughput_per_s ?? c.throughput_per_s).toFixed(1);
+  $("detail-eta").textContent = eta(c.eta_s);
+  $("detail-inflight").textContent = c.tasks_in_flight ?? "–";
+  $("detail-error").textContent = c.failure_reason || "";
+  $("pause").disabled = c.status !== "running";
+  $("resume").disabled = c.status !== "paused";
+  $("cancel").disabled = !["running", "paused"].includes(c.status);
+  const samples = c.timeline || [];
+  const rates = samples.slice(1).map((s, i) => {
+    const dt = (new Date(s.t) - new Date(samples[i].t)) / 1000;
+    return dt > 0 ? (s.sent - samples[i].sent) / dt : 0;
+  });
+  const start = samples.length ? new Date(samples[0].t) : null;
+  chart("throughput-chart", "line",
+        samples.slice(1).map((s) => `${Math.round((new Date(s.t) - start) / 1000)}s`), rates, "msg/s");
+  const workers = Object.entries(c.by_worker || {}).sort((a, b) => b[1] - a[1]);
+  $("worker-count").textContent = workers.length;
+  chart("workers-chart", "bar", workers.map((w) => w[0]), workers.map((w) => w[1]), "sent");
+  const nodes = Object.entries(c.by_node || {});
+  chart("nodes-chart", "bar", nodes.map((n) => n[0]), nodes.map((n) => n[1]), "sent");
+}
+
+for (const action of ["pause", "resume", "cancel"]) {
+  $(action).addEventListener("click", async () => {
+    if (!state.selected) return;
+    try {
+      await api(`/api/campaigns/${state.selected}/${action}`, { method: "POST" });
+    } catch (err) { $("detail-error").textContent = err.message; }
+  });
+}
+
+// Marketing and chat ----------------------------------------------------------------
+function renderMarketing(m) {
+  const stats = $("marketing-stats");
+  stats.replaceChildren(...[["Scheduled", m.counts.scheduled], ["Sent", m.counts.sent],
+    ["Accepted", m.counts.accepted], ["Expired", m.counts.expired],
+    ["Conversion", `${(m.conversion_rate * 100).toFixed(1)}%`]].map(([label, value]) => {
+      const stat = el("div", null, "stat");
+      stat.append(el("span", label, "muted"), el("b", value));
+      return stat;
+    }));
+  state.offers = m.scheduled.map((o) => ({ ...o, due: Date.now() + o.fires_in_s * 1000 }));
+  renderOffers();
+}
+
+function renderOffers() {
+  fillTable("offers-table", (state.offers || []).map((o) => row([
+    o.id.slice(0, 14), o.customer_id ? o.customer_id.slice(0, 10) : "anonymous",
+    `${Math.max(0, Math.round((o.due - Date.now()) / 1000))} s`])), "Nothing scheduled.");
+}
+setInterval(renderOffers, 1000);
+
+function renderChat(c) {
+  $("chat-total").textContent = `${c.total_sessions} sessions in all`;
+  fillTable("handoffs-table", c.open_handoffs.map((h) => row([
+    h.session_id.slice(0, 10), h.customer_id ? h.customer_id.slice(0, 10) : "anonymous",
+    new Date(h.created_at).toLocaleTimeString()])), "No open handoffs.");
+  fillTable("sessions-table", c.sessions.slice(0, 10).map((s) => row([
+    s.id.slice(0, 10), s.node, s.messages, new Date(s.updated_at).toLocaleTimeString()])),
+    "No sessions yet.");
+}
+
+// Live stream -----------------------------------------------------------------------
+async function startLive() {
+  if (state.stream) state.stream.abort();
+  const controller = new AbortController();
+  state.stream = controller;
+  const query = state.selected ? `?campaign=${encodeURIComponent(state.selected)}` : "";
+  try {
+    const response = await fetch(`/api/live${query}`, {
+      headers: { Authorization: `Bearer ${state.token}` }, signal: controller.signal });
+    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+    $("live-state").textContent = "live";
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = frame.split("\n").filter((l) => l.startsWith("data: "))
+          .map((l) => l.slice(6)).join("\n");
+        if (data && !frame.startsWith("event: problem")) render(JSON.parse(data));
+      }
+    }
+  } catch (err) {
+    if (controller.signal.aborted) return;
+  }
+  if (state.stream === controller) {
+    $("live-state").textContent = "reconnecting…";
+    setTimeout(startLive, 2000);
+  }
+}
+
+function render(snapshot) {
+  state.lastSnapshot = snapshot;
+  renderCampaigns(snapshot.campaigns);
+  renderDetail(snapshot.campaign);
+  renderMarketing(snapshot.marketing);
+  renderChat(snapshot.chat);
+}
+
+// System and outbox -----------------------------------------------------------------
+async function refreshSystem() {
+  try {
+    const s = await api("/api/system");
+    $("ray-link").href = `${location.protocol}//${location.hostname}:${s.ray_dashboard_port}/`;
+    const health = $("system-health");
+    health.replaceChildren(...["mongodb", "smtp", "ray"].map((part) => {
+      const stat = el("div", null, "stat");
+      const up = s.health[part].status === "up";
+      stat.append(el("span", part === "mongodb" ? "MongoDB" : part.toUpperCase(), "muted"),
+                  el("b", up ? "up" : "down", up ? "" : "error"));
+      return stat;
+    }));
+    $("actors-count").textContent = s.actors ? s.actors.length : "?";
+    $("tasks-count").textContent = s.running_tasks ? s.running_tasks.length : "?";
+    fillTable("nodes-table", s.nodes.map((n) => row([n.id, n.ip, n.cpus, n.alive ? "yes" : "no"])));
+    if (!s.local_mode) $("outbox").classList.add("hidden");
+  } catch (err) { /* shown as down on the next try */ }
+}
+setInterval(() => state.token && refreshSystem(), 5000);
+
+async function refreshOutbox() {
+  const to = $("outbox-filter").value.trim();
+  try {
+    const data = await api(`/api/outbox?limit=15${to ? `&to=${encodeURIComponent(to)}` : ""}`);
+    $("outbox-total").textContent = to ? `(${data.matched} matching, ${data.total} received)`
+                                       : `(${data.total} received)`;
+    fillTable("outbox-table", data.messages.map((m) => {
+      const tr = row([new Date(m.received_at).toLocaleTimeString(), m.to.join(", "), m.subject]);
+      tr.className = "selectable";
+      tr.addEventListener("click", async () => {
+        const raw = await fetch(`/api/outbox/${encodeURIComponent(m.key)}`,
+          { headers: { Authorization: `Bearer ${state.token}` } });
+        $("outbox-raw").textContent = await raw.text();
+        $("outbox-raw").classList.remove("hidden");
+      });
+      return tr;
+    }), "Nothing received yet.");
+  } catch (err) {
+    if (err.status === 404) $("outbox").classList.add("hidden");
+  }
+}
+$("outbox-refresh").addEventListener("click", refreshOutbox);
+setInterval(() => state.token && refreshOutbox(), 3000);
+
+if (state.token) signIn(state.token);

@@ -1,0 +1,95 @@
+"""Live views for the dashboard: a server-sent-events stream and the cluster's state.
+
+`GET /api/live` streams a snapshot every second (campaigns, the selected campaign's
+detail, marketing, chat), so the page updates without reloading; the browser reads
+it with fetch(), keeping the admin token in a header. `GET /api/system` shows Ray's
+nodes, actors and running tasks next to the health of MongoDB and SMTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import ray
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from actors.campaign_runner import find_runner
+from app import campaigns
+from app.chat import session_overview
+from app.marketing import marketing_overview
+from deployments.deps import Admin, Context
+from deployments.routes.system import health
+
+router = APIRouter(tags=["live"], dependencies=[Admin])
+EVERY_S = 1.0
+
+
+async def snapshot(context, campaign_id: str | None) -> dict:
+    docs, market, chat = await asyncio.gather(
+        campaigns.list_campaigns(context.db, 20), marketing_overview(context.db, 10),
+        session_overview(context.db, 20))
+    view = {"campaigns": [campaigns.campaign_view(doc) for doc in docs],
+            "marketing": market, "chat": chat, "campaign": None}
+    if campaign_id:
+        doc = await campaigns.get_campaign(context.db, campaign_id)
+        if doc is not None:
+            in_flight = None
+            runner = find_runner(campaign_id) if doc["status"] in campaigns.ACTIVE else None
+            if runner is not None:
+                try:
+                    in_flight = (await runner.status.remote())["tasks_in_flight"]
+                except Exception:
+                    in_flight = None
+            view["campaign"] = campaigns.campaign_view(doc, in_flight)
+    return view
+
+
+@router.get("/live")
+async def live(request: Request, context: Context,
+               campaign: Annotated[str | None, Query(max_length=64)] = None
+               ) -> StreamingResponse:
+    """Server-sent events: one JSON snapshot per second until the client goes away."""
+
+    async def events():
+        while not await request.is_disconnected():
+            try:
+                data = await snapshot(context, campaign)
+                yield f"data: {json.dumps(data, default=str)}\n\n"
+            except Exception as exc:  # a slow database: say so, keep the stream
+                yield f"event: problem\ndata: {json.dumps({'error': type(exc).__name__})}\n\n"
+            await asyncio.sleep(EVERY_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+def _cluster_state() -> dict:
+    from ray.util.state import list_actors, list_tasks
+
+    nodes = [{"id": n["NodeID"][:12], "ip": n["NodeManagerAddress"], "alive": n["Alive"],
+              "cpus": n["Resources"].get("CPU", 0),
+              "custom": {k: v for k, v in n["Resources"].items()
+                         if k.startswith("comms_")}} for n in ray.nodes()]
+    state: dict = {"nodes": nodes}
+    try:
+        actors = list_actors(filters=[("state", "=", "ALIVE")], limit=200)
+        state["actors"] = [{"class": a.class_name, "name": a.name, "node": a.node_id[:12],
+                            "pid": a.pid} for a in actors]
+        tasks = list_tasks(filters=[("state", "=", "RUNNING")], limit=200)
+        state["running_tasks"] = [{"name": t.name, "node": (t.node_id or "")[:12]}
+                                  for t in tasks]
+    except Exception as exc:  # the state API needs the Ray dashboard process
+        state["state_api_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return state
+
+
+@router.get("/system")
+async def system(context: Context) -> dict:
+    """Ray nodes, actors and running tasks; MongoDB and SMTP health; the Ray dashboard."""
+    cluster, checks = await asyncio.gather(asyncio.to_thread(_cluster_state), health(context))
+    return {**cluster, "health": json.loads(checks.body),
+            "ray_dashboard_port": context.settings.ray_dashboard_port,
+            "local_mode": context.endpoints.local_sink}

@@ -1,0 +1,116 @@
+"""The operator dashboard and the customer chat in a real browser, over the real app."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.utils.stack import Stack
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def no_sideways_scroll(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def sign_in(page: Page, stack: Stack, token: str) -> None:
+    page.goto(stack.base_url + "/")
+    page.fill("#token", token)
+    page.click("#signin-button")
+
+
+def test_wrong_token_shows_an_error_on_the_form(browser, stack: Stack) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, "definitely-not-the-token")
+    expect(page.locator("#signin-error")).to_have_text("Wrong admin token.")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    page.close()
+
+
+def test_dashboard_generate_launch_and_watch(browser, stack: Stack,
+                                             screenshot_dir: Path) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, stack.token)
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#preview")).to_contain_text("Subject: Ana, your Basic plan can do more")
+
+    page.fill("#gen-count", "200")
+    page.click("#gen-button")
+    expect(page.locator("#gen-result")).to_contain_text("Created 200 customers", timeout=60_000)
+    tag = page.input_value("#audience-tag")
+    assert tag.startswith("demo-")
+
+    page.fill("#workers", "2")
+    page.fill("#batch-size", "10")
+    page.click("#launch-button")
+    expect(page.locator("#campaign-detail")).to_be_visible()
+    expect(page.locator("#detail-progress")).to_have_text("100%", timeout=180_000)
+    expect(page.locator("#detail-status")).to_have_text("completed")
+    expect(page.locator("#detail-sent")).to_have_text("200")
+    assert int(page.inner_text("#worker-count")) > 1
+    # The chart shows the same spread: more than one bar in "sent by worker".
+    bars = page.evaluate("Chart.getChart('workers-chart').data.labels.length")
+    assert bars > 1
+
+    # The outbox: these 200 arrived (filter on the batch id in their addresses).
+    page.fill("#outbox-filter", tag.removeprefix("demo-"))
+    page.click("#outbox-refresh")
+    expect(page.locator("#outbox-total")).to_contain_text("200 matching", timeout=30_000)
+    page.locator("#outbox-table tbody tr").first.click()
+    expect(page.locator("#outbox-raw")).to_contain_text("List-Unsubscribe: <")
+    expect(page.locator("#system-health")).to_contain_text("MongoDB")
+    page.screenshot(path=str(screenshot_dir / "dashboard-desktop.png"), full_page=True)
+
+    phone = browser.new_page(viewport=PHONE)
+    sign_in(phone, stack, stack.token)
+    expect(phone.locator("#app")).to_be_visible()
+    phone.locator("#campaigns-table tbody tr").first.click()
+    expect(phone.locator("#detail-progress")).to_have_text(re.compile(r"\d+%"))
+    assert no_sideways_scroll(phone)
+    phone.locator("#campaign-detail").scroll_into_view_if_needed()
+    phone.wait_for_timeout(600)  # let the progress bar's transition finish for the picture
+    phone.screenshot(path=str(screenshot_dir / "dashboard-phone.png"), full_page=False)
+    page.close()
+    phone.close()
+
+
+def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack,
+                                                     screenshot_dir: Path) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(stack.base_url + "/chat")
+    bot = page.locator(".bubble.bot")
+    expect(bot.last).to_contain_text("Are you already a client?")
+    page.click("#clear")
+    expect(page.locator(".bubble")).to_have_count(1)
+    expect(bot.last).to_contain_text("Are you already a client?")
+
+    for answer, reply in (("1", "Would you like an upgrade?"),
+                          ("1", "Do you accept the Turbo plan"),
+                          ("2", "No problem, thank you for your time")):
+        page.fill("#text", answer)
+        page.press("#text", "Enter")
+        expect(bot.last).to_contain_text(reply)
+    expect(page.locator(".options")).to_have_count(0)  # the conversation has ended
+
+    # No reload from here: the counter-offer arrives over the WebSocket.
+    card = page.locator(".offer-card")
+    expect(card).to_be_visible(timeout=20_000)
+    expect(card).to_contain_text("20% off the Turbo plan")
+    page.screenshot(path=str(screenshot_dir / "chat-desktop.png"))
+    card.locator(".accept-offer").click()
+    expect(bot.last).to_contain_text("Offer accepted!")
+
+    phone = browser.new_page(viewport=PHONE)
+    phone.goto(stack.base_url + "/chat")
+    expect(phone.locator(".bubble.bot").last).to_contain_text("Are you already a client?")
+    phone.locator(".options button").first.click()  # the options are buttons too
+    expect(phone.locator(".bubble.bot").last).to_contain_text("Would you like an upgrade?")
+    assert no_sideways_scroll(phone)
+    phone.screenshot(path=str(screenshot_dir / "chat-phone.png"))
+    page.close()
+    phone.close()
