@@ -2,10 +2,10 @@
 record each outcome. Pure asyncio; the Ray task in `app.send_tasks` wraps it.
 
 A batch is driven by `connections` SMTP connections at once, each reused for every
-message it sends. Outcomes are group-committed: a connection does not start its next
-message until the outcome of its last one is written, and whichever connection
-writes takes everything that has queued up meanwhile in one bulk write. So a process
-that dies leaves at most one unrecorded message per connection, not a whole batch.
+message it sends. Outcomes are written behind the sends by one flusher, in bulk
+writes of whatever has queued up, and a connection waits while more than a small
+bound of outcomes are not yet written. So a process that dies leaves at most that
+many messages sent but unrecorded (2 per connection, at least 4), never a batch.
 """
 
 from __future__ import annotations
@@ -57,38 +57,83 @@ def worker_identity(node_id: str | None = None) -> dict[str, Any]:
 
 
 class OutcomeRecorder:
-    """Group commit of delivery outcomes plus the campaign's counters."""
+    """Delivery outcomes written behind the sends, in bulk, with a bound on what waits.
 
-    def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any]):
+    A flusher writes whatever outcomes have queued up in one bulk write, again and
+    again, so a fast database sees one write per message and a slow one sees batches.
+    A connection waits before its next send while more than `max_unrecorded` outcomes
+    of this task are not written yet: that bounds what a killed process can leave sent
+    but unrecorded. The campaign's counters are incremented at most every
+    COUNTS_EVERY_S and at the end (the runner recounts from the deliveries anyway).
+    """
+
+    COUNTS_EVERY_S = 0.5
+
+    def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
+                 max_unrecorded: int):
         self.db, self.job, self.identity = db, job, identity
+        self.max_unrecorded = max(1, max_unrecorded)
         self.ops: list[UpdateOne] = []
         self.counts: Counter[str] = Counter()
         self.retries = 0
         self.totals: Counter[str] = Counter()
-        self.lock = asyncio.Lock()
+        self.unrecorded = 0
+        self.changed = asyncio.Condition()
+        self.flusher: asyncio.Task | None = None
+        self.last_counts = time.monotonic()
+        self.error: BaseException | None = None
 
     async def record(self, delivery: dict, outcome: SendOutcome, latency_ms: float | None,
                      message_id: str | None) -> str:
         status, update = self._update(delivery, outcome, latency_ms, message_id)
-        self.ops.append(UpdateOne({"_id": delivery["_id"], "claim": self.job.claim,
-                                   "status": "sending"}, update))
-        if status in campaigns.FINAL_DELIVERY:
-            self.counts[status] += 1
-        else:
-            self.retries += 1
-        self.totals[status if status != "pending" else "retry"] += 1
-        async with self.lock:
-            if self.ops:
-                await self._flush()
+        async with self.changed:
+            while self.unrecorded >= self.max_unrecorded and self.error is None:
+                await self.changed.wait()
+            if self.error is not None:
+                raise self.error
+            self.ops.append(UpdateOne({"_id": delivery["_id"], "claim": self.job.claim,
+                                       "status": "sending"}, update))
+            self.unrecorded += 1
+            if status in campaigns.FINAL_DELIVERY:
+                self.counts[status] += 1
+            else:
+                self.retries += 1
+            self.totals[status if status != "pending" else "retry"] += 1
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self._flush_all())
         return status
 
-    async def _flush(self) -> None:
-        ops, self.ops = self.ops, []
+    async def _flush_all(self) -> None:
+        while self.ops:
+            ops, self.ops = self.ops, []
+            try:
+                await self.db.deliveries.bulk_write(ops, ordered=False)
+                if time.monotonic() - self.last_counts >= self.COUNTS_EVERY_S:
+                    await self._write_counts()
+            except BaseException as exc:  # surface it to the senders, stop sending
+                self.error = exc
+                raise
+            finally:
+                async with self.changed:
+                    self.unrecorded -= len(ops)
+                    self.changed.notify_all()
+
+    async def _write_counts(self) -> None:
         counts, self.counts = self.counts, Counter()
         retries, self.retries = self.retries, 0
-        await self.db.deliveries.bulk_write(ops, ordered=False)
+        self.last_counts = time.monotonic()
         await campaigns.add_counts(self.db, self.job.campaign_id, dict(counts), retries,
                                    self.identity["node"], self.identity["worker"])
+
+    async def close(self) -> None:
+        """Wait until every outcome and the counters are written."""
+        while self.flusher is not None and not self.flusher.done():
+            await asyncio.wait({self.flusher})
+            if self.ops and self.error is None:
+                self.flusher = asyncio.get_running_loop().create_task(self._flush_all())
+        if self.error is not None:
+            raise self.error
+        await self._write_counts()
 
     def _update(self, delivery: dict, outcome: SendOutcome, latency_ms: float | None,
                 message_id: str | None) -> tuple[str, dict]:
@@ -135,7 +180,8 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                                  job.templates.get("body_html"))
     ids = [d["customer_id"] for d in claimed]
     customers = {c["_id"]: c async for c in db.customers.find({"_id": {"$in": ids}})}
-    recorder = OutcomeRecorder(db, job, identity)
+    recorder = OutcomeRecorder(db, job, identity,
+                               max_unrecorded=max(4, 2 * job.connections))
     queue: asyncio.Queue[dict] = asyncio.Queue()
     for delivery in claimed:
         queue.put_nowait(delivery)
@@ -205,6 +251,7 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
     watcher = asyncio.create_task(watch())
     try:
         await asyncio.gather(*(connection() for _ in range(max(1, job.connections))))
+        await recorder.close()
     finally:
         stop.set()
         watcher.cancel()

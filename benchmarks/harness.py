@@ -1,0 +1,61 @@
+"""Start Ray, the embedded database and the Serve app in this process, for benchmarks.
+
+Like `make run`, but with settings chosen by the benchmark (an external SMTP sink, a
+fresh data directory) and a machine description for the results.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import ray
+from ray import serve
+
+from actors.local_services import local_services
+from app.config import Settings, load_settings
+from app.local_services import free_port
+from app.tokens import admin_token
+from deployments.main import AppArgs, compose
+
+
+def machine() -> dict:
+    return {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "ray": ray.__version__,
+            "os": platform.platform(terse=True)}
+
+
+@contextmanager
+def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, **overrides):
+    """Yield (settings, admin HTTP client, base URL) for a fresh app; stop it after."""
+    port = free_port()
+    values = {"data_dir": Path(tempfile.mkdtemp(prefix="bench-")), "http_port": port,
+              "mongodb_db": "bench", "public_url": f"http://127.0.0.1:{port}", **overrides}
+    settings: Settings = load_settings(**values)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, namespace="operator-comms",
+             logging_level="ERROR", log_to_driver=False)
+    try:
+        ray.get(local_services(settings).endpoints.remote())
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(compose(AppArgs(chatbot_replicas=chatbot_replicas), settings),
+                  name="operator-comms", route_prefix="/")
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=120,
+                          headers={"Authorization": f"Bearer {admin_token(settings)}"}) as api:
+            yield settings, api, base
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
