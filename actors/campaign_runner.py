@@ -1,12 +1,13 @@
 """The campaign runner: one detached actor per running campaign, driving its fan-out.
 
-It streams the audience from MongoDB a page at a time (its memory does not grow with
-the audience), turns each page into pending deliveries, and keeps at most `workers`
-send tasks in flight with `ray.wait`. When the audience is exhausted it sweeps what
-is still pending (retries after backoff, claims whose task died) until nothing is
-left. All progress lives in MongoDB, so a restarted runner (`max_restarts=-1`)
-resumes where the record says. Pause, resume and cancel are status changes in the
-record; the runner and its tasks follow them.
+It streams the audience from MongoDB into pending deliveries in the background (its
+memory does not grow with the audience), and keeps at most `workers` send tasks in
+flight with `ray.wait`: each time there is room it claims the next due batch (new
+deliveries, retries whose backoff is over, claims whose task died) and hands the
+claim to a task. It completes when every delivery is final. All progress lives in
+MongoDB, so a restarted runner (`max_restarts=-1`) resumes where the record says.
+Pause, resume and cancel are status changes in the record; the runner and its tasks
+follow them.
 
 Teardown: a runner kills itself when its campaign ends; `ray.kill` of
 `campaign-<id>` in namespace `operator-comms` stops one by hand.
@@ -72,13 +73,16 @@ class CampaignRunner:
         db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
         metrics = SendMetrics.get()
         last_sample = last_sweep = 0.0
-        sweep_after: str | None = None
         await campaigns.requeue_expired(db, self.campaign_id)
+        campaign = await campaigns.get_campaign(db, self.campaign_id)
+        materializer = None
+        if campaign is not None and not campaign.get("materialized"):
+            materializer = asyncio.get_running_loop().create_task(self._materialize(db, campaign))
         while True:
             campaign = await campaigns.get_campaign(db, self.campaign_id)
             if campaign is None or campaign["status"] in ("completed", "cancelled", "failed"):
                 self.state = campaign["status"] if campaign else "deleted"
-                await self._drain(db)
+                await self._drain()
                 break
             options = campaign["settings"]
             now = time.monotonic()
@@ -93,18 +97,26 @@ class CampaignRunner:
             self.state = campaign["status"]
             if campaign["status"] == "running":
                 while len(self.in_flight) < options["workers"]:
-                    ids, sweep_after, exhausted = await self._next_batch(db, campaign, sweep_after)
-                    if ids:
-                        await self._submit(campaign, ids)
-                    if exhausted:
+                    ids = await campaigns.due_pending(db, self.campaign_id, options["batch_size"])
+                    claim = uuid.uuid4().hex
+                    if not await campaigns.claim_batch(db, ids, claim,
+                                                       self.settings.send_lease_s):
                         break
-                    campaign = await campaigns.get_campaign(db, self.campaign_id)
-                idle = not self.in_flight and campaign["stream_done"] and sweep_after is None
-                if idle and await self._complete_if_done(db):
+                    await self._submit(campaign, claim)
+                done_creating = materializer is None or materializer.done()
+                if done_creating and not self.in_flight and await self._complete_if_done(db):
                     continue
-            await self._wait_for_work(db, campaign)
+            await self._wait_for_work()
+        if materializer is not None:
+            materializer.cancel()
         metrics.in_flight.set(0, tags={"campaign": self.campaign_id})
         self._exit()
+
+    async def _materialize(self, db, campaign: dict) -> None:
+        """Create the audience's deliveries while the first batches already go out."""
+        await campaigns.materialize_audience(db, self.campaign_id, campaign["audience"])
+        await campaigns.set_materialized(db, self.campaign_id)
+        self.wake.set()
 
     async def _complete_if_done(self, db) -> bool:
         if await campaigns.unfinished(db, self.campaign_id) > 0:
@@ -114,25 +126,7 @@ class CampaignRunner:
         await campaigns.sample_progress(db, self.campaign_id)
         return True
 
-    async def _next_batch(self, db, campaign: dict, sweep_after: str | None
-                          ) -> tuple[list[str], str | None, bool]:
-        """The next batch of delivery ids; exhausted=True when nothing is due now."""
-        size = campaign["settings"]["batch_size"]
-        if not campaign["stream_done"]:
-            customer_ids = await campaigns.next_audience_page(
-                db, campaign["audience"], campaign["cursor"], size)
-            ids = await campaigns.materialize(db, self.campaign_id, customer_ids)
-            done = len(customer_ids) < size
-            cursor = customer_ids[-1] if customer_ids else campaign["cursor"]
-            await campaigns.save_cursor(db, self.campaign_id, cursor, done)
-            return ids, sweep_after, False
-        # Sweep: pending deliveries whose time has come, in _id order, one pass at a time.
-        ids = await campaigns.due_pending(db, self.campaign_id, sweep_after, size)
-        if not ids:
-            return [], None, True
-        return ids, ids[-1], len(ids) < size
-
-    async def _submit(self, campaign: dict, ids: list[str]) -> None:
+    async def _submit(self, campaign: dict, claim: str) -> None:
         options = campaign["settings"]
         limits = {}
         if options.get("rate_limit_per_s"):
@@ -140,47 +134,43 @@ class CampaignRunner:
         if self.settings.relay_rate_limit_per_s:
             limits["relay"] = self.settings.relay_rate_limit_per_s
         job = BatchJob(
-            campaign_id=self.campaign_id, delivery_ids=ids, claim=uuid.uuid4().hex,
-            settings=self.settings, endpoints=self.endpoints, templates=campaign["templates"],
+            campaign_id=self.campaign_id, claim=claim, settings=self.settings,
+            endpoints=self.endpoints, templates=campaign["templates"],
             signing_secret=self.signing_secret, connections=options["connections"],
             limits=limits,
         )
         [ref] = await self.dispatcher.submit.remote(job)
-        self.in_flight[ref] = job.claim
+        self.in_flight[ref] = claim
 
-    async def _wait_for_work(self, db, campaign: dict) -> None:
-        """Collect finished tasks (ray.wait), or sleep until poked or a retry is due."""
+    async def _wait_for_work(self) -> None:
+        """Collect finished tasks (ray.wait), or sleep until poked or a second passed."""
         self.wake.clear()
         if self.in_flight:
             ready, _ = await asyncio.to_thread(
                 ray.wait, list(self.in_flight), num_returns=1, timeout=SAMPLE_EVERY_S)
             for ref in ready:
-                await self._collect(db, ref)
+                await self._collect(ref)
             return
-        timeout = SAMPLE_EVERY_S
-        if campaign["status"] == "running":
-            due = await campaigns.next_retry_at(db, self.campaign_id)
-            if due is not None:
-                timeout = min(timeout, max(0.0, (due - campaigns.now()).total_seconds()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout)
+            await asyncio.wait_for(self.wake.wait(), SAMPLE_EVERY_S)
 
-    async def _collect(self, db, ref: ray.ObjectRef) -> None:
+    async def _collect(self, ref: ray.ObjectRef) -> None:
         claim = self.in_flight.pop(ref)
         try:
             await ref  # already finished: this only fetches the result or its error
         except Exception as exc:  # the task failed for good: give its claim back
-            released = await campaigns.release(db, claim)
+            db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
+            released = await campaigns.release(db, self.campaign_id, claim)
             log.warning("campaign %s: send task failed (%s); %d deliveries back to pending",
                         self.campaign_id, type(exc).__name__, released)
 
-    async def _drain(self, db) -> None:
+    async def _drain(self) -> None:
         """Let in-flight tasks notice the status change and finish their message."""
         while self.in_flight:
             ready, _ = await asyncio.to_thread(ray.wait, list(self.in_flight),
                                                num_returns=1, timeout=SAMPLE_EVERY_S)
             for ref in ready:
-                await self._collect(db, ref)
+                await self._collect(ref)
 
     def _exit(self) -> None:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)

@@ -85,7 +85,7 @@ class MarketingActor:
             return round(lateness[min(len(lateness) - 1, int(p * len(lateness)))], 2) \
                 if lateness else None
 
-        return {"pending": len(self.heap), "fired": self.fired,
+        return {"pending": len(self.heap), "fired": self.fired, "rss_mb": _rss_mb(),
                 "lateness_p50_ms": pct(0.5), "lateness_p99_ms": pct(0.99)}
 
     async def _run(self) -> None:
@@ -154,6 +154,18 @@ class MarketingActor:
             log.warning("offer %s: email not sent (%s %s)", offer["_id"], outcome.code,
                         outcome.error)
         return outcome.status == "sent"
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory (Linux), for the stats."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 def marketing_actor(settings: Settings, endpoints: Endpoints, unsubscribe_secret: str):

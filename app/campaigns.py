@@ -1,11 +1,12 @@
 """Campaigns and their deliveries in MongoDB: state changes, claims, counters, views.
 
 Exactly once rests on three things here:
-- a delivery's `_id` is `<campaign>:<customer>`, so a re-run batch can never create
-  a second one;
-- a send task claims deliveries (`pending` -> `sending`, with its claim token and a
-  lease) before sending, and records each outcome only where its claim still holds;
-- a claim whose lease ran out (its task died with its owner) goes back to `pending`.
+- a delivery's `_id` is `<campaign>:<customer>`, so re-creating the deliveries of an
+  audience (after a runner restart) can never make a second one;
+- the runner claims a batch (`pending` -> `sending`, with a claim token and a lease)
+  before a task sends it; the task records each outcome only where its claim still
+  holds, and a retry of the task (same token) sends only what was not recorded;
+- a claim whose lease ran out (its task is gone) goes back to `pending`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, InsertOne
+from pymongo import DESCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -85,7 +86,7 @@ async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOp
     return await db.campaigns.find_one_and_update(
         {"_id": campaign_id, "status": "draft"},
         {"$set": {"status": "running", "settings": settings, "counts.total": total,
-                  "launched_at": now(), "cursor": None, "stream_done": False}},
+                  "launched_at": now(), "materialized": False}},
         return_document=True,
     )
 
@@ -104,54 +105,50 @@ async def fail_campaign(db: AsyncDatabase, campaign_id: str, reason: str) -> boo
     return await change_status(db, campaign_id, ACTIVE, "failed", failure_reason=reason)
 
 
-# Streaming the audience into deliveries -------------------------------------------
+# Deliveries: created from the audience, claimed in batches ----------------------------
 
 
-async def next_audience_page(db: AsyncDatabase, audience: dict, after: str | None,
-                             limit: int) -> list[str]:
-    query = audience_filter(audience)
-    if after is not None:
-        query["_id"] = {"$gt": after}
-    cursor = db.customers.find(query, {"_id": 1}).sort("_id", ASCENDING).limit(limit)
-    return [doc["_id"] async for doc in cursor]
+async def materialize_audience(db: AsyncDatabase, campaign_id: str, audience: dict,
+                               chunk: int = 1000) -> int:
+    """Create a pending delivery per audience member (idempotent: safe to run again)."""
+    created, pending = 0, []
+    async for customer in db.customers.find(audience_filter(audience), {"_id": 1}):
+        pending.append(customer["_id"])
+        if len(pending) >= chunk:
+            created += await materialize(db, campaign_id, pending)
+            pending = []
+    if pending:
+        created += await materialize(db, campaign_id, pending)
+    return created
 
 
-async def materialize(db: AsyncDatabase, campaign_id: str, customer_ids: list[str]) -> list[str]:
-    """Create pending deliveries (idempotent); return their ids in order."""
+async def materialize(db: AsyncDatabase, campaign_id: str, customer_ids: list[str]) -> int:
+    """Create pending deliveries for these customers; return how many were new."""
     created = now()
     ops = [InsertOne({"_id": delivery_id(campaign_id, cid), "campaign_id": campaign_id,
-                      "customer_id": cid, "status": "pending", "attempts": 0,
+                      "customer_id": cid, "status": "pending", "attempts": 0, "claim": None,
                       "next_attempt_at": created, "created_at": created})
            for cid in customer_ids]
-    if ops:
-        try:
-            await db.deliveries.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            if any(err["code"] != 11000 for err in exc.details["writeErrors"]):
-                raise
-    return [delivery_id(campaign_id, cid) for cid in customer_ids]
+    if not ops:
+        return 0
+    try:
+        result = await db.deliveries.bulk_write(ops, ordered=False)
+        return result.inserted_count
+    except BulkWriteError as exc:
+        if any(err["code"] != 11000 for err in exc.details["writeErrors"]):
+            raise
+        return exc.details["nInserted"]
 
 
-async def save_cursor(db: AsyncDatabase, campaign_id: str, cursor: str | None,
-                      stream_done: bool) -> None:
-    await db.campaigns.update_one({"_id": campaign_id},
-                                  {"$set": {"cursor": cursor, "stream_done": stream_done}})
+async def set_materialized(db: AsyncDatabase, campaign_id: str) -> None:
+    await db.campaigns.update_one({"_id": campaign_id}, {"$set": {"materialized": True}})
 
 
-async def due_pending(db: AsyncDatabase, campaign_id: str, after: str | None,
-                      limit: int) -> list[str]:
-    query: dict[str, Any] = {"campaign_id": campaign_id, "status": "pending",
-                             "next_attempt_at": {"$lte": now()}}
-    if after is not None:
-        query["_id"] = {"$gt": after}
-    cursor = db.deliveries.find(query, {"_id": 1}).sort("_id", ASCENDING).limit(limit)
+async def due_pending(db: AsyncDatabase, campaign_id: str, limit: int) -> list[str]:
+    """Ids of pending deliveries whose time has come (new ones, and retries after backoff)."""
+    cursor = db.deliveries.find({"campaign_id": campaign_id, "status": "pending",
+                                 "next_attempt_at": {"$lte": now()}}, {"_id": 1}).limit(limit)
     return [doc["_id"] async for doc in cursor]
-
-
-async def next_retry_at(db: AsyncDatabase, campaign_id: str) -> datetime | None:
-    doc = await db.deliveries.find_one({"campaign_id": campaign_id, "status": "pending"},
-                                       {"next_attempt_at": 1}, sort=[("next_attempt_at", 1)])
-    return doc["next_attempt_at"] if doc else None
 
 
 async def unfinished(db: AsyncDatabase, campaign_id: str) -> int:
@@ -162,33 +159,51 @@ async def unfinished(db: AsyncDatabase, campaign_id: str) -> int:
 # Claims ------------------------------------------------------------------------------
 
 
-async def claim(db: AsyncDatabase, ids: list[str], claim_token: str,
-                worker: dict[str, Any], lease_s: float) -> list[dict]:
-    """Take the deliveries that are still pending (or already ours, on a task retry)."""
-    await db.deliveries.update_many(
-        {"_id": {"$in": ids},
-         "$or": [{"status": "pending"}, {"status": "sending", "claim": claim_token}]},
-        {"$set": {"status": "sending", "claim": claim_token,
-                  "lease_until": now() + timedelta(seconds=lease_s), **worker}},
-    )
-    cursor = db.deliveries.find({"_id": {"$in": ids}, "claim": claim_token,
-                                 "status": "sending"})
-    return await cursor.to_list()
+async def claim_batch(db: AsyncDatabase, ids: list[str], claim_token: str,
+                      lease_s: float) -> int:
+    """Claim these deliveries if still pending (`pending` -> `sending`); return how many."""
+    if not ids:
+        return 0
+    fields = {"status": "sending", "claim": claim_token, "claimed_at": now(),
+              "lease_until": now() + timedelta(seconds=lease_s)}
+    result = await db.deliveries.bulk_write(
+        [UpdateOne({"_id": i, "status": "pending"}, {"$set": fields}) for i in ids],
+        ordered=False)
+    return result.modified_count
 
 
-async def renew_lease(db: AsyncDatabase, claim_token: str, lease_s: float) -> None:
+async def claimed(db: AsyncDatabase, campaign_id: str, claim_token: str,
+                  worker: dict[str, Any]) -> list[dict]:
+    """The deliveries a task holds and has not recorded yet; stamped with its worker."""
+    query = {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"}
+    await db.deliveries.update_many(query, {"$set": worker})
+    return await db.deliveries.find(query).to_list()
+
+
+async def renew_lease(db: AsyncDatabase, campaign_id: str, claim_token: str,
+                      lease_s: float) -> None:
     await db.deliveries.update_many(
-        {"claim": claim_token, "status": "sending"},
+        {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"},
         {"$set": {"lease_until": now() + timedelta(seconds=lease_s)}})
 
 
-async def release(db: AsyncDatabase, claim_token: str, ids: list[str] | None = None) -> int:
+RELEASED = {"status": "pending", "claim": None}
+
+
+async def release(db: AsyncDatabase, campaign_id: str, claim_token: str,
+                  ids: list[str] | None = None) -> int:
     """Give back claimed, unsent deliveries (pause, cancel, a failed task)."""
-    query: dict[str, Any] = {"claim": claim_token, "status": "sending"}
-    if ids is not None:
-        query["_id"] = {"$in": ids}
-    result = await db.deliveries.update_many(
-        query, {"$set": {"status": "pending", "claim": None, "next_attempt_at": now()}})
+    fields = {**RELEASED, "next_attempt_at": now()}
+    if ids is None:
+        result = await db.deliveries.update_many(
+            {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"},
+            {"$set": fields})
+        return result.modified_count
+    if not ids:
+        return 0
+    result = await db.deliveries.bulk_write(
+        [UpdateOne({"_id": i, "status": "sending", "claim": claim_token}, {"$set": fields})
+         for i in ids], ordered=False)
     return result.modified_count
 
 
@@ -196,7 +211,7 @@ async def requeue_expired(db: AsyncDatabase, campaign_id: str) -> int:
     """Claims whose task is gone (no lease renewal) go back to pending."""
     result = await db.deliveries.update_many(
         {"campaign_id": campaign_id, "status": "sending", "lease_until": {"$lt": now()}},
-        {"$set": {"status": "pending", "claim": None, "next_attempt_at": now()}})
+        {"$set": {**RELEASED, "next_attempt_at": now()}})
     return result.modified_count
 
 

@@ -3,6 +3,11 @@
 PyMongo's async client belongs to the event loop that first uses it, so the cache is
 keyed by (URI, loop): a Serve replica keeps one for its life, a send task that runs
 `asyncio.run` per batch gets a fresh one each time.
+
+Every hot query has an index that holds all of its filter fields. Real MongoDB would
+intersect or partly use indexes; the embedded SecantusDB's planner scans the whole
+collection unless one index covers every field of the filter (`{_id: x, status: y}`
+needs an index with both), so the indexes below mirror the queries exactly.
 """
 
 from __future__ import annotations
@@ -44,8 +49,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     "campaigns": [IndexModel([("created_at", DESCENDING)])],
     "deliveries": [
         IndexModel([("campaign_id", ASCENDING), ("customer_id", ASCENDING)], unique=True),
-        IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)]),
-        IndexModel([("campaign_id", ASCENDING), ("claim", ASCENDING)]),
+        # claim one ({_id, status}) and record one outcome ({_id, claim, status})
+        IndexModel([("_id", ASCENDING), ("status", ASCENDING), ("claim", ASCENDING)]),
+        # what is due ({campaign_id, status, next_attempt_at}); counts by status
+        IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING),
+                    ("next_attempt_at", ASCENDING)]),
+        # claims whose lease ran out
+        IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING),
+                    ("lease_until", ASCENDING)]),
+        # a task's claimed deliveries, lease renewal, release
+        IndexModel([("campaign_id", ASCENDING), ("claim", ASCENDING), ("status", ASCENDING)]),
     ],
     "chat_sessions": [IndexModel([("updated_at", DESCENDING)])],
     "messages": [
@@ -58,7 +71,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("delivered", ASCENDING), ("created_at", ASCENDING)]),
     ],
     "offers": [
+        IndexModel([("_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)]),
         IndexModel([("status", ASCENDING), ("fire_at", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
         IndexModel([("who", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("created_at", DESCENDING)]),
     ],

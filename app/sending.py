@@ -1,5 +1,6 @@
-"""Sending one batch of a campaign: claim, render, send over reused SMTP connections,
-record each outcome. Pure asyncio; the Ray task in `app.send_tasks` wraps it.
+"""Sending one batch of a campaign: take the claimed deliveries, render, send over
+reused SMTP connections, record each outcome. Pure asyncio; the Ray task in
+`app.send_tasks` wraps it.
 
 A batch is driven by `connections` SMTP connections at once, each reused for every
 message it sends. Outcomes are written behind the sends by one flusher, in bulk
@@ -39,8 +40,9 @@ STATUS_CHECK_S = 0.5
 
 @dataclass
 class BatchJob:
+    """One batch: the deliveries the runner claimed for `claim` in this campaign."""
+
     campaign_id: str
-    delivery_ids: list[str]
     claim: str
     settings: Settings
     endpoints: Endpoints
@@ -172,7 +174,7 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None, reserve: Reser
 async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                reserve: Reserve | None, observe: Observe | None) -> dict[str, Any]:
     lease_s = job.settings.send_lease_s
-    claimed = await campaigns.claim(db, job.delivery_ids, job.claim, identity, lease_s)
+    claimed = await campaigns.claimed(db, job.campaign_id, job.claim, identity)
     summary: dict[str, Any] = {"claimed": len(claimed), **identity}
     if not claimed:
         return summary
@@ -198,7 +200,7 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                 stop_reason.append(campaign["status"] if campaign else "deleted")
                 stop.set()
             elif time.monotonic() - last_renewal > lease_s / 3:
-                await campaigns.renew_lease(db, job.claim, lease_s)
+                await campaigns.renew_lease(db, job.campaign_id, job.claim, lease_s)
                 last_renewal = time.monotonic()
 
     async def connection() -> None:
@@ -211,12 +213,12 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                     return
                 outcome, latency_ms, mid = await _send_one(delivery, sender)
                 if outcome is None:  # stopped while waiting for the rate limiter
-                    await campaigns.release(db, job.claim, [delivery["_id"]])
+                    await campaigns.release(db, job.campaign_id, job.claim, [delivery["_id"]])
                     return
                 if outcome.status == AUTH:
                     stop_reason.append("auth")
                     stop.set()
-                    await campaigns.release(db, job.claim, [delivery["_id"]])
+                    await campaigns.release(db, job.campaign_id, job.claim, [delivery["_id"]])
                     await campaigns.fail_campaign(
                         db, job.campaign_id, f"SMTP authentication failed: {outcome.error}")
                     return
@@ -257,7 +259,7 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
         watcher.cancel()
     leftovers = [queue.get_nowait()["_id"] for _ in range(queue.qsize())]
     if leftovers:
-        await campaigns.release(db, job.claim, leftovers)
+        await campaigns.release(db, job.campaign_id, job.claim, leftovers)
     summary.update(dict(recorder.totals), released=len(leftovers),
                    stopped=stop_reason[0] if stop_reason else None)
     return summary

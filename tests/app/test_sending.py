@@ -35,7 +35,9 @@ def login_relay():
     controller.stop()
 
 
-async def _campaign_with_audience(stack: Stack, db_name: str, count: int) -> tuple[dict, list]:
+async def _campaign_with_audience(stack: Stack, db_name: str, count: int,
+                                  claim: str) -> tuple[dict, list]:
+    """A running campaign with `count` deliveries, claimed for `claim` as the runner does."""
     endpoints = await stack.services.endpoints.remote()
     sync_db = MongoClient(endpoints.mongodb_uri)[db_name]
     sync_db.customers.insert_many([{"_id": f"c{n}", "email": f"c{n}@auth.example",
@@ -48,18 +50,20 @@ async def _campaign_with_audience(stack: Stack, db_name: str, count: int) -> tup
         db, CampaignCreate(name="auth", subject="s", body_text="t",
                            audience=Audience(tag="auth")), created_by="test")
     await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(), connections=2)
-    ids = await campaigns.materialize(db, doc["_id"], [f"c{n}" for n in range(count)])
+    await campaigns.materialize(db, doc["_id"], [f"c{n}" for n in range(count)])
+    ids = await campaigns.due_pending(db, doc["_id"], count)
+    assert await campaigns.claim_batch(db, ids, claim, lease_s=30) == count
     return doc, ids
 
 
 async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:
     handler, port = login_relay
     db_name = f"auth_{uuid.uuid4().hex[:8]}"
-    doc, ids = await _campaign_with_audience(stack, db_name, 6)
+    doc, ids = await _campaign_with_audience(stack, db_name, 6, "claim-1")
     endpoints = await stack.services.endpoints.remote()
     settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
                                                  "smtp_password": SecretStr("wrong")})
-    job = BatchJob(campaign_id=doc["_id"], delivery_ids=ids, claim="claim-1",
+    job = BatchJob(campaign_id=doc["_id"], claim="claim-1",
                    settings=settings,
                    endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
                    templates=doc["templates"], signing_secret="k", connections=2)
@@ -70,7 +74,7 @@ async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay)
     assert campaign["status"] == "failed"
     assert campaign["failure_reason"].startswith("SMTP authentication failed")
     assert "wrong" not in campaign["failure_reason"]
-    # No delivery was failed or spent an attempt: all are back to pending, none sent.
+    # No delivery failed or spent an attempt: all are back to pending, none sent.
     statuses = [d["status"] for d in sync_db.deliveries.find({"campaign_id": doc["_id"]})]
     assert statuses == ["pending"] * 6
     assert handler.total == 0 and summary["stopped"] == "auth"
@@ -80,11 +84,11 @@ async def test_right_login_sends_and_retried_claim_skips_what_was_sent(
         stack: Stack, login_relay) -> None:
     handler, port = login_relay
     db_name = f"auth_{uuid.uuid4().hex[:8]}"
-    doc, ids = await _campaign_with_audience(stack, db_name, 5)
+    doc, ids = await _campaign_with_audience(stack, db_name, 5, "claim-2")
     endpoints = await stack.services.endpoints.remote()
     settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
                                                  "smtp_password": SecretStr("right")})
-    job = BatchJob(campaign_id=doc["_id"], delivery_ids=ids, claim="claim-2",
+    job = BatchJob(campaign_id=doc["_id"], claim="claim-2",
                    settings=settings,
                    endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
                    templates=doc["templates"], signing_secret="k", connections=2)
