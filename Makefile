@@ -31,8 +31,12 @@ test: $(STAMP) browser
 screenshots: $(STAMP) browser
 	COMMS_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q
 
+# All benchmarks, about 20 minutes on a 2-core machine; results in benchmarks/results.
+# (2,000 messages per point keeps the ten scaling runs inside that budget.)
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.scaling
+	$(BIN)/python -m benchmarks.scaling --messages 2000
+	$(BIN)/python -m benchmarks.chat_load
+	$(BIN)/python -m benchmarks.marketing_timers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -164,8 +164,11 @@ async def claim_batch(db: AsyncDatabase, ids: list[str], claim_token: str,
     """Claim these deliveries if still pending (`pending` -> `sending`); return how many."""
     if not ids:
         return 0
+    # While sending, next_attempt_at holds the lease's end: one index serves both
+    # "what is due" and "whose lease ran out" (every index costs each status change).
+    lease_end = now() + timedelta(seconds=lease_s)
     fields = {"status": "sending", "claim": claim_token, "claimed_at": now(),
-              "lease_until": now() + timedelta(seconds=lease_s)}
+              "next_attempt_at": lease_end}
     result = await db.deliveries.bulk_write(
         [UpdateOne({"_id": i, "status": "pending"}, {"$set": fields}) for i in ids],
         ordered=False)
@@ -184,7 +187,7 @@ async def renew_lease(db: AsyncDatabase, campaign_id: str, claim_token: str,
                       lease_s: float) -> None:
     await db.deliveries.update_many(
         {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"},
-        {"$set": {"lease_until": now() + timedelta(seconds=lease_s)}})
+        {"$set": {"next_attempt_at": now() + timedelta(seconds=lease_s)}})
 
 
 RELEASED = {"status": "pending", "claim": None}
@@ -210,7 +213,7 @@ async def release(db: AsyncDatabase, campaign_id: str, claim_token: str,
 async def requeue_expired(db: AsyncDatabase, campaign_id: str) -> int:
     """Claims whose task is gone (no lease renewal) go back to pending."""
     result = await db.deliveries.update_many(
-        {"campaign_id": campaign_id, "status": "sending", "lease_until": {"$lt": now()}},
+        {"campaign_id": campaign_id, "status": "sending", "next_attempt_at": {"$lt": now()}},
         {"$set": {**RELEASED, "next_attempt_at": now()}})
     return result.modified_count
 

@@ -51,12 +51,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("campaign_id", ASCENDING), ("customer_id", ASCENDING)], unique=True),
         # claim one ({_id, status}) and record one outcome ({_id, claim, status})
         IndexModel([("_id", ASCENDING), ("status", ASCENDING), ("claim", ASCENDING)]),
-        # what is due ({campaign_id, status, next_attempt_at}); counts by status
+        # what is due ({campaign_id, status, next_attempt_at}): pending ones to send,
+        # and sending ones whose lease (kept in next_attempt_at) ran out; counts by status
         IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING),
                     ("next_attempt_at", ASCENDING)]),
-        # claims whose lease ran out
-        IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING),
-                    ("lease_until", ASCENDING)]),
         # a task's claimed deliveries, lease renewal, release
         IndexModel([("campaign_id", ASCENDING), ("claim", ASCENDING), ("status", ASCENDING)]),
     ],

@@ -93,8 +93,7 @@ async def raw_pipeline(port: int, messages: int, connections: int) -> dict:
 
 def write_outputs(results: list[dict], meta: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling.json").write_text(json.dumps({"machine": meta, "results": results},
-                                                 indent=2))
+    (out / "scaling.json").write_text(json.dumps({**meta, "results": results}, indent=2))
     fields = ["sink_delay_ms", "workers", "connections_per_worker", "messages",
               "messages_per_s", "p50_ms", "p99_ms", "cpu_percent", "elapsed_s"]
     with open(out / "scaling.csv", "w", newline="") as handle:

@@ -1,0 +1,78 @@
+"""Every benchmark script runs in a tiny configuration, so none of them can rot.
+
+Each runs in its own process (each starts its own Ray); the assertions check the
+shape of what they write, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(module: str, *args: str, timeout: int = 600) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMS_", "RAY_"))}
+    result = subprocess.run([sys.executable, "-m", module, *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+
+def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
+    run("benchmarks.scaling", "--messages", "30", "--workers", "1", "2", "--delays", "5", "0",
+        "--batch-size", "10", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    rows = data["results"]
+    assert {(r["sink_delay_ms"], r["workers"]) for r in rows} == {
+        (5.0, 1), (5.0, 2), (5.0, "raw"), (0.0, 1), (0.0, 2), (0.0, "raw")}
+    for row in rows:
+        assert row["messages"] == 30 and row["messages_per_s"] > 0
+        assert {"p50_ms", "p99_ms"} <= set(row)
+    assert data["machine"]["cpu_count"] >= 1
+    assert "zero_delay_best_vs_raw" in data["targets"]
+    assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,workers")
+    assert "| sink delay |" in (tmp_path / "scaling.md").read_text()
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chat_load_runs_locust_and_writes_percentiles(tmp_path: Path) -> None:
+    run("benchmarks.chat_load", "--users", "3", "--seconds", "6", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "chat.json").read_text())
+    [row] = data["results"]
+    assert row["users"] == 3 and row["requests"] > 0
+    assert {"requests_per_s", "p50_ms", "p95_ms", "p99_ms", "failures"} <= set(row)
+    assert "POST /chat/api/sessions" in row["by_endpoint"]
+
+
+def test_marketing_timers_hold_offers_and_fire_a_sample(tmp_path: Path) -> None:
+    run("benchmarks.marketing_timers", "--offers", "300", "--firing", "10", "--spread", "2",
+        "--out", str(tmp_path))
+    data = json.loads((tmp_path / "marketing.json").read_text())
+    assert data["pending_offers"] == 310 and data["fired"] == 10
+    assert data["actor_rss_mb_loaded"] > 0 and data["lateness_p99_ms"] is not None
+
+
+def test_smtp_sink_counts_and_refuses_at_the_configured_rates() -> None:
+    import asyncio
+
+    import aiosmtplib
+
+    from benchmarks.smtp_sink import BenchSink
+
+    async def send(port: int, n: int) -> int:
+        refused = 0
+        for i in range(n):
+            try:
+                await aiosmtplib.send(f"Message-ID: <m{i}@x>\r\n\r\nhi", sender="a@x.example",
+                                      recipients=[f"r{i}@x.example"], hostname="127.0.0.1",
+                                      port=port)
+            except aiosmtplib.SMTPRecipientsRefused:
+                refused += 1
+        return refused
+
+    with BenchSink(delay_ms=0, reject_rate=0.5) as sink:
+        refused = asyncio.run(send(sink.port, 40))
+    assert sink.handler.accepted + refused == 40 and 0 < refused < 40
+    assert len(sink.handler.arrivals) == sink.handler.accepted
