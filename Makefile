@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.scaling --messages 2000
 	$(BIN)/python -m benchmarks.chat_load
 	$(BIN)/python -m benchmarks.marketing_timers
+	$(BIN)/python -m benchmarks.reports
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         default="Special offer for you: {discount}% off the {plan} plan, "
                 "R$ {price} a month instead of R$ {full_price}.", min_length=1, max_length=500)
 
+    # Billing report: months of revenue counted per conversion, cost of one email.
+    billing_months: int = Field(default=12, ge=1, le=120)
+    email_cost: float = Field(default=0.002, ge=0)
+
     # Ray: unset means "start or join a local Ray".
     ray_address: str | None = None
     ray_num_cpus: int | None = Field(default=None, ge=1)

@@ -57,8 +57,13 @@ INDEXES: dict[str, list[IndexModel]] = {
                     ("next_attempt_at", ASCENDING)]),
         # a task's claimed deliveries, lease renewal, release
         IndexModel([("campaign_id", ASCENDING), ("claim", ASCENDING), ("status", ASCENDING)]),
+        # reports: by period (written once, at insert) and by send time (once, when sent)
+        IndexModel([("created_at", ASCENDING)]),
+        IndexModel([("campaign_id", ASCENDING), ("created_at", ASCENDING)]),
+        IndexModel([("sent_at", ASCENDING)], sparse=True),
     ],
-    "chat_sessions": [IndexModel([("updated_at", DESCENDING)])],
+    "chat_sessions": [IndexModel([("updated_at", DESCENDING)]),
+                      IndexModel([("created_at", ASCENDING)])],
     "messages": [
         IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
         IndexModel([("outbox", ASCENDING)], sparse=True),
@@ -74,6 +79,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
         IndexModel([("who", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("created_at", DESCENDING)]),
+        IndexModel([("sent_at", ASCENDING)], sparse=True),
+        IndexModel([("accepted_at", ASCENDING)], sparse=True),
     ],
 }
 

@@ -27,6 +27,7 @@ from deployments.routes import (
     live,
     marketing,
     pages,
+    reports,
     system,
     unsubscribe,
 )
@@ -40,6 +41,7 @@ api.include_router(unsubscribe.router)
 api.include_router(chat.admin_router, prefix="/api")
 api.include_router(marketing.router, prefix="/api")
 api.include_router(live.router, prefix="/api")
+api.include_router(reports.router, prefix="/api")
 api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
 

@@ -76,3 +76,13 @@ def test_smtp_sink_counts_and_refuses_at_the_configured_rates() -> None:
         refused = asyncio.run(send(sink.port, 40))
     assert sink.handler.accepted + refused == 40 and 0 < refused < 40
     assert len(sink.handler.arrivals) == sink.handler.accepted
+
+
+def test_reports_benchmark_times_every_format(tmp_path: Path) -> None:
+    run("benchmarks.reports", "--sizes", "500", "1000", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "reports.json").read_text())
+    assert [r["deliveries"] for r in data["results"]] == [500, 1000]
+    for row in data["results"]:
+        for kind in ("performance", "billing"):
+            for fmt in ("json", "csv", "xlsx"):
+                assert row[f"{kind}_{fmt}_ms"] > 0

@@ -114,3 +114,23 @@ def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack,
     phone.screenshot(path=str(screenshot_dir / "chat-phone.png"))
     page.close()
     phone.close()
+
+
+def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack,
+                                                          screenshot_dir: Path) -> None:
+    page = browser.new_page(viewport=DESKTOP, accept_downloads=True)
+    sign_in(page, stack, stack.token)
+    expect(page.locator("#app")).to_be_visible()
+    page.click("#report-show")
+    figures = page.locator("#report-figures")
+    expect(figures).to_contain_text("Delivery rate")
+    expect(figures).to_contain_text("Net")
+    expect(figures).to_contain_text("BRL")
+    assert page.evaluate("Chart.getChart('funnel-chart') !== undefined")
+    assert page.evaluate("Chart.getChart('revenue-chart') !== undefined")
+    with page.expect_download() as download:
+        page.click("button.download[data-kind='billing'][data-format='xlsx']")
+    assert re.fullmatch(r"operator-comms-billing-\d{4}-\d\d-\d\d-to-\d{4}-\d\d-\d\d\.xlsx",
+                        download.value.suggested_filename)
+    page.locator("#reports").screenshot(path=str(screenshot_dir / "reports-desktop.png"))
+    page.close()

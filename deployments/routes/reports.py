@@ -1,0 +1,60 @@
+"""Report routes: performance and billing, as JSON or as CSV / XLSX downloads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse, Response
+
+from app.reports import BadPeriod, billing_report, parse_period, performance_report, to_csv, to_xlsx
+from deployments.deps import Admin, Context
+
+router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Admin])
+Format = Literal["json", "csv", "xlsx"]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _period(start: str | None, end: str | None):
+    try:
+        return parse_period(start, end)
+    except BadPeriod as exc:
+        raise HTTPException(422, [{"field": f"query.{exc.field}", "message": str(exc)}]) from None
+
+
+def _respond(report: dict, kind: str, fmt: str) -> Response:
+    if fmt == "json":
+        return JSONResponse(report)
+    day = report["period"]["from"][:10], report["period"]["to"][:10]
+    name = f"operator-comms-{kind}-{day[0]}-to-{day[1]}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "csv":
+        return Response(to_csv(report), media_type="text/csv; charset=utf-8", headers=headers)
+    return Response(to_xlsx(report, kind), media_type=XLSX, headers=headers)
+
+
+@router.get("/performance")
+async def performance(
+    context: Context,
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    campaign: Annotated[str | None, Query(max_length=64)] = None,
+    format: Format = "json",  # noqa: A002 - the query parameter's name
+) -> Response:
+    """Deliveries, chat and marketing figures for [from, to) (default: last 30 days)."""
+    start_at, end_at = _period(start, end)
+    report = await performance_report(context.db, start_at, end_at, campaign)
+    return _respond(report, "performance", format)
+
+
+@router.get("/billing")
+async def billing(
+    context: Context,
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    format: Format = "json",  # noqa: A002
+) -> Response:
+    """Revenue from conversions, messaging cost and the net, per campaign and per day."""
+    start_at, end_at = _period(start, end)
+    report = await billing_report(context.db, context.settings, start_at, end_at)
+    return _respond(report, "billing", format)
