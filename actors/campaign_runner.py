@@ -23,6 +23,7 @@ import uuid
 
 import ray
 
+from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from app import campaigns
 from app.config import Endpoints, Settings
@@ -110,6 +111,8 @@ class CampaignRunner:
         if materializer is not None:
             materializer.cancel()
         metrics.in_flight.set(0, tags={"campaign": self.campaign_id})
+        await rate_limiter(self.settings.actor_resources).forget.remote(
+            f"campaign:{self.campaign_id}")
         self._exit()
 
     async def _materialize(self, db, campaign: dict) -> None:

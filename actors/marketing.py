@@ -47,6 +47,7 @@ class MarketingActor:
         self.firing = asyncio.Semaphore(FIRING_CONCURRENCY)
         self.loaded = asyncio.Event()
         self.lateness_ms: list[float] = []
+        self.hub = chat_hub(settings.actor_resources)
         self.fired = 0
         self.sleeper = asyncio.get_running_loop().create_task(self._run())
 
@@ -123,8 +124,7 @@ class MarketingActor:
                 return  # fired already (by an earlier life of this actor, or another)
             docs = await marketing.deliver_to_inbox(self.db, offer)
             if docs:
-                hub = chat_hub(self.settings.actor_resources)
-                await hub.publish.remote(offer["session_id"], docs[-1]["seq"])
+                await self.hub.publish.remote(offer["session_id"], docs[-1]["seq"])
             emailed = bool(offer.get("email")) and await self._mail(offer)
             await marketing.mark_sent(self.db, offer_id, emailed)
             self.fired += 1

@@ -83,12 +83,11 @@ async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOp
         return None
     total = await db.customers.count_documents(audience_filter(campaign["audience"]))
     settings = {**options.model_dump(), "connections": options.connections or connections}
-    return await db.campaigns.find_one_and_update(
+    won = await db.campaigns.update_one(
         {"_id": campaign_id, "status": "draft"},
         {"$set": {"status": "running", "settings": settings, "counts.total": total,
-                  "launched_at": now(), "materialized": False}},
-        return_document=True,
-    )
+                  "launched_at": now(), "materialized": False}})
+    return await get_campaign(db, campaign_id) if won.modified_count == 1 else None
 
 
 async def change_status(db: AsyncDatabase, campaign_id: str, allowed_from: tuple[str, ...],

@@ -6,9 +6,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-CAMPAIGN_STATUSES = ("draft", "running", "paused", "completed", "cancelled", "failed")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "dead", "skipped")
-
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
@@ -53,14 +50,4 @@ class LaunchOptions(Strict):
     rate_limit_per_s: float | None = Field(default=None, gt=0, le=100_000)
     connections: int | None = Field(default=None, ge=1, le=64,
                                     description="SMTP connections per send task")
-
-
-class Counts(BaseModel):
-    total: int = 0
-    pending: int = 0
-    sending: int = 0
-    sent: int = 0
-    failed: int = 0
-    dead: int = 0
-    skipped: int = 0
 

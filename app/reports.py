@@ -197,12 +197,16 @@ async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
         {"_id": {"$in": list({row["_id"]["campaign"] for row in emails})}}, {"name": 1})}
 
     days: dict[str, dict[str, float]] = {}
+
+    def on(day_key: str) -> dict[str, float]:
+        return days.setdefault(day_key, {"revenue": 0.0, "cost": 0.0, "conversions": 0,
+                                         "emails": 0})
+
     by_source: dict[str, float] = {}
     conversions_total = 0
     for row in conversions:
         revenue = round(row["monthly"] * months, 2)
-        entry = days.setdefault(row["_id"]["day"], {"revenue": 0.0, "cost": 0.0,
-                                                    "conversions": 0, "emails": 0})
+        entry = on(row["_id"]["day"])
         entry["revenue"] = round(entry["revenue"] + revenue, 2)
         entry["conversions"] += row["n"]
         conversions_total += row["n"]
@@ -211,8 +215,7 @@ async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
     campaigns: dict[str, dict[str, Any]] = {}
     for row in emails:
         cost = round(row["n"] * cost_each, 4)
-        entry = days.setdefault(row["_id"]["day"], {"revenue": 0.0, "cost": 0.0,
-                                                    "conversions": 0, "emails": 0})
+        entry = on(row["_id"]["day"])
         entry["cost"] = round(entry["cost"] + cost, 4)
         entry["emails"] += row["n"]
         cid = row["_id"]["campaign"]

@@ -56,20 +56,26 @@ async def _campaign_with_audience(stack: Stack, db_name: str, count: int,
     return doc, ids
 
 
+async def _job(stack: Stack, db_name: str, doc: dict, claim: str, port: int,
+               password: str) -> tuple[BatchJob, str]:
+    """The batch as the runner would hand it to a task, against the login relay."""
+    endpoints = await stack.services.endpoints.remote()
+    settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
+                                                 "smtp_password": SecretStr(password)})
+    job = BatchJob(campaign_id=doc["_id"], claim=claim, settings=settings,
+                   endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
+                   templates=doc["templates"], signing_secret="k", connections=2)
+    return job, endpoints.mongodb_uri
+
+
 async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:
     handler, port = login_relay
     db_name = f"auth_{uuid.uuid4().hex[:8]}"
-    doc, ids = await _campaign_with_audience(stack, db_name, 6, "claim-1")
-    endpoints = await stack.services.endpoints.remote()
-    settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
-                                                 "smtp_password": SecretStr("wrong")})
-    job = BatchJob(campaign_id=doc["_id"], claim="claim-1",
-                   settings=settings,
-                   endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
-                   templates=doc["templates"], signing_secret="k", connections=2)
+    doc, _ = await _campaign_with_audience(stack, db_name, 6, "claim-1")
+    job, mongodb_uri = await _job(stack, db_name, doc, "claim-1", port, "wrong")
     summary = await run_batch(job)
 
-    sync_db = MongoClient(endpoints.mongodb_uri)[db_name]
+    sync_db = MongoClient(mongodb_uri)[db_name]
     campaign = sync_db.campaigns.find_one({"_id": doc["_id"]})
     assert campaign["status"] == "failed"
     assert campaign["failure_reason"].startswith("SMTP authentication failed")
@@ -84,19 +90,13 @@ async def test_right_login_sends_and_retried_claim_skips_what_was_sent(
         stack: Stack, login_relay) -> None:
     handler, port = login_relay
     db_name = f"auth_{uuid.uuid4().hex[:8]}"
-    doc, ids = await _campaign_with_audience(stack, db_name, 5, "claim-2")
-    endpoints = await stack.services.endpoints.remote()
-    settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
-                                                 "smtp_password": SecretStr("right")})
-    job = BatchJob(campaign_id=doc["_id"], claim="claim-2",
-                   settings=settings,
-                   endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
-                   templates=doc["templates"], signing_secret="k", connections=2)
+    doc, _ = await _campaign_with_audience(stack, db_name, 5, "claim-2")
+    job, mongodb_uri = await _job(stack, db_name, doc, "claim-2", port, "right")
     first = await run_batch(job)
     again = await run_batch(job)  # what Ray does when it retries a task: same claim
 
     assert first["sent"] == 5 and handler.total == 5
     assert again["claimed"] == 0 and handler.total == 5
-    counts = MongoClient(endpoints.mongodb_uri)[db_name].campaigns.find_one(
+    counts = MongoClient(mongodb_uri)[db_name].campaigns.find_one(
         {"_id": doc["_id"]})["counts"]
     assert counts["sent"] == 5

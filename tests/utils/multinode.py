@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -27,16 +26,7 @@ from app.config import load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
 from deployments.main import AppArgs, compose
-
-
-def wait(client: httpx.Client, campaign_id: str, done, timeout_s: float = 240) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        view = client.get(f"/api/campaigns/{campaign_id}").json()
-        if done(view):
-            return view
-        time.sleep(0.3)
-    raise TimeoutError(f"campaign {campaign_id}: {view}")
+from tests.utils.campaigns import wait_for as wait
 
 
 def campaign(client: httpx.Client, count: int, **launch) -> tuple[str, str]:
