@@ -124,12 +124,17 @@ def test_runner_killed_mid_campaign_resumes_and_sends_nothing_twice(stack: Stack
     assert len(counts) == 150 and set(counts.values()) == {1}
 
 
-def test_pause_stops_sends_resume_finishes(stack: Stack, api) -> None:
-    domain = unique_domain("pause")
-    tag = generate_audience(api, 120, domain)
-    campaign_id = create_campaign(api, tag)
+def slow_campaign_under_way(api, label: str, sent_at_least: int) -> tuple[str, str]:
+    """120 recipients at 30 messages/s, returned once some have gone out."""
+    domain = unique_domain(label)
+    campaign_id = create_campaign(api, generate_audience(api, 120, domain))
     launch(api, campaign_id, workers=2, batch_size=5, rate_limit_per_s=30)
-    wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= 15)
+    wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= sent_at_least)
+    return campaign_id, domain
+
+
+def test_pause_stops_sends_resume_finishes(stack: Stack, api) -> None:
+    campaign_id, domain = slow_campaign_under_way(api, "pause", 15)
 
     assert api.post(f"/api/campaigns/{campaign_id}/pause").json()["status"] == "paused"
     paused = wait_for(api, campaign_id, lambda v: v.get("tasks_in_flight") == 0)
@@ -146,11 +151,7 @@ def test_pause_stops_sends_resume_finishes(stack: Stack, api) -> None:
 
 
 def test_cancel_leaves_the_rest_pending(stack: Stack, api) -> None:
-    domain = unique_domain("cancel")
-    tag = generate_audience(api, 120, domain)
-    campaign_id = create_campaign(api, tag)
-    launch(api, campaign_id, workers=2, batch_size=5, rate_limit_per_s=30)
-    wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= 10)
+    campaign_id, domain = slow_campaign_under_way(api, "cancel", 10)
 
     assert api.post(f"/api/campaigns/{campaign_id}/cancel").json()["status"] == "cancelled"
     db = mongo(stack)
