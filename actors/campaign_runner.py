@@ -75,12 +75,12 @@ class CampaignRunner:
         metrics = SendMetrics.get()
         last_sample = last_sweep = 0.0
         await campaigns.requeue_expired(db, self.campaign_id)
-        campaign = await campaigns.get_campaign(db, self.campaign_id)
+        campaign = await campaigns.campaign_state(db, self.campaign_id)
         materializer = None
         if campaign is not None and not campaign.get("materialized"):
             materializer = asyncio.get_running_loop().create_task(self._materialize(db, campaign))
         while True:
-            campaign = await campaigns.get_campaign(db, self.campaign_id)
+            campaign = await campaigns.campaign_state(db, self.campaign_id)
             if campaign is None or campaign["status"] in ("completed", "cancelled", "failed"):
                 self.state = campaign["status"] if campaign else "deleted"
                 await self._drain()

@@ -65,6 +65,15 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
     return await db.campaigns.find_one({"_id": campaign_id})
 
 
+RUNNER_FIELDS = {"status": 1, "settings": 1, "templates": 1, "audience": 1,
+                 "materialized": 1}
+
+
+async def campaign_state(db: AsyncDatabase, campaign_id: str) -> dict | None:
+    """What the runner needs each turn of its loop, without the growing timeline."""
+    return await db.campaigns.find_one({"_id": campaign_id}, RUNNER_FIELDS)
+
+
 async def list_campaigns(db: AsyncDatabase, limit: int = 50) -> list[dict]:
     cursor = db.campaigns.find({}, {"timeline": 0}).sort("created_at", DESCENDING).limit(limit)
     return await cursor.to_list()

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as DEFAULT_POLICY
@@ -108,7 +108,6 @@ class OutboxEntry:
     message_id: str
     received_at: str
     sender: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class SinkHandler:

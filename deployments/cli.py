@@ -5,7 +5,6 @@ print where everything is, and stop it all on Ctrl-C. This is what `make run` ca
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -91,7 +90,6 @@ def _shutdown() -> None:
             serve.shutdown()
         finally:
             ray.shutdown()
-    os.environ.pop("RAY_ADDRESS", None)
 
 
 if __name__ == "__main__":
