@@ -70,6 +70,35 @@ class Settings(BaseSettings):
     billing_months: int = Field(default=12, ge=1, le=120)
     email_cost: float = Field(default=0.002, ge=0)
 
+    # Inbound email signup: unset host means "no signup watcher". Replies are read
+    # from `imap_mailbox` and moved to the processed or review folder.
+    imap_host: str | None = None
+    imap_port: Port = 993
+    imap_user: str | None = None
+    imap_password: SecretStr | None = None
+    imap_tls: bool = True
+    imap_mailbox: str = "INBOX"
+    imap_processed_folder: str = "Processed"
+    imap_review_folder: str = "Needs review"
+    imap_poll_s: float = Field(default=15.0, gt=0, le=3600)
+    imap_timeout_s: float = Field(default=30.0, gt=0)
+    imap_max_message_bytes: int = Field(default=2_000_000, ge=10_000)
+    # Matched as whole words, case- and accent-insensitive, in the subject and the
+    # reply's own text (quoted lines ignored). Unsubscribe is checked first.
+    signup_keywords: list[str] = Field(default_factory=lambda: [
+        "cadastro", "cadastrar", "quero", "inscrever", "assinar", "tenho interesse",
+        "sign up", "signup", "subscribe", "join", "interested", "i want"], min_length=1)
+    unsubscribe_keywords: list[str] = Field(default_factory=lambda: [
+        "descadastrar", "descadastro", "não quero", "nao quero", "cancelar", "remover",
+        "sair da lista", "parar", "unsubscribe", "remove me", "stop", "opt out"], min_length=1)
+    signup_confirmation_subject: str = Field(
+        default="Cadastro confirmado / Signup confirmed", min_length=1, max_length=300)
+    signup_confirmation_text: str = Field(
+        default="Olá {{ first_name }},\n\nRecebemos o seu pedido de cadastro. Em breve "
+                "você receberá as nossas ofertas.\n\nHi {{ first_name }}, we received your "
+                "signup request.\n\nPara sair / to unsubscribe: {{ unsubscribe_url }}\n",
+        min_length=1, max_length=5000)
+
     # Ray: unset means "start or join a local Ray".
     ray_address: str | None = None
     ray_num_cpus: int | None = Field(default=None, ge=1)
@@ -108,6 +137,17 @@ class Settings(BaseSettings):
             raise ValueError("COMMS_SMTP_STARTTLS and COMMS_SMTP_TLS are exclusive: pick one")
         return self
 
+    @model_validator(mode="after")
+    def _imap_login(self) -> Self:
+        if self.imap_host and not (self.imap_user and self.imap_password):
+            raise ValueError("COMMS_IMAP_HOST is set: COMMS_IMAP_USER and "
+                             "COMMS_IMAP_PASSWORD are required too")
+        return self
+
+    @property
+    def signup_enabled(self) -> bool:
+        return bool(self.imap_host)
+
     @property
     def embedded_mongodb(self) -> bool:
         return self.mongodb_uri is None
@@ -140,6 +180,9 @@ class Endpoints:
         return f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port})"
 
 
+SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password"}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise ConfigError with one clear line."""
     try:
@@ -154,7 +197,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in error["loc"])
         name = f"{ENV_PREFIX}{field.upper()}"
         given = error.get("input")
-        shown = "" if field in {"admin_token", "smtp_password", "mongodb_uri"} else given
+        shown = "" if field in SECRET_FIELDS else given
         hint = f" (got {shown!r})" if isinstance(shown, str | int | float) and shown != "" else ""
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}{hint}" if field else message)

@@ -45,7 +45,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux: the child gets SIGTERM when the process that started it dies, so a
     # killed Ray worker or a Ctrl-C never leaves an orphaned database behind.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -74,7 +74,7 @@ class EmbeddedMongo:
             "--storage-path", str(self.storage), "--log-level", "WARNING",
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
