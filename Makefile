@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench lint clean screenshots browser
+.PHONY: run test bench lint clean screenshots packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,16 +19,23 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/operator-comms run
 
-# Browser tests drive Debian's chromium through Playwright (no browser download).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+# Tests need two Debian packages, installed once when missing: chromium for the browser
+# tests (driven through Playwright, no browser download) and dovecot-imapd for the
+# signup mailbox (started by the tests with their own config; no system service used).
+packages:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-imapd"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-test: $(STAMP) browser
+test: $(STAMP) packages
 	$(BIN)/python -m pytest
 
-screenshots: $(STAMP) browser
+screenshots: $(STAMP) packages
 	COMMS_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q
 
 # All benchmarks, about 20 minutes on a 2-core machine; results in benchmarks/results.

@@ -15,6 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
+from actors.signup_watcher import start_signup_watcher
 from app.campaigns import active_campaign_ids
 from app.config import Settings
 from app.tokens import unsubscribe_secret
@@ -28,6 +29,7 @@ from deployments.routes import (
     marketing,
     pages,
     reports,
+    signup,
     system,
     unsubscribe,
 )
@@ -42,6 +44,7 @@ api.include_router(chat.admin_router, prefix="/api")
 api.include_router(marketing.router, prefix="/api")
 api.include_router(live.router, prefix="/api")
 api.include_router(reports.router, prefix="/api")
+api.include_router(signup.router, prefix="/api")
 api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
 
@@ -68,7 +71,10 @@ class Dashboard:
         context.chatbot = chatbot
         install(context)
         rate_limiter(settings.actor_resources)
-        marketing_actor(settings, context.endpoints, unsubscribe_secret(context.admin_token))
+        secret = unsubscribe_secret(context.admin_token)
+        marketing_actor(settings, context.endpoints, secret)
+        if settings.signup_enabled:
+            start_signup_watcher(settings, context.endpoints, secret)
         # Campaigns that were running when the cluster last stopped carry on.
         for campaign_id in await active_campaign_ids(context.db):
             campaigns.ensure_runner(context, campaign_id)

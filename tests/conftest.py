@@ -2,7 +2,9 @@
 
 Ray starts with 4 logical CPUs on this 2-core machine: replicas and send tasks are
 I/O-bound and ask for fractions of a CPU (see DESIGN.md, "Testing on a 2-core machine").
-Tests that share the app keep apart by using their own mail domains.
+Tests that share the app keep apart by using their own mail domains. A throw-away
+Dovecot (Debian's dovecot-imapd) serves the signup mailbox, so the app runs with its
+signup watcher as in production.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from app.config import load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
+from tests.utils.dovecot import Dovecot
 from tests.utils.stack import Stack
 
 
@@ -26,6 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from deployments.main import AppArgs, compose
 
     port = free_port()
+    imap = Dovecot().start()
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("data"),
         mongodb_db=f"comms_test_{uuid.uuid4().hex[:8]}",
@@ -34,6 +38,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         marketing_cooldown_s=1.0,
         send_lease_s=5.0,  # a dead task's claim comes back within seconds
         retry_backoff_s=0.2,
+        imap_host="127.0.0.1", imap_port=imap.port, imap_tls=False, imap_user=imap.user,
+        imap_password=imap.password, imap_poll_s=1.0,
     )
     ray.init(num_cpus=4, include_dashboard=True, dashboard_port=free_port(),
              namespace="operator-comms", logging_level="WARNING")
@@ -44,10 +50,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         serve.run(compose(AppArgs(chatbot_replicas=2), settings),
                   name="operator-comms", route_prefix="/")
         yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}",
-                    token=admin_token(settings), services=services)
+                    token=admin_token(settings), services=services, imap=imap)
     finally:
         serve.shutdown()
         ray.shutdown()
+        imap.stop()
 
 
 @pytest.fixture

@@ -59,3 +59,17 @@ def test_data_dir_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COMMS_DATA_DIR", "state")
     assert load_settings().data_dir == tmp_path / "state"
+
+
+def test_imap_host_needs_a_login_and_the_password_is_never_echoed() -> None:
+    with pytest.raises(ConfigError, match="COMMS_IMAP_USER and COMMS_IMAP_PASSWORD"):
+        load_settings(imap_host="imap.operator.example")
+    with pytest.raises(ConfigError) as problem:
+        load_settings(imap_host="imap.operator.example", imap_user="u",
+                      imap_password="hunter2-secret", imap_port="notaport")
+    assert "COMMS_IMAP_PORT" in str(problem.value)
+    assert "hunter2-secret" not in str(problem.value)
+    settings = load_settings(imap_host="imap.operator.example", imap_user="u",
+                             imap_password="hunter2-secret")
+    assert settings.signup_enabled and "hunter2-secret" not in repr(settings)
+    assert not load_settings().signup_enabled

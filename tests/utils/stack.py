@@ -17,6 +17,7 @@ class Stack:
     base_url: str
     token: str
     services: Any  # ActorHandle of LocalServices
+    imap: Any = None  # tests.utils.dovecot.Dovecot serving the signup mailbox
 
     def client(self, *, admin: bool = True, timeout: float = 30.0) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if admin else {}

@@ -1,0 +1,44 @@
+"""Signup routes: the email signup watcher's state, counts, recent messages, review queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from actors.signup_watcher import find_signup_watcher
+from app.signup import overview
+from deployments.deps import Admin, Context
+
+router = APIRouter(prefix="/signup", tags=["signup"], dependencies=[Admin])
+
+
+async def _watcher_status() -> dict:
+    watcher = await asyncio.to_thread(find_signup_watcher)
+    if watcher is None:
+        return {"running": False}
+    try:
+        return {"running": True, **await asyncio.wait_for(watcher.status.remote(), 5)}
+    except Exception as exc:  # restarting, or its node is gone
+        return {"running": False, "error": type(exc).__name__}
+
+
+@router.get("")
+async def signup_overview(context: Context,
+                          limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
+    """Watcher state, messages by kind, signups per campaign, recent messages, review queue."""
+    body = await overview(context.db, context.settings, limit)
+    body["watcher"] = await _watcher_status() if body["configured"] else {"running": False}
+    return body
+
+
+@router.post("/poll", status_code=202)
+async def poll_now(context: Context) -> dict:
+    """Ask the watcher to read the mailbox now rather than at its next poll."""
+    watcher = await asyncio.to_thread(find_signup_watcher) if context.settings.signup_enabled \
+        else None
+    if watcher is None:
+        raise HTTPException(409, "no signup watcher: set COMMS_IMAP_HOST to enable it")
+    await watcher.poke.remote()
+    return {"poked": True}
