@@ -7,7 +7,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.utils.stack import Stack
+from tests.deployments.test_signup import deliver
+from tests.utils.mail_samples import reply
+from tests.utils.stack import Stack, unique_domain
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -133,4 +135,23 @@ def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack,
     assert re.fullmatch(r"operator-comms-billing-\d{4}-\d\d-\d\d-to-\d{4}-\d\d-\d\d\.xlsx",
                         download.value.suggested_filename)
     page.locator("#reports").screenshot(path=str(screenshot_dir / "reports-desktop.png"))
+    page.close()
+
+
+def test_signup_panel_shows_the_review_queue(browser, stack: Stack,
+                                             screenshot_dir: Path) -> None:
+    domain = unique_domain("panel")
+    odd = reply(f"visitor@{domain}", "Do you sell phones in Recife?", subject="Lojas em Recife")
+    keen = reply(f"keen@{domain}", "Quero me cadastrar", subject="Cadastro")
+    with stack.client() as api:
+        deliver(stack, api, odd.raw, keen.raw)
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, stack.token)
+    expect(page.locator("#signup-state")).to_contain_text("watcher running")
+    review = page.locator("#review-table")
+    expect(review).to_contain_text("Lojas em Recife", timeout=30_000)
+    expect(review).to_contain_text("no signup or unsubscribe keyword")
+    expect(page.locator("#inbound-table")).to_contain_text(f"keen@{domain}")
+    expect(page.locator("#inbound-table")).to_contain_text("customer created")
+    page.locator("#signup").screenshot(path=str(screenshot_dir / "signup-desktop.png"))
     page.close()
