@@ -184,18 +184,22 @@ async def claim_batch(db: AsyncDatabase, ids: list[str], claim_token: str,
 
 
 async def claimed(db: AsyncDatabase, campaign_id: str, claim_token: str,
-                  worker: dict[str, Any]) -> list[dict]:
-    """The deliveries a task holds and has not recorded yet; stamped with its worker."""
+                  worker: dict[str, Any], lease_s: float) -> list[dict]:
+    """The deliveries a task holds and has not recorded yet; stamped with its worker,
+    their lease renewed from now (the task may have waited long for a worker)."""
     query = {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"}
-    await db.deliveries.update_many(query, {"$set": worker})
+    await db.deliveries.update_many(
+        query, {"$set": {**worker, "next_attempt_at": now() + timedelta(seconds=lease_s)}})
     return await db.deliveries.find(query).to_list()
 
 
 async def renew_lease(db: AsyncDatabase, campaign_id: str, claim_token: str,
-                      lease_s: float) -> None:
-    await db.deliveries.update_many(
+                      lease_s: float) -> int:
+    """Extend the claim's lease; how many deliveries it still holds (0: lost or done)."""
+    result = await db.deliveries.update_many(
         {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"},
         {"$set": {"next_attempt_at": now() + timedelta(seconds=lease_s)}})
+    return result.matched_count
 
 
 RELEASED = {"status": "pending", "claim": None}

@@ -174,7 +174,13 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None, reserve: Reser
 async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                reserve: Reserve | None, observe: Observe | None) -> dict[str, Any]:
     lease_s = job.settings.send_lease_s
-    claimed = await campaigns.claimed(db, job.campaign_id, job.claim, identity)
+    # A message goes out only while this task knows its lease holds: until lease_s after
+    # the last renewal was *issued* (a bound the database can only exceed), less a margin
+    # for clocks of different nodes. Past it, the runner may have requeued the claim and
+    # another task may be sending the same deliveries: this one stops.
+    margin_s = min(2.0, lease_s / 4)
+    lease = {"until": time.time() + lease_s - margin_s}
+    claimed = await campaigns.claimed(db, job.campaign_id, job.claim, identity, lease_s)
     summary: dict[str, Any] = {"claimed": len(claimed), **identity}
     if not claimed:
         return summary
@@ -200,7 +206,11 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                 stop_reason.append(campaign["status"] if campaign else "deleted")
                 stop.set()
             elif time.monotonic() - last_renewal > lease_s / 3:
-                await campaigns.renew_lease(db, job.campaign_id, job.claim, lease_s)
+                issued = time.time()
+                if await campaigns.renew_lease(db, job.campaign_id, job.claim, lease_s) == 0:
+                    stop_reason.append("lease lost")
+                    stop.set()
+                lease["until"] = issued + lease_s - margin_s
                 last_renewal = time.monotonic()
 
     async def connection() -> None:
@@ -212,7 +222,7 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                 except asyncio.QueueEmpty:
                     return
                 outcome, latency_ms, mid = await _send_one(delivery, sender)
-                if outcome is None:  # stopped while waiting for the rate limiter
+                if outcome is None:  # stopped: rate-limiter wait cut short, or lease lapsed
                     await campaigns.release(db, job.campaign_id, job.claim, [delivery["_id"]])
                     return
                 if outcome.status == AUTH:
@@ -246,6 +256,10 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                     return None, None, None
                 except TimeoutError:
                     pass
+        if time.time() >= lease["until"]:  # renewals fell behind (an overloaded database)
+            stop_reason.append("lease lapsed")
+            stop.set()
+            return None, None, None
         started = time.perf_counter()
         outcome = await sender.send(build_message(mail, job.settings.mail_from))
         return outcome, (time.perf_counter() - started) * 1000, mid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -100,3 +101,34 @@ async def test_right_login_sends_and_retried_claim_skips_what_was_sent(
     counts = MongoClient(mongodb_uri)[db_name].campaigns.find_one(
         {"_id": doc["_id"]})["counts"]
     assert counts["sent"] == 5
+
+
+async def test_a_task_whose_claim_was_requeued_stops_sending(stack: Stack, login_relay) -> None:
+    """If the runner requeues a claim (its lease ran out while the task was slow), the
+    task notices at its next renewal and sends nothing more: another task has them."""
+    handler, port = login_relay
+    db_name = f"lease_{uuid.uuid4().hex[:8]}"
+    doc, _ = await _campaign_with_audience(stack, db_name, 5, "claim-3")
+    job, mongodb_uri = await _job(stack, db_name, doc, "claim-3", port, "right")
+    job.connections = 1
+    job.limits = {"relay": 1.0}
+    job.settings = job.settings.model_copy(update={"send_lease_s": 3.0})
+    sync_db = MongoClient(mongodb_uri)[db_name]
+    reserved = 0
+
+    async def slow_after_the_first(limits: dict, n: float) -> float:
+        nonlocal reserved
+        reserved += 1
+        if reserved == 2:  # the first went out: now the runner's sweep takes the claim back
+            for _ in range(200):  # (once the first outcome is written: it is written behind)
+                if sync_db.deliveries.count_documents({"status": "sent"}):
+                    break
+                await asyncio.sleep(0.05)
+            sync_db.deliveries.update_many({"claim": "claim-3", "status": "sending"},
+                                           {"$set": {"status": "pending", "claim": None}})
+        return 0.0 if reserved == 1 else 30.0
+
+    summary = await run_batch(job, reserve=slow_after_the_first)
+    assert handler.total == 1 and summary.get("sent") == 1
+    assert summary["stopped"] == "lease lost"
+    assert sync_db.deliveries.count_documents({"status": "pending"}) == 4
