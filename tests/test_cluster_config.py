@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -51,9 +52,9 @@ def test_cluster_yaml_commits_no_secret() -> None:
 def test_env_example_names_only_real_settings() -> None:
     from app.config import Settings
 
-    names = {line.split("=", 1)[0] for line in
-             (ROOT / "deploy/operator-comms.env.example").read_text().splitlines()
-             if line and not line.startswith("#")}
+    text = (ROOT / "deploy/operator-comms.env.example").read_text()
+    names = set(re.findall(r"^#?\s*(COMMS_\w+)=", text, re.MULTILINE))  # optional ones too
+    assert "COMMS_IMAP_HOST" in names
     known = {f"COMMS_{field.upper()}" for field in Settings.model_fields}
     assert names <= known, names - known
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.deployments.test_signup import deliver
-from tests.utils.mail_samples import reply
+from tests.utils import mail_samples
 from tests.utils.stack import Stack, unique_domain
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -141,8 +141,9 @@ def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack,
 def test_signup_panel_shows_the_review_queue(browser, stack: Stack,
                                              screenshot_dir: Path) -> None:
     domain = unique_domain("panel")
-    odd = reply(f"visitor@{domain}", "Do you sell phones in Recife?", subject="Lojas em Recife")
-    keen = reply(f"keen@{domain}", "Quero me cadastrar", subject="Cadastro")
+    odd = mail_samples.reply(f"visitor@{domain}", "Do you sell phones in Recife?",
+                             subject="Lojas em Recife")
+    keen = mail_samples.reply(f"keen@{domain}", "Quero me cadastrar", subject="Cadastro")
     with stack.client() as api:
         deliver(stack, api, odd.raw, keen.raw)
     page = browser.new_page(viewport=DESKTOP)

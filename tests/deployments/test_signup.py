@@ -96,8 +96,9 @@ def test_signup_unsubscribe_and_unrelated_replies(stack: Stack, api) -> None:
     assert records[ids[0]]["outcome"]["action"] == "customer_created"
     # The confirmation went through the normal send path: a delivery, a task, the relay.
     eventually(lambda: sink_counts(stack, domain).get(prospect) == 1, what="confirmation")
-    confirmation = db.deliveries.find_one({"_id": f"signup-confirmations:{customer['_id']}"})
-    assert confirmation["status"] == "sent" and confirmation["worker"]
+    confirmation = eventually(lambda: db.deliveries.find_one(  # outcomes are written behind
+        {"_id": f"signup-confirmations:{customer['_id']}", "status": "sent"}), what="record")
+    assert confirmation["worker"] and confirmation["message_id"]
     outbox = ray.get(stack.services.outbox.remote(prospect, 5))["messages"]
     assert outbox[0]["subject"] == stack.settings.signup_confirmation_subject
 
