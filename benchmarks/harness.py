@@ -32,7 +32,8 @@ def machine() -> dict:
 
 
 @contextmanager
-def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, **overrides):
+def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: float = 120,
+                **overrides):
     """Yield (settings, admin HTTP client, base URL) for a fresh app; stop it after."""
     port = free_port()
     values = {"data_dir": Path(tempfile.mkdtemp(prefix="bench-")), "http_port": port,
@@ -46,7 +47,7 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, **overrides):
         serve.run(compose(AppArgs(chatbot_replicas=chatbot_replicas), settings),
                   name="operator-comms", route_prefix="/")
         base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=120,
+        with httpx.Client(base_url=base, timeout=http_timeout_s,
                           headers={"Authorization": f"Bearer {admin_token(settings)}"}) as api:
             yield settings, api, base
     finally:
