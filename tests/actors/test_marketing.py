@@ -12,6 +12,7 @@ import websockets
 from pymongo import MongoClient
 
 from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
 
 
 def mongo(stack: Stack):
@@ -21,16 +22,6 @@ def mongo(stack: Stack):
 
 def marketing():
     return ray.get_actor("marketing", namespace="operator-comms")
-
-
-def wait_until(check, timeout_s: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _next_frame(socket, predicate, timeout_s: float = 30) -> dict:

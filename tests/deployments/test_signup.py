@@ -17,6 +17,7 @@ from tests.deployments.test_campaigns import mongo, sink_counts
 from tests.utils.campaigns import create_campaign, finished, import_audience, launch, wait_for
 from tests.utils.mail_samples import bounce_for, reply
 from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
 
 
 def mailbox(stack: Stack) -> IMAPClient:
@@ -41,13 +42,7 @@ def message_ids_in(stack: Stack, folder: str) -> set[str]:
 
 
 def eventually(check: Callable[[], Any], timeout_s: float = 90, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"never happened: {what}")
+    return wait_until(check, timeout_s, what, interval_s=0.3)
 
 
 def handled_records(db, message_ids: list[str], timeout_s: float = 90) -> list[dict]:
