@@ -207,7 +207,8 @@ async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                 stop.set()
             elif time.monotonic() - last_renewal > lease_s / 3:
                 issued = time.time()
-                if await campaigns.renew_lease(db, job.campaign_id, job.claim, lease_s) == 0:
+                held = await campaigns.renew_lease(db, job.campaign_id, job.claim, lease_s)
+                if held == 0 and not queue.empty():  # requeued: another task has them
                     stop_reason.append("lease lost")
                     stop.set()
                 lease["until"] = issued + lease_s - margin_s
