@@ -41,8 +41,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         imap_host="127.0.0.1", imap_port=imap.port, imap_tls=False, imap_user=imap.user,
         imap_password=imap.password, imap_poll_s=1.0,
     )
-    ray.init(num_cpus=4, include_dashboard=True, dashboard_port=free_port(),
-             namespace="operator-comms", logging_level="WARNING")
+    # Ray's default dashboard port: Ray moves to the next free one if it is taken. A port
+    # picked beforehand can be taken by Ray's own processes before the dashboard binds it.
+    ray.init(num_cpus=4, include_dashboard=True, namespace="operator-comms",
+             logging_level="WARNING")
     try:
         services = local_services(settings)
         ray.get(services.endpoints.remote())
