@@ -61,8 +61,6 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("created_at", ASCENDING)]),
         IndexModel([("campaign_id", ASCENDING), ("created_at", ASCENDING)]),
         IndexModel([("sent_at", ASCENDING)], sparse=True),
-        # replies and bounces name the message they answer by its Message-ID
-        IndexModel([("message_id", ASCENDING)], sparse=True),
     ],
     "inbound_mail": [
         IndexModel([("account", ASCENDING), ("received_at", DESCENDING)]),

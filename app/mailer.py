@@ -4,6 +4,7 @@ one reused aiosmtplib connection per sender, and SMTP replies classified into ou
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -24,10 +25,33 @@ def one_line(value: str) -> str:
 
 
 def message_id(delivery_id: str, mail_from: str) -> str:
-    """The same delivery always gets the same Message-ID, so receivers can deduplicate."""
+    """The same delivery always gets the same Message-ID, so receivers can deduplicate.
+
+    It carries the delivery id (base32, so any id is a valid dot-atom) and a check, so a
+    reply or bounce naming it leads back to the delivery by `_id`, with no index on
+    Message-IDs to maintain on every send.
+    """
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "operator-comms.local"
-    digest = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
-    return f"<{digest}@{domain}>"
+    encoded = base64.b32encode(delivery_id.encode()).decode().rstrip("=").lower()
+    return f"<{encoded}.{_check(delivery_id)}@{domain}>"
+
+
+def delivery_id_in(message_id_text: str) -> str | None:
+    """The delivery id a Message-ID of ours carries; None for anyone else's."""
+    local = message_id_text.strip().removeprefix("<").partition("@")[0]
+    encoded, _, check = local.rpartition(".")
+    if not encoded or len(encoded) > 400:
+        return None
+    try:
+        padded = encoded.upper() + "=" * (-len(encoded) % 8)
+        delivery_id = base64.b32decode(padded).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return delivery_id if check == _check(delivery_id) else None
+
+
+def _check(delivery_id: str) -> str:
+    return hashlib.sha256(delivery_id.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

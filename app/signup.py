@@ -18,7 +18,6 @@ when a new confirmation is queued.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import DESCENDING
@@ -26,17 +25,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from app import campaigns
+from app.campaigns import now
 from app.config import Settings
 from app.customers import new_customer, set_unsubscribed
 from app.inbound_mail import BOUNCE, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
+from app.mailer import delivery_id_in
 
 CONFIRMATIONS = "signup-confirmations"
 SIGNUP_TAG = "email-signup"
 HANDLED, MOVED = "handled", "moved"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def account_key(settings: Settings) -> str:
@@ -123,10 +120,19 @@ async def apply(db: AsyncDatabase, settings: Settings, inbound: Inbound
     return REVIEW, inbound.reason, {"action": "review"}
 
 
+async def delivery_sent_as(db: AsyncDatabase, message_id: str) -> dict | None:
+    """The delivery that went out with this Message-ID (it carries the delivery's id)."""
+    delivery_id = delivery_id_in(message_id)
+    if delivery_id is None:
+        return None
+    delivery = await db.deliveries.find_one({"_id": delivery_id})
+    return delivery if delivery and delivery.get("message_id") == message_id else None
+
+
 async def campaign_of(db: AsyncDatabase, references: list[str]) -> str | None:
     """The campaign whose message this replies to (newest reference first)."""
     for ref in reversed(references[-10:]):
-        delivery = await db.deliveries.find_one({"message_id": ref}, {"campaign_id": 1})
+        delivery = await delivery_sent_as(db, ref)
         if delivery is not None:
             return delivery["campaign_id"]
     return None
@@ -185,7 +191,7 @@ async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[s
         return BOUNCE, inbound.reason, {"action": "ignored"}  # delayed, relayed: no change
     if not bounce.original_message_id:
         return REVIEW, "bounce without the original Message-ID", {"action": "review"}
-    delivery = await db.deliveries.find_one({"message_id": bounce.original_message_id})
+    delivery = await delivery_sent_as(db, bounce.original_message_id)
     if delivery is None:
         return REVIEW, "bounce for a message we did not send", {"action": "review"}
     customer = await db.customers.find_one({"_id": delivery["customer_id"]}, {"email": 1})

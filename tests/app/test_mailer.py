@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import aiosmtplib
 
-from app.mailer import AUTH, FAILED, RETRY, Mail, build_message, classify, message_id
+from app.mailer import (
+    AUTH,
+    FAILED,
+    RETRY,
+    Mail,
+    build_message,
+    classify,
+    delivery_id_in,
+    message_id,
+)
 
 
 def test_crlf_cannot_inject_headers() -> None:
@@ -20,6 +29,11 @@ def test_message_id_is_deterministic_per_delivery() -> None:
     first = message_id("camp:cust1", "Op <no-reply@op.example>")
     assert first == message_id("camp:cust1", "Op <no-reply@op.example>")
     assert first != message_id("camp:cust2", "Op <no-reply@op.example>")
+    assert first.endswith("@op.example>")
+    assert delivery_id_in(first) == "camp:cust1"  # a reply or bounce leads back to it
+    assert delivery_id_in("<camp:cust1@op.example>") is None
+    assert delivery_id_in(first.replace(first[1:4], "aaa")) is None  # check fails
+    assert delivery_id_in("<reply-1@prospect.example>") is None
     assert first.startswith("<") and first.endswith("@op.example>")
 
 
