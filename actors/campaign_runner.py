@@ -1,13 +1,20 @@
 """The campaign runner: one detached actor per running campaign, driving its fan-out.
 
-It streams the audience from MongoDB into pending deliveries in the background (its
-memory does not grow with the audience), and keeps at most `workers` send tasks in
-flight with `ray.wait`: each time there is room it claims the next due batch (new
-deliveries, retries whose backoff is over, claims whose task died) and hands the
-claim to a task. It completes when every delivery is final. All progress lives in
-MongoDB, so a restarted runner (`max_restarts=-1`) resumes where the record says.
-Pause, resume and cancel are status changes in the record; the runner and its tasks
-follow them.
+It pages through the audience (one indexed query per page of customers; its memory
+holds one page, not the audience), cuts it into batches, inserts each batch already
+claimed and hands it to a send task, keeping at most `workers` tasks in flight with
+`ray.wait`. Finished tasks return their counts through Ray, and the runner adds them
+to the campaign in one `$inc` per round. Batches that need another attempt (4xx,
+connection trouble) come back in the task's summary with the time they are due; the
+runner keeps them in a heap and claims them again then. Nothing polls the database
+for work: the heap, `ray.wait` and `poke` (status changes, new confirmations) say
+when to act. A sweep every few seconds gives back batches whose lease ran out (their
+task is gone, e.g. the dispatcher that owned it died).
+
+All progress lives in MongoDB, so a restarted runner (`max_restarts=-1`) resumes from
+the newest batch's audience position, the open batches, and the tasks the dispatcher
+still has in flight. Pause and cancel cancel the in-flight tasks through the
+dispatcher; each stops cleanly and gives back what it did not send.
 
 Teardown: a runner kills itself when its campaign ends; `ray.kill` of
 `campaign-<id>` in namespace `operator-comms` stops one by hand.
@@ -17,16 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
-import uuid
+from collections import Counter, deque
 
 import ray
+from ray.exceptions import TaskCancelledError
 
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from app import campaigns
 from app.config import Endpoints, Settings
+from app.customers import audience_page
 from app.db import database
 from app.send_tasks import NAMESPACE, SendMetrics
 from app.sending import BatchJob
@@ -40,6 +50,42 @@ def runner_name(campaign_id: str) -> str:
     return f"campaign-{campaign_id}"
 
 
+class AudienceCursor:
+    """Where the runner is in the audience: page by page, customer ids in order."""
+
+    def __init__(self, audience: dict, pages: int, position: list | None, seen_page: int,
+                 seen: int):
+        self.audience, self.pages = audience, max(1, pages)
+        self.page, self.after = (position or [0, None])
+        self.buffer: deque[str] = deque()
+        self.loaded = -1  # the page whose ids are in the buffer
+        # The audience's size so far: every page read, counted once (even across a
+        # runner restart: the record says which page was counted last).
+        self.seen_page, self.seen = seen_page, seen
+
+    @property
+    def exhausted(self) -> bool:
+        return self.page >= self.pages and not self.buffer
+
+    async def take(self, db, n: int) -> tuple[list[str], list]:
+        """Up to n customer ids, and the position after the last one: pages before
+        `page` are used up, and in `page` every id up to `after`."""
+        ids: list[str] = []
+        while len(ids) < n and self.page < self.pages:
+            if self.loaded != self.page:
+                page = await audience_page(db, self.audience, self.page, self.pages)
+                if self.page > self.seen_page:
+                    self.seen_page, self.seen = self.page, self.seen + len(page)
+                self.buffer = deque(c for c in page if self.after is None or c > self.after)
+                self.loaded = self.page
+            while self.buffer and len(ids) < n:
+                ids.append(self.buffer.popleft())
+                self.after = ids[-1]
+            if not self.buffer:
+                self.page, self.after = self.page + 1, None
+        return ids, [self.page, self.after]
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class CampaignRunner:
     def __init__(self, campaign_id: str, settings: Settings, endpoints: Endpoints,
@@ -48,14 +94,23 @@ class CampaignRunner:
         self.settings = settings
         self.endpoints = endpoints
         self.signing_secret = signing_secret
-        self.in_flight: dict[ray.ObjectRef, str] = {}
+        self.in_flight: dict[ray.ObjectRef, tuple[str, str]] = {}  # ref -> (batch, claim)
+        self.due: list[tuple[float, str]] = []  # (time, batch): pending batches, a heap
         self.wake = asyncio.Event()
+        self.poked = False
         self.dispatcher = send_dispatcher(settings.actor_resources)
+        self.limiter = rate_limiter(settings.actor_resources)
         self.state = "starting"
+        self.status_now = "running"
+        self.stopping = False  # in-flight tasks were asked to stop (pause, cancel)
+        self.pending_inc: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+        self.sampled = True
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def poke(self) -> None:
-        """Status changed in the record (pause, resume, cancel): look again now."""
+        """Status changed in the record, or new batches were queued: look again now."""
+        self.poked = True
         self.wake.set()
 
     async def status(self) -> dict:
@@ -73,107 +128,203 @@ class CampaignRunner:
     async def _drive(self) -> None:
         db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
         metrics = SendMetrics.get()
-        last_sample = last_sweep = 0.0
-        await campaigns.requeue_expired(db, self.campaign_id)
         campaign = await campaigns.campaign_state(db, self.campaign_id)
-        materializer = None
-        if campaign is not None and not campaign.get("materialized"):
-            materializer = asyncio.get_running_loop().create_task(self._materialize(db, campaign))
+        if campaign is None:
+            self._exit()
+            return
+        self.campaign = campaign
+        self.status_now = campaign["status"]
+        self.totals.update({k: v for k, v in campaign.get("counts", {}).items()})
+        self.seq, position = await campaigns.last_position(db, self.campaign_id)
+        self.cursor = None
+        self.written_page = campaign.get(campaigns.AUDIENCE_SEEN, -1)
+        if not campaign.get("audience_done", True):
+            self.cursor = AudienceCursor(
+                campaign["audience"], campaign.get("audience_pages", 1), position,
+                campaign.get(campaigns.AUDIENCE_SEEN, -1), campaign["counts"].get("total", 0))
+        await self._recover(db)
+        last_sample = last_sweep = time.monotonic()
         while True:
-            campaign = await campaigns.campaign_state(db, self.campaign_id)
-            if campaign is None or campaign["status"] in ("completed", "cancelled", "failed"):
-                self.state = campaign["status"] if campaign else "deleted"
-                await self._drain()
+            if self.status_now in campaigns.FINISHED or self.status_now is None:
+                self.state = self.status_now or "deleted"
+                await self._stop_tasks()
+                await self._drain(db)
                 break
-            options = campaign["settings"]
-            now = time.monotonic()
-            if now - last_sample >= SAMPLE_EVERY_S:
-                await campaigns.sample_progress(db, self.campaign_id)
-                metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
-                last_sample = now
-            if now - last_sweep >= SWEEP_EVERY_S:
-                await campaigns.requeue_expired(db, self.campaign_id)
-                last_sweep = now
-
-            self.state = campaign["status"]
-            if campaign["status"] == "running":
-                while len(self.in_flight) < options["workers"]:
-                    ids = await campaigns.due_pending(db, self.campaign_id, options["batch_size"])
-                    claim = uuid.uuid4().hex
-                    if not await campaigns.claim_batch(db, ids, claim,
-                                                       self.settings.send_lease_s):
-                        break
-                    await self._submit(campaign, claim)
-                done_creating = materializer is None or materializer.done()
-                if done_creating and not self.in_flight and await self._complete_if_done(db):
+            self.state = self.status_now
+            if self.status_now == "running":
+                self.stopping = False
+                await self._fill(db)
+                if not self.in_flight and await self._complete_if_done(db):
                     continue
-            await self._wait_for_work()
-        if materializer is not None:
-            materializer.cancel()
+            elif self.status_now == "paused" and self.in_flight:
+                await self._stop_tasks()
+            await self._wait_and_collect(db)
+            now = time.monotonic()
+            sample = None
+            if now - last_sample >= SAMPLE_EVERY_S and not self.sampled:
+                sample, self.sampled, last_sample = campaigns.progress_sample(self.totals), True, now
+                metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
+            await self._write_progress(db, sample)
+            if self.poked or now - last_sweep >= SWEEP_EVERY_S:
+                await self._look_again(db, reload=self.poked)
+                self.poked, last_sweep = False, now
         metrics.in_flight.set(0, tags={"campaign": self.campaign_id})
-        await rate_limiter(self.settings.actor_resources).forget.remote(
-            f"campaign:{self.campaign_id}")
+        await self.limiter.forget.remote(f"campaign:{self.campaign_id}")
         self._exit()
 
-    async def _materialize(self, db, campaign: dict) -> None:
-        """Create the audience's deliveries while the first batches already go out."""
-        await campaigns.materialize_audience(db, self.campaign_id, campaign["audience"])
-        await campaigns.set_materialized(db, self.campaign_id)
-        self.wake.set()
+    async def _recover(self, db) -> None:
+        """After a (re)start: adopt the tasks still in flight, queue the pending batches."""
+        running = await self.dispatcher.in_flight.remote(self.campaign_id)
+        for batch in await campaigns.open_batches(db, self.campaign_id):
+            if batch["_id"] in running:
+                self.in_flight[running[batch["_id"]][0]] = (batch["_id"], batch["claim"])
+            elif batch["status"] == campaigns.PENDING:
+                heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
+            # claimed without a task: the sweep gives it back when its lease runs out
 
-    async def _complete_if_done(self, db) -> bool:
-        if await campaigns.unfinished(db, self.campaign_id) > 0:
-            return False  # retries waiting for their backoff, or claims to recover
-        await campaigns.reconcile(db, self.campaign_id)
-        await campaigns.change_status(db, self.campaign_id, ("running",), "completed")
-        await campaigns.sample_progress(db, self.campaign_id)
-        return True
+    async def _look_again(self, db, reload: bool) -> None:
+        """Status from the record; expired leases back to pending; on a poke, batches
+        queued from outside (signup confirmations)."""
+        self.status_now = await campaigns.campaign_status(db, self.campaign_id)
+        keep = {batch for batch, _ in self.in_flight.values()}
+        for batch in await campaigns.requeue_expired(db, self.campaign_id, keep):
+            heapq.heappush(self.due, (time.time(), batch))
+        if reload:
+            queued = {batch for _, batch in self.due}
+            for batch in await campaigns.open_batches(db, self.campaign_id):
+                if batch["status"] == campaigns.PENDING and batch["_id"] not in queued:
+                    heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
 
-    async def _submit(self, campaign: dict, claim: str) -> None:
-        options = campaign["settings"]
+    async def _fill(self, db) -> None:
+        options = self.campaign["settings"]
+        while len(self.in_flight) < options["workers"]:
+            job = await self._next_job(db, options)
+            if job is None:
+                return
+            [ref] = await self.dispatcher.submit.remote(job)
+            self.in_flight[ref] = (job.batch_id, job.claim)
+
+    async def _next_job(self, db, options: dict) -> BatchJob | None:
+        claim = campaigns.new_claim()
+        lease_s = self.settings.send_lease_s
+        while self.due and self.due[0][0] <= time.time():
+            _, batch = heapq.heappop(self.due)
+            found = await campaigns.claim_batch(db, batch, claim, lease_s)
+            if found is not None:
+                return self._job(batch, claim, found["customer_ids"], found["attempt"], False)
+        while self.cursor is not None:
+            ids, position = await self.cursor.take(db, options["batch_size"])
+            if ids:
+                batch = await campaigns.insert_claimed_batch(
+                    db, self.campaign_id, self.seq, ids, position, claim, lease_s)
+                self.seq += 1
+                if batch is None:
+                    continue  # made before a restart; it is in the open batches
+                return self._job(batch, claim, ids, 0, True)
+            if self.cursor.exhausted:
+                await self._write_progress(db, None)
+                await campaigns.set_audience_done(db, self.campaign_id)
+                self.cursor = None
+        return None
+
+    def _job(self, batch: str, claim: str, ids: list[str], attempt: int,
+             fresh: bool) -> BatchJob:
+        options = self.campaign["settings"]
         limits = {}
         if options.get("rate_limit_per_s"):
             limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
         if self.settings.relay_rate_limit_per_s:
             limits["relay"] = self.settings.relay_rate_limit_per_s
-        job = BatchJob(
-            campaign_id=self.campaign_id, claim=claim, settings=self.settings,
-            endpoints=self.endpoints, templates=campaign["templates"],
-            signing_secret=self.signing_secret, connections=options["connections"],
-            limits=limits,
-        )
-        [ref] = await self.dispatcher.submit.remote(job)
-        self.in_flight[ref] = claim
+        return BatchJob(
+            campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
+            customer_ids=ids, settings=self.settings, endpoints=self.endpoints,
+            templates=self.campaign["templates"], signing_secret=self.signing_secret,
+            connections=options["connections"], fresh=fresh, limits=limits,
+            limiter=self.limiter if limits else None)
 
-    async def _wait_for_work(self) -> None:
-        """Collect finished tasks (ray.wait), or sleep until poked or a second passed."""
+    async def _complete_if_done(self, db) -> bool:
+        if self.cursor is not None or (self.due and self.due[0][0] > time.time()):
+            return False
+        if self.due:
+            return False  # due now: the next fill takes it
+        if await campaigns.unfinished_batches(db, self.campaign_id) > 0:
+            return False  # claims to recover (the sweep), or batches queued meanwhile
+        await self._write_progress(db, None)
+        await campaigns.reconcile(db, self.campaign_id)
+        await campaigns.change_status(db, self.campaign_id, ("running",), "completed")
+        campaign = await campaigns.campaign_state(db, self.campaign_id)
+        await campaigns.record_progress(db, self.campaign_id, {},
+                                        campaigns.progress_sample(campaign["counts"]))
+        self.status_now = campaign["status"]
+        return True
+
+    async def _wait_and_collect(self, db) -> None:
+        """Collect finished tasks (ray.wait), or sleep until poked or work is due."""
         self.wake.clear()
+        timeout = SAMPLE_EVERY_S
+        if self.due and self.status_now == "running":
+            timeout = min(timeout, max(0.0, self.due[0][0] - time.time()))
         if self.in_flight:
             ready, _ = await asyncio.to_thread(
-                ray.wait, list(self.in_flight), num_returns=1, timeout=SAMPLE_EVERY_S)
+                ray.wait, list(self.in_flight), num_returns=1, timeout=timeout)
+            if ready:  # take everything else that finished meanwhile in the same round
+                ready, _ = await asyncio.to_thread(
+                    ray.wait, list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
             for ref in ready:
-                await self._collect(ref)
+                await self._collect(db, ref)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), SAMPLE_EVERY_S)
+            await asyncio.wait_for(self.wake.wait(), timeout)
 
-    async def _collect(self, ref: ray.ObjectRef) -> None:
-        claim = self.in_flight.pop(ref)
+    async def _collect(self, db, ref: ray.ObjectRef) -> None:
+        batch, claim = self.in_flight.pop(ref)
         try:
-            await ref  # already finished: this only fetches the result or its error
-        except Exception as exc:  # the task failed for good: give its claim back
-            db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
-            released = await campaigns.release(db, self.campaign_id, claim)
-            log.warning("campaign %s: send task failed (%s); %d deliveries back to pending",
-                        self.campaign_id, type(exc).__name__, released)
+            summary = await ref  # already finished: this only fetches the result or error
+        except TaskCancelledError:  # paused or cancelled: it counted what it sent itself
+            await campaigns.release_batch(db, batch, claim)  # if it never started
+            heapq.heappush(self.due, (time.time(), batch))
+            return
+        except Exception as exc:  # the task failed for good: give its batch back
+            released = await campaigns.release_batch(db, batch, claim)
+            heapq.heappush(self.due, (time.time() + 1.0, batch))
+            log.warning("campaign %s: send task for %s failed (%s); given back: %s",
+                        self.campaign_id, batch, type(exc).__name__, released)
+            return
+        if summary.get("next") is not None:
+            heapq.heappush(self.due, (summary["next"], batch))
+        if not summary.get("counted"):
+            self._add(summary)
 
-    async def _drain(self) -> None:
-        """Let in-flight tasks notice the status change and finish their message."""
+    def _add(self, summary: dict) -> None:
+        inc = campaigns.summary_increments(summary)
+        self.pending_inc.update(inc)
+        for key, n in inc.items():
+            if key.startswith("counts."):
+                self.totals[key.removeprefix("counts.")] += n
+        self.sampled = False
+
+    async def _write_progress(self, db, sample: dict | None) -> None:
+        inc = {k: v for k, v in self.pending_inc.items() if v}
+        sets = None
+        if self.cursor is not None and self.cursor.seen_page > self.written_page:
+            sets = {"counts.total": self.cursor.seen,
+                    campaigns.AUDIENCE_SEEN: self.cursor.seen_page}
+            self.written_page = self.cursor.seen_page
+            self.totals["total"] = self.cursor.seen
+        if inc or sample is not None or sets:
+            self.pending_inc = Counter()
+            await campaigns.record_progress(db, self.campaign_id, inc, sample, sets)
+
+    async def _stop_tasks(self) -> None:
+        if self.in_flight and not self.stopping:
+            self.stopping = True
+            await self.dispatcher.cancel.remote(self.campaign_id)
+
+    async def _drain(self, db) -> None:
+        """Let stopped tasks record their last messages and give their batches back."""
         while self.in_flight:
-            ready, _ = await asyncio.to_thread(ray.wait, list(self.in_flight),
-                                               num_returns=1, timeout=SAMPLE_EVERY_S)
-            for ref in ready:
-                await self._collect(ref)
+            await self._wait_and_collect(db)
+        await self._write_progress(db, None)
 
     def _exit(self) -> None:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)

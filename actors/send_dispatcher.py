@@ -4,8 +4,9 @@ Ray kills a task when its owner dies. If runners submitted send tasks themselves
 runner that crashed would take its tasks down mid-message, between the relay's 250
 and the outcome's write, and those messages would go out again. So the runner asks
 this actor to submit each task and only borrows the returned reference: a runner
-crash leaves its in-flight batches running to completion. The dispatcher does no
-other work, so it has nothing to crash on.
+crash leaves its in-flight batches running to completion, and the restarted runner
+asks here which of its batches are still in flight. As the owner, it is also the one
+that cancels them (pause, cancel). It does no other work, so it has nothing to crash on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ DISPATCHER = "send-dispatcher"
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
 class SendDispatcher:
+    def __init__(self) -> None:
+        self.tasks: dict[str, dict[str, ray.ObjectRef]] = {}  # campaign -> batch -> ref
+
     def submit(self, job: BatchJob) -> list[ray.ObjectRef]:
         settings = job.settings
         # SPREAD: batches fan out over nodes (network paths, blast radius) instead of
@@ -27,8 +31,35 @@ class SendDispatcher:
         task = send_batch.options(num_cpus=settings.send_task_cpus,
                                   resources=settings.send_task_resources,
                                   scheduling_strategy="SPREAD")
+        ref = task.remote(job)
+        self.tasks.setdefault(job.campaign_id, {})[job.batch_id] = ref
         # Wrapped in a list so the caller receives the reference, not the result.
-        return [task.remote(job)]
+        return [ref]
+
+    def in_flight(self, campaign_id: str) -> dict[str, list[ray.ObjectRef]]:
+        """The campaign's batches whose task has not finished (for a restarted runner)."""
+        tasks = self.tasks.get(campaign_id, {})
+        if tasks:
+            _, running = ray.wait(list(tasks.values()), num_returns=len(tasks), timeout=0)
+            alive = set(running)
+            for batch in [b for b, ref in tasks.items() if ref not in alive]:
+                del tasks[batch]
+        return {batch: [ref] for batch, ref in tasks.items()}
+
+    def done(self, campaign_id: str, batches: list[str]) -> None:
+        tasks = self.tasks.get(campaign_id, {})
+        for batch in batches:
+            tasks.pop(batch, None)
+        if not tasks:
+            self.tasks.pop(campaign_id, None)
+
+    def cancel(self, campaign_id: str) -> int:
+        """Ask every running batch of the campaign to stop (KeyboardInterrupt in the task,
+        which stops cleanly); those not started yet never start."""
+        refs = list(self.tasks.get(campaign_id, {}).values())
+        for ref in refs:
+            ray.cancel(ref, force=False)
+        return len(refs)
 
 
 def send_dispatcher(resources: dict[str, float] | None = None):

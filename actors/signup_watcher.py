@@ -72,8 +72,9 @@ class SignupWatcher:
             with contextlib.suppress(Exception):
                 await signup.note_poll(db, self.account, self.last_error)
                 if await signup.confirmations_to_send(db):
-                    start_runner(signup.CONFIRMATIONS, self.settings, self.endpoints,
-                                 self.signing_secret)
+                    runner = start_runner(signup.CONFIRMATIONS, self.settings,
+                                          self.endpoints, self.signing_secret)
+                    await runner.poke.remote()
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.settings.imap_poll_s)

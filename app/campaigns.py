@@ -1,12 +1,25 @@
-"""Campaigns and their deliveries in MongoDB: state changes, claims, counters, views.
+"""Campaigns, their send batches and their deliveries in MongoDB.
 
-Exactly once rests on three things here:
-- a delivery's `_id` is `<campaign>:<customer>`, so re-creating the deliveries of an
-  audience (after a runner restart) can never make a second one;
-- the runner claims a batch (`pending` -> `sending`, with a claim token and a lease)
-  before a task sends it; the task records each outcome only where its claim still
-  holds, and a retry of the task (same token) sends only what was not recorded;
-- a claim whose lease ran out (its task is gone) goes back to `pending`.
+The unit of database work is a batch, never a message:
+
+- `batches`: one document per batch of up to `batch_size` recipients, `_id`
+  `<campaign>:<seq>`. The runner creates it already claimed for the task it is about
+  to submit (one insert), with the audience position after it, so a restarted runner
+  continues from the last batch. A batch lives through its retries: when its task
+  ends it is `done`, or back to `pending` with only the recipients that need another
+  attempt (`attempt` + 1, `not_before` after the backoff), or back to `pending`
+  unchanged when the task was stopped (pause, cancel, a lost lease).
+- `deliveries`: one per (campaign, recipient), `_id` `<campaign>:<customer>`, written
+  when the first outcome is known (an `insert_many` per flush), so the audience is
+  never materialised up front. Retries update it by `_id`.
+- `campaigns`: counters incremented once per collection round by the runner
+  (`$inc`), recounted from the deliveries at completion.
+
+Exactly once rests on: the delivery `_id` (a second insert for the same recipient
+fails, and a rerun of a batch reads which of its recipients already have an outcome),
+the claim token on the batch (a task stamps the batch it was given, and only the
+holder of the claim may close it), and the lease (`not_before` of a claimed batch),
+which a running task renews and whose expiry gives a dead task's batch back.
 """
 
 from __future__ import annotations
@@ -16,16 +29,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import DESCENDING, InsertOne, UpdateOne
+from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.customers import audience_filter
 from app.models import CampaignCreate, LaunchOptions
 
 ACTIVE = ("running", "paused")
+FINISHED = ("completed", "cancelled", "failed")
 FINAL_DELIVERY = ("sent", "failed", "dead", "skipped")
 TIMELINE_SAMPLES = 600
+PENDING, CLAIMED, DONE = "pending", "claimed", "done"
 
 
 def now() -> datetime:
@@ -36,9 +50,21 @@ def delivery_id(campaign_id: str, customer_id: str) -> str:
     return f"{campaign_id}:{customer_id}"
 
 
+def batch_id(campaign_id: str, seq: int) -> str:
+    return f"{campaign_id}:{seq:09d}"
+
+
+def new_claim() -> str:
+    return uuid.uuid4().hex
+
+
 def backoff_s(attempts: int, base_s: float = 1.0, cap_s: float = 300.0) -> float:
     """Exponential backoff with full jitter: attempt 1 waits up to base, then 2x, 4x..."""
     return random.uniform(0.5, 1.0) * min(cap_s, base_s * 2 ** max(0, attempts - 1))
+
+
+def empty_counts() -> dict[str, int]:
+    return {"total": 0, "sent": 0, "failed": 0, "dead": 0, "skipped": 0}
 
 
 async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: str) -> dict:
@@ -49,7 +75,7 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
                       "body_html": spec.body_html},
         "audience": spec.audience.model_dump(),
         "status": "draft",
-        "counts": {"total": 0, "sent": 0, "failed": 0, "dead": 0, "skipped": 0},
+        "counts": empty_counts(),
         "retries": 0,
         "by_node": {},
         "by_worker": {},
@@ -66,12 +92,18 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
 
 
 RUNNER_FIELDS = {"status": 1, "settings": 1, "templates": 1, "audience": 1,
-                 "materialized": 1}
+                 "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
+                 "counts": 1, "retries": 1}
 
 
 async def campaign_state(db: AsyncDatabase, campaign_id: str) -> dict | None:
-    """What the runner needs each turn of its loop, without the growing timeline."""
+    """What the runner needs, without the growing timeline."""
     return await db.campaigns.find_one({"_id": campaign_id}, RUNNER_FIELDS)
+
+
+async def campaign_status(db: AsyncDatabase, campaign_id: str) -> str | None:
+    doc = await db.campaigns.find_one({"_id": campaign_id}, {"status": 1})
+    return doc["status"] if doc else None
 
 
 async def list_campaigns(db: AsyncDatabase, limit: int = 50) -> list[dict]:
@@ -85,17 +117,16 @@ async def active_campaign_ids(db: AsyncDatabase) -> list[str]:
 
 
 async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOptions,
-                          connections: int) -> dict | None:
-    """draft -> running, counting the audience once; None when not a draft."""
-    campaign = await get_campaign(db, campaign_id)
-    if campaign is None or campaign["status"] != "draft":
-        return None
-    total = await db.customers.count_documents(audience_filter(campaign["audience"]))
+                          connections: int, audience_pages: int) -> dict | None:
+    """draft -> running; None when not a draft. The audience is counted as the runner
+    reads it, a page at a time (`counts.total` grows, `audience_done` at the end), so
+    a launch over a million customers answers at once."""
     settings = {**options.model_dump(), "connections": options.connections or connections}
     won = await db.campaigns.update_one(
         {"_id": campaign_id, "status": "draft"},
-        {"$set": {"status": "running", "settings": settings, "counts.total": total,
-                  "launched_at": now(), "materialized": False}})
+        {"$set": {"status": "running", "settings": settings, "launched_at": now(),
+                  "audience_pages": audience_pages, "audience_done": False,
+                  "audience_seen_page": -1, "counts.total": 0}})
     return await get_campaign(db, campaign_id) if won.modified_count == 1 else None
 
 
@@ -113,154 +144,231 @@ async def fail_campaign(db: AsyncDatabase, campaign_id: str, reason: str) -> boo
     return await change_status(db, campaign_id, ACTIVE, "failed", failure_reason=reason)
 
 
-# Deliveries: created from the audience, claimed in batches ----------------------------
+async def set_audience_done(db: AsyncDatabase, campaign_id: str) -> None:
+    await db.campaigns.update_one({"_id": campaign_id}, {"$set": {"audience_done": True}})
 
 
-async def materialize_audience(db: AsyncDatabase, campaign_id: str, audience: dict,
-                               chunk: int = 1000) -> int:
-    """Create a pending delivery per audience member (idempotent: safe to run again)."""
-    created, pending = 0, []
-    async for customer in db.customers.find(audience_filter(audience), {"_id": 1}):
-        pending.append(customer["_id"])
-        if len(pending) >= chunk:
-            created += await materialize(db, campaign_id, pending)
-            pending = []
-    if pending:
-        created += await materialize(db, campaign_id, pending)
-    return created
+# Batches ----------------------------------------------------------------------------------
 
 
-async def materialize(db: AsyncDatabase, campaign_id: str, customer_ids: list[str]) -> int:
-    """Create pending deliveries for these customers; return how many were new."""
+async def insert_claimed_batch(db: AsyncDatabase, campaign_id: str, seq: int,
+                               customer_ids: list[str], position: list, claim: str,
+                               lease_s: float) -> str | None:
+    """A new batch of the audience, claimed at birth; None if a batch `seq` exists
+    (a restarted runner that had created it already)."""
     created = now()
-    ops = [InsertOne({"_id": delivery_id(campaign_id, cid), "campaign_id": campaign_id,
-                      "customer_id": cid, "status": "pending", "attempts": 0, "claim": None,
-                      "next_attempt_at": created, "created_at": created})
-           for cid in customer_ids]
-    if not ops:
-        return 0
+    doc = {"_id": batch_id(campaign_id, seq), "campaign_id": campaign_id, "seq": seq,
+           "customer_ids": customer_ids, "position": position, "attempt": 0,
+           "status": CLAIMED, "claim": claim, "runs": 0,
+           # While claimed, not_before holds the lease's end: one index serves both
+           # "what is due" and "whose lease ran out".
+           "not_before": created + timedelta(seconds=lease_s), "created_at": created}
     try:
-        result = await db.deliveries.bulk_write(ops, ordered=False)
-        return result.inserted_count
-    except BulkWriteError as exc:
-        if any(err["code"] != 11000 for err in exc.details["writeErrors"]):
-            raise
-        return exc.details["nInserted"]
+        await db.batches.insert_one(doc)
+    except DuplicateKeyError:
+        return None
+    return doc["_id"]
 
 
-async def set_materialized(db: AsyncDatabase, campaign_id: str) -> None:
-    await db.campaigns.update_one({"_id": campaign_id}, {"$set": {"materialized": True}})
+async def insert_pending_batch(db: AsyncDatabase, campaign_id: str, key: str,
+                               customer_ids: list[str]) -> bool:
+    """A batch created outside the runner (a signup confirmation); False if it exists."""
+    created = now()
+    try:
+        await db.batches.insert_one({
+            "_id": f"{campaign_id}:{key}", "campaign_id": campaign_id, "seq": None,
+            "customer_ids": customer_ids, "attempt": 0, "status": PENDING, "claim": None,
+            "runs": 0, "not_before": created, "created_at": created})
+    except DuplicateKeyError:
+        return False
+    return True
 
 
-async def due_pending(db: AsyncDatabase, campaign_id: str, limit: int) -> list[str]:
-    """Ids of pending deliveries whose time has come (new ones, and retries after backoff)."""
-    cursor = db.deliveries.find({"campaign_id": campaign_id, "status": "pending",
-                                 "next_attempt_at": {"$lte": now()}}, {"_id": 1}).limit(limit)
-    return [doc["_id"] async for doc in cursor]
+async def last_position(db: AsyncDatabase, campaign_id: str) -> tuple[int, list | None]:
+    """(next seq, audience position after the newest batch) for a restarted runner."""
+    newest = await db.batches.find(
+        {"campaign_id": campaign_id}, {"seq": 1, "position": 1}).sort(
+        "seq", DESCENDING).limit(1).to_list()
+    if not newest or newest[0].get("seq") is None:
+        return 0, None
+    return newest[0]["seq"] + 1, newest[0]["position"]
 
 
-async def unfinished(db: AsyncDatabase, campaign_id: str) -> int:
-    return await db.deliveries.count_documents(
-        {"campaign_id": campaign_id, "status": {"$in": ["pending", "sending"]}})
+async def open_batches(db: AsyncDatabase, campaign_id: str) -> list[dict]:
+    """Batches not done yet: pending ones (retries, stopped, queued confirmations) and
+    claimed ones (a task has them, or had them before it died)."""
+    fields = {"status": 1, "not_before": 1, "attempt": 1, "claim": 1}
+    return [doc async for doc in db.batches.find(
+        {"campaign_id": campaign_id, "status": {"$in": [PENDING, CLAIMED]}}, fields)]
 
 
-# Claims ------------------------------------------------------------------------------
+async def claim_batch(db: AsyncDatabase, batch: str, claim: str, lease_s: float) -> dict | None:
+    """Claim a pending batch; the batch (its recipients, attempt) or None if not pending."""
+    result = await db.batches.update_one(
+        {"_id": batch, "status": PENDING},
+        {"$set": {"status": CLAIMED, "claim": claim, "runs": 0,
+                  "not_before": now() + timedelta(seconds=lease_s)}})
+    if result.modified_count != 1:
+        return None
+    return await db.batches.find_one({"_id": batch}, {"customer_ids": 1, "attempt": 1})
 
 
-async def claim_batch(db: AsyncDatabase, ids: list[str], claim_token: str,
-                      lease_s: float) -> int:
-    """Claim these deliveries if still pending (`pending` -> `sending`); return how many."""
+async def stamp_batch(db: AsyncDatabase, batch: str, claim: str, worker: dict[str, Any],
+                      lease_s: float) -> str | None:
+    """The task starts: renew the lease and note where it runs. "first" when no earlier
+    run of this claim started (nothing of it can be recorded yet), "rerun" when one did
+    (Ray retried the task after its worker died), None when the claim is gone."""
+    fields = {"worker": worker, "not_before": now() + timedelta(seconds=lease_s),
+              "started_at": now()}
+    first = await db.batches.update_one({"_id": batch, "claim": claim, "runs": 0},
+                                        {"$set": fields, "$inc": {"runs": 1}})
+    if first.modified_count == 1:
+        return "first"
+    again = await db.batches.update_one({"_id": batch, "claim": claim},
+                                        {"$set": fields, "$inc": {"runs": 1}})
+    return "rerun" if again.matched_count == 1 else None
+
+
+async def renew_lease(db: AsyncDatabase, batch: str, claim: str, lease_s: float) -> bool:
+    """Extend the claim's lease; False when the claim is gone (requeued or closed)."""
+    result = await db.batches.update_one(
+        {"_id": batch, "claim": claim},
+        {"$set": {"not_before": now() + timedelta(seconds=lease_s)}})
+    return result.matched_count == 1
+
+
+async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: list[str],
+                      attempt: int, not_before: datetime | None) -> bool:
+    """The claim holder ends its run: done when nothing remains, else pending again with
+    the recipients still to send at `attempt`. False when the claim was lost."""
+    if remaining:
+        fields: dict[str, Any] = {"status": PENDING, "customer_ids": remaining,
+                                  "attempt": attempt, "not_before": not_before or now()}
+    else:
+        fields = {"status": DONE, "done_at": now()}
+    result = await db.batches.update_one({"_id": batch, "claim": claim},
+                                         {"$set": {**fields, "claim": None}})
+    return result.matched_count == 1
+
+
+async def release_batch(db: AsyncDatabase, batch: str, claim: str) -> bool:
+    """Give a claimed batch back unchanged (its task failed for good or never ran)."""
+    result = await db.batches.update_one(
+        {"_id": batch, "claim": claim},
+        {"$set": {"status": PENDING, "claim": None, "not_before": now()}})
+    return result.matched_count == 1
+
+
+async def requeue_expired(db: AsyncDatabase, campaign_id: str,
+                          keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Claimed batches whose lease ran out (their task is gone) go back to pending,
+    except those whose task is known to be running (`keep`)."""
+    expired = [doc["_id"] async for doc in db.batches.find(
+        {"campaign_id": campaign_id, "status": CLAIMED, "not_before": {"$lt": now()}},
+        {"_id": 1}) if doc["_id"] not in keep]
+    if expired:
+        await db.batches.update_many(
+            {"_id": {"$in": expired}, "status": CLAIMED},
+            {"$set": {"status": PENDING, "claim": None, "not_before": now()}})
+    return expired
+
+
+async def unfinished_batches(db: AsyncDatabase, campaign_id: str) -> int:
+    return await db.batches.count_documents(
+        {"campaign_id": campaign_id, "status": {"$in": [PENDING, CLAIMED]}})
+
+
+# Deliveries --------------------------------------------------------------------------------
+
+
+async def recorded(db: AsyncDatabase, ids: list[str]) -> dict[str, dict]:
+    """The deliveries among these ids that have an outcome: status and attempts."""
     if not ids:
-        return 0
-    # While sending, next_attempt_at holds the lease's end: one index serves both
-    # "what is due" and "whose lease ran out" (every index costs each status change).
-    lease_end = now() + timedelta(seconds=lease_s)
-    fields = {"status": "sending", "claim": claim_token, "claimed_at": now(),
-              "next_attempt_at": lease_end}
-    result = await db.deliveries.bulk_write(
-        [UpdateOne({"_id": i, "status": "pending"}, {"$set": fields}) for i in ids],
-        ordered=False)
-    return result.modified_count
+        return {}
+    return {doc["_id"]: doc async for doc in db.deliveries.find(
+        {"_id": {"$in": ids}}, {"status": 1, "attempts": 1})}
 
 
-async def claimed(db: AsyncDatabase, campaign_id: str, claim_token: str,
-                  worker: dict[str, Any], lease_s: float) -> list[dict]:
-    """The deliveries a task holds and has not recorded yet; stamped with its worker,
-    their lease renewed from now (the task may have waited long for a worker)."""
-    query = {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"}
-    await db.deliveries.update_many(
-        query, {"$set": {**worker, "next_attempt_at": now() + timedelta(seconds=lease_s)}})
-    return await db.deliveries.find(query).to_list()
+async def write_outcomes(db: AsyncDatabase, inserts: list[dict],
+                         updates: list[tuple[str, dict]]) -> set[str]:
+    """Record outcomes: first attempts are inserted, retries update by `_id`. Returns
+    the delivery ids whose insert lost to an earlier record (another task sent them)."""
+    lost: set[str] = set()
+    if inserts:
+        try:
+            await db.deliveries.insert_many(inserts, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(err["code"] != 11000 for err in errors):
+                raise
+            lost = {inserts[err["index"]]["_id"] for err in errors}
+    if updates:
+        await db.deliveries.bulk_write([UpdateOne({"_id": i}, {"$set": fields})
+                                        for i, fields in updates], ordered=False)
+    return lost
 
 
-async def renew_lease(db: AsyncDatabase, campaign_id: str, claim_token: str,
-                      lease_s: float) -> int:
-    """Extend the claim's lease; how many deliveries it still holds (0: lost or done)."""
-    result = await db.deliveries.update_many(
-        {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"},
-        {"$set": {"next_attempt_at": now() + timedelta(seconds=lease_s)}})
-    return result.matched_count
-
-
-RELEASED = {"status": "pending", "claim": None}
-
-
-async def release(db: AsyncDatabase, campaign_id: str, claim_token: str,
-                  ids: list[str] | None = None) -> int:
-    """Give back claimed, unsent deliveries (pause, cancel, a failed task)."""
-    fields = {**RELEASED, "next_attempt_at": now()}
-    if ids is None:
-        result = await db.deliveries.update_many(
-            {"campaign_id": campaign_id, "claim": claim_token, "status": "sending"},
-            {"$set": fields})
-        return result.modified_count
-    if not ids:
-        return 0
-    result = await db.deliveries.bulk_write(
-        [UpdateOne({"_id": i, "status": "sending", "claim": claim_token}, {"$set": fields})
-         for i in ids], ordered=False)
-    return result.modified_count
-
-
-async def requeue_expired(db: AsyncDatabase, campaign_id: str) -> int:
-    """Claims whose task is gone (no lease renewal) go back to pending."""
-    result = await db.deliveries.update_many(
-        {"campaign_id": campaign_id, "status": "sending", "next_attempt_at": {"$lt": now()}},
-        {"$set": {**RELEASED, "next_attempt_at": now()}})
-    return result.modified_count
-
-
-# Counters and views ----------------------------------------------------------------
+# Counters and views --------------------------------------------------------------------
 
 
 def key_safe(text: str) -> str:
     return text.replace(".", "_").replace("$", "_")
 
 
-async def add_counts(db: AsyncDatabase, campaign_id: str, counts: dict[str, int],
-                     retries: int, node: str, worker: str) -> None:
-    inc: dict[str, int] = {f"counts.{status}": n for status, n in counts.items()
+def summary_increments(summary: dict) -> dict[str, int]:
+    """The `$inc` for one task's outcomes (its summary)."""
+    inc: dict[str, int] = {f"counts.{status}": n for status, n in summary["counts"].items()
                            if status in FINAL_DELIVERY and n}
-    if retries:
-        inc["retries"] = retries
-    if counts.get("sent"):
-        inc[f"by_node.{key_safe(node)}"] = counts["sent"]
-        inc[f"by_worker.{key_safe(worker)}"] = counts["sent"]
+    if summary.get("retries"):
+        inc["retries"] = summary["retries"]
+    sent = summary["counts"].get("sent", 0)
+    if sent:
+        inc[f"by_node.{key_safe(summary['node'])}"] = sent
+        inc[f"by_worker.{key_safe(summary['worker'])}"] = sent
+    return inc
+
+
+async def record_progress(db: AsyncDatabase, campaign_id: str, inc: dict[str, int],
+                          sample: dict | None, sets: dict[str, Any] | None = None) -> None:
+    """One write: counters, the audience seen so far, a timeline sample when one is due."""
+    update: dict[str, Any] = {}
     if inc:
-        await db.campaigns.update_one({"_id": campaign_id}, {"$inc": inc})
+        update["$inc"] = inc
+    if sets:
+        update["$set"] = sets
+    if sample is not None:
+        update["$push"] = {"timeline": {"$each": [sample], "$slice": -TIMELINE_SAMPLES}}
+    if update:
+        await db.campaigns.update_one({"_id": campaign_id}, update)
+
+
+AUDIENCE_SEEN = "audience_seen_page"  # the last page counted into counts.total
+
+
+def _campaign_range(campaign_id: str) -> dict:
+    # Delivery ids are "<campaign>:<customer>": a range of the _id index, no other index.
+    return {"_id": {"$gt": f"{campaign_id}:", "$lt": f"{campaign_id};"}}
 
 
 async def delivery_counts(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
-    pipeline = [{"$match": {"campaign_id": campaign_id}},
-                {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-    return {row["_id"]: row["n"] async for row in await db.deliveries.aggregate(pipeline)}
+    pipeline = [{"$match": _campaign_range(campaign_id)},
+                {"$group": {"_id": "$status", "n": {"$sum": 1},
+                            "attempts": {"$sum": "$attempts"}}}]
+    rows = [row async for row in await db.deliveries.aggregate(pipeline)]
+    counts = {row["_id"]: row["n"] for row in rows}
+    # Every attempt beyond the first of a delivery was a retry.
+    counts["_retries"] = sum(row["attempts"] - row["n"] for row in rows if row["_id"] != "skipped")
+    return counts
 
 
 async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
     """Recount from the deliveries themselves (the record), e.g. at completion."""
     counts = await delivery_counts(db, campaign_id)
-    sets = {f"counts.{status}": counts.get(status, 0) for status in FINAL_DELIVERY}
-    pipeline = [{"$match": {"campaign_id": campaign_id, "status": "sent"}},
+    sets: dict[str, Any] = {f"counts.{status}": counts.get(status, 0)
+                            for status in FINAL_DELIVERY}
+    sets["counts.total"] = sum(counts.get(s, 0) for s in (*FINAL_DELIVERY, PENDING))
+    sets["retries"] = max(0, counts.pop("_retries", 0))
+    pipeline = [{"$match": _campaign_range(campaign_id)}, {"$match": {"status": "sent"}},
                 {"$group": {"_id": {"node": "$node", "worker": "$worker"}, "n": {"$sum": 1}}}]
     by_node: dict[str, int] = {}
     by_worker: dict[str, int] = {}
@@ -274,24 +382,17 @@ async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
     return counts
 
 
-async def sample_progress(db: AsyncDatabase, campaign_id: str) -> None:
-    campaign = await db.campaigns.find_one({"_id": campaign_id}, {"counts": 1})
-    if campaign is None:
-        return
-    counts = campaign["counts"]
-    sample = {"t": now(), **{k: counts.get(k, 0) for k in ("sent", "failed", "dead")}}
-    await db.campaigns.update_one(
-        {"_id": campaign_id},
-        {"$push": {"timeline": {"$each": [sample], "$slice": -TIMELINE_SAMPLES}}})
+def progress_sample(counts: dict[str, int]) -> dict[str, Any]:
+    return {"t": now(), **{k: counts.get(k, 0) for k in ("sent", "failed", "dead")}}
 
 
 def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
     """The API's picture of a campaign: counts, throughput, ETA, spread over workers."""
-    counts = dict(doc.get("counts", {}))
+    counts = {**empty_counts(), **doc.get("counts", {})}
     done = sum(counts.get(k, 0) for k in FINAL_DELIVERY)
     counts["pending"] = max(0, counts.get("total", 0) - done)
     launched, finished = doc.get("launched_at"), doc.get(f"{doc['status']}_at")
-    end = finished if doc["status"] in ("completed", "cancelled", "failed") and finished else now()
+    end = finished if doc["status"] in FINISHED and finished else now()
     elapsed = (end - launched).total_seconds() if launched else 0.0
     throughput = counts.get("sent", 0) / elapsed if elapsed > 0 else 0.0
     recent = _recent_rate(doc.get("timeline", []))
@@ -301,6 +402,8 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
         "id": doc["_id"], "name": doc["name"], "status": doc["status"],
         "audience": doc.get("audience"), "templates": doc.get("templates"),
         "settings": doc.get("settings"), "counts": counts, "retries": doc.get("retries", 0),
+        # False while the runner is still streaming the audience (total still growing).
+        "audience_counted": bool(doc.get("audience_done", doc["status"] != "running")),
         "progress": round(done / counts["total"], 4) if counts.get("total") else 0.0,
         "throughput_per_s": round(throughput, 2),
         "recent_throughput_per_s": round(recent, 2) if recent is not None else None,

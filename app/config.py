@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     relay_rate_limit_per_s: float | None = Field(default=None, gt=0)
     send_lease_s: float = Field(default=30.0, ge=1, le=3600)
     retry_backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    # Outcomes are written in bulk: when this many have queued up, or the oldest has
+    # waited send_flush_s. A worker killed mid-batch can leave up to twice this many
+    # messages sent but unrecorded, which go out again (same Message-ID) on the rerun.
+    send_flush_every: int = Field(default=25, ge=1, le=10_000)
+    send_flush_s: float = Field(default=1.0, gt=0, le=60)
 
     # Where local state lives: embedded database, outbox, generated admin token.
     data_dir: Path = Path(".data")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import random
 import re
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -23,6 +25,16 @@ FIRST = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "I
 LAST = ("Silva", "Souza", "Costa", "Lima", "Pereira", "Almeida", "Rocha", "Dias")
 INSERT_CHUNK = 1000
 MAX_IMPORT_ROWS = 200_000
+# Campaigns read their audience a page at a time, a page being every customer of one
+# bucket (an equality on an index: the embedded database cannot bound range scans).
+# Up to SINGLE_PAGE_MAX customers in all, the whole audience is one page.
+AUDIENCE_BUCKETS = 1024
+SINGLE_PAGE_MAX = 20_000
+
+
+def bucket_of(customer_id: str) -> int:
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % AUDIENCE_BUCKETS
 
 
 def normalise_email(raw: str) -> str:
@@ -36,8 +48,10 @@ def normalise_email(raw: str) -> str:
 def new_customer(email: str, name: str, *, plan: str = "Basic", phone: str | None = None,
                  is_client: bool = True, tags: list[str] | None = None,
                  variables: dict[str, str] | None = None) -> dict[str, Any]:
+    customer_id = uuid.uuid4().hex
     return {
-        "_id": uuid.uuid4().hex,
+        "_id": customer_id,
+        "bucket": bucket_of(customer_id),
         "email": email,
         "name": name,
         "plan": plan,
@@ -175,6 +189,52 @@ def audience_filter(audience: Audience | dict) -> dict[str, Any]:
     if spec.email_domain:
         query["email"] = {"$regex": f"@{re.escape(spec.email_domain.lower())}$"}
     return query
+
+
+def audience_pages(customer_count: int) -> int:
+    return 1 if customer_count <= SINGLE_PAGE_MAX else AUDIENCE_BUCKETS
+
+
+def audience_page_query(audience: dict, page: int, pages: int) -> dict[str, Any]:
+    """The indexed part of an audience page's filter: (bucket,) unsubscribed, tag."""
+    spec = Audience.model_validate(audience)
+    query: dict[str, Any] = {"bucket": page} if pages > 1 else {}
+    query["unsubscribed"] = False
+    if spec.tag:
+        query["tags"] = spec.tag
+    return query
+
+
+def audience_matches(audience: dict, customer: dict) -> bool:
+    """The rest of the audience filter, applied to a page's customers."""
+    spec = Audience.model_validate(audience)
+    if spec.plan and customer.get("plan") != spec.plan:
+        return False
+    if spec.is_client is not None and customer.get("is_client") != spec.is_client:
+        return False
+    return not (spec.email_domain and not (customer.get("email") or "").lower().endswith(
+        f"@{spec.email_domain.lower()}"))
+
+
+async def audience_page(db: AsyncDatabase, audience: dict, page: int, pages: int) -> list[str]:
+    """The ids of one page of the audience, in order."""
+    fields = {"plan": 1, "is_client": 1, "email": 1}
+    found = [doc async for doc in db.customers.find(
+        audience_page_query(audience, page, pages), fields)]
+    return sorted(doc["_id"] for doc in found if audience_matches(audience, doc))
+
+
+async def backfill_buckets(db: AsyncDatabase) -> int:
+    """Give customers stored before buckets (or without `unsubscribed`) their fields."""
+    missing = [doc async for doc in db.customers.find(
+        {"$or": [{"bucket": {"$exists": False}}, {"unsubscribed": {"$exists": False}}]},
+        {"_id": 1, "unsubscribed": 1})]
+    ops = [UpdateOne({"_id": doc["_id"]}, {"$set": {
+        "bucket": bucket_of(doc["_id"]), "unsubscribed": bool(doc.get("unsubscribed"))}})
+        for doc in missing]
+    for start in range(0, len(ops), INSERT_CHUNK):
+        await db.customers.bulk_write(ops[start:start + INSERT_CHUNK], ordered=False)
+    return len(ops)
 
 
 def template_variables(customer: dict) -> dict[str, Any]:

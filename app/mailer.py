@@ -1,11 +1,13 @@
 """Mail building and SMTP: headers that cannot be injected, deterministic Message-IDs,
-one reused aiosmtplib connection per sender, and SMTP replies classified into outcomes.
+aiosmtplib connections pooled per process and relay, SMTP replies classified into outcomes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import time
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -120,22 +122,28 @@ def smtp_client(settings: Settings, endpoints: Endpoints) -> aiosmtplib.SMTP:
 
 
 class Sender:
-    """One SMTP connection, opened on first use and reopened after a drop."""
+    """One SMTP connection, opened on first use and reopened after a drop.
+
+    A connection that sat idle in the pool is checked with NOOP before it carries a
+    message, so a relay that dropped it meanwhile costs a reconnect, not a retry.
+    """
+
+    IDLE_CHECK_S = 5.0
 
     def __init__(self, settings: Settings, endpoints: Endpoints):
         self.settings = settings
         self.endpoints = endpoints
         self.client: aiosmtplib.SMTP | None = None
+        self.last_used = time.monotonic()
 
     async def send(self, message: EmailMessage) -> SendOutcome:
         try:
-            if self.client is None or not self.client.is_connected:
-                self.client = smtp_client(self.settings, self.endpoints)
-                await self.client.connect()
+            await self._ready()
             # Send the bytes we built: send_message would re-fold long headers.
             await self.client.sendmail(message["From"].addresses[0].addr_spec,
                                        [message["To"].addresses[0].addr_spec],
                                        message.as_bytes(policy=POLICY))
+            self.last_used = time.monotonic()
             return SendOutcome(SENT, 250)
         except Exception as exc:  # every SMTP or socket failure becomes an outcome
             outcome = classify(exc)
@@ -144,6 +152,18 @@ class Sender:
             else:
                 await self._reset()
             return outcome
+
+    async def _ready(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            if time.monotonic() - self.last_used < self.IDLE_CHECK_S:
+                return
+            try:
+                await self.client.noop()
+                return
+            except Exception:
+                await self.close()
+        self.client = smtp_client(self.settings, self.endpoints)
+        await self.client.connect()
 
     async def _reset(self) -> None:
         # After a refused recipient the transaction must be reset before the next one.
@@ -160,6 +180,53 @@ class Sender:
                 await client.quit()
             except Exception:
                 client.close()
+
+
+class SenderPool:
+    """SMTP connections kept across batches by a worker process, per relay and login.
+
+    Ray reuses worker processes, so a send task takes connections a previous batch
+    left open instead of paying connect, EHLO and login again. The pool belongs to one
+    event loop (the worker's), like the connections in it.
+    """
+
+    MAX_IDLE = 64
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple, list[Sender]] = {}
+
+    @staticmethod
+    def key(settings: Settings, endpoints: Endpoints) -> tuple:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        return (endpoints.smtp_host, endpoints.smtp_port, settings.smtp_user,
+                hashlib.sha256((password or "").encode()).hexdigest(), settings.smtp_tls,
+                settings.smtp_starttls)
+
+    async def take(self, settings: Settings, endpoints: Endpoints, n: int) -> list[Sender]:
+        idle = self.idle.setdefault(self.key(settings, endpoints), [])
+        taken = [idle.pop() for _ in range(min(n, len(idle)))]
+        return taken + [Sender(settings, endpoints) for _ in range(n - len(taken))]
+
+    def give(self, senders: list[Sender]) -> None:
+        for sender in senders:
+            idle = self.idle.setdefault(self.key(sender.settings, sender.endpoints), [])
+            if sender.client is not None and sender.client.is_connected and (
+                    len(idle) < self.MAX_IDLE):
+                idle.append(sender)
+            else:
+                asyncio.get_running_loop().create_task(sender.close())
+
+
+_pools: dict[int, SenderPool] = {}
+
+
+def sender_pool() -> SenderPool:
+    """This event loop's pool (one per worker process in practice)."""
+    loop_id = id(asyncio.get_running_loop())
+    pool = _pools.get(loop_id)
+    if pool is None:
+        pool = _pools[loop_id] = SenderPool()
+    return pool
 
 
 async def smtp_ping(settings: Settings, endpoints: Endpoints) -> None:

@@ -1,12 +1,16 @@
-"""Sending one batch of a campaign: take the claimed deliveries, render, send over
-reused SMTP connections, record each outcome. Pure asyncio; the Ray task in
-`app.send_tasks` wraps it.
+"""Sending one batch of a campaign: stamp the claim, read the recipients, render, send
+over pooled SMTP connections, record the outcomes in bulk, close the batch. Pure
+asyncio; the Ray task in `app.send_tasks` runs it on its worker process's loop.
 
-A batch is driven by `connections` SMTP connections at once, each reused for every
-message it sends. Outcomes are written behind the sends by one flusher, in bulk
-writes of whatever has queued up, and a connection waits while more than a small
-bound of outcomes are not yet written. So a process that dies leaves at most that
-many messages sent but unrecorded (2 per connection, at least 4), never a batch.
+Database work per batch, not per message: a fresh batch of 100 costs the stamp, one
+read of its customers, an `insert_many` per flush and the close (the runner adds the
+batch's insert and its share of one counter write). Outcomes are flushed when
+`send_flush_every` have queued up, when the oldest has waited `send_flush_s`, and at
+the end; a connection waits while twice `send_flush_every` are unwritten. So a
+process killed mid-batch leaves at most that many messages sent but unrecorded
+(fewer where the batch is smaller); a rerun sends those again, with the same
+Message-ID, and nothing else. Lower `send_flush_every` trades database commands for
+a smaller window.
 """
 
 from __future__ import annotations
@@ -21,35 +25,60 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app import campaigns
 from app.config import Endpoints, Settings
 from app.customers import template_variables
-from app.db import close_clients, database
-from app.mailer import AUTH, FAILED, SENT, Mail, Sender, SendOutcome, build_message
+from app.db import database
+from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
 from app.mailer import message_id as make_message_id
-from app.templates import TemplateProblem, compile_templates
+from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.tokens import sign_customer_id
 
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
-Observe = Callable[[str, float | None], None]
-STATUS_CHECK_S = 0.5
+CUSTOMER_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
+                   "unsubscribed": 1, "vars": 1}
+SKIPPED = "skipped"
 
 
 @dataclass
 class BatchJob:
-    """One batch: the deliveries the runner claimed for `claim` in this campaign."""
+    """One batch as the runner hands it to a task: its recipients and its claim."""
 
     campaign_id: str
+    batch_id: str
     claim: str
+    attempt: int
+    customer_ids: list[str]
     settings: Settings
     endpoints: Endpoints
     templates: dict[str, str | None]
     signing_secret: str
     connections: int
+    fresh: bool = False  # created by the runner for this claim: nothing recorded yet
     limits: dict[str, float] = field(default_factory=dict)
+    limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
+
+
+class BatchControl:
+    """A stop request that another thread (the task's, on `ray.cancel`) can make."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+        self.requested = False
+
+    def bind(self) -> asyncio.Event:
+        self.loop, self.event = asyncio.get_running_loop(), asyncio.Event()
+        if self.requested:
+            self.event.set()
+        return self.event
+
+    def request_stop(self) -> None:
+        self.requested = True
+        if self.loop is not None and self.event is not None:
+            self.loop.call_soon_threadsafe(self.event.set)
 
 
 def worker_identity(node_id: str | None = None) -> dict[str, Any]:
@@ -58,235 +87,311 @@ def worker_identity(node_id: str | None = None) -> dict[str, Any]:
             "host": socket.gethostname()}
 
 
+_compiled: dict[tuple, CompiledTemplates] = {}
+
+
+def compiled_templates(templates: dict[str, str | None]) -> CompiledTemplates:
+    """Templates compile once per campaign per process (workers run many batches)."""
+    key = (templates.get("subject") or "", templates.get("body_text") or "",
+           templates.get("body_html"))
+    found = _compiled.get(key)
+    if found is None:
+        if len(_compiled) >= 64:
+            _compiled.clear()
+        found = _compiled[key] = compile_templates(*key)
+    return found
+
+
 class OutcomeRecorder:
-    """Delivery outcomes written behind the sends, in bulk, with a bound on what waits.
+    """Outcomes written behind the sends, in bulk, with a bound on what waits."""
 
-    A flusher writes whatever outcomes have queued up in one bulk write, again and
-    again, so a fast database sees one write per message and a slow one sees batches.
-    A connection waits before its next send while more than `max_unrecorded` outcomes
-    of this task are not written yet: that bounds what a killed process can leave sent
-    but unrecorded. The campaign's counters are incremented at most every
-    COUNTS_EVERY_S and at the end (the runner recounts from the deliveries anyway).
-    """
-
-    COUNTS_EVERY_S = 0.5
-
-    def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
-                 max_unrecorded: int):
-        self.db, self.job, self.identity = db, job, identity
-        self.max_unrecorded = max(1, max_unrecorded)
-        self.ops: list[UpdateOne] = []
+    def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any]):
+        self.db, self.job = db, job
+        self.identity = {"node": identity["node"], "worker": identity["worker"]}
+        self.flush_every = job.settings.send_flush_every
+        self.flush_s = job.settings.send_flush_s
+        self.inserts: list[dict] = []
+        self.updates: list[tuple[str, dict]] = []
+        self.statuses: dict[str, tuple[str, str]] = {}  # queued: delivery id -> status, customer
+        self.oldest: float | None = None
         self.counts: Counter[str] = Counter()
-        self.retries = 0
-        self.totals: Counter[str] = Counter()
+        self.retry_ids: list[str] = []
+        self.latencies: list[float] = []
         self.unrecorded = 0
         self.changed = asyncio.Condition()
-        self.flusher: asyncio.Task | None = None
-        self.last_counts = time.monotonic()
+        self.kick = asyncio.Event()
         self.error: BaseException | None = None
+        self.closing = False
+        self.flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
-    async def record(self, delivery: dict, outcome: SendOutcome, latency_ms: float | None,
-                     message_id: str | None) -> str:
-        status, update = self._update(delivery, outcome, latency_ms, message_id)
+    async def record(self, customer_id: str, previous: dict | None, outcome: SendOutcome,
+                     latency_ms: float | None, message_id: str | None) -> str:
+        did = campaigns.delivery_id(self.job.campaign_id, customer_id)
+        status, fields = self._fields(previous, outcome, latency_ms, message_id)
         async with self.changed:
-            while self.unrecorded >= self.max_unrecorded and self.error is None:
+            while self.unrecorded >= 2 * self.flush_every and self.error is None:
                 await self.changed.wait()
             if self.error is not None:
                 raise self.error
-            self.ops.append(UpdateOne({"_id": delivery["_id"], "claim": self.job.claim,
-                                       "status": "sending"}, update))
-            self.unrecorded += 1
-            if status in campaigns.FINAL_DELIVERY:
-                self.counts[status] += 1
+            if previous is None:
+                self.inserts.append({"_id": did, "campaign_id": self.job.campaign_id,
+                                     "customer_id": customer_id, "created_at": fields[
+                                         "last_attempt_at"], **fields})
             else:
-                self.retries += 1
-            self.totals[status if status != "pending" else "retry"] += 1
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.get_running_loop().create_task(self._flush_all())
+                self.updates.append((did, fields))
+            self.statuses[did] = (status, customer_id)
+            self.unrecorded += 1
+            if self.oldest is None:
+                self.oldest = time.monotonic()
+            if len(self.statuses) >= self.flush_every:
+                self.kick.set()
         return status
 
-    async def _flush_all(self) -> None:
-        while self.ops:
-            ops, self.ops = self.ops, []
-            try:
-                await self.db.deliveries.bulk_write(ops, ordered=False)
-                if time.monotonic() - self.last_counts >= self.COUNTS_EVERY_S:
-                    await self._write_counts()
-            except BaseException as exc:  # surface it to the senders, stop sending
-                self.error = exc
-                raise
-            finally:
-                async with self.changed:
-                    self.unrecorded -= len(ops)
-                    self.changed.notify_all()
-
-    async def _write_counts(self) -> None:
-        counts, self.counts = self.counts, Counter()
-        retries, self.retries = self.retries, 0
-        self.last_counts = time.monotonic()
-        await campaigns.add_counts(self.db, self.job.campaign_id, dict(counts), retries,
-                                   self.identity["node"], self.identity["worker"])
-
-    async def close(self) -> None:
-        """Wait until every outcome and the counters are written."""
-        while self.flusher is not None and not self.flusher.done():
-            await asyncio.wait({self.flusher})
-            if self.ops and self.error is None:
-                self.flusher = asyncio.get_running_loop().create_task(self._flush_all())
-        if self.error is not None:
-            raise self.error
-        await self._write_counts()
-
-    def _update(self, delivery: dict, outcome: SendOutcome, latency_ms: float | None,
+    def _fields(self, previous: dict | None, outcome: SendOutcome, latency_ms: float | None,
                 message_id: str | None) -> tuple[str, dict]:
         at = campaigns.now()
+        attempts = (previous or {}).get("attempts", 0) + 1
         fields: dict[str, Any] = {"last_code": outcome.code, "last_error": outcome.error,
-                                  "last_attempt_at": at, **self.identity}
-        attempts = delivery.get("attempts", 0) + 1
+                                  "last_attempt_at": at, "batch_id": self.job.batch_id,
+                                  **self.identity}
         if outcome.status == SENT:
             status = "sent"
             fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id)
         elif outcome.status == FAILED:
             status = "failed"
-        elif outcome.status == "skipped":
-            status, attempts = "skipped", attempts - 1
+        elif outcome.status == SKIPPED:
+            status, attempts = SKIPPED, attempts - 1
         elif attempts >= self.job.settings.send_max_attempts:
             status = "dead"
         else:
-            status = "pending"
-            delay = campaigns.backoff_s(attempts, self.job.settings.retry_backoff_s)
-            fields.update(claim=None, next_attempt_at=at + timedelta(seconds=delay))
+            status = campaigns.PENDING  # another attempt after the backoff
         fields["status"] = status
-        return status, {"$set": {**fields, "attempts": attempts}}
+        fields["attempts"] = attempts
+        return status, fields
+
+    async def _flush_loop(self) -> None:
+        while True:
+            queued = len(self.statuses)
+            age = time.monotonic() - self.oldest if self.oldest is not None else 0.0
+            if queued and (self.closing or queued >= self.flush_every or age >= self.flush_s):
+                await self._flush()
+                continue
+            if not queued and self.closing:
+                return
+            self.kick.clear()
+            timeout = max(0.0, self.flush_s - age) if queued else None
+            try:
+                await asyncio.wait_for(self.kick.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _flush(self) -> None:
+        inserts, self.inserts = self.inserts, []
+        updates, self.updates = self.updates, []
+        statuses, self.statuses = self.statuses, {}
+        self.oldest = None
+        try:
+            lost = await campaigns.write_outcomes(self.db, inserts, updates)
+        except BaseException as exc:  # surface it to the senders: stop sending
+            async with self.changed:
+                self.error = exc
+                self.changed.notify_all()
+            raise
+        for did, (status, customer_id) in statuses.items():
+            if did in lost:  # another run recorded it first; its count is its own
+                continue
+            if status == campaigns.PENDING:
+                self.counts["retry"] += 1
+                self.retry_ids.append(customer_id)
+            else:
+                self.counts[status] += 1
+        async with self.changed:
+            self.unrecorded -= len(statuses)
+            self.changed.notify_all()
+
+    async def close(self) -> None:
+        """Wait until every outcome is written."""
+        self.closing = True
+        self.kick.set()
+        await self.flusher
 
 
-async def run_batch(job: BatchJob, *, node_id: str | None = None, reserve: Reserve | None = None,
-                    observe: Observe | None = None) -> dict[str, Any]:
-    """Send one batch; return what happened (counts by status, identity)."""
+async def run_batch(job: BatchJob, *, node_id: str | None = None,
+                    reserve: Reserve | None = None,
+                    control: BatchControl | None = None) -> dict[str, Any]:
+    """Send one batch; return what happened (counts by status, identity, what is next)."""
     db = database(job.endpoints.mongodb_uri, job.settings.mongodb_db)
-    identity = worker_identity(node_id)
-    try:
-        return await _run(db, job, identity, reserve, observe)
-    finally:
-        await close_clients()
+    return await BatchRun(db, job, worker_identity(node_id), reserve,
+                          control or BatchControl()).run()
 
 
-async def _run(db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
-               reserve: Reserve | None, observe: Observe | None) -> dict[str, Any]:
-    lease_s = job.settings.send_lease_s
-    # A message goes out only while this task knows its lease holds: until lease_s after
-    # the last renewal was *issued* (a bound the database can only exceed), less a margin
-    # for clocks of different nodes. Past it, the runner may have requeued the claim and
-    # another task may be sending the same deliveries: this one stops.
-    margin_s = min(2.0, lease_s / 4)
-    lease = {"until": time.time() + lease_s - margin_s}
-    claimed = await campaigns.claimed(db, job.campaign_id, job.claim, identity, lease_s)
-    summary: dict[str, Any] = {"claimed": len(claimed), **identity}
-    if not claimed:
-        return summary
-    compiled = compile_templates(job.templates["subject"] or "", job.templates["body_text"] or "",
-                                 job.templates.get("body_html"))
-    ids = [d["customer_id"] for d in claimed]
-    customers = {c["_id"]: c async for c in db.customers.find({"_id": {"$in": ids}})}
-    recorder = OutcomeRecorder(db, job, identity,
-                               max_unrecorded=max(4, 2 * job.connections))
-    queue: asyncio.Queue[dict] = asyncio.Queue()
-    for delivery in claimed:
-        queue.put_nowait(delivery)
-    stop = asyncio.Event()
-    stop_reason: list[str] = []
+class BatchRun:
+    """One run of one claimed batch on this worker."""
 
-    async def watch() -> None:
-        # Renew the lease and notice pause, cancel or failure of the campaign.
-        last_renewal = time.monotonic()
-        while not stop.is_set():
-            await asyncio.sleep(STATUS_CHECK_S)
-            campaign = await db.campaigns.find_one({"_id": job.campaign_id}, {"status": 1})
-            if campaign is None or campaign["status"] != "running":
-                stop_reason.append(campaign["status"] if campaign else "deleted")
-                stop.set()
-            elif time.monotonic() - last_renewal > lease_s / 3:
-                issued = time.time()
-                held = await campaigns.renew_lease(db, job.campaign_id, job.claim, lease_s)
-                if held == 0 and not queue.empty():  # requeued: another task has them
-                    stop_reason.append("lease lost")
-                    stop.set()
-                lease["until"] = issued + lease_s - margin_s
-                last_renewal = time.monotonic()
+    def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
+                 reserve: Reserve | None, control: BatchControl):
+        self.db, self.job, self.identity = db, job, identity
+        self.reserve, self.control = reserve, control
+        self.settings = job.settings
+        self.stop_reason: list[str] = []
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.records: dict[str, dict] = {}
+        self.customers: dict[str, dict] = {}
+        # A message goes out only while this task knows its lease holds: until lease_s
+        # after the last renewal was *issued* (a bound the database can only exceed),
+        # less a margin for clocks of different nodes. Past it, the runner may have
+        # requeued the batch and another task may be sending it: this one stops.
+        self.lease_s = self.settings.send_lease_s
+        self.margin_s = min(2.0, self.lease_s / 4)
+        self.lease_until = 0.0
 
-    async def connection() -> None:
-        sender = Sender(job.settings, job.endpoints)
+    async def run(self) -> dict[str, Any]:
+        job = self.job
+        summary: dict[str, Any] = {"batch": job.batch_id, **self.identity, "claimed": 0,
+                                   "counts": {}, "retries": 0, "latencies": [],
+                                   "next": None, "stopped": None}
+        self.stop = self.control.bind()
+        issued = time.time()
+        run = await campaigns.stamp_batch(self.db, job.batch_id, job.claim, self.identity,
+                                          self.lease_s)
+        if run is None:
+            summary["stopped"] = "lost"
+            return summary
+        self.lease_until = issued + self.lease_s - self.margin_s
+        ids = [campaigns.delivery_id(job.campaign_id, c) for c in job.customer_ids]
+        if not (job.fresh and run == "first"):
+            self.records = await campaigns.recorded(self.db, ids)
+        to_send, carried = self._plan()
+        summary["claimed"] = len(to_send)
+        if to_send:
+            self.customers = {c["_id"]: c async for c in self.db.customers.find(
+                {"_id": {"$in": to_send}}, CUSTOMER_FIELDS)}
+        for cid in to_send:
+            self.queue.put_nowait(cid)
+        recorder = OutcomeRecorder(self.db, job, self.identity)
+        watcher = asyncio.create_task(self._watch())
+        senders = await sender_pool().take(self.settings, job.endpoints,
+                                           min(max(1, job.connections), max(1, len(to_send))))
         try:
-            while not stop.is_set():
-                try:
-                    delivery = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                outcome, latency_ms, mid = await _send_one(delivery, sender)
-                if outcome is None:  # stopped: rate-limiter wait cut short, or lease lapsed
-                    await campaigns.release(db, job.campaign_id, job.claim, [delivery["_id"]])
-                    return
-                if outcome.status == AUTH:
-                    stop_reason.append("auth")
-                    stop.set()
-                    await campaigns.release(db, job.campaign_id, job.claim, [delivery["_id"]])
-                    await campaigns.fail_campaign(
-                        db, job.campaign_id, f"SMTP authentication failed: {outcome.error}")
-                    return
-                status = await recorder.record(delivery, outcome, latency_ms, mid)
-                if observe:
-                    observe(status, latency_ms)
+            await asyncio.gather(*(self._connection(s, recorder) for s in senders))
         finally:
-            await sender.close()
+            self.stop.set()
+            watcher.cancel()
+            await recorder.close()
+            sender_pool().give(senders)
+        unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        retry = carried + recorder.retry_ids
+        if unsent or self.stop_reason:
+            # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
+            remaining, attempt, not_before = unsent + retry, job.attempt, None
+        else:
+            attempt = job.attempt + 1
+            remaining = retry
+            not_before = campaigns.now() + timedelta(seconds=campaigns.backoff_s(
+                attempt, self.settings.retry_backoff_s)) if retry else None
+        kept = await campaigns.close_batch(self.db, job.batch_id, job.claim,
+                                           remaining=remaining, attempt=attempt,
+                                           not_before=not_before)
+        if remaining and kept:
+            summary["next"] = (not_before or campaigns.now()).timestamp()
+        counts = dict(recorder.counts)
+        summary.update(counts=counts, retries=counts.pop("retry", 0),
+                       latencies=recorder.latencies, released=len(unsent),
+                       stopped=self.stop_reason[0] if self.stop_reason else None)
+        return summary
 
-    async def _send_one(delivery: dict, sender: Sender
+    def _plan(self) -> tuple[list[str], list[str]]:
+        """Which recipients this run sends, and which already wait for the next attempt."""
+        to_send, carried = [], []
+        for cid in self.job.customer_ids:
+            record = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
+            if record is None or (record["status"] == campaigns.PENDING
+                                  and record["attempts"] <= self.job.attempt):
+                to_send.append(cid)
+            elif record["status"] == campaigns.PENDING:
+                carried.append(cid)
+        return to_send, carried
+
+    async def _watch(self) -> None:
+        """Renew the lease while the batch runs long; stop when the claim is gone."""
+        while not self.stop.is_set():
+            await asyncio.sleep(self.lease_s / 3)
+            issued = time.time()
+            if not await campaigns.renew_lease(self.db, self.job.batch_id, self.job.claim,
+                                               self.lease_s):
+                self._halt("lease lost")
+                return
+            self.lease_until = issued + self.lease_s - self.margin_s
+
+    def _halt(self, reason: str) -> None:
+        if not self.stop_reason:
+            self.stop_reason.append(reason)
+        self.stop.set()
+
+    async def _connection(self, sender, recorder: OutcomeRecorder) -> None:
+        while not self.stop.is_set():
+            try:
+                cid = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            previous = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
+            outcome, latency_ms, mid = await self._send_one(cid, sender)
+            if outcome is None or outcome.status == AUTH:
+                self.queue.put_nowait(cid)  # not sent: stays in the batch
+                if outcome is not None:
+                    self._halt("auth")
+                    await campaigns.fail_campaign(
+                        self.db, self.job.campaign_id,
+                        f"SMTP authentication failed: {outcome.error}")
+                return
+            await recorder.record(cid, previous, outcome, latency_ms, mid)
+            if latency_ms is not None:
+                recorder.latencies.append(latency_ms)
+
+    async def _send_one(self, cid: str, sender
                         ) -> tuple[SendOutcome | None, float | None, str | None]:
-        customer = customers.get(delivery["customer_id"])
+        job = self.job
+        customer = self.customers.get(cid)
         if customer is None or customer.get("unsubscribed"):
-            return SendOutcome("skipped", None, "unsubscribed or removed"), None, None
-        mid = make_message_id(delivery["_id"], job.settings.mail_from)
+            return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
+        mid = make_message_id(campaigns.delivery_id(job.campaign_id, cid),
+                              self.settings.mail_from)
         try:
-            mail = _compose(job, compiled, customer, mid)
+            mail = compose(job, customer, mid)
         except TemplateProblem as exc:
             return SendOutcome(FAILED, None, str(exc)[:300]), None, None
-        if job.limits and reserve is not None:
-            wait = await reserve(job.limits, 1)
+        if job.limits and self.reserve is not None:
+            wait = await self.reserve(job.limits, 1)
             if wait > 0:
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
-                    return None, None, None
+                    await asyncio.wait_for(self.stop.wait(), timeout=wait)
+                    return None, None, None  # stopped while waiting for a token
                 except TimeoutError:
                     pass
-        if time.time() >= lease["until"]:  # renewals fell behind (an overloaded database)
-            stop_reason.append("lease lapsed")
-            stop.set()
+        if self.stop.is_set():
+            return None, None, None
+        if time.time() >= self.lease_until:  # renewals fell behind (an overloaded database)
+            self._halt("lease lapsed")
             return None, None, None
         started = time.perf_counter()
-        outcome = await sender.send(build_message(mail, job.settings.mail_from))
+        outcome = await sender.send(build_message(mail, self.settings.mail_from))
         return outcome, (time.perf_counter() - started) * 1000, mid
 
-    watcher = asyncio.create_task(watch())
-    try:
-        await asyncio.gather(*(connection() for _ in range(max(1, job.connections))))
-        await recorder.close()
-    finally:
-        stop.set()
-        watcher.cancel()
-    leftovers = [queue.get_nowait()["_id"] for _ in range(queue.qsize())]
-    if leftovers:
-        await campaigns.release(db, job.campaign_id, job.claim, leftovers)
-    summary.update(dict(recorder.totals), released=len(leftovers),
-                   stopped=stop_reason[0] if stop_reason else None)
-    return summary
+
+async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
+    """Add a stopped batch's outcomes to the campaign's counters: its summary does not
+    reach the runner (Ray reports a cancelled task as cancelled)."""
+    db = database(job.endpoints.mongodb_uri, job.settings.mongodb_db)
+    await campaigns.record_progress(db, job.campaign_id,
+                                    campaigns.summary_increments(summary), None)
 
 
-def _compose(job: BatchJob, compiled, customer: dict, mid: str) -> Mail:
+def compose(job: BatchJob, customer: dict, mid: str) -> Mail:
     token = sign_customer_id(customer["_id"], job.signing_secret)
     unsubscribe_url = f"{job.settings.public_url.rstrip('/')}/unsubscribe/{token}"
     variables = {**template_variables(customer), "unsubscribe_url": unsubscribe_url}
-    subject, text, html = compiled.render(variables)
+    subject, text, html = compiled_templates(job.templates).render(variables)
     return Mail(to_email=customer["email"], to_name=customer.get("name") or "",
                 subject=subject, text=text, html=html, message_id=mid,
                 unsubscribe_url=unsubscribe_url)
-
 

@@ -9,11 +9,11 @@ Neither missing nor repeating a message rests on three things:
   before anything is done, so a message seen again after a crash is recognised and
   only moved, and `runs` counts how often its handling began;
 - every effect is idempotent: customers are keyed by email, the confirmation is the
-  delivery `signup-confirmations:<customer>`, a bounce fails only a `sent` delivery.
+  batch and delivery `signup-confirmations:<customer>`, a bounce fails only a `sent` delivery.
 
-Confirmations go through the normal send path: deliveries of one standing campaign,
-`signup-confirmations`, sent by its runner and send tasks; the watcher reopens it
-when a new confirmation is queued.
+Confirmations go through the normal send path: one-recipient batches of a standing
+campaign, `signup-confirmations`, sent by its runner and send tasks; the watcher
+reopens it and pokes its runner when a new confirmation is queued.
 """
 
 from __future__ import annotations
@@ -229,24 +229,24 @@ async def queue_confirmation(db: AsyncDatabase, settings: Settings, customer_id:
             "retries": 0, "by_node": {}, "by_worker": {}, "timeline": [],
             "settings": {"workers": 1, "batch_size": 50, "rate_limit_per_s": None,
                          "connections": 1},
-            "materialized": True, "created_at": started, "launched_at": started,
+            "audience_done": True, "audience_pages": 0, "created_at": started, "launched_at": started,
             "completed_at": started, "created_by": "signup-watcher"},
          "$set": {"templates": {"subject": settings.signup_confirmation_subject,
                                 "body_text": settings.signup_confirmation_text,
                                 "body_html": None}}},
         upsert=True)
-    created = await campaigns.materialize(db, CONFIRMATIONS, [customer_id])
+    created = await campaigns.insert_pending_batch(db, CONFIRMATIONS, f"c:{customer_id}",
+                                                   [customer_id])
     if created:
-        await db.campaigns.update_one({"_id": CONFIRMATIONS},
-                                      {"$inc": {"counts.total": created}})
-    return created > 0
+        await db.campaigns.update_one({"_id": CONFIRMATIONS}, {"$inc": {"counts.total": 1}})
+    return created
 
 
 async def confirmations_to_send(db: AsyncDatabase) -> bool:
-    """Reopen the confirmations campaign if it holds unsent deliveries; True when its
-    runner should be running. (A runner that completed it while a confirmation was
-    being queued is caught here on the next poll.)"""
-    if await campaigns.unfinished(db, CONFIRMATIONS) == 0:
+    """Reopen the confirmations campaign if it holds unsent batches; True when its
+    runner should be running (and be poked to pick them up). A runner that completed
+    it while a confirmation was being queued is caught here on the next poll."""
+    if await campaigns.unfinished_batches(db, CONFIRMATIONS) == 0:
         return False
     await db.campaigns.update_one({"_id": CONFIRMATIONS, "status": "completed"},
                                   {"$set": {"status": "running", "launched_at": now()}})

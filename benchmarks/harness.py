@@ -55,6 +55,11 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
         ray.shutdown()
 
 
+def mongodb_uri(settings: Settings) -> str:
+    """The app's MongoDB (the embedded one unless configured), for opcounters."""
+    return ray.get(local_services(settings).endpoints.remote()).mongodb_uri
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None

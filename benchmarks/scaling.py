@@ -1,17 +1,26 @@
-"""Worker-count scaling: messages/s against send tasks in flight, through the real API.
+"""Worker-count scaling: messages/s against send tasks in flight, through the real API,
+beside the Celery design it replaces and the raw SMTP limit, all in one run.
 
 For each sink delay (default 50 ms, like a real relay, then 0 ms, the CPU-bound case)
-and each W (default 1, 2, 4, 8, 16), it launches a campaign of N messages through
-the real HTTP API with `workers=W` and records messages/s, the p50 and p99 time from
-launch to delivery at the sink, and the machine's CPU use. In the same run it
-measures the raw pipeline limit: aiosmtplib straight into the same sink, with as many
-connections as the largest W uses, no Ray and no MongoDB.
+the sink runs in processes of its own (`--sink-processes`, behind SO_REUSEPORT), and:
+- **Celery** (`benchmarks.celery_peer`, RabbitMQ started and stopped here): one task
+  per email, prefork with `--concurrency W` for each W, then gevent with
+  `--gevent-greenlets` greenlets, its best pool for a slow relay. Run before the app
+  starts, so it does not share the machine with an idle Ray.
+- **raw**: aiosmtplib straight into the sink with `--raw-connections` connections,
+  building the same messages; no Ray, no database.
+- **operator-comms**: a campaign through the real HTTP API for each W with one SMTP
+  connection per send task (one message at a time, like a prefork child), then for
+  `--default-workers` with the app's default connections per task.
 
-Each send task drives `--connections` SMTP connections (default 1, so a worker sends
-one message at a time, like a Celery prefork worker, and the gain comes from W alone).
+Every row runs at least `--min-seconds` (its audience is sized from an estimate and
+doubled until it does). Rows report messages/s, launch-to-delivery p50/p99, machine
+CPU, the busiest processes' CPU, and for operator-comms the database commands per
+delivered message from `serverStatus` opcounters (net of the app's idle background,
+measured before the rows).
 
     python -m benchmarks.scaling                      # what `make bench` runs
-    python -m benchmarks.scaling --messages 200 --workers 1 2 --delays 0 --out /tmp/x
+    python -m benchmarks.scaling --workers 1 2 --delays 0 --min-seconds 2 --out /tmp/x
 
 Writes scaling.json, scaling.csv, scaling.md and scaling.png into --out.
 """
@@ -27,94 +36,279 @@ from pathlib import Path
 
 import aiosmtplib
 import psutil
+from pymongo import MongoClient
 
 from app.mailer import Mail, build_message
-from benchmarks.harness import machine, percentile, running_app
+from benchmarks.harness import machine, mongodb_uri, percentile, running_app
 from benchmarks.smtp_sink import BenchSink
 
 RESULTS = Path(__file__).parent / "results"
+OC, OC_DEFAULT, PREFORK, GEVENT, RAW = (
+    "operator-comms", "operator-comms (default connections)", "celery prefork",
+    "celery gevent", "raw aiosmtplib")
+CPU_CEILING = 1500  # messages/s assumed possible on this machine, for sizing rows only
+OPS = ("insert", "query", "update", "delete", "getmore", "command")
 
 
-def run_campaign(api, sink: BenchSink, tag: str, workers: int, messages: int,
-                 connections: int, batch_size: int) -> dict:
-    sink.handler.reset()
-    created = api.post("/api/campaigns", json={
-        "name": f"scaling W={workers}", "subject": "Hello {{ first_name }}",
-        "body_text": "Dear {{ name }}, your plan is {{ plan }}.\n{{ unsubscribe_url }}",
-        "audience": {"tag": tag}})
-    created.raise_for_status()
-    campaign_id = created.json()["id"]
-    psutil.cpu_percent(interval=None)
-    started = time.time()
-    api.post(f"/api/campaigns/{campaign_id}/launch", json={
-        "workers": workers, "batch_size": batch_size, "connections": connections,
-    }).raise_for_status()
-    while True:
-        view = api.get(f"/api/campaigns/{campaign_id}").json()
-        if view["status"] in ("completed", "failed", "cancelled"):
-            break
-        time.sleep(0.25)
-    cpu = psutil.cpu_percent(interval=None)
-    arrivals = sorted(sink.handler.arrivals.values())
+class CpuWatch:
+    """CPU seconds of every process over an interval, and the busiest ones."""
+
+    def __init__(self) -> None:
+        psutil.cpu_percent(interval=None)
+        self.before = self._times()
+
+    @staticmethod
+    def _times() -> dict[int, tuple[str, float]]:
+        found = {}
+        for proc in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
+            try:
+                times = proc.info["cpu_times"]
+                label = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])[:70]
+                found[proc.info["pid"]] = (label, times.user + times.system)
+            except (psutil.Error, TypeError):
+                continue
+        return found
+
+    def done(self, elapsed: float, top: int = 6) -> dict:
+        after = self._times()
+        used = []
+        for pid, (label, seconds) in after.items():
+            spent = seconds - self.before.get(pid, (label, 0.0))[1]
+            if spent > 0:
+                used.append((spent, pid, label))
+        used.sort(reverse=True)
+        return {"cpu_percent": psutil.cpu_percent(interval=None),
+                "top_processes": [{"pid": pid, "process": label,
+                                   "cpu_percent_of_one_core": round(100 * s / elapsed, 1)}
+                                  for s, pid, label in used[:top]]}
+
+
+def opcount(mongo: MongoClient) -> int:
+    counters = mongo.admin.command("serverStatus")["opcounters"]
+    return sum(counters.get(name, 0) for name in OPS)
+
+
+def row_stats(sink: BenchSink, started: float, messages: int) -> dict:
+    arrivals = sorted(sink.stats()["arrivals"].values())
     latencies = [(t - started) * 1000 for t in arrivals]
     elapsed = (arrivals[-1] - started) if arrivals else float("nan")
-    return {"workers": workers, "messages": len(arrivals), "status": view["status"],
+    return {"messages": len(arrivals), "expected": messages,
             "messages_per_s": round(len(arrivals) / elapsed, 2) if arrivals else 0.0,
             "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
             "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
-            "elapsed_s": round(elapsed, 2), "cpu_percent": cpu,
-            "connections_per_worker": connections, "batch_size": batch_size}
+            "elapsed_s": round(elapsed, 2)}
 
 
-async def raw_pipeline(port: int, messages: int, connections: int) -> dict:
+def wait_for_sink(sink: BenchSink, messages: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sink.accepted() < messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def estimate(delay_ms: float, workers: int, connections: int) -> float:
+    if delay_ms <= 0:
+        return CPU_CEILING
+    return min(CPU_CEILING, workers * connections * 1000 / (delay_ms + 3))
+
+
+def sized_runs(run, rate: float, min_seconds: float, smallest: int, largest: int) -> dict:
+    """Run with an audience sized for min_seconds; double it until the row lasts."""
+    messages = max(smallest, min(largest, int(rate * min_seconds * 1.2)))
+    while True:
+        row = run(messages)
+        if row["elapsed_s"] >= min_seconds or messages >= largest:
+            return row
+        messages = min(largest, messages * 2)
+
+
+# Celery ------------------------------------------------------------------------------
+
+
+def celery_rows(sink: BenchSink, delay: float, workers: list[int], greenlets: int,
+                min_seconds: float, smallest: int, largest: int) -> list[dict]:
+    from benchmarks.celery_peer import RabbitMQ, celery_worker, send_email
+
+    rows = []
+    broker = RabbitMQ().start()
+    try:
+        send_email.app.conf.broker_url = broker.url
+        configs = [(PREFORK, "prefork", w) for w in workers] + [(GEVENT, "gevent", greenlets)]
+        for system, pool, concurrency in configs:
+            with celery_worker(broker.url, sink.port, pool, concurrency):
+                warm = max(4, min(concurrency, 64))
+                sink.reset()
+                for n in range(warm):  # until every child is up and connected
+                    send_email.delay(-n - 1, f"warm{n}@bench.example", "Warm Up", "Basic")
+                wait_for_sink(sink, warm, 120)
+
+                def run(messages: int, pool=pool, concurrency=concurrency) -> dict:
+                    sink.reset()
+                    watch = CpuWatch()
+                    started = time.time()
+                    for n in range(messages):
+                        send_email.delay(n, f"peer{n}@bench.example", "Ana Silva", "Basic")
+                    wait_for_sink(sink, messages, 600)
+                    stats = row_stats(sink, started, messages)
+                    return {**stats, **watch.done(time.time() - started)}
+
+                rate = estimate(delay, concurrency, 1)
+                row = {"sink_delay_ms": delay, "system": system, "workers": concurrency,
+                       "connections_per_worker": 1,
+                       **sized_runs(run, rate, min_seconds, smallest, largest)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    finally:
+        broker.stop()
+    return rows
+
+
+# raw ------------------------------------------------------------------------------------
+
+
+async def raw_pipeline(port: int, messages: int, connections: int) -> float:
     """aiosmtplib into the sink: build each message and send it, nothing else."""
     counter = iter(range(messages))
-    started = time.perf_counter()
+    started = time.time()
 
     async def connection() -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
         await client.connect()
         for n in counter:
-            mail = Mail(to_email=f"raw{n}@bench.example", to_name=f"Raw {n}",
-                        subject=f"Hello {n}", text="Dear customer, your plan is Basic.",
+            mail = Mail(to_email=f"raw{n}@bench.example", to_name="Ana Silva",
+                        subject="Hello Ana", text="Dear Ana Silva, your plan is Basic.",
                         message_id=f"<raw{n}@bench.example>")
             message = build_message(mail, "Operator <no-reply@operator.example>")
             await client.sendmail("no-reply@operator.example", [mail.to_email],
                                   message.as_bytes())
         await client.quit()
 
-    psutil.cpu_percent(interval=None)
     await asyncio.gather(*(connection() for _ in range(connections)))
-    elapsed = time.perf_counter() - started
-    return {"workers": "raw", "connections": connections, "messages": messages,
-            "messages_per_s": round(messages / elapsed, 2), "elapsed_s": round(elapsed, 2),
-            "cpu_percent": psutil.cpu_percent(interval=None), "p50_ms": None, "p99_ms": None}
+    return started
+
+
+def raw_row(sink: BenchSink, delay: float, connections: int, min_seconds: float,
+            smallest: int, largest: int) -> dict:
+    def run(messages: int) -> dict:
+        sink.reset()
+        watch = CpuWatch()
+        started = asyncio.run(raw_pipeline(sink.port, messages, connections))
+        wait_for_sink(sink, messages, 60)
+        stats = row_stats(sink, started, messages)
+        return {**stats, **watch.done(time.time() - started)}
+
+    row = {"sink_delay_ms": delay, "system": RAW, "workers": "raw",
+           "connections_per_worker": connections,
+           **sized_runs(run, estimate(delay, connections, 1), min_seconds, smallest, largest)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+# operator-comms ------------------------------------------------------------------------
+
+
+class Audiences:
+    """Tagged audiences of the sizes the rows ask for, generated once each."""
+
+    def __init__(self, api) -> None:
+        self.api, self.tags = api, {}
+
+    def tag(self, size: int) -> str:
+        if size not in self.tags:
+            tag = f"scale-{size}"
+            for start in range(0, size, 100_000):
+                self.api.post("/api/customers/generate", json={
+                    "count": min(100_000, size - start), "tag": tag}).raise_for_status()
+            self.tags[size] = tag
+        return self.tags[size]
+
+
+def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | None]],
+             batch_size: int, min_seconds: float, smallest: int, largest: int) -> list[dict]:
+    rows = []
+    with running_app(smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60) as (
+            settings, api, _base):
+        mongo = MongoClient(mongodb_uri(settings))
+        audiences = Audiences(api)
+        audiences.tag(smallest)
+        idle_from, idle_ops = time.time(), opcount(mongo)
+        time.sleep(5)
+        background = (opcount(mongo) - idle_ops - 1) / (time.time() - idle_from)
+        for system, workers, connections in runs:
+            conns = connections or settings.send_connections
+
+            def run(messages: int, workers=workers, conns=conns) -> dict:
+                tag = audiences.tag(messages)
+                created = api.post("/api/campaigns", json={
+                    "name": f"scaling W={workers}", "subject": "Hello {{ first_name }}",
+                    "body_text": "Dear {{ name }}, your plan is {{ plan }}.\n"
+                                 "{{ unsubscribe_url }}", "audience": {"tag": tag}})
+                created.raise_for_status()
+                campaign_id = created.json()["id"]
+                sink.reset()
+                ops_before = opcount(mongo)
+                watch = CpuWatch()
+                started = time.time()
+                api.post(f"/api/campaigns/{campaign_id}/launch", json={
+                    "workers": workers, "batch_size": batch_size, "connections": conns,
+                }).raise_for_status()
+                wait_for_sink(sink, messages, 1800)
+                elapsed = time.time() - started
+                cpu = watch.done(elapsed)
+                while (view := api.get(f"/api/campaigns/{campaign_id}").json())[
+                        "status"] not in ("completed", "failed", "cancelled"):
+                    time.sleep(0.5)
+                ops = opcount(mongo) - ops_before - 1
+                net = ops - background * (time.time() - started)
+                stats = row_stats(sink, started, messages)
+                delivered = max(1, stats["messages"])
+                return {**stats, **cpu, "status": view["status"],
+                        "sent_recorded": view["counts"]["sent"],
+                        "db_commands": ops,
+                        "db_commands_per_message": round(max(0.0, net) / delivered, 4),
+                        "db_commands_per_message_gross": round(ops / delivered, 4),
+                        "db_background_per_s": round(background, 2)}
+
+            rate = estimate(delay, workers, conns)
+            row = {"sink_delay_ms": delay, "system": system, "workers": workers,
+                   "connections_per_worker": conns, "batch_size": batch_size,
+                   **sized_runs(run, rate, min_seconds, smallest, largest)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+# outputs ----------------------------------------------------------------------------------
 
 
 def write_outputs(results: list[dict], meta: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaling.json").write_text(json.dumps({**meta, "results": results}, indent=2))
-    fields = ["sink_delay_ms", "workers", "connections_per_worker", "messages",
-              "messages_per_s", "p50_ms", "p99_ms", "cpu_percent", "elapsed_s"]
+    fields = ["sink_delay_ms", "system", "workers", "connections_per_worker", "messages",
+              "messages_per_s", "p50_ms", "p99_ms", "cpu_percent", "db_commands_per_message",
+              "elapsed_s"]
     with open(out / "scaling.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
-    lines = ["| sink delay | workers | messages | messages/s | vs W=1 | p50 ms | p99 ms | CPU % |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"Machine: {json.dumps(meta['machine'])}", f"Command: `{meta['command']}`", "",
+             "| sink delay | system | W | conns/W | messages | msg/s | vs Celery same W "
+             "| p50 ms | p99 ms | CPU % | DB cmds/msg | busiest processes (% of one core) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for delay in sorted({r["sink_delay_ms"] for r in results}, reverse=True):
         rows = [r for r in results if r["sink_delay_ms"] == delay]
-        base = next((r["messages_per_s"] for r in rows if r["workers"] == 1), None)
+        celery = {r["workers"]: r["messages_per_s"] for r in rows if r["system"] == PREFORK}
         for r in rows:
-            speedup = (f"{r['messages_per_s'] / base:.2f}x"
-                       if base and r["workers"] != "raw" else "")
-            workers = (f"raw ({r['connections']} connections)" if r["workers"] == "raw"
-                       else r["workers"])
-            lines.append(f"| {delay} ms | {workers} | {r['messages']} | {r['messages_per_s']} "
-                         f"| {speedup} | {r['p50_ms'] or ''} | {r['p99_ms'] or ''} "
-                         f"| {r['cpu_percent']} |")
-    targets = meta.get("targets", {})
-    lines += ["", "Targets: " + json.dumps(targets)]
+            peer = celery.get(r["workers"]) if r["system"].startswith("operator") else None
+            ratio = f"{r['messages_per_s'] / peer:.2f}x" if peer else ""
+            busiest = "; ".join(f"{p['process'][:40]} {p['cpu_percent_of_one_core']}"
+                                for p in r.get("top_processes", [])[:3])
+            cmds = r.get("db_commands_per_message")
+            lines.append(
+                f"| {delay:g} ms | {r['system']} | {r['workers']} | "
+                f"{r['connections_per_worker']} | {r['messages']} | {r['messages_per_s']} | "
+                f"{ratio} | {r['p50_ms'] or ''} | {r['p99_ms'] or ''} | {r['cpu_percent']} | "
+                f"{'' if cmds is None else cmds} | {busiest} |")
+    lines += ["", "Targets (ratios from this run): " + json.dumps(meta.get("targets", {}))]
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
     chart(results, out / "scaling.png", meta)
 
@@ -126,39 +320,97 @@ def chart(results: list[dict], path: Path, meta: dict) -> None:
     import matplotlib.pyplot as plt
 
     delays = sorted({r["sink_delay_ms"] for r in results}, reverse=True)
-    fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(delays), figsize=(6.5 * len(delays), 4.8), squeeze=False)
+    styles = {OC: ("o-", "#5b2a86"), OC_DEFAULT: ("s-", "#c0398a"),
+              PREFORK: ("^--", "#1f6fb2")}
     for ax, delay in zip(axes[0], delays, strict=True):
-        rows = [r for r in results if r["sink_delay_ms"] == delay and r["workers"] != "raw"]
-        raw = next((r for r in results if r["sink_delay_ms"] == delay
-                    and r["workers"] == "raw"), None)
-        xs = [r["workers"] for r in rows]
-        ys = [r["messages_per_s"] for r in rows]
-        ax.plot(xs, ys, "o-", color="#5b2a86", label="measured")
-        if rows and rows[0]["workers"] == 1:
-            ax.plot(xs, [ys[0] * x for x in xs], "--", color="#999", label="ideal (linear)")
-        if raw:
-            ax.axhline(raw["messages_per_s"], color="#1f8a4c", linestyle=":",
-                       label=f"raw aiosmtplib ({raw['connections']} conns)")
+        rows = [r for r in results if r["sink_delay_ms"] == delay]
+        for system, (marker, colour) in styles.items():
+            series = sorted((r["workers"], r["messages_per_s"]) for r in rows
+                            if r["system"] == system)
+            if series:
+                ax.plot([x for x, _ in series], [y for _, y in series], marker, color=colour,
+                        label=system)
+        for system, colour, style in ((RAW, "#1f8a4c", ":"), (GEVENT, "#e08a00", "-.")):
+            row = next((r for r in rows if r["system"] == system), None)
+            if row:
+                ax.axhline(row["messages_per_s"], color=colour, linestyle=style,
+                           label=f"{system} ({row['workers']})")
+        workers = sorted({r["workers"] for r in rows if isinstance(r["workers"], int)
+                          and r["system"] != GEVENT})
         ax.set_xscale("log", base=2)
-        ax.set_xticks(xs, [str(x) for x in xs])
-        ax.set_xlabel("workers (send tasks in flight)")
+        ax.set_xticks(workers, [str(x) for x in workers])
+        ax.set_xlabel("workers (send tasks / prefork children)")
         ax.set_ylabel("messages/s")
-        ax.set_title(f"sink delay {delay} ms")
+        ax.set_title(f"relay delay {delay:g} ms")
         ax.grid(alpha=.3)
-        ax.legend()
-    fig.suptitle(f"operator-comms scaling on {meta['machine']['cpu_count']} cores, "
-                 f"{meta['machine']['memory_gib']} GiB")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"operator-comms vs Celery on {meta['machine']['cpu_count']} cores, "
+                 f"{meta['machine']['memory_gib']} GiB (one run)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
+def targets(results: list[dict]) -> dict:
+    found: dict = {}
+
+    def pick(delay_zero: bool, system: str) -> list[dict]:
+        return [r for r in results if (r["sink_delay_ms"] == 0) == delay_zero
+                and r["system"] == system]
+
+    def best(rows: list[dict]) -> float:
+        return max((r["messages_per_s"] for r in rows), default=0.0)
+
+    oc0, raw0 = best(pick(True, OC) + pick(True, OC_DEFAULT)), best(pick(True, RAW))
+    celery0 = best(pick(True, PREFORK) + pick(True, GEVENT))
+    if oc0 and celery0:
+        found["zero_best_vs_best_celery"] = round(oc0 / celery0, 3)
+        found["zero_best_vs_best_celery_met"] = oc0 >= 1.2 * celery0
+    if oc0 and raw0:
+        found["zero_best_vs_raw"] = round(oc0 / raw0, 3)
+        found["zero_best_vs_raw_met"] = oc0 >= 0.7 * raw0
+    oc, prefork = pick(False, OC), {r["workers"]: r for r in pick(False, PREFORK)}
+    if oc and prefork:
+        ratios = {r["workers"]: round(r["messages_per_s"] / prefork[r["workers"]][
+            "messages_per_s"], 3) for r in oc if r["workers"] in prefork}
+        found["delayed_vs_celery_same_w"] = ratios
+        found["delayed_every_w_at_least_celery"] = all(v >= 1 for v in ratios.values())
+    by_w = {r["workers"]: r["messages_per_s"] for r in oc}
+    if 1 in by_w and 8 in by_w:
+        found["delayed_w8_vs_8x_w1"] = round(by_w[8] / (8 * by_w[1]), 3)
+        found["delayed_w8_vs_8x_w1_met"] = by_w[8] >= 0.9 * 8 * by_w[1]
+    default = {r["workers"]: r["messages_per_s"] for r in pick(False, OC_DEFAULT)}
+    celery_best = best(pick(False, PREFORK) + pick(False, GEVENT))
+    if 8 in default and 8 in prefork:
+        found["delayed_default_w8_vs_celery_w8"] = round(
+            default[8] / prefork[8]["messages_per_s"], 3)
+        found["delayed_default_w8_vs_celery_w8_met"] = default[8] >= 4 * prefork[8][
+            "messages_per_s"]
+    if 8 in default and celery_best:
+        found["delayed_default_w8_vs_best_celery"] = round(default[8] / celery_best, 3)
+        found["delayed_default_w8_vs_best_celery_met"] = default[8] >= 2 * celery_best
+    per_message = [r["db_commands_per_message"] for r in results
+                   if "db_commands_per_message" in r and r.get("batch_size") == 100]
+    if per_message:
+        found["db_commands_per_message_max"] = max(per_message)
+        found["db_commands_per_message_met"] = max(per_message) <= 0.1
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--default-workers", type=int, nargs="*", default=[8, 16],
+                        help="W values also run with the app's default connections per task")
     parser.add_argument("--delays", type=float, nargs="+", default=[50.0, 0.0])
-    parser.add_argument("--connections", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--min-seconds", type=float, default=10.0)
+    parser.add_argument("--smallest", type=int, default=200)
+    parser.add_argument("--largest", type=int, default=40_000)
+    parser.add_argument("--sink-processes", type=int, default=2)
+    parser.add_argument("--raw-connections", type=int, default=16)
+    parser.add_argument("--gevent-greenlets", type=int, default=64)
+    parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -166,46 +418,21 @@ def main() -> None:
     meta = {"machine": machine(), "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": "python -m benchmarks.scaling " + " ".join(
                 f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                for k, v in vars(args).items() if k != "out")}
+                for k, v in vars(args).items() if k not in ("out", "no_celery"))
+            + (" --no-celery" if args.no_celery else "")}
+    bounds = (args.min_seconds, args.smallest, args.largest)
     for delay in args.delays:
-        with BenchSink(delay_ms=delay) as sink, running_app(
-                smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60) as (_, api, _base):
-            tag = f"scaling-{int(delay)}"
-            api.post("/api/customers/generate", json={
-                "count": args.messages, "tag": tag}).raise_for_status()
-            for workers in args.workers:
-                row = {"sink_delay_ms": delay, **run_campaign(
-                    api, sink, tag, workers, args.messages, args.connections,
-                    args.batch_size)}
-                print(json.dumps(row), flush=True)
-                results.append(row)
-            sink.handler.reset()
-            raw = {"sink_delay_ms": delay, **asyncio.run(raw_pipeline(
-                sink.port, args.messages, max(args.workers) * args.connections))}
-            print(json.dumps(raw), flush=True)
-            results.append(raw)
-    meta["targets"] = targets(results, args.workers)
+        with BenchSink(delay_ms=delay, processes=args.sink_processes) as sink:
+            if not args.no_celery:
+                results += celery_rows(sink, delay, args.workers, args.gevent_greenlets,
+                                       *bounds)
+            results.append(raw_row(sink, delay, args.raw_connections, *bounds))
+            runs = [(OC, w, 1) for w in args.workers] + [
+                (OC_DEFAULT, w, None) for w in args.default_workers]
+            results += app_rows(sink, delay, runs, args.batch_size, *bounds)
+    meta["targets"] = targets(results)
     write_outputs(results, meta, args.out)
     print(json.dumps(meta["targets"]), flush=True)
-
-
-def targets(results: list[dict], workers: list[int]) -> dict:
-    found: dict = {}
-    delayed = {r["workers"]: r for r in results if r["sink_delay_ms"] > 0}
-    if 1 in delayed and 8 in delayed:
-        ratio = delayed[8]["messages_per_s"] / (8 * delayed[1]["messages_per_s"])
-        found["delayed_w8_vs_8x_w1"] = round(ratio, 3)
-        found["delayed_target_met"] = ratio >= 0.85
-    zero = [r for r in results if r["sink_delay_ms"] == 0]
-    raw = next((r for r in zero if r["workers"] == "raw"), None)
-    best = max((r for r in zero if r["workers"] != "raw"), key=lambda r: r["messages_per_s"],
-               default=None)
-    if raw and best:
-        ratio = best["messages_per_s"] / raw["messages_per_s"]
-        found["zero_delay_best_vs_raw"] = round(ratio, 3)
-        found["zero_delay_best_workers"] = best["workers"]
-        found["zero_delay_target_met"] = ratio >= 0.65
-    return found
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.local_services import local_services, resolve_endpoints
 from app.config import Endpoints, Settings
+from app.customers import backfill_buckets
 from app.db import database, ensure_indexes
 from app.tokens import admin_token
 
@@ -29,6 +30,7 @@ class AppContext:
         endpoints = await resolve_endpoints(settings)
         db = database(endpoints.mongodb_uri, settings.mongodb_db)
         await ensure_indexes(db)
+        await backfill_buckets(db)
         services = local_services(settings) if endpoints.local_sink else None
         return cls(settings, endpoints, db, admin_token(settings), services)
 

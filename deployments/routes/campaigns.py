@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import find_runner, start_runner
 from app import campaigns
-from app.customers import template_variables
+from app.customers import audience_pages, template_variables
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
 from app.templates import TemplateProblem, compile_templates
 from app.tokens import unsubscribe_secret
@@ -92,8 +92,10 @@ async def launch(context: Context, campaign_id: str,
                  options: LaunchOptions | None = None) -> dict:
     """Start sending: W send tasks in flight, B per batch, R messages/s at most."""
     campaign = await _found(context, campaign_id)
+    pages = audience_pages(await context.db.customers.estimated_document_count())
     launched = await campaigns.launch_campaign(
-        context.db, campaign_id, options or LaunchOptions(), context.settings.send_connections)
+        context.db, campaign_id, options or LaunchOptions(), context.settings.send_connections,
+        pages)
     if launched is None:
         raise HTTPException(409, f"campaign is {campaign['status']}, only a draft can launch")
     ensure_runner(context, campaign_id)
@@ -115,7 +117,7 @@ async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str,
 
 @router.post("/{campaign_id}/pause")
 async def pause(context: Context, campaign_id: str) -> dict:
-    """Stop new sends; messages in flight finish."""
+    """Stop sending: batches in flight stop after the messages on the wire."""
     return await _transition(context, campaign_id, ("running",), "paused")
 
 

@@ -1,4 +1,5 @@
-"""The batch sender against a real SMTP server that demands a login, and real MongoDB."""
+"""The batch sender against real SMTP servers and the real MongoDB wire protocol:
+logins, reruns of a batch, lost claims, and what one batch costs the database."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from pydantic import SecretStr
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from app import campaigns
 from app.config import Endpoints
+from app.customers import AUDIENCE_BUCKETS, audience_page_query, bucket_of
+from app.db import database, ensure_indexes
 from app.local_services import SinkHandler, free_port
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.sending import BatchJob, run_batch
@@ -36,99 +39,241 @@ def login_relay():
     controller.stop()
 
 
-async def _campaign_with_audience(stack: Stack, db_name: str, count: int,
-                                  claim: str) -> tuple[dict, list]:
-    """A running campaign with `count` deliveries, claimed for `claim` as the runner does."""
-    endpoints = await stack.services.endpoints.remote()
-    sync_db = MongoClient(endpoints.mongodb_uri)[db_name]
-    sync_db.customers.insert_many([{"_id": f"c{n}", "email": f"c{n}@auth.example",
-                                    "name": f"C {n}", "plan": "Basic", "tags": ["auth"]}
-                                   for n in range(count)])
-    from app.db import database
-
-    db = database(endpoints.mongodb_uri, db_name)
-    doc = await campaigns.create_campaign(
-        db, CampaignCreate(name="auth", subject="s", body_text="t",
-                           audience=Audience(tag="auth")), created_by="test")
-    await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(), connections=2)
-    await campaigns.materialize(db, doc["_id"], [f"c{n}" for n in range(count)])
-    ids = await campaigns.due_pending(db, doc["_id"], count)
-    assert await campaigns.claim_batch(db, ids, claim, lease_s=30) == count
-    return doc, ids
+@pytest.fixture
+def open_relay():
+    handler = SinkHandler(None)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
 
 
-async def _job(stack: Stack, db_name: str, doc: dict, claim: str, port: int,
-               password: str) -> tuple[BatchJob, str]:
-    """The batch as the runner would hand it to a task, against the login relay."""
-    endpoints = await stack.services.endpoints.remote()
-    settings = stack.settings.model_copy(update={"mongodb_db": db_name, "smtp_user": "relay",
-                                                 "smtp_password": SecretStr(password)})
-    job = BatchJob(campaign_id=doc["_id"], claim=claim, settings=settings,
-                   endpoints=Endpoints(endpoints.mongodb_uri, "127.0.0.1", port),
-                   templates=doc["templates"], signing_secret="k", connections=2)
-    return job, endpoints.mongodb_uri
+class Batch:
+    """A running campaign with one batch claimed for `claim`, as the runner makes it."""
+
+    def __init__(self, stack: Stack, count: int, claim: str = "claim-1"):
+        self.stack, self.count, self.claim = stack, count, claim
+        self.db_name = f"send_{uuid.uuid4().hex[:8]}"
+
+    async def create(self) -> Batch:
+        endpoints = await self.stack.services.endpoints.remote()
+        self.mongodb_uri = endpoints.mongodb_uri
+        self.sync = MongoClient(self.mongodb_uri)[self.db_name]
+        self.customer_ids = [f"c{n:03d}" for n in range(self.count)]
+        self.sync.customers.insert_many([
+            {"_id": cid, "email": f"{cid}@send.example", "name": f"C {cid}", "plan": "Basic",
+             "tags": ["send"], "unsubscribed": False, "bucket": bucket_of(cid)}
+            for cid in self.customer_ids])
+        self.db = database(self.mongodb_uri, self.db_name)
+        await ensure_indexes(self.db)
+        doc = await campaigns.create_campaign(
+            self.db, CampaignCreate(name="send", subject="Hi {{ first_name }}",
+                                    body_text="Plan {{ plan }}", audience=Audience(tag="send")),
+            created_by="test")
+        self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
+                                                        connections=2, audience_pages=1)
+        self.batch_id = await campaigns.insert_claimed_batch(
+            self.db, doc["_id"], 0, self.customer_ids, [1, None], self.claim, lease_s=30)
+        return self
+
+    def job(self, port: int, *, password: str | None = None, claim: str | None = None,
+            fresh: bool = True, connections: int = 2, **settings) -> BatchJob:
+        update = {"mongodb_db": self.db_name, **settings}
+        if password is not None:
+            update |= {"smtp_user": "relay", "smtp_password": SecretStr(password)}
+        batch = self.sync.batches.find_one({"_id": self.batch_id})
+        return BatchJob(
+            campaign_id=self.campaign["_id"], batch_id=self.batch_id,
+            claim=claim or self.claim, attempt=batch["attempt"],
+            customer_ids=batch["customer_ids"],
+            settings=self.stack.settings.model_copy(update=update),
+            endpoints=Endpoints(self.mongodb_uri, "127.0.0.1", port),
+            templates=self.campaign["templates"], signing_secret="k",
+            connections=connections, fresh=fresh)
+
+    def reclaim(self, claim: str) -> None:
+        self.sync.batches.update_one({"_id": self.batch_id}, {"$set": {
+            "status": campaigns.CLAIMED, "claim": claim, "runs": 0}})
 
 
 async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:
     handler, port = login_relay
-    db_name = f"auth_{uuid.uuid4().hex[:8]}"
-    doc, _ = await _campaign_with_audience(stack, db_name, 6, "claim-1")
-    job, mongodb_uri = await _job(stack, db_name, doc, "claim-1", port, "wrong")
-    summary = await run_batch(job)
+    batch = await Batch(stack, 6).create()
+    summary = await run_batch(batch.job(port, password="wrong"))
 
-    sync_db = MongoClient(mongodb_uri)[db_name]
-    campaign = sync_db.campaigns.find_one({"_id": doc["_id"]})
+    campaign = batch.sync.campaigns.find_one({"_id": batch.campaign["_id"]})
     assert campaign["status"] == "failed"
     assert campaign["failure_reason"].startswith("SMTP authentication failed")
     assert "wrong" not in campaign["failure_reason"]
-    # No delivery failed or spent an attempt: all are back to pending, none sent.
-    statuses = [d["status"] for d in sync_db.deliveries.find({"campaign_id": doc["_id"]})]
-    assert statuses == ["pending"] * 6
+    # No delivery failed or spent an attempt: the whole batch is back to pending.
+    assert batch.sync.deliveries.count_documents({}) == 0
+    stored = batch.sync.batches.find_one({"_id": batch.batch_id})
+    assert (stored["status"], sorted(stored["customer_ids"]), stored["attempt"]) == (
+        "pending", batch.customer_ids, 0)
     assert handler.total == 0 and summary["stopped"] == "auth"
 
 
-async def test_right_login_sends_and_retried_claim_skips_what_was_sent(
+async def test_right_login_sends_and_a_retried_task_sends_nothing_again(
         stack: Stack, login_relay) -> None:
     handler, port = login_relay
-    db_name = f"auth_{uuid.uuid4().hex[:8]}"
-    doc, _ = await _campaign_with_audience(stack, db_name, 5, "claim-2")
-    job, mongodb_uri = await _job(stack, db_name, doc, "claim-2", port, "right")
+    batch = await Batch(stack, 5).create()
+    job = batch.job(port, password="right")
     first = await run_batch(job)
     again = await run_batch(job)  # what Ray does when it retries a task: same claim
 
-    assert first["sent"] == 5 and handler.total == 5
-    assert again["claimed"] == 0 and handler.total == 5
-    counts = MongoClient(mongodb_uri)[db_name].campaigns.find_one(
-        {"_id": doc["_id"]})["counts"]
-    assert counts["sent"] == 5
+    assert first["counts"] == {"sent": 5} and handler.total == 5
+    assert again["stopped"] == "lost" and handler.total == 5
+    assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
+    sent = list(batch.sync.deliveries.find({}))
+    assert len(sent) == 5 and {d["status"] for d in sent} == {"sent"}
+    assert {d["attempts"] for d in sent} == {1}
 
 
-async def test_a_task_whose_claim_was_requeued_stops_sending(stack: Stack, login_relay) -> None:
-    """If the runner requeues a claim (its lease ran out while the task was slow), the
-    task notices at its next renewal and sends nothing more: another task has them."""
-    handler, port = login_relay
-    db_name = f"lease_{uuid.uuid4().hex[:8]}"
-    doc, _ = await _campaign_with_audience(stack, db_name, 5, "claim-3")
-    job, mongodb_uri = await _job(stack, db_name, doc, "claim-3", port, "right")
-    job.connections = 1
+async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
+        stack: Stack, open_relay) -> None:
+    """A worker died after recording 3 of 7 outcomes: Ray reruns the task with the
+    same claim, which sends only the 4 without a record."""
+    handler, port = open_relay
+    batch = await Batch(stack, 7).create()
+    job = batch.job(port)
+    batch.sync.batches.update_one({"_id": batch.batch_id}, {"$set": {"runs": 1}})
+    recorded = batch.customer_ids[:3]
+    batch.sync.deliveries.insert_many([
+        {"_id": campaigns.delivery_id(job.campaign_id, cid), "campaign_id": job.campaign_id,
+         "customer_id": cid, "status": "sent", "attempts": 1} for cid in recorded])
+    summary = await run_batch(job)
+
+    assert summary["counts"] == {"sent": 4}
+    assert handler.count_by_recipient("send.example") == {
+        f"{cid}@send.example": 1 for cid in batch.customer_ids[3:]}
+    assert batch.sync.deliveries.count_documents({"status": "sent"}) == 7
+
+
+async def test_a_stopped_batch_keeps_what_it_did_not_send(stack: Stack, open_relay) -> None:
+    """Requeued (a new claim) while the first task waits for a token: the first task
+    stops at its next renewal, and the new claim sends the rest, each message once."""
+    handler, port = open_relay
+    batch = await Batch(stack, 5).create()
+    job = batch.job(port, connections=1, send_lease_s=3.0)
     job.limits = {"relay": 1.0}
-    job.settings = job.settings.model_copy(update={"send_lease_s": 3.0})
-    sync_db = MongoClient(mongodb_uri)[db_name]
     reserved = 0
 
     async def slow_after_the_first(limits: dict, n: float) -> float:
         nonlocal reserved
         reserved += 1
-        if reserved == 2:  # the first went out: now the runner's sweep takes the claim back
-            for _ in range(200):  # (once the first outcome is written: it is written behind)
-                if sync_db.deliveries.count_documents({"status": "sent"}):
-                    break
-                await asyncio.sleep(0.05)
-            sync_db.deliveries.update_many({"claim": "claim-3", "status": "sending"},
-                                           {"$set": {"status": "pending", "claim": None}})
+        if reserved == 2:  # the first went out: the runner's sweep takes the batch back
+            batch.sync.batches.update_one({"_id": batch.batch_id}, {"$set": {
+                "status": "pending", "claim": None}})
         return 0.0 if reserved == 1 else 30.0
 
     summary = await run_batch(job, reserve=slow_after_the_first)
-    assert handler.total == 1 and summary.get("sent") == 1
+    assert handler.total == 1 and summary["counts"] == {"sent": 1}
     assert summary["stopped"] == "lease lost"
-    assert sync_db.deliveries.count_documents({"status": "pending"}) == 4
+
+    batch.reclaim("claim-2")
+    rest = await run_batch(batch.job(port, claim="claim-2", fresh=False))
+    assert rest["counts"] == {"sent": 4}
+    assert handler.count_by_recipient("send.example") == {
+        f"{cid}@send.example": 1 for cid in batch.customer_ids}
+
+
+async def test_temporary_failures_come_back_as_the_next_attempt(stack: Stack,
+                                                               open_relay) -> None:
+    handler, port = open_relay
+    batch = await Batch(stack, 4).create()
+    batch.sync.customers.update_one({"_id": "c001"}, {"$set": {
+        "email": "c001+tempfail@send.example"}})
+    batch.sync.customers.update_one({"_id": "c002"}, {"$set": {
+        "email": "c002+reject@send.example"}})
+    first = await run_batch(batch.job(port))
+    assert first["counts"] == {"sent": 2, "failed": 1} and first["retries"] == 1
+    stored = batch.sync.batches.find_one({"_id": batch.batch_id})
+    assert (stored["status"], stored["customer_ids"], stored["attempt"]) == (
+        "pending", ["c001"], 1)
+    assert first["next"] is not None
+
+    batch.reclaim("claim-2")
+    second = await run_batch(batch.job(port, claim="claim-2", fresh=False))
+    assert second["counts"] == {"sent": 1}
+    delivery = batch.sync.deliveries.find_one({"customer_id": "c001"})
+    assert (delivery["status"], delivery["attempts"]) == ("sent", 2)
+    assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
+
+
+class CommandCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in ("hello", "isMaster", "ismaster", "endSessions", "ping"):
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
+        stack: Stack, open_relay) -> None:
+    """<= 0.1 commands per message: the task's commands, counted by PyMongo's command
+    monitoring, plus the runner's share (insert the batch, one audience page read at
+    most, one counter write)."""
+    handler, port = open_relay
+    batch = await Batch(stack, 100).create()
+    counter = CommandCounter()
+    monitoring.register(counter)  # applies to clients created from here on
+    uri = batch.mongodb_uri + "&appname=count-commands"  # a fresh client, listened to
+    job = batch.job(port, connections=4)
+    job.endpoints = Endpoints(uri, "127.0.0.1", port)
+    summary = await run_batch(job)
+
+    assert summary["counts"] == {"sent": 100} and handler.total == 100
+    runner_share = 3
+    print(f"one batch of 100: task commands {counter.commands}")
+    assert len(counter.commands) + runner_share <= 10, counter.commands
+    assert counter.commands.count("insert") <= 100 // job.settings.send_flush_every + 1
+
+
+def _plans(plan: dict) -> list[str]:
+    stages = [plan.get("stage", "")]
+    for key in ("inputStage", "queryPlan"):
+        if key in plan:
+            stages += _plans(plan[key])
+    for child in plan.get("inputStages", []):
+        stages += _plans(child)
+    return stages
+
+
+async def test_every_send_path_query_uses_an_index(stack: Stack) -> None:
+    batch = await Batch(stack, 3).create()
+    cid, db = batch.campaign["_id"], batch.sync
+    ids = [campaigns.delivery_id(cid, c) for c in batch.customer_ids]
+    shapes = {
+        "batches": [
+            ({"_id": batch.batch_id, "claim": "x", "runs": 0}, None),  # stamp
+            ({"_id": batch.batch_id, "claim": "x"}, None),  # rerun stamp, renew, close
+            ({"_id": batch.batch_id, "status": "pending"}, None),  # claim a pending one
+            ({"campaign_id": cid, "status": {"$in": ["pending", "claimed"]}}, None),  # open
+            ({"campaign_id": cid, "status": "claimed",
+              "not_before": {"$lt": campaigns.now()}}, None),  # expired leases
+            ({"campaign_id": cid}, "seq"),  # the newest batch, for a restarted runner
+        ],
+        "deliveries": [({"_id": {"$in": ids}}, None)],  # what a rerun finds recorded
+        "customers": [
+            ({"_id": {"$in": batch.customer_ids}}, None),  # the batch's recipients
+            (audience_page_query({"tag": "send"}, 5, AUDIENCE_BUCKETS), None),
+            (audience_page_query({}, 5, AUDIENCE_BUCKETS), None),
+            (audience_page_query({"tag": "send", "plan": "Basic"}, 0, 1), None),
+        ],
+    }
+    for collection, queries in shapes.items():
+        for query, sort in queries:
+            cursor = db[collection].find(query)
+            if sort:
+                cursor = cursor.sort(sort, -1).limit(1)
+            stages = _plans(cursor.explain()["queryPlanner"]["winningPlan"])
+            assert "COLLSCAN" not in stages and "IXSCAN" in stages, (collection, query, stages)
+    await asyncio.sleep(0)

@@ -72,10 +72,14 @@ def test_smtp_sink_counts_and_refuses_at_the_configured_rates() -> None:
                 refused += 1
         return refused
 
-    with BenchSink(delay_ms=0, reject_rate=0.5) as sink:
+    with BenchSink(delay_ms=0, reject_rate=0.5, processes=2) as sink:
         refused = asyncio.run(send(sink.port, 40))
-    assert sink.handler.accepted + refused == 40 and 0 < refused < 40
-    assert len(sink.handler.arrivals) == sink.handler.accepted
+        stats = sink.stats()
+        sink.reset()
+        assert sink.accepted() == 0
+    assert stats["accepted"] + refused == 40 and 0 < refused < 40
+    assert stats["refused"] == refused
+    assert len(stats["arrivals"]) == stats["accepted"]
 
 
 def test_reports_benchmark_times_every_format(tmp_path: Path) -> None:
