@@ -72,10 +72,22 @@ def send_email(n: int, email: str, name: str, plan: str) -> None:
     message = build_message(Mail(to_email=email, to_name=name, subject=subject, text=text,
                                  message_id=f"<peer{n}@bench.example>"), MAIL_FROM)
     try:
-        _connection().sendmail("no-reply@operator.example", [email], message.as_bytes())
+        _connection().sendmail(message.sender, [message.recipient], message.data)
     except smtplib.SMTPServerDisconnected:
         _local.smtp = None
-        _connection().sendmail("no-reply@operator.example", [email], message.as_bytes())
+        _connection().sendmail(message.sender, [message.recipient], message.data)
+
+
+def producer(broker: str) -> Celery:
+    """A client of the peer's queue on this broker (what the old system's API did)."""
+    client = Celery("peer-producer", broker=broker)
+    client.conf.update(task_default_queue="peer-email", task_serializer="json",
+                       task_ignore_result=True)
+    return client
+
+
+def enqueue(client: Celery, n: int, email: str, name: str, plan: str) -> None:
+    client.send_task("peer.send_email", args=(n, email, name, plan))
 
 
 class RabbitMQ:

@@ -126,27 +126,27 @@ def sized_runs(run, rate: float, min_seconds: float, smallest: int, largest: int
 
 def celery_rows(sink: BenchSink, delay: float, workers: list[int], greenlets: int,
                 min_seconds: float, smallest: int, largest: int) -> list[dict]:
-    from benchmarks.celery_peer import RabbitMQ, celery_worker, send_email
+    from benchmarks.celery_peer import RabbitMQ, celery_worker, enqueue, producer
 
     rows = []
     broker = RabbitMQ().start()
     try:
-        send_email.app.conf.broker_url = broker.url
+        client = producer(broker.url)
         configs = [(PREFORK, "prefork", w) for w in workers] + [(GEVENT, "gevent", greenlets)]
         for system, pool, concurrency in configs:
             with celery_worker(broker.url, sink.port, pool, concurrency):
                 warm = max(4, min(concurrency, 64))
                 sink.reset()
                 for n in range(warm):  # until every child is up and connected
-                    send_email.delay(-n - 1, f"warm{n}@bench.example", "Warm Up", "Basic")
+                    enqueue(client, -n - 1, f"warm{n}@bench.example", "Warm Up", "Basic")
                 wait_for_sink(sink, warm, 120)
 
-                def run(messages: int, pool=pool, concurrency=concurrency) -> dict:
+                def run(messages: int, client=client) -> dict:
                     sink.reset()
                     watch = CpuWatch()
                     started = time.time()
                     for n in range(messages):
-                        send_email.delay(n, f"peer{n}@bench.example", "Ana Silva", "Basic")
+                        enqueue(client, n, f"peer{n}@bench.example", "Ana Silva", "Basic")
                     wait_for_sink(sink, messages, 600)
                     stats = row_stats(sink, started, messages)
                     return {**stats, **watch.done(time.time() - started)}
@@ -178,8 +178,7 @@ async def raw_pipeline(port: int, messages: int, connections: int) -> float:
                         subject="Hello Ana", text="Dear Ana Silva, your plan is Basic.",
                         message_id=f"<raw{n}@bench.example>")
             message = build_message(mail, "Operator <no-reply@operator.example>")
-            await client.sendmail("no-reply@operator.example", [mail.to_email],
-                                  message.as_bytes())
+            await client.sendmail(message.sender, [message.recipient], message.data)
         await client.quit()
 
     await asyncio.gather(*(connection() for _ in range(connections)))

@@ -46,6 +46,37 @@ def test_list_unsubscribe_header_stays_plain() -> None:
     assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
 
 
+def test_messages_parse_back_to_what_was_meant() -> None:
+    """Non-ASCII names and subjects as encoded-words, long lines quoted-printable,
+    HTML as an alternative part: the stdlib parser reads back exactly the input."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    long_line = "y" * 1500
+    mail = Mail(to_email="ana@x.example", to_name='João "Zé" Silva, Jr.',
+                subject="Olá João — oferta", text=f"Olá João,\nplano Turbo\n{long_line}",
+                html="<p>Olá <b>João</b></p>", message_id="<m1@op.example>")
+    built = build_message(mail, "Operadora Ção <no-reply@op.example>")
+    assert (built.sender, built.recipient) == ("no-reply@op.example", "ana@x.example")
+    assert all(len(line) <= 998 for line in built.data.split(b"\r\n"))
+    parsed = message_from_bytes(built.data, policy=default)
+    assert parsed["To"].addresses[0].display_name == 'João "Zé" Silva, Jr.'
+    assert parsed["To"].addresses[0].addr_spec == "ana@x.example"
+    assert str(parsed["Subject"]) == "Olá João — oferta"
+    assert str(parsed["From"]) == "Operadora Ção <no-reply@op.example>"
+    assert parsed["Message-ID"] == "<m1@op.example>"
+    # (on the wire every line ends in CRLF; readers normalise that)
+    plain_text = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert plain_text == f"Olá João,\nplano Turbo\n{long_line}\n"
+    html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")
+    assert html == "<p>Olá <b>João</b></p>\n"
+    plain = message_from_bytes(build_message(Mail(to_email="a@x.example", to_name="A",
+                                                   subject="s", text="ascii only"),
+                                              "a@x.example").data, policy=default)
+    assert plain["Content-Transfer-Encoding"] == "7bit"
+    assert plain.get_content() == "ascii only\n"
+
+
 def test_classification() -> None:
     assert classify(aiosmtplib.SMTPRecipientRefused(451, "later", "a@b")).status == RETRY
     assert classify(aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@b")).status == FAILED

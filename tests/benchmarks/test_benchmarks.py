@@ -21,19 +21,29 @@ def run(module: str, *args: str, timeout: int = 600) -> None:
 
 
 def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
-    run("benchmarks.scaling", "--messages", "30", "--workers", "1", "2", "--delays", "5", "0",
-        "--batch-size", "10", "--out", str(tmp_path))
+    run("benchmarks.scaling", "--workers", "1", "2", "--default-workers", "2", "--delays",
+        "5", "0", "--batch-size", "10", "--min-seconds", "0.5", "--smallest", "30",
+        "--largest", "60", "--gevent-greenlets", "4", "--out", str(tmp_path), timeout=900)
     data = json.loads((tmp_path / "scaling.json").read_text())
     rows = data["results"]
-    assert {(r["sink_delay_ms"], r["workers"]) for r in rows} == {
-        (5.0, 1), (5.0, 2), (5.0, "raw"), (0.0, 1), (0.0, 2), (0.0, "raw")}
+    systems = {"operator-comms", "operator-comms (default connections)", "celery prefork",
+               "celery gevent", "raw aiosmtplib"}
+    for delay in (5.0, 0.0):
+        assert {(r["system"], r["workers"]) for r in rows if r["sink_delay_ms"] == delay} == {
+            ("celery prefork", 1), ("celery prefork", 2), ("celery gevent", 4),
+            ("raw aiosmtplib", "raw"), ("operator-comms", 1), ("operator-comms", 2),
+            ("operator-comms (default connections)", 2)}
     for row in rows:
-        assert row["messages"] == 30 and row["messages_per_s"] > 0
-        assert {"p50_ms", "p99_ms"} <= set(row)
+        assert row["system"] in systems
+        assert row["messages"] == row["expected"] >= 30 and row["messages_per_s"] > 0
+        assert {"p50_ms", "p99_ms", "cpu_percent", "top_processes"} <= set(row)
+        if row["system"].startswith("operator-comms"):
+            assert row["status"] == "completed" and row["sent_recorded"] == row["messages"]
+            assert row["db_commands"] > 0 and "db_commands_per_message" in row
     assert data["machine"]["cpu_count"] >= 1
-    assert "zero_delay_best_vs_raw" in data["targets"]
-    assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,workers")
-    assert "| sink delay |" in (tmp_path / "scaling.md").read_text()
+    assert {"zero_best_vs_raw", "zero_best_vs_best_celery"} <= set(data["targets"])
+    assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,system,workers")
+    assert "| sink delay | system |" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
 
