@@ -34,7 +34,9 @@ async def test_outbox_lists_what_the_sink_received(stack: Stack) -> None:
     for n in range(3):
         mail = Mail(to_email=f"user{n}@{domain}", to_name=f"User {n}", subject=f"Hello {n}",
                     text="Body", message_id=f"<m{n}@{domain}>")
-        await aiosmtplib.send(build_message(mail, stack.settings.mail_from),
+        message = build_message(mail, stack.settings.mail_from)
+        await aiosmtplib.send(message.data, sender=message.sender,
+                              recipients=[message.recipient],
                               hostname=endpoints.smtp_host, port=endpoints.smtp_port)
 
     with stack.client() as client:
