@@ -26,10 +26,14 @@ LAST = ("Silva", "Souza", "Costa", "Lima", "Pereira", "Almeida", "Rocha", "Dias"
 INSERT_CHUNK = 1000
 MAX_IMPORT_ROWS = 200_000
 # Campaigns read their audience a page at a time, a page being every customer of one
-# bucket (an equality on an index: the embedded database cannot bound range scans).
-# Up to SINGLE_PAGE_MAX customers in all, the whole audience is one page.
+# hash bucket or one shard of buckets: an equality on an index (the embedded database
+# cannot bound range scans, nor serve $in from an index). Up to SINGLE_PAGE_MAX
+# customers in all, the whole audience is one page; up to SHARDS * PAGE_TARGET, a page
+# is a shard (bucket % SHARDS); beyond, a bucket.
 AUDIENCE_BUCKETS = 1024
+SHARDS = 32
 SINGLE_PAGE_MAX = 20_000
+PAGE_TARGET = 5_000
 
 
 def bucket_of(customer_id: str) -> int:
@@ -49,9 +53,11 @@ def new_customer(email: str, name: str, *, plan: str = "Basic", phone: str | Non
                  is_client: bool = True, tags: list[str] | None = None,
                  variables: dict[str, str] | None = None) -> dict[str, Any]:
     customer_id = uuid.uuid4().hex
+    bucket = bucket_of(customer_id)
     return {
         "_id": customer_id,
-        "bucket": bucket_of(customer_id),
+        "bucket": bucket,
+        "shard": bucket % SHARDS,
         "email": email,
         "name": name,
         "plan": plan,
@@ -192,13 +198,20 @@ def audience_filter(audience: Audience | dict) -> dict[str, Any]:
 
 
 def audience_pages(customer_count: int) -> int:
-    return 1 if customer_count <= SINGLE_PAGE_MAX else AUDIENCE_BUCKETS
+    if customer_count <= SINGLE_PAGE_MAX:
+        return 1
+    return SHARDS if customer_count <= SHARDS * PAGE_TARGET else AUDIENCE_BUCKETS
 
 
 def audience_page_query(audience: dict, page: int, pages: int) -> dict[str, Any]:
-    """The indexed part of an audience page's filter: (bucket,) unsubscribed, tag."""
+    """The indexed part of an audience page's filter: (shard or bucket,) unsubscribed,
+    tag. Page p of SHARDS is the shard p, page p of AUDIENCE_BUCKETS the bucket p."""
     spec = Audience.model_validate(audience)
-    query: dict[str, Any] = {"bucket": page} if pages > 1 else {}
+    query: dict[str, Any] = {}
+    if pages == SHARDS:
+        query["shard"] = page
+    elif pages > 1:
+        query["bucket"] = page
     query["unsubscribed"] = False
     if spec.tag:
         query["tags"] = spec.tag
@@ -227,11 +240,11 @@ async def audience_page(db: AsyncDatabase, audience: dict, page: int, pages: int
 async def backfill_buckets(db: AsyncDatabase) -> int:
     """Give customers stored before buckets (or without `unsubscribed`) their fields."""
     missing = [doc async for doc in db.customers.find(
-        {"$or": [{"bucket": {"$exists": False}}, {"unsubscribed": {"$exists": False}}]},
+        {"$or": [{"shard": {"$exists": False}}, {"unsubscribed": {"$exists": False}}]},
         {"_id": 1, "unsubscribed": 1})]
     ops = [UpdateOne({"_id": doc["_id"]}, {"$set": {
-        "bucket": bucket_of(doc["_id"]), "unsubscribed": bool(doc.get("unsubscribed"))}})
-        for doc in missing]
+        "bucket": bucket_of(doc["_id"]), "shard": bucket_of(doc["_id"]) % SHARDS,
+        "unsubscribed": bool(doc.get("unsubscribed"))}}) for doc in missing]
     for start in range(0, len(ops), INSERT_CHUNK):
         await db.customers.bulk_write(ops[start:start + INSERT_CHUNK], ordered=False)
     return len(ops)

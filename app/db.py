@@ -46,8 +46,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("email", ASCENDING)], unique=True),
         IndexModel([("phone", ASCENDING)]),
         IndexModel([("unsubscribed", ASCENDING), ("_id", ASCENDING)]),
-        # audience pages: {bucket, unsubscribed, tags} (or without bucket for one page)
+        # audience pages: {bucket or shard, unsubscribed, tags} (neither for one page)
         IndexModel([("bucket", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
+        IndexModel([("shard", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         IndexModel([("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
     ],
     "campaigns": [IndexModel([("created_at", DESCENDING)])],

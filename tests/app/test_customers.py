@@ -45,3 +45,29 @@ def test_template_variables_merge_extras_under_core_fields() -> None:
                                     "vars": {"city": "Recife", "name": "spoofed"}})
     assert variables["name"] == "Ana Silva" and variables["city"] == "Recife"
     assert variables["first_name"] == "Ana"
+
+
+def test_audience_pages_cover_every_bucket_once() -> None:
+    from app.customers import (
+        AUDIENCE_BUCKETS,
+        PAGE_TARGET,
+        SHARDS,
+        audience_page_query,
+        audience_pages,
+        bucket_of,
+        new_customer,
+    )
+
+    assert audience_pages(500) == 1 and audience_pages(20_000) == 1
+    assert audience_pages(100_000) == SHARDS and audience_pages(1_000_000) == AUDIENCE_BUCKETS
+    for customers in (20_001, 100_000, 1_000_000, 50_000_000):
+        pages = audience_pages(customers)
+        assert customers / pages <= PAGE_TARGET or pages == AUDIENCE_BUCKETS
+    customer = new_customer("a@x.example", "A")
+    for pages in (SHARDS, AUDIENCE_BUCKETS):  # each customer is on exactly one page
+        on = [page for page in range(pages)
+              if all(customer[k] == v for k, v in audience_page_query({}, page, pages).items()
+                     if k in ("bucket", "shard"))]
+        assert len(on) == 1
+    assert audience_page_query({"tag": "t"}, 0, 1) == {"unsubscribed": False, "tags": "t"}
+    assert 0 <= bucket_of("any id") < AUDIENCE_BUCKETS and bucket_of("x") == bucket_of("x")

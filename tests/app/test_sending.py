@@ -63,7 +63,8 @@ class Batch:
         self.customer_ids = [f"c{n:03d}" for n in range(self.count)]
         self.sync.customers.insert_many([
             {"_id": cid, "email": f"{cid}@send.example", "name": f"C {cid}", "plan": "Basic",
-             "tags": ["send"], "unsubscribed": False, "bucket": bucket_of(cid)}
+             "tags": ["send"], "unsubscribed": False, "bucket": bucket_of(cid),
+             "shard": bucket_of(cid) % 32}
             for cid in self.customer_ids])
         self.db = database(self.mongodb_uri, self.db_name)
         await ensure_indexes(self.db)
@@ -266,6 +267,7 @@ async def test_every_send_path_query_uses_an_index(stack: Stack) -> None:
             ({"_id": {"$in": batch.customer_ids}}, None),  # the batch's recipients
             (audience_page_query({"tag": "send"}, 5, AUDIENCE_BUCKETS), None),
             (audience_page_query({}, 5, AUDIENCE_BUCKETS), None),
+            (audience_page_query({"tag": "send"}, 3, 32), None),  # a shard of 32 buckets
             (audience_page_query({"tag": "send", "plan": "Basic"}, 0, 1), None),
         ],
     }
