@@ -57,8 +57,9 @@ class AudienceCursor:
                  seen: int):
         self.audience, self.pages = audience, max(1, pages)
         self.page, self.after = (position or [0, None])
-        self.buffer: deque[str] = deque()
-        self.loaded = -1  # the page whose ids are in the buffer
+        self.buffer: deque[dict] = deque()  # customers of the page not batched yet
+        self.loaded = -1  # the page in the buffer
+        self.read_at = campaigns.now()  # when it was read
         # The audience's size so far: every page read, counted once (even across a
         # runner restart: the record says which page was counted last).
         self.seen_page, self.seen = seen_page, seen
@@ -67,23 +68,41 @@ class AudienceCursor:
     def exhausted(self) -> bool:
         return self.page >= self.pages and not self.buffer
 
-    async def take(self, db, n: int) -> tuple[list[str], list]:
-        """Up to n customer ids, and the position after the last one: pages before
+    def remaining_if_known(self) -> int | None:
+        """Recipients left, once the last page is in the buffer (None before)."""
+        if self.loaded == self.pages - 1 and self.page == self.pages - 1:
+            return len(self.buffer)
+        return None
+
+    def tail_size(self, batch_size: int, workers: int) -> int:
+        """Guided self-scheduling on the last page: batches of remaining / workers, so
+        every worker finishes at about the same time instead of a last wave of a few
+        full batches (floor: a tenth of a batch, at least 10 recipients)."""
+        remaining = self.remaining_if_known()
+        if remaining is None:
+            return batch_size
+        return max(min(batch_size, max(10, batch_size // 10)),
+                   min(batch_size, -(-remaining // max(1, workers))))
+
+    async def take(self, db, n: int) -> tuple[list[dict], list]:
+        """Up to n customers, and the position after the last one: pages before
         `page` are used up, and in `page` every id up to `after`."""
-        ids: list[str] = []
-        while len(ids) < n and self.page < self.pages:
+        taken: list[dict] = []
+        while len(taken) < n and self.page < self.pages:
             if self.loaded != self.page:
+                self.read_at = campaigns.now()
                 page = await audience_page(db, self.audience, self.page, self.pages)
                 if self.page > self.seen_page:
                     self.seen_page, self.seen = self.page, self.seen + len(page)
-                self.buffer = deque(c for c in page if self.after is None or c > self.after)
+                self.buffer = deque(c for c in page
+                                    if self.after is None or c["_id"] > self.after)
                 self.loaded = self.page
-            while self.buffer and len(ids) < n:
-                ids.append(self.buffer.popleft())
-                self.after = ids[-1]
+            while self.buffer and len(taken) < n:
+                taken.append(self.buffer.popleft())
+                self.after = taken[-1]["_id"]
             if not self.buffer:
                 self.page, self.after = self.page + 1, None
-        return ids, [self.page, self.after]
+        return taken, [self.page, self.after]
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -162,7 +181,8 @@ class CampaignRunner:
             now = time.monotonic()
             sample = None
             if now - last_sample >= SAMPLE_EVERY_S and not self.sampled:
-                sample, self.sampled, last_sample = campaigns.progress_sample(self.totals), True, now
+                sample = campaigns.progress_sample(self.totals)
+                self.sampled, last_sample = True, now
                 metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
             await self._write_progress(db, sample)
             if self.poked or now - last_sweep >= SWEEP_EVERY_S:
@@ -213,14 +233,20 @@ class CampaignRunner:
             if found is not None:
                 return self._job(batch, claim, found["customer_ids"], found["attempt"], False)
         while self.cursor is not None:
-            ids, position = await self.cursor.take(db, options["batch_size"])
-            if ids:
+            size = self.cursor.tail_size(options["batch_size"], options["workers"])
+            read_at = self.cursor.read_at
+            customers, position = await self.cursor.take(db, size)
+            if customers:
+                ids = [c["_id"] for c in customers]
                 batch = await campaigns.insert_claimed_batch(
                     db, self.campaign_id, self.seq, ids, position, claim, lease_s)
                 self.seq += 1
                 if batch is None:
                     continue  # made before a restart; it is in the open batches
-                return self._job(batch, claim, ids, 0, True)
+                job = self._job(batch, claim, ids, 0, True)
+                job.customers, job.customers_read_at = customers, min(
+                    read_at, self.cursor.read_at)
+                return job
             if self.cursor.exhausted:
                 await self._write_progress(db, None)
                 await campaigns.set_audience_done(db, self.campaign_id)

@@ -32,7 +32,7 @@ MAX_IMPORT_ROWS = 200_000
 # is a shard (bucket % SHARDS); beyond, a bucket.
 AUDIENCE_BUCKETS = 1024
 SHARDS = 32
-SINGLE_PAGE_MAX = 20_000
+SINGLE_PAGE_MAX = 5_000
 PAGE_TARGET = 5_000
 
 
@@ -229,12 +229,24 @@ def audience_matches(audience: dict, customer: dict) -> bool:
         f"@{spec.email_domain.lower()}"))
 
 
-async def audience_page(db: AsyncDatabase, audience: dict, page: int, pages: int) -> list[str]:
-    """The ids of one page of the audience, in order."""
-    fields = {"plan": 1, "is_client": 1, "email": 1}
+# What a send needs of a customer (templates, address, consent), read with the page.
+SEND_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
+               "unsubscribed": 1, "vars": 1}
+
+
+async def audience_page(db: AsyncDatabase, audience: dict, page: int,
+                        pages: int) -> list[dict]:
+    """One page of the audience, in _id order, with the fields a send needs."""
     found = [doc async for doc in db.customers.find(
-        audience_page_query(audience, page, pages), fields)]
-    return sorted(doc["_id"] for doc in found if audience_matches(audience, doc))
+        audience_page_query(audience, page, pages), SEND_FIELDS)]
+    return sorted((doc for doc in found if audience_matches(audience, doc)),
+                  key=lambda doc: doc["_id"])
+
+
+async def unsubscribed_since(db: AsyncDatabase, since: datetime) -> set[str]:
+    """Customers who unsubscribed at or after `since` (an indexed range: few)."""
+    return {doc["_id"] async for doc in db.customers.find(
+        {"unsubscribed_at": {"$gte": since}}, {"_id": 1})}
 
 
 async def backfill_buckets(db: AsyncDatabase) -> int:

@@ -50,6 +50,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("bucket", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         IndexModel([("shard", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         IndexModel([("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
+        # a send checks who unsubscribed since its page was read
+        IndexModel([("unsubscribed_at", ASCENDING)], sparse=True),
     ],
     "campaigns": [IndexModel([("created_at", DESCENDING)])],
     # The send path writes one delivery per message: every index here costs each of

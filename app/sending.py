@@ -16,20 +16,21 @@ a smaller window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app import campaigns
 from app.config import Endpoints, Settings
-from app.customers import template_variables
+from app.customers import SEND_FIELDS, template_variables, unsubscribed_since
 from app.db import database
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
 from app.mailer import message_id as make_message_id
@@ -37,9 +38,8 @@ from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.tokens import sign_customer_id
 
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
-CUSTOMER_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
-                   "unsubscribed": 1, "vars": 1}
 SKIPPED = "skipped"
+CLOCK_MARGIN = timedelta(seconds=60)
 
 
 @dataclass
@@ -57,6 +57,10 @@ class BatchJob:
     signing_secret: str
     connections: int
     fresh: bool = False  # created by the runner for this claim: nothing recorded yet
+    # The recipients' documents as the runner read them with the audience page, and
+    # when; the task then only asks who unsubscribed since. None: the task reads them.
+    customers: list[dict] | None = None
+    customers_read_at: datetime | None = None
     limits: dict[str, float] = field(default_factory=dict)
     limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
 
@@ -180,10 +184,8 @@ class OutcomeRecorder:
                 return
             self.kick.clear()
             timeout = max(0.0, self.flush_s - age) if queued else None
-            try:
+            with contextlib.suppress(TimeoutError):  # the oldest outcome's time is up
                 await asyncio.wait_for(self.kick.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _flush(self) -> None:
         inserts, self.inserts = self.inserts, []
@@ -264,8 +266,7 @@ class BatchRun:
         to_send, carried = self._plan()
         summary["claimed"] = len(to_send)
         if to_send:
-            self.customers = {c["_id"]: c async for c in self.db.customers.find(
-                {"_id": {"$in": to_send}}, CUSTOMER_FIELDS)}
+            self.customers = await self._recipients(to_send)
         for cid in to_send:
             self.queue.put_nowait(cid)
         recorder = OutcomeRecorder(self.db, job, self.identity)
@@ -299,6 +300,19 @@ class BatchRun:
                        latencies=recorder.latencies, released=len(unsent),
                        stopped=self.stop_reason[0] if self.stop_reason else None)
         return summary
+
+    async def _recipients(self, ids: list[str]) -> dict[str, dict]:
+        """The customers to send to, fresh as of now: their documents from the page the
+        runner read, less whoever unsubscribed since (clock skew between nodes covered
+        by a margin), or read here when the job carries none."""
+        job = self.job
+        if job.customers is None or job.customers_read_at is None:
+            return {c["_id"]: c async for c in self.db.customers.find(
+                {"_id": {"$in": ids}}, SEND_FIELDS)}
+        gone = await unsubscribed_since(self.db, job.customers_read_at - CLOCK_MARGIN)
+        wanted = set(ids)
+        return {c["_id"]: ({**c, "unsubscribed": True} if c["_id"] in gone else c)
+                for c in job.customers if c["_id"] in wanted}
 
     def _plan(self) -> tuple[list[str], list[str]]:
         """Which recipients this run sends, and which already wait for the next attempt."""

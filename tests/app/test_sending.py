@@ -238,6 +238,25 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     assert counter.commands.count("insert") <= 100 // job.settings.send_flush_every + 1
 
 
+async def test_an_unsubscribe_after_the_page_was_read_is_respected(
+        stack: Stack, open_relay) -> None:
+    """The job carries the customers as the runner read them; one unsubscribes before
+    the task runs: the task skips them, and reads no customer document itself."""
+    from app.customers import SEND_FIELDS, set_unsubscribed
+
+    handler, port = open_relay
+    batch = await Batch(stack, 4).create()
+    job = batch.job(port)
+    job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))
+    job.customers_read_at = campaigns.now()
+    assert await set_unsubscribed(batch.db, "c002")
+    summary = await run_batch(job)
+
+    assert summary["counts"] == {"sent": 3, "skipped": 1}
+    assert "c002@send.example" not in handler.count_by_recipient("send.example")
+    assert batch.sync.deliveries.find_one({"customer_id": "c002"})["status"] == "skipped"
+
+
 def _plans(plan: dict) -> list[str]:
     stages = [plan.get("stage", "")]
     for key in ("inputStage", "queryPlan"):
@@ -265,6 +284,7 @@ async def test_every_send_path_query_uses_an_index(stack: Stack) -> None:
         "deliveries": [({"_id": {"$in": ids}}, None)],  # what a rerun finds recorded
         "customers": [
             ({"_id": {"$in": batch.customer_ids}}, None),  # the batch's recipients
+            ({"unsubscribed_at": {"$gte": campaigns.now()}}, None),  # unsubscribed since
             (audience_page_query({"tag": "send"}, 5, AUDIENCE_BUCKETS), None),
             (audience_page_query({}, 5, AUDIENCE_BUCKETS), None),
             (audience_page_query({"tag": "send"}, 3, 32), None),  # a shard of 32 buckets

@@ -42,6 +42,7 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
             assert row["db_commands"] > 0 and "db_commands_per_message" in row
     assert data["machine"]["cpu_count"] >= 1
     assert {"zero_best_vs_raw", "zero_best_vs_best_celery"} <= set(data["targets"])
+    assert data["targets_from_launch"]["rate"] == "messages_per_s"
     assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,system,workers")
     assert "| sink delay | system |" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
