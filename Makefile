@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench lint clean screenshots packages
+.PHONY: run test bench bench-audience lint clean screenshots packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(STAMP) packages
 	$(BIN)/python -m benchmarks.chat_load
 	$(BIN)/python -m benchmarks.marketing_timers
 	$(BIN)/python -m benchmarks.reports
+
+# A launch to 1,000,000 recipients: first message, runner memory (about 15 minutes,
+# most of it seeding the customers).
+bench-audience: $(STAMP)
+	$(BIN)/python -m benchmarks.audience
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -101,3 +101,14 @@ def test_reports_benchmark_times_every_format(tmp_path: Path) -> None:
         for kind in ("performance", "billing"):
             for fmt in ("json", "csv", "xlsx"):
                 assert row[f"{kind}_{fmt}_ms"] > 0
+
+
+def test_audience_launch_reports_first_message_and_runner_memory(tmp_path: Path) -> None:
+    run("benchmarks.audience", "--sizes", "300", "1500", "--watch-s", "6", "--workers", "2",
+        "--out", str(tmp_path))
+    data = json.loads((tmp_path / "audience.json").read_text())
+    assert [r["recipients"] for r in data["results"]] == [300, 1500]
+    for row in data["results"]:
+        assert row["first_message_s"] is not None and row["sent_while_watched"] > 0
+        assert row["runner_rss_mb_peak"] > 0 and row["customers_in_database"] >= 300
+    assert {"rss_large_vs_small", "first_message_within_10_s"} <= set(data["targets"])
