@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import find_runner, start_runner
 from app import campaigns
-from app.customers import audience_pages, template_variables
+from app.customers import audience_pages, estimated_customers, template_variables
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
 from app.templates import TemplateProblem, compile_templates
 from app.tokens import unsubscribe_secret
@@ -92,7 +92,7 @@ async def launch(context: Context, campaign_id: str,
                  options: LaunchOptions | None = None) -> dict:
     """Start sending: W send tasks in flight, B per batch, R messages/s at most."""
     campaign = await _found(context, campaign_id)
-    pages = audience_pages(await context.db.customers.estimated_document_count())
+    pages = audience_pages(await estimated_customers(context.db))
     launched = await campaigns.launch_campaign(
         context.db, campaign_id, options or LaunchOptions(), context.settings.send_connections,
         pages)
