@@ -153,7 +153,7 @@ class CampaignRunner:
             return
         self.campaign = campaign
         self.status_now = campaign["status"]
-        self.totals.update({k: v for k, v in campaign.get("counts", {}).items()})
+        self.totals = Counter(campaign.get("counts", {}))  # (again after a loop crash)
         self.seq, position = await campaigns.last_position(db, self.campaign_id)
         self.cursor = None
         self.written_page = campaign.get(campaigns.AUDIENCE_SEEN, -1)

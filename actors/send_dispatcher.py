@@ -32,7 +32,10 @@ class SendDispatcher:
                                   resources=settings.send_task_resources,
                                   scheduling_strategy="SPREAD")
         ref = task.remote(job)
-        self.tasks.setdefault(job.campaign_id, {})[job.batch_id] = ref
+        tasks = self.tasks.setdefault(job.campaign_id, {})
+        tasks[job.batch_id] = ref
+        if len(tasks) > 256:  # forget finished ones (their results would stay alive here)
+            self.in_flight(job.campaign_id)
         # Wrapped in a list so the caller receives the reference, not the result.
         return [ref]
 
@@ -45,13 +48,6 @@ class SendDispatcher:
             for batch in [b for b, ref in tasks.items() if ref not in alive]:
                 del tasks[batch]
         return {batch: [ref] for batch, ref in tasks.items()}
-
-    def done(self, campaign_id: str, batches: list[str]) -> None:
-        tasks = self.tasks.get(campaign_id, {})
-        for batch in batches:
-            tasks.pop(batch, None)
-        if not tasks:
-            self.tasks.pop(campaign_id, None)
 
     def cancel(self, campaign_id: str) -> int:
         """Ask every running batch of the campaign to stop (KeyboardInterrupt in the task,
