@@ -157,8 +157,10 @@ async def insert_claimed_batch(db: AsyncDatabase, campaign_id: str, seq: int,
     """A new batch of the audience, claimed at birth; None if a batch `seq` exists
     (a restarted runner that had created it already)."""
     created = now()
+    # customer_ids narrow to what is left to send; recipients stay, for the recount.
     doc = {"_id": batch_id(campaign_id, seq), "campaign_id": campaign_id, "seq": seq,
-           "customer_ids": customer_ids, "position": position, "attempt": 0,
+           "customer_ids": customer_ids, "recipients": customer_ids,
+           "position": position, "attempt": 0,
            "status": CLAIMED, "claim": claim, "runs": 0,
            # While claimed, not_before holds the lease's end: one index serves both
            # "what is due" and "whose lease ran out".
@@ -177,7 +179,8 @@ async def insert_pending_batch(db: AsyncDatabase, campaign_id: str, key: str,
     try:
         await db.batches.insert_one({
             "_id": f"{campaign_id}:{key}", "campaign_id": campaign_id, "seq": None,
-            "customer_ids": customer_ids, "attempt": 0, "status": PENDING, "claim": None,
+            "customer_ids": customer_ids, "recipients": customer_ids, "attempt": 0,
+            "status": PENDING, "claim": None,
             "runs": 0, "not_before": created, "created_at": created})
     except DuplicateKeyError:
         return False
@@ -345,40 +348,38 @@ async def record_progress(db: AsyncDatabase, campaign_id: str, inc: dict[str, in
 AUDIENCE_SEEN = "audience_seen_page"  # the last page counted into counts.total
 
 
-def _campaign_range(campaign_id: str) -> dict:
-    # Delivery ids are "<campaign>:<customer>": a range of the _id index, no other index.
-    return {"_id": {"$gt": f"{campaign_id}:", "$lt": f"{campaign_id};"}}
-
-
-async def delivery_counts(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
-    pipeline = [{"$match": _campaign_range(campaign_id)},
-                {"$group": {"_id": "$status", "n": {"$sum": 1},
-                            "attempts": {"$sum": "$attempts"}}}]
-    rows = [row async for row in await db.deliveries.aggregate(pipeline)]
-    counts = {row["_id"]: row["n"] for row in rows}
-    # Every attempt beyond the first of a delivery was a retry.
-    counts["_retries"] = sum(row["attempts"] - row["n"] for row in rows if row["_id"] != "skipped")
-    return counts
+async def campaign_deliveries(db: AsyncDatabase, campaign_id: str,
+                              fields: dict[str, int]):
+    """The campaign's deliveries, found through its batches' recipients (`_id` $in per
+    batch): the cost follows the campaign, not every delivery ever written."""
+    async for batch in db.batches.find({"campaign_id": campaign_id}, {"recipients": 1}):
+        ids = [delivery_id(campaign_id, c) for c in batch.get("recipients", [])]
+        if ids:
+            async for doc in db.deliveries.find({"_id": {"$in": ids}}, fields):
+                yield doc
 
 
 async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
     """Recount from the deliveries themselves (the record), e.g. at completion."""
-    counts = await delivery_counts(db, campaign_id)
+    counts: dict[str, int] = {}
+    retries = 0
+    by_node: dict[str, int] = {}
+    by_worker: dict[str, int] = {}
+    fields = {"status": 1, "attempts": 1, "node": 1, "worker": 1}
+    async for doc in campaign_deliveries(db, campaign_id, fields):
+        status = doc.get("status")
+        counts[status] = counts.get(status, 0) + 1
+        if status != "skipped":  # every attempt beyond a delivery's first was a retry
+            retries += max(0, doc.get("attempts", 1) - 1)
+        if status == "sent":
+            node, worker = key_safe(doc.get("node") or "?"), key_safe(doc.get("worker") or "?")
+            by_node[node] = by_node.get(node, 0) + 1
+            by_worker[worker] = by_worker.get(worker, 0) + 1
     sets: dict[str, Any] = {f"counts.{status}": counts.get(status, 0)
                             for status in FINAL_DELIVERY}
     sets["counts.total"] = sum(counts.get(s, 0) for s in (*FINAL_DELIVERY, PENDING))
-    sets["retries"] = max(0, counts.pop("_retries", 0))
-    pipeline = [{"$match": _campaign_range(campaign_id)}, {"$match": {"status": "sent"}},
-                {"$group": {"_id": {"node": "$node", "worker": "$worker"}, "n": {"$sum": 1}}}]
-    by_node: dict[str, int] = {}
-    by_worker: dict[str, int] = {}
-    async for row in await db.deliveries.aggregate(pipeline):
-        node, worker = key_safe(row["_id"].get("node") or "?"), key_safe(
-            row["_id"].get("worker") or "?")
-        by_node[node] = by_node.get(node, 0) + row["n"]
-        by_worker[worker] = by_worker.get(worker, 0) + row["n"]
-    await db.campaigns.update_one({"_id": campaign_id},
-                                  {"$set": {**sets, "by_node": by_node, "by_worker": by_worker}})
+    await db.campaigns.update_one({"_id": campaign_id}, {"$set": {
+        **sets, "retries": retries, "by_node": by_node, "by_worker": by_worker}})
     return counts
 
 

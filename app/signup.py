@@ -225,7 +225,7 @@ async def queue_confirmation(db: AsyncDatabase, settings: Settings, customer_id:
         {"$setOnInsert": {
             "name": "Signup confirmations", "kind": "transactional",
             "audience": {"tag": "signup-confirmation"}, "status": "completed",
-            "counts": {"total": 0, "sent": 0, "failed": 0, "dead": 0, "skipped": 0},
+            "counts": campaigns.empty_counts(),
             "retries": 0, "by_node": {}, "by_worker": {}, "timeline": [],
             "settings": {"workers": 1, "batch_size": 50, "rate_limit_per_s": None,
                          "connections": 1},
