@@ -36,6 +36,7 @@ function render(message) {
   if (message.kind === "offer") {
     const card = document.createElement("div");
     card.className = "offer-card";
+    card.dataset.seq = message.seq;
     card.dataset.offer = message.offer ? message.offer.id : "";
     const title = document.createElement("h3");
     title.textContent = "A special offer for you";
@@ -52,10 +53,12 @@ function render(message) {
     bubble.className = `bubble ${message.role === "customer" ? "customer" : "bot"}`;
     bubble.textContent = message.text;
     bubble.dataset.node = message.node || "";
+    bubble.dataset.seq = message.seq;
     box.appendChild(bubble);
     if (message.options && message.options.length) {
       const options = document.createElement("div");
       options.className = "options";
+      options.dataset.seq = message.seq;
       message.options.forEach((label, i) => {
         const button = document.createElement("button");
         button.type = "button";
@@ -116,7 +119,12 @@ $("clear").addEventListener("click", async () => {
     method: "DELETE", headers: { Authorization: `Bearer ${session.token}` } });
   if (!response.ok) return;
   const data = await response.json();
-  $("messages").replaceChildren();
+  // The socket may have delivered the new greeting (or even a later turn) before this
+  // answer: drop only what came before the greeting, then add what is not shown yet.
+  const first = data.messages.length ? data.messages[0].seq : cursor + 1;
+  for (const node of [...$("messages").children]) {
+    if (Number(node.dataset.seq || 0) < first) node.remove();
+  }
   data.messages.forEach(render);
 });
 

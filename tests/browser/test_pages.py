@@ -87,8 +87,12 @@ def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack,
     page.goto(stack.base_url + "/chat")
     bot = page.locator(".bubble.bot")
     expect(bot.last).to_contain_text("Are you already a client?")
-    page.click("#clear")
+    with page.expect_response(lambda r: r.request.method == "DELETE") as cleared:
+        page.click("#clear")
+    assert cleared.value.ok
+    # One greeting, and not the first one: the conversation was cleared and began again.
     expect(page.locator(".bubble")).to_have_count(1)
+    expect(page.locator(".bubble").first).not_to_have_attribute("data-seq", "1")
     expect(bot.last).to_contain_text("Are you already a client?")
 
     for answer, reply in (("1", "Would you like an upgrade?"),
