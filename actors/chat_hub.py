@@ -11,7 +11,6 @@ a timeout, and a reconnecting client catches up from its cursor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
 
 import ray
@@ -37,13 +36,16 @@ class ChatHub:
         if bell is not None:
             bell.set()
 
-    async def wait(self, session_id: str, after: int, timeout_s: float = 20.0) -> int:
-        """Return once the session has a message after `after`, or on timeout."""
+    async def wait(self, session_id: str, after: int, timeout_s: float = 20.0) -> int | None:
+        """The session's newest number once it is after `after`; None on timeout (the
+        caller then re-reads, in case a ring was lost)."""
         if self.latest.get(session_id, 0) > after:
             return self.latest[session_id]
         bell = self.bells.setdefault(session_id, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(bell.wait(), timeout_s)
+        except TimeoutError:
+            return None
         return self.latest.get(session_id, after)
 
 

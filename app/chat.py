@@ -1,34 +1,42 @@
 """Chat sessions, their inbox and their events, in MongoDB.
 
 Every message of a session has a sequence number, unique per session; the last one
-carries the conversation's state after it (`state_after`). A turn reads the last
-message, computes the bot's answer, and inserts the customer's message and the
-replies at the next numbers in one ordered insert. That insert is the
-compare-and-swap: a concurrent turn on another replica collides on the first number
-and starts over from the new state, so turns of one session are applied one at a
-time, in order, with no lock and nothing half-written. Events ride in the same
-document (a transactional outbox) and are copied to `events` and handed to their
-consumer afterwards, so a crash between the two never loses one.
+carries the conversation's state after it (`state_after`). A turn computes the bot's
+answer from the state after the last message and inserts the customer's message and
+the replies at the next numbers in one ordered insert. That insert is the
+compare-and-swap: a turn computed from an older state (another replica, the marketing
+actor, a stale cache) collides on the first number, re-reads the last message and
+starts over, so turns of one session are applied one at a time, in order, with no
+lock and nothing half-written. Events ride in the same document (a transactional
+outbox) and are copied to `events` and handed to their consumer afterwards, so a
+crash between the two never loses one.
+
+A replica remembers what it last saw of a session (`Known`: token hash, customer,
+last number and state), so a turn on a warm session is one insert. The session
+document's summary (node, ended, last number) is derived from the messages and is
+written in bulk (`summary_update`), never on the turn's path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import secrets
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.flow_engine import Flow, Turn, start, step
 
 MAX_TURN_TRIES = 50
+REMEMBERED_SESSIONS = 100_000
 
 
 class SessionNotFound(LookupError):
@@ -41,6 +49,49 @@ def now() -> datetime:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Known:
+    """What a replica last saw of a session; the messages stay the record."""
+
+    token_hash: str
+    customer_id: str | None
+    seq: int
+    state: dict[str, Any] | None
+
+    def check(self, token: str, session_id: str) -> None:
+        if not secrets.compare_digest(self.token_hash, token_hash(token)):
+            raise SessionNotFound(session_id)
+
+    def saw(self, docs: list[dict]) -> None:
+        if docs and docs[-1]["seq"] > self.seq:
+            self.seq = docs[-1]["seq"]
+            self.state = docs[-1].get("state_after")
+
+
+class SessionMemory:
+    """A bounded LRU of `Known` sessions for one replica."""
+
+    def __init__(self, size: int = REMEMBERED_SESSIONS) -> None:
+        self.size = size
+        self.entries: OrderedDict[str, Known] = OrderedDict()
+
+    def get(self, session_id: str) -> Known | None:
+        known = self.entries.get(session_id)
+        if known is not None:
+            self.entries.move_to_end(session_id)
+        return known
+
+    def put(self, session_id: str, known: Known) -> Known:
+        self.entries[session_id] = known
+        self.entries.move_to_end(session_id)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return known
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 def public_message(doc: dict) -> dict[str, Any]:
@@ -61,72 +112,96 @@ async def find_customer(db: AsyncDatabase, email: str | None, phone: str | None)
 
 
 async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = None,
-                         phone: str | None = None, where: str = "") -> tuple[dict, str, list]:
-    """A new session and its greeting; returns (session, token, messages)."""
-    customer = await find_customer(db, email, phone)
+                         phone: str | None = None,
+                         where: str = "") -> tuple[str, str, Known, list[dict]]:
+    """A new session and its greeting: (session id, token, what we know, messages).
+
+    Two writes: the session (already summarised as after its greeting), the greeting."""
+    customer = await find_customer(db, email, phone) if email or phone else None
     token = secrets.token_urlsafe(24)
+    session_id = uuid.uuid4().hex
+    turn = start(flow)
+    docs = _turn_docs(session_id, turn, customer_text=None, based_on=0)
     session = {
-        "_id": uuid.uuid4().hex,
-        "token_hash": token_hash(token),
+        "_id": session_id, "token_hash": token_hash(token),
         "customer_id": customer["_id"] if customer else None,
         "contact": {"email": email, "phone": phone},
-        "created_at": now(), "updated_at": now(),
-        "node": flow.start, "ended": False, "replica": where,
+        "created_at": docs[0]["created_at"], **_summary(docs, where),
     }
     await db.chat_sessions.insert_one(session)
-    messages = await _append(db, session, start(flow), customer_text=None, based_on=0)
-    return session, token, messages
+    await db.messages.insert_many(docs, ordered=True)
+    known = Known(session["token_hash"], session["customer_id"], 0, None)
+    known.saw(docs)
+    return session_id, token, known, docs
 
 
-async def get_session(db: AsyncDatabase, session_id: str, token: str) -> dict:
-    session = await db.chat_sessions.find_one({"_id": session_id})
-    if session is None or not secrets.compare_digest(session["token_hash"], token_hash(token)):
-        raise SessionNotFound(session_id)
-    return session
+async def load_session(db: AsyncDatabase, session_id: str) -> Known | None:
+    """What the database knows of a session (two reads), or None if there is none."""
+    session = await db.chat_sessions.find_one({"_id": session_id},
+                                              {"token_hash": 1, "customer_id": 1})
+    if session is None:
+        return None
+    known = Known(session["token_hash"], session.get("customer_id"), 0, None)
+    await refresh(db, session_id, known)
+    return known
+
+
+async def refresh(db: AsyncDatabase, session_id: str, known: Known) -> None:
+    last = await last_message(db, session_id)
+    known.seq, known.state = (last["seq"], last.get("state_after")) if last else (0, None)
 
 
 async def last_message(db: AsyncDatabase, session_id: str) -> dict | None:
     return await db.messages.find_one({"session_id": session_id}, sort=[("seq", DESCENDING)])
 
 
-async def take_turn(db: AsyncDatabase, flow: Flow, session: dict, text: str,
-                    where: str = "") -> list[dict]:
-    """Apply the customer's text; return the stored messages of this turn, in order."""
+async def take_turn(db: AsyncDatabase, flow: Flow, session_id: str, known: Known,
+                    text: str) -> list[dict]:
+    """Apply the customer's text; return the stored messages of this turn, in order.
+
+    One insert when `known` is current; a collision re-reads the last message."""
+    return await _append_turn(db, session_id, known,
+                              lambda state: step(flow, state, text), customer_text=text)
+
+
+async def append_system_turn(db: AsyncDatabase, session_id: str, turn: Turn, *, role: str,
+                             kind: str = "text", offer: dict | None = None,
+                             known: Known | None = None) -> list[dict]:
+    """Put messages into a session's inbox from outside the chat (marketing, agents).
+
+    Writes the session's summary itself: such writers have no replica to batch it."""
+    if known is None:
+        known = await load_session(db, session_id)
+        if known is None:
+            raise SessionNotFound(session_id)
+    docs = await _append_turn(db, session_id, known, lambda _state: turn, customer_text=None,
+                              role=role, kind=kind, offer=offer)
+    await db.chat_sessions.bulk_write([summary_update(session_id, docs)])
+    return docs
+
+
+async def _append_turn(db: AsyncDatabase, session_id: str, known: Known, compute,
+                       **message: Any) -> list[dict]:
     for attempt in range(MAX_TURN_TRIES):
-        last = await last_message(db, session["_id"])
-        seq = last["seq"] if last else 0
-        turn = step(flow, last.get("state_after") if last else None, text)
+        docs = _turn_docs(session_id, compute(known.state), based_on=known.seq, **message)
         try:
-            return await _append(db, session, turn, customer_text=text, based_on=seq,
-                                 where=where)
+            await db.messages.insert_many(docs, ordered=True)
         except (DuplicateKeyError, BulkWriteError) as exc:
             if isinstance(exc, BulkWriteError) and any(
                     e["code"] != 11000 for e in exc.details["writeErrors"]):
                 raise
-            await asyncio.sleep(random.uniform(0.002, 0.02) * (attempt + 1))
-    raise RuntimeError(f"session {session['_id']}: too much contention")
-
-
-async def append_system_turn(db: AsyncDatabase, session_id: str, turn: Turn, *, role: str,
-                             kind: str = "text", offer: dict | None = None) -> list[dict]:
-    """Put messages into a session's inbox from outside the chat (marketing, agents)."""
-    session = await db.chat_sessions.find_one({"_id": session_id})
-    if session is None:
-        raise SessionNotFound(session_id)
-    for attempt in range(MAX_TURN_TRIES):
-        last = await last_message(db, session_id)
-        try:
-            return await _append(db, session, turn, customer_text=None,
-                                 based_on=last["seq"] if last else 0, role=role, kind=kind,
-                                 offer=offer)
-        except (DuplicateKeyError, BulkWriteError):
-            await asyncio.sleep(random.uniform(0.002, 0.02) * (attempt + 1))
+            if attempt:
+                await asyncio.sleep(random.uniform(0.002, 0.02) * attempt)
+            await refresh(db, session_id, known)
+            continue
+        known.saw(docs)
+        return docs
     raise RuntimeError(f"session {session_id}: too much contention")
 
 
-async def _append(db: AsyncDatabase, session: dict, turn: Turn, *, customer_text: str | None,
-                  based_on: int, where: str = "", role: str = "bot", kind: str = "text",
-                  offer: dict | None = None) -> list[dict]:
+def _turn_docs(session_id: str, turn: Turn, *, customer_text: str | None, based_on: int,
+               role: str = "bot", kind: str = "text",
+               offer: dict | None = None) -> list[dict]:
     at = now()
     docs: list[dict] = []
     if customer_text is not None:
@@ -135,61 +210,97 @@ async def _append(db: AsyncDatabase, session: dict, turn: Turn, *, customer_text
         docs.append({"role": role, "text": message.text, "options": message.options,
                      "node": message.node, "kind": kind, **({"offer": offer} if offer else {})})
     for n, doc in enumerate(docs, start=1):
-        doc.update(_id=f"{session['_id']}:{based_on + n}", session_id=session["_id"],
+        doc.update(_id=f"{session_id}:{based_on + n}", session_id=session_id,
                    seq=based_on + n, created_at=at)
     docs[-1]["state_after"] = turn.state
     if turn.events:
         docs[-1]["events"] = turn.events
         docs[-1]["outbox"] = "pending"
-    await db.messages.insert_many(docs, ordered=True)
-    await db.chat_sessions.update_one(
-        {"_id": session["_id"]},
-        {"$set": {"node": turn.state.get("node"), "ended": turn.state.get("ended", False),
-                  "updated_at": at, "last_seq": docs[-1]["seq"],
-                  **({"replica": where} if where else {})}})
     return docs
+
+
+def _summary(docs: list[dict], where: str = "") -> dict[str, Any]:
+    state = docs[-1].get("state_after") or {}
+    return {"node": state.get("node"), "ended": state.get("ended", False),
+            "updated_at": docs[-1]["created_at"], "last_seq": docs[-1]["seq"],
+            **({"replica": where} if where else {})}
+
+
+def summary_update(session_id: str, docs: list[dict], where: str = "") -> UpdateOne:
+    """The session document's summary after these messages, for a bulk write. Only
+    moves forward: an older summary landing late (another replica) changes nothing."""
+    return UpdateOne({"_id": session_id, "last_seq": {"$lt": docs[-1]["seq"]}},
+                     {"$set": _summary(docs, where)})
 
 
 async def messages_after(db: AsyncDatabase, session_id: str, after: int = 0,
                          limit: int = 200) -> list[dict]:
-    cursor = db.messages.find({"session_id": session_id, "seq": {"$gt": after},
-                               "cleared": {"$ne": True}}).sort(
+    # {session_id, seq} is the unique index; `cleared` is filtered here so the query
+    # stays on it (the embedded database scans when an index lacks a filter field).
+    cursor = db.messages.find({"session_id": session_id, "seq": {"$gt": after}}).sort(
         "seq", ASCENDING).limit(limit)
-    return await cursor.to_list()
+    return [doc for doc in await cursor.to_list() if not doc.get("cleared")]
 
 
-async def clear_conversation(db: AsyncDatabase, flow: Flow, session: dict) -> list[dict]:
+async def clear_conversation(db: AsyncDatabase, flow: Flow, session_id: str,
+                             known: Known) -> list[dict]:
     """Forget the conversation and greet again (sequence numbers keep counting)."""
-    last = await last_message(db, session["_id"])
-    seq = last["seq"] if last else 0
-    await db.messages.update_many({"session_id": session["_id"], "seq": {"$lte": seq}},
+    await refresh(db, session_id, known)
+    await db.messages.update_many({"session_id": session_id, "seq": {"$lte": known.seq}},
                                   {"$set": {"cleared": True}})
-    return await _append(db, session, start(flow), customer_text=None, based_on=seq)
+    return await _append_turn(db, session_id, known, lambda _state: start(flow),
+                              customer_text=None)
 
 
 # The event outbox ---------------------------------------------------------------------
 
 
-async def collect_events(db: AsyncDatabase, limit: int = 100) -> list[dict]:
-    """Copy events from turns into `events` (idempotent); return those not yet handed on."""
+def events_of(docs: list[dict], customer_id: str | None) -> list[dict]:
+    """The events these messages carry, as `events` documents whose ids come from the
+    message (so handing one on twice stores it once)."""
+    return [{"_id": f"{doc['_id']}:{n}", "type": event_type, "session_id": doc["session_id"],
+             "customer_id": customer_id, "state": doc.get("state_after", {}),
+             "created_at": doc["created_at"], "message_id": doc["_id"]}
+            for doc in docs for n, event_type in enumerate(doc.get("events", []))]
+
+
+async def record_events(db: AsyncDatabase, events: list[dict]) -> None:
+    """Store events their consumers have taken and close their messages' outbox: two
+    writes for any number of events."""
+    if not events:
+        return
+    at = now()
+    try:
+        await db.events.insert_many([{**e, "delivered": True, "delivered_at": at}
+                                     for e in events], ordered=False)
+    except BulkWriteError as exc:
+        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+            raise
+        # Stored before (a retry after a crash, or an event of the older outbox).
+        await db.events.update_many({"_id": {"$in": [e["_id"] for e in events]}},
+                                    {"$set": {"delivered": True, "delivered_at": at}})
+    message_ids = sorted({e["message_id"] for e in events if e.get("message_id")})
+    if message_ids:
+        await db.messages.update_many({"_id": {"$in": message_ids}},
+                                      {"$set": {"outbox": "copied"}})
+
+
+async def stranded_events(db: AsyncDatabase, older_than_s: float,
+                          limit: int = 100) -> list[dict]:
+    """Events still waiting in an outbox `older_than_s` after their turn: their replica
+    stopped before handing them on. Read by a slow sweep, never per turn."""
+    cutoff = now().timestamp() - older_than_s
+    stranded: list[dict] = []
     async for message in db.messages.find({"outbox": "pending"}).limit(limit):
-        session = await db.chat_sessions.find_one({"_id": message["session_id"]}) or {}
-        for n, event_type in enumerate(message["events"]):
-            event = {"_id": f"{message['_id']}:{n}", "type": event_type,
-                     "session_id": message["session_id"],
-                     "customer_id": session.get("customer_id"),
-                     "state": message.get("state_after", {}),
-                     "created_at": message["created_at"], "delivered": False}
-            with contextlib.suppress(DuplicateKeyError):
-                await db.events.insert_one(event)
-        await db.messages.update_one({"_id": message["_id"]}, {"$set": {"outbox": "copied"}})
-    cursor = db.events.find({"delivered": False}).sort("created_at", ASCENDING).limit(limit)
-    return await cursor.to_list()
-
-
-async def mark_delivered(db: AsyncDatabase, event_id: str) -> None:
-    await db.events.update_one({"_id": event_id},
-                               {"$set": {"delivered": True, "delivered_at": now()}})
+        if message["created_at"].replace(tzinfo=UTC).timestamp() > cutoff:
+            continue
+        session = await db.chat_sessions.find_one({"_id": message["session_id"]},
+                                                  {"customer_id": 1}) or {}
+        stranded += events_of([message], session.get("customer_id"))
+    # Stored but never handed on by the outbox of earlier versions.
+    stranded += await db.events.find({"delivered": False}).sort(
+        "created_at", ASCENDING).limit(limit).to_list()
+    return stranded
 
 
 async def session_overview(db: AsyncDatabase, limit: int = 100) -> dict[str, Any]:

@@ -75,7 +75,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("account", ASCENDING), ("kind", ASCENDING), ("received_at", DESCENDING)]),
     ],
     "chat_sessions": [IndexModel([("updated_at", DESCENDING)]),
-                      IndexModel([("created_at", ASCENDING)])],
+                      IndexModel([("created_at", ASCENDING)]),
+                      # summaries only move forward: {_id, last_seq: {$lt: n}}
+                      IndexModel([("_id", ASCENDING), ("last_seq", ASCENDING)])],
     "messages": [
         IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
         IndexModel([("outbox", ASCENDING)], sparse=True),

@@ -21,7 +21,7 @@ from actors.local_services import local_services
 from app.config import Settings, load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
-from deployments.main import AppArgs, compose
+from deployments.main import AppArgs, deploy
 
 
 def machine() -> dict:
@@ -44,8 +44,7 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
     try:
         ray.get(local_services(settings).endpoints.remote())
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(compose(AppArgs(chatbot_replicas=chatbot_replicas), settings),
-                  name="operator-comms", route_prefix="/")
+        deploy(AppArgs(chatbot_replicas=chatbot_replicas), settings)
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=http_timeout_s,
                           headers={"Authorization": f"Bearer {admin_token(settings)}"}) as api:

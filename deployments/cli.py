@@ -12,15 +12,13 @@ import threading
 from app.config import ConfigError, Settings, load_settings
 from app.tokens import admin_token
 
-APP_NAME = "operator-comms"
-
 
 def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
     import ray
     from ray import serve
 
     from actors.local_services import local_services
-    from deployments.main import AppArgs, compose
+    from deployments.main import AppArgs, deploy
 
     context = ray.init(
         address=settings.ray_address,
@@ -35,7 +33,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
         ray.get(local_services(settings).endpoints.remote())  # start them before the app
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
-    serve.run(compose(args, settings), name=APP_NAME, route_prefix="/")
+    deploy(args, settings)
     return context.dashboard_url or "127.0.0.1:8265"
 
 

@@ -23,7 +23,7 @@ class AppContext:
     db: AsyncDatabase
     admin_token: str
     local_services: Any | None  # ActorHandle of the embedded services, in local mode
-    chatbot: Any | None = None  # DeploymentHandle of ChatBot, in the ingress
+    conversations: Any | None = None  # app.conversations.Conversations, in ChatBot
 
     @classmethod
     async def start(cls, settings: Settings) -> AppContext:

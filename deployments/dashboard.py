@@ -1,17 +1,13 @@
-"""The Dashboard deployment: the application's FastAPI ingress.
+"""The Dashboard deployment: the FastAPI ingress of the `operator-comms` application.
 
-Routes: `/` the operator dashboard, `/api/*` the admin API, `/chat/*` the customer
-chat (page, REST and WebSocket; conversation turns go to the ChatBot deployment).
+Routes: `/` the operator dashboard, `/api/*` the admin API, `/unsubscribe`, `/static`.
+The customer chat (`/chat`) is the ChatBot's own application.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pymongo.errors import PyMongoError
+from fastapi import FastAPI
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
@@ -21,6 +17,7 @@ from app.config import Settings
 from app.tokens import unsubscribe_secret
 from deployments import options
 from deployments.context import AppContext, install
+from deployments.errors import install_error_handlers
 from deployments.routes import (
     campaigns,
     chat,
@@ -45,31 +42,15 @@ api.include_router(marketing.router, prefix="/api")
 api.include_router(live.router, prefix="/api")
 api.include_router(reports.router, prefix="/api")
 api.include_router(signup.router, prefix="/api")
-api.include_router(chat.router, prefix="/chat")
 api.include_router(pages.router)
-
-
-@api.exception_handler(RequestValidationError)
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    # Name each bad field; never echo the submitted values back (they may be secrets).
-    errors = [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-              for err in exc.errors()]
-    return JSONResponse({"detail": errors}, status_code=422)
-
-
-@api.exception_handler(PyMongoError)
-async def _database_down(request: Request, exc: PyMongoError) -> JSONResponse:
-    return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"},
-                        status_code=503)
+install_error_handlers(api)
 
 
 @serve.deployment(**options.DASHBOARD)
 @serve.ingress(api)
 class Dashboard:
-    async def __init__(self, settings: Settings, chatbot: DeploymentHandle):
-        context = await AppContext.start(settings)
-        context.chatbot = chatbot
-        install(context)
+    async def __init__(self, settings: Settings):
+        context = install(await AppContext.start(settings))
         rate_limiter(settings.actor_resources)
         secret = unsubscribe_secret(context.admin_token)
         marketing_actor(settings, context.endpoints, secret)

@@ -1,8 +1,12 @@
-"""Composes the Serve application: `serve run deployments.main:app [key=value ...]`.
+"""Composes the two Serve applications and deploys them.
 
-The Dashboard ingress serves `/`, `/api` and `/chat`; the ChatBot deployment arrives
-in its constructor as a DeploymentHandle. Settings come from `COMMS_*` variables;
-`app` is a typed builder, so unknown arguments are refused.
+- `operator-comms` at `/`: the Dashboard ingress (`/`, `/api`, `/unsubscribe`).
+- `operator-comms-chat` at `/chat`: the ChatBot ingress (page, REST, WebSocket).
+
+`serve run serve_config.yaml` deploys both; `deploy()` does the same from Python
+(`make run`, the tests, the benchmarks). `app` and `chat_app` are the typed builders
+the config names (`serve run deployments.main:app dashboard_replicas=2` runs one);
+unknown arguments are refused. Settings come from `COMMS_*` variables.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ import sys
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
 from ray.serve import Application
 
 from app.config import ConfigError, Settings, load_settings
 from deployments import options
 from deployments.chatbot import ChatBot
 from deployments.dashboard import Dashboard
+
+APP_NAME = "operator-comms"
+CHAT_APP_NAME = "operator-comms-chat"
+CHAT_PREFIX = "/chat"
 
 
 class AppArgs(BaseModel):
@@ -27,28 +36,47 @@ class AppArgs(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="Settings overrides")
 
 
-def build_app(args: dict[str, Any] | AppArgs) -> Application:
-    """The builder `serve run` and `serve deploy` call; unknown arguments are refused."""
+def _args_and_settings(args: dict[str, Any] | AppArgs) -> tuple[AppArgs, Settings]:
     if not isinstance(args, AppArgs):
         args = AppArgs.model_validate(args)
     try:
-        settings = load_settings(**args.settings)
+        return args, load_settings(**args.settings)
     except ConfigError as exc:
         sys.exit(f"operator-comms: {exc}")
-    return compose(args, settings)
 
 
-def compose(args: AppArgs, settings: Settings) -> Application:
-    """The application for these arguments and already-loaded settings."""
+def build_app(args: dict[str, Any] | AppArgs) -> Application:
+    """The dashboard application, as `serve run` and `serve deploy` build it."""
+    return dashboard_app(*_args_and_settings(args))
+
+
+def build_chat_app(args: dict[str, Any] | AppArgs) -> Application:
+    """The chat application, as `serve run` and `serve deploy` build it."""
+    return chat_application(*_args_and_settings(args))
+
+
+def _placement(settings: Settings, defaults: dict) -> dict:
     placement = {"resources": settings.actor_resources} if settings.actor_resources else {}
-    chatbot = ChatBot.options(
-        num_replicas=args.chatbot_replicas,
-        ray_actor_options={**options.CHATBOT["ray_actor_options"], **placement},
-    ).bind(settings)
+    return {**defaults["ray_actor_options"], **placement}
+
+
+def dashboard_app(args: AppArgs, settings: Settings) -> Application:
     return Dashboard.options(
         num_replicas=args.dashboard_replicas,
-        ray_actor_options={**options.DASHBOARD["ray_actor_options"], **placement},
-    ).bind(settings, chatbot)
+        ray_actor_options=_placement(settings, options.DASHBOARD)).bind(settings)
+
+
+def chat_application(args: AppArgs, settings: Settings) -> Application:
+    return ChatBot.options(
+        num_replicas=args.chatbot_replicas,
+        ray_actor_options=_placement(settings, options.CHATBOT)).bind(settings)
+
+
+def deploy(args: AppArgs, settings: Settings) -> None:
+    """Deploy both applications on the running Serve instance (what the config does)."""
+    serve.run(dashboard_app(args, settings), name=APP_NAME, route_prefix="/")
+    serve.run(chat_application(args, settings), name=CHAT_APP_NAME, route_prefix=CHAT_PREFIX)
 
 
 app = build_app
+chat_app = build_chat_app

@@ -17,10 +17,17 @@ DASHBOARD = {
     "logging_config": LOGGING,
 }
 
+# Open WebSockets count as ongoing requests: leave room for calls beside them. Calls
+# carrying `x-session-id` go to the replica that owns the session on a hash ring (the
+# next one when it is full), where the session is remembered.
 CHATBOT = {
     "name": "ChatBot",
     "num_replicas": 1,
-    "max_ongoing_requests": 200,
+    "max_ongoing_requests": 1000,
     "ray_actor_options": {"num_cpus": 0.25},
     "logging_config": LOGGING,
+    "request_router_config": {
+        "request_router_class":
+            "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter",
+    },
 }

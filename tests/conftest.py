@@ -26,7 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from ray import serve
 
     from actors.local_services import local_services
-    from deployments.main import AppArgs, compose
+    from deployments.main import AppArgs, deploy
 
     port = free_port()
     imap = Dovecot().start()
@@ -49,8 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         services = local_services(settings)
         ray.get(services.endpoints.remote())
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(compose(AppArgs(chatbot_replicas=2), settings),
-                  name="operator-comms", route_prefix="/")
+        deploy(AppArgs(chatbot_replicas=2), settings)
         yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}",
                     token=admin_token(settings), services=services, imap=imap)
     finally:

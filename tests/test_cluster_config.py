@@ -61,7 +61,7 @@ def test_env_example_names_only_real_settings() -> None:
 
 def test_serve_config_passes_serves_schema_with_real_import_paths() -> None:
     config = ServeDeploySchema.model_validate(_yaml("serve_config.yaml"))
-    assert [app.route_prefix for app in config.applications] == ["/"]
+    assert [app.route_prefix for app in config.applications] == ["/", "/chat"]
     for app in config.applications:
         built = call_user_app_builder_with_args_if_necessary(import_attr(app.import_path),
                                                             app.args)
@@ -75,10 +75,11 @@ def test_project_version_matches_what_the_cluster_installs() -> None:
 
 def test_serve_run_import_path_builds_with_cli_arguments() -> None:
     # What `serve run deployments.main:app chatbot_replicas=2` does: CLI args are strings.
-    builder = import_attr("deployments.main:app")
-    for args in ({}, {"chatbot_replicas": "2", "dashboard_replicas": "1"}):
-        assert isinstance(call_user_app_builder_with_args_if_necessary(builder, args),
-                          Application)
+    for path in ("deployments.main:app", "deployments.main:chat_app"):
+        builder = import_attr(path)
+        for args in ({}, {"chatbot_replicas": "2", "dashboard_replicas": "1"}):
+            assert isinstance(call_user_app_builder_with_args_if_necessary(builder, args),
+                              Application)
 
 
 def test_serve_run_refuses_unknown_arguments() -> None:

@@ -1,4 +1,11 @@
-"""Customer chat under /chat: REST for clients that poll, a WebSocket for live chat.
+"""Customer chat: the chat application's routes (page, REST, WebSocket) and the
+operator's view of sessions (on the dashboard's `/api`).
+
+The chat is its own Serve application under `/chat`, so a turn is one HTTP hop: the
+proxy hands it to a ChatBot replica, which answers from `Conversations`. Clients that
+send `x-session-id: <session id>` reach the same replica for every call of a session
+(Serve's consistent-hash router), where the session is remembered; any replica can
+answer any call.
 
 Every call carries the session's token (REST: `Authorization: Bearer <token>`,
 WebSocket: `?token=`); a wrong token looks exactly like a missing session (404).
@@ -11,16 +18,19 @@ import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from actors.chat_hub import chat_hub
 from app import chat
+from app.conversations import Bell, Conversations
 from deployments.context import current
 from deployments.deps import Admin, Context
+from deployments.routes.pages import STATIC
 
 router = APIRouter(tags=["chat"])
 admin_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Admin])
 MAX_TEXT = 2000
+ELSEWHERE_WAIT_S = 20.0
 
 
 class NewSession(BaseModel):
@@ -42,51 +52,71 @@ def _token(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
-def _found(result: dict | None, session_id: str) -> dict:
-    if result is None:
-        raise HTTPException(404, f"no session {session_id!r} for this token")
-    return result
-
-
 SessionToken = Annotated[str | None, Header(alias="Authorization")]
+
+
+def _talk() -> Conversations:
+    return current().conversations
+
+
+def _messages(docs: list[dict]) -> list[dict]:
+    return [chat.public_message(doc) for doc in docs]
+
+
+@router.get("/", include_in_schema=False)
+async def chat_page() -> FileResponse:
+    return FileResponse(STATIC / "chat.html")
 
 
 @router.get("/api/health")
 async def chat_health(context: Context) -> dict:
-    """State of the ChatBot deployment behind this front."""
-    return await context.chatbot.ping.remote()
+    """State of the ChatBot replica that answered."""
+    await context.db.command("ping")
+    return {"status": "up", "replica": context.conversations.where,
+            "remembered_sessions": len(context.conversations.memory)}
 
 
 @router.post("/api/sessions", status_code=201)
-async def new_session(context: Context, body: NewSession | None = None) -> dict:
+async def new_session(body: NewSession | None = None) -> dict:
     """Start a conversation, optionally linked to a customer by email or phone."""
     body = body or NewSession()
-    return await context.chatbot.create_session.remote(body.email, body.phone)
+    session_id, token, linked, docs = await _talk().create(body.email, body.phone)
+    return {"session_id": session_id, "token": token, "customer_linked": linked,
+            "messages": _messages(docs)}
 
 
 @router.post("/api/sessions/{session_id}/messages")
-async def send_message(context: Context, session_id: str, body: CustomerText,
+async def send_message(session_id: str, body: CustomerText,
                        authorization: SessionToken = None) -> dict:
     """The customer's answer; returns the stored turn (their message and the replies)."""
-    result = await context.chatbot.send.remote(session_id, _token(authorization), body.text)
-    return _found(result, session_id)
+    token = _token(authorization)
+    try:
+        return {"messages": _messages(await _talk().turn(session_id, token, body.text))}
+    except chat.SessionNotFound:
+        raise _not_found(session_id) from None
 
 
 @router.get("/api/sessions/{session_id}/messages")
-async def read_messages(context: Context, session_id: str,
-                        after: Annotated[int, Query(ge=0)] = 0,
+async def read_messages(session_id: str, after: Annotated[int, Query(ge=0)] = 0,
                         authorization: SessionToken = None) -> dict:
     """The inbox after a cursor: bot, customer and marketing messages."""
-    result = await context.chatbot.messages.remote(session_id, _token(authorization), after)
-    return _found(result, session_id)
+    token = _token(authorization)
+    try:
+        docs = await _talk().read(session_id, token, after)
+    except chat.SessionNotFound:
+        raise _not_found(session_id) from None
+    return {"messages": _messages(docs), "cursor": docs[-1]["seq"] if docs else after}
 
 
 @router.delete("/api/sessions/{session_id}/messages")
-async def clear_messages(context: Context, session_id: str,
-                         authorization: SessionToken = None) -> dict:
+async def clear_messages(session_id: str, authorization: SessionToken = None) -> dict:
     """Clear the conversation and start the flow again."""
-    return _found(await context.chatbot.clear.remote(session_id, _token(authorization)),
-                  session_id)
+    token = _token(authorization)
+    try:
+        return {"messages": _messages(await _talk().clear(session_id, token)),
+                "cleared": True}
+    except chat.SessionNotFound:
+        raise _not_found(session_id) from None
 
 
 @admin_router.get("/sessions")
@@ -101,28 +131,39 @@ async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
                       after: int = 0) -> None:
     """Customer messages in; replies and any later message for the session out."""
     context = current()
+    talk = context.conversations
     try:
-        await chat.get_session(context.db, session_id, token)
+        await talk.open(session_id, token)
     except chat.SessionNotFound:
         await websocket.close(code=4404, reason="no such session for this token")
         return
     await websocket.accept()
-    hub = chat_hub(context.settings.actor_resources)
     cursor = max(0, after)
     lock = asyncio.Lock()
 
-    async def push_new() -> None:
+    async def push(docs: list[dict] | None = None, upto: int | None = None) -> None:
+        """Send what came after the cursor (up to `upto` when known to be there): `docs`
+        when they follow on from it, else what the database holds."""
         nonlocal cursor
         async with lock:
-            for doc in await chat.messages_after(context.db, session_id, cursor):
-                await websocket.send_json({"type": "message",
-                                           "message": chat.public_message(doc)})
-                cursor = doc["seq"]
+            if upto is not None and upto <= cursor:
+                return  # sent already (the turn on this socket that rang)
+            if docs is None or docs[0]["seq"] != cursor + 1:
+                docs = await chat.messages_after(context.db, session_id, cursor)
+            for doc in docs:
+                if doc["seq"] > cursor:
+                    await websocket.send_json({"type": "message",
+                                               "message": chat.public_message(doc)})
+                    cursor = doc["seq"]
 
-    async def from_hub() -> None:
-        while True:
-            await hub.wait.remote(session_id, cursor, 20.0)
-            await push_new()
+    async def from_here(bell: Bell) -> None:
+        while True:  # turns taken on this replica by other calls (REST, another tab)
+            await push(upto=await bell.wait())
+
+    async def from_elsewhere() -> None:
+        while True:  # other replicas and the marketing actor ring the hub
+            latest = await talk.wait_elsewhere(session_id, cursor, ELSEWHERE_WAIT_S)
+            await push(upto=latest)
 
     async def from_customer() -> None:
         while True:
@@ -136,16 +177,21 @@ async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
                                            "message": error["msg"]})
                 continue
             # One turn at a time per socket: the customer's messages keep their order.
-            await context.chatbot.send.remote(session_id, token, text)
-            await push_new()
+            await push(await talk.turn(session_id, token, text))
 
-    await push_new()  # what the client missed while away
-    tasks = [asyncio.create_task(from_hub()), asyncio.create_task(from_customer())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
-                await task
+    async with talk.listening(session_id) as bell:
+        await push()  # what the client missed while away
+        tasks = [asyncio.create_task(from_here(bell)), asyncio.create_task(from_elsewhere()),
+                 asyncio.create_task(from_customer())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                    await task
+
+
+def _not_found(session_id: str) -> HTTPException:
+    return HTTPException(404, f"no session {session_id!r} for this token")

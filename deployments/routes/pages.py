@@ -18,11 +18,6 @@ async def dashboard_page() -> FileResponse:
     return FileResponse(STATIC / "dashboard.html")
 
 
-@router.get("/chat", include_in_schema=False)
-async def chat_page() -> FileResponse:
-    return FileResponse(STATIC / "chat.html")
-
-
 @router.get("/static/{name:path}", include_in_schema=False)
 async def static_file(name: str) -> FileResponse:
     path = (STATIC / name).resolve()

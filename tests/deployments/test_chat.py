@@ -55,11 +55,12 @@ def test_refusing_turbo_stores_an_offer_refused_event_for_the_customer(stack, ap
 
     db = mongo(stack)
     deadline = 100
-    while deadline and not db.events.find_one({"session_id": session["session_id"]}):
+    refused = {"session_id": session["session_id"], "type": "offer_refused"}
+    while deadline and not db.events.find_one(refused):
         deadline -= 1
         time.sleep(0.1)
-    event = db.events.find_one({"session_id": session["session_id"]})
-    assert event["type"] == "offer_refused" and event["customer_id"] == customer["_id"]
+    event = db.events.find_one(refused)
+    assert event["customer_id"] == customer["_id"] and event["delivered"] is True
 
     with stack.client(admin=False) as client:
         inbox = client.get(f"/chat/api/sessions/{session['session_id']}/messages",

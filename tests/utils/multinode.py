@@ -25,7 +25,7 @@ from actors.local_services import local_services
 from app.config import load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
-from deployments.main import AppArgs, compose
+from deployments.main import AppArgs, deploy
 from tests.utils.campaigns import wait_for as wait
 
 
@@ -60,7 +60,7 @@ def main(out: Path) -> None:
         ray.get(services.endpoints.remote())
         serve.start(proxy_location="HeadOnly",
                     http_options={"host": "127.0.0.1", "port": port})
-        serve.run(compose(AppArgs(), settings), name="operator-comms", route_prefix="/")
+        deploy(AppArgs(), settings)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
                               headers={"Authorization": f"Bearer {admin_token(settings)}"})
 

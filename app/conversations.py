@@ -1,0 +1,204 @@
+"""What one chat replica does: turns on remembered sessions, summaries and events in bulk.
+
+One `Conversations` per ChatBot replica (no Ray here: the chat hub and the event
+consumers arrive as callables).
+
+- A turn on a session this replica remembers is one insert (`chat.take_turn`, the
+  compare-and-swap); a session it does not remember costs two reads first. The token
+  is checked against the remembered hash on every call.
+- Session summaries (node, ended, last number) are collected per session and written
+  in one bulk write every FLUSH_S, never on the turn's path.
+- A turn that emits events wakes the hand-off loop, which gives them to their
+  consumers at once and then stores them with two writes per batch. A sweep every
+  SWEEP_S picks up events a stopped replica left in an outbox.
+- Sockets held by this replica are woken by turns taken here; `ring_elsewhere` (the
+  chat hub) tells sockets held by other replicas, which hear it in `wait_elsewhere`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app import chat
+from app.flow_engine import Flow
+
+log = logging.getLogger("operator_comms.conversations")
+FLUSH_S = 0.25
+SWEEP_S = 30.0
+STRANDED_AFTER_S = 10.0
+RETRY_S = 1.0
+
+Consumer = Callable[[dict], Awaitable[Any]]
+Ring = Callable[[str, int], None]
+Wait = Callable[[str, int, float], Awaitable[int | None]]
+
+
+class Bell:
+    """Rung with the newest sequence number of a session written on this replica."""
+
+    def __init__(self) -> None:
+        self.latest = 0
+        self.event = asyncio.Event()
+
+    def ring(self, seq: int) -> None:
+        self.latest = max(self.latest, seq)
+        self.event.set()
+
+    async def wait(self) -> int:
+        await self.event.wait()
+        self.event.clear()
+        return self.latest
+
+
+class Conversations:
+    def __init__(self, db: AsyncDatabase, flow: Flow, *, where: str,
+                 consumers: dict[str, Consumer], ring_elsewhere: Ring,
+                 wait_elsewhere: Wait) -> None:
+        self.db = db
+        self.flow = flow
+        self.where = where
+        self.consumers = consumers
+        self.ring_elsewhere = ring_elsewhere
+        self.wait_elsewhere = wait_elsewhere  # (session, after, timeout) -> newest or None
+        self.memory = chat.SessionMemory()
+        self.summaries: dict[str, Any] = {}   # session -> its latest summary update
+        self.events: list[dict] = []          # to hand on
+        self.wake = asyncio.Event()
+        self.bells: dict[str, set[Bell]] = {}  # session -> sockets held here
+
+    # Turns -----------------------------------------------------------------------------
+
+    async def open(self, session_id: str, token: str) -> chat.Known:
+        """The session, if this token opens it (SessionNotFound otherwise)."""
+        known = self.memory.get(session_id)
+        if known is None:
+            known = await chat.load_session(self.db, session_id)
+            if known is None:
+                raise chat.SessionNotFound(session_id)
+            self.memory.put(session_id, known)
+        known.check(token, session_id)
+        return known
+
+    async def create(self, email: str | None = None,
+                     phone: str | None = None) -> tuple[str, str, bool, list[dict]]:
+        """(session id, token, linked to a customer, greeting)."""
+        session_id, token, known, docs = await chat.create_session(
+            self.db, self.flow, email=email, phone=phone, where=self.where)
+        self.memory.put(session_id, known)
+        return session_id, token, known.customer_id is not None, docs
+
+    async def turn(self, session_id: str, token: str, text: str) -> list[dict]:
+        known = await self.open(session_id, token)
+        docs = await chat.take_turn(self.db, self.flow, session_id, known, text)
+        self._written(session_id, known, docs)
+        return docs
+
+    async def read(self, session_id: str, token: str, after: int) -> list[dict]:
+        await self.open(session_id, token)
+        return await chat.messages_after(self.db, session_id, after)
+
+    async def clear(self, session_id: str, token: str) -> list[dict]:
+        known = await self.open(session_id, token)
+        docs = await chat.clear_conversation(self.db, self.flow, session_id, known)
+        self._written(session_id, known, docs)
+        return docs
+
+    def _written(self, session_id: str, known: chat.Known, docs: list[dict]) -> None:
+        self.summaries[session_id] = chat.summary_update(session_id, docs, self.where)
+        events = chat.events_of(docs, known.customer_id)
+        if events:
+            self.events += events
+            self.wake.set()
+        for bell in self.bells.get(session_id, ()):
+            bell.ring(docs[-1]["seq"])
+        self.ring_elsewhere(session_id, docs[-1]["seq"])
+
+    # Sockets ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def listening(self, session_id: str) -> AsyncIterator[Bell]:
+        """A bell rung by every turn this replica takes on the session."""
+        bell = Bell()
+        self.bells.setdefault(session_id, set()).add(bell)
+        try:
+            yield bell
+        finally:
+            bells = self.bells.get(session_id, set())
+            bells.discard(bell)
+            if not bells:
+                self.bells.pop(session_id, None)
+
+    # Background: summaries and events -------------------------------------------------
+
+    def run_in_background(self) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        """Flush summaries, hand on events, sweep for stranded ones; runs for ever."""
+        last_sweep = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), FLUSH_S)
+            self.wake.clear()
+            try:
+                await self.flush()
+                if time.monotonic() - last_sweep > SWEEP_S:
+                    last_sweep = time.monotonic()
+                    self.events += await chat.stranded_events(self.db, STRANDED_AFTER_S)
+                if not await self.hand_on():
+                    await asyncio.sleep(RETRY_S)
+            except Exception as exc:  # the database is down: keep what we hold, retry
+                log.warning("chat background work: %s; will retry", exc)
+                await asyncio.sleep(RETRY_S)
+
+    async def flush(self) -> None:
+        """Write the collected session summaries: one command for all of them."""
+        if not self.summaries:
+            return
+        taken, self.summaries = self.summaries, {}
+        try:
+            await self.db.chat_sessions.bulk_write(list(taken.values()), ordered=False)
+        except Exception:
+            for session_id, update in taken.items():  # newer ones win
+                self.summaries.setdefault(session_id, update)
+            raise
+
+    async def hand_on(self) -> bool:
+        """Give waiting events to their consumers, store those taken; False if any
+        consumer failed (its events stay for the next round)."""
+        if not self.events:
+            return True
+        taken, self.events = self.events, []
+        outcomes = await asyncio.gather(*(self._consume(event) for event in taken),
+                                        return_exceptions=True)
+        failed = {event["_id"] for event, outcome in zip(taken, outcomes, strict=True)
+                  if isinstance(outcome, BaseException)}
+        for event, outcome in zip(taken, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("event %s (%s): consumer failed: %s; will retry", event["_id"],
+                            event["type"], outcome)
+        # A message's outbox closes only once every event it carries was taken.
+        open_messages = {e.get("message_id") for e in taken if e["_id"] in failed}
+        retry = [e for e in taken if e["_id"] in failed
+                 or (e.get("message_id") is not None and e["message_id"] in open_messages)]
+        retry_ids = {e["_id"] for e in retry}
+        done = [e for e in taken if e["_id"] not in retry_ids]
+        try:
+            await chat.record_events(self.db, done)
+        except Exception:
+            self.events = taken + self.events
+            raise
+        self.events = retry + self.events
+        return not retry
+
+    async def _consume(self, event: dict) -> None:
+        consumer = self.consumers.get(event["type"])
+        if consumer is not None:
+            await consumer({k: v for k, v in event.items() if k != "message_id"})
