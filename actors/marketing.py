@@ -4,9 +4,10 @@ Detached, named `marketing`, async, restarted on failure; created idempotently b
 the application. Its timers are one heap served by one sleeper, not a coroutine per
 offer, so it holds 100,000 pending offers in a few MB. MongoDB is the record: on
 (re)start it reloads every offer still to fire, and overdue ones fire at once; the
-atomic claim in `app.marketing` makes sure none fires twice. At fire time the offer
-goes to the customer's inbox, rings the chat hub for an open WebSocket, and, when
-the customer has an email, is mailed through the same SMTP path as campaigns.
+atomic claim in `app.marketing` makes sure none fires twice. Offers due together
+fire as one batch (a few database commands for the batch, see `app.marketing`): they
+go to the customers' inboxes, one call rings the chat hub for open WebSockets, and
+those with an email are mailed over pooled SMTP connections (the campaigns' sender).
 
 Teardown: it ends with the Ray cluster, or `ray.kill(ray.get_actor("marketing",
 namespace="operator-comms"))`; scheduled offers wait in MongoDB for the next one.
@@ -26,13 +27,16 @@ from actors.chat_hub import chat_hub
 from app import marketing
 from app.config import Endpoints, Settings
 from app.db import database
-from app.mailer import Mail, Sender, build_message, message_id
+from app.mailer import Mail, SenderPool, build_message, message_id
 from app.tokens import sign_customer_id
 
 log = logging.getLogger("operator_comms.marketing")
 NAMESPACE = "operator-comms"
 ACTOR_NAME = "marketing"
-FIRING_CONCURRENCY = 32
+FIRING_CONCURRENCY = 8   # batches in flight
+BATCH_MAX = 100
+MAIL_CONNECTIONS = 4
+RETRY_S = 5.0
 EXPIRE_EVERY_S = 30.0
 
 
@@ -49,6 +53,8 @@ class MarketingActor:
         self.lateness_ms: list[float] = []
         self.hub = chat_hub(settings.actor_resources)
         self.fired = 0
+        self.batches = 0
+        self.senders = SenderPool()
         self.sleeper = asyncio.get_running_loop().create_task(self._run())
 
     @property
@@ -86,7 +92,8 @@ class MarketingActor:
             return round(lateness[min(len(lateness) - 1, int(p * len(lateness)))], 2) \
                 if lateness else None
 
-        return {"pending": len(self.heap), "fired": self.fired, "rss_mb": _rss_mb(),
+        return {"pending": len(self.heap), "fired": self.fired, "batches": self.batches,
+                "rss_mb": _rss_mb(),
                 "lateness_p50_ms": pct(0.5), "lateness_p99_ms": pct(0.99)}
 
     async def _run(self) -> None:
@@ -109,51 +116,83 @@ class MarketingActor:
             self.wake.clear()
             delay = EXPIRE_EVERY_S
             while self.heap and self.heap[0][0] <= time.time():
-                fire_at, offer_id = heapq.heappop(self.heap)
+                due = []
+                while self.heap and self.heap[0][0] <= time.time() and len(due) < BATCH_MAX:
+                    due.append(heapq.heappop(self.heap))
                 await self.firing.acquire()
-                asyncio.get_running_loop().create_task(self._fire(offer_id, fire_at))
+                asyncio.get_running_loop().create_task(self._fire(due))
             if self.heap:
                 delay = min(delay, self.heap[0][0] - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), max(0.0, delay))
 
-    async def _fire(self, offer_id: str, due: float) -> None:
+    async def _fire(self, due: list[tuple[float, str]]) -> None:
+        """Fire a batch of due offers; any that fail go back on the heap for a retry."""
+        when = {offer_id: at for at, offer_id in due}
         try:
-            offer = await marketing.take_for_firing(self.db, offer_id)
-            if offer is None:
-                return  # fired already (by an earlier life of this actor, or another)
-            docs = await marketing.deliver_to_inbox(self.db, offer)
-            if docs:
-                await self.hub.publish.remote(offer["session_id"], docs[-1]["seq"])
-            emailed = bool(offer.get("email")) and await self._mail(offer)
-            await marketing.mark_sent(self.db, offer_id, emailed)
-            self.fired += 1
-            self.lateness_ms.append(max(0.0, (time.time() - due) * 1000))
+            offers = await marketing.claim_for_firing(self.db, list(when))
+            written, failed = await marketing.deliver_batch(self.db, offers)
+            for offer_id, exc in failed.items():
+                log.warning("offer %s: firing failed (%s); retrying in %.0f s", offer_id, exc,
+                            RETRY_S)
+                heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
+            rings = [(docs[-1]["session_id"], docs[-1]["seq"]) for docs in written.values()
+                     if docs]
+            if rings:
+                self.hub.publish_many.remote(rings)  # a wake-up: the inbox holds them
+            fired = [offer for offer in offers if offer["_id"] in written]
+            emailed = await self._mail([offer for offer in fired if offer.get("email")])
+            await marketing.mark_sent(self.db, {offer["_id"]: emailed.get(offer["_id"], False)
+                                                for offer in fired})
+            self.fired += len(fired)
+            self.batches += 1
+            at = time.time()
+            self.lateness_ms += [max(0.0, (at - when[offer["_id"]]) * 1000) for offer in fired]
             del self.lateness_ms[:-100_000]
         except Exception:
-            log.exception("offer %s: firing failed; retrying in 5 s", offer_id)
-            heapq.heappush(self.heap, (time.time() + 5, offer_id))
+            log.exception("a batch of %d offers: firing failed; retrying in %.0f s", len(due),
+                          RETRY_S)
+            for _, offer_id in due:
+                heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
         finally:
             self.firing.release()
 
-    async def _mail(self, offer: dict) -> bool:
+    async def _mail(self, offers: list[dict]) -> dict[str, bool]:
+        """Mail the offers over a few pooled connections; offer id -> sent."""
+        if not offers:
+            return {}
+        queue: asyncio.Queue[dict] = asyncio.Queue()
+        for offer in offers:
+            queue.put_nowait(offer)
+        sent: dict[str, bool] = {}
+        senders = await self.senders.take(self.settings, self.endpoints,
+                                          min(MAIL_CONNECTIONS, len(offers)))
+
+        async def drain(sender) -> None:
+            while not queue.empty():
+                offer = queue.get_nowait()
+                outcome = await sender.send(build_message(self._mail_for(offer),
+                                                          self.settings.mail_from))
+                sent[offer["_id"]] = outcome.status == "sent"
+                if outcome.status != "sent":
+                    log.warning("offer %s: email not sent (%s %s)", offer["_id"],
+                                outcome.code, outcome.error)
+
+        try:
+            await asyncio.gather(*(drain(sender) for sender in senders))
+        finally:
+            self.senders.give(senders)
+        return sent
+
+    def _mail_for(self, offer: dict) -> Mail:
         token = sign_customer_id(offer["customer_id"], self.unsubscribe_secret)
         unsubscribe_url = f"{self.settings.public_url.rstrip('/')}/unsubscribe/{token}"
         chat_url = f"{self.settings.public_url.rstrip('/')}/chat"
-        mail = Mail(to_email=offer["email"], to_name="", subject="A special offer for you",
+        return Mail(to_email=offer["email"], to_name="", subject="A special offer for you",
                     text=f"{offer['text']}\n\nAccept it in the chat: {chat_url}\n\n"
                          f"Unsubscribe: {unsubscribe_url}\n",
                     message_id=message_id(f"offer:{offer['_id']}", self.settings.mail_from),
                     unsubscribe_url=unsubscribe_url)
-        sender = Sender(self.settings, self.endpoints)
-        try:
-            outcome = await sender.send(build_message(mail, self.settings.mail_from))
-        finally:
-            await sender.close()
-        if outcome.status != "sent":
-            log.warning("offer %s: email not sent (%s %s)", offer["_id"], outcome.code,
-                        outcome.error)
-        return outcome.status == "sent"
 
 
 def _rss_mb() -> float | None:

@@ -12,9 +12,10 @@ outbox) and are copied to `events` and handed to their consumer afterwards, so a
 crash between the two never loses one.
 
 A replica remembers what it last saw of a session (`Known`: token hash, customer,
-last number and state), so a turn on a warm session is one insert. The session
-document's summary (node, ended, last number) is derived from the messages and is
-written in bulk (`summary_update`), never on the turn's path.
+last number and state), so a turn on a warm session is one insert and a cold one a
+read more. The session document's summary (node, ended, state, last number) is
+derived from the messages and written in bulk (`summary_update`), never on the
+turn's path.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = N
     token = secrets.token_urlsafe(24)
     session_id = uuid.uuid4().hex
     turn = start(flow)
-    docs = _turn_docs(session_id, turn, customer_text=None, based_on=0)
+    docs = turn_docs(session_id, turn, customer_text=None, based_on=0)
     session = {
         "_id": session_id, "token_hash": token_hash(token),
         "customer_id": customer["_id"] if customer else None,
@@ -136,13 +137,18 @@ async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = N
 
 
 async def load_session(db: AsyncDatabase, session_id: str) -> Known | None:
-    """What the database knows of a session (two reads), or None if there is none."""
-    session = await db.chat_sessions.find_one({"_id": session_id},
-                                              {"token_hash": 1, "customer_id": 1})
+    """What the database knows of a session (one read: the session's summary), or None.
+
+    The summary may lag the messages by a flush; a turn computed from it then collides
+    on its first number and re-reads the last message."""
+    session = await db.chat_sessions.find_one(
+        {"_id": session_id}, {"token_hash": 1, "customer_id": 1, "last_seq": 1, "state": 1})
     if session is None:
         return None
-    known = Known(session["token_hash"], session.get("customer_id"), 0, None)
-    await refresh(db, session_id, known)
+    known = Known(session["token_hash"], session.get("customer_id"),
+                  session.get("last_seq", 0), session.get("state"))
+    if "state" not in session:  # a session from before summaries carried the state
+        await refresh(db, session_id, known)
     return known
 
 
@@ -183,7 +189,7 @@ async def append_system_turn(db: AsyncDatabase, session_id: str, turn: Turn, *, 
 async def _append_turn(db: AsyncDatabase, session_id: str, known: Known, compute,
                        **message: Any) -> list[dict]:
     for attempt in range(MAX_TURN_TRIES):
-        docs = _turn_docs(session_id, compute(known.state), based_on=known.seq, **message)
+        docs = turn_docs(session_id, compute(known.state), based_on=known.seq, **message)
         try:
             await db.messages.insert_many(docs, ordered=True)
         except (DuplicateKeyError, BulkWriteError) as exc:
@@ -199,7 +205,7 @@ async def _append_turn(db: AsyncDatabase, session_id: str, known: Known, compute
     raise RuntimeError(f"session {session_id}: too much contention")
 
 
-def _turn_docs(session_id: str, turn: Turn, *, customer_text: str | None, based_on: int,
+def turn_docs(session_id: str, turn: Turn, *, customer_text: str | None, based_on: int,
                role: str = "bot", kind: str = "text",
                offer: dict | None = None) -> list[dict]:
     at = now()
@@ -221,7 +227,7 @@ def _turn_docs(session_id: str, turn: Turn, *, customer_text: str | None, based_
 
 def _summary(docs: list[dict], where: str = "") -> dict[str, Any]:
     state = docs[-1].get("state_after") or {}
-    return {"node": state.get("node"), "ended": state.get("ended", False),
+    return {"node": state.get("node"), "ended": state.get("ended", False), "state": state,
             "updated_at": docs[-1]["created_at"], "last_seq": docs[-1]["seq"],
             **({"replica": where} if where else {})}
 

@@ -11,8 +11,12 @@ consumers arrive as callables).
 - A turn that emits events wakes the hand-off loop, which gives them to their
   consumers at once and then stores them with two writes per batch. A sweep every
   SWEEP_S picks up events a stopped replica left in an outbox.
-- Sockets held by this replica are woken by turns taken here; `ring_elsewhere` (the
-  chat hub) tells sockets held by other replicas, which hear it in `wait_elsewhere`.
+- Sockets held by this replica are woken by turns taken here. Sockets held by other
+  replicas hear through the `Doorbell` (the chat hub), which is rung only for a
+  session with a socket elsewhere: the replica follows the hub's count of sockets
+  per session (`follow_listeners`), so turns nobody watches cost no call. A socket
+  opened elsewhere a moment before a turn may miss that ring; it re-reads on its
+  wait's timeout, so the message is late, never lost.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -30,14 +35,24 @@ from app import chat
 from app.flow_engine import Flow
 
 log = logging.getLogger("operator_comms.conversations")
-FLUSH_S = 0.25
+FLUSH_S = 1.0
 SWEEP_S = 30.0
 STRANDED_AFTER_S = 10.0
 RETRY_S = 1.0
 
 Consumer = Callable[[dict], Awaitable[Any]]
-Ring = Callable[[str, int], None]
-Wait = Callable[[str, int, float], Awaitable[int | None]]
+
+
+class Doorbell(Protocol):
+    """How replicas wake each other's sockets (`actors.chat_hub.HubDoorbell`)."""
+
+    def ring(self, session_id: str, seq: int) -> None: ...
+    async def wait(self, session_id: str, after: int, timeout_s: float,
+                   socket_id: str) -> int | None: ...
+    async def listen(self, session_id: str, socket_id: str) -> None: ...
+    async def unlisten(self, session_id: str, socket_id: str) -> None: ...
+    async def changes(self, epoch: str | None, since: int) -> tuple[
+        str, int, dict[str, int] | None, list[tuple[str, int]]]: ...
 
 
 class Bell:
@@ -46,6 +61,7 @@ class Bell:
     def __init__(self) -> None:
         self.latest = 0
         self.event = asyncio.Event()
+        self.socket_id = ""
 
     def ring(self, seq: int) -> None:
         self.latest = max(self.latest, seq)
@@ -59,14 +75,13 @@ class Bell:
 
 class Conversations:
     def __init__(self, db: AsyncDatabase, flow: Flow, *, where: str,
-                 consumers: dict[str, Consumer], ring_elsewhere: Ring,
-                 wait_elsewhere: Wait) -> None:
+                 consumers: dict[str, Consumer], doorbell: Doorbell) -> None:
         self.db = db
         self.flow = flow
         self.where = where
         self.consumers = consumers
-        self.ring_elsewhere = ring_elsewhere
-        self.wait_elsewhere = wait_elsewhere  # (session, after, timeout) -> newest or None
+        self.doorbell = doorbell
+        self.sockets_anywhere: dict[str, int] = {}  # session -> sockets (the hub's view)
         self.memory = chat.SessionMemory()
         self.summaries: dict[str, Any] = {}   # session -> its latest summary update
         self.events: list[dict] = []          # to hand on
@@ -116,29 +131,62 @@ class Conversations:
         if events:
             self.events += events
             self.wake.set()
-        for bell in self.bells.get(session_id, ()):
+        here = self.bells.get(session_id, ())
+        for bell in here:
             bell.ring(docs[-1]["seq"])
-        self.ring_elsewhere(session_id, docs[-1]["seq"])
+        if self.sockets_anywhere.get(session_id, 0) > len(here):
+            self.doorbell.ring(session_id, docs[-1]["seq"])
 
     # Sockets ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def listening(self, session_id: str) -> AsyncIterator[Bell]:
-        """A bell rung by every turn this replica takes on the session."""
+        """A bell rung by every turn this replica takes on the session; the hub knows
+        of the socket while it is open, so the other replicas ring too."""
         bell = Bell()
+        bell.socket_id = uuid.uuid4().hex
         self.bells.setdefault(session_id, set()).add(bell)
         try:
+            await self.doorbell.listen(session_id, bell.socket_id)
             yield bell
         finally:
             bells = self.bells.get(session_id, set())
             bells.discard(bell)
             if not bells:
                 self.bells.pop(session_id, None)
+            with contextlib.suppress(Exception):
+                await self.doorbell.unlisten(session_id, bell.socket_id)
+
+    async def wait_elsewhere(self, session_id: str, bell: Bell, after: int,
+                             timeout_s: float) -> int | None:
+        """The newest number rung from elsewhere once after `after`; None on timeout."""
+        return await self.doorbell.wait(session_id, after, timeout_s, bell.socket_id)
+
+    async def follow_listeners(self) -> None:
+        """Keep `sockets_anywhere` in step with the hub; runs for ever."""
+        epoch, version = None, 0
+        while True:
+            try:
+                epoch, version, everything, changes = await self.doorbell.changes(
+                    epoch, version)
+            except Exception as exc:
+                log.warning("following the chat hub: %s; will retry", exc)
+                epoch = None
+                await asyncio.sleep(RETRY_S)
+                continue
+            if everything is not None:
+                self.sockets_anywhere = dict(everything)
+            for session_id, sockets in changes:
+                if sockets:
+                    self.sockets_anywhere[session_id] = sockets
+                else:
+                    self.sockets_anywhere.pop(session_id, None)
 
     # Background: summaries and events -------------------------------------------------
 
-    def run_in_background(self) -> asyncio.Task:
-        return asyncio.get_running_loop().create_task(self.run())
+    def run_in_background(self) -> list[asyncio.Task]:
+        loop = asyncio.get_running_loop()
+        return [loop.create_task(self.run()), loop.create_task(self.follow_listeners())]
 
     async def run(self) -> None:
         """Flush summaries, hand on events, sweep for stranded ones; runs for ever."""

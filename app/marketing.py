@@ -1,20 +1,25 @@
 """Reactive marketing in MongoDB: counter-offers after a refusal, their firing, acceptance.
 
 An offer is keyed by the refusal event that caused it, so a repeated event makes no
-second one. Firing moves it `scheduled` -> `firing` in one atomic update (two actors,
-or a restarted one, cannot both take it), writes the counter-offer into the
-customer's inbox unless it is already there, then marks it `sent`; an offer found in
-`firing` after a crash is finished the same way, never written twice.
+second one. Offers due together fire as a batch, a few commands for the whole batch:
+one update moves them `scheduled` -> `firing` under a claim token (two actors, or a
+restarted one, cannot both take one), one insert writes the counter-offers into the
+customers' inboxes (one message per session, at the number after the session's
+summary: a stale summary collides and that offer takes the one-by-one path), one
+bulk write moves the sessions' summaries, and one update per outcome marks them
+`sent`. An offer found in `firing` under another claim (a crash) is finished one by
+one, checking the inbox first, so it is never written twice.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app import chat
 from app.catalogue import catalogue
@@ -84,18 +89,73 @@ async def due_offers(db: AsyncDatabase) -> list[tuple[float, str]]:
     return [(doc["fire_at"].timestamp(), doc["_id"]) async for doc in cursor]
 
 
-async def take_for_firing(db: AsyncDatabase, offer_id: str) -> dict | None:
-    """Atomically claim a due offer (or one a crash left in `firing`).
+async def claim_for_firing(db: AsyncDatabase, offer_ids: list[str]) -> list[dict]:
+    """Claim a batch of due offers: one update, one read. Returns the offers now
+    `firing`: those this claim took, and those a crash left `firing` (`recovered`)."""
+    claim = uuid.uuid4().hex
+    await db.offers.update_many({"_id": {"$in": offer_ids}, "status": "scheduled"},
+                                {"$set": {"status": "firing", "firing_at": now(),
+                                          "claim": claim}})
+    offers = await db.offers.find({"_id": {"$in": offer_ids}, "status": "firing"}).to_list()
+    for offer in offers:
+        offer["recovered"] = offer.get("claim") != claim
+    return offers
 
-    A conditional update_one (its modified_count says who won) then a read: as atomic
-    as findAndModify, which the embedded database runs about 100x slower. One
-    equality per filter, so {_id, status} stays on its index."""
-    for status in ("scheduled", "firing"):
-        won = await db.offers.update_one({"_id": offer_id, "status": status},
-                                         {"$set": {"status": "firing", "firing_at": now()}})
-        if won.modified_count == 1 or (status == "firing" and won.matched_count == 1):
-            return await db.offers.find_one({"_id": offer_id})
-    return None
+
+def _counter_offer(offer: dict):
+    turn = enter(load_flow(), "counter_offer", offer_id=offer["_id"])
+    turn.messages[0].text = f"{offer['text']} {turn.messages[0].text}"
+    return turn
+
+
+def _offer_ref(offer: dict) -> dict:
+    return {"id": offer["_id"], "plan": offer["plan"], "discount_pct": offer["discount_pct"],
+            "expires_at": offer["expires_at"].isoformat()}
+
+
+async def deliver_batch(db: AsyncDatabase, offers: list[dict]
+                        ) -> tuple[dict[str, list[dict]], dict[str, Exception]]:
+    """Write each offer into its session's inbox once: ({offer id: messages written,
+    [] if already there}, {offer id: why it could not be, for a later retry})."""
+    first: dict[str, dict] = {}  # one offer per session in the bulk insert
+    one_by_one = [o for o in offers if o["recovered"]]
+    for offer in offers:
+        if not offer["recovered"] and first.setdefault(offer["session_id"], offer) is not offer:
+            one_by_one.append(offer)
+    summaries = {s["_id"]: s for s in await db.chat_sessions.find(
+        {"_id": {"$in": list(first)}}, {"last_seq": 1}).to_list()} if first else {}
+    planned: dict[str, list[dict]] = {}
+    for session_id, offer in first.items():
+        turn = _counter_offer(offer)
+        if session_id not in summaries or len(turn.messages) != 1:
+            one_by_one.append(offer)  # no such session (an error below), or a longer turn
+            continue
+        planned[offer["_id"]] = chat.turn_docs(
+            session_id, turn, customer_text=None, role="marketing", kind="offer",
+            based_on=summaries[session_id].get("last_seq", 0), offer=_offer_ref(offer))
+    by_offer = {offer["_id"]: offer for offer in offers}
+    docs = [doc for written in planned.values() for doc in written]
+    if docs:
+        try:
+            await db.messages.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+                raise
+            collided = {docs[e["index"]]["offer"]["id"] for e in exc.details["writeErrors"]}
+            for offer_id in collided:  # a stale summary: the one-by-one path re-reads
+                del planned[offer_id]
+                one_by_one.append(by_offer[offer_id])
+    if planned:
+        await db.chat_sessions.bulk_write(
+            [chat.summary_update(written[-1]["session_id"], written)
+             for written in planned.values()], ordered=False)
+    failed: dict[str, Exception] = {}
+    for offer in one_by_one:
+        try:
+            planned[offer["_id"]] = await deliver_to_inbox(db, offer)
+        except Exception as exc:
+            failed[offer["_id"]] = exc
+    return planned, failed
 
 
 async def deliver_to_inbox(db: AsyncDatabase, offer: dict) -> list[dict]:
@@ -104,18 +164,20 @@ async def deliver_to_inbox(db: AsyncDatabase, offer: dict) -> list[dict]:
                                           "offer.id": offer["_id"]})
     if already is not None:
         return []
-    turn = enter(load_flow(), "counter_offer", offer_id=offer["_id"])
-    turn.messages[0].text = f"{offer['text']} {turn.messages[0].text}"
-    return await chat.append_system_turn(
-        db, offer["session_id"], turn, role="marketing", kind="offer",
-        offer={"id": offer["_id"], "plan": offer["plan"], "discount_pct": offer["discount_pct"],
-               "expires_at": offer["expires_at"].isoformat()})
+    return await chat.append_system_turn(db, offer["session_id"], _counter_offer(offer),
+                                         role="marketing", kind="offer",
+                                         offer=_offer_ref(offer))
 
 
-async def mark_sent(db: AsyncDatabase, offer_id: str, emailed: bool) -> None:
-    await db.offers.update_one({"_id": offer_id, "status": "firing"},
-                               {"$set": {"status": "sent", "sent_at": now(),
-                                         "emailed": emailed}})
+async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
+    """Offer id -> whether it was emailed: at most two updates for a batch."""
+    at = now()
+    for flag in (True, False):
+        ids = [offer_id for offer_id, was in emailed.items() if was is flag]
+        if ids:
+            await db.offers.update_many({"_id": {"$in": ids}, "status": "firing"},
+                                        {"$set": {"status": "sent", "sent_at": at,
+                                                  "emailed": flag}})
 
 
 async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:

@@ -15,13 +15,14 @@ from pathlib import Path
 import httpx
 import psutil
 import ray
+from pymongo import MongoClient
 from ray import serve
 
 from actors.local_services import local_services
 from app.config import Settings, load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
-from deployments.main import AppArgs, deploy
+from deployments.main import AppArgs, deploy, start_serve
 
 
 def machine() -> dict:
@@ -43,7 +44,7 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
              logging_level="ERROR", log_to_driver=False)
     try:
         ray.get(local_services(settings).endpoints.remote())
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        start_serve("127.0.0.1", port)
         deploy(AppArgs(chatbot_replicas=chatbot_replicas), settings)
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=http_timeout_s,
@@ -64,3 +65,48 @@ def percentile(values: list[float], p: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+OPS = ("insert", "query", "update", "delete", "getmore", "command")
+
+
+class CpuWatch:
+    """CPU seconds of every process over an interval, and the busiest ones."""
+
+    def __init__(self) -> None:
+        psutil.cpu_percent(interval=None)
+        self.before = self._times()
+
+    @staticmethod
+    def _times() -> dict[int, tuple[str, float]]:
+        found = {}
+        for proc in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
+            try:
+                times = proc.info["cpu_times"]
+                label = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])[:70]
+                found[proc.info["pid"]] = (label, times.user + times.system)
+            except (psutil.Error, TypeError):
+                continue
+        return found
+
+    def done(self, elapsed: float, top: int = 6) -> dict:
+        after = self._times()
+        used = []
+        for pid, (label, seconds) in after.items():
+            spent = seconds - self.before.get(pid, (label, 0.0))[1]
+            if spent > 0:
+                used.append((spent, pid, label))
+        used.sort(reverse=True)
+        return {"cpu_percent": psutil.cpu_percent(interval=None),
+                "top_processes": [{"pid": pid, "process": label,
+                                   "cpu_percent_of_one_core": round(100 * s / elapsed, 1)}
+                                  for s, pid, label in used[:top]]}
+
+
+def opcounters(mongo: MongoClient) -> dict[str, int]:
+    counters = mongo.admin.command("serverStatus")["opcounters"]
+    return {name: counters.get(name, 0) for name in OPS}
+
+
+def opcount(mongo: MongoClient) -> int:
+    return sum(opcounters(mongo).values())

@@ -42,7 +42,10 @@ class ChatCustomer(FastHttpUser):
         if not response.ok:
             return
         session = response.json()
-        headers = {"Authorization": f"Bearer {session['token']}"}
+        # x-session-id: Serve routes every call of the session to the replica that
+        # remembers it (any replica could answer; this one answers from memory).
+        headers = {"Authorization": f"Bearer {session['token']}",
+                   "x-session-id": session["session_id"]}
         path = f"/chat/api/sessions/{session['session_id']}/messages"
         for text in random.choice(CONVERSATIONS):
             self.wait()

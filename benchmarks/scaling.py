@@ -35,11 +35,17 @@ import time
 from pathlib import Path
 
 import aiosmtplib
-import psutil
 from pymongo import MongoClient
 
 from app.mailer import Mail, build_message
-from benchmarks.harness import machine, mongodb_uri, percentile, running_app
+from benchmarks.harness import (
+    CpuWatch,
+    machine,
+    mongodb_uri,
+    opcount,
+    percentile,
+    running_app,
+)
 from benchmarks.smtp_sink import BenchSink
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,47 +53,6 @@ OC, OC_DEFAULT, PREFORK, GEVENT, RAW = (
     "operator-comms", "operator-comms (default connections)", "celery prefork",
     "celery gevent", "raw aiosmtplib")
 CPU_CEILING = 800  # messages/s assumed possible here, for sizing rows only (doubled if short)
-OPS = ("insert", "query", "update", "delete", "getmore", "command")
-
-
-class CpuWatch:
-    """CPU seconds of every process over an interval, and the busiest ones."""
-
-    def __init__(self) -> None:
-        psutil.cpu_percent(interval=None)
-        self.before = self._times()
-
-    @staticmethod
-    def _times() -> dict[int, tuple[str, float]]:
-        found = {}
-        for proc in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
-            try:
-                times = proc.info["cpu_times"]
-                label = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])[:70]
-                found[proc.info["pid"]] = (label, times.user + times.system)
-            except (psutil.Error, TypeError):
-                continue
-        return found
-
-    def done(self, elapsed: float, top: int = 6) -> dict:
-        after = self._times()
-        used = []
-        for pid, (label, seconds) in after.items():
-            spent = seconds - self.before.get(pid, (label, 0.0))[1]
-            if spent > 0:
-                used.append((spent, pid, label))
-        used.sort(reverse=True)
-        return {"cpu_percent": psutil.cpu_percent(interval=None),
-                "top_processes": [{"pid": pid, "process": label,
-                                   "cpu_percent_of_one_core": round(100 * s / elapsed, 1)}
-                                  for s, pid, label in used[:top]]}
-
-
-def opcount(mongo: MongoClient) -> int:
-    counters = mongo.admin.command("serverStatus")["opcounters"]
-    return sum(counters.get(name, 0) for name in OPS)
-
-
 def row_stats(sink: BenchSink, started: float, messages: int) -> dict:
     arrivals = sorted(sink.stats()["arrivals"].values())
     latencies = [(t - started) * 1000 for t in arrivals]

@@ -4,7 +4,7 @@ A turn is one HTTP hop (proxy -> replica) and, on a session the replica remember
 one database write; see `app.conversations`. Serve's consistent-hash router sends
 the calls of a session that carry `x-session-id` to the same replica. Each replica
 hands the events of its turns to the marketing actor and rings the chat hub for
-sockets held elsewhere.
+sessions with a socket held elsewhere.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from ray import serve
 
-from actors.chat_hub import chat_hub
+from actors.chat_hub import HubDoorbell, chat_hub
 from actors.marketing import marketing_actor
 from app.config import Settings
 from app.conversations import Conversations
@@ -44,9 +44,6 @@ class ChatBot:
                 "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
                 "offer_accepted": lambda event: marketing.handle_upgrade.remote(event),
             },
-            # Fire and forget: the ring is a wake-up, the database holds the messages.
-            ring_elsewhere=lambda session_id, seq: hub.publish.remote(session_id, seq),
-            wait_elsewhere=lambda session_id, after, timeout: hub.wait.remote(
-                session_id, after, timeout))
+            doorbell=HubDoorbell(hub))
         install(context)
         self.background = context.conversations.run_in_background()

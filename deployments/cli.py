@@ -15,10 +15,9 @@ from app.tokens import admin_token
 
 def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
     import ray
-    from ray import serve
 
     from actors.local_services import local_services
-    from deployments.main import AppArgs, deploy
+    from deployments.main import AppArgs, deploy, start_serve
 
     context = ray.init(
         address=settings.ray_address,
@@ -31,7 +30,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
     )
     if settings.embedded_mongodb or settings.embedded_smtp:
         ray.get(local_services(settings).endpoints.remote())  # start them before the app
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    start_serve(settings.http_host, settings.http_port)
     args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
     deploy(args, settings)
     return context.dashboard_url or "127.0.0.1:8265"

@@ -72,6 +72,13 @@ def chat_application(args: AppArgs, settings: Settings) -> Application:
         ray_actor_options=_placement(settings, options.CHATBOT)).bind(settings)
 
 
+def start_serve(host: str, port: int, **options_: Any) -> None:
+    """Start Serve's controller and proxies with the proxy's access log off (a line per
+    request costs the proxy more than routing it); errors are still logged."""
+    serve.start(http_options={"host": host, "port": port}, logging_config=options.LOGGING,
+                **options_)
+
+
 def deploy(args: AppArgs, settings: Settings) -> None:
     """Deploy both applications on the running Serve instance (what the config does)."""
     serve.run(dashboard_app(args, settings), name=APP_NAME, route_prefix="/")

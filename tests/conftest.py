@@ -26,7 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from ray import serve
 
     from actors.local_services import local_services
-    from deployments.main import AppArgs, deploy
+    from deployments.main import AppArgs, deploy, start_serve
 
     port = free_port()
     imap = Dovecot().start()
@@ -48,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     try:
         services = local_services(settings)
         ray.get(services.endpoints.remote())
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        start_serve("127.0.0.1", port)
         deploy(AppArgs(chatbot_replicas=2), settings)
         yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}",
                     token=admin_token(settings), services=services, imap=imap)

@@ -116,7 +116,8 @@ $("composer").addEventListener("submit", (event) => {
 
 $("clear").addEventListener("click", async () => {
   const response = await fetch(`/chat/api/sessions/${session.id}/messages`, {
-    method: "DELETE", headers: { Authorization: `Bearer ${session.token}` } });
+    method: "DELETE", headers: { Authorization: `Bearer ${session.token}`,
+                                 "x-session-id": session.id } });
   if (!response.ok) return;
   const data = await response.json();
   // The socket may have delivered the new greeting (or even a later turn) before this

@@ -160,9 +160,9 @@ async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
         while True:  # turns taken on this replica by other calls (REST, another tab)
             await push(upto=await bell.wait())
 
-    async def from_elsewhere() -> None:
+    async def from_elsewhere(bell: Bell) -> None:
         while True:  # other replicas and the marketing actor ring the hub
-            latest = await talk.wait_elsewhere(session_id, cursor, ELSEWHERE_WAIT_S)
+            latest = await talk.wait_elsewhere(session_id, bell, cursor, ELSEWHERE_WAIT_S)
             await push(upto=latest)
 
     async def from_customer() -> None:
@@ -181,7 +181,7 @@ async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
 
     async with talk.listening(session_id) as bell:
         await push()  # what the client missed while away
-        tasks = [asyncio.create_task(from_here(bell)), asyncio.create_task(from_elsewhere()),
+        tasks = [asyncio.create_task(from_here(bell)), asyncio.create_task(from_elsewhere(bell)),
                  asyncio.create_task(from_customer())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import ray
 import websockets
@@ -152,3 +153,36 @@ def test_no_offer_for_unsubscribed_customers(stack: Stack, api) -> None:
         {"_id": f"unsub-{uuid.uuid4().hex}", "type": "offer_refused",
          "session_id": "none", "customer_id": customer["_id"]}))
     assert result == {"scheduled": False, "reason": "customer unsubscribed", "offer_id": None}
+
+
+def test_offers_due_together_fire_as_one_batch(stack: Stack) -> None:
+    """Thirty overdue offers when the actor (re)starts: one batch, a handful of database
+    commands for all of them (the profiler counts those naming an offer or session),
+    each counter-offer in its inbox once."""
+    db = mongo(stack)
+    sessions = [_session(stack)["session_id"] for _ in range(30)]
+    prefix = f"batch-{uuid.uuid4().hex[:6]}"
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    db.offers.insert_many([{
+        "_id": f"{prefix}:{n}", "who": f"session:{s}", "customer_id": None, "session_id": s,
+        "email": None, "plan": "Turbo", "discount_pct": 20.0, "text": "20% off Turbo.",
+        "status": "scheduled", "created_at": due, "fire_at": due,
+        "expires_at": due + timedelta(days=7)} for n, s in enumerate(sessions)])
+    ids = [f"{prefix}:{n}" for n in range(30)]
+    db.command("profile", 2)
+    try:
+        ray.kill(marketing(), no_restart=False)  # it reloads them, all due at once
+        wait_until(lambda: db.offers.count_documents({"_id": {"$in": ids},
+                                                      "status": "sent"}) == 30,
+                   timeout_s=90, what="the thirty offers to fire")
+    finally:
+        db.command("profile", 0)
+    stats = ray.get(marketing().stats.remote())
+    assert stats["fired"] == 30 and stats["batches"] == 1
+    named = [p for p in db.system.profile.find({"op": {"$in": ["insert", "update", "query"]}})
+             if p.get("ns") != f"{db.name}.system.profile"
+             and any(x in str(p.get("command")) for x in (prefix, sessions[0]))]
+    assert len(named) <= 6, [(p["op"], p["ns"]) for p in named]
+    for session_id in sessions:
+        assert db.messages.count_documents({"session_id": session_id,
+                                            "role": "marketing"}) == 1

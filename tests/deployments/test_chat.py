@@ -16,6 +16,7 @@ from app.chat import append_system_turn
 from app.db import database
 from app.flow_engine import enter, load_flow
 from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
 
 
 def new_session(stack: Stack, **contact: str) -> dict:
@@ -201,3 +202,77 @@ def test_operator_view_lists_sessions_and_open_handoffs(stack: Stack, api) -> No
     assert any(h["session_id"] == session["session_id"] for h in overview["open_handoffs"])
     with stack.client(admin=False) as client:
         assert client.get("/api/chat/sessions").status_code == 401
+
+
+def _replica_keys(stack: Stack) -> dict[str, str]:
+    """An x-session-id value that Serve routes to each ChatBot replica."""
+    keys: dict[str, str] = {}
+    with stack.client(admin=False) as client:
+        for n in range(200):
+            key = f"probe-{n}"
+            replica = client.get("/chat/api/health", headers={"x-session-id": key}).json()
+            keys.setdefault(replica["replica"], key)
+            if len(keys) == 2:
+                return keys
+    raise AssertionError(f"x-session-id reached only {list(keys)}")
+
+
+def _say_via(stack: Stack, session: dict, text: str, key: str,
+             token: str | None = None) -> httpx.Response:
+    with stack.client(admin=False) as client:
+        return client.post(f"/chat/api/sessions/{session['session_id']}/messages",
+                           json={"text": text},
+                           headers={"Authorization": f"Bearer {token or session['token']}",
+                                    "x-session-id": key})
+
+
+def test_each_replica_sees_the_turns_the_other_took(stack: Stack) -> None:
+    first, second = _replica_keys(stack).values()
+    session = new_session(stack)
+    nodes = []
+    # Both replicas remember the session after their first turn on it; each turn after
+    # that starts from a state the other replica moved on.
+    for text, key in (("1", first), ("2", second), ("1", first), ("2", second)):
+        response = _say_via(stack, session, text, key)
+        assert response.status_code == 200, response.text
+        nodes.append(response.json()["messages"][-1]["node"])
+    assert nodes == ["upgrade", "client_menu", "billing", "anything_else"]
+    with stack.client(admin=False) as client:
+        inbox = client.get(f"/chat/api/sessions/{session['session_id']}/messages",
+                           headers={"Authorization": f"Bearer {session['token']}"}).json()
+    seqs = [m["seq"] for m in inbox["messages"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [m["text"] for m in inbox["messages"] if m["role"] == "customer"] == \
+        ["1", "2", "1", "2"]
+
+
+def test_a_remembered_session_still_refuses_a_wrong_token(stack: Stack) -> None:
+    mine, other = new_session(stack), new_session(stack)
+    key = mine["session_id"]
+    assert _say_via(stack, mine, "1", key).status_code == 200  # the replica remembers it
+    assert _say_via(stack, mine, "1", key, token=other["token"]).status_code == 404
+    assert _say_via(stack, mine, "1", key, token=mine["token"] + "x").status_code == 404
+    assert _say_via(stack, mine, "1", key).json()["messages"][-1]["node"] == "turbo_offer"
+
+
+def test_a_chat_turn_costs_at_most_two_database_commands(stack: Stack) -> None:
+    """Counted by the database's own profiler: every command that names the session."""
+    session = new_session(stack)
+    key = session["session_id"]  # Serve keeps the session on one replica
+    assert _say_via(stack, session, "1", key).status_code == 200
+    db = mongo(stack)
+    wait_until(lambda: db.chat_sessions.find_one({"_id": key})["last_seq"] == 3,
+               what="the first turn's summary")
+    db.command("profile", 2)
+    try:
+        turn = _say_via(stack, session, "1", key).json()["messages"]
+        wait_until(lambda: db.chat_sessions.find_one({"_id": key}, comment="test")["last_seq"]
+                   == turn[-1]["seq"], what="the turn's summary")
+    finally:
+        db.command("profile", 0)
+    ours = [p for p in db.system.profile.find({"op": {"$in": ["insert", "update", "query",
+                                                              "command", "getmore"]}})
+            if key in str(p.get("command")) and p.get("ns") != f"{db.name}.system.profile"
+            and p["command"].get("comment") != "test"]
+    assert [(p["op"], p["ns"].split(".", 1)[1]) for p in ours] == [
+        ("insert", "messages"), ("update", "chat_sessions")], ours

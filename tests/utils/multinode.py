@@ -25,7 +25,7 @@ from actors.local_services import local_services
 from app.config import load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
-from deployments.main import AppArgs, deploy
+from deployments.main import AppArgs, deploy, start_serve
 from tests.utils.campaigns import wait_for as wait
 
 
@@ -58,8 +58,7 @@ def main(out: Path) -> None:
     try:
         services = local_services(settings)
         ray.get(services.endpoints.remote())
-        serve.start(proxy_location="HeadOnly",
-                    http_options={"host": "127.0.0.1", "port": port})
+        start_serve("127.0.0.1", port, proxy_location="HeadOnly")
         deploy(AppArgs(), settings)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
                               headers={"Authorization": f"Bearer {admin_token(settings)}"})
