@@ -103,13 +103,15 @@ def main() -> None:
     parser.add_argument("--closed-users", type=int, default=20)
     parser.add_argument("--closed-seconds", type=int, default=30)
     parser.add_argument("--replicas", type=int, default=2, help="ChatBot replicas")
+    parser.add_argument("--idle-seconds", type=float, default=10,
+                        help="how long to count the idle app's database commands first")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results, closed = [], {}
     with running_app(chatbot_replicas=args.replicas) as (settings, _api, base):
         serve.run(noop_app, name="noop", route_prefix="/noop")
         mongo = MongoClient(mongodb_uri(settings))
-        idle = idle_rate(mongo)
+        idle = idle_rate(mongo, args.idle_seconds)
         for target in ("noop", "chat"):
             measured = Measured(mongo, idle)
             row = measured.done(run_locust(CLOSED_LOOP, base, args.closed_users,

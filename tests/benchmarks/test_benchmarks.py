@@ -49,20 +49,28 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
 
 
 def test_chat_load_runs_locust_and_writes_percentiles(tmp_path: Path) -> None:
-    run("benchmarks.chat_load", "--users", "3", "--seconds", "6", "--out", str(tmp_path))
+    run("benchmarks.chat_load", "--users", "3", "--seconds", "6", "--closed-users", "2",
+        "--closed-seconds", "4", "--idle-seconds", "1", "--out", str(tmp_path))
     data = json.loads((tmp_path / "chat.json").read_text())
     [row] = data["results"]
     assert row["users"] == 3 and row["requests"] > 0
     assert {"requests_per_s", "p50_ms", "p95_ms", "p99_ms", "failures"} <= set(row)
     assert "POST /chat/api/sessions" in row["by_endpoint"]
+    assert row["db_commands_by_kind_per_turn"]["insert"] > 0
+    closed = data["closed_loop"]
+    assert closed["noop_requests_per_s"] > 0 and closed["chat_turns_per_s"] > 0
+    assert data["targets"]["turn_rate_at_least_60pct_of_noop"]["value"] > 0
 
 
 def test_marketing_timers_hold_offers_and_fire_a_sample(tmp_path: Path) -> None:
     run("benchmarks.marketing_timers", "--offers", "300", "--firing", "10", "--spread", "2",
-        "--out", str(tmp_path))
+        "--burst", "40", "--out", str(tmp_path))
     data = json.loads((tmp_path / "marketing.json").read_text())
     assert data["pending_offers"] == 310 and data["fired"] == 10
     assert data["actor_rss_mb_loaded"] > 0 and data["lateness_p99_ms"] is not None
+    burst = data["burst"]
+    assert burst["fired"] == 40 and 1 <= burst["batches"] < 40
+    assert burst["db_commands_per_offer"] < 1
 
 
 def test_smtp_sink_counts_and_refuses_at_the_configured_rates() -> None:
