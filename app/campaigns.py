@@ -24,6 +24,7 @@ which a running task renews and whose expiry gives a dead task's batch back.
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -33,8 +34,10 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app import rollups
 from app.models import CampaignCreate, LaunchOptions
 
+log = logging.getLogger("operator_comms.campaigns")
 ACTIVE = ("running", "paused")
 FINISHED = ("completed", "cancelled", "failed")
 FINAL_DELIVERY = ("sent", "failed", "dead", "skipped")
@@ -289,7 +292,7 @@ async def recorded(db: AsyncDatabase, ids: list[str]) -> dict[str, dict]:
     if not ids:
         return {}
     return {doc["_id"]: doc async for doc in db.deliveries.find(
-        {"_id": {"$in": ids}}, {"status": 1, "attempts": 1})}
+        {"_id": {"$in": ids}}, {"status": 1, "attempts": 1, "created_at": 1})}
 
 
 async def write_outcomes(db: AsyncDatabase, inserts: list[dict],
@@ -360,13 +363,16 @@ async def campaign_deliveries(db: AsyncDatabase, campaign_id: str,
 
 
 async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
-    """Recount from the deliveries themselves (the record), e.g. at completion."""
+    """Recount from the deliveries themselves (the record), e.g. at completion: the
+    campaign's counters, and its report roll-ups (repaired if a writer died between
+    its deliveries and their roll-up)."""
     counts: dict[str, int] = {}
     retries = 0
     by_node: dict[str, int] = {}
     by_worker: dict[str, int] = {}
-    fields = {"status": 1, "attempts": 1, "node": 1, "worker": 1}
-    async for doc in campaign_deliveries(db, campaign_id, fields):
+    increments = rollups.Increments()
+    async for doc in campaign_deliveries(db, campaign_id, rollups.DELIVERY_FIELDS):
+        increments.outcome(campaign_id, doc, None)
         status = doc.get("status")
         counts[status] = counts.get(status, 0) + 1
         if status != "skipped":  # every attempt beyond a delivery's first was a retry
@@ -380,6 +386,10 @@ async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
     sets["counts.total"] = sum(counts.get(s, 0) for s in (*FINAL_DELIVERY, PENDING))
     await db.campaigns.update_one({"_id": campaign_id}, {"$set": {
         **sets, "retries": retries, "by_node": by_node, "by_worker": by_worker}})
+    drift = await rollups.reconcile_campaign(db, campaign_id, increments)
+    if drift["drifted"]:
+        log.warning("campaign %s: %d report roll-ups repaired from its deliveries: %s",
+                    campaign_id, drift["drifted"], drift["drift"][:5])
     return counts
 
 

@@ -87,6 +87,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("type", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("delivered", ASCENDING), ("created_at", ASCENDING)]),
     ],
+    "rollups": [
+        # reports: one kind over a range of days; a campaign's, at its completion
+        IndexModel([("kind", ASCENDING), ("day", ASCENDING)]),
+        IndexModel([("kind", ASCENDING), ("campaign_id", ASCENDING)]),
+    ],
     "offers": [
         IndexModel([("_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)]),
         IndexModel([("status", ASCENDING), ("fire_at", ASCENDING)]),

@@ -2,12 +2,12 @@
 
 An offer is keyed by the refusal event that caused it, so a repeated event makes no
 second one. Offers due together fire as a batch, a few commands for the whole batch:
-one update moves them `scheduled` -> `firing` under a claim token (two actors, or a
-restarted one, cannot both take one), one insert writes the counter-offers into the
-customers' inboxes (one message per session, at the number after the session's
-summary: a stale summary collides and that offer takes the one-by-one path), one
-bulk write moves the sessions' summaries, and one update per outcome marks them
-`sent`. An offer found in `firing` under another claim (a crash) is finished one by
+one bulk write moves them `scheduled` -> `firing` under a claim token (a conditional
+update each: two actors, or a restarted one, cannot both take one), one insert writes
+the counter-offers into the customers' inboxes (one message per session, at the
+number after the session's summary: a stale summary collides and that offer takes
+the one-by-one path), one bulk write moves the sessions' summaries, and one bulk
+write marks them `sent`. An offer found in `firing` under another claim (a crash) is finished one by
 one, checking the inbox first, so it is never written twice.
 """
 
@@ -17,11 +17,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app import chat
+from app import chat, rollups
 from app.catalogue import catalogue
 from app.config import Settings
 from app.flow_engine import enter, load_flow
@@ -90,13 +90,18 @@ async def due_offers(db: AsyncDatabase) -> list[tuple[float, str]]:
 
 
 async def claim_for_firing(db: AsyncDatabase, offer_ids: list[str]) -> list[dict]:
-    """Claim a batch of due offers: one update, one read. Returns the offers now
+    """Claim a batch of due offers: one bulk write (a conditional update per offer, each
+    on the {_id, status} index: `_id` `$in` beside another field would scan the whole
+    collection on the embedded database), one read by `_id`. Returns the offers now
     `firing`: those this claim took, and those a crash left `firing` (`recovered`)."""
     claim = uuid.uuid4().hex
-    await db.offers.update_many({"_id": {"$in": offer_ids}, "status": "scheduled"},
-                                {"$set": {"status": "firing", "firing_at": now(),
-                                          "claim": claim}})
-    offers = await db.offers.find({"_id": {"$in": offer_ids}, "status": "firing"}).to_list()
+    at = now()
+    await db.offers.bulk_write(
+        [UpdateOne({"_id": offer_id, "status": "scheduled"},
+                   {"$set": {"status": "firing", "firing_at": at, "claim": claim}})
+         for offer_id in offer_ids], ordered=False)
+    offers = [offer for offer in await db.offers.find({"_id": {"$in": offer_ids}}).to_list()
+              if offer["status"] == "firing"]
     for offer in offers:
         offer["recovered"] = offer.get("claim") != claim
     return offers
@@ -170,14 +175,14 @@ async def deliver_to_inbox(db: AsyncDatabase, offer: dict) -> list[dict]:
 
 
 async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
-    """Offer id -> whether it was emailed: at most two updates for a batch."""
+    """Offer id -> whether it was emailed: one bulk write for a batch."""
+    if not emailed:
+        return
     at = now()
-    for flag in (True, False):
-        ids = [offer_id for offer_id, was in emailed.items() if was is flag]
-        if ids:
-            await db.offers.update_many({"_id": {"$in": ids}, "status": "firing"},
-                                        {"$set": {"status": "sent", "sent_at": at,
-                                                  "emailed": flag}})
+    await db.offers.bulk_write(
+        [UpdateOne({"_id": offer_id, "status": "firing"},
+                   {"$set": {"status": "sent", "sent_at": at, "emailed": was}})
+         for offer_id, was in emailed.items()], ordered=False)
 
 
 async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:
@@ -209,13 +214,16 @@ async def _convert(db: AsyncDatabase, event: dict, customer_id: str | None, plan
     if customer_id:
         await db.customers.update_one({"_id": customer_id},
                                       {"$set": {"plan": plan, "is_client": True}})
-    await db.events.update_one(
+    created = now()
+    stored = await db.events.update_one(
         {"_id": f"conversion:{event['_id']}"},
         {"$setOnInsert": {"type": "conversion", "source": source, "plan": plan,
                           "monthly_value": monthly_value, "customer_id": customer_id,
-                          "session_id": event.get("session_id"), "created_at": now(),
+                          "session_id": event.get("session_id"), "created_at": created,
                           **extra}},
         upsert=True)
+    if stored.upserted_id is not None:  # the first time: the billing roll-up counts it
+        await rollups.add_conversion(db, created, source, monthly_value)
 
 
 async def expire_offers(db: AsyncDatabase) -> int:
@@ -224,13 +232,28 @@ async def expire_offers(db: AsyncDatabase) -> int:
     return result.modified_count
 
 
+WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=3650))
+
+
+async def _widening(query, limit: int) -> list[dict]:
+    for window in WINDOWS:
+        found = await query(window).to_list()
+        if len(found) >= limit or window == WINDOWS[-1]:
+            return found
+    return []
+
+
 async def marketing_overview(db: AsyncDatabase, limit: int = 20) -> dict[str, Any]:
     counts = {status: await db.offers.count_documents({"status": status})
               for status in ("scheduled", "firing", "sent", "accepted", "expired")}
     at = now()
-    upcoming = await db.offers.find({"status": "scheduled"}).sort(
-        "fire_at", ASCENDING).limit(limit).to_list()
-    recent = await db.offers.find({}).sort("created_at", DESCENDING).limit(limit).to_list()
+    # Sorted reads in widening windows: the embedded database walks every key of an
+    # index range before a limit applies, so the range is kept to what is shown.
+    upcoming = await _widening(lambda w: db.offers.find(
+        {"status": "scheduled", "fire_at": {"$lte": at + w}}).sort(
+        "fire_at", ASCENDING).limit(limit), limit)
+    recent = await _widening(lambda w: db.offers.find({"created_at": {"$gte": at - w}}).sort(
+        "created_at", DESCENDING).limit(limit), limit)
     reached = sum(counts.get(s, 0) for s in ("sent", "accepted", "expired"))
     return {
         "counts": {s: counts.get(s, 0) for s in ("scheduled", "firing", "sent", "accepted",

@@ -1,4 +1,4 @@
-"""Consolidated reports, computed in MongoDB with aggregation pipelines.
+"""Consolidated reports: deliveries from the daily roll-ups, the rest by pipelines.
 
 - Performance: per campaign and for the period (recipients, outcomes, delivery rate,
   retries, throughput, send latency p50/p95, failures by SMTP code, spread over
@@ -9,10 +9,14 @@
   discount, times `billing_months`), messaging cost (`email_cost` per email sent),
   and the net, per campaign and per day.
 
-Nothing loads deliveries into Python: every figure comes out of a pipeline. A period
-is [start, end); a period with no data is an empty report, not an error. `rows()`
-flattens a report into (section, item, metric, value) for CSV and XLSX, so both
-downloads hold exactly the figures of the JSON.
+Delivery figures (campaigns, emails, cost) and conversions are summed from the
+roll-ups of `app.rollups` (one document per campaign and day), so a report's cost
+grows with campaigns x days, not with deliveries; latency percentiles come from their
+histograms (within one bucket). Chat and marketing figures come from pipelines over
+sessions, events and offers. A period is [start, end) in whole days for the roll-ups
+(a part day counts whole); a period with no data is an empty report, not an error.
+`rows()` flattens a report into (section, item, metric, value) for CSV and XLSX, so
+both downloads hold exactly the figures of the JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app import rollups
 from app.catalogue import catalogue
 from app.config import Settings
 
@@ -79,62 +84,43 @@ def _rate(part: float, whole: float) -> float:
 
 async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
                              campaign_id: str | None = None) -> dict[str, Any]:
-    match: dict[str, Any] = {"created_at": _in(start, end)}
-    if campaign_id:
-        match["campaign_id"] = campaign_id
-    per_campaign = await _all(db, "deliveries", [
-        {"$match": match},
-        {"$group": {
-            "_id": "$campaign_id",
-            "recipients": {"$sum": 1},
-            **{status: {"$sum": {"$cond": [{"$eq": ["$status", status]}, 1, 0]}}
-               for status in ("sent", "failed", "dead", "pending", "sending", "skipped")},
-            "retries": {"$sum": {"$cond": [{"$gt": ["$attempts", 1]},
-                                           {"$subtract": ["$attempts", 1]}, 0]}},
-            "first_sent": {"$min": "$sent_at"}, "last_sent": {"$max": "$sent_at"},
-            "latency": {"$percentile": {"input": "$latency_ms", "p": [0.5, 0.95],
-                                        **PERCENTILE}},
-        }},
-        {"$sort": {"_id": 1}},
-    ])
-    # Status is filtered in a second stage: the first one is the indexed one.
-    failures = await _all(db, "deliveries", [
-        {"$match": match}, {"$match": {"status": {"$in": ["failed", "dead"]}}},
-        {"$group": {"_id": {"campaign": "$campaign_id", "code": "$last_code"},
-                    "n": {"$sum": 1}}}])
-    spread = await _all(db, "deliveries", [
-        {"$match": match}, {"$match": {"status": "sent"}},
-        {"$group": {"_id": {"campaign": "$campaign_id", "node": "$node", "worker": "$worker"},
-                    "n": {"$sum": 1}}}])
+    per_campaign: dict[str, dict[str, Any]] = {}
+    for doc in await rollups.read(db, rollups.CAMPAIGN, start, end, campaign_id):
+        row = per_campaign.setdefault(doc["campaign_id"], {
+            "counts": {}, "retries": 0, "latency": {}, "failures": {}, "by_node": {},
+            "by_worker": {}, "first_sent": None, "last_sent": None})
+        for field in ("counts", "latency", "failures", "by_node", "by_worker"):
+            for key, n in (doc.get(field) or {}).items():
+                row[field][key] = row[field].get(key, 0) + n
+        row["retries"] += doc.get("retries", 0)
+        for field, pick in (("first_sent", min), ("last_sent", max)):
+            if doc.get(field) is not None:
+                row[field] = doc[field] if row[field] is None else pick(row[field], doc[field])
     names = {c["_id"]: c["name"] async for c in db.campaigns.find(
-        {"_id": {"$in": [row["_id"] for row in per_campaign]}}, {"name": 1})}
+        {"_id": {"$in": sorted(per_campaign)}}, {"name": 1})}
 
     campaigns = []
-    for row in per_campaign:
-        cid = row["_id"]
+    for cid in sorted(per_campaign):
+        row = per_campaign[cid]
+        counts = {status: row["counts"].get(status, 0) for status in rollups.STATUSES}
+        recipients = sum(counts.values())
+        if not recipients:
+            continue
         minutes = ((row["last_sent"] - row["first_sent"]).total_seconds() / 60
-                   if row.get("first_sent") and row.get("last_sent") else 0)
-        latency = row.get("latency") or [None, None]
-        by_node: dict[str, int] = {}
-        by_worker: dict[str, int] = {}
-        for item in spread:
-            if item["_id"]["campaign"] == cid:
-                node = item["_id"].get("node") or "?"
-                worker = item["_id"].get("worker") or "?"
-                by_node[node] = by_node.get(node, 0) + item["n"]
-                by_worker[worker] = by_worker.get(worker, 0) + item["n"]
+                   if row["first_sent"] and row["last_sent"] else 0)
         campaigns.append({
             "campaign_id": cid, "name": names.get(cid, cid),
-            "recipients": row["recipients"], "sent": row["sent"], "failed": row["failed"],
-            "dead": row["dead"], "pending": row["pending"] + row["sending"],
-            "skipped": row["skipped"],
-            "delivery_rate": _rate(row["sent"], row["recipients"]),
+            "recipients": recipients, "sent": counts["sent"], "failed": counts["failed"],
+            "dead": counts["dead"], "pending": counts["pending"],
+            "skipped": counts["skipped"],
+            "delivery_rate": _rate(counts["sent"], recipients),
             "retries": row["retries"],
-            "throughput_per_min": round(row["sent"] / minutes, 2) if minutes > 0 else None,
-            "latency_p50_ms": latency[0], "latency_p95_ms": latency[1],
-            "failures_by_code": {str(f["_id"].get("code")): f["n"] for f in failures
-                                 if f["_id"]["campaign"] == cid},
-            "by_node": by_node, "by_worker": by_worker,
+            "throughput_per_min": round(counts["sent"] / minutes, 2) if minutes > 0 else None,
+            "latency_p50_ms": rollups.percentile(row["latency"], 0.5),
+            "latency_p95_ms": rollups.percentile(row["latency"], 0.95),
+            "failures_by_code": {code: n for code, n in row["failures"].items() if n},
+            "by_node": {k: n for k, n in row["by_node"].items() if n},
+            "by_worker": {k: n for k, n in row["by_worker"].items() if n},
         })
     totals = {key: sum(c[key] for c in campaigns)
               for key in ("recipients", "sent", "failed", "dead", "pending", "retries")}
@@ -184,17 +170,17 @@ async def _marketing_figures(db: AsyncDatabase, start: datetime, end: datetime) 
 async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
                          end: datetime) -> dict[str, Any]:
     months, cost_each = settings.billing_months, settings.email_cost
-    day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}}
-    conversions = await _all(db, "events", [
-        {"$match": {"type": "conversion", "created_at": _in(start, end)}},
-        {"$group": {"_id": {"day": day, "source": "$source"}, "n": {"$sum": 1},
-                    "monthly": {"$sum": "$monthly_value"}}}])
-    sent_day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$sent_at"}}
-    emails = await _all(db, "deliveries", [
-        {"$match": {"sent_at": _in(start, end)}}, {"$match": {"status": "sent"}},
-        {"$group": {"_id": {"day": sent_day, "campaign": "$campaign_id"}, "n": {"$sum": 1}}}])
+    conversions = [
+        {"_id": {"day": doc["day"], "source": source}, "n": n,
+         "monthly": (doc.get("monthly") or {}).get(source, 0.0)}
+        for doc in await rollups.read(db, rollups.CONVERSIONS, start, end)
+        for source, n in (doc.get("n") or {}).items()]
+    emails = [{"_id": {"day": doc["day"], "campaign": doc["campaign_id"]},
+               "n": doc.get("emails", 0)}
+              for doc in await rollups.read(db, rollups.CAMPAIGN, start, end)
+              if doc.get("emails")]
     names = {c["_id"]: c["name"] async for c in db.campaigns.find(
-        {"_id": {"$in": list({row["_id"]["campaign"] for row in emails})}}, {"name": 1})}
+        {"_id": {"$in": sorted({row["_id"]["campaign"] for row in emails})}}, {"name": 1})}
 
     days: dict[str, dict[str, float]] = {}
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import campaigns
+from app import campaigns, rollups
 from app.config import Endpoints, Settings
 from app.customers import SEND_FIELDS, template_variables, unsubscribed_since
 from app.db import database
@@ -116,6 +116,7 @@ class OutcomeRecorder:
         self.flush_s = job.settings.send_flush_s
         self.inserts: list[dict] = []
         self.updates: list[tuple[str, dict]] = []
+        self.previous: dict[str, dict] = {}  # queued updates: the record they replace
         self.statuses: dict[str, tuple[str, str]] = {}  # queued: delivery id -> status, customer
         self.oldest: float | None = None
         self.counts: Counter[str] = Counter()
@@ -143,6 +144,7 @@ class OutcomeRecorder:
                                          "last_attempt_at"], **fields})
             else:
                 self.updates.append((did, fields))
+                self.previous[did] = previous
             self.statuses[did] = (status, customer_id)
             self.unrecorded += 1
             if self.oldest is None:
@@ -190,10 +192,19 @@ class OutcomeRecorder:
     async def _flush(self) -> None:
         inserts, self.inserts = self.inserts, []
         updates, self.updates = self.updates, []
+        previous, self.previous = self.previous, {}
         statuses, self.statuses = self.statuses, {}
         self.oldest = None
         try:
             lost = await campaigns.write_outcomes(self.db, inserts, updates)
+            # The reports' roll-ups: one more write for the whole flush.
+            increments = rollups.Increments()
+            for doc in inserts:
+                if doc["_id"] not in lost:
+                    increments.outcome(self.job.campaign_id, doc, None)
+            for did, fields in updates:
+                increments.outcome(self.job.campaign_id, fields, previous[did])
+            await rollups.write(self.db, increments)
         except BaseException as exc:  # surface it to the senders: stop sending
             async with self.changed:
                 self.error = exc

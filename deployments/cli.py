@@ -1,5 +1,8 @@
-"""`operator-comms run`: start Ray, the embedded services and the Serve application,
+"""`operator-comms run`: start Ray, the embedded services and the Serve applications,
 print where everything is, and stop it all on Ctrl-C. This is what `make run` calls.
+
+`operator-comms reconcile --from 2026-11-01 --to 2026-11-30 [--dry-run]` asks the
+running app to recount a period's report roll-ups and prints what drifted.
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start everything on this machine (Ctrl-C stops it)")
     run.add_argument("--dashboard-replicas", type=int, default=1)
     run.add_argument("--chatbot-replicas", type=int, default=1)
+    reconcile = sub.add_parser("reconcile", help="recount a period's report roll-ups "
+                               "from the deliveries (the app must be running)")
+    reconcile.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
+    reconcile.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (included)")
+    reconcile.add_argument("--dry-run", action="store_true", help="report, do not repair")
+    reconcile.add_argument("--url", help="the app's base URL (default: from COMMS_* settings)")
     args = parser.parse_args(argv)
+    if args.command == "reconcile":
+        return _reconcile(args)
 
     try:
         settings = load_settings()
@@ -75,6 +86,32 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print("operator-comms: stopping...", flush=True)
         _shutdown()
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"operator-comms: {exc}", file=sys.stderr)
+        return 2
+    base = args.url or f"http://127.0.0.1:{settings.http_port}"
+    params = {k: v for k, v in (("from", args.start), ("to", args.end),
+                                ("dry_run", str(args.dry_run).lower())) if v}
+    try:
+        response = httpx.post(f"{base}/api/reports/reconcile", params=params, timeout=3600,
+                              headers={"Authorization": f"Bearer {admin_token(settings)}"})
+    except httpx.HTTPError as exc:
+        print(f"operator-comms: the app at {base} did not answer: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"operator-comms: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), indent=2))
     return 0
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 
 from app.reports import BadPeriod, billing_report, parse_period, performance_report, to_csv, to_xlsx
+from app.rollups import reconcile_period
 from deployments.deps import Admin, Context
 
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Admin])
@@ -58,3 +59,17 @@ async def billing(
     start_at, end_at = _period(start, end)
     report = await billing_report(context.db, context.settings, start_at, end_at)
     return _respond(report, "billing", format)
+
+
+@router.post("/reconcile")
+async def reconcile(
+    context: Context,
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    dry_run: bool = False,
+) -> dict:
+    """Recount the period's roll-ups from the deliveries and conversions themselves;
+    report every document that drifted and, unless `dry_run`, repair it."""
+    start_at, end_at = _period(start, end)
+    return {"period": {"from": start_at.isoformat(), "to": end_at.isoformat()},
+            **await reconcile_period(context.db, start_at, end_at, apply=not dry_run)}

@@ -1,0 +1,279 @@
+"""Report roll-ups, kept as outcomes are written: reports read these, not deliveries.
+
+`rollups` holds one document per campaign and day, `_id` `<campaign>|<YYYY-MM-DD>`,
+`kind: "campaign"`:
+
+- `counts.<status>`: the deliveries created that day, by their current status (a
+  retry moves its delivery from `pending` to the new status, on its creation day);
+- `retries`: attempts beyond each delivery's first;
+- `latency.<ms>`: sent deliveries by send latency in fixed buckets (1 ms wide below
+  100 ms, 10 ms below 1 s, 100 ms below 10 s, 1 s above): a percentile read from
+  them is within one bucket of the exact one (exact for whole milliseconds < 100);
+- `first_sent`, `last_sent`, `failures.<code>`, `by_node.<node>`, `by_worker.<worker>`;
+- `emails`: the campaign's messages sent on that day (by send day: the billing cost).
+
+and one per day for conversions, `_id` `conversions|<day>`, `kind: "conversions"`:
+`n.<source>` and `monthly.<source>` (the monthly value of the plans taken).
+
+The send task adds its flush's increments in one bulk write right after the flush's
+deliveries (`write`); a conversion adds its own when it is first stored. A writer that
+dies between its two writes leaves a drift, which `fold` + `reconcile` repair: at a
+campaign's completion (from its deliveries) and on demand for a period (the API's
+`POST /api/reports/reconcile`, `operator-comms reconcile`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+CAMPAIGN = "campaign"
+CONVERSIONS = "conversions"
+MAX_LATENCY_MS = 600_000
+STATUSES = ("sent", "failed", "dead", "pending", "skipped")
+DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
+                   "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1}
+
+
+def day_of(at: datetime) -> str:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
+
+
+def bucket(latency_ms: float) -> int:
+    """The lower bound (ms) of the latency bucket this value falls in."""
+    ms = min(max(0.0, latency_ms), MAX_LATENCY_MS)
+    width = 1 if ms < 100 else 10 if ms < 1000 else 100 if ms < 10_000 else 1000
+    return int(ms // width) * width
+
+
+def percentile(histogram: dict[str, int] | dict[int, int], p: float) -> float | None:
+    """The nearest-rank percentile of a bucket histogram, as its bucket's lower bound."""
+    counts = sorted((int(k), n) for k, n in histogram.items() if n > 0)
+    total = sum(n for _, n in counts)
+    if not total:
+        return None
+    rank, seen = max(1, math.ceil(p * total)), 0
+    for lower, n in counts:
+        seen += n
+        if seen >= rank:
+            return float(lower)
+    return float(counts[-1][0])
+
+
+def key_safe(text: Any) -> str:
+    return str(text if text is not None else "?").replace(".", "_").replace("$", "_")
+
+
+def campaign_rollup_id(campaign_id: str, day: str) -> str:
+    return f"{campaign_id}|{day}"
+
+
+class Increments:
+    """The roll-up changes of a set of outcomes, merged per document."""
+
+    def __init__(self) -> None:
+        self.inc: dict[str, defaultdict[str, float]] = {}
+        self.min: dict[str, dict[str, datetime]] = {}
+        self.max: dict[str, dict[str, datetime]] = {}
+        self.keys: dict[str, dict[str, str]] = {}
+
+    def _doc(self, campaign_id: str, day: str) -> str:
+        _id = campaign_rollup_id(campaign_id, day)
+        if _id not in self.inc:
+            self.inc[_id] = defaultdict(float)
+            self.keys[_id] = {"kind": CAMPAIGN, "campaign_id": campaign_id, "day": day}
+        return _id
+
+    def outcome(self, campaign_id: str, new: dict, previous: dict | None) -> None:
+        """One delivery's new record (`new`), replacing `previous` (None: its first)."""
+        created = (previous or new).get("created_at") or new["last_attempt_at"]
+        _id = self._doc(campaign_id, day_of(created))
+        inc = self.inc[_id]
+        inc[f"counts.{new['status']}"] += 1
+        if previous is not None:
+            inc[f"counts.{previous['status']}"] -= 1
+        inc["retries"] += _retries(new) - (_retries(previous) if previous else 0)
+        if new["status"] == "sent":
+            self.sent(campaign_id, _id, new)
+        elif new["status"] in ("failed", "dead"):
+            inc[f"failures.{key_safe(new.get('last_code'))}"] += 1
+
+    def sent(self, campaign_id: str, _id: str, doc: dict) -> None:
+        inc = self.inc[_id]
+        if doc.get("latency_ms") is not None:
+            inc[f"latency.{bucket(doc['latency_ms'])}"] += 1
+        inc[f"by_node.{key_safe(doc.get('node'))}"] += 1
+        inc[f"by_worker.{key_safe(doc.get('worker'))}"] += 1
+        sent_at = doc["sent_at"]
+        first = self.min.setdefault(_id, {})
+        last = self.max.setdefault(_id, {})
+        first["first_sent"] = min(first.get("first_sent", sent_at), sent_at)
+        last["last_sent"] = max(last.get("last_sent", sent_at), sent_at)
+        # Billing counts the send on the day it happened.
+        self.inc[self._doc(campaign_id, day_of(sent_at))]["emails"] += 1
+
+    def docs(self) -> dict[str, dict]:
+        """The documents these increments make when they start from nothing."""
+        out: dict[str, dict] = {}
+        for _id, inc in self.inc.items():
+            doc: dict[str, Any] = dict(self.keys[_id])
+            for key, value in inc.items():
+                if value:
+                    field, _, sub = key.partition(".")
+                    if sub:
+                        doc.setdefault(field, {})[sub] = int(value)
+                    else:
+                        doc[field] = int(value)
+            doc.update(self.min.get(_id, {}))
+            doc.update(self.max.get(_id, {}))
+            out[_id] = doc
+        return out
+
+    def updates(self) -> list[UpdateOne]:
+        out = []
+        for _id, inc in self.inc.items():
+            update: dict[str, Any] = {"$setOnInsert": self.keys[_id]}
+            changes = {k: int(v) for k, v in inc.items() if v}
+            if changes:
+                update["$inc"] = changes
+            if self.min.get(_id):
+                update["$min"] = self.min[_id]
+            if self.max.get(_id):
+                update["$max"] = self.max[_id]
+            if len(update) > 1:
+                out.append(UpdateOne({"_id": _id}, update, upsert=True))
+        return out
+
+
+def _retries(doc: dict) -> int:
+    return max(0, int(doc.get("attempts") or 0) - 1)
+
+
+async def write(db: AsyncDatabase, increments: Increments) -> None:
+    """One bulk write for everything these outcomes changed (usually one document)."""
+    updates = increments.updates()
+    if updates:
+        await db.rollups.bulk_write(updates, ordered=False)
+
+
+async def add_conversion(db: AsyncDatabase, created_at: datetime, source: str,
+                         monthly_value: float) -> None:
+    day = day_of(created_at)
+    await db.rollups.update_one(
+        {"_id": f"{CONVERSIONS}|{day}"},
+        {"$setOnInsert": {"kind": CONVERSIONS, "day": day},
+         "$inc": {f"n.{key_safe(source)}": 1, f"monthly.{key_safe(source)}": monthly_value}},
+        upsert=True)
+
+
+# Reading ----------------------------------------------------------------------------
+
+
+def days(start: datetime, end: datetime) -> tuple[str, str]:
+    """The days [first, last) a period [start, end) touches (a part day counts whole)."""
+    last = end.astimezone(UTC)
+    last_day = last.date() if last.time() == datetime.min.time() else last.date() + timedelta(1)
+    return day_of(start), last_day.isoformat()
+
+
+async def read(db: AsyncDatabase, kind: str, start: datetime, end: datetime,
+               campaign_id: str | None = None) -> list[dict]:
+    first, last = days(start, end)
+    docs = await db.rollups.find({"kind": kind, "day": {"$gte": first, "$lt": last}}).to_list()
+    return [d for d in docs if campaign_id is None or d.get("campaign_id") == campaign_id]
+
+
+# Recounting and reconciling ------------------------------------------------------------
+
+
+def fold(deliveries: Iterable[dict]) -> dict[str, dict]:
+    """The campaign roll-ups of these deliveries, computed from scratch."""
+    increments = Increments()
+    for doc in deliveries:
+        increments.outcome(doc["campaign_id"], doc, None)
+    return increments.docs()
+
+
+def fold_conversions(events: Iterable[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for event in events:
+        day = day_of(event["created_at"])
+        doc = out.setdefault(f"{CONVERSIONS}|{day}", {"kind": CONVERSIONS, "day": day,
+                                                      "n": {}, "monthly": {}})
+        source = key_safe(event.get("source") or "other")
+        doc["n"][source] = doc["n"].get(source, 0) + 1
+        doc["monthly"][source] = round(doc["monthly"].get(source, 0.0)
+                                       + float(event.get("monthly_value") or 0.0), 6)
+    return out
+
+
+def _comparable(doc: dict) -> dict:
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v not in (0, 0.0, None, {})}
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=None, microsecond=value.microsecond // 1000 * 1000)
+        if isinstance(value, float):
+            return round(value, 6)
+        return value
+
+    return clean({k: v for k, v in doc.items() if k != "_id"})
+
+
+async def reconcile(db: AsyncDatabase, expected: dict[str, dict], stored: list[dict],
+                    *, apply: bool = True) -> dict[str, Any]:
+    """Compare stored roll-ups with a recount; write the recount where they differ.
+    Returns what was checked and each drifted document's differing fields."""
+    have = {doc["_id"]: doc for doc in stored}
+    drift = []
+    writes = []
+    for _id in sorted(set(expected) | set(have)):
+        want, got = _comparable(expected.get(_id, {})), _comparable(have.get(_id, {}))
+        if want != got:
+            fields = sorted({k for k in set(want) | set(got) if want.get(k) != got.get(k)})
+            drift.append({"id": _id, "fields": fields})
+            if _id in expected:
+                writes.append((_id, expected[_id]))
+    if apply:
+        for _id, doc in writes:
+            await db.rollups.replace_one({"_id": _id}, doc, upsert=True)
+        gone = [d["id"] for d in drift if d["id"] not in expected]
+        if gone:
+            await db.rollups.delete_many({"_id": {"$in": gone}})
+    return {"checked": len(set(expected) | set(have)), "drifted": len(drift),
+            "drift": drift[:100], "repaired": apply}
+
+
+async def reconcile_period(db: AsyncDatabase, start: datetime, end: datetime,
+                           apply: bool = True) -> dict[str, Any]:
+    """Recount a period's roll-ups from the deliveries created in it (and the
+    conversions stored in it), compare, repair."""
+    first, last = days(start, end)
+    lo = datetime.fromisoformat(first).replace(tzinfo=UTC)
+    hi = datetime.fromisoformat(last).replace(tzinfo=UTC)
+    increments = Increments()
+    async for doc in db.deliveries.find({"created_at": {"$gte": lo, "$lt": hi}},
+                                        DELIVERY_FIELDS):
+        increments.outcome(doc["campaign_id"], doc, None)
+    # Emails count on their send day: keep only the days of this period.
+    expected = {k: v for k, v in increments.docs().items() if first <= v["day"] < last}
+    conversions = db.events.find({"type": "conversion", "created_at": {"$gte": lo, "$lt": hi}},
+                                 {"created_at": 1, "source": 1, "monthly_value": 1})
+    expected.update(fold_conversions([e async for e in conversions]))
+    stored = [doc for kind in (CAMPAIGN, CONVERSIONS) for doc in await db.rollups.find(
+        {"kind": kind, "day": {"$gte": first, "$lt": last}}).to_list()]
+    return await reconcile(db, expected, stored, apply=apply)
+
+
+async def reconcile_campaign(db: AsyncDatabase, campaign_id: str,
+                             increments: Increments) -> dict[str, Any]:
+    """Compare one campaign's roll-ups with `increments` folded from all its
+    deliveries (at its completion), and repair them."""
+    stored = await db.rollups.find({"kind": CAMPAIGN, "campaign_id": campaign_id}).to_list()
+    return await reconcile(db, increments.docs(), stored)
