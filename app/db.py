@@ -81,7 +81,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     "messages": [
         IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
         IndexModel([("outbox", ASCENDING)], sparse=True),
-        IndexModel([("session_id", ASCENDING), ("offer.id", ASCENDING)], sparse=True),
     ],
     "events": [
         IndexModel([("type", ASCENDING), ("created_at", DESCENDING)]),
@@ -106,16 +105,17 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 async def ensure_indexes(db: AsyncDatabase) -> None:
     """Create every index; safe to call from each replica at start-up. Indexes of an
-    earlier version that the send path no longer wants are dropped (each one costs
-    every delivery write)."""
+    earlier version that the hot paths no longer want are dropped (each one costs
+    every delivery write, or every chat turn)."""
     await asyncio.gather(
         *(db[name].create_indexes(models) for name, models in INDEXES.items())
     )
-    wanted = {model.document["name"] for model in INDEXES["deliveries"]} | {"_id_"}
-    for name in (await db.deliveries.index_information()):
-        if name not in wanted:
-            try:
-                await db.deliveries.drop_index(name)
-            except OperationFailure as exc:  # another replica dropped it first
-                if exc.code != 27:  # IndexNotFound
-                    raise
+    for collection in ("deliveries", "messages"):
+        wanted = {model.document["name"] for model in INDEXES[collection]} | {"_id_"}
+        for name in (await db[collection].index_information()):
+            if name not in wanted:
+                try:
+                    await db[collection].drop_index(name)
+                except OperationFailure as exc:  # another replica dropped it first
+                    if exc.code != 27:  # IndexNotFound
+                        raise

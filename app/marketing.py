@@ -165,10 +165,11 @@ async def deliver_batch(db: AsyncDatabase, offers: list[dict]
 
 async def deliver_to_inbox(db: AsyncDatabase, offer: dict) -> list[dict]:
     """Write the counter-offer into the session's inbox once; return what was written."""
-    already = await db.messages.find_one({"session_id": offer["session_id"],
-                                          "offer.id": offer["_id"]})
-    if already is not None:
-        return []
+    # A session's own messages, on its unique index (few; no index per offer field).
+    async for message in db.messages.find({"session_id": offer["session_id"]},
+                                          {"offer.id": 1}):
+        if (message.get("offer") or {}).get("id") == offer["_id"]:
+            return []
     return await chat.append_system_turn(db, offer["session_id"], _counter_offer(offer),
                                          role="marketing", kind="offer",
                                          offer=_offer_ref(offer))

@@ -50,7 +50,8 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
 
 def test_chat_load_runs_locust_and_writes_percentiles(tmp_path: Path) -> None:
     run("benchmarks.chat_load", "--users", "3", "--seconds", "6", "--closed-users", "2",
-        "--closed-seconds", "4", "--idle-seconds", "1", "--out", str(tmp_path))
+        "--closed-seconds", "4", "--closed-rounds", "1", "--idle-seconds", "1",
+        "--out", str(tmp_path))
     data = json.loads((tmp_path / "chat.json").read_text())
     [row] = data["results"]
     assert row["users"] == 3 and row["requests"] > 0
