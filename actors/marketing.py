@@ -105,6 +105,7 @@ class MarketingActor:
                 await asyncio.sleep(1)
 
     async def _sleeper(self) -> None:
+        await marketing.recount(self.db)  # the overview's counters, healed at each start
         self.heap = await marketing.due_offers(self.db)
         heapq.heapify(self.heap)
         self.loaded.set()

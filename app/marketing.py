@@ -27,6 +27,27 @@ from app.config import Settings
 from app.flow_engine import enter, load_flow
 
 OPEN = ("scheduled", "firing", "sent", "accepted")
+STATUSES = ("scheduled", "firing", "sent", "accepted", "expired")
+COUNTERS = {"_id": "marketing-offers"}  # in `counters`: offers by status, kept per change
+
+
+async def _moved(db: AsyncDatabase, n: int, *, to: str, from_: str | None = None) -> None:
+    """Count `n` offers moving between statuses (one update, none when n is 0)."""
+    if n:
+        inc = {f"offers.{to}": n, **({f"offers.{from_}": -n} if from_ else {})}
+        await db.counters.update_one(COUNTERS, {"$inc": inc}, upsert=True)
+
+
+async def recount(db: AsyncDatabase) -> dict[str, int]:
+    """Set the counters from the offers themselves (the actor does this at start, so a
+    crash between a change and its count heals with the next start)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    async for row in await db.offers.aggregate([{"$group": {"_id": "$status",
+                                                             "n": {"$sum": 1}}}]):
+        if row["_id"] in counts:
+            counts[row["_id"]] = row["n"]
+    await db.counters.update_one(COUNTERS, {"$set": {"offers": counts}}, upsert=True)
+    return counts
 
 
 def now() -> datetime:
@@ -74,6 +95,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         await db.offers.insert_one(offer)
     except DuplicateKeyError:
         return None, "duplicate event"
+    await _moved(db, 1, to="scheduled")
     await db.events.update_one({"_id": f"offer:{offer['_id']}:scheduled"},
                                {"$setOnInsert": {"type": "offer_scheduled",
                                                  "offer_id": offer["_id"],
@@ -96,10 +118,11 @@ async def claim_for_firing(db: AsyncDatabase, offer_ids: list[str]) -> list[dict
     `firing`: those this claim took, and those a crash left `firing` (`recovered`)."""
     claim = uuid.uuid4().hex
     at = now()
-    await db.offers.bulk_write(
+    claimed = await db.offers.bulk_write(
         [UpdateOne({"_id": offer_id, "status": "scheduled"},
                    {"$set": {"status": "firing", "firing_at": at, "claim": claim}})
          for offer_id in offer_ids], ordered=False)
+    await _moved(db, claimed.modified_count, from_="scheduled", to="firing")
     offers = [offer for offer in await db.offers.find({"_id": {"$in": offer_ids}}).to_list()
               if offer["status"] == "firing"]
     for offer in offers:
@@ -180,10 +203,11 @@ async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
     if not emailed:
         return
     at = now()
-    await db.offers.bulk_write(
+    sent = await db.offers.bulk_write(
         [UpdateOne({"_id": offer_id, "status": "firing"},
                    {"$set": {"status": "sent", "sent_at": at, "emailed": was}})
          for offer_id, was in emailed.items()], ordered=False)
+    await _moved(db, sent.modified_count, from_="firing", to="sent")
 
 
 async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:
@@ -191,9 +215,10 @@ async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:
     offer_id = (event.get("state") or {}).get("offer_id")
     if not offer_id:
         return None
-    await db.offers.update_one(
+    taken = await db.offers.update_one(
         {"_id": offer_id, "status": "sent", "expires_at": {"$gt": now()}},
         {"$set": {"status": "accepted", "accepted_at": now(), "accepted_by": event["_id"]}})
+    await _moved(db, taken.modified_count, from_="sent", to="accepted")
     # Accepted by this event now, or by this same event before a crash: ensure the
     # conversion exists (it is idempotent); anything else is not ours to convert.
     offer = await db.offers.find_one({"_id": offer_id})
@@ -230,6 +255,7 @@ async def _convert(db: AsyncDatabase, event: dict, customer_id: str | None, plan
 async def expire_offers(db: AsyncDatabase) -> int:
     result = await db.offers.update_many({"status": "sent", "expires_at": {"$lte": now()}},
                                          {"$set": {"status": "expired"}})
+    await _moved(db, result.modified_count, from_="sent", to="expired")
     return result.modified_count
 
 
@@ -245,8 +271,9 @@ async def _widening(query, limit: int) -> list[dict]:
 
 
 async def marketing_overview(db: AsyncDatabase, limit: int = 20) -> dict[str, Any]:
-    counts = {status: await db.offers.count_documents({"status": status})
-              for status in ("scheduled", "firing", "sent", "accepted", "expired")}
+    # Kept per change (a count over the offers would read every one of them).
+    stored = (await db.counters.find_one(COUNTERS) or {}).get("offers", {})
+    counts = {status: max(0, stored.get(status, 0)) for status in STATUSES}
     at = now()
     # Sorted reads in widening windows: the embedded database walks every key of an
     # index range before a limit applies, so the range is kept to what is shown.

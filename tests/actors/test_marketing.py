@@ -186,3 +186,8 @@ def test_offers_due_together_fire_as_one_batch(stack: Stack) -> None:
     for session_id in sessions:
         assert db.messages.count_documents({"session_id": session_id,
                                             "role": "marketing"}) == 1
+    # The overview's counters (recounted at the restart, then moved by the batch) are
+    # what the offers say.
+    counted = db.counters.find_one({"_id": "marketing-offers"})["offers"]
+    assert counted == {status: db.offers.count_documents({"status": status})
+                       for status in ("scheduled", "firing", "sent", "accepted", "expired")}
