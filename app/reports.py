@@ -132,14 +132,19 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
 
 
 async def _chat_figures(db: AsyncDatabase, start: datetime, end: datetime) -> dict:
-    sessions = await _one(db, "chat_sessions", [
+    # One pass over the period's sessions (the embedded database groups in Python).
+    groups = await _all(db, "chat_sessions", [
         {"$match": {"created_at": _in(start, end)}},
-        {"$group": {"_id": None, "sessions": {"$sum": 1},
-                    "completed": {"$sum": {"$cond": ["$ended", 1, 0]}}}}])
-    funnel = await _all(db, "chat_sessions", [
-        {"$match": {"created_at": _in(start, end), "ended": {"$ne": True}}},
-        {"$group": {"_id": "$node", "sessions": {"$sum": 1}}},
-        {"$sort": {"sessions": -1, "_id": 1}}])
+        {"$group": {"_id": {"ended": "$ended", "node": "$node"}, "n": {"$sum": 1}}}])
+    completed = sum(g["n"] for g in groups if g["_id"].get("ended") is True)
+    open_by_node: dict[str, int] = {}
+    for g in groups:
+        if g["_id"].get("ended") is not True:
+            node = g["_id"].get("node")
+            open_by_node[node] = open_by_node.get(node, 0) + g["n"]
+    funnel = [{"_id": node, "sessions": n} for node, n in sorted(
+        open_by_node.items(), key=lambda item: (-item[1], str(item[0])))]
+    sessions = {"sessions": sum(g["n"] for g in groups), "completed": completed}
     handoffs = await db.events.count_documents({"type": "handoff_requested",
                                                 "created_at": _in(start, end)})
     total = sessions.get("sessions", 0)

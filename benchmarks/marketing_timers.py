@@ -49,6 +49,20 @@ def new_sessions(db, n: int) -> list[str]:
     return sessions
 
 
+def restart_and_reload(actor, pending: int) -> dict:
+    """Kill the actor (it restarts and reloads every offer still to fire); its stats
+    once it holds `pending` of them."""
+    ray.kill(actor, no_restart=False)
+    while True:
+        try:
+            stats = ray.get(actor.stats.remote(), timeout=60)
+            if stats["pending"] >= pending:
+                return stats
+        except Exception:
+            pass
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--offers", type=int, default=100_000)
@@ -78,16 +92,8 @@ def main() -> None:
             offer(f"sample-{n}", s, now + timedelta(seconds=lead + args.spread * n / args.firing))
             for n, s in enumerate(sessions)])
 
-        ray.kill(actor, no_restart=False)  # the restart reloads every pending offer
         reload_started = time.perf_counter()
-        while True:
-            try:
-                stats = ray.get(actor.stats.remote(), timeout=60)
-                if stats["pending"] >= args.offers + args.firing:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.5)
+        stats = restart_and_reload(actor, args.offers + args.firing)
         reload_s = time.perf_counter() - reload_started
         loaded = stats
         deadline = time.monotonic() + lead + args.spread + 120
@@ -100,15 +106,7 @@ def main() -> None:
         sessions = new_sessions(db, args.burst)
         at = datetime.now(UTC) + timedelta(seconds=5)
         db.offers.insert_many([offer(f"burst-{n}", s, at) for n, s in enumerate(sessions)])
-        ray.kill(actor, no_restart=False)  # reload: the burst joins the heap
-        while True:
-            try:
-                stats = ray.get(actor.stats.remote(), timeout=60)
-                if stats["pending"] >= args.offers + args.burst:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.2)
+        stats = restart_and_reload(actor, args.offers + args.burst)  # the burst joins
         mongo = MongoClient(endpoints.mongodb_uri)
         ops_before = opcount(mongo)
         deadline = time.monotonic() + 300

@@ -205,10 +205,12 @@ async def test_temporary_failures_come_back_as_the_next_attempt(stack: Stack,
 class CommandCounter(monitoring.CommandListener):
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self.collections: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name not in ("hello", "isMaster", "ismaster", "endSessions", "ping"):
             self.commands.append(event.command_name)
+            self.collections.append(event.command.get(event.command_name))
 
     def succeeded(self, event) -> None:
         pass
@@ -221,7 +223,7 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
         stack: Stack, open_relay) -> None:
     """<= 0.1 commands per message: the task's commands, counted by PyMongo's command
     monitoring, plus the runner's share (insert the batch, one audience page read at
-    most, one counter write)."""
+    most, one counter write); and the reports' roll-ups, one write per flush."""
     handler, port = open_relay
     batch = await Batch(stack, 100).create()
     counter = CommandCounter()
@@ -233,9 +235,13 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
 
     assert summary["counts"] == {"sent": 100} and handler.total == 100
     runner_share = 3
-    print(f"one batch of 100: task commands {counter.commands}")
-    assert len(counter.commands) + runner_share <= 10, counter.commands
-    assert counter.commands.count("insert") <= 100 // job.settings.send_flush_every + 1
+    print(f"one batch of 100: task commands {counter.commands} on {counter.collections}")
+    flushes = sum(1 for name, on in zip(counter.commands, counter.collections, strict=True)
+                  if (name, on) == ("insert", "deliveries"))
+    assert flushes <= 100 // job.settings.send_flush_every + 1
+    assert counter.collections.count("rollups") == flushes  # one roll-up write a flush
+    send_path = len(counter.commands) - flushes
+    assert send_path + runner_share <= 10, counter.commands
 
 
 async def test_an_unsubscribe_after_the_page_was_read_is_respected(

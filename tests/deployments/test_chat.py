@@ -163,12 +163,14 @@ async def test_fifty_sessions_ten_messages_each_on_two_replicas(stack: Stack) ->
     answers = ["1", "1", "2", "hello", "2", "2", "5", "again", "1", "nope"]
 
     async def converse(client: httpx.AsyncClient) -> tuple[dict, list[dict]]:
-        session = (await client.post("/chat/api/sessions", json={})).json()
+        created = await client.post("/chat/api/sessions", json={})
+        assert created.status_code == 201, created.text
+        session = created.json()
         headers = {"Authorization": f"Bearer {session['token']}"}
         for text in answers:
             response = await client.post(f"/chat/api/sessions/{session['session_id']}/messages",
                                          json={"text": text}, headers=headers)
-            assert response.status_code == 200
+            assert response.status_code == 200, response.text
         inbox = (await client.get(f"/chat/api/sessions/{session['session_id']}/messages",
                                   headers=headers)).json()["messages"]
         return session, inbox
