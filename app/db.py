@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 _clients: dict[tuple[str, int], AsyncMongoClient] = {}
+MAX_IDLE_MS = 60_000
 
 
 def mongo_client(uri: str) -> AsyncMongoClient:
@@ -26,7 +27,11 @@ def mongo_client(uri: str) -> AsyncMongoClient:
     key = (uri, id(loop))
     client = _clients.get(key)
     if client is None:
-        client = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+        # Pooled connections idle for a minute are closed before reuse: servers drop idle
+        # clients (SecantusDB after 5 minutes), and a write sent on a dropped connection
+        # fails with AutoReconnect when retryable writes are off (as for the embedded one).
+        client = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True,
+                                  maxIdleTimeMS=MAX_IDLE_MS)
         _clients[key] = client
     return client
 

@@ -1,6 +1,6 @@
 """Chat under load, beside a no-op Serve ingress measured in the same run.
 
-Starts the app (ChatBot at 2 replicas, embedded database and SMTP sink) plus a no-op
+Starts the app (ChatBot at 1 replica, embedded database and SMTP sink) plus a no-op
 Serve application (`benchmarks/noop_app.py`) behind the same proxy, then runs Locust
 in its own process:
 
@@ -104,7 +104,9 @@ def main() -> None:
     parser.add_argument("--closed-users", type=int, default=20)
     parser.add_argument("--closed-seconds", type=int, default=20)
     parser.add_argument("--closed-rounds", type=int, default=2)
-    parser.add_argument("--replicas", type=int, default=2, help="ChatBot replicas")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="ChatBot replicas (one on 2 cores: a second competes with the "
+                             "proxy and the database)")
     parser.add_argument("--idle-seconds", type=float, default=10,
                         help="how long to count the idle app's database commands first")
     parser.add_argument("--out", type=Path, default=RESULTS)
