@@ -106,6 +106,9 @@ def compiled_templates(templates: dict[str, str | None]) -> CompiledTemplates:
     return found
 
 
+ROLLUP_EVERY_S = 5.0
+
+
 class OutcomeRecorder:
     """Outcomes written behind the sends, in bulk, with a bound on what waits."""
 
@@ -117,6 +120,8 @@ class OutcomeRecorder:
         self.inserts: list[dict] = []
         self.updates: list[tuple[str, dict]] = []
         self.previous: dict[str, dict] = {}  # queued updates: the record they replace
+        self.increments = rollups.Increments()  # written, not yet in the roll-ups
+        self.rollups_at = time.monotonic()
         self.statuses: dict[str, tuple[str, str]] = {}  # queued: delivery id -> status, customer
         self.oldest: float | None = None
         self.counts: Counter[str] = Counter()
@@ -183,6 +188,7 @@ class OutcomeRecorder:
                 await self._flush()
                 continue
             if not queued and self.closing:
+                await self._write_rollups()  # what earlier flushes gathered
                 return
             self.kick.clear()
             timeout = max(0.0, self.flush_s - age) if queued else None
@@ -197,14 +203,16 @@ class OutcomeRecorder:
         self.oldest = None
         try:
             lost = await campaigns.write_outcomes(self.db, inserts, updates)
-            # The reports' roll-ups: one more write for the whole flush.
-            increments = rollups.Increments()
+            # The reports' roll-ups gather over the batch: one write when it closes (or
+            # every ROLLUP_EVERY_S in a long one). Every task of a campaign adds to the
+            # same document, so a write per flush made them queue on it.
             for doc in inserts:
                 if doc["_id"] not in lost:
-                    increments.outcome(self.job.campaign_id, doc, None)
+                    self.increments.outcome(self.job.campaign_id, doc, None)
             for did, fields in updates:
-                increments.outcome(self.job.campaign_id, fields, previous[did])
-            await rollups.write(self.db, increments)
+                self.increments.outcome(self.job.campaign_id, fields, previous[did])
+            if self.closing or time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
+                await self._write_rollups()
         except BaseException as exc:  # surface it to the senders: stop sending
             async with self.changed:
                 self.error = exc
@@ -221,6 +229,11 @@ class OutcomeRecorder:
         async with self.changed:
             self.unrecorded -= len(statuses)
             self.changed.notify_all()
+
+    async def _write_rollups(self) -> None:
+        increments, self.increments = self.increments, rollups.Increments()
+        self.rollups_at = time.monotonic()
+        await rollups.write(self.db, increments)
 
     async def close(self) -> None:
         """Wait until every outcome is written."""
