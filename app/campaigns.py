@@ -36,6 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app import rollups
 from app.models import CampaignCreate, LaunchOptions
+from app.rollups import key_safe
 
 log = logging.getLogger("operator_comms.campaigns")
 ACTIVE = ("running", "paused")
@@ -317,10 +318,6 @@ async def write_outcomes(db: AsyncDatabase, inserts: list[dict],
 # Counters and views --------------------------------------------------------------------
 
 
-def key_safe(text: str) -> str:
-    return text.replace(".", "_").replace("$", "_")
-
-
 def summary_increments(summary: dict) -> dict[str, int]:
     """The `$inc` for one task's outcomes (its summary)."""
     inc: dict[str, int] = {f"counts.{status}": n for status, n in summary["counts"].items()
@@ -378,7 +375,7 @@ async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
         if status != "skipped":  # every attempt beyond a delivery's first was a retry
             retries += max(0, doc.get("attempts", 1) - 1)
         if status == "sent":
-            node, worker = key_safe(doc.get("node") or "?"), key_safe(doc.get("worker") or "?")
+            node, worker = key_safe(doc.get("node")), key_safe(doc.get("worker"))
             by_node[node] = by_node.get(node, 0) + 1
             by_worker[worker] = by_worker.get(worker, 0) + 1
     sets: dict[str, Any] = {f"counts.{status}": counts.get(status, 0)
