@@ -92,15 +92,33 @@ class CpuWatch:
     def done(self, elapsed: float, top: int = 6) -> dict:
         after = self._times()
         used = []
+        parts: dict[str, float] = {}
         for pid, (label, seconds) in after.items():
             spent = seconds - self.before.get(pid, (label, 0.0))[1]
             if spent > 0:
                 used.append((spent, pid, label))
+                parts[part_of(label)] = parts.get(part_of(label), 0.0) + spent
         used.sort(reverse=True)
         return {"cpu_percent": psutil.cpu_percent(interval=None),
+                "cpu_seconds_by_part": {k: round(v, 2) for k, v in sorted(
+                    parts.items(), key=lambda item: -item[1])},
                 "top_processes": [{"pid": pid, "process": label,
                                    "cpu_percent_of_one_core": round(100 * s / elapsed, 1)}
                                   for s, pid, label in used[:top]]}
+
+
+PARTS = (("secantus", "database"), ("multiprocessing.spawn", "smtp sink"),
+         ("ray::ServeReplica", "serve replicas"), ("ray::ProxyActor", "serve proxy"),
+         ("ray::ServeController", "serve controller"), ("ray::CampaignRunner", "runner"),
+         ("ray::", "ray workers (send tasks, actors)"), ("raylet", "ray system"),
+         ("gcs_server", "ray system"), ("dashboard", "ray system"),
+         ("log_monitor", "ray system"), ("celery", "celery workers"),
+         ("rabbit", "rabbitmq"), ("beam.smp", "rabbitmq"), ("benchmarks", "benchmark driver"))
+
+
+def part_of(label: str) -> str:
+    """Which part of the system a process is, from its command line."""
+    return next((part for marker, part in PARTS if marker in label), "other")
 
 
 def opcounters(mongo: MongoClient) -> dict[str, int]:

@@ -202,9 +202,11 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
         mongo = MongoClient(mongodb_uri(settings))
         audiences = Audiences(api)
         audiences.tag(smallest)
-        idle_from, idle_ops = time.time(), opcount(mongo)
+        idle_from, idle_ops, idle_cpu = time.time(), opcount(mongo), CpuWatch()
         time.sleep(5)
         background = (opcount(mongo) - idle_ops - 1) / (time.time() - idle_from)
+        idle = idle_cpu.done(time.time() - idle_from)["cpu_seconds_by_part"]
+        idle_per_s = {part: round(s / (time.time() - idle_from), 3) for part, s in idle.items()}
         for system, workers, connections in runs:
             conns = connections or settings.send_connections
 
@@ -238,7 +240,11 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                         "db_commands": ops,
                         "db_commands_per_message": round(max(0.0, net) / delivered, 4),
                         "db_commands_per_message_gross": round(ops / delivered, 4),
-                        "db_background_per_s": round(background, 2)}
+                        "db_background_per_s": round(background, 2),
+                        "cpu_ms_per_message_by_part": {
+                            part: round(1000 * seconds / delivered, 3)
+                            for part, seconds in cpu["cpu_seconds_by_part"].items()},
+                        "idle_cpu_cores_by_part": idle_per_s}
 
             rate = estimate(delay, workers, conns)
             row = {"sink_delay_ms": delay, "system": system, "workers": workers,
