@@ -34,6 +34,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app import rollups
 from app.flow_engine import Flow, Turn, start, step
 
 MAX_TURN_TRIES = 50
@@ -60,6 +61,7 @@ class Known:
     customer_id: str | None
     seq: int
     state: dict[str, Any] | None
+    created_day: str | None = None  # the day its chat roll-up counts it on
 
     def check(self, token: str, session_id: str) -> None:
         if not secrets.compare_digest(self.token_hash, token_hash(token)):
@@ -113,11 +115,13 @@ async def find_customer(db: AsyncDatabase, email: str | None, phone: str | None)
 
 
 async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = None,
-                         phone: str | None = None,
-                         where: str = "") -> tuple[str, str, Known, list[dict]]:
+                         phone: str | None = None, where: str = "",
+                         moves: rollups.Increments | None = None
+                         ) -> tuple[str, str, Known, list[dict]]:
     """A new session and its greeting: (session id, token, what we know, messages).
 
-    Two writes: the session (already summarised as after its greeting), the greeting."""
+    Two writes: the session (already summarised as after its greeting), the greeting.
+    Its count in the chat roll-up goes into `moves`, for the caller to write."""
     customer = await find_customer(db, email, phone) if email or phone else None
     token = secrets.token_urlsafe(24)
     session_id = uuid.uuid4().hex
@@ -131,8 +135,11 @@ async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = N
     }
     await db.chat_sessions.insert_one(session)
     await db.messages.insert_many(docs, ordered=True)
-    known = Known(session["token_hash"], session["customer_id"], 0, None)
+    known = Known(session["token_hash"], session["customer_id"], 0, None,
+                  rollups.day_of(session["created_at"]))
     known.saw(docs)
+    if moves is not None:
+        moves.session_created(session["created_at"], known.state)
     return session_id, token, known, docs
 
 
@@ -142,11 +149,14 @@ async def load_session(db: AsyncDatabase, session_id: str) -> Known | None:
     The summary may lag the messages by a flush; a turn computed from it then collides
     on its first number and re-reads the last message."""
     session = await db.chat_sessions.find_one(
-        {"_id": session_id}, {"token_hash": 1, "customer_id": 1, "last_seq": 1, "state": 1})
+        {"_id": session_id},
+        {"token_hash": 1, "customer_id": 1, "last_seq": 1, "state": 1, "created_at": 1})
     if session is None:
         return None
+    created = session.get("created_at")
     known = Known(session["token_hash"], session.get("customer_id"),
-                  session.get("last_seq", 0), session.get("state"))
+                  session.get("last_seq", 0), session.get("state"),
+                  rollups.day_of(created) if created else None)
     if "state" not in session:  # a session from before summaries carried the state
         await refresh(db, session_id, known)
     return known
@@ -162,12 +172,13 @@ async def last_message(db: AsyncDatabase, session_id: str) -> dict | None:
 
 
 async def take_turn(db: AsyncDatabase, flow: Flow, session_id: str, known: Known,
-                    text: str) -> list[dict]:
+                    text: str, moves: rollups.Increments | None = None) -> list[dict]:
     """Apply the customer's text; return the stored messages of this turn, in order.
 
-    One insert when `known` is current; a collision re-reads the last message."""
-    return await _append_turn(db, session_id, known,
-                              lambda state: step(flow, state, text), customer_text=text)
+    One insert when `known` is current; a collision re-reads the last message. The
+    session's move in the chat roll-up goes into `moves`, for the caller to write."""
+    return await _append_turn(db, session_id, known, lambda state: step(flow, state, text),
+                              moves, customer_text=text)
 
 
 async def append_system_turn(db: AsyncDatabase, session_id: str, turn: Turn, *, role: str,
@@ -180,16 +191,19 @@ async def append_system_turn(db: AsyncDatabase, session_id: str, turn: Turn, *, 
         known = await load_session(db, session_id)
         if known is None:
             raise SessionNotFound(session_id)
-    docs = await _append_turn(db, session_id, known, lambda _state: turn, customer_text=None,
-                              role=role, kind=kind, offer=offer)
+    moves = rollups.Increments()
+    docs = await _append_turn(db, session_id, known, lambda _state: turn, moves,
+                              customer_text=None, role=role, kind=kind, offer=offer)
     await db.chat_sessions.bulk_write([summary_update(session_id, docs)])
+    await rollups.write(db, moves)
     return docs
 
 
 async def _append_turn(db: AsyncDatabase, session_id: str, known: Known, compute,
-                       **message: Any) -> list[dict]:
+                       moves: rollups.Increments | None, **message: Any) -> list[dict]:
     for attempt in range(MAX_TURN_TRIES):
-        docs = turn_docs(session_id, compute(known.state), based_on=known.seq, **message)
+        before = known.state  # the state this turn is computed from, and replaces
+        docs = turn_docs(session_id, compute(before), based_on=known.seq, **message)
         try:
             await db.messages.insert_many(docs, ordered=True)
         except (DuplicateKeyError, BulkWriteError) as exc:
@@ -201,6 +215,8 @@ async def _append_turn(db: AsyncDatabase, session_id: str, known: Known, compute
             await refresh(db, session_id, known)
             continue
         known.saw(docs)
+        if moves is not None:
+            moves.session_moved(known.created_day, before, docs[-1].get("state_after"))
         return docs
     raise RuntimeError(f"session {session_id}: too much contention")
 
@@ -249,12 +265,13 @@ async def messages_after(db: AsyncDatabase, session_id: str, after: int = 0,
 
 
 async def clear_conversation(db: AsyncDatabase, flow: Flow, session_id: str,
-                             known: Known) -> list[dict]:
+                             known: Known, moves: rollups.Increments | None = None
+                             ) -> list[dict]:
     """Forget the conversation and greet again (sequence numbers keep counting)."""
     await refresh(db, session_id, known)
     await db.messages.update_many({"session_id": session_id, "seq": {"$lte": known.seq}},
                                   {"$set": {"cleared": True}})
-    return await _append_turn(db, session_id, known, lambda _state: start(flow),
+    return await _append_turn(db, session_id, known, lambda _state: start(flow), moves,
                               customer_text=None)
 
 
@@ -272,10 +289,11 @@ def events_of(docs: list[dict], customer_id: str | None) -> list[dict]:
 
 async def record_events(db: AsyncDatabase, events: list[dict]) -> None:
     """Store events their consumers have taken and close their messages' outbox: two
-    writes for any number of events."""
+    writes for any number of events (three when one of them is reported)."""
     if not events:
         return
     at = now()
+    stored_before: set[int] = set()
     try:
         await db.events.insert_many([{**e, "delivered": True, "delivered_at": at}
                                      for e in events], ordered=False)
@@ -283,8 +301,14 @@ async def record_events(db: AsyncDatabase, events: list[dict]) -> None:
         if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
             raise
         # Stored before (a retry after a crash, or an event of the older outbox).
+        stored_before = {e["index"] for e in exc.details["writeErrors"]}
         await db.events.update_many({"_id": {"$in": [e["_id"] for e in events]}},
                                     {"$set": {"delivered": True, "delivered_at": at}})
+    counted = rollups.Increments()  # the chat roll-up counts each event once, when stored
+    for n, event in enumerate(events):
+        if n not in stored_before:
+            counted.event(event)
+    await rollups.write(db, counted)
     message_ids = sorted({e["message_id"] for e in events if e.get("message_id")})
     if message_ids:
         await db.messages.update_many({"_id": {"$in": message_ids}},

@@ -7,7 +7,8 @@ consumers arrive as callables).
   compare-and-swap); a session it does not remember costs two reads first. The token
   is checked against the remembered hash on every call.
 - Session summaries (node, ended, last number) are collected per session and written
-  in one bulk write every FLUSH_S, never on the turn's path.
+  in one bulk write every FLUSH_S, never on the turn's path; the sessions' moves in
+  the chat roll-up (`app.rollups`) follow in one more write.
 - A turn that emits events wakes the hand-off loop, which gives them to their
   consumers at once and then stores them with two writes per batch. A sweep every
   SWEEP_S picks up events a stopped replica left in an outbox.
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import chat
+from app import chat, rollups
 from app.flow_engine import Flow
 
 log = logging.getLogger("operator_comms.conversations")
@@ -84,6 +85,7 @@ class Conversations:
         self.sockets_anywhere: dict[str, int] = {}  # session -> sockets (the hub's view)
         self.memory = chat.SessionMemory()
         self.summaries: dict[str, Any] = {}   # session -> its latest summary update
+        self.moves = rollups.Increments()     # the chat roll-up's, since the last flush
         self.events: list[dict] = []          # to hand on
         self.wake = asyncio.Event()
         self.bells: dict[str, set[Bell]] = {}  # session -> sockets held here
@@ -105,13 +107,13 @@ class Conversations:
                      phone: str | None = None) -> tuple[str, str, bool, list[dict]]:
         """(session id, token, linked to a customer, greeting)."""
         session_id, token, known, docs = await chat.create_session(
-            self.db, self.flow, email=email, phone=phone, where=self.where)
+            self.db, self.flow, email=email, phone=phone, where=self.where, moves=self.moves)
         self.memory.put(session_id, known)
         return session_id, token, known.customer_id is not None, docs
 
     async def turn(self, session_id: str, token: str, text: str) -> list[dict]:
         known = await self.open(session_id, token)
-        docs = await chat.take_turn(self.db, self.flow, session_id, known, text)
+        docs = await chat.take_turn(self.db, self.flow, session_id, known, text, self.moves)
         self._written(session_id, known, docs)
         return docs
 
@@ -121,7 +123,8 @@ class Conversations:
 
     async def clear(self, session_id: str, token: str) -> list[dict]:
         known = await self.open(session_id, token)
-        docs = await chat.clear_conversation(self.db, self.flow, session_id, known)
+        docs = await chat.clear_conversation(self.db, self.flow, session_id, known,
+                                             self.moves)
         self._written(session_id, known, docs)
         return docs
 
@@ -207,16 +210,23 @@ class Conversations:
                 await asyncio.sleep(RETRY_S)
 
     async def flush(self) -> None:
-        """Write the collected session summaries: one command for all of them."""
-        if not self.summaries:
-            return
-        taken, self.summaries = self.summaries, {}
-        try:
-            await self.db.chat_sessions.bulk_write(list(taken.values()), ordered=False)
-        except Exception:
-            for session_id, update in taken.items():  # newer ones win
-                self.summaries.setdefault(session_id, update)
-            raise
+        """Write the collected session summaries (one command for all of them), then
+        the sessions' moves in the chat roll-up (one more)."""
+        if self.summaries:
+            taken, self.summaries = self.summaries, {}
+            try:
+                await self.db.chat_sessions.bulk_write(list(taken.values()), ordered=False)
+            except Exception:
+                for session_id, update in taken.items():  # newer ones win
+                    self.summaries.setdefault(session_id, update)
+                raise
+        if self.moves:
+            moves, self.moves = self.moves, rollups.Increments()
+            try:
+                await rollups.write(self.db, moves)
+            except Exception:
+                self.moves.merge(moves)
+                raise
 
     async def hand_on(self) -> bool:
         """Give waiting events to their consumers, store those taken; False if any

@@ -151,7 +151,8 @@ async def deliver_batch(db: AsyncDatabase, offers: list[dict]
         if not offer["recovered"] and first.setdefault(offer["session_id"], offer) is not offer:
             one_by_one.append(offer)
     summaries = {s["_id"]: s for s in await db.chat_sessions.find(
-        {"_id": {"$in": list(first)}}, {"last_seq": 1}).to_list()} if first else {}
+        {"_id": {"$in": list(first)}}, {"last_seq": 1, "state": 1, "created_at": 1}
+    ).to_list()} if first else {}
     planned: dict[str, list[dict]] = {}
     for session_id, offer in first.items():
         turn = _counter_offer(offer)
@@ -177,6 +178,13 @@ async def deliver_batch(db: AsyncDatabase, offers: list[dict]
         await db.chat_sessions.bulk_write(
             [chat.summary_update(written[-1]["session_id"], written)
              for written in planned.values()], ordered=False)
+        moves = rollups.Increments()  # each from the state its summary had at last_seq
+        for written in planned.values():
+            summary = summaries[written[-1]["session_id"]]
+            if summary.get("created_at") and "state" in summary:
+                moves.session_moved(rollups.day_of(summary["created_at"]),
+                                    summary.get("state"), written[-1].get("state_after"))
+        await rollups.write(db, moves)
     failed: dict[str, Exception] = {}
     for offer in one_by_one:
         try:
@@ -208,6 +216,9 @@ async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
                    {"$set": {"status": "sent", "sent_at": at, "emailed": was}})
          for offer_id, was in emailed.items()], ordered=False)
     await _moved(db, sent.modified_count, from_="firing", to="sent")
+    counted = rollups.Increments()  # every offer of the batch was sent at `at`
+    counted.offers_sent(at, sent.modified_count)
+    await rollups.write(db, counted)
 
 
 async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:
@@ -224,6 +235,10 @@ async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:
     offer = await db.offers.find_one({"_id": offer_id})
     if offer is None or offer.get("accepted_by") != event["_id"]:
         return None
+    if taken.modified_count:
+        counted = rollups.Increments()
+        counted.offer_accepted(offer.get("sent_at"), offer["accepted_at"])
+        await rollups.write(db, counted)
     value = round(catalogue().price(offer["plan"]) * (1 - offer["discount_pct"] / 100), 2)
     await _convert(db, event, offer["customer_id"], offer["plan"], value, "counter_offer",
                    offer_id=offer_id, discount_pct=offer["discount_pct"])

@@ -12,9 +12,10 @@
 Delivery figures (campaigns, emails, cost) and conversions are summed from the
 roll-ups of `app.rollups` (one document per campaign and day), so a report's cost
 grows with campaigns x days, not with deliveries; latency percentiles come from their
-histograms (within one bucket). Chat and marketing figures come from pipelines over
-sessions, events and offers. A period is [start, end) in whole days for the roll-ups
-(a part day counts whole); a period with no data is an empty report, not an error.
+histograms (within one bucket). Chat and marketing figures come from the chat
+roll-ups, one document per day (the median time to accept within one bucket). A
+period is [start, end) in whole days for the roll-ups (a part day counts whole); a
+period with no data is an empty report, not an error.
 `rows()` flattens a report into (section, item, metric, value) for CSV and XLSX, so
 both downloads hold exactly the figures of the JSON.
 """
@@ -31,8 +32,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app import rollups
 from app.catalogue import catalogue
 from app.config import Settings
-
-PERCENTILE = {"method": "approximate"}
 
 
 class BadPeriod(ValueError):
@@ -63,19 +62,6 @@ def _parse(field: str, text: str, end_of_day: bool) -> datetime:
     except ValueError:
         raise BadPeriod(field, f"not a date: {text!r} (use YYYY-MM-DD)") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _in(start: datetime, end: datetime) -> dict:
-    return {"$gte": start, "$lt": end}
-
-
-async def _one(db: AsyncDatabase, collection: str, pipeline: list[dict]) -> dict:
-    rows = await (await db[collection].aggregate(pipeline)).to_list()
-    return rows[0] if rows else {}
-
-
-async def _all(db: AsyncDatabase, collection: str, pipeline: list[dict]) -> list[dict]:
-    return await (await db[collection].aggregate(pipeline)).to_list()
 
 
 def _rate(part: float, whole: float) -> float:
@@ -125,51 +111,37 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
     totals = {key: sum(c[key] for c in campaigns)
               for key in ("recipients", "sent", "failed", "dead", "pending", "retries")}
     totals["delivery_rate"] = _rate(totals["sent"], totals["recipients"])
+    chat, marketing = _chat_and_marketing(await rollups.read(db, rollups.CHAT, start, end))
     return {"period": {"from": start.isoformat(), "to": end.isoformat()},
             "campaigns": campaigns, "totals": totals,
-            "chat": await _chat_figures(db, start, end),
-            "marketing": await _marketing_figures(db, start, end)}
+            "chat": chat, "marketing": marketing}
 
 
-async def _chat_figures(db: AsyncDatabase, start: datetime, end: datetime) -> dict:
-    # One pass over the period's sessions (the embedded database groups in Python).
-    groups = await _all(db, "chat_sessions", [
-        {"$match": {"created_at": _in(start, end)}},
-        {"$group": {"_id": {"ended": "$ended", "node": "$node"}, "n": {"$sum": 1}}}])
-    completed = sum(g["n"] for g in groups if g["_id"].get("ended") is True)
-    open_by_node: dict[str, int] = {}
-    for g in groups:
-        if g["_id"].get("ended") is not True:
-            node = g["_id"].get("node")
-            open_by_node[node] = open_by_node.get(node, 0) + g["n"]
-    funnel = [{"_id": node, "sessions": n} for node, n in sorted(
-        open_by_node.items(), key=lambda item: (-item[1], str(item[0])))]
-    sessions = {"sessions": sum(g["n"] for g in groups), "completed": completed}
-    handoffs = await db.events.count_documents({"type": "handoff_requested",
-                                                "created_at": _in(start, end)})
-    total = sessions.get("sessions", 0)
-    return {"sessions": total, "completed": sessions.get("completed", 0),
-            "completion_rate": _rate(sessions.get("completed", 0), total),
-            "drop_off": [{"node": row["_id"], "sessions": row["sessions"]} for row in funnel],
-            "handoffs": handoffs}
-
-
-async def _marketing_figures(db: AsyncDatabase, start: datetime, end: datetime) -> dict:
-    refusals = await db.events.count_documents({"type": "offer_refused",
-                                                "created_at": _in(start, end)})
-    sent = await db.offers.count_documents({"sent_at": _in(start, end)})
-    accepted = await _one(db, "offers", [
-        {"$match": {"accepted_at": _in(start, end)}},
-        {"$group": {"_id": None, "n": {"$sum": 1},
-                    "median_ms": {"$median": {"input": {"$subtract": ["$accepted_at",
-                                                                       "$sent_at"]},
-                                              **PERCENTILE}}}}])
-    median_ms = accepted.get("median_ms")
-    return {"refusals": refusals, "counter_offers_sent": sent,
-            "accepted": accepted.get("n", 0),
-            "conversion_rate": _rate(accepted.get("n", 0), sent),
-            "median_time_to_accept_s": round(median_ms / 1000, 1) if median_ms is not None
-            else None}
+def _chat_and_marketing(docs: list[dict]) -> tuple[dict, dict]:
+    """The chat and marketing figures of a period, from its chat roll-ups."""
+    total: dict[str, Any] = {"sessions": 0, "completed": 0, "offers_sent": 0, "accepted": 0}
+    open_at: dict[str, int] = {}
+    events: dict[str, int] = {}
+    accept_s: dict[str, int] = {}
+    for doc in docs:
+        for key in total:
+            total[key] += doc.get(key, 0)
+        for into, field in ((open_at, "open_at"), (events, "events"), (accept_s, "accept_s")):
+            for key, n in (doc.get(field) or {}).items():
+                into[key] = into.get(key, 0) + n
+    drop_off = sorted(((node, n) for node, n in open_at.items() if n > 0),
+                      key=lambda item: (-item[1], item[0]))
+    chat = {"sessions": total["sessions"], "completed": total["completed"],
+            "completion_rate": _rate(total["completed"], total["sessions"]),
+            "drop_off": [{"node": None if node == "?" else node, "sessions": n}
+                         for node, n in drop_off],
+            "handoffs": events.get("handoff_requested", 0)}
+    median_s = rollups.percentile(accept_s, 0.5)
+    marketing = {"refusals": events.get("offer_refused", 0),
+                 "counter_offers_sent": total["offers_sent"], "accepted": total["accepted"],
+                 "conversion_rate": _rate(total["accepted"], total["offers_sent"]),
+                 "median_time_to_accept_s": median_s}
+    return chat, marketing
 
 
 async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,

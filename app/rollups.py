@@ -15,8 +15,19 @@
 and one per day for conversions, `_id` `conversions|<day>`, `kind: "conversions"`:
 `n.<source>` and `monthly.<source>` (the monthly value of the plans taken).
 
-The send task adds its flush's increments in one bulk write right after the flush's
-deliveries (`write`); a conversion adds its own when it is first stored. A writer that
+and one per day for the chat and its offers, `_id` `chat|<day>`, `kind: "chat"`:
+- `sessions`: the sessions created that day; each of them counted once more where it
+  is now, `completed` (ended) or `open_at.<node>`: a turn that moves it moves that
+  count (from the state before the turn, which the turn's compare-and-swap makes
+  exact), on its creation day;
+- `events.<type>`: the reported events (`REPORTED_EVENTS`) stored that day;
+- `offers_sent`, `accepted`, `accept_s.<s>`: counter-offers sent and accepted that
+  day, with the time to accept in the same kind of buckets (seconds).
+
+The send task adds its batch's increments in one bulk write after the batch's
+deliveries (`write`); a conversion adds its own when it is first stored; a chat
+replica adds its sessions' moves with its summaries, every second, and its events'
+when it stores them; the marketing actor its offers' with each batch. A writer that
 dies between its two writes leaves a drift, which `fold` + `reconcile` repair: at a
 campaign's completion (from its deliveries) and on demand for a period (the API's
 `POST /api/reports/reconcile`, `operator-comms reconcile`).
@@ -35,18 +46,24 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 CAMPAIGN = "campaign"
 CONVERSIONS = "conversions"
+CHAT = "chat"
+REPORTED_EVENTS = ("handoff_requested", "offer_refused")
 MAX_LATENCY_MS = 600_000
 STATUSES = ("sent", "failed", "dead", "pending", "skipped")
 DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
                    "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1}
 
 
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def day_of(at: datetime) -> str:
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
+    return _aware(at).astimezone(UTC).date().isoformat()
 
 
 def bucket(latency_ms: float) -> int:
-    """The lower bound (ms) of the latency bucket this value falls in."""
+    """The lower bound of the bucket this value (ms; seconds for times to accept) falls in."""
     ms = min(max(0.0, latency_ms), MAX_LATENCY_MS)
     width = 1 if ms < 100 else 10 if ms < 1000 else 100 if ms < 10_000 else 1000
     return int(ms // width) * width
@@ -74,8 +91,14 @@ def campaign_rollup_id(campaign_id: str, day: str) -> str:
     return f"{campaign_id}|{day}"
 
 
+def session_place(state: dict | None) -> str:
+    """Where a session counts in its day's chat roll-up: ended, or open at its node."""
+    state = state or {}
+    return "completed" if state.get("ended") else f"open_at.{key_safe(state.get('node'))}"
+
+
 class Increments:
-    """The roll-up changes of a set of outcomes, merged per document."""
+    """The roll-up changes of a set of outcomes (or chat moves), merged per document."""
 
     def __init__(self) -> None:
         self.inc: dict[str, defaultdict[str, float]] = {}
@@ -89,6 +112,59 @@ class Increments:
             self.inc[_id] = defaultdict(float)
             self.keys[_id] = {"kind": CAMPAIGN, "campaign_id": campaign_id, "day": day}
         return _id
+
+    def _chat(self, day: str) -> defaultdict[str, float]:
+        _id = f"{CHAT}|{day}"
+        if _id not in self.inc:
+            self.inc[_id] = defaultdict(float)
+            self.keys[_id] = {"kind": CHAT, "day": day}
+        return self.inc[_id]
+
+    def session_created(self, created_at: datetime, state: dict | None) -> None:
+        inc = self._chat(day_of(created_at))
+        inc["sessions"] += 1
+        inc[session_place(state)] += 1
+
+    def session_moved(self, created_day: str | None, before: dict | None,
+                      after: dict | None) -> None:
+        """A turn took a session from `before` to `after` (states)."""
+        was, now = session_place(before), session_place(after)
+        if created_day is None or was == now:
+            return
+        inc = self._chat(created_day)
+        inc[was] -= 1
+        inc[now] += 1
+
+    def event(self, event: dict) -> None:
+        if event.get("type") in REPORTED_EVENTS:
+            self._chat(day_of(event["created_at"]))[f"events.{event['type']}"] += 1
+
+    def offers_sent(self, at: datetime, n: int) -> None:
+        if n:
+            self._chat(day_of(at))["offers_sent"] += n
+
+    def offer_accepted(self, sent_at: datetime | None, accepted_at: datetime) -> None:
+        inc = self._chat(day_of(accepted_at))
+        inc["accepted"] += 1
+        if sent_at is not None:
+            waited = (_aware(accepted_at) - _aware(sent_at)).total_seconds()
+            inc[f"accept_s.{bucket(waited)}"] += 1
+
+    def merge(self, other: Increments) -> None:
+        """Add `other` to these (increments that could not be written go back)."""
+        for _id, inc in other.inc.items():
+            mine = self.inc.setdefault(_id, defaultdict(float))
+            self.keys.setdefault(_id, other.keys[_id])
+            for key, value in inc.items():
+                mine[key] += value
+        for source, pick, target in ((other.min, min, self.min), (other.max, max, self.max)):
+            for _id, fields in source.items():
+                have = target.setdefault(_id, {})
+                for key, value in fields.items():
+                    have[key] = pick(have.get(key, value), value)
+
+    def __bool__(self) -> bool:
+        return bool(self.inc)
 
     def outcome(self, campaign_id: str, new: dict, previous: dict | None) -> None:
         """One delivery's new record (`new`), replacing `previous` (None: its first)."""
@@ -213,6 +289,22 @@ def fold_conversions(events: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
+def fold_chat(sessions: Iterable[dict], events: Iterable[dict], sent: Iterable[dict],
+              accepted: Iterable[dict]) -> dict[str, dict]:
+    """The chat roll-ups of these sessions (by their summary), events and offers (sent,
+    and accepted), computed from scratch."""
+    increments = Increments()
+    for session in sessions:
+        increments.session_created(session["created_at"], session)
+    for event in events:
+        increments.event(event)
+    for offer in sent:
+        increments.offers_sent(offer["sent_at"], 1)
+    for offer in accepted:
+        increments.offer_accepted(offer.get("sent_at"), offer["accepted_at"])
+    return increments.docs()
+
+
 def _comparable(doc: dict) -> dict:
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
@@ -253,7 +345,10 @@ async def reconcile(db: AsyncDatabase, expected: dict[str, dict], stored: list[d
 async def reconcile_period(db: AsyncDatabase, start: datetime, end: datetime,
                            apply: bool = True) -> dict[str, Any]:
     """Recount a period's roll-ups from the deliveries created in it (and the
-    conversions stored in it), compare, repair."""
+    conversions, chat sessions, events and offers of it), compare, repair.
+
+    A chat replica writes a session's summary a moment before its roll-up move: a
+    recount in that moment counts the move twice (the next reconcile mends it)."""
     first, last = days(start, end)
     lo = datetime.fromisoformat(first).replace(tzinfo=UTC)
     hi = datetime.fromisoformat(last).replace(tzinfo=UTC)
@@ -266,7 +361,16 @@ async def reconcile_period(db: AsyncDatabase, start: datetime, end: datetime,
     conversions = db.events.find({"type": "conversion", "created_at": {"$gte": lo, "$lt": hi}},
                                  {"created_at": 1, "source": 1, "monthly_value": 1})
     expected.update(fold_conversions([e async for e in conversions]))
-    stored = [doc for kind in (CAMPAIGN, CONVERSIONS) for doc in await db.rollups.find(
+    period = {"$gte": lo, "$lt": hi}
+    expected.update(fold_chat(
+        await db.chat_sessions.find({"created_at": period},
+                                    {"created_at": 1, "ended": 1, "node": 1}).to_list(),
+        [e for kind in REPORTED_EVENTS for e in await db.events.find(
+            {"type": kind, "created_at": period}, {"type": 1, "created_at": 1}).to_list()],
+        await db.offers.find({"sent_at": period}, {"sent_at": 1}).to_list(),
+        await db.offers.find({"accepted_at": period}, {"sent_at": 1, "accepted_at": 1}
+                             ).to_list()))
+    stored = [doc for kind in (CAMPAIGN, CONVERSIONS, CHAT) for doc in await db.rollups.find(
         {"kind": kind, "day": {"$gte": first, "$lt": last}}).to_list()]
     return await reconcile(db, expected, stored, apply=apply)
 

@@ -72,17 +72,22 @@ def seed_rest(db, rng: random.Random) -> None:
     db.campaigns.insert_many([{"_id": f"c{i}", "name": f"Campaign {i}",
                                "created_at": START} for i in range(10)])
     nodes = ["start", "upgrade", "turbo_offer", "client_menu", "billing", "support"]
-    db.chat_sessions.insert_many([{"_id": f"s{i}", "created_at": START + timedelta(
+    sessions = [{"_id": f"s{i}", "created_at": START + timedelta(
         seconds=rng.randrange(30 * 86400)), "ended": rng.random() < .6,
-        "node": rng.choice(nodes)} for i in range(10_000)])
+        "node": rng.choice(nodes)} for i in range(10_000)]
+    db.chat_sessions.insert_many(sessions)
     conversions = [{"_id": f"v{i}", "type": "conversion", "monthly_value": 103.92,
                     "source": "counter_offer", "created_at": START + timedelta(
                         seconds=rng.randrange(30 * 86400))} for i in range(1000)]
     db.events.insert_many(conversions)
     for _id, doc in rollups.fold_conversions(conversions).items():  # as conversions add them
         db.rollups.replace_one({"_id": _id}, doc, upsert=True)
-    db.offers.insert_many([{"_id": f"o{i}", "status": "accepted", "sent_at": START,
-                            "accepted_at": START + timedelta(minutes=5)} for i in range(1000)])
+    offers = [{"_id": f"o{i}", "status": "accepted", "sent_at": START,
+               "accepted_at": START + timedelta(minutes=5)} for i in range(1000)]
+    db.offers.insert_many(offers)
+    # The chat roll-ups, as the replicas and the marketing actor keep them.
+    for _id, doc in rollups.fold_chat(sessions, [], offers, offers).items():
+        db.rollups.replace_one({"_id": _id}, doc, upsert=True)
 
 
 def timed(api, path: str, params: dict, repeats: int) -> dict[str, float]:

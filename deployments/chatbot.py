@@ -46,4 +46,11 @@ class ChatBot:
             },
             doorbell=HubDoorbell(hub))
         install(context)
-        self.background = context.conversations.run_in_background()
+        self.conversations = context.conversations
+        self.background = self.conversations.run_in_background()
+
+    async def __del__(self) -> None:
+        """Graceful shutdown: write what the last second collected (summaries, the
+        chat roll-up's moves) instead of leaving it to the next reconcile."""
+        if hasattr(self, "conversations"):
+            await self.conversations.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -12,6 +13,7 @@ import ray
 import websockets
 from pymongo import MongoClient
 
+from app import rollups
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
 
@@ -33,6 +35,23 @@ async def _next_frame(socket, predicate, timeout_s: float = 30) -> dict:
                 return frame
 
 
+def _chat_rollups(db) -> dict[str, int]:
+    """The chat roll-ups of the last few days, flattened and summed."""
+    since = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    return _flat(db.rollups.find({"kind": "chat", "day": {"$gte": since}}))
+
+
+def _flat(docs) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for doc in docs:
+        for key, value in doc.items():
+            for sub, n in (value.items() if isinstance(value, dict) else [("", value)]):
+                if isinstance(n, int) and key not in ("_id", "kind", "day"):
+                    name = f"{key}.{sub}" if sub else key
+                    total[name] = total.get(name, 0) + n
+    return {k: n for k, n in total.items() if n}
+
+
 def _session(stack: Stack, **contact) -> dict:
     with stack.client(admin=False) as client:
         return client.post("/chat/api/sessions", json=contact).json()
@@ -43,6 +62,7 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
     db = mongo(stack)
     customer = db.customers.find_one({"tags": domain})
+    rollups_before = _chat_rollups(db)
     session = _session(stack, email=customer["email"])
     url = (stack.base_url.replace("http", "ws")
            + f"/chat/ws/{session['session_id']}?token={session['token']}")
@@ -95,6 +115,30 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
         {"session_id": session["session_id"], "type": "offer_refused", "delivered": True}) == 2,
         what="the second refusal to reach the actor")
     assert db.offers.count_documents({"customer_id": customer["_id"]}) == 1
+
+    # The chat roll-ups moved by exactly what a recount of this session gives: created,
+    # moved by every turn (replica and marketing actor), events and the offer counted.
+    def recount() -> dict[str, int]:
+        sid = session["session_id"]
+        offers = db.offers.find({"customer_id": customer["_id"]}).to_list()
+        return _flat(rollups.fold_chat(
+            db.chat_sessions.find({"_id": sid}).to_list(),
+            db.events.find({"session_id": sid}).to_list(),
+            [o for o in offers if o.get("sent_at")],
+            [o for o in offers if o.get("accepted_at")]).values())
+
+    def moved() -> dict[str, int]:
+        after = _chat_rollups(db)
+        return {k: after.get(k, 0) - rollups_before.get(k, 0)
+                for k in set(after) | set(rollups_before)
+                if after.get(k, 0) != rollups_before.get(k, 0)}
+
+    expected = recount()
+    assert expected["sessions"] == 1 and expected["events.offer_refused"] == 2
+    assert expected["offers_sent"] == 1 and expected["accepted"] == 1
+    with contextlib.suppress(AssertionError):  # the replica flushes every second
+        wait_until(lambda: moved() == recount(), what="the chat roll-ups")
+    assert moved() == recount()
 
 
 def _events(n: int, prefix: str) -> list[dict]:

@@ -52,3 +52,44 @@ def test_a_retry_moves_its_delivery_on_its_creation_day() -> None:
 def test_days_of_a_period() -> None:
     assert rollups.days(at(1, 0), at(3, 0)) == ("2026-11-01", "2026-11-03")
     assert rollups.days(at(1, 5), at(3, 5)) == ("2026-11-01", "2026-11-04")
+
+
+def test_a_sessions_moves_add_up_to_where_it_is_now() -> None:
+    moves = rollups.Increments()
+    moves.session_created(at(10, 23), {"node": "start"})
+    moves.session_moved("2026-11-10", {"node": "start"}, {"node": "upgrade"})
+    moves.session_moved("2026-11-10", {"node": "upgrade"}, {"node": "upgrade"})  # no move
+    moves.session_moved("2026-11-10", {"node": "upgrade"}, {"node": "bye", "ended": True})
+    moves.session_moved(None, {"node": "a"}, {"node": "b"})  # a session of no known day
+    [update] = moves.updates()
+    assert update._doc["$inc"] == {"sessions": 1, "completed": 1}  # the zeros are not sent
+    assert update._filter == {"_id": "chat|2026-11-10"}
+    # The same as a recount from the session as it now is.
+    assert rollups.fold_chat([{"created_at": at(10, 23), "node": "bye", "ended": True}],
+                             [], [], []) == moves.docs()
+
+
+def test_events_and_offers_count_on_their_own_day() -> None:
+    counted = rollups.Increments()
+    counted.event({"type": "offer_refused", "created_at": at(12)})
+    counted.event({"type": "something_else", "created_at": at(12)})  # not reported
+    counted.offers_sent(at(12), 3)
+    counted.offer_accepted(at(12, 10), datetime(2026, 11, 13, 0, 30, tzinfo=UTC))
+    docs = counted.docs()
+    assert docs["chat|2026-11-12"] == {"kind": "chat", "day": "2026-11-12",
+                                       "events": {"offer_refused": 1}, "offers_sent": 3}
+    assert docs["chat|2026-11-13"]["accepted"] == 1
+    assert docs["chat|2026-11-13"]["accept_s"] == {str(rollups.bucket(14.5 * 3600)): 1}
+
+
+def test_increments_that_could_not_be_written_merge_back() -> None:
+    first, second = rollups.Increments(), rollups.Increments()
+    first.session_created(at(12), {"node": "start"})
+    second.session_created(at(12), {"node": "start"})
+    second.offers_sent(at(13), 2)
+    assert not rollups.Increments() and first
+    first.merge(second)
+    docs = first.docs()
+    assert docs["chat|2026-11-12"]["sessions"] == 2
+    assert docs["chat|2026-11-12"]["open_at"] == {"start": 2}
+    assert docs["chat|2026-11-13"]["offers_sent"] == 2
