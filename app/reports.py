@@ -1,4 +1,4 @@
-"""Consolidated reports: deliveries from the daily roll-ups, the rest by pipelines.
+"""Consolidated reports, read from the daily roll-ups of `app.rollups`.
 
 - Performance: per campaign and for the period (recipients, outcomes, delivery rate,
   retries, throughput, send latency p50/p95, failures by SMTP code, spread over
