@@ -32,22 +32,19 @@ from collections import Counter, deque
 import ray
 from ray.exceptions import TaskCancelledError
 
+from actors import registry
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from app import campaigns
 from app.config import Endpoints, Settings
 from app.customers import audience_page
 from app.db import database
-from app.send_tasks import NAMESPACE, SendMetrics
+from app.send_tasks import SendMetrics
 from app.sending import BatchJob
 
 log = logging.getLogger("operator_comms.runner")
 SAMPLE_EVERY_S = 1.0
 SWEEP_EVERY_S = 5.0
-
-
-def runner_name(campaign_id: str) -> str:
-    return f"campaign-{campaign_id}"
 
 
 class AudienceCursor:
@@ -359,14 +356,10 @@ class CampaignRunner:
 def start_runner(campaign_id: str, settings: Settings, endpoints: Endpoints,
                  signing_secret: str):
     """The campaign's runner, created if it is not running (idempotent)."""
-    return CampaignRunner.options(
-        name=runner_name(campaign_id), namespace=NAMESPACE, lifetime="detached",
-        get_if_exists=True, resources=settings.actor_resources,
-    ).remote(campaign_id, settings, endpoints, signing_secret)
+    return registry.get_or_create(CampaignRunner, registry.runner_name(campaign_id),
+                                  campaign_id, settings, endpoints, signing_secret,
+                                  resources=settings.actor_resources)
 
 
 def find_runner(campaign_id: str):
-    try:
-        return ray.get_actor(runner_name(campaign_id), namespace=NAMESPACE)
-    except ValueError:
-        return None
+    return registry.find(registry.runner_name(campaign_id))

@@ -21,8 +21,8 @@ from collections import OrderedDict, deque
 
 import ray
 
-NAMESPACE = "operator-comms"
-HUB_NAME = "chat-hub"
+from actors import registry
+
 REMEMBERED_SESSIONS = 200_000
 REMEMBERED_CHANGES = 50_000
 
@@ -137,5 +137,4 @@ class HubDoorbell:
 
 
 def chat_hub(resources: dict[str, float] | None = None):
-    return ChatHub.options(name=HUB_NAME, namespace=NAMESPACE, lifetime="detached",
-                           get_if_exists=True, resources=resources or {}).remote()
+    return registry.get_or_create(ChatHub, registry.CHAT_HUB, resources=resources)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import ray
 
+from actors import registry
 from app.config import Endpoints, Settings
 from app.local_services import EmbeddedMongo, SmtpSink, free_port
-
-NAMESPACE = "operator-comms"
-ACTOR_NAME = "local-services"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
@@ -64,10 +62,8 @@ class LocalServices:
 
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
-    return LocalServices.options(
-        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        resources=settings.actor_resources,
-    ).remote(settings, free_port(), free_port())
+    return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
+                                  free_port(), free_port(), resources=settings.actor_resources)
 
 
 async def resolve_endpoints(settings: Settings) -> Endpoints:

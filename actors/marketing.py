@@ -23,6 +23,7 @@ import time
 
 import ray
 
+from actors import registry
 from actors.chat_hub import chat_hub
 from app import marketing
 from app.config import Endpoints, Settings
@@ -31,8 +32,6 @@ from app.mailer import Mail, SenderPool, build_message, message_id
 from app.tokens import sign_customer_id
 
 log = logging.getLogger("operator_comms.marketing")
-NAMESPACE = "operator-comms"
-ACTOR_NAME = "marketing"
 FIRING_CONCURRENCY = 8   # batches in flight
 BATCH_MAX = 100
 MAIL_CONNECTIONS = 4
@@ -210,7 +209,5 @@ def _rss_mb() -> float | None:
 
 def marketing_actor(settings: Settings, endpoints: Endpoints, unsubscribe_secret: str):
     """The cluster's marketing actor, created on first use (idempotent)."""
-    return MarketingActor.options(
-        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        resources=settings.actor_resources,
-    ).remote(settings, endpoints, unsubscribe_secret)
+    return registry.get_or_create(MarketingActor, registry.MARKETING, settings, endpoints,
+                                  unsubscribe_secret, resources=settings.actor_resources)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ray
 
+from actors import registry
 from app.ratelimit import RateLimits
-from app.send_tasks import NAMESPACE, RATE_LIMITER
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -25,5 +25,4 @@ class RateLimiter:
 
 
 def rate_limiter(resources: dict[str, float] | None = None):
-    return RateLimiter.options(name=RATE_LIMITER, namespace=NAMESPACE, lifetime="detached",
-                               get_if_exists=True, resources=resources or {}).remote()
+    return registry.get_or_create(RateLimiter, registry.RATE_LIMITER, resources=resources)

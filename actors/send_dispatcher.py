@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import ray
 
-from app.send_tasks import NAMESPACE, send_batch
+from actors import registry
+from app.send_tasks import send_batch
 from app.sending import BatchJob
-
-DISPATCHER = "send-dispatcher"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
@@ -59,5 +58,5 @@ class SendDispatcher:
 
 
 def send_dispatcher(resources: dict[str, float] | None = None):
-    return SendDispatcher.options(name=DISPATCHER, namespace=NAMESPACE, lifetime="detached",
-                                  get_if_exists=True, resources=resources or {}).remote()
+    return registry.get_or_create(SendDispatcher, registry.SEND_DISPATCHER,
+                                  resources=resources)

@@ -20,16 +20,15 @@ import time
 
 import ray
 
+from actors import registry
 from actors.campaign_runner import start_runner
 from app import signup
 from app.config import Endpoints, Settings
 from app.db import database
 from app.imap_inbox import ImapInbox
 from app.inbound_mail import REVIEW, Rules, classify, describe_too_large
-from app.send_tasks import NAMESPACE
 
 log = logging.getLogger("operator_comms.signup")
-WATCHER = "signup-watcher"
 MAX_RUNS = 3
 
 
@@ -121,14 +120,9 @@ class SignupWatcher:
 
 def start_signup_watcher(settings: Settings, endpoints: Endpoints, signing_secret: str):
     """The watcher, created if it is not running (idempotent)."""
-    return SignupWatcher.options(
-        name=WATCHER, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        resources=settings.actor_resources,
-    ).remote(settings, endpoints, signing_secret)
+    return registry.get_or_create(SignupWatcher, registry.SIGNUP_WATCHER, settings, endpoints,
+                                  signing_secret, resources=settings.actor_resources)
 
 
 def find_signup_watcher():
-    try:
-        return ray.get_actor(WATCHER, namespace=NAMESPACE)
-    except ValueError:
-        return None
+    return registry.find(registry.SIGNUP_WATCHER)

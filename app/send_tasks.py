@@ -22,9 +22,6 @@ from ray.util.metrics import Counter, Gauge, Histogram
 
 from app.sending import BatchControl, BatchJob, count_alone, run_batch
 
-RATE_LIMITER = "rate-limiter"
-NAMESPACE = "operator-comms"
-
 
 class SendMetrics:
     """Metrics of the send path, created once per worker process."""

@@ -18,6 +18,7 @@ import ray
 from pymongo import MongoClient
 from ray import serve
 
+from actors import registry
 from actors.local_services import local_services
 from app.config import Settings, load_settings
 from app.local_services import free_port
@@ -40,7 +41,7 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
     values = {"data_dir": Path(tempfile.mkdtemp(prefix="bench-")), "http_port": port,
               "mongodb_db": "bench", "public_url": f"http://127.0.0.1:{port}", **overrides}
     settings: Settings = load_settings(**values)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, namespace="operator-comms",
+    ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=registry.NAMESPACE,
              logging_level="ERROR", log_to_driver=False)
     try:
         ray.get(local_services(settings).endpoints.remote())

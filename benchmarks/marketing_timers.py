@@ -24,6 +24,7 @@ from pathlib import Path
 import ray
 from pymongo import MongoClient
 
+from actors import registry
 from actors.local_services import local_services
 from benchmarks.harness import machine, opcount, running_app
 
@@ -75,7 +76,7 @@ def main() -> None:
     with running_app() as (settings, _api, _base):
         endpoints = ray.get(local_services(settings).endpoints.remote())
         db = MongoClient(endpoints.mongodb_uri)[settings.mongodb_db]
-        actor = ray.get_actor("marketing", namespace="operator-comms")
+        actor = registry.find(registry.MARKETING)
         empty = ray.get(actor.stats.remote())
 
         later = datetime.now(UTC) + timedelta(hours=1)

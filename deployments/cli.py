@@ -19,6 +19,7 @@ from app.tokens import admin_token
 def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
     import ray
 
+    from actors import registry
     from actors.local_services import local_services
     from deployments.main import AppArgs, deploy, start_serve
 
@@ -28,7 +29,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
         include_dashboard=True,
         dashboard_host="127.0.0.1",
         dashboard_port=settings.ray_dashboard_port,
-        namespace="operator-comms",
+        namespace=registry.NAMESPACE,
         logging_level="WARNING",
     )
     if settings.embedded_mongodb or settings.embedded_smtp:

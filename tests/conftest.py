@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from actors import registry
 from app.config import load_settings
 from app.local_services import free_port
 from app.tokens import admin_token
@@ -43,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     )
     # Ray's default dashboard port: Ray moves to the next free one if it is taken. A port
     # picked beforehand can be taken by Ray's own processes before the dashboard binds it.
-    ray.init(num_cpus=4, include_dashboard=True, namespace="operator-comms",
+    ray.init(num_cpus=4, include_dashboard=True, namespace=registry.NAMESPACE,
              logging_level="WARNING")
     try:
         services = local_services(settings)

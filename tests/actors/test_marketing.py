@@ -13,6 +13,7 @@ import ray
 import websockets
 from pymongo import MongoClient
 
+from actors import registry
 from app import rollups
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
@@ -24,7 +25,7 @@ def mongo(stack: Stack):
 
 
 def marketing():
-    return ray.get_actor("marketing", namespace="operator-comms")
+    return registry.find(registry.MARKETING)
 
 
 async def _next_frame(socket, predicate, timeout_s: float = 30) -> dict:

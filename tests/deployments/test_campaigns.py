@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import ray
 from pymongo import MongoClient
 
+from actors import registry
 from app import rollups
 from tests.utils.campaigns import (
     create_campaign,
@@ -124,7 +125,7 @@ def test_runner_killed_mid_campaign_resumes_and_sends_nothing_twice(stack: Stack
     launch(api, campaign_id, workers=2, batch_size=5, rate_limit_per_s=40)
     wait_for(api, campaign_id, lambda v: v["counts"]["sent"] >= 20)
 
-    runner = ray.get_actor(f"campaign-{campaign_id}", namespace="operator-comms")
+    runner = registry.find(registry.runner_name(campaign_id))
     ray.kill(runner, no_restart=False)
     view = wait_for(api, campaign_id, finished)
 

@@ -12,6 +12,7 @@ import ray
 import websockets
 from pymongo import MongoClient
 
+from actors import registry
 from app.chat import append_system_turn
 from app.db import database
 from app.flow_engine import enter, load_flow
@@ -138,7 +139,7 @@ async def test_websocket_conversation_and_pushed_messages(stack: Stack) -> None:
         docs = await append_system_turn(db, session["session_id"],
                                         enter(load_flow(), "counter_offer"), role="marketing",
                                         kind="offer", offer={"id": "test", "discount_pct": 20})
-        hub = ray.get_actor("chat-hub", namespace="operator-comms")
+        hub = registry.find(registry.CHAT_HUB)
         await hub.publish.remote(session["session_id"], docs[-1]["seq"])
         pushed = await _receive_until(socket, lambda f: f.get("message", {}).get("role")
                                       == "marketing")

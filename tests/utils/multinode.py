@@ -21,6 +21,7 @@ import ray
 from ray import serve
 from ray.cluster_utils import Cluster
 
+from actors import registry
 from actors.local_services import local_services
 from app.config import load_settings
 from app.local_services import free_port
@@ -47,7 +48,7 @@ def main(out: Path) -> None:
         "num_cpus": 2, "resources": {"comms_head": 100}})
     workers = [cluster.add_node(num_cpus=1, resources={"comms_sender": 8}) for _ in range(2)]
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, namespace="operator-comms", logging_level="WARNING")
+    ray.init(address=cluster.address, namespace=registry.NAMESPACE, logging_level="WARNING")
     port = free_port()
     settings = load_settings(
         data_dir=Path(tempfile.mkdtemp(prefix="multinode-")), http_port=port,
