@@ -25,11 +25,10 @@ import ray
 
 from actors import registry
 from actors.chat_hub import chat_hub
-from app import marketing
+from app import composer, marketing
 from app.config import Endpoints, Settings
 from app.db import database
 from app.mailer import Mail, SenderPool, build_message, message_id
-from app.tokens import sign_customer_id
 
 log = logging.getLogger("operator_comms.marketing")
 FIRING_CONCURRENCY = 8   # batches in flight
@@ -185,14 +184,9 @@ class MarketingActor:
         return sent
 
     def _mail_for(self, offer: dict) -> Mail:
-        token = sign_customer_id(offer["customer_id"], self.unsubscribe_secret)
-        unsubscribe_url = f"{self.settings.public_url.rstrip('/')}/unsubscribe/{token}"
-        chat_url = f"{self.settings.public_url.rstrip('/')}/chat"
-        return Mail(to_email=offer["email"], to_name="", subject="A special offer for you",
-                    text=f"{offer['text']}\n\nAccept it in the chat: {chat_url}\n\n"
-                         f"Unsubscribe: {unsubscribe_url}\n",
-                    message_id=message_id(f"offer:{offer['_id']}", self.settings.mail_from),
-                    unsubscribe_url=unsubscribe_url)
+        return composer.offer_mail(
+            offer, public_url=self.settings.public_url, secret=self.unsubscribe_secret,
+            message_id=message_id(f"offer:{offer['_id']}", self.settings.mail_from))
 
 
 def _rss_mb() -> float | None:

@@ -28,14 +28,13 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import campaigns, rollups
+from app import campaigns, composer, rollups
 from app.config import Endpoints, Settings
-from app.customers import SEND_FIELDS, template_variables, unsubscribed_since
+from app.customers import SEND_FIELDS, unsubscribed_since
 from app.db import database
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
 from app.mailer import message_id as make_message_id
 from app.templates import CompiledTemplates, TemplateProblem, compile_templates
-from app.tokens import sign_customer_id
 
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
 SKIPPED = "skipped"
@@ -425,11 +424,7 @@ async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
 
 
 def compose(job: BatchJob, customer: dict, mid: str) -> Mail:
-    token = sign_customer_id(customer["_id"], job.signing_secret)
-    unsubscribe_url = f"{job.settings.public_url.rstrip('/')}/unsubscribe/{token}"
-    variables = {**template_variables(customer), "unsubscribe_url": unsubscribe_url}
-    subject, text, html = compiled_templates(job.templates).render(variables)
-    return Mail(to_email=customer["email"], to_name=customer.get("name") or "",
-                subject=subject, text=text, html=html, message_id=mid,
-                unsubscribe_url=unsubscribe_url)
+    return composer.campaign_mail(compiled_templates(job.templates), customer,
+                                  public_url=job.settings.public_url,
+                                  secret=job.signing_secret, message_id=mid)
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import find_runner, start_runner
-from app import campaigns
-from app.customers import audience_pages, estimated_customers, template_variables
+from app import campaigns, composer
+from app.customers import audience_pages, estimated_customers
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
 from app.templates import TemplateProblem, compile_templates
 from app.tokens import unsubscribe_secret
@@ -41,11 +41,10 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
         if found is None:
             raise HTTPException(404, f"no customer {body.customer_email!r}")
         customer = found
-    variables = {**template_variables(customer),
-                 "unsubscribe_url": f"{context.settings.public_url}/unsubscribe/preview"}
+    link = composer.unsubscribe_url(context.settings.public_url, composer.PREVIEW_TOKEN)
     try:
-        subject, text, html = compile_templates(body.subject, body.body_text,
-                                                body.body_html).render(variables)
+        subject, text, html = composer.render(
+            compile_templates(body.subject, body.body_text, body.body_html), customer, link)
     except TemplateProblem as exc:
         raise _template_error(exc) from None
     return {"subject": subject, "body_text": text, "body_html": html,
@@ -57,7 +56,7 @@ async def create(context: Context, body: CampaignCreate) -> dict:
     """A draft campaign; templates are checked now, not at send time."""
     try:
         compiled = compile_templates(body.subject, body.body_text, body.body_html)
-        compiled.render({**template_variables(SAMPLE_CUSTOMER), "unsubscribe_url": "x"})
+        composer.render(compiled, SAMPLE_CUSTOMER, "x")
     except TemplateProblem as exc:
         if "undefined" not in exc.message:  # imported columns may define more variables
             raise _template_error(exc) from None

@@ -1,0 +1,51 @@
+"""Composing an email: the one place that puts a customer, the templates, the
+unsubscribe link and the Message-ID together into a `Mail`.
+
+Used by campaign sends (signup confirmations and bounces ride the campaign path), the
+marketing actor's counter-offers and the campaign preview, so every message carries
+the same signed unsubscribe link and List-Unsubscribe header.
+"""
+
+from __future__ import annotations
+
+from app.customers import template_variables
+from app.mailer import Mail
+from app.templates import CompiledTemplates
+from app.tokens import sign_customer_id
+
+OFFER_SUBJECT = "A special offer for you"
+PREVIEW_TOKEN = "preview"  # the preview's link, which unsubscribes nobody
+
+
+def unsubscribe_url(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def customer_unsubscribe_url(public_url: str, customer_id: str, secret: str) -> str:
+    """The customer's own signed one-click unsubscribe link."""
+    return unsubscribe_url(public_url, sign_customer_id(customer_id, secret))
+
+
+def render(templates: CompiledTemplates, customer: dict, link: str
+           ) -> tuple[str, str, str | None]:
+    """(subject, text, html) of the templates for this customer and unsubscribe link."""
+    return templates.render({**template_variables(customer), "unsubscribe_url": link})
+
+
+def campaign_mail(templates: CompiledTemplates, customer: dict, *, public_url: str,
+                  secret: str, message_id: str) -> Mail:
+    link = customer_unsubscribe_url(public_url, customer["_id"], secret)
+    subject, text, html = render(templates, customer, link)
+    return Mail(to_email=customer["email"], to_name=customer.get("name") or "",
+                subject=subject, text=text, html=html, message_id=message_id,
+                unsubscribe_url=link)
+
+
+def offer_mail(offer: dict, *, public_url: str, secret: str, message_id: str) -> Mail:
+    """A counter-offer by email: its text, where to accept it, how to unsubscribe."""
+    link = customer_unsubscribe_url(public_url, offer["customer_id"], secret)
+    chat_url = f"{public_url.rstrip('/')}/chat"
+    return Mail(to_email=offer["email"], to_name="", subject=OFFER_SUBJECT,
+                text=f"{offer['text']}\n\nAccept it in the chat: {chat_url}\n\n"
+                     f"Unsubscribe: {link}\n",
+                message_id=message_id, unsubscribe_url=link)

@@ -1,0 +1,42 @@
+"""The one mail composer: signed unsubscribe links, templates, counter-offers."""
+
+from __future__ import annotations
+
+from app import composer
+from app.mailer import build_message
+from app.templates import compile_templates
+from app.tokens import verify_customer_token
+
+CUSTOMER = {"_id": "k1", "email": "ana@example.pt", "name": "Ana Silva", "plan": "Basic"}
+
+
+def test_a_campaign_mail_carries_the_customers_own_signed_link() -> None:
+    templates = compile_templates("Hi {{ first_name }}", "Plan {{ plan }}\n{{ unsubscribe_url }}")
+    mail = composer.campaign_mail(templates, CUSTOMER, public_url="https://op.example/",
+                                  secret="s3", message_id="<m1@op.example>")
+    assert (mail.to_email, mail.to_name, mail.subject) == ("ana@example.pt", "Ana Silva",
+                                                           "Hi Ana")
+    assert mail.unsubscribe_url.startswith("https://op.example/unsubscribe/")
+    token = mail.unsubscribe_url.rsplit("/", 1)[1]
+    assert verify_customer_token(token, "s3") == "k1"
+    assert verify_customer_token(token, "other secret") is None
+    assert mail.text == f"Plan Basic\n{mail.unsubscribe_url}"
+    data = build_message(mail, "Operator <no-reply@op.example>").data
+    assert f"List-Unsubscribe: <{mail.unsubscribe_url}>".encode() in data
+
+
+def test_a_counter_offer_says_where_to_accept_and_how_to_leave() -> None:
+    offer = {"_id": "o1", "customer_id": "k1", "email": "ana@example.pt",
+             "text": "20% off the Turbo plan"}
+    mail = composer.offer_mail(offer, public_url="https://op.example", secret="s3",
+                               message_id="<o1@op.example>")
+    assert mail.subject == composer.OFFER_SUBJECT
+    assert "20% off the Turbo plan" in mail.text
+    assert "https://op.example/chat" in mail.text and mail.unsubscribe_url in mail.text
+    assert verify_customer_token(mail.unsubscribe_url.rsplit("/", 1)[1], "s3") == "k1"
+
+
+def test_the_preview_link_unsubscribes_nobody() -> None:
+    link = composer.unsubscribe_url("https://op.example/", composer.PREVIEW_TOKEN)
+    assert link == "https://op.example/unsubscribe/preview"
+    assert verify_customer_token(composer.PREVIEW_TOKEN, "s3") is None
