@@ -4,6 +4,7 @@ logins, reruns of a batch, lost claims, and what one batch costs the database.""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -18,7 +19,7 @@ from app.customers import AUDIENCE_BUCKETS, audience_page_query, bucket_of
 from app.db import database, ensure_indexes
 from app.local_services import SinkHandler, free_port
 from app.models import Audience, CampaignCreate, LaunchOptions
-from app.sending import BatchJob, run_batch
+from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch
 from tests.utils.stack import Stack
 
 
@@ -231,7 +232,11 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     uri = batch.mongodb_uri + "&appname=count-commands"  # a fresh client, listened to
     job = batch.job(port, connections=4)
     job.endpoints = Endpoints(uri, "127.0.0.1", port)
+    started = time.monotonic()
     summary = await run_batch(job)
+    # A batch that runs long (a loaded machine) also writes its roll-ups every
+    # ROLLUP_EVERY_S: those writes are allowed for, the count stays exact.
+    periodic = int((time.monotonic() - started) // ROLLUP_EVERY_S)
 
     assert summary["counts"] == {"sent": 100} and handler.total == 100
     runner_share = 3
@@ -239,8 +244,9 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     flushes = sum(1 for name, on in zip(counter.commands, counter.collections, strict=True)
                   if (name, on) == ("insert", "deliveries"))
     assert flushes <= 100 // job.settings.send_flush_every + 1
-    assert counter.collections.count("rollups") == 1  # the batch's roll-ups, at its close
-    assert len(counter.commands) + runner_share <= 11, counter.commands
+    # The batch's roll-ups, once at its close (plus one per ROLLUP_EVERY_S it ran).
+    assert 1 <= counter.collections.count("rollups") <= 1 + periodic
+    assert len(counter.commands) - periodic + runner_share <= 11, counter.commands
 
 
 async def test_an_unsubscribe_after_the_page_was_read_is_respected(
