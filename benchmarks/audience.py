@@ -67,23 +67,23 @@ def measure(api, sink: BenchSink, tag: str, size: int, workers: int, watch_s: fl
                         json={"workers": workers, "batch_size": 100})
     launch_ms = (time.time() - started) * 1000
     launched.raise_for_status()
-    first = None
-    while first is None and time.time() - started < 120:
-        if sink.accepted():
-            first = min(sink.stats()["arrivals"].values()) - started
-        else:
-            time.sleep(0.05)
-    rss, runner = [], None
-    while time.time() - started < watch_s:
+    # One loop from the launch: the runner's memory is sampled from its first moment (a
+    # small campaign can complete, and its runner exit, before its first message is
+    # counted here), the first message noted when the sink has one.
+    first, rss, runner = None, [], None
+    while time.time() - started < max(watch_s, 120 if first is None else 0):
         runner = runner or runner_process(campaign_id)
         try:
             if runner is not None:
                 rss.append(runner.memory_info().rss)
         except psutil.Error:
+            runner = None
+        if first is None and sink.accepted():
+            first = min(sink.stats()["arrivals"].values()) - started
+        if first is not None and (time.time() - started >= watch_s or api.get(
+                f"/api/campaigns/{campaign_id}").json()["status"] == "completed"):
             break
-        if api.get(f"/api/campaigns/{campaign_id}").json()["status"] == "completed":
-            break
-        time.sleep(0.5)
+        time.sleep(0.05 if first is None else 0.5)
     sent = sink.accepted()
     elapsed = time.time() - started
     api.post(f"/api/campaigns/{campaign_id}/cancel")
