@@ -8,6 +8,7 @@ import io
 import random
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,10 +71,14 @@ def new_customer(email: str, name: str, *, plan: str = "Basic", phone: str | Non
     }
 
 
-async def insert_customers(db: AsyncDatabase, docs: list[dict]) -> tuple[int, set[str]]:
+async def insert_customers(db: AsyncDatabase, docs: list[dict],
+                           progress: Callable[[int], Awaitable[None]] | None = None
+                           ) -> tuple[int, set[str]]:
     """Insert what is new; return (inserted, emails that already existed)."""
     inserted, duplicates = 0, set()
     for start in range(0, len(docs), INSERT_CHUNK):
+        if progress is not None and start:
+            await progress(start)
         chunk = docs[start:start + INSERT_CHUNK]
         try:
             result = await db.customers.insert_many(chunk, ordered=False)
@@ -87,23 +92,37 @@ async def insert_customers(db: AsyncDatabase, docs: list[dict]) -> tuple[int, se
     return inserted, duplicates
 
 
-async def generate_customers(db: AsyncDatabase, count: int, domain: str,
-                             tag: str | None = None) -> dict[str, Any]:
+def generation_tag(tag: str | None) -> tuple[str, str]:
+    """(the generation's own id, the tag its customers get)."""
     batch = uuid.uuid4().hex[:6]
-    tag = tag or f"demo-{batch}"
+    return batch, tag or f"demo-{batch}"
+
+
+async def generate_customers(db: AsyncDatabase, count: int, domain: str,
+                             tag: str | None = None, *, batch: str | None = None,
+                             progress: Callable[[int], Awaitable[None]] | None = None
+                             ) -> dict[str, Any]:
+    """N demo customers, made and inserted a chunk at a time (memory holds one chunk),
+    reporting how many are done after each chunk."""
+    if batch is None:
+        batch, tag = generation_tag(tag)
     rng = random.Random(batch)
-    docs = [
-        new_customer(
-            f"customer{n:07d}.{batch}@{domain}".lower(),
-            f"{rng.choice(FIRST)} {rng.choice(LAST)}",
-            plan=rng.choice(PLANS),
-            phone=f"+55119{rng.randrange(10**7, 10**8)}",
-            is_client=rng.random() < 0.8,
-            tags=[tag],
-        )
-        for n in range(count)
-    ]
-    inserted, _ = await insert_customers(db, docs)
+    inserted = 0
+    for start in range(0, count, INSERT_CHUNK):
+        docs = [
+            new_customer(
+                f"customer{n:07d}.{batch}@{domain}".lower(),
+                f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                plan=rng.choice(PLANS),
+                phone=f"+55119{rng.randrange(10**7, 10**8)}",
+                is_client=rng.random() < 0.8,
+                tags=[tag],
+            )
+            for n in range(start, min(count, start + INSERT_CHUNK))
+        ]
+        inserted += (await insert_customers(db, docs))[0]
+        if progress is not None:
+            await progress(start + len(docs))
     return {"created": inserted, "tag": tag, "domain": domain}
 
 
@@ -120,6 +139,21 @@ class CsvRejected(ValueError):
     def __init__(self, field_name: str, reason: str):
         super().__init__(reason)
         self.field = field_name
+
+
+def check_csv(text: str) -> int:
+    """The file's data rows, if it can be imported at all (a header with an email
+    column, at most MAX_IMPORT_ROWS rows); CsvRejected otherwise. Cheap: no row is
+    validated here, that is the import job's work."""
+    header = next(csv.reader(io.StringIO(text)), None)
+    if not header:
+        raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
+    if "email" not in [name.strip().lower() for name in header]:
+        raise CsvRejected("email", "the CSV has no email column")
+    rows = sum(1 for row in csv.reader(io.StringIO(text)) if row) - 1
+    if rows > MAX_IMPORT_ROWS:
+        raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
+    return rows
 
 
 def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]], ImportReport]:
@@ -172,9 +206,11 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
     return good, report
 
 
-async def import_csv(db: AsyncDatabase, text: str, tag: str | None = None) -> ImportReport:
+async def import_csv(db: AsyncDatabase, text: str, tag: str | None = None,
+                     progress: Callable[[int], Awaitable[None]] | None = None
+                     ) -> ImportReport:
     good, report = parse_csv(text, tag)
-    inserted, existing = await insert_customers(db, [doc for _, doc in good])
+    inserted, existing = await insert_customers(db, [doc for _, doc in good], progress)
     report.imported = inserted
     report.duplicates += [{"row": row, "email": doc["email"], "reason": "already a customer"}
                           for row, doc in good if doc["email"] in existing]

@@ -188,7 +188,7 @@ class Audiences:
         if size not in self.tags:
             tag = f"scale-{size}"
             for start in range(0, size, 100_000):
-                self.api.post("/api/customers/generate", json={
+                self.api.post("/api/customers/generate?wait=true", json={
                     "count": min(100_000, size - start), "tag": tag}).raise_for_status()
             self.tags[size] = tag
         return self.tags[size]

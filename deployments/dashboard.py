@@ -22,6 +22,7 @@ from deployments.routes import (
     campaigns,
     chat,
     customers,
+    jobs,
     live,
     marketing,
     pages,
@@ -35,6 +36,7 @@ api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
 api.include_router(system.router, prefix="/api")
 api.include_router(customers.router, prefix="/api")
+api.include_router(jobs.router, prefix="/api")
 api.include_router(campaigns.router, prefix="/api")
 api.include_router(unsubscribe.router)
 api.include_router(chat.admin_router, prefix="/api")

@@ -97,11 +97,27 @@ $("signout").addEventListener("click", () => {
 });
 
 // Dispatcher ------------------------------------------------------------------------
+// Generating and importing are jobs: follow one to its end, showing its progress.
+async function followJob(started, bar, label) {
+  bar.hidden = false;
+  bar.value = 0;
+  try {
+    for (;;) {
+      const job = await api(`/api/jobs/${started.job_id}`);
+      bar.value = job.progress;
+      if (job.status === "done") return job.result;
+      if (job.status === "failed") throw new Error(`${label} failed: ${job.error}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  } finally { bar.hidden = true; }
+}
+
 $("gen-button").addEventListener("click", async () => {
   $("gen-result").textContent = "Generating…";
   try {
-    const result = await api("/api/customers/generate", { method: "POST",
+    const started = await api("/api/customers/generate", { method: "POST",
       body: { count: Number($("gen-count").value) } });
+    const result = await followJob(started, $("gen-progress"), "Generating");
     $("gen-result").textContent = `Created ${result.created} customers, tagged ${result.tag}.`;
     $("outbox-filter").value = result.tag.replace(/^demo-/, ".");
     $("audience-tag").value = result.tag;
@@ -117,7 +133,9 @@ $("csv-button").addEventListener("click", async () => {
   form.append("file", file);
   const tag = `import-${Date.now().toString(36)}`;
   try {
-    const result = await api(`/api/customers/import?tag=${tag}`, { method: "POST", body: form });
+    report.textContent = "Importing…";
+    const started = await api(`/api/customers/import?tag=${tag}`, { method: "POST", body: form });
+    const result = await followJob(started, $("csv-progress"), "Importing");
     report.replaceChildren(el("p", `Imported ${result.imported} customers (tag ${tag}); ` +
       `${result.invalid.length} invalid, ${result.duplicates.length} duplicates.`));
     const problems = [...result.invalid.map((i) => [i.row, i.field, i.reason]),

@@ -1,12 +1,18 @@
-"""Audience routes: demo customers, CSV import with a per-row report, a listing."""
+"""Audience routes: demo customers, CSV import with a per-row report, a listing.
+
+Generating and importing run as admin jobs (`actors.admin_jobs`), off this replica:
+the answer is 202 with the job's id at once (follow it at `/api/jobs/{id}`), or, with
+`wait=true`, the job's result when it is done (for scripts)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
-from app.customers import CsvRejected, generate_customers, import_csv
+from actors.admin_jobs import GENERATE, IMPORT, run_job
+from app import jobs
+from app.customers import CsvRejected, check_csv, generation_tag
 from app.models import GenerateCustomers, Tag
 from deployments.deps import Admin, Context
 
@@ -14,19 +20,45 @@ router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Admin]
 MAX_CSV_BYTES = 20 * 1024 * 1024
 
 
-@router.post("/generate", status_code=201)
-async def generate(context: Context, body: GenerateCustomers) -> dict:
-    """Make N demo customers, tagged so a campaign can target exactly them."""
-    return await generate_customers(context.db, body.count, body.domain, body.tag)
+Wait = Annotated[bool, Query(description="answer when the job is done, with its result")]
 
 
-@router.post("/import")
+async def _start(context: Context, response: Response, kind: str, total: int,
+                 shown: dict, params: dict, wait: bool) -> dict:
+    job_id = await jobs.create_job(context.db, kind, total, shown)
+    done = run_job.remote(job_id, kind, params, context.endpoints.mongodb_uri,
+                          context.settings.mongodb_db)
+    if not wait:
+        return {"job_id": job_id, "status_url": f"/api/jobs/{job_id}", **shown}
+    try:
+        view = await done
+    except Exception:
+        view = jobs.job_view(await jobs.get_job(context.db, job_id))
+        raise HTTPException(503, f"job {job_id} failed: {view['error']}") from None
+    response.status_code = 201 if kind == GENERATE else 200
+    return view["result"]
+
+
+@router.post("/generate", status_code=202)
+async def generate(context: Context, body: GenerateCustomers, response: Response,
+                   wait: Wait = False) -> dict:
+    """Make N demo customers, tagged so a campaign can target exactly them (a job)."""
+    batch, tag = generation_tag(body.tag)
+    shown = {"count": body.count, "domain": body.domain, "tag": tag}
+    return await _start(context, response, GENERATE, body.count, shown,
+                        {**shown, "batch": batch}, wait)
+
+
+@router.post("/import", status_code=202)
 async def import_customers(
     context: Context,
+    response: Response,
     file: Annotated[UploadFile, File(description="CSV: email, name, plan, phone, extras")],
     tag: Annotated[Tag | None, Query()] = None,
+    wait: Wait = False,
 ) -> dict:
-    """Import the valid rows; report invalid ones and duplicates by row number."""
+    """Import the valid rows; report invalid ones and duplicates by row number (a job;
+    a file that cannot be imported at all is refused at once)."""
     raw = await file.read(MAX_CSV_BYTES + 1)
     if len(raw) > MAX_CSV_BYTES:
         raise HTTPException(413, [{"field": "file", "message": "larger than 20 MiB"}])
@@ -35,11 +67,11 @@ async def import_customers(
     except UnicodeDecodeError:
         raise HTTPException(422, [{"field": "file", "message": "not UTF-8 text"}]) from None
     try:
-        report = await import_csv(context.db, text, tag)
+        rows = check_csv(text)
     except CsvRejected as exc:
         raise HTTPException(422, [{"field": exc.field, "message": str(exc)}]) from None
-    return {"imported": report.imported, "invalid": report.invalid,
-            "duplicates": report.duplicates, "tag": tag}
+    return await _start(context, response, IMPORT, rows, {"tag": tag, "rows": rows},
+                        {"text": text, "tag": tag, "rows": rows}, wait)
 
 
 @router.get("")

@@ -60,7 +60,8 @@ def _session(stack: Stack, **contact) -> dict:
 
 async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, api) -> None:
     domain = unique_domain("offer")
-    api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
+    api.post("/api/customers/generate?wait=true",
+             json={"count": 1, "domain": domain, "tag": domain})
     db = mongo(stack)
     customer = db.customers.find_one({"tags": domain})
     rollups_before = _chat_rollups(db)
@@ -190,7 +191,8 @@ def test_same_event_twice_is_one_offer_and_a_thousand_are_a_thousand(stack: Stac
 
 def test_no_offer_for_unsubscribed_customers(stack: Stack, api) -> None:
     domain = unique_domain("nooffer")
-    api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
+    api.post("/api/customers/generate?wait=true",
+             json={"count": 1, "domain": domain, "tag": domain})
     db = mongo(stack)
     customer = db.customers.find_one({"tags": domain})
     db.customers.update_one({"_id": customer["_id"]}, {"$set": {"unsubscribed": True}})

@@ -193,7 +193,7 @@ def test_csv_import_reports_bad_rows(api) -> None:
         f"{existing},Old,Basic,+551103\n"              # 6: already a customer
         f"good2@{domain},Good Two,Plus,+551104\n"      # 7
     )
-    response = api.post("/api/customers/import", params={"tag": domain},
+    response = api.post("/api/customers/import", params={"tag": domain, "wait": "true"},
                         files={"file": ("c.csv", csv_text)})
     assert response.status_code == 200
     report = response.json()

@@ -43,7 +43,8 @@ def mongo(stack: Stack):
 
 def test_refusing_turbo_stores_an_offer_refused_event_for_the_customer(stack, api) -> None:
     domain = unique_domain("chat")
-    api.post("/api/customers/generate", json={"count": 1, "domain": domain, "tag": domain})
+    api.post("/api/customers/generate?wait=true",
+             json={"count": 1, "domain": domain, "tag": domain})
     customer = mongo(stack).customers.find_one({"tags": domain})
     session = new_session(stack, email=customer["email"])
     assert session["customer_linked"] is True

@@ -11,14 +11,14 @@ import httpx
 
 def import_audience(api: httpx.Client, emails: list[str], tag: str) -> dict:
     rows = "\n".join(f"{email},Customer {n},Basic,+55{n:08d}" for n, email in enumerate(emails))
-    response = api.post("/api/customers/import", params={"tag": tag},
+    response = api.post("/api/customers/import", params={"tag": tag, "wait": "true"},
                         files={"file": ("audience.csv", f"email,name,plan,phone\n{rows}\n")})
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def generate_audience(api: httpx.Client, count: int, domain: str) -> str:
-    response = api.post("/api/customers/generate",
+    response = api.post("/api/customers/generate?wait=true",
                         json={"count": count, "domain": domain, "tag": domain})
     assert response.status_code == 201, response.text
     return response.json()["tag"]

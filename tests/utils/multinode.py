@@ -32,7 +32,7 @@ from tests.utils.campaigns import wait_for as wait
 
 def campaign(client: httpx.Client, count: int, **launch) -> tuple[str, str]:
     domain = f"nodes-{uuid.uuid4().hex[:8]}.example"
-    client.post("/api/customers/generate", json={"count": count, "domain": domain,
+    client.post("/api/customers/generate?wait=true", json={"count": count, "domain": domain,
                                                  "tag": domain}).raise_for_status()
     created = client.post("/api/campaigns", json={
         "name": domain, "subject": "Hi {{ first_name }}", "body_text": "Plan {{ plan }}",

@@ -1,0 +1,52 @@
+"""Admin jobs as Ray tasks: generating and importing customers run in a worker process
+of their own, so the dashboard replica that accepted them keeps answering meanwhile.
+
+The route records the job (`app.jobs`) and submits `run_job`; the task does the work,
+writes its progress once per chunk and its result (or error) at the end. A task that
+dies leaves its job `running` with the progress it reached (no retry: half an import
+run twice would report its own rows as duplicates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ray
+
+from app import jobs
+from app.customers import generate_customers, import_csv
+from app.db import close_clients, database
+
+GENERATE, IMPORT = "generate", "import"
+
+
+@ray.remote(num_cpus=0.25, max_retries=0)
+def run_job(job_id: str, kind: str, params: dict[str, Any], mongodb_uri: str,
+            db_name: str) -> dict[str, Any]:
+    return asyncio.run(_run(job_id, kind, params, mongodb_uri, db_name))
+
+
+async def _run(job_id: str, kind: str, params: dict[str, Any], mongodb_uri: str,
+               db_name: str) -> dict[str, Any]:
+    db = database(mongodb_uri, db_name)
+    progress = jobs.progress_of(db, job_id)
+    try:
+        if kind == GENERATE:
+            result = await generate_customers(db, params["count"], params["domain"],
+                                              params["tag"], batch=params["batch"],
+                                              progress=progress)
+            await jobs.finish(db, job_id, result)
+        elif kind == IMPORT:
+            report = await import_csv(db, params["text"], params.get("tag"), progress)
+            result = {"imported": report.imported, "invalid": report.invalid,
+                      "duplicates": report.duplicates, "tag": params.get("tag")}
+            await jobs.finish(db, job_id, result, total=params["rows"])
+        else:
+            raise ValueError(f"no such job kind: {kind}")
+        return jobs.job_view(await jobs.get_job(db, job_id))
+    except Exception as exc:
+        await jobs.fail(db, job_id, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        await close_clients()

@@ -1,0 +1,76 @@
+"""Admin jobs over the real API: generating and importing customers off the request
+path, followed to their end, while the rest of the app keeps answering."""
+
+from __future__ import annotations
+
+import time
+
+from tests.deployments.test_chat import new_session, say
+from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
+
+LARGE = 20_000  # about half a minute of inserts on the embedded database
+
+
+def _job(api, job_id: str) -> dict:
+    response = api.get(f"/api/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_large_generation_is_a_job_and_the_app_keeps_answering(stack: Stack, api) -> None:
+    domain = unique_domain("job")
+    started = time.monotonic()
+    response = api.post("/api/customers/generate",
+                        json={"count": LARGE, "domain": domain, "tag": domain})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    assert response.json()["status_url"] == f"/api/jobs/{job_id}"
+    answered_at = time.monotonic() - started
+
+    # While it runs: health, a new chat session and its turns all answer.
+    meanwhile = []
+    progress = []
+    with stack.client(admin=False) as public:
+        while (job := _job(api, job_id))["status"] == "running":
+            progress.append(job["done"])
+            health = public.get("/api/health")
+            session = new_session(stack)
+            turn = say(stack, session, "1")
+            if _job(api, job_id)["status"] == "running":  # all three within the job
+                meanwhile.append((health.status_code, len(turn)))
+            time.sleep(0.5)
+    assert job["status"] == "done", job
+    assert meanwhile and all(code == 200 and n >= 2 for code, n in meanwhile), meanwhile
+    assert progress == sorted(progress) and progress[-1] < LARGE  # it moved, by chunks
+    assert job["result"] == {"created": LARGE, "tag": domain, "domain": domain}
+    assert job["done"] == job["total"] == LARGE and job["progress"] == 1.0
+    assert api.get("/api/customers", params={"tag": domain}).json()["total"] == LARGE
+    print(f"generate {LARGE}: 202 in {answered_at * 1000:.0f} ms; {len(meanwhile)} rounds "
+          "of health + chat answered meanwhile")
+
+
+def test_an_import_job_reports_every_row(api) -> None:
+    domain = unique_domain("jobimport")
+    csv_text = ("email,name,plan,phone\n"
+                f"a@{domain},Ana,Basic,+551101\n"
+                "not-an-email,Bad,Basic,+551102\n"
+                f"a@{domain},Again,Basic,+551103\n")
+    response = api.post("/api/customers/import", params={"tag": domain},
+                        files={"file": ("c.csv", csv_text)})
+    assert response.status_code == 202, response.text
+    assert response.json()["rows"] == 3
+    job = wait_until(lambda: (j := _job(api, response.json()["job_id"]))["status"] != "running"
+                     and j, what="the import job")
+    assert job["status"] == "done" and job["kind"] == "import"
+    assert job["result"]["imported"] == 1
+    assert [(i["row"], i["field"]) for i in job["result"]["invalid"]] == [(3, "email")]
+    assert [d["row"] for d in job["result"]["duplicates"]] == [4]
+
+
+def test_a_file_that_cannot_be_imported_is_refused_at_once(api) -> None:
+    empty = api.post("/api/customers/import", files={"file": ("c.csv", "")})
+    assert empty.status_code == 422 and empty.json()["detail"][0]["field"] == "file"
+    no_email = api.post("/api/customers/import", files={"file": ("c.csv", "name\nAna\n")})
+    assert no_email.status_code == 422 and no_email.json()["detail"][0]["field"] == "email"
+    assert api.get("/api/jobs/no-such-job").status_code == 404
