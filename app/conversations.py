@@ -221,7 +221,9 @@ class Conversations:
                     self.summaries.setdefault(session_id, update)
                 raise
         if self.moves:
-            moves, self.moves = self.moves, rollups.Increments()
+            # Taken, not swapped: a turn awaiting its insert holds `self.moves` and
+            # records its move there when it lands, for the next flush.
+            moves = self.moves.take()
             try:
                 await rollups.write(self.db, moves)
             except Exception:

@@ -163,6 +163,15 @@ class Increments:
                 for key, value in fields.items():
                     have[key] = pick(have.get(key, value), value)
 
+    def take(self) -> Increments:
+        """Everything gathered so far, as a new object; this one is left empty and goes
+        on gathering (writers that hold it mid-await record into it, not into what was
+        taken)."""
+        taken = Increments()
+        taken.inc, taken.min, taken.max, taken.keys = self.inc, self.min, self.max, self.keys
+        self.inc, self.min, self.max, self.keys = {}, {}, {}, {}
+        return taken
+
     def __bool__(self) -> bool:
         return bool(self.inc)
 

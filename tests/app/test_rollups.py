@@ -93,3 +93,15 @@ def test_increments_that_could_not_be_written_merge_back() -> None:
     assert docs["chat|2026-11-12"]["sessions"] == 2
     assert docs["chat|2026-11-12"]["open_at"] == {"start": 2}
     assert docs["chat|2026-11-13"]["offers_sent"] == 2
+
+
+def test_a_writer_holding_the_increments_across_a_take_lands_in_the_next_one() -> None:
+    gathering = rollups.Increments()
+    held = gathering  # a turn awaiting its insert holds the replica's increments
+    gathering.session_created(at(12), {"node": "start"})
+    taken = gathering.take()  # the flush
+    held.session_moved("2026-11-12", {"node": "start"}, {"node": "billing"})
+    assert taken.docs()["chat|2026-11-12"] == {"kind": "chat", "day": "2026-11-12",
+                                               "sessions": 1, "open_at": {"start": 1}}
+    [update] = gathering.updates()  # the move waits for the next flush, not lost
+    assert update._doc["$inc"] == {"open_at.start": -1, "open_at.billing": 1}

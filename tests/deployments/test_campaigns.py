@@ -175,7 +175,10 @@ def test_cancel_leaves_the_rest_pending(stack: Stack, api) -> None:
     view = api.get(f"/api/campaigns/{campaign_id}").json()
     sent = db.deliveries.count_documents({"campaign_id": campaign_id, "status": "sent"})
     assert view["status"] == "cancelled" and 10 <= sent < 120
-    assert view["counts"]["pending"] == 120 - sent
+    # The audience is counted as it is read (a page at a time once the database holds
+    # more than one page of customers): the rest of what was read stays pending.
+    assert sent <= view["counts"]["total"] <= 120
+    assert view["counts"]["pending"] == view["counts"]["total"] - sent
     assert sum(sink_counts(stack, domain).values()) == sent
     assert api.post(f"/api/campaigns/{campaign_id}/resume").status_code == 409
 
@@ -316,6 +319,10 @@ def test_reports_from_rollups_equal_a_recount_of_every_delivery(stack: Stack, ap
     assert {c["campaign_id"]: c["emails"] for c in billing["by_campaign"]} == {
         cid: c["sent"] for cid, c in expected.items() if c["sent"]}
 
-    # Nothing to repair: what the send path wrote is what the deliveries say.
-    drift = api.post("/api/reports/reconcile", params=period).json()
-    assert drift["checked"] >= len(expected) and drift["drifted"] == 0, drift["drift"]
+    # Nothing to repair: what the send path wrote is what the deliveries say. (The
+    # period's chat roll-up is recounted too; tests that kill a chat writer on purpose
+    # may leave it a drift to repair, so only the campaigns' documents are held here;
+    # the chat's exactness is tested per session in tests/actors/test_marketing.py.)
+    drift = api.post("/api/reports/reconcile", params={**period, "dry_run": "true"}).json()
+    campaign_drift = [d for d in drift["drift"] if not d["id"].startswith("chat|")]
+    assert drift["checked"] >= len(expected) and campaign_drift == [], campaign_drift
