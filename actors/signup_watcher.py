@@ -68,12 +68,15 @@ class SignupWatcher:
                 log.warning("signup mailbox %s: %s", self.account, self.last_error)
                 await asyncio.to_thread(self.inbox.close)
             self.polls += 1
-            with contextlib.suppress(Exception):
+            try:
                 await signup.note_poll(db, self.account, self.last_error)
                 if await signup.confirmations_to_send(db):
                     runner = start_runner(signup.CONFIRMATIONS, self.settings,
                                           self.endpoints, self.signing_secret)
                     await runner.poke.remote()
+            except Exception as exc:  # the next poll tries again
+                log.warning("signup mailbox %s: recording the poll or starting the "
+                            "confirmations: %s", self.account, exc)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.settings.imap_poll_s)

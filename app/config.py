@@ -161,11 +161,6 @@ class Settings(BaseSettings):
     def embedded_smtp(self) -> bool:
         return self.smtp_host is None
 
-    @property
-    def local_mode(self) -> bool:
-        """True when the SMTP sink is ours, so the outbox can be shown."""
-        return self.embedded_smtp
-
 
 @dataclass(frozen=True)
 class Endpoints:

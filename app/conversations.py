@@ -157,8 +157,11 @@ class Conversations:
             bells.discard(bell)
             if not bells:
                 self.bells.pop(session_id, None)
-            with contextlib.suppress(Exception):
+            try:
                 await self.doorbell.unlisten(session_id, bell.socket_id)
+            except Exception as exc:  # the hub counts the socket until it restarts
+                log.warning("session %s: telling the hub a socket closed: %s",
+                            session_id, exc)
 
     async def wait_elsewhere(self, session_id: str, bell: Bell, after: int,
                              timeout_s: float) -> int | None:

@@ -116,9 +116,6 @@ class BotMessage:
     options: list[str] = field(default_factory=list)
     node: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "options": self.options, "node": self.node}
-
 
 @dataclass
 class Turn:

@@ -8,12 +8,14 @@ is missing) once handled, so the mailbox holds only what is still to do.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import ssl
 
 from imapclient import IMAPClient
 
 from app.config import Settings
+
+log = logging.getLogger("operator_comms.imap")
 
 HEADER_BYTES = 64 * 1024  # of a message too large to read, only this much of its header
 
@@ -95,6 +97,9 @@ class ImapInbox:
 def _quietly_close(client: IMAPClient) -> None:
     try:
         client.logout()
-    except Exception:
-        with contextlib.suppress(Exception):
+    except Exception as exc:  # the connection is already broken: close the socket
+        log.debug("IMAP logout failed (%s); shutting the socket", exc)
+        try:
             client.shutdown()
+        except OSError as closing:
+            log.debug("IMAP socket shutdown: %s", closing)
