@@ -30,7 +30,7 @@ import time
 from collections import Counter, deque
 
 import ray
-from ray.exceptions import TaskCancelledError
+from ray.exceptions import RayError, TaskCancelledError
 
 from actors import registry
 from actors.rate_limiter import rate_limiter
@@ -363,3 +363,15 @@ def start_runner(campaign_id: str, settings: Settings, endpoints: Endpoints,
 
 def find_runner(campaign_id: str):
     return registry.find(registry.runner_name(campaign_id))
+
+
+async def tasks_in_flight(campaign_id: str) -> int | None:
+    """The send tasks the campaign's runner has in flight; None without a runner (or
+    while it restarts: the campaign's record is still right)."""
+    runner = find_runner(campaign_id)
+    if runner is None:
+        return None
+    try:
+        return (await runner.status.remote())["tasks_in_flight"]
+    except RayError:
+        return None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from actors.campaign_runner import find_runner, start_runner
+from actors.campaign_runner import find_runner, start_runner, tasks_in_flight
 from app import campaigns, composer
 from app.customers import audience_pages, estimated_customers
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
@@ -76,13 +76,8 @@ async def list_all(context: Context,
 async def get_one(context: Context, campaign_id: str) -> dict:
     """Status, counts, throughput, ETA and the spread over nodes and workers."""
     campaign = await _found(context, campaign_id)
-    in_flight = None
-    runner = find_runner(campaign_id)
-    if runner is not None and campaign["status"] in campaigns.ACTIVE:
-        try:
-            in_flight = (await runner.status.remote())["tasks_in_flight"]
-        except Exception:
-            in_flight = None  # restarting; the record is still right
+    in_flight = (await tasks_in_flight(campaign_id)
+                 if campaign["status"] in campaigns.ACTIVE else None)
     return campaigns.campaign_view(campaign, in_flight)
 
 

@@ -16,7 +16,7 @@ import ray
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from actors.campaign_runner import find_runner
+from actors.campaign_runner import tasks_in_flight
 from app import campaigns
 from app.chat import session_overview
 from app.marketing import marketing_overview
@@ -36,13 +36,8 @@ async def snapshot(context, campaign_id: str | None) -> dict:
     if campaign_id:
         doc = await campaigns.get_campaign(context.db, campaign_id)
         if doc is not None:
-            in_flight = None
-            runner = find_runner(campaign_id) if doc["status"] in campaigns.ACTIVE else None
-            if runner is not None:
-                try:
-                    in_flight = (await runner.status.remote())["tasks_in_flight"]
-                except Exception:
-                    in_flight = None
+            in_flight = (await tasks_in_flight(campaign_id)
+                         if doc["status"] in campaigns.ACTIVE else None)
             view["campaign"] = campaigns.campaign_view(doc, in_flight)
     return view
 
