@@ -35,6 +35,7 @@ packages:
 	fi
 
 test: $(STAMP) packages
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 screenshots: $(STAMP) packages
