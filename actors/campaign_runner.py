@@ -41,6 +41,7 @@ from app.customers import audience_page
 from app.db import database
 from app.send_tasks import SendMetrics
 from app.sending import BatchJob
+from app.statuses import FINISHED, BatchStatus, CampaignStatus
 
 log = logging.getLogger("operator_comms.runner")
 SAMPLE_EVERY_S = 1.0
@@ -117,7 +118,7 @@ class CampaignRunner:
         self.dispatcher = send_dispatcher(settings.actor_resources)
         self.limiter = rate_limiter(settings.actor_resources)
         self.state = "starting"
-        self.status_now = "running"
+        self.status_now = CampaignStatus.RUNNING
         self.stopping = False  # in-flight tasks were asked to stop (pause, cancel)
         self.pending_inc: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()
@@ -161,18 +162,18 @@ class CampaignRunner:
         await self._recover(db)
         last_sample = last_sweep = time.monotonic()
         while True:
-            if self.status_now in campaigns.FINISHED or self.status_now is None:
+            if self.status_now in FINISHED or self.status_now is None:
                 self.state = self.status_now or "deleted"
                 await self._stop_tasks()
                 await self._drain(db)
                 break
             self.state = self.status_now
-            if self.status_now == "running":
+            if self.status_now == CampaignStatus.RUNNING:
                 self.stopping = False
                 await self._fill(db)
                 if not self.in_flight and await self._complete_if_done(db):
                     continue
-            elif self.status_now == "paused" and self.in_flight:
+            elif self.status_now == CampaignStatus.PAUSED and self.in_flight:
                 await self._stop_tasks()
             await self._wait_and_collect(db)
             now = time.monotonic()
@@ -195,7 +196,7 @@ class CampaignRunner:
         for batch in await campaigns.open_batches(db, self.campaign_id):
             if batch["_id"] in running:
                 self.in_flight[running[batch["_id"]][0]] = (batch["_id"], batch["claim"])
-            elif batch["status"] == campaigns.PENDING:
+            elif batch["status"] == BatchStatus.PENDING:
                 heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
             # claimed without a task: the sweep gives it back when its lease runs out
 
@@ -209,7 +210,7 @@ class CampaignRunner:
         if reload:
             queued = {batch for _, batch in self.due}
             for batch in await campaigns.open_batches(db, self.campaign_id):
-                if batch["status"] == campaigns.PENDING and batch["_id"] not in queued:
+                if batch["status"] == BatchStatus.PENDING and batch["_id"] not in queued:
                     heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
 
     async def _fill(self, db) -> None:
@@ -274,7 +275,8 @@ class CampaignRunner:
             return False  # claims to recover (the sweep), or batches queued meanwhile
         await self._write_progress(db, None)
         await campaigns.reconcile(db, self.campaign_id)
-        await campaigns.change_status(db, self.campaign_id, ("running",), "completed")
+        await campaigns.change_status(db, self.campaign_id, (CampaignStatus.RUNNING,),
+                                      CampaignStatus.COMPLETED)
         campaign = await campaigns.campaign_state(db, self.campaign_id)
         await campaigns.record_progress(db, self.campaign_id, {},
                                         campaigns.progress_sample(campaign["counts"]))
@@ -285,7 +287,7 @@ class CampaignRunner:
         """Collect finished tasks (ray.wait), or sleep until poked or work is due."""
         self.wake.clear()
         timeout = SAMPLE_EVERY_S
-        if self.due and self.status_now == "running":
+        if self.due and self.status_now == CampaignStatus.RUNNING:
             timeout = min(timeout, max(0.0, self.due[0][0] - time.time()))
         if self.in_flight:
             ready, _ = await asyncio.to_thread(

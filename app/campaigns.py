@@ -37,13 +37,18 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from app import rollups
 from app.models import CampaignCreate, LaunchOptions
 from app.rollups import key_safe
+from app.statuses import (
+    ACTIVE,
+    FINAL_DELIVERY,
+    FINISHED,
+    BatchStatus,
+    CampaignStatus,
+    DeliveryStatus,
+)
 
 log = logging.getLogger("operator_comms.campaigns")
-ACTIVE = ("running", "paused")
-FINISHED = ("completed", "cancelled", "failed")
-FINAL_DELIVERY = ("sent", "failed", "dead", "skipped")
 TIMELINE_SAMPLES = 600
-PENDING, CLAIMED, DONE = "pending", "claimed", "done"
+OPEN_BATCH = [BatchStatus.PENDING, BatchStatus.CLAIMED]
 
 
 def now() -> datetime:
@@ -78,7 +83,7 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
         "templates": {"subject": spec.subject, "body_text": spec.body_text,
                       "body_html": spec.body_html},
         "audience": spec.audience.model_dump(),
-        "status": "draft",
+        "status": CampaignStatus.DRAFT,
         "counts": empty_counts(),
         "retries": 0,
         "by_node": {},
@@ -127,8 +132,8 @@ async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOp
     a launch over a million customers answers at once."""
     settings = {**options.model_dump(), "connections": options.connections or connections}
     won = await db.campaigns.update_one(
-        {"_id": campaign_id, "status": "draft"},
-        {"$set": {"status": "running", "settings": settings, "launched_at": now(),
+        {"_id": campaign_id, "status": CampaignStatus.DRAFT},
+        {"$set": {"status": CampaignStatus.RUNNING, "settings": settings, "launched_at": now(),
                   "audience_pages": audience_pages, "audience_done": False,
                   "audience_seen_page": -1, "counts.total": 0}})
     return await get_campaign(db, campaign_id) if won.modified_count == 1 else None
@@ -145,7 +150,8 @@ async def change_status(db: AsyncDatabase, campaign_id: str, allowed_from: tuple
 
 async def fail_campaign(db: AsyncDatabase, campaign_id: str, reason: str) -> bool:
     """Stop a campaign for a reason that every delivery would share (e.g. bad SMTP login)."""
-    return await change_status(db, campaign_id, ACTIVE, "failed", failure_reason=reason)
+    return await change_status(db, campaign_id, ACTIVE, CampaignStatus.FAILED,
+                               failure_reason=reason)
 
 
 async def set_audience_done(db: AsyncDatabase, campaign_id: str) -> None:
@@ -165,7 +171,7 @@ async def insert_claimed_batch(db: AsyncDatabase, campaign_id: str, seq: int,
     doc = {"_id": batch_id(campaign_id, seq), "campaign_id": campaign_id, "seq": seq,
            "customer_ids": customer_ids, "recipients": customer_ids,
            "position": position, "attempt": 0,
-           "status": CLAIMED, "claim": claim, "runs": 0,
+           "status": BatchStatus.CLAIMED, "claim": claim, "runs": 0,
            # While claimed, not_before holds the lease's end: one index serves both
            # "what is due" and "whose lease ran out".
            "not_before": created + timedelta(seconds=lease_s), "created_at": created}
@@ -184,7 +190,7 @@ async def insert_pending_batch(db: AsyncDatabase, campaign_id: str, key: str,
         await db.batches.insert_one({
             "_id": f"{campaign_id}:{key}", "campaign_id": campaign_id, "seq": None,
             "customer_ids": customer_ids, "recipients": customer_ids, "attempt": 0,
-            "status": PENDING, "claim": None,
+            "status": BatchStatus.PENDING, "claim": None,
             "runs": 0, "not_before": created, "created_at": created})
     except DuplicateKeyError:
         return False
@@ -206,14 +212,14 @@ async def open_batches(db: AsyncDatabase, campaign_id: str) -> list[dict]:
     claimed ones (a task has them, or had them before it died)."""
     fields = {"status": 1, "not_before": 1, "attempt": 1, "claim": 1}
     return [doc async for doc in db.batches.find(
-        {"campaign_id": campaign_id, "status": {"$in": [PENDING, CLAIMED]}}, fields)]
+        {"campaign_id": campaign_id, "status": {"$in": OPEN_BATCH}}, fields)]
 
 
 async def claim_batch(db: AsyncDatabase, batch: str, claim: str, lease_s: float) -> dict | None:
     """Claim a pending batch; the batch (its recipients, attempt) or None if not pending."""
     result = await db.batches.update_one(
-        {"_id": batch, "status": PENDING},
-        {"$set": {"status": CLAIMED, "claim": claim, "runs": 0,
+        {"_id": batch, "status": BatchStatus.PENDING},
+        {"$set": {"status": BatchStatus.CLAIMED, "claim": claim, "runs": 0,
                   "not_before": now() + timedelta(seconds=lease_s)}})
     if result.modified_count != 1:
         return None
@@ -249,10 +255,10 @@ async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: l
     """The claim holder ends its run: done when nothing remains, else pending again with
     the recipients still to send at `attempt`. False when the claim was lost."""
     if remaining:
-        fields: dict[str, Any] = {"status": PENDING, "customer_ids": remaining,
+        fields: dict[str, Any] = {"status": BatchStatus.PENDING, "customer_ids": remaining,
                                   "attempt": attempt, "not_before": not_before or now()}
     else:
-        fields = {"status": DONE, "done_at": now()}
+        fields = {"status": BatchStatus.DONE, "done_at": now()}
     result = await db.batches.update_one({"_id": batch, "claim": claim},
                                          {"$set": {**fields, "claim": None}})
     return result.matched_count == 1
@@ -262,7 +268,7 @@ async def release_batch(db: AsyncDatabase, batch: str, claim: str) -> bool:
     """Give a claimed batch back unchanged (its task failed for good or never ran)."""
     result = await db.batches.update_one(
         {"_id": batch, "claim": claim},
-        {"$set": {"status": PENDING, "claim": None, "not_before": now()}})
+        {"$set": {"status": BatchStatus.PENDING, "claim": None, "not_before": now()}})
     return result.matched_count == 1
 
 
@@ -271,18 +277,19 @@ async def requeue_expired(db: AsyncDatabase, campaign_id: str,
     """Claimed batches whose lease ran out (their task is gone) go back to pending,
     except those whose task is known to be running (`keep`)."""
     expired = [doc["_id"] async for doc in db.batches.find(
-        {"campaign_id": campaign_id, "status": CLAIMED, "not_before": {"$lt": now()}},
+        {"campaign_id": campaign_id, "status": BatchStatus.CLAIMED,
+         "not_before": {"$lt": now()}},
         {"_id": 1}) if doc["_id"] not in keep]
     if expired:
         await db.batches.update_many(
-            {"_id": {"$in": expired}, "status": CLAIMED},
-            {"$set": {"status": PENDING, "claim": None, "not_before": now()}})
+            {"_id": {"$in": expired}, "status": BatchStatus.CLAIMED},
+            {"$set": {"status": BatchStatus.PENDING, "claim": None, "not_before": now()}})
     return expired
 
 
 async def unfinished_batches(db: AsyncDatabase, campaign_id: str) -> int:
     return await db.batches.count_documents(
-        {"campaign_id": campaign_id, "status": {"$in": [PENDING, CLAIMED]}})
+        {"campaign_id": campaign_id, "status": {"$in": OPEN_BATCH}})
 
 
 # Deliveries --------------------------------------------------------------------------------
@@ -372,15 +379,16 @@ async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
         increments.outcome(campaign_id, doc, None)
         status = doc.get("status")
         counts[status] = counts.get(status, 0) + 1
-        if status != "skipped":  # every attempt beyond a delivery's first was a retry
+        if status != DeliveryStatus.SKIPPED:  # every attempt beyond the first was a retry
             retries += max(0, doc.get("attempts", 1) - 1)
-        if status == "sent":
+        if status == DeliveryStatus.SENT:
             node, worker = key_safe(doc.get("node")), key_safe(doc.get("worker"))
             by_node[node] = by_node.get(node, 0) + 1
             by_worker[worker] = by_worker.get(worker, 0) + 1
     sets: dict[str, Any] = {f"counts.{status}": counts.get(status, 0)
                             for status in FINAL_DELIVERY}
-    sets["counts.total"] = sum(counts.get(s, 0) for s in (*FINAL_DELIVERY, PENDING))
+    sets["counts.total"] = sum(counts.get(s, 0)
+                               for s in (*FINAL_DELIVERY, DeliveryStatus.PENDING))
     await db.campaigns.update_one({"_id": campaign_id}, {"$set": {
         **sets, "retries": retries, "by_node": by_node, "by_worker": by_worker}})
     drift = await rollups.reconcile_campaign(db, campaign_id, increments)
@@ -405,13 +413,15 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
     throughput = counts.get("sent", 0) / elapsed if elapsed > 0 else 0.0
     recent = _recent_rate(doc.get("timeline", []))
     rate = recent if recent is not None else throughput
-    eta = counts["pending"] / rate if doc["status"] == "running" and rate > 0 else None
+    running = doc["status"] == CampaignStatus.RUNNING
+    eta = counts["pending"] / rate if running and rate > 0 else None
     view = {
         "id": doc["_id"], "name": doc["name"], "status": doc["status"],
         "audience": doc.get("audience"), "templates": doc.get("templates"),
         "settings": doc.get("settings"), "counts": counts, "retries": doc.get("retries", 0),
         # False while the runner is still streaming the audience (total still growing).
-        "audience_counted": bool(doc.get("audience_done", doc["status"] != "running")),
+        "audience_counted": bool(doc.get("audience_done",
+                                                doc["status"] != CampaignStatus.RUNNING)),
         "progress": round(done / counts["total"], 4) if counts.get("total") else 0.0,
         "throughput_per_s": round(throughput, 2),
         "recent_throughput_per_s": round(recent, 2) if recent is not None else None,

@@ -34,10 +34,11 @@ from app.customers import SEND_FIELDS, unsubscribed_since
 from app.db import database
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
 from app.mailer import message_id as make_message_id
+from app.statuses import DeliveryStatus
 from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
-SKIPPED = "skipped"
+SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
 
 
@@ -165,16 +166,16 @@ class OutcomeRecorder:
                                   "last_attempt_at": at, "batch_id": self.job.batch_id,
                                   **self.identity}
         if outcome.status == SENT:
-            status = "sent"
+            status = DeliveryStatus.SENT
             fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id)
         elif outcome.status == FAILED:
-            status = "failed"
+            status = DeliveryStatus.FAILED
         elif outcome.status == SKIPPED:
-            status, attempts = SKIPPED, attempts - 1
+            status, attempts = DeliveryStatus.SKIPPED, attempts - 1
         elif attempts >= self.job.settings.send_max_attempts:
-            status = "dead"
+            status = DeliveryStatus.DEAD
         else:
-            status = campaigns.PENDING  # another attempt after the backoff
+            status = DeliveryStatus.PENDING  # another attempt after the backoff
         fields["status"] = status
         fields["attempts"] = attempts
         return status, fields
@@ -220,7 +221,7 @@ class OutcomeRecorder:
         for did, (status, customer_id) in statuses.items():
             if did in lost:  # another run recorded it first; its count is its own
                 continue
-            if status == campaigns.PENDING:
+            if status == DeliveryStatus.PENDING:
                 self.counts["retry"] += 1
                 self.retry_ids.append(customer_id)
             else:
@@ -342,10 +343,10 @@ class BatchRun:
         to_send, carried = [], []
         for cid in self.job.customer_ids:
             record = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
-            if record is None or (record["status"] == campaigns.PENDING
+            if record is None or (record["status"] == DeliveryStatus.PENDING
                                   and record["attempts"] <= self.job.attempt):
                 to_send.append(cid)
-            elif record["status"] == campaigns.PENDING:
+            elif record["status"] == DeliveryStatus.PENDING:
                 carried.append(cid)
         return to_send, carried
 

@@ -30,6 +30,7 @@ from app.config import Settings
 from app.customers import new_customer, set_unsubscribed
 from app.inbound_mail import BOUNCE, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
 from app.mailer import delivery_id_in
+from app.statuses import CampaignStatus, DeliveryStatus
 
 CONFIRMATIONS = "signup-confirmations"
 SIGNUP_TAG = "email-signup"
@@ -202,8 +203,9 @@ async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[s
                "delivery_id": delivery["_id"]}
     reason = bounce.diagnostic or f"bounced: {bounce.status or 'failed'}"
     result = await db.deliveries.update_one(
-        {"_id": delivery["_id"], "status": "sent"},
-        {"$set": {"status": "failed", "last_code": bounce.smtp_code, "last_error": reason,
+        {"_id": delivery["_id"], "status": DeliveryStatus.SENT},
+        {"$set": {"status": DeliveryStatus.FAILED, "last_code": bounce.smtp_code,
+                  "last_error": reason,
                   "bounced_at": now(), "bounce": {"status": bounce.status,
                                                   "recipient": bounce.recipient}}})
     if result.modified_count:
@@ -224,7 +226,7 @@ async def queue_confirmation(db: AsyncDatabase, settings: Settings, customer_id:
         {"_id": CONFIRMATIONS},
         {"$setOnInsert": {
             "name": "Signup confirmations", "kind": "transactional",
-            "audience": {"tag": "signup-confirmation"}, "status": "completed",
+            "audience": {"tag": "signup-confirmation"}, "status": CampaignStatus.COMPLETED,
             "counts": campaigns.empty_counts(),
             "retries": 0, "by_node": {}, "by_worker": {}, "timeline": [],
             "settings": {"workers": 1, "batch_size": 50, "rate_limit_per_s": None,
@@ -249,10 +251,11 @@ async def confirmations_to_send(db: AsyncDatabase) -> bool:
     it while a confirmation was being queued is caught here on the next poll."""
     if await campaigns.unfinished_batches(db, CONFIRMATIONS) == 0:
         return False
-    await db.campaigns.update_one({"_id": CONFIRMATIONS, "status": "completed"},
-                                  {"$set": {"status": "running", "launched_at": now()}})
+    await db.campaigns.update_one(
+        {"_id": CONFIRMATIONS, "status": CampaignStatus.COMPLETED},
+        {"$set": {"status": CampaignStatus.RUNNING, "launched_at": now()}})
     doc = await db.campaigns.find_one({"_id": CONFIRMATIONS}, {"status": 1})
-    return doc is not None and doc["status"] == "running"
+    return doc is not None and doc["status"] == CampaignStatus.RUNNING
 
 
 # The API's picture -------------------------------------------------------------------------

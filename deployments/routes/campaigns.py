@@ -10,6 +10,7 @@ from actors.campaign_runner import find_runner, start_runner, tasks_in_flight
 from app import campaigns, composer
 from app.customers import audience_pages, estimated_customers
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
+from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
 from app.tokens import unsubscribe_secret
 from deployments.context import AppContext
@@ -77,7 +78,7 @@ async def get_one(context: Context, campaign_id: str) -> dict:
     """Status, counts, throughput, ETA and the spread over nodes and workers."""
     campaign = await _found(context, campaign_id)
     in_flight = (await tasks_in_flight(campaign_id)
-                 if campaign["status"] in campaigns.ACTIVE else None)
+                 if campaign["status"] in ACTIVE else None)
     return campaigns.campaign_view(campaign, in_flight)
 
 
@@ -104,7 +105,7 @@ async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str,
     runner = find_runner(campaign_id)
     if runner is not None:
         await runner.poke.remote()
-    elif to == "running":
+    elif to == CampaignStatus.RUNNING:
         ensure_runner(context, campaign_id)
     return campaigns.campaign_view(await _found(context, campaign_id))
 
@@ -112,19 +113,22 @@ async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str,
 @router.post("/{campaign_id}/pause")
 async def pause(context: Context, campaign_id: str) -> dict:
     """Stop sending: batches in flight stop after the messages on the wire."""
-    return await _transition(context, campaign_id, ("running",), "paused")
+    return await _transition(context, campaign_id, (CampaignStatus.RUNNING,),
+                             CampaignStatus.PAUSED)
 
 
 @router.post("/{campaign_id}/resume")
 async def resume(context: Context, campaign_id: str) -> dict:
     """Carry on from what is still pending."""
-    return await _transition(context, campaign_id, ("paused",), "running")
+    return await _transition(context, campaign_id, (CampaignStatus.PAUSED,),
+                             CampaignStatus.RUNNING)
 
 
 @router.post("/{campaign_id}/cancel")
 async def cancel(context: Context, campaign_id: str) -> dict:
     """Stop for good; what was not sent stays pending."""
-    return await _transition(context, campaign_id, ("running", "paused", "draft"), "cancelled")
+    return await _transition(context, campaign_id, (*ACTIVE, CampaignStatus.DRAFT),
+                             CampaignStatus.CANCELLED)
 
 
 def ensure_runner(context: AppContext, campaign_id: str):

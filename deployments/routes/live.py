@@ -20,6 +20,7 @@ from actors.campaign_runner import tasks_in_flight
 from app import campaigns
 from app.chat import session_overview
 from app.marketing import marketing_overview
+from app.statuses import ACTIVE
 from deployments.deps import Admin, Context
 from deployments.routes.system import health
 
@@ -37,7 +38,7 @@ async def snapshot(context, campaign_id: str | None) -> dict:
         doc = await campaigns.get_campaign(context.db, campaign_id)
         if doc is not None:
             in_flight = (await tasks_in_flight(campaign_id)
-                         if doc["status"] in campaigns.ACTIVE else None)
+                         if doc["status"] in ACTIVE else None)
             view["campaign"] = campaigns.campaign_view(doc, in_flight)
     return view
 

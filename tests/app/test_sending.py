@@ -20,6 +20,7 @@ from app.db import database, ensure_indexes
 from app.local_services import SinkHandler, free_port
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch
+from app.statuses import BatchStatus
 from tests.utils.stack import Stack
 
 
@@ -96,7 +97,7 @@ class Batch:
 
     def reclaim(self, claim: str) -> None:
         self.sync.batches.update_one({"_id": self.batch_id}, {"$set": {
-            "status": campaigns.CLAIMED, "claim": claim, "runs": 0}})
+            "status": BatchStatus.CLAIMED, "claim": claim, "runs": 0}})
 
 
 async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:

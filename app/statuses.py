@@ -1,0 +1,36 @@
+"""The statuses a campaign, a batch and a delivery move through, as `StrEnum`s: they
+are the strings stored in MongoDB and shown by the API, with names the code can check.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class BatchStatus(StrEnum):
+    CLAIMED = "claimed"  # a task holds it (under a lease)
+    PENDING = "pending"  # waits for a task (a retry, or given back)
+    DONE = "done"
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"    # 5xx: final
+    DEAD = "dead"        # out of attempts
+    SKIPPED = "skipped"  # unsubscribed or removed before its turn
+    PENDING = "pending"  # another attempt after a backoff
+
+
+ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
+FINAL_DELIVERY = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
+                  DeliveryStatus.SKIPPED)
