@@ -28,7 +28,7 @@ from actors.chat_hub import chat_hub
 from app import composer, marketing
 from app.config import Endpoints, Settings
 from app.db import database
-from app.mailer import Mail, SenderPool, build_message, message_id
+from app.mailer import SENT, Mail, SenderPool, build_message, message_id
 
 log = logging.getLogger("operator_comms.marketing")
 FIRING_CONCURRENCY = 8   # batches in flight
@@ -172,8 +172,8 @@ class MarketingActor:
                 offer = queue.get_nowait()
                 outcome = await sender.send(build_message(self._mail_for(offer),
                                                           self.settings.mail_from))
-                sent[offer["_id"]] = outcome.status == "sent"
-                if outcome.status != "sent":
+                sent[offer["_id"]] = outcome.status == SENT
+                if outcome.status != SENT:
                     log.warning("offer %s: email not sent (%s %s)", offer["_id"],
                                 outcome.code, outcome.error)
 

@@ -25,9 +25,10 @@ from app import chat, rollups
 from app.catalogue import catalogue
 from app.config import Settings
 from app.flow_engine import enter, load_flow
+from app.statuses import OfferStatus
 
-OPEN = ("scheduled", "firing", "sent", "accepted")
-STATUSES = ("scheduled", "firing", "sent", "accepted", "expired")
+OPEN = (OfferStatus.SCHEDULED, OfferStatus.FIRING, OfferStatus.SENT, OfferStatus.ACCEPTED)
+STATUSES = tuple(OfferStatus)
 COUNTERS = {"_id": "marketing-offers"}  # in `counters`: offers by status, kept per change
 
 
@@ -87,7 +88,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         "_id": event["_id"], "who": who, "customer_id": event.get("customer_id"),
         "session_id": event["session_id"], "email": customer.get("email") if customer else None,
         "plan": settings.marketing_plan, "discount_pct": settings.marketing_discount_pct,
-        "text": offer_text(settings), "status": "scheduled", "created_at": created,
+        "text": offer_text(settings), "status": OfferStatus.SCHEDULED, "created_at": created,
         "fire_at": fire_at,
         "expires_at": fire_at + timedelta(seconds=settings.marketing_offer_ttl_s),
     }
@@ -95,7 +96,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         await db.offers.insert_one(offer)
     except DuplicateKeyError:
         return None, "duplicate event"
-    await _moved(db, 1, to="scheduled")
+    await _moved(db, 1, to=OfferStatus.SCHEDULED)
     await db.events.update_one({"_id": f"offer:{offer['_id']}:scheduled"},
                                {"$setOnInsert": {"type": "offer_scheduled",
                                                  "offer_id": offer["_id"],
@@ -107,7 +108,8 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
 
 async def due_offers(db: AsyncDatabase) -> list[tuple[float, str]]:
     """(fire time, id) of every offer still to fire, for the actor's heap."""
-    cursor = db.offers.find({"status": {"$in": ["scheduled", "firing"]}}, {"fire_at": 1})
+    cursor = db.offers.find({"status": {"$in": [OfferStatus.SCHEDULED, OfferStatus.FIRING]}},
+                            {"fire_at": 1})
     return [(doc["fire_at"].timestamp(), doc["_id"]) async for doc in cursor]
 
 
@@ -119,12 +121,13 @@ async def claim_for_firing(db: AsyncDatabase, offer_ids: list[str]) -> list[dict
     claim = uuid.uuid4().hex
     at = now()
     claimed = await db.offers.bulk_write(
-        [UpdateOne({"_id": offer_id, "status": "scheduled"},
-                   {"$set": {"status": "firing", "firing_at": at, "claim": claim}})
+        [UpdateOne({"_id": offer_id, "status": OfferStatus.SCHEDULED},
+                   {"$set": {"status": OfferStatus.FIRING, "firing_at": at, "claim": claim}})
          for offer_id in offer_ids], ordered=False)
-    await _moved(db, claimed.modified_count, from_="scheduled", to="firing")
+    await _moved(db, claimed.modified_count, from_=OfferStatus.SCHEDULED,
+                 to=OfferStatus.FIRING)
     offers = [offer for offer in await db.offers.find({"_id": {"$in": offer_ids}}).to_list()
-              if offer["status"] == "firing"]
+              if offer["status"] == OfferStatus.FIRING]
     for offer in offers:
         offer["recovered"] = offer.get("claim") != claim
     return offers
@@ -212,10 +215,10 @@ async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
         return
     at = now()
     sent = await db.offers.bulk_write(
-        [UpdateOne({"_id": offer_id, "status": "firing"},
-                   {"$set": {"status": "sent", "sent_at": at, "emailed": was}})
+        [UpdateOne({"_id": offer_id, "status": OfferStatus.FIRING},
+                   {"$set": {"status": OfferStatus.SENT, "sent_at": at, "emailed": was}})
          for offer_id, was in emailed.items()], ordered=False)
-    await _moved(db, sent.modified_count, from_="firing", to="sent")
+    await _moved(db, sent.modified_count, from_=OfferStatus.FIRING, to=OfferStatus.SENT)
     counted = rollups.Increments()  # every offer of the batch was sent at `at`
     counted.offers_sent(at, sent.modified_count)
     await rollups.write(db, counted)
@@ -227,9 +230,10 @@ async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:
     if not offer_id:
         return None
     taken = await db.offers.update_one(
-        {"_id": offer_id, "status": "sent", "expires_at": {"$gt": now()}},
-        {"$set": {"status": "accepted", "accepted_at": now(), "accepted_by": event["_id"]}})
-    await _moved(db, taken.modified_count, from_="sent", to="accepted")
+        {"_id": offer_id, "status": OfferStatus.SENT, "expires_at": {"$gt": now()}},
+        {"$set": {"status": OfferStatus.ACCEPTED, "accepted_at": now(),
+                  "accepted_by": event["_id"]}})
+    await _moved(db, taken.modified_count, from_=OfferStatus.SENT, to=OfferStatus.ACCEPTED)
     # Accepted by this event now, or by this same event before a crash: ensure the
     # conversion exists (it is idempotent); anything else is not ours to convert.
     offer = await db.offers.find_one({"_id": offer_id})
@@ -268,9 +272,10 @@ async def _convert(db: AsyncDatabase, event: dict, customer_id: str | None, plan
 
 
 async def expire_offers(db: AsyncDatabase) -> int:
-    result = await db.offers.update_many({"status": "sent", "expires_at": {"$lte": now()}},
-                                         {"$set": {"status": "expired"}})
-    await _moved(db, result.modified_count, from_="sent", to="expired")
+    result = await db.offers.update_many(
+        {"status": OfferStatus.SENT, "expires_at": {"$lte": now()}},
+        {"$set": {"status": OfferStatus.EXPIRED}})
+    await _moved(db, result.modified_count, from_=OfferStatus.SENT, to=OfferStatus.EXPIRED)
     return result.modified_count
 
 
@@ -293,15 +298,16 @@ async def marketing_overview(db: AsyncDatabase, limit: int = 20) -> dict[str, An
     # Sorted reads in widening windows: the embedded database walks every key of an
     # index range before a limit applies, so the range is kept to what is shown.
     upcoming = await _widening(lambda w: db.offers.find(
-        {"status": "scheduled", "fire_at": {"$lte": at + w}}).sort(
+        {"status": OfferStatus.SCHEDULED, "fire_at": {"$lte": at + w}}).sort(
         "fire_at", ASCENDING).limit(limit), limit)
     recent = await _widening(lambda w: db.offers.find({"created_at": {"$gte": at - w}}).sort(
         "created_at", DESCENDING).limit(limit), limit)
-    reached = sum(counts.get(s, 0) for s in ("sent", "accepted", "expired"))
+    reached = sum(counts.get(s, 0)
+                  for s in (OfferStatus.SENT, OfferStatus.ACCEPTED, OfferStatus.EXPIRED))
     return {
-        "counts": {s: counts.get(s, 0) for s in ("scheduled", "firing", "sent", "accepted",
-                                                 "expired")},
-        "conversion_rate": round(counts.get("accepted", 0) / reached, 4) if reached else 0.0,
+        "counts": {s: counts.get(s, 0) for s in STATUSES},
+        "conversion_rate": round(counts.get(OfferStatus.ACCEPTED, 0) / reached, 4)
+        if reached else 0.0,
         "scheduled": [{"id": o["_id"], "customer_id": o.get("customer_id"),
                        "fires_in_s": round((o["fire_at"] - at).total_seconds(), 1)}
                       for o in upcoming],

@@ -34,3 +34,11 @@ ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
 FINAL_DELIVERY = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
                   DeliveryStatus.SKIPPED)
+
+
+class OfferStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waits for its cooldown
+    FIRING = "firing"        # claimed by the marketing actor's batch
+    SENT = "sent"            # in the customer's inbox (and mailed where allowed)
+    ACCEPTED = "accepted"
+    EXPIRED = "expired"
