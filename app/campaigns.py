@@ -96,6 +96,62 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
     return doc
 
 
+async def record_bounce(db: AsyncDatabase, delivery: dict, fields: dict[str, Any]) -> bool:
+    """A sent delivery bounced: failed now, with the campaign's counters and the
+    reports' roll-ups moved with it. False if it was no longer `sent` (counted once)."""
+    fields = {**fields, "status": DeliveryStatus.FAILED}
+    moved = await db.deliveries.update_one(
+        {"_id": delivery["_id"], "status": DeliveryStatus.SENT}, {"$set": fields})
+    if not moved.modified_count:
+        return False
+    await db.campaigns.update_one({"_id": delivery["campaign_id"]},
+                                  {"$inc": {"counts.sent": -1, "counts.failed": 1}})
+    increments = rollups.Increments()
+    increments.bounced(delivery["campaign_id"], delivery, fields)
+    await rollups.write(db, increments)
+    return True
+
+
+async def ensure_standing_campaign(db: AsyncDatabase, campaign_id: str, *, name: str,
+                                   kind: str, tag: str, templates: dict[str, Any],
+                                   options: dict[str, Any], created_by: str) -> None:
+    """A campaign that stays (e.g. signup confirmations): created complete if missing,
+    its templates set to these; reopened by `reopen_standing_campaign`."""
+    started = now()
+    await db.campaigns.update_one(
+        {"_id": campaign_id},
+        {"$setOnInsert": {
+            "name": name, "kind": kind, "audience": {"tag": tag},
+            "status": CampaignStatus.COMPLETED, "counts": empty_counts(),
+            "retries": 0, "by_node": {}, "by_worker": {}, "timeline": [],
+            "settings": options, "audience_done": True, "audience_pages": 0,
+            "created_at": started, "launched_at": started, "completed_at": started,
+            "created_by": created_by},
+         "$set": {"templates": templates}},
+        upsert=True)
+
+
+async def add_recipient(db: AsyncDatabase, campaign_id: str, key: str,
+                        customer_id: str) -> bool:
+    """One more recipient for a standing campaign, in a batch of its own keyed by `key`
+    (at most one ever); True if new."""
+    created = await insert_pending_batch(db, campaign_id, key, [customer_id])
+    if created:
+        await db.campaigns.update_one({"_id": campaign_id}, {"$inc": {"counts.total": 1}})
+    return created
+
+
+async def reopen_standing_campaign(db: AsyncDatabase, campaign_id: str) -> bool:
+    """Running again if it holds unsent batches; True when its runner should run."""
+    if await unfinished_batches(db, campaign_id) == 0:
+        return False
+    await db.campaigns.update_one(
+        {"_id": campaign_id, "status": CampaignStatus.COMPLETED},
+        {"$set": {"status": CampaignStatus.RUNNING, "launched_at": now()}})
+    doc = await db.campaigns.find_one({"_id": campaign_id}, {"status": 1})
+    return doc is not None and doc["status"] == CampaignStatus.RUNNING
+
+
 async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
     return await db.campaigns.find_one({"_id": campaign_id})
 

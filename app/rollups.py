@@ -203,6 +203,20 @@ class Increments:
         # Billing counts the send on the day it happened.
         self.inc[self._doc(campaign_id, day_of(sent_at))]["emails"] += 1
 
+    def bounced(self, campaign_id: str, delivery: dict, fields: dict) -> None:
+        """A sent delivery bounced: it moves to `fields["status"]` (failed), and what
+        its send added (latency, node, worker, the billed email) is taken back, so the
+        roll-up is what a recount of the deliveries gives (first/last send excepted)."""
+        self.outcome(campaign_id, {**delivery, **fields}, delivery)
+        created = delivery.get("created_at") or delivery["last_attempt_at"]
+        inc = self.inc[self._doc(campaign_id, day_of(created))]
+        if delivery.get("latency_ms") is not None:
+            inc[f"latency.{bucket(delivery['latency_ms'])}"] -= 1
+        inc[f"by_node.{key_safe(delivery.get('node'))}"] -= 1
+        inc[f"by_worker.{key_safe(delivery.get('worker'))}"] -= 1
+        if delivery.get("sent_at") is not None:
+            self.inc[self._doc(campaign_id, day_of(delivery["sent_at"]))]["emails"] -= 1
+
     def docs(self) -> dict[str, dict]:
         """The documents these increments make when they start from nothing."""
         out: dict[str, dict] = {}
@@ -324,7 +338,10 @@ def _comparable(doc: dict) -> dict:
             return round(value, 6)
         return value
 
-    return clean({k: v for k, v in doc.items() if k != "_id"})
+    cleaned = clean({k: v for k, v in doc.items() if k != "_id"})
+    # A document whose every figure went back to zero (a bounce took back a send day's
+    # only email) is the same as none.
+    return cleaned if set(cleaned) - {"kind", "campaign_id", "day"} else {}
 
 
 async def reconcile(db: AsyncDatabase, expected: dict[str, dict], stored: list[dict],

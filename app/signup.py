@@ -30,7 +30,6 @@ from app.config import Settings
 from app.customers import new_customer, set_unsubscribed
 from app.inbound_mail import BOUNCE, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
 from app.mailer import delivery_id_in
-from app.statuses import CampaignStatus, DeliveryStatus
 
 CONFIRMATIONS = "signup-confirmations"
 SIGNUP_TAG = "email-signup"
@@ -202,15 +201,9 @@ async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[s
     outcome = {"campaign_id": delivery["campaign_id"], "customer_id": delivery["customer_id"],
                "delivery_id": delivery["_id"]}
     reason = bounce.diagnostic or f"bounced: {bounce.status or 'failed'}"
-    result = await db.deliveries.update_one(
-        {"_id": delivery["_id"], "status": DeliveryStatus.SENT},
-        {"$set": {"status": DeliveryStatus.FAILED, "last_code": bounce.smtp_code,
-                  "last_error": reason,
-                  "bounced_at": now(), "bounce": {"status": bounce.status,
-                                                  "recipient": bounce.recipient}}})
-    if result.modified_count:
-        await db.campaigns.update_one({"_id": delivery["campaign_id"]},
-                                      {"$inc": {"counts.sent": -1, "counts.failed": 1}})
+    bounced = {"last_code": bounce.smtp_code, "last_error": reason, "bounced_at": now(),
+               "bounce": {"status": bounce.status, "recipient": bounce.recipient}}
+    if await campaigns.record_bounce(db, delivery, bounced):
         return BOUNCE, inbound.reason, {"action": "delivery_failed", **outcome}
     return BOUNCE, inbound.reason, {"action": f"delivery already {delivery['status']}",
                                     **outcome}
@@ -221,41 +214,21 @@ async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[s
 
 async def queue_confirmation(db: AsyncDatabase, settings: Settings, customer_id: str) -> bool:
     """A pending confirmation delivery for this customer (at most one ever); True if new."""
-    started = now()
-    await db.campaigns.update_one(
-        {"_id": CONFIRMATIONS},
-        {"$setOnInsert": {
-            "name": "Signup confirmations", "kind": "transactional",
-            "audience": {"tag": "signup-confirmation"}, "status": CampaignStatus.COMPLETED,
-            "counts": campaigns.empty_counts(),
-            "retries": 0, "by_node": {}, "by_worker": {}, "timeline": [],
-            "settings": {"workers": 1, "batch_size": 50, "rate_limit_per_s": None,
-                         "connections": 1},
-            "audience_done": True, "audience_pages": 0, "created_at": started,
-            "launched_at": started,
-            "completed_at": started, "created_by": "signup-watcher"},
-         "$set": {"templates": {"subject": settings.signup_confirmation_subject,
-                                "body_text": settings.signup_confirmation_text,
-                                "body_html": None}}},
-        upsert=True)
-    created = await campaigns.insert_pending_batch(db, CONFIRMATIONS, f"c:{customer_id}",
-                                                   [customer_id])
-    if created:
-        await db.campaigns.update_one({"_id": CONFIRMATIONS}, {"$inc": {"counts.total": 1}})
-    return created
+    await campaigns.ensure_standing_campaign(
+        db, CONFIRMATIONS, name="Signup confirmations", kind="transactional",
+        tag="signup-confirmation",
+        templates={"subject": settings.signup_confirmation_subject,
+                   "body_text": settings.signup_confirmation_text, "body_html": None},
+        options={"workers": 1, "batch_size": 50, "rate_limit_per_s": None, "connections": 1},
+        created_by="signup-watcher")
+    return await campaigns.add_recipient(db, CONFIRMATIONS, f"c:{customer_id}", customer_id)
 
 
 async def confirmations_to_send(db: AsyncDatabase) -> bool:
     """Reopen the confirmations campaign if it holds unsent batches; True when its
     runner should be running (and be poked to pick them up). A runner that completed
     it while a confirmation was being queued is caught here on the next poll."""
-    if await campaigns.unfinished_batches(db, CONFIRMATIONS) == 0:
-        return False
-    await db.campaigns.update_one(
-        {"_id": CONFIRMATIONS, "status": CampaignStatus.COMPLETED},
-        {"$set": {"status": CampaignStatus.RUNNING, "launched_at": now()}})
-    doc = await db.campaigns.find_one({"_id": CONFIRMATIONS}, {"status": 1})
-    return doc is not None and doc["status"] == CampaignStatus.RUNNING
+    return await campaigns.reopen_standing_campaign(db, CONFIRMATIONS)
 
 
 # The API's picture -------------------------------------------------------------------------

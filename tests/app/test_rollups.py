@@ -105,3 +105,20 @@ def test_a_writer_holding_the_increments_across_a_take_lands_in_the_next_one() -
                                                "sessions": 1, "open_at": {"start": 1}}
     [update] = gathering.updates()  # the move waits for the next flush, not lost
     assert update._doc["$inc"] == {"open_at.start": -1, "open_at.billing": 1}
+
+
+def test_a_bounce_leaves_the_roll_ups_as_a_recount_would() -> None:
+    sent = {"_id": "c:1", "campaign_id": "c", "status": "sent", "attempts": 1,
+            "created_at": at(10), "last_attempt_at": at(10), "sent_at": at(11, 1),
+            "latency_ms": 42.0, "node": "n1", "worker": "w1", "last_code": 250}
+    increments = rollups.Increments()
+    increments.outcome("c", sent, None)
+    bounce = {"status": "failed", "last_code": 550, "last_error": "no such user"}
+    increments.bounced("c", sent, bounce)
+    docs = {_id: {k: v for k, v in doc.items() if k not in ("first_sent", "last_sent")}
+            for _id, doc in increments.docs().items()}
+    recount = rollups.fold([{**sent, **bounce}])
+    assert docs == {_id: doc for _id, doc in recount.items()} | {
+        "c|2026-11-11": {"kind": "campaign", "campaign_id": "c", "day": "2026-11-11"}}
+    assert docs["c|2026-11-10"]["counts"] == {"failed": 1}
+    assert docs["c|2026-11-10"]["failures"] == {"550": 1}
