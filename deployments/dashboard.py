@@ -45,6 +45,7 @@ api.include_router(live.router, prefix="/api")
 api.include_router(reports.router, prefix="/api")
 api.include_router(signup.router, prefix="/api")
 api.include_router(pages.router)
+pages.mount_static(api)
 install_error_handlers(api)
 
 

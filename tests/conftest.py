@@ -5,6 +5,9 @@ I/O-bound and ask for fractions of a CPU (see DESIGN.md, "Testing on a 2-core ma
 Tests that share the app keep apart by using their own mail domains. A throw-away
 Dovecot (Debian's dovecot-imapd) serves the signup mailbox, so the app runs with its
 signup watcher as in production.
+
+Domain tests that need only a database use `db` instead: the embedded MongoDB-wire
+server started by itself, no Ray, a fresh database per test.
 """
 
 from __future__ import annotations
@@ -19,6 +22,27 @@ from app.local_services import free_port
 from app.tokens import admin_token
 from tests.utils.dovecot import Dovecot
 from tests.utils.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory):
+    """An embedded SecantusDB of its own, without Ray (for domain tests)."""
+    from app.local_services import EmbeddedMongo
+
+    server = EmbeddedMongo(tmp_path_factory.mktemp("domain-db") / "db")
+    uri = server.start()
+    yield uri
+    server.stop()
+
+
+@pytest.fixture
+async def db(mongodb_uri: str):
+    """A fresh database with the app's indexes, through PyMongo's async client."""
+    from app.db import database, ensure_indexes
+
+    handle = database(mongodb_uri, f"domain_{uuid.uuid4().hex[:8]}")
+    await ensure_indexes(handle)
+    return handle
 
 
 @pytest.fixture(scope="session")
