@@ -326,3 +326,15 @@ async def set_unsubscribed(db: AsyncDatabase, customer_id: str) -> bool:
         {"_id": customer_id}, {"$set": {"unsubscribed": True,
                                         "unsubscribed_at": datetime.now(UTC)}})
     return result.matched_count == 1
+
+
+async def find_by_email(db: AsyncDatabase, email: str) -> dict | None:
+    return await db.customers.find_one({"email": email.strip().lower()})
+
+
+async def list_customers(db: AsyncDatabase, tag: str | None, limit: int
+                         ) -> tuple[int, list[dict]]:
+    """(how many match, the newest `limit` of them)."""
+    query = {"tags": tag} if tag else {}
+    newest = await db.customers.find(query).sort("created_at", -1).limit(limit).to_list()
+    return await db.customers.count_documents(query), newest

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import find_runner, start_runner, tasks_in_flight
 from app import campaigns, composer
-from app.customers import audience_pages, estimated_customers
+from app.customers import audience_pages, estimated_customers, find_by_email
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
 from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
@@ -38,7 +38,7 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
     """Render the templates for a sample (or named) customer."""
     customer = SAMPLE_CUSTOMER
     if body.customer_email:
-        found = await context.db.customers.find_one({"email": body.customer_email.lower()})
+        found = await find_by_email(context.db, body.customer_email)
         if found is None:
             raise HTTPException(404, f"no customer {body.customer_email!r}")
         customer = found

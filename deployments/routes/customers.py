@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
 from actors.admin_jobs import GENERATE, IMPORT, run_job
 from app import jobs
-from app.customers import CsvRejected, check_csv, generation_tag
+from app import customers as audience
 from app.models import GenerateCustomers, Tag
 from deployments.deps import Admin, Context
 
@@ -43,7 +43,7 @@ async def _start(context: Context, response: Response, kind: str, total: int,
 async def generate(context: Context, body: GenerateCustomers, response: Response,
                    wait: Wait = False) -> dict:
     """Make N demo customers, tagged so a campaign can target exactly them (a job)."""
-    batch, tag = generation_tag(body.tag)
+    batch, tag = audience.generation_tag(body.tag)
     shown = {"count": body.count, "domain": body.domain, "tag": tag}
     return await _start(context, response, GENERATE, body.count, shown,
                         {**shown, "batch": batch}, wait)
@@ -67,8 +67,8 @@ async def import_customers(
     except UnicodeDecodeError:
         raise HTTPException(422, [{"field": "file", "message": "not UTF-8 text"}]) from None
     try:
-        rows = check_csv(text)
-    except CsvRejected as exc:
+        rows = audience.check_csv(text)
+    except audience.CsvRejected as exc:
         raise HTTPException(422, [{"field": exc.field, "message": str(exc)}]) from None
     return await _start(context, response, IMPORT, rows, {"tag": tag, "rows": rows},
                         {"text": text, "tag": tag, "rows": rows}, wait)
@@ -81,8 +81,7 @@ async def list_customers(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict:
     """Customers, newest first, with the total count."""
-    query = {"tags": tag} if tag else {}
-    cursor = context.db.customers.find(query).sort("created_at", -1).limit(limit)
+    total, newest = await audience.list_customers(context.db, tag, limit)
     customers = [{**doc, "id": doc.pop("_id"), "created_at": doc["created_at"].isoformat()}
-                 async for doc in cursor]
-    return {"total": await context.db.customers.count_documents(query), "customers": customers}
+                 for doc in newest]
+    return {"total": total, "customers": customers}
