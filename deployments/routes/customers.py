@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
 from actors.admin_jobs import GENERATE, IMPORT, run_job
-from app import jobs
 from app import customers as audience
+from app import jobs
 from app.models import GenerateCustomers, Tag
 from deployments.deps import Admin, Context
 
