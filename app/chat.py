@@ -36,6 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app import rollups
 from app.flow_engine import Flow, Turn, start, step
+from app.statuses import OutboxStatus
 
 MAX_TURN_TRIES = 50
 REMEMBERED_SESSIONS = 100_000
@@ -237,7 +238,7 @@ def turn_docs(session_id: str, turn: Turn, *, customer_text: str | None, based_o
     docs[-1]["state_after"] = turn.state
     if turn.events:
         docs[-1]["events"] = turn.events
-        docs[-1]["outbox"] = "pending"
+        docs[-1]["outbox"] = OutboxStatus.PENDING
     return docs
 
 
@@ -312,7 +313,7 @@ async def record_events(db: AsyncDatabase, events: list[dict]) -> None:
     message_ids = sorted({e["message_id"] for e in events if e.get("message_id")})
     if message_ids:
         await db.messages.update_many({"_id": {"$in": message_ids}},
-                                      {"$set": {"outbox": "copied"}})
+                                      {"$set": {"outbox": OutboxStatus.COPIED}})
 
 
 async def stranded_events(db: AsyncDatabase, older_than_s: float,
@@ -321,7 +322,7 @@ async def stranded_events(db: AsyncDatabase, older_than_s: float,
     stopped before handing them on. Read by a slow sweep, never per turn."""
     cutoff = now().timestamp() - older_than_s
     stranded: list[dict] = []
-    async for message in db.messages.find({"outbox": "pending"}).limit(limit):
+    async for message in db.messages.find({"outbox": OutboxStatus.PENDING}).limit(limit):
         if message["created_at"].replace(tzinfo=UTC).timestamp() > cutoff:
             continue
         session = await db.chat_sessions.find_one({"_id": message["session_id"]},

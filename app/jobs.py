@@ -17,7 +17,9 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-RUNNING, DONE, FAILED = "running", "done", "failed"
+from app.statuses import JobStatus
+
+RUNNING, DONE, FAILED = JobStatus.RUNNING, JobStatus.DONE, JobStatus.FAILED
 Progress = Callable[[int], Awaitable[None]]
 
 

@@ -44,12 +44,15 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.statuses import DeliveryStatus
+
 CAMPAIGN = "campaign"
 CONVERSIONS = "conversions"
 CHAT = "chat"
 REPORTED_EVENTS = ("handoff_requested", "offer_refused")
 MAX_LATENCY_MS = 600_000
-STATUSES = ("sent", "failed", "dead", "pending", "skipped")
+STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
+            DeliveryStatus.PENDING, DeliveryStatus.SKIPPED)
 DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
                    "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1}
 
@@ -184,9 +187,9 @@ class Increments:
         if previous is not None:
             inc[f"counts.{previous['status']}"] -= 1
         inc["retries"] += _retries(new) - (_retries(previous) if previous else 0)
-        if new["status"] == "sent":
+        if new["status"] == DeliveryStatus.SENT:
             self.sent(campaign_id, _id, new)
-        elif new["status"] in ("failed", "dead"):
+        elif new["status"] in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
             inc[f"failures.{key_safe(new.get('last_code'))}"] += 1
 
     def sent(self, campaign_id: str, _id: str, doc: dict) -> None:

@@ -36,6 +36,18 @@ FINAL_DELIVERY = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEA
                   DeliveryStatus.SKIPPED)
 
 
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class OutboxStatus(StrEnum):
+    """A chat message's events: waiting to be handed on, or copied to `events`."""
+    PENDING = "pending"
+    COPIED = "copied"
+
+
 class OfferStatus(StrEnum):
     SCHEDULED = "scheduled"  # waits for its cooldown
     FIRING = "firing"        # claimed by the marketing actor's batch
