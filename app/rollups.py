@@ -191,6 +191,11 @@ class Increments:
             self.sent(campaign_id, _id, new)
         elif new["status"] in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
             inc[f"failures.{key_safe(new.get('last_code'))}"] += 1
+        if new.get("sent_at") is not None:  # sent (and perhaps bounced since)
+            first = self.min.setdefault(_id, {})
+            last = self.max.setdefault(_id, {})
+            first["first_sent"] = min(first.get("first_sent", new["sent_at"]), new["sent_at"])
+            last["last_sent"] = max(last.get("last_sent", new["sent_at"]), new["sent_at"])
 
     def sent(self, campaign_id: str, _id: str, doc: dict) -> None:
         inc = self.inc[_id]
@@ -198,18 +203,14 @@ class Increments:
             inc[f"latency.{bucket(doc['latency_ms'])}"] += 1
         inc[f"by_node.{key_safe(doc.get('node'))}"] += 1
         inc[f"by_worker.{key_safe(doc.get('worker'))}"] += 1
-        sent_at = doc["sent_at"]
-        first = self.min.setdefault(_id, {})
-        last = self.max.setdefault(_id, {})
-        first["first_sent"] = min(first.get("first_sent", sent_at), sent_at)
-        last["last_sent"] = max(last.get("last_sent", sent_at), sent_at)
         # Billing counts the send on the day it happened.
-        self.inc[self._doc(campaign_id, day_of(sent_at))]["emails"] += 1
+        self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]["emails"] += 1
 
     def bounced(self, campaign_id: str, delivery: dict, fields: dict) -> None:
         """A sent delivery bounced: it moves to `fields["status"]` (failed), and what
         its send added (latency, node, worker, the billed email) is taken back, so the
-        roll-up is what a recount of the deliveries gives (first/last send excepted)."""
+        roll-up is what a recount of the deliveries gives (its send still counts for the
+        first and last send times: it was sent)."""
         self.outcome(campaign_id, {**delivery, **fields}, delivery)
         created = delivery.get("created_at") or delivery["last_attempt_at"]
         inc = self.inc[self._doc(campaign_id, day_of(created))]
@@ -334,7 +335,8 @@ def fold_chat(sessions: Iterable[dict], events: Iterable[dict], sent: Iterable[d
 def _comparable(doc: dict) -> dict:
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if v not in (0, 0.0, None, {})}
+            cleaned = {k: clean(v) for k, v in value.items()}
+            return {k: v for k, v in cleaned.items() if v not in (0, 0.0, None, {})}
         if isinstance(value, datetime):
             return value.replace(tzinfo=None, microsecond=value.microsecond // 1000 * 1000)
         if isinstance(value, float):

@@ -115,10 +115,10 @@ def test_a_bounce_leaves_the_roll_ups_as_a_recount_would() -> None:
     increments.outcome("c", sent, None)
     bounce = {"status": "failed", "last_code": 550, "last_error": "no such user"}
     increments.bounced("c", sent, bounce)
-    docs = {_id: {k: v for k, v in doc.items() if k not in ("first_sent", "last_sent")}
-            for _id, doc in increments.docs().items()}
-    recount = rollups.fold([{**sent, **bounce}])
+    docs = increments.docs()
+    recount = rollups.fold([{**sent, **bounce}])  # it was sent: first and last send stay
     assert docs == {_id: doc for _id, doc in recount.items()} | {
         "c|2026-11-11": {"kind": "campaign", "campaign_id": "c", "day": "2026-11-11"}}
     assert docs["c|2026-11-10"]["counts"] == {"failed": 1}
     assert docs["c|2026-11-10"]["failures"] == {"550": 1}
+    assert docs["c|2026-11-10"]["first_sent"] == sent["sent_at"]

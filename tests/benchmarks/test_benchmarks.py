@@ -123,3 +123,12 @@ def test_audience_launch_reports_first_message_and_runner_memory(tmp_path: Path)
         assert row["first_message_s"] is not None and row["sent_while_watched"] > 0
         assert row["runner_rss_mb_peak"] > 0 and row["customers_in_database"] >= 300
     assert {"rss_large_vs_small", "first_message_within_10_s"} <= set(data["targets"])
+
+
+def test_send_path_cpu_compares_the_send_path_with_raw(tmp_path: Path) -> None:
+    run("benchmarks.send_path_cpu", "--messages", "300", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "send_path_cpu.json").read_text())
+    assert data["messages"] == 300 and data["connections"] == 4
+    for part in ("send_path", "raw"):
+        assert data[part]["messages_per_s"] > 0 and data[part]["sender_cpu_ms"] > 0
+    assert data["send_path"]["database_cpu_ms"] > 0  # it recorded outcomes; raw did not
