@@ -292,6 +292,14 @@ async def read(db: AsyncDatabase, kind: str, start: datetime, end: datetime,
     return [d for d in docs if campaign_id is None or d.get("campaign_id") == campaign_id]
 
 
+async def sessions_ever(db: AsyncDatabase) -> int:
+    """Chat sessions created, from the daily chat roll-ups (one small document a day),
+    instead of counting the sessions collection on every dashboard refresh."""
+    days = await db.rollups.find({"kind": CHAT, "day": {"$gte": ""}},
+                                 {"sessions": 1}).to_list()
+    return sum(doc.get("sessions", 0) for doc in days)
+
+
 # Recounting and reconciling ------------------------------------------------------------
 
 

@@ -62,3 +62,13 @@ async def test_clearing_greets_again_and_keeps_numbering(db, flow) -> None:
     assert cleared[0]["seq"] == turn[-1]["seq"] + 1
     assert [m["seq"] for m in await chat.messages_after(db, session_id)] == [
         m["seq"] for m in cleared]
+
+
+async def test_the_overview_counts_sessions_from_the_roll_ups(db, flow) -> None:
+    moves = rollups.Increments()
+    for _ in range(3):
+        await chat.create_session(db, flow, moves=moves)
+    assert (await chat.session_overview(db))["total_sessions"] == 0  # not written yet
+    await rollups.write(db, moves)
+    overview = await chat.session_overview(db)
+    assert overview["total_sessions"] == 3 and len(overview["sessions"]) == 3
