@@ -367,6 +367,18 @@ def find_runner(campaign_id: str):
     return registry.find(registry.runner_name(campaign_id))
 
 
+async def status_changed(campaign_id: str, settings: Settings, endpoints: Endpoints,
+                         signing_secret: str, *, running: bool) -> None:
+    """A campaign's status changed in its record: its runner looks again now; a campaign
+    that is running and has no runner (launched, resumed after its runner ended) gets
+    one."""
+    runner = find_runner(campaign_id)
+    if runner is not None:
+        await runner.poke.remote()
+    elif running:
+        start_runner(campaign_id, settings, endpoints, signing_secret)
+
+
 async def tasks_in_flight(campaign_id: str) -> int | None:
     """The send tasks the campaign's runner has in flight; None without a runner (or
     while it restarts: the campaign's record is still right)."""

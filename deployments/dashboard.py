@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from ray import serve
 
+from actors.campaign_runner import start_runner
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
 from actors.signup_watcher import start_signup_watcher
@@ -61,4 +62,4 @@ class Dashboard:
             start_signup_watcher(settings, context.endpoints, secret)
         # Campaigns that were running when the cluster last stopped carry on.
         for campaign_id in await active_campaign_ids(context.db):
-            campaigns.ensure_runner(context, campaign_id)
+            start_runner(campaign_id, settings, context.endpoints, secret)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from actors.campaign_runner import find_runner, start_runner, tasks_in_flight
+from actors.campaign_runner import status_changed, tasks_in_flight
 from app import campaigns, composer
 from app.customers import audience_pages, estimated_customers, find_by_email
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
@@ -93,7 +93,7 @@ async def launch(context: Context, campaign_id: str,
         pages)
     if launched is None:
         raise HTTPException(409, f"campaign is {campaign['status']}, only a draft can launch")
-    ensure_runner(context, campaign_id)
+    await _status_changed(context, campaign_id, running=True)
     return campaigns.campaign_view(launched)
 
 
@@ -102,11 +102,7 @@ async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str,
     campaign = await _found(context, campaign_id)
     if not await campaigns.change_status(context.db, campaign_id, allowed, to):
         raise HTTPException(409, f"campaign is {campaign['status']}; cannot {to[:-2]}")
-    runner = find_runner(campaign_id)
-    if runner is not None:
-        await runner.poke.remote()
-    elif to == CampaignStatus.RUNNING:
-        ensure_runner(context, campaign_id)
+    await _status_changed(context, campaign_id, running=to == CampaignStatus.RUNNING)
     return campaigns.campaign_view(await _found(context, campaign_id))
 
 
@@ -131,6 +127,6 @@ async def cancel(context: Context, campaign_id: str) -> dict:
                              CampaignStatus.CANCELLED)
 
 
-def ensure_runner(context: AppContext, campaign_id: str):
-    return start_runner(campaign_id, context.settings, context.endpoints,
-                        unsubscribe_secret(context.admin_token))
+async def _status_changed(context: AppContext, campaign_id: str, *, running: bool) -> None:
+    await status_changed(campaign_id, context.settings, context.endpoints,
+                         unsubscribe_secret(context.admin_token), running=running)
