@@ -145,12 +145,13 @@ def check_csv(text: str) -> int:
     """The file's data rows, if it can be imported at all (a header with an email
     column, at most MAX_IMPORT_ROWS rows); CsvRejected otherwise. Cheap: no row is
     validated here, that is the import job's work."""
-    header = next(csv.reader(io.StringIO(text)), None)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
     if not header:
         raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
     if "email" not in [name.strip().lower() for name in header]:
         raise CsvRejected("email", "the CSV has no email column")
-    rows = sum(1 for row in csv.reader(io.StringIO(text)) if row) - 1
+    rows = sum(1 for row in reader if row)
     if rows > MAX_IMPORT_ROWS:
         raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
     return rows

@@ -197,14 +197,15 @@ class Increments:
             first["first_sent"] = min(first.get("first_sent", new["sent_at"]), new["sent_at"])
             last["last_sent"] = max(last.get("last_sent", new["sent_at"]), new["sent_at"])
 
-    def sent(self, campaign_id: str, _id: str, doc: dict) -> None:
+    def sent(self, campaign_id: str, _id: str, doc: dict, sign: int = 1) -> None:
+        """What a send adds (sign -1: takes back): latency, node, worker, billed email."""
         inc = self.inc[_id]
         if doc.get("latency_ms") is not None:
-            inc[f"latency.{bucket(doc['latency_ms'])}"] += 1
-        inc[f"by_node.{key_safe(doc.get('node'))}"] += 1
-        inc[f"by_worker.{key_safe(doc.get('worker'))}"] += 1
+            inc[f"latency.{bucket(doc['latency_ms'])}"] += sign
+        inc[f"by_node.{key_safe(doc.get('node'))}"] += sign
+        inc[f"by_worker.{key_safe(doc.get('worker'))}"] += sign
         # Billing counts the send on the day it happened.
-        self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]["emails"] += 1
+        self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]["emails"] += sign
 
     def bounced(self, campaign_id: str, delivery: dict, fields: dict) -> None:
         """A sent delivery bounced: it moves to `fields["status"]` (failed), and what
@@ -213,13 +214,7 @@ class Increments:
         first and last send times: it was sent)."""
         self.outcome(campaign_id, {**delivery, **fields}, delivery)
         created = delivery.get("created_at") or delivery["last_attempt_at"]
-        inc = self.inc[self._doc(campaign_id, day_of(created))]
-        if delivery.get("latency_ms") is not None:
-            inc[f"latency.{bucket(delivery['latency_ms'])}"] -= 1
-        inc[f"by_node.{key_safe(delivery.get('node'))}"] -= 1
-        inc[f"by_worker.{key_safe(delivery.get('worker'))}"] -= 1
-        if delivery.get("sent_at") is not None:
-            self.inc[self._doc(campaign_id, day_of(delivery["sent_at"]))]["emails"] -= 1
+        self.sent(campaign_id, self._doc(campaign_id, day_of(created)), delivery, sign=-1)
 
     def docs(self) -> dict[str, dict]:
         """The documents these increments make when they start from nothing."""
