@@ -203,15 +203,16 @@ class OutcomeRecorder:
         self.oldest = None
         try:
             lost = await campaigns.write_outcomes(self.db, inserts, updates)
-            # The reports' roll-ups gather over the batch: one write when it closes (or
-            # every ROLLUP_EVERY_S in a long one). Every task of a campaign adds to the
+            # The reports' roll-ups gather over the batch: one write when it closes (the
+            # flush loop's last step, so a flush racing close() does not add a second),
+            # or every ROLLUP_EVERY_S in a long one. Every task of a campaign adds to the
             # same document, so a write per flush made them queue on it.
             for doc in inserts:
                 if doc["_id"] not in lost:
                     self.increments.outcome(self.job.campaign_id, doc, None)
             for did, fields in updates:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
-            if self.closing or time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
+            if time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
                 await self._write_rollups()
         except BaseException as exc:  # surface it to the senders: stop sending
             async with self.changed:
