@@ -16,20 +16,21 @@ import ray
 
 from app import jobs
 from app.customers import generate_customers, import_csv
-from app.db import close_clients, database
+from app.db import close_clients
+from app.runtime import Runtime
 
 GENERATE, IMPORT = "generate", "import"
 
 
 @ray.remote(num_cpus=0.25, max_retries=0)
-def run_job(job_id: str, kind: str, params: dict[str, Any], mongodb_uri: str,
-            db_name: str) -> dict[str, Any]:
-    return asyncio.run(_run(job_id, kind, params, mongodb_uri, db_name))
+def run_job(job_id: str, kind: str, params: dict[str, Any], runtime: Runtime
+            ) -> dict[str, Any]:
+    return asyncio.run(_run(job_id, kind, params, runtime))
 
 
-async def _run(job_id: str, kind: str, params: dict[str, Any], mongodb_uri: str,
-               db_name: str) -> dict[str, Any]:
-    db = database(mongodb_uri, db_name)
+async def _run(job_id: str, kind: str, params: dict[str, Any], runtime: Runtime
+               ) -> dict[str, Any]:
+    db = runtime.database()
     progress = jobs.progress_of(db, job_id)
     try:
         if kind == GENERATE:

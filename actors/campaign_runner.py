@@ -36,9 +36,8 @@ from actors import registry
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from app import campaigns
-from app.config import Endpoints, Settings
 from app.customers import audience_page
-from app.db import database
+from app.runtime import Runtime
 from app.send_tasks import SendMetrics
 from app.sending import BatchJob
 from app.statuses import FINISHED, BatchStatus, CampaignStatus
@@ -105,12 +104,10 @@ class AudienceCursor:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class CampaignRunner:
-    def __init__(self, campaign_id: str, settings: Settings, endpoints: Endpoints,
-                 signing_secret: str):
+    def __init__(self, campaign_id: str, runtime: Runtime):
         self.campaign_id = campaign_id
-        self.settings = settings
-        self.endpoints = endpoints
-        self.signing_secret = signing_secret
+        self.runtime = runtime
+        self.settings = settings = runtime.settings
         self.in_flight: dict[ray.ObjectRef, tuple[str, str]] = {}  # ref -> (batch, claim)
         self.due: list[tuple[float, str]] = []  # (time, batch): pending batches, a heap
         self.wake = asyncio.Event()
@@ -143,7 +140,7 @@ class CampaignRunner:
             self.loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def _drive(self) -> None:
-        db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
+        db = self.runtime.database()
         metrics = SendMetrics.get()
         campaign = await campaigns.campaign_state(db, self.campaign_id)
         if campaign is None:
@@ -214,7 +211,7 @@ class CampaignRunner:
                     heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
 
     async def _fill(self, db) -> None:
-        options = self.campaign["settings"]
+        options = self.campaign["launch"]
         while len(self.in_flight) < options["workers"]:
             job = await self._next_job(db, options)
             if job is None:
@@ -253,7 +250,7 @@ class CampaignRunner:
 
     def _job(self, batch: str, claim: str, ids: list[str], attempt: int,
              fresh: bool) -> BatchJob:
-        options = self.campaign["settings"]
+        options = self.campaign["launch"]
         limits = {}
         if options.get("rate_limit_per_s"):
             limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
@@ -261,8 +258,7 @@ class CampaignRunner:
             limits["relay"] = self.settings.relay_rate_limit_per_s
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
-            customer_ids=ids, settings=self.settings, endpoints=self.endpoints,
-            templates=self.campaign["templates"], signing_secret=self.signing_secret,
+            customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
             connections=options["connections"], fresh=fresh, limits=limits,
             limiter=self.limiter if limits else None)
 
@@ -355,20 +351,18 @@ class CampaignRunner:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
-def start_runner(campaign_id: str, settings: Settings, endpoints: Endpoints,
-                 signing_secret: str):
+def start_runner(campaign_id: str, runtime: Runtime):
     """The campaign's runner, created if it is not running (idempotent)."""
     return registry.get_or_create(CampaignRunner, registry.runner_name(campaign_id),
-                                  campaign_id, settings, endpoints, signing_secret,
-                                  resources=settings.actor_resources)
+                                  campaign_id, runtime,
+                                  resources=runtime.settings.actor_resources)
 
 
 def find_runner(campaign_id: str):
     return registry.find(registry.runner_name(campaign_id))
 
 
-async def status_changed(campaign_id: str, settings: Settings, endpoints: Endpoints,
-                         signing_secret: str, *, running: bool) -> None:
+async def status_changed(campaign_id: str, runtime: Runtime, *, running: bool) -> None:
     """A campaign's status changed in its record: its runner looks again now; a campaign
     that is running and has no runner (launched, resumed after its runner ended) gets
     one."""
@@ -376,7 +370,7 @@ async def status_changed(campaign_id: str, settings: Settings, endpoints: Endpoi
     if runner is not None:
         await runner.poke.remote()
     elif running:
-        start_runner(campaign_id, settings, endpoints, signing_secret)
+        start_runner(campaign_id, runtime)
 
 
 async def tasks_in_flight(campaign_id: str) -> int | None:

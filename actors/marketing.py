@@ -26,9 +26,8 @@ import ray
 from actors import registry
 from actors.chat_hub import chat_hub
 from app import composer, marketing
-from app.config import Endpoints, Settings
-from app.db import database
 from app.mailer import SENT, Mail, SenderPool, build_message, message_id
+from app.runtime import Runtime
 
 log = logging.getLogger("operator_comms.marketing")
 FIRING_CONCURRENCY = 8   # batches in flight
@@ -40,10 +39,9 @@ EXPIRE_EVERY_S = 30.0
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000)
 class MarketingActor:
-    def __init__(self, settings: Settings, endpoints: Endpoints, unsubscribe_secret: str):
-        self.settings = settings
-        self.endpoints = endpoints
-        self.unsubscribe_secret = unsubscribe_secret
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.settings = settings = runtime.settings
         self.heap: list[tuple[float, str]] = []
         self.wake = asyncio.Event()
         self.firing = asyncio.Semaphore(FIRING_CONCURRENCY)
@@ -57,7 +55,7 @@ class MarketingActor:
 
     @property
     def db(self):
-        return database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
+        return self.runtime.database()
 
     async def handle_refusal(self, event: dict, delay_s: float | None = None) -> dict:
         """An `offer_refused` event: schedule its counter-offer (idempotent per event).
@@ -164,7 +162,7 @@ class MarketingActor:
         for offer in offers:
             queue.put_nowait(offer)
         sent: dict[str, bool] = {}
-        senders = await self.senders.take(self.settings, self.endpoints,
+        senders = await self.senders.take(self.settings, self.runtime.endpoints,
                                           min(MAIL_CONNECTIONS, len(offers)))
 
         async def drain(sender) -> None:
@@ -185,7 +183,7 @@ class MarketingActor:
 
     def _mail_for(self, offer: dict) -> Mail:
         return composer.offer_mail(
-            offer, public_url=self.settings.public_url, secret=self.unsubscribe_secret,
+            offer, public_url=self.settings.public_url, secret=self.runtime.signing_secret,
             message_id=message_id(f"offer:{offer['_id']}", self.settings.mail_from))
 
 
@@ -201,7 +199,7 @@ def _rss_mb() -> float | None:
     return None
 
 
-def marketing_actor(settings: Settings, endpoints: Endpoints, unsubscribe_secret: str):
+def marketing_actor(runtime: Runtime):
     """The cluster's marketing actor, created on first use (idempotent)."""
-    return registry.get_or_create(MarketingActor, registry.MARKETING, settings, endpoints,
-                                  unsubscribe_secret, resources=settings.actor_resources)
+    return registry.get_or_create(MarketingActor, registry.MARKETING, runtime,
+                                  resources=runtime.settings.actor_resources)

@@ -23,10 +23,9 @@ import ray
 from actors import registry
 from actors.campaign_runner import start_runner
 from app import signup
-from app.config import Endpoints, Settings
-from app.db import database
 from app.imap_inbox import ImapInbox
 from app.inbound_mail import REVIEW, Rules, classify, describe_too_large
+from app.runtime import Runtime
 
 log = logging.getLogger("operator_comms.signup")
 MAX_RUNS = 3
@@ -34,10 +33,9 @@ MAX_RUNS = 3
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class SignupWatcher:
-    def __init__(self, settings: Settings, endpoints: Endpoints, signing_secret: str):
-        self.settings = settings
-        self.endpoints = endpoints
-        self.signing_secret = signing_secret
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.settings = settings = runtime.settings
         self.inbox = ImapInbox(settings)
         self.rules = Rules.from_settings(settings)
         self.account = signup.account_key(settings)
@@ -58,7 +56,7 @@ class SignupWatcher:
                 "poll_s": self.settings.imap_poll_s}
 
     async def _run(self) -> None:
-        db = database(self.endpoints.mongodb_uri, self.settings.mongodb_db)
+        db = self.runtime.database()
         while True:
             try:
                 await self._poll(db)
@@ -71,8 +69,7 @@ class SignupWatcher:
             try:
                 await signup.note_poll(db, self.account, self.last_error)
                 if await signup.confirmations_to_send(db):
-                    runner = start_runner(signup.CONFIRMATIONS, self.settings,
-                                          self.endpoints, self.signing_secret)
+                    runner = start_runner(signup.CONFIRMATIONS, self.runtime)
                     await runner.poke.remote()
             except Exception as exc:  # the next poll tries again
                 log.warning("signup mailbox %s: recording the poll or starting the "
@@ -121,10 +118,10 @@ class SignupWatcher:
         await signup.advance(db, self.account, uidvalidity, uid)
 
 
-def start_signup_watcher(settings: Settings, endpoints: Endpoints, signing_secret: str):
+def start_signup_watcher(runtime: Runtime):
     """The watcher, created if it is not running (idempotent)."""
-    return registry.get_or_create(SignupWatcher, registry.SIGNUP_WATCHER, settings, endpoints,
-                                  signing_secret, resources=settings.actor_resources)
+    return registry.get_or_create(SignupWatcher, registry.SIGNUP_WATCHER, runtime,
+                                  resources=runtime.settings.actor_resources)
 
 
 def find_signup_watcher():

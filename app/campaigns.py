@@ -124,7 +124,7 @@ async def ensure_standing_campaign(db: AsyncDatabase, campaign_id: str, *, name:
             "name": name, "kind": kind, "audience": {"tag": tag},
             "status": CampaignStatus.COMPLETED, "counts": empty_counts(),
             "retries": 0, "by_node": {}, "by_worker": {}, "timeline": [],
-            "settings": options, "audience_done": True, "audience_pages": 0,
+            "launch": options, "audience_done": True, "audience_pages": 0,
             "created_at": started, "launched_at": started, "completed_at": started,
             "created_by": created_by},
          "$set": {"templates": templates}},
@@ -156,7 +156,7 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
     return await db.campaigns.find_one({"_id": campaign_id})
 
 
-RUNNER_FIELDS = {"status": 1, "settings": 1, "templates": 1, "audience": 1,
+RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1,
                  "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
                  "counts": 1, "retries": 1}
 
@@ -181,15 +181,22 @@ async def active_campaign_ids(db: AsyncDatabase) -> list[str]:
                                                           {"_id": 1})]
 
 
+async def rename_launch_options(db: AsyncDatabase) -> None:
+    """Campaigns stored before the rename hold their launch options under `settings`
+    (a word now kept for the environment's configuration): move them to `launch`."""
+    await db.campaigns.update_many({"settings": {"$exists": True}},
+                                   {"$rename": {"settings": "launch"}})
+
+
 async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOptions,
                           connections: int, audience_pages: int) -> dict | None:
     """draft -> running; None when not a draft. The audience is counted as the runner
     reads it, a page at a time (`counts.total` grows, `audience_done` at the end), so
     a launch over a million customers answers at once."""
-    settings = {**options.model_dump(), "connections": options.connections or connections}
+    launch = {**options.model_dump(), "connections": options.connections or connections}
     won = await db.campaigns.update_one(
         {"_id": campaign_id, "status": CampaignStatus.DRAFT},
-        {"$set": {"status": CampaignStatus.RUNNING, "settings": settings, "launched_at": now(),
+        {"$set": {"status": CampaignStatus.RUNNING, "launch": launch, "launched_at": now(),
                   "audience_pages": audience_pages, "audience_done": False,
                   "audience_seen_page": -1, "counts.total": 0}})
     return await get_campaign(db, campaign_id) if won.modified_count == 1 else None
@@ -474,7 +481,7 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
     view = {
         "id": doc["_id"], "name": doc["name"], "status": doc["status"],
         "audience": doc.get("audience"), "templates": doc.get("templates"),
-        "settings": doc.get("settings"), "counts": counts, "retries": doc.get("retries", 0),
+        "launch": doc.get("launch"), "counts": counts, "retries": doc.get("retries", 0),
         # False while the runner is still streaming the audience (total still growing).
         "audience_counted": bool(doc.get("audience_done",
                                                 doc["status"] != CampaignStatus.RUNNING)),

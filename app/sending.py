@@ -29,11 +29,11 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app import campaigns, composer, rollups
-from app.config import Endpoints, Settings
+from app.config import Settings
 from app.customers import SEND_FIELDS, unsubscribed_since
-from app.db import database
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
 from app.mailer import message_id as make_message_id
+from app.runtime import Runtime
 from app.statuses import DeliveryStatus
 from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 
@@ -51,10 +51,8 @@ class BatchJob:
     claim: str
     attempt: int
     customer_ids: list[str]
-    settings: Settings
-    endpoints: Endpoints
+    runtime: Runtime
     templates: dict[str, str | None]
-    signing_secret: str
     connections: int
     fresh: bool = False  # created by the runner for this claim: nothing recorded yet
     # The recipients' documents as the runner read them with the audience page, and
@@ -63,6 +61,10 @@ class BatchJob:
     customers_read_at: datetime | None = None
     limits: dict[str, float] = field(default_factory=dict)
     limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
 
 
 class BatchControl:
@@ -247,7 +249,7 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     reserve: Reserve | None = None,
                     control: BatchControl | None = None) -> dict[str, Any]:
     """Send one batch; return what happened (counts by status, identity, what is next)."""
-    db = database(job.endpoints.mongodb_uri, job.settings.mongodb_db)
+    db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
                           control or BatchControl()).run()
 
@@ -296,7 +298,7 @@ class BatchRun:
             self.queue.put_nowait(cid)
         recorder = OutcomeRecorder(self.db, job, self.identity)
         watcher = asyncio.create_task(self._watch())
-        senders = await sender_pool().take(self.settings, job.endpoints,
+        senders = await sender_pool().take(self.settings, job.runtime.endpoints,
                                            min(max(1, job.connections), max(1, len(to_send))))
         try:
             await asyncio.gather(*(self._connection(s, recorder) for s in senders))
@@ -420,7 +422,7 @@ class BatchRun:
 async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
     """Add a stopped batch's outcomes to the campaign's counters: its summary does not
     reach the runner (Ray reports a cancelled task as cancelled)."""
-    db = database(job.endpoints.mongodb_uri, job.settings.mongodb_db)
+    db = job.runtime.database()
     await campaigns.record_progress(db, job.campaign_id,
                                     campaigns.summary_increments(summary), None)
 
@@ -428,5 +430,5 @@ async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
 def compose(job: BatchJob, customer: dict, mid: str) -> Mail:
     return composer.campaign_mail(compiled_templates(job.templates), customer,
                                   public_url=job.settings.public_url,
-                                  secret=job.signing_secret, message_id=mid)
+                                  secret=job.runtime.signing_secret, message_id=mid)
 

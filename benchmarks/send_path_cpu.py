@@ -28,6 +28,7 @@ from app.customers import bucket_of
 from app.db import database, ensure_indexes
 from app.local_services import EmbeddedMongo
 from app.models import Audience, CampaignCreate, LaunchOptions
+from app.runtime import Runtime
 from app.sending import BatchJob, run_batch
 from benchmarks.harness import machine
 from benchmarks.scaling import raw_pipeline
@@ -64,8 +65,9 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
                                                      [1, chunk[-1]], "bench", lease_s=600)
         jobs.append(BatchJob(
             campaign_id=doc["_id"], batch_id=batch, claim="bench", attempt=0,
-            customer_ids=chunk, settings=settings, endpoints=Endpoints(uri, "127.0.0.1", port),
-            templates=campaign["templates"], signing_secret="bench", connections=connections,
+            customer_ids=chunk,
+            runtime=Runtime(settings, Endpoints(uri, "127.0.0.1", port), "bench"),
+            templates=campaign["templates"], connections=connections,
             fresh=True, customers=[customers[c] for c in chunk],
             customers_read_at=campaigns.now()))
     return jobs

@@ -17,7 +17,6 @@ from actors.marketing import marketing_actor
 from app.config import Settings
 from app.conversations import Conversations
 from app.flow_engine import load_flow
-from app.tokens import unsubscribe_secret
 from deployments import options
 from deployments.context import AppContext, install
 from deployments.errors import install_error_handlers
@@ -35,8 +34,7 @@ class ChatBot:
     async def __init__(self, settings: Settings):
         context = await AppContext.start(settings)
         hub = chat_hub(settings.actor_resources)
-        marketing = marketing_actor(settings, context.endpoints,
-                                    unsubscribe_secret(context.admin_token))
+        marketing = marketing_actor(context.runtime)
         context.conversations = Conversations(
             context.db, load_flow(), where=serve.get_replica_context().replica_id.unique_id,
             consumers={

@@ -1,4 +1,4 @@
-"""What a replica holds once started: settings, resolved endpoints, database, token."""
+"""What a replica holds once started: the runtime, its database, the admin token."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.local_services import local_services, resolve_endpoints
+from app.campaigns import rename_launch_options
 from app.config import Endpoints, Settings
 from app.customers import backfill_buckets
-from app.db import database, ensure_indexes
+from app.db import ensure_indexes
+from app.runtime import Runtime
 from app.tokens import admin_token
 
 
@@ -18,8 +20,7 @@ from app.tokens import admin_token
 class AppContext:
     """One per replica process; the routers reach it through `current()`."""
 
-    settings: Settings
-    endpoints: Endpoints
+    runtime: Runtime
     db: AsyncDatabase
     admin_token: str
     local_services: Any | None  # ActorHandle of the embedded services, in local mode
@@ -28,11 +29,22 @@ class AppContext:
     @classmethod
     async def start(cls, settings: Settings) -> AppContext:
         endpoints = await resolve_endpoints(settings)
-        db = database(endpoints.mongodb_uri, settings.mongodb_db)
+        token = admin_token(settings)
+        runtime = Runtime.build(settings, endpoints, token)
+        db = runtime.database()
         await ensure_indexes(db)
         await backfill_buckets(db)
+        await rename_launch_options(db)
         services = local_services(settings) if endpoints.local_sink else None
-        return cls(settings, endpoints, db, admin_token(settings), services)
+        return cls(runtime, db, token, services)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self.runtime.endpoints
 
 
 _current: AppContext | None = None

@@ -15,7 +15,6 @@ from actors.rate_limiter import rate_limiter
 from actors.signup_watcher import start_signup_watcher
 from app.campaigns import active_campaign_ids
 from app.config import Settings
-from app.tokens import unsubscribe_secret
 from deployments import options
 from deployments.context import AppContext, install
 from deployments.errors import install_error_handlers
@@ -56,10 +55,9 @@ class Dashboard:
     async def __init__(self, settings: Settings):
         context = install(await AppContext.start(settings))
         rate_limiter(settings.actor_resources)
-        secret = unsubscribe_secret(context.admin_token)
-        marketing_actor(settings, context.endpoints, secret)
+        marketing_actor(context.runtime)
         if settings.signup_enabled:
-            start_signup_watcher(settings, context.endpoints, secret)
+            start_signup_watcher(context.runtime)
         # Campaigns that were running when the cluster last stopped carry on.
         for campaign_id in await active_campaign_ids(context.db):
-            start_runner(campaign_id, settings, context.endpoints, secret)
+            start_runner(campaign_id, context.runtime)

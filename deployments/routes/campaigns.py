@@ -12,7 +12,6 @@ from app.customers import audience_pages, estimated_customers, find_by_email
 from app.models import CampaignCreate, LaunchOptions, PreviewRequest
 from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
-from app.tokens import unsubscribe_secret
 from deployments.context import AppContext
 from deployments.deps import Admin, Context
 
@@ -128,5 +127,4 @@ async def cancel(context: Context, campaign_id: str) -> dict:
 
 
 async def _status_changed(context: AppContext, campaign_id: str, *, running: bool) -> None:
-    await status_changed(campaign_id, context.settings, context.endpoints,
-                         unsubscribe_secret(context.admin_token), running=running)
+    await status_changed(campaign_id, context.runtime, running=running)

@@ -26,8 +26,7 @@ Wait = Annotated[bool, Query(description="answer when the job is done, with its 
 async def _start(context: Context, response: Response, kind: str, total: int,
                  shown: dict, params: dict, wait: bool) -> dict:
     job_id = await jobs.create_job(context.db, kind, total, shown)
-    done = run_job.remote(job_id, kind, params, context.endpoints.mongodb_uri,
-                          context.settings.mongodb_db)
+    done = run_job.remote(job_id, kind, params, context.runtime)
     if not wait:
         return {"job_id": job_id, "status_url": f"/api/jobs/{job_id}", **shown}
     try:

@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from app.customers import set_unsubscribed
-from app.tokens import unsubscribe_secret, verify_customer_token
 from deployments.deps import Context
 
 router = APIRouter(tags=["unsubscribe"])
@@ -18,7 +17,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 
 async def _unsubscribe(context: Context, token: str) -> HTMLResponse:
-    customer_id = verify_customer_token(token, unsubscribe_secret(context.admin_token))
+    customer_id = context.runtime.customer_from_token(token)
     if customer_id is None or not await set_unsubscribed(context.db, customer_id):
         return HTMLResponse(PAGE.format(title="Link not valid",
                                         text="This unsubscribe link is not valid."), 404)

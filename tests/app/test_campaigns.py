@@ -21,7 +21,7 @@ async def test_a_campaign_launches_once_and_changes_status_only_from_where_allow
     assert doc["status"] == CampaignStatus.DRAFT
     launched = await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(),
                                                connections=3, audience_pages=2)
-    assert launched["status"] == "running" and launched["settings"]["connections"] == 3
+    assert launched["status"] == "running" and launched["launch"]["connections"] == 3
     assert await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(), 3, 2) is None
     assert not await campaigns.change_status(db, doc["_id"], (CampaignStatus.PAUSED,),
                                              CampaignStatus.RUNNING)
@@ -30,6 +30,16 @@ async def test_a_campaign_launches_once_and_changes_status_only_from_where_allow
     assert await campaigns.campaign_status(db, doc["_id"]) == "paused"
     assert await campaigns.fail_campaign(db, doc["_id"], "bad login")
     assert (await campaigns.get_campaign(db, doc["_id"]))["failure_reason"] == "bad login"
+
+
+async def test_launch_options_stored_under_the_old_name_move_to_launch(db) -> None:
+    doc = await _campaign(db)
+    await db.campaigns.update_one({"_id": doc["_id"]},
+                                  {"$set": {"settings": {"connections": 5, "workers": 2}}})
+    await campaigns.rename_launch_options(db)
+    stored = await db.campaigns.find_one({"_id": doc["_id"]})
+    assert "settings" not in stored and stored["launch"] == {"connections": 5, "workers": 2}
+    assert (await campaigns.get_campaign(db, doc["_id"]))["launch"]["connections"] == 5
 
 
 async def test_a_claim_is_held_by_one_run_and_given_back_when_its_lease_runs_out(db) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,6 +20,7 @@ from app.customers import AUDIENCE_BUCKETS, audience_page_query, bucket_of
 from app.db import database, ensure_indexes
 from app.local_services import SinkHandler, free_port
 from app.models import Audience, CampaignCreate, LaunchOptions
+from app.runtime import Runtime
 from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch
 from app.statuses import BatchStatus
 from tests.utils.stack import Stack
@@ -90,9 +92,9 @@ class Batch:
             campaign_id=self.campaign["_id"], batch_id=self.batch_id,
             claim=claim or self.claim, attempt=batch["attempt"],
             customer_ids=batch["customer_ids"],
-            settings=self.stack.settings.model_copy(update=update),
-            endpoints=Endpoints(self.mongodb_uri, "127.0.0.1", port),
-            templates=self.campaign["templates"], signing_secret="k",
+            runtime=Runtime(self.stack.settings.model_copy(update=update),
+                            Endpoints(self.mongodb_uri, "127.0.0.1", port), "k"),
+            templates=self.campaign["templates"],
             connections=connections, fresh=fresh)
 
     def reclaim(self, claim: str) -> None:
@@ -232,7 +234,7 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     monitoring.register(counter)  # applies to clients created from here on
     uri = batch.mongodb_uri + "&appname=count-commands"  # a fresh client, listened to
     job = batch.job(port, connections=4)
-    job.endpoints = Endpoints(uri, "127.0.0.1", port)
+    job.runtime = replace(job.runtime, endpoints=Endpoints(uri, "127.0.0.1", port))
     started = time.monotonic()
     summary = await run_batch(job)
     # A batch that runs long (a loaded machine) also writes its roll-ups every
