@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.statuses import CampaignStatus, JobStatus
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -51,3 +53,217 @@ class LaunchOptions(Strict):
     connections: int | None = Field(default=None, ge=1, le=64,
                                     description="SMTP connections per send task")
 
+
+
+# Replies. Each names the fields clients rely on; `extra="allow"` keeps what a view adds
+# beyond them (open-ended maps such as counts by status or by worker), so the schema
+# documents the reply without the model filtering it.
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+Any_ = dict[str, Any]
+
+
+class Period(Reply):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class CampaignView(Reply):
+    id: str
+    name: str
+    status: CampaignStatus
+    audience: Any_ | None
+    templates: Any_ | None
+    launch: Any_ | None = Field(description="the launch options: workers, batch size, "
+                                            "rate limit, connections")
+    counts: dict[str, int] = Field(description="recipients by delivery status, and total")
+    retries: int
+    audience_counted: bool = Field(description="false while the audience is still read")
+    progress: float
+    throughput_per_s: float
+    recent_throughput_per_s: float | None
+    eta_s: float | None
+    elapsed_s: float
+    by_node: dict[str, int]
+    by_worker: dict[str, int]
+    timeline: list[Any_]
+    failure_reason: str | None
+    created_at: str
+    launched_at: str | None
+    tasks_in_flight: int | None = Field(default=None, description="while it is active")
+
+
+class CampaignList(Reply):
+    campaigns: list[CampaignView]
+
+
+class PreviewReply(Reply):
+    subject: str
+    body_text: str
+    body_html: str | None
+    customer: str
+
+
+class JobStarted(Reply):
+    job_id: str
+    status_url: str
+
+
+class JobView(Reply):
+    id: str
+    kind: str
+    status: JobStatus
+    total: int | None
+    done: int
+    progress: float
+    result: Any_ | None
+    error: str | None
+    created_at: str
+    finished_at: str | None
+
+
+class GenerationResult(Reply):
+    created: int
+    tag: str
+    domain: str
+
+
+class ImportResult(Reply):
+    imported: int
+    invalid: list[Any_]
+    duplicates: list[Any_]
+    tag: str | None
+
+
+class CustomerView(Reply):
+    id: str
+    email: str
+    created_at: str
+
+
+class CustomerList(Reply):
+    total: int
+    customers: list[CustomerView]
+
+
+class ChatMessage(Reply):
+    seq: int
+    role: str
+    text: str
+    options: list[Any]
+    node: str | None
+    kind: str
+    offer: Any_ | None
+    created_at: str
+
+
+class ChatHealth(Reply):
+    status: str
+    replica: str
+    remembered_sessions: int
+
+
+class NewSessionReply(Reply):
+    session_id: str
+    token: str = Field(description="send as Authorization: Bearer <token>")
+    customer_linked: bool
+    messages: list[ChatMessage]
+
+
+class TurnReply(Reply):
+    messages: list[ChatMessage]
+
+
+class InboxReply(Reply):
+    messages: list[ChatMessage]
+    cursor: int = Field(description="pass as `after` to read only what is newer")
+
+
+class ClearedReply(Reply):
+    messages: list[ChatMessage]
+    cleared: bool
+
+
+class SessionsOverview(Reply):
+    sessions: list[Any_]
+    open_handoffs: list[Any_]
+    total_sessions: int
+
+
+class MarketingOverview(Reply):
+    counts: dict[str, int]
+    conversion_rate: float
+    scheduled: list[Any_]
+    recent: list[Any_]
+
+
+class Check(Reply):
+    status: str = Field(description="up or down")
+    error: str | None = None
+
+
+class Health(Reply):
+    status: str = Field(description="ok, or degraded (HTTP 503) naming what is down")
+    down: list[str]
+    mongodb: Check
+    smtp: Check
+    ray: Check
+    mode: dict[str, str]
+
+
+class SystemView(Reply):
+    nodes: list[Any_]
+    health: Health
+    ray_dashboard_port: int
+    local_mode: bool
+
+
+class Outbox(Reply):
+    total: int
+    matched: int
+    messages: list[Any_]
+
+
+class PerformanceReport(Reply):
+    period: Period
+    campaigns: list[Any_]
+    totals: Any_
+    chat: Any_
+    marketing: Any_
+
+
+class BillingReport(Reply):
+    period: Period
+    currency: str
+    assumptions: Any_
+    totals: Any_
+    revenue_by_source: Any_
+    by_day: list[Any_]
+    by_campaign: list[Any_]
+
+
+class ReconcileReply(Reply):
+    period: Period
+    checked: int
+    drifted: int
+    drift: list[Any_]
+    repaired: bool
+
+
+class SignupOverview(Reply):
+    configured: bool
+    account: str | None
+    state: Any_ | None
+    counts: dict[str, int]
+    by_campaign: list[Any_]
+    recent: list[Any_]
+    review_queue: list[Any_]
+    watcher: Any_
+
+
+class Poked(Reply):
+    poked: bool

@@ -9,7 +9,14 @@ from fastapi import APIRouter, HTTPException, Query
 from actors.campaign_runner import status_changed, tasks_in_flight
 from app import campaigns, composer
 from app.customers import audience_pages, estimated_customers, find_by_email
-from app.models import CampaignCreate, LaunchOptions, PreviewRequest
+from app.models import (
+    CampaignCreate,
+    CampaignList,
+    CampaignView,
+    LaunchOptions,
+    PreviewReply,
+    PreviewRequest,
+)
 from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
 from deployments.context import AppContext
@@ -32,7 +39,8 @@ async def _found(context: AppContext, campaign_id: str) -> dict:
     return campaign
 
 
-@router.post("/preview")
+@router.post("/preview", response_model=PreviewReply,
+             response_model_exclude_unset=True)
 async def preview(context: Context, body: PreviewRequest) -> dict:
     """Render the templates for a sample (or named) customer."""
     customer = SAMPLE_CUSTOMER
@@ -51,7 +59,8 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
             "customer": customer["email"]}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=CampaignView,
+             response_model_exclude_unset=True)
 async def create(context: Context, body: CampaignCreate) -> dict:
     """A draft campaign; templates are checked now, not at send time."""
     try:
@@ -64,7 +73,8 @@ async def create(context: Context, body: CampaignCreate) -> dict:
     return campaigns.campaign_view(doc)
 
 
-@router.get("")
+@router.get("", response_model=CampaignList,
+            response_model_exclude_unset=True)
 async def list_all(context: Context,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     """Campaigns, newest first."""
@@ -72,7 +82,8 @@ async def list_all(context: Context,
     return {"campaigns": [campaigns.campaign_view(doc) for doc in docs]}
 
 
-@router.get("/{campaign_id}")
+@router.get("/{campaign_id}", response_model=CampaignView,
+            response_model_exclude_unset=True)
 async def get_one(context: Context, campaign_id: str) -> dict:
     """Status, counts, throughput, ETA and the spread over nodes and workers."""
     campaign = await _found(context, campaign_id)
@@ -81,7 +92,8 @@ async def get_one(context: Context, campaign_id: str) -> dict:
     return campaigns.campaign_view(campaign, in_flight)
 
 
-@router.post("/{campaign_id}/launch", status_code=202)
+@router.post("/{campaign_id}/launch", status_code=202, response_model=CampaignView,
+             response_model_exclude_unset=True)
 async def launch(context: Context, campaign_id: str,
                  options: LaunchOptions | None = None) -> dict:
     """Start sending: W send tasks in flight, B per batch, R messages/s at most."""
@@ -105,21 +117,24 @@ async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str,
     return campaigns.campaign_view(await _found(context, campaign_id))
 
 
-@router.post("/{campaign_id}/pause")
+@router.post("/{campaign_id}/pause", response_model=CampaignView,
+             response_model_exclude_unset=True)
 async def pause(context: Context, campaign_id: str) -> dict:
     """Stop sending: batches in flight stop after the messages on the wire."""
     return await _transition(context, campaign_id, (CampaignStatus.RUNNING,),
                              CampaignStatus.PAUSED)
 
 
-@router.post("/{campaign_id}/resume")
+@router.post("/{campaign_id}/resume", response_model=CampaignView,
+             response_model_exclude_unset=True)
 async def resume(context: Context, campaign_id: str) -> dict:
     """Carry on from what is still pending."""
     return await _transition(context, campaign_id, (CampaignStatus.PAUSED,),
                              CampaignStatus.RUNNING)
 
 
-@router.post("/{campaign_id}/cancel")
+@router.post("/{campaign_id}/cancel", response_model=CampaignView,
+             response_model_exclude_unset=True)
 async def cancel(context: Context, campaign_id: str) -> dict:
     """Stop for good; what was not sent stays pending."""
     return await _transition(context, campaign_id, (*ACTIVE, CampaignStatus.DRAFT),

@@ -23,6 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import chat
 from app.conversations import Bell, Conversations
+from app.models import (
+    ChatHealth,
+    ClearedReply,
+    InboxReply,
+    NewSessionReply,
+    SessionsOverview,
+    TurnReply,
+)
 from deployments.context import current
 from deployments.deps import Admin, Context
 from deployments.routes.pages import STATIC
@@ -68,7 +76,8 @@ async def chat_page() -> FileResponse:
     return FileResponse(STATIC / "chat.html")
 
 
-@router.get("/api/health")
+@router.get("/api/health", response_model=ChatHealth,
+            response_model_exclude_unset=True)
 async def chat_health(context: Context) -> dict:
     """State of the ChatBot replica that answered."""
     await context.db.command("ping")
@@ -76,7 +85,8 @@ async def chat_health(context: Context) -> dict:
             "remembered_sessions": len(context.conversations.memory)}
 
 
-@router.post("/api/sessions", status_code=201)
+@router.post("/api/sessions", status_code=201, response_model=NewSessionReply,
+             response_model_exclude_unset=True)
 async def new_session(body: NewSession | None = None) -> dict:
     """Start a conversation, optionally linked to a customer by email or phone."""
     body = body or NewSession()
@@ -85,7 +95,8 @@ async def new_session(body: NewSession | None = None) -> dict:
             "messages": _messages(docs)}
 
 
-@router.post("/api/sessions/{session_id}/messages")
+@router.post("/api/sessions/{session_id}/messages", response_model=TurnReply,
+             response_model_exclude_unset=True)
 async def send_message(session_id: str, body: CustomerText,
                        authorization: SessionToken = None) -> dict:
     """The customer's answer; returns the stored turn (their message and the replies)."""
@@ -96,7 +107,8 @@ async def send_message(session_id: str, body: CustomerText,
         raise _not_found(session_id) from None
 
 
-@router.get("/api/sessions/{session_id}/messages")
+@router.get("/api/sessions/{session_id}/messages", response_model=InboxReply,
+            response_model_exclude_unset=True)
 async def read_messages(session_id: str, after: Annotated[int, Query(ge=0)] = 0,
                         authorization: SessionToken = None) -> dict:
     """The inbox after a cursor: bot, customer and marketing messages."""
@@ -108,7 +120,8 @@ async def read_messages(session_id: str, after: Annotated[int, Query(ge=0)] = 0,
     return {"messages": _messages(docs), "cursor": docs[-1]["seq"] if docs else after}
 
 
-@router.delete("/api/sessions/{session_id}/messages")
+@router.delete("/api/sessions/{session_id}/messages", response_model=ClearedReply,
+               response_model_exclude_unset=True)
 async def clear_messages(session_id: str, authorization: SessionToken = None) -> dict:
     """Clear the conversation and start the flow again."""
     token = _token(authorization)
@@ -119,7 +132,8 @@ async def clear_messages(session_id: str, authorization: SessionToken = None) ->
         raise _not_found(session_id) from None
 
 
-@admin_router.get("/sessions")
+@admin_router.get("/sessions", response_model=SessionsOverview,
+                  response_model_exclude_unset=True)
 async def sessions_overview(context: Context,
                             limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     """Operator view: recent sessions, where they are in the flow, open handoffs."""

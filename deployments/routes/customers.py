@@ -13,7 +13,14 @@ from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from actors.admin_jobs import GENERATE, IMPORT, run_job
 from app import customers as audience
 from app import jobs
-from app.models import GenerateCustomers, Tag
+from app.models import (
+    CustomerList,
+    GenerateCustomers,
+    GenerationResult,
+    ImportResult,
+    JobStarted,
+    Tag,
+)
 from deployments.deps import Admin, Context
 
 router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Admin])
@@ -38,7 +45,8 @@ async def _start(context: Context, response: Response, kind: str, total: int,
     return view["result"]
 
 
-@router.post("/generate", status_code=202)
+@router.post("/generate", status_code=202, response_model=JobStarted | GenerationResult,
+             response_model_exclude_unset=True)
 async def generate(context: Context, body: GenerateCustomers, response: Response,
                    wait: Wait = False) -> dict:
     """Make N demo customers, tagged so a campaign can target exactly them (a job)."""
@@ -48,7 +56,8 @@ async def generate(context: Context, body: GenerateCustomers, response: Response
                         {**shown, "batch": batch}, wait)
 
 
-@router.post("/import", status_code=202)
+@router.post("/import", status_code=202, response_model=JobStarted | ImportResult,
+             response_model_exclude_unset=True)
 async def import_customers(
     context: Context,
     response: Response,
@@ -73,7 +82,8 @@ async def import_customers(
                         {"text": text, "tag": tag, "rows": rows}, wait)
 
 
-@router.get("")
+@router.get("", response_model=CustomerList,
+            response_model_exclude_unset=True)
 async def list_customers(
     context: Context,
     tag: Annotated[Tag | None, Query()] = None,

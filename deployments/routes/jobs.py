@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from app import jobs
+from app.models import JobView
 from deployments.deps import Admin, Context
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Admin])
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=JobView,
+            response_model_exclude_unset=True)
 async def get_one(context: Context, job_id: str) -> dict:
     """Status (`running`, `done`, `failed`), progress (`done` of `total` items), and
     the result (e.g. an import's per-row report) or the error."""

@@ -20,6 +20,7 @@ from actors.campaign_runner import tasks_in_flight
 from app import campaigns
 from app.chat import session_overview
 from app.marketing import marketing_overview
+from app.models import SystemView
 from app.statuses import ACTIVE
 from deployments.deps import Admin, Context
 from deployments.routes.system import health
@@ -43,7 +44,10 @@ async def snapshot(context, campaign_id: str | None) -> dict:
     return view
 
 
-@router.get("/live")
+@router.get("/live", response_class=StreamingResponse, responses={
+    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+          "description": "one `data:` line per second, each a JSON snapshot: the "
+                         "campaigns, the selected campaign, marketing and chat"}})
 async def live(request: Request, context: Context,
                campaign: Annotated[str | None, Query(max_length=64)] = None
                ) -> StreamingResponse:
@@ -82,7 +86,8 @@ def _cluster_state() -> dict:
     return state
 
 
-@router.get("/system")
+@router.get("/system", response_model=SystemView,
+            response_model_exclude_unset=True)
 async def system(context: Context) -> dict:
     """Ray nodes, actors and running tasks; MongoDB and SMTP health; the Ray dashboard."""
     cluster, checks = await asyncio.gather(asyncio.to_thread(_cluster_state), health(context))

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.marketing import marketing_overview
+from app.models import MarketingOverview
 from deployments.deps import Admin, Context
 
 router = APIRouter(prefix="/marketing", tags=["marketing"], dependencies=[Admin])
 
 
-@router.get("")
+@router.get("", response_model=MarketingOverview,
+            response_model_exclude_unset=True)
 async def overview(context: Context, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
     """Scheduled (with time to fire), sent, accepted, expired, conversion rate, recent."""
     return await marketing_overview(context.db, limit)

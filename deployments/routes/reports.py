@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 
+from app.models import BillingReport, PerformanceReport, ReconcileReply
 from app.reports import BadPeriod, billing_report, parse_period, performance_report, to_csv, to_xlsx
 from app.rollups import reconcile_period
 from deployments.deps import Admin, Context
@@ -14,6 +15,9 @@ from deployments.deps import Admin, Context
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Admin])
 Format = Literal["json", "csv", "xlsx"]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# With `format=csv` or `format=xlsx` the 200 is a download instead of JSON.
+DOWNLOADS = {200: {"content": {"text/csv": {"schema": {"type": "string"}},
+                               XLSX: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 def _period(start: str | None, end: str | None):
@@ -34,7 +38,7 @@ def _respond(report: dict, kind: str, fmt: str) -> Response:
     return Response(to_xlsx(report, kind), media_type=XLSX, headers=headers)
 
 
-@router.get("/performance")
+@router.get("/performance", response_model=PerformanceReport, responses=DOWNLOADS)
 async def performance(
     context: Context,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
@@ -48,7 +52,7 @@ async def performance(
     return _respond(report, "performance", format)
 
 
-@router.get("/billing")
+@router.get("/billing", response_model=BillingReport, responses=DOWNLOADS)
 async def billing(
     context: Context,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
@@ -61,7 +65,8 @@ async def billing(
     return _respond(report, "billing", format)
 
 
-@router.post("/reconcile")
+@router.post("/reconcile", response_model=ReconcileReply,
+             response_model_exclude_unset=True)
 async def reconcile(
     context: Context,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from actors.signup_watcher import find_signup_watcher
+from app.models import Poked, SignupOverview
 from app.signup import overview
 from deployments.deps import Admin, Context
 
@@ -24,7 +25,8 @@ async def _watcher_status() -> dict:
         return {"running": False, "error": type(exc).__name__}
 
 
-@router.get("")
+@router.get("", response_model=SignupOverview,
+            response_model_exclude_unset=True)
 async def signup_overview(context: Context,
                           limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
     """Watcher state, messages by kind, signups per campaign, recent messages, review queue."""
@@ -33,7 +35,8 @@ async def signup_overview(context: Context,
     return body
 
 
-@router.post("/poll", status_code=202)
+@router.post("/poll", status_code=202, response_model=Poked,
+             response_model_exclude_unset=True)
 async def poll_now(context: Context) -> dict:
     """Ask the watcher to read the mailbox now rather than at its next poll."""
     watcher = await asyncio.to_thread(find_signup_watcher) if context.settings.signup_enabled \

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from app.mailer import smtp_ping
+from app.models import Health, Outbox
 from deployments.deps import Admin, Context
 
 router = APIRouter(tags=["system"])
@@ -32,7 +33,7 @@ async def _ray_status() -> dict:
     return {"nodes": sum(1 for node in nodes if node.get("Alive"))}
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(context: Context) -> JSONResponse:
     """State of MongoDB, SMTP and Ray; 503 naming what is down."""
     mongodb, smtp, ray_state = await asyncio.gather(
@@ -54,7 +55,8 @@ def _sink(context: Context):
     return context.local_services
 
 
-@router.get("/outbox", dependencies=[Admin])
+@router.get("/outbox", dependencies=[Admin], response_model=Outbox,
+            response_model_exclude_unset=True)
 async def outbox(
     context: Context,
     to: str | None = Query(default=None, max_length=320),
