@@ -14,7 +14,9 @@ import ray
 
 from actors import registry
 from app.config import Endpoints, Settings
-from app.local_services import EmbeddedMongo, SmtpSink, free_port
+from embedded.mongo import EmbeddedMongo
+from embedded.processes import free_port
+from embedded.smtp_sink import SmtpSink
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)

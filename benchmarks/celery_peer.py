@@ -32,7 +32,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from app.local_services import free_port
+from embedded.processes import free_port
 
 app = Celery("peer", broker=os.environ.get("PEER_BROKER", "amqp://guest:guest@127.0.0.1:5672//"))
 app.conf.update(

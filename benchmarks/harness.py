@@ -21,9 +21,9 @@ from ray import serve
 from actors import registry
 from actors.local_services import local_services
 from app.config import Settings, load_settings
-from app.local_services import free_port
 from app.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
+from embedded.processes import free_port
 
 
 def machine() -> dict:

@@ -26,13 +26,13 @@ from app import campaigns
 from app.config import Endpoints, load_settings
 from app.customers import bucket_of
 from app.db import database, ensure_indexes
-from app.local_services import EmbeddedMongo
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.runtime import Runtime
 from app.sending import BatchJob, run_batch
 from benchmarks.harness import machine
 from benchmarks.scaling import raw_pipeline
 from benchmarks.smtp_sink import BenchSink
+from embedded.mongo import EmbeddedMongo
 
 RESULTS = Path(__file__).parent / "results"
 

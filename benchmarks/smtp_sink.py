@@ -23,7 +23,7 @@ from email.parser import BytesHeaderParser
 
 from aiosmtpd.smtp import SMTP
 
-from app.local_services import free_port
+from embedded.processes import free_port
 
 
 class BenchHandler:

@@ -1,28 +1,19 @@
-"""Embedded local services: a SecantusDB server and an SMTP sink on 127.0.0.1.
+"""The embedded SMTP sink: an aiosmtpd server on 127.0.0.1 that keeps every message.
 
-These are the defaults when no MongoDB URI or SMTP host is configured. Both are
-real servers on real sockets: the application talks MongoDB wire protocol through
-PyMongo and SMTP through aiosmtplib to them, exactly as it would in production.
-
-- `EmbeddedMongo` runs `secantusd-py` as a child process with its data under
-  `<data_dir>/mongodb`; the child dies with its parent (PR_SET_PDEATHSIG).
-- `SmtpSink` is an aiosmtpd server that stores every message in a Maildir under
-  `<data_dir>/outbox` and keeps an index for the dashboard's outbox view. Like
-  Amazon SES's mailbox simulator, it answers for simulator addresses: a local part
-  with `+reject` gets 550, one with `+tempfail` gets 451 the first time, and one
-  with `+hold` is held in DATA (up to HOLD_S) the first time, and dropped if the
-  client goes away meanwhile, so tests can kill a sender at a known point.
+The default when `COMMS_SMTP_HOST` is unset. A real server on a real socket: the
+application sends to it through aiosmtplib exactly as it would to a relay. It stores
+every message in a Maildir under `<data_dir>/outbox` and keeps an index for the
+dashboard's outbox view. Like Amazon SES's mailbox simulator, it answers for
+simulator addresses: a local part with `+reject` gets 550, one with `+tempfail` gets
+451 the first time, and one with `+hold` is held in DATA (up to HOLD_S) the first
+time, and dropped if the client goes away meanwhile, so tests can kill a sender at a
+known point.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import mailbox
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -35,74 +26,10 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from embedded.processes import free_port
+
 OUTBOX_INDEX_LIMIT = 200_000
 HOLD_S = 30.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def die_with_parent() -> None:
-    # Linux: the child gets SIGTERM when the process that started it dies, so a
-    # killed Ray worker or a Ctrl-C never leaves an orphaned database behind.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class EmbeddedMongo:
-    """A SecantusDB server in a child process, on a free loopback port."""
-
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None):
-        self.storage = data_dir / "mongodb"
-        self.host = host
-        self.port = port or free_port(host)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def uri(self) -> str:
-        # Retryable writes off for this one server: SecantusDB records every retryable
-        # write and walks all it holds (up to 10,000, for 30 minutes) on each new one,
-        # so under load each write grew slower until that walk took 41% of the server's
-        # time. A loopback server has no failover for a retry to survive; every write
-        # of the app is idempotent or a compare-and-swap anyway. MongoDB keeps them.
-        return f"mongodb://{self.host}:{self.port}/?directConnection=true&retryWrites=false"
-
-    def start(self, timeout_s: float = 60.0) -> str:
-        self.storage.mkdir(parents=True, exist_ok=True)
-        log = open(self.storage.parent / "mongodb.log", "ab")  # noqa: SIM115 - owned by the child
-        command = [
-            sys.executable, "-c", "from secantus.cli import main; main()",
-            "--host", self.host, "--port", str(self.port),
-            "--storage-path", str(self.storage), "--log-level", "WARNING",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"SecantusDB exited with {self.process.returncode}; see {log.name}"
-                )
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self.uri
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"SecantusDB did not listen on {self.host}:{self.port}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass

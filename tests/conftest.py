@@ -18,8 +18,8 @@ import pytest
 
 from actors import registry
 from app.config import load_settings
-from app.local_services import free_port
 from app.tokens import admin_token
+from embedded.processes import free_port
 from tests.utils.dovecot import Dovecot
 from tests.utils.stack import Stack
 
@@ -27,7 +27,7 @@ from tests.utils.stack import Stack
 @pytest.fixture(scope="session")
 def mongodb_uri(tmp_path_factory: pytest.TempPathFactory):
     """An embedded SecantusDB of its own, without Ray (for domain tests)."""
-    from app.local_services import EmbeddedMongo
+    from embedded.mongo import EmbeddedMongo
 
     server = EmbeddedMongo(tmp_path_factory.mktemp("domain-db") / "db")
     uri = server.start()

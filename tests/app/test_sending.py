@@ -18,11 +18,12 @@ from app import campaigns
 from app.config import Endpoints
 from app.customers import AUDIENCE_BUCKETS, audience_page_query, bucket_of
 from app.db import database, ensure_indexes
-from app.local_services import SinkHandler, free_port
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.runtime import Runtime
 from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch
 from app.statuses import BatchStatus
+from embedded.processes import free_port
+from embedded.smtp_sink import SinkHandler
 from tests.utils.stack import Stack
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 from pymongo import MongoClient
 
-from app.local_services import EmbeddedMongo, free_port
+from embedded.mongo import EmbeddedMongo
+from embedded.processes import free_port
 
 LAUNCHER = [sys.executable, "-m", "deployments.cli", "run"]
 

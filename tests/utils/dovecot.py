@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.local_services import die_with_parent, free_port
+from embedded.processes import die_with_parent, free_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 

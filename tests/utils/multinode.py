@@ -24,9 +24,9 @@ from ray.cluster_utils import Cluster
 from actors import registry
 from actors.local_services import local_services
 from app.config import load_settings
-from app.local_services import free_port
 from app.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
+from embedded.processes import free_port
 from tests.utils.campaigns import wait_for as wait
 
 
