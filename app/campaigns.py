@@ -73,7 +73,7 @@ def backoff_s(attempts: int, base_s: float = 1.0, cap_s: float = 300.0) -> float
 
 
 def empty_counts() -> dict[str, int]:
-    return {"total": 0, "sent": 0, "failed": 0, "dead": 0, "skipped": 0}
+    return {"total": 0, **{status: 0 for status in FINAL_DELIVERY}}
 
 
 async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: str) -> dict:
@@ -394,7 +394,7 @@ def summary_increments(summary: dict) -> dict[str, int]:
                            if status in FINAL_DELIVERY and n}
     if summary.get("retries"):
         inc["retries"] = summary["retries"]
-    sent = summary["counts"].get("sent", 0)
+    sent = summary["counts"].get(DeliveryStatus.SENT, 0)
     if sent:
         inc[f"by_node.{key_safe(summary['node'])}"] = sent
         inc[f"by_worker.{key_safe(summary['worker'])}"] = sent
@@ -462,22 +462,23 @@ async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
 
 
 def progress_sample(counts: dict[str, int]) -> dict[str, Any]:
-    return {"t": now(), **{k: counts.get(k, 0) for k in ("sent", "failed", "dead")}}
+    return {"t": now(), **{k: counts.get(k, 0) for k in (
+        DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD)}}
 
 
 def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
     """The API's picture of a campaign: counts, throughput, ETA, spread over workers."""
     counts = {**empty_counts(), **doc.get("counts", {})}
     done = sum(counts.get(k, 0) for k in FINAL_DELIVERY)
-    counts["pending"] = max(0, counts.get("total", 0) - done)
+    counts[DeliveryStatus.PENDING] = max(0, counts.get("total", 0) - done)
     launched, finished = doc.get("launched_at"), doc.get(f"{doc['status']}_at")
     end = finished if doc["status"] in FINISHED and finished else now()
     elapsed = (end - launched).total_seconds() if launched else 0.0
-    throughput = counts.get("sent", 0) / elapsed if elapsed > 0 else 0.0
+    throughput = counts.get(DeliveryStatus.SENT, 0) / elapsed if elapsed > 0 else 0.0
     recent = _recent_rate(doc.get("timeline", []))
     rate = recent if recent is not None else throughput
     running = doc["status"] == CampaignStatus.RUNNING
-    eta = counts["pending"] / rate if running and rate > 0 else None
+    eta = counts[DeliveryStatus.PENDING] / rate if running and rate > 0 else None
     view = {
         "id": doc["_id"], "name": doc["name"], "status": doc["status"],
         "audience": doc.get("audience"), "templates": doc.get("templates"),
@@ -506,4 +507,5 @@ def _recent_rate(timeline: list[dict], window: int = 10) -> float | None:
         return None
     first, last = timeline[max(0, len(timeline) - window)], timeline[-1]
     seconds = (last["t"] - first["t"]).total_seconds()
-    return (last["sent"] - first["sent"]) / seconds if seconds > 0 else None
+    sent = DeliveryStatus.SENT
+    return (last[sent] - first[sent]) / seconds if seconds > 0 else None

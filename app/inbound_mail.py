@@ -40,6 +40,7 @@ BROKEN_MIME = (StartBoundaryNotFoundDefect, CloseBoundaryNotFoundDefect,
                MultipartInvariantViolationDefect, NoBoundaryInMultipartDefect)
 TEXT_LIMIT = 20_000  # characters of a body that are read for keywords
 SNIPPET = 300
+DSN_FAILED = "failed"  # a bounce report's Action for a message that will not arrive (RFC 3464)
 MAX_ATTACHMENTS_LISTED = 20
 REPLY_PREFIX = re.compile(r"^\s*((re|res|aw|sv|fw|fwd|enc|rv)\s*:\s*)+", re.IGNORECASE)
 QUOTE_HEADER = re.compile(
@@ -287,7 +288,7 @@ def _bounce(msg: Message) -> BounceInfo | None:
     code = re.search(r"\b([245]\d\d)\b", diagnostic or "")
     recipient = fields.get("Final-Recipient") or fields.get("Original-Recipient")
     return BounceInfo(
-        action=(fields.get("Action") or "failed").lower(), status=fields.get("Status"),
+        action=(fields.get("Action") or DSN_FAILED).lower(), status=fields.get("Status"),
         recipient=recipient.split(";")[-1].strip() if recipient else None,
         diagnostic=diagnostic, smtp_code=int(code.group(1)) if code else None,
         original_message_id=original_id)

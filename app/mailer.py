@@ -18,8 +18,9 @@ from email.utils import formataddr, formatdate, parseaddr
 import aiosmtplib
 
 from app.config import Endpoints, Settings
+from app.statuses import AttemptOutcome
 
-SENT, RETRY, FAILED, AUTH = "sent", "retry", "failed", "auth"
+SENT, RETRY, FAILED, AUTH = AttemptOutcome
 
 
 def one_line(value: str) -> str:

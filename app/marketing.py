@@ -103,7 +103,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
                                                  "customer_id": offer["customer_id"],
                                                  "session_id": offer["session_id"],
                                                  "created_at": created}}, upsert=True)
-    return offer, "scheduled"
+    return offer, OfferStatus.SCHEDULED
 
 
 async def due_offers(db: AsyncDatabase) -> list[tuple[float, str]]:

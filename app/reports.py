@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app import rollups
 from app.catalogue import catalogue
 from app.config import Settings
+from app.statuses import DeliveryStatus
 
 
 class BadPeriod(ValueError):
@@ -88,7 +89,8 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
     campaigns = []
     for cid in sorted(per_campaign):
         row = per_campaign[cid]
-        counts = {status: row["counts"].get(status, 0) for status in rollups.STATUSES}
+        counts = {str(status): row["counts"].get(status, 0) for status in rollups.STATUSES}
+        sent = counts[DeliveryStatus.SENT]
         recipients = sum(counts.values())
         if not recipients:
             continue
@@ -96,12 +98,10 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
                    if row["first_sent"] and row["last_sent"] else 0)
         campaigns.append({
             "campaign_id": cid, "name": names.get(cid, cid),
-            "recipients": recipients, "sent": counts["sent"], "failed": counts["failed"],
-            "dead": counts["dead"], "pending": counts["pending"],
-            "skipped": counts["skipped"],
-            "delivery_rate": _rate(counts["sent"], recipients),
+            "recipients": recipients, **counts,  # sent, failed, dead, pending, skipped
+            "delivery_rate": _rate(sent, recipients),
             "retries": row["retries"],
-            "throughput_per_min": round(counts["sent"] / minutes, 2) if minutes > 0 else None,
+            "throughput_per_min": round(sent / minutes, 2) if minutes > 0 else None,
             "latency_p50_ms": rollups.percentile(row["latency"], 0.5),
             "latency_p95_ms": rollups.percentile(row["latency"], 0.95),
             "failures_by_code": {code: n for code, n in row["failures"].items() if n},
@@ -109,8 +109,9 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
             "by_worker": {k: n for k, n in row["by_worker"].items() if n},
         })
     totals = {key: sum(c[key] for c in campaigns)
-              for key in ("recipients", "sent", "failed", "dead", "pending", "retries")}
-    totals["delivery_rate"] = _rate(totals["sent"], totals["recipients"])
+              for key in ("recipients", DeliveryStatus.SENT, DeliveryStatus.FAILED,
+                          DeliveryStatus.DEAD, DeliveryStatus.PENDING, "retries")}
+    totals["delivery_rate"] = _rate(totals[DeliveryStatus.SENT], totals["recipients"])
     chat, marketing = _chat_and_marketing(await rollups.read(db, rollups.CHAT, start, end))
     return {"period": {"from": start.isoformat(), "to": end.isoformat()},
             "campaigns": campaigns, "totals": totals,

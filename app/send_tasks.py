@@ -21,6 +21,7 @@ import ray
 from ray.util.metrics import Counter, Gauge, Histogram
 
 from app.sending import BatchControl, BatchJob, count_alone, run_batch
+from app.statuses import AttemptOutcome
 
 
 class SendMetrics:
@@ -48,7 +49,7 @@ class SendMetrics:
         for status, n in summary["counts"].items():
             self.messages.inc(n, tags={"status": status})
         if summary["retries"]:
-            self.messages.inc(summary["retries"], tags={"status": "retry"})
+            self.messages.inc(summary["retries"], tags={"status": AttemptOutcome.RETRY})
         for latency_ms in summary["latencies"]:
             self.latency.observe(latency_ms)
 

@@ -34,7 +34,7 @@ from app.customers import SEND_FIELDS, unsubscribed_since
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
 from app.mailer import message_id as make_message_id
 from app.runtime import Runtime
-from app.statuses import DeliveryStatus
+from app.statuses import AttemptOutcome, DeliveryStatus
 from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
@@ -225,7 +225,7 @@ class OutcomeRecorder:
             if did in lost:  # another run recorded it first; its count is its own
                 continue
             if status == DeliveryStatus.PENDING:
-                self.counts["retry"] += 1
+                self.counts[AttemptOutcome.RETRY] += 1
                 self.retry_ids.append(customer_id)
             else:
                 self.counts[status] += 1
@@ -323,7 +323,7 @@ class BatchRun:
         if remaining and kept:
             summary["next"] = (not_before or campaigns.now()).timestamp()
         counts = dict(recorder.counts)
-        summary.update(counts=counts, retries=counts.pop("retry", 0),
+        summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
                        latencies=recorder.latencies, released=len(unsent),
                        stopped=self.stop_reason[0] if self.stop_reason else None)
         return summary
@@ -380,7 +380,7 @@ class BatchRun:
             if outcome is None or outcome.status == AUTH:
                 self.queue.put_nowait(cid)  # not sent: stays in the batch
                 if outcome is not None:
-                    self._halt("auth")
+                    self._halt(AttemptOutcome.AUTH)
                     await campaigns.fail_campaign(
                         self.db, self.job.campaign_id,
                         f"SMTP authentication failed: {outcome.error}")

@@ -28,7 +28,7 @@ from app import campaigns
 from app.campaigns import now
 from app.config import Settings
 from app.customers import new_customer, set_unsubscribed
-from app.inbound_mail import BOUNCE, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
+from app.inbound_mail import BOUNCE, DSN_FAILED, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
 from app.mailer import delivery_id_in
 
 CONFIRMATIONS = "signup-confirmations"
@@ -187,7 +187,7 @@ async def _unsubscribe(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, d
 async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[str, Any]]:
     bounce = inbound.bounce
     assert bounce is not None
-    if bounce.action != "failed":
+    if bounce.action != DSN_FAILED:
         return BOUNCE, inbound.reason, {"action": "ignored"}  # delayed, relayed: no change
     if not bounce.original_message_id:
         return REVIEW, "bounce without the original Message-ID", {"action": "review"}
@@ -200,7 +200,7 @@ async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[s
             "action": "review", "campaign_id": delivery["campaign_id"]}
     outcome = {"campaign_id": delivery["campaign_id"], "customer_id": delivery["customer_id"],
                "delivery_id": delivery["_id"]}
-    reason = bounce.diagnostic or f"bounced: {bounce.status or 'failed'}"
+    reason = bounce.diagnostic or f"bounced: {bounce.status or DSN_FAILED}"
     bounced = {"last_code": bounce.smtp_code, "last_error": reason, "bounced_at": now(),
                "bounce": {"status": bounce.status, "recipient": bounce.recipient}}
     if await campaigns.record_bounce(db, delivery, bounced):

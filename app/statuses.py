@@ -30,6 +30,15 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # another attempt after a backoff
 
 
+class AttemptOutcome(StrEnum):
+    """What one SMTP attempt came to (a delivery's status follows from it)."""
+
+    SENT = "sent"
+    RETRY = "retry"    # 4xx or a connection problem: try again after a backoff
+    FAILED = "failed"  # 5xx: final
+    AUTH = "auth"      # the relay refused our login: the campaign fails
+
+
 ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
 FINAL_DELIVERY = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
