@@ -145,13 +145,18 @@ def check_csv(text: str) -> int:
     """The file's data rows, if it can be imported at all (a header with an email
     column, at most MAX_IMPORT_ROWS rows); CsvRejected otherwise. Cheap: no row is
     validated here, that is the import job's work."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
-    if "email" not in [name.strip().lower() for name in header]:
-        raise CsvRejected("email", "the CSV has no email column")
-    rows = sum(1 for row in reader if row)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise CsvRejected("file",
+                              "the CSV is empty: expected a header row with an email column")
+        if "email" not in [name.strip().lower() for name in header]:
+            raise CsvRejected("email", "the CSV has no email column")
+        rows = sum(1 for row in reader if row)
+    except csv.Error as exc:  # e.g. a stray quote or a field beyond csv's size limit
+        raise CsvRejected("file", f"not a readable CSV (line {reader.line_num}): {exc}"
+                          ) from None
     if rows > MAX_IMPORT_ROWS:
         raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
     return rows
@@ -162,7 +167,7 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
 
     Row numbers count the header as row 1, as a spreadsheet shows them.
     """
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
     columns = [name.strip().lower() for name in reader.fieldnames]

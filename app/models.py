@@ -67,6 +67,18 @@ class Reply(BaseModel):
 Any_ = dict[str, Any]
 
 
+class FieldProblem(Reply):
+    field: str = Field(description="where: body.<name>, query.<name>, path.<name>, file")
+    message: str
+
+
+class InvalidInput(Reply):
+    """A 422: every problem with the request, each naming its field (never echoing the
+    submitted value, which may be a secret)."""
+
+    detail: list[FieldProblem]
+
+
 class Period(Reply):
     from_: str = Field(alias="from")
     to: str

@@ -19,13 +19,15 @@ from app.conversations import Conversations
 from app.flow_engine import load_flow
 from deployments import options
 from deployments.context import AppContext, install
-from deployments.errors import install_error_handlers
+from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
 from deployments.routes import chat
+from deployments.security import SecurityHeaders
 
 chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/docs",
                    openapi_url="/api/openapi.json")
-chat_api.include_router(chat.router)
+chat_api.include_router(chat.router, responses=DOCUMENTED_ERRORS)
 install_error_handlers(chat_api)
+chat_api.add_middleware(SecurityHeaders)
 
 
 @serve.deployment(**options.CHATBOT)

@@ -17,7 +17,7 @@ from app.campaigns import active_campaign_ids
 from app.config import Settings
 from deployments import options
 from deployments.context import AppContext, install
-from deployments.errors import install_error_handlers
+from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
 from deployments.routes import (
     campaigns,
     chat,
@@ -31,22 +31,24 @@ from deployments.routes import (
     system,
     unsubscribe,
 )
+from deployments.security import SecurityHeaders
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
-api.include_router(system.router, prefix="/api")
-api.include_router(customers.router, prefix="/api")
-api.include_router(jobs.router, prefix="/api")
-api.include_router(campaigns.router, prefix="/api")
-api.include_router(unsubscribe.router)
-api.include_router(chat.admin_router, prefix="/api")
-api.include_router(marketing.router, prefix="/api")
-api.include_router(live.router, prefix="/api")
-api.include_router(reports.router, prefix="/api")
-api.include_router(signup.router, prefix="/api")
-api.include_router(pages.router)
+api.include_router(system.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(customers.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(jobs.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(campaigns.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(unsubscribe.router, responses=DOCUMENTED_ERRORS)
+api.include_router(chat.admin_router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(marketing.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(live.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(reports.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(signup.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(pages.router, responses=DOCUMENTED_ERRORS)
 pages.mount_static(api)
 install_error_handlers(api)
+api.add_middleware(SecurityHeaders)
 
 
 @serve.deployment(**options.DASHBOARD)

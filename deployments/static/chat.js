@@ -81,9 +81,10 @@ function banner(text, kind) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/chat/ws/${session.id}` +
-                         `?token=${encodeURIComponent(session.token)}&after=${cursor}`);
+  // The token goes in the first frame, never in the URL (logs and proxies keep URLs).
+  socket = new WebSocket(`${scheme}://${location.host}/chat/ws/${session.id}`);
   socket.addEventListener("open", () => {
+    socket.send(JSON.stringify({ token: session.token, after: cursor }));
     retry = 0;
     if (wasDown) banner("Connected again.", "up");
     wasDown = false;
@@ -94,7 +95,7 @@ function connect() {
     else if (frame.type === "error") banner(frame.message, "down");
   });
   socket.addEventListener("close", async (event) => {
-    if (event.code === 4404) {  // the session is gone: start a new one
+    if (event.code === 4401) {  // the session is gone: start a new one
       await newSession();
       cursor = 0;
       $("messages").replaceChildren();

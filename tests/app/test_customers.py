@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.customers import CsvRejected, audience_filter, parse_csv, template_variables
+from app.customers import (
+    CsvRejected,
+    audience_filter,
+    check_csv,
+    parse_csv,
+    template_variables,
+)
 
 
 def test_report_names_bad_rows_and_keeps_good_ones() -> None:
@@ -30,6 +36,20 @@ def test_file_without_email_column_is_rejected() -> None:
     with pytest.raises(CsvRejected) as caught:
         parse_csv("name,plan\nAna,Turbo\n")
     assert caught.value.field == "email"
+
+
+@pytest.mark.parametrize("text", [
+    "\x11B\xc5\xf2\r\x8au#",                    # random bytes as Schemathesis sent them
+    "email,name\na@b.c," + "x" * 200_000 + "\n",  # a field beyond csv's size limit
+])
+def test_a_file_csv_cannot_read_is_rejected_naming_the_file(text: str) -> None:
+    with pytest.raises(CsvRejected) as caught:
+        check_csv(text)
+    assert caught.value.field in {"file", "email"}
+
+
+def test_carriage_returns_end_rows_like_newlines() -> None:
+    assert check_csv("email,name\r\na@b.c,Ana\r\nb@b.c,Bia\r\n") == 2
 
 
 def test_audience_always_excludes_unsubscribed() -> None:

@@ -30,3 +30,5 @@ def test_unsubscribe_token_round_trip_and_forgery() -> None:
     assert verify_customer_token(forged, "secret-a") is None
     assert verify_customer_token("garbage", "secret-a") is None
     assert verify_customer_token(token[:-2] + "AA", "secret-a") is None
+    for odd in (".u®¸", "é.é", "", ".", "☃" * 50):
+        assert verify_customer_token(odd, "secret-a") is None

@@ -34,6 +34,30 @@ def test_wrong_token_shows_an_error_on_the_form(browser, stack: Stack) -> None:
     page.close()
 
 
+def test_pages_are_served_under_a_strict_content_security_policy(browser,
+                                                                stack: Stack) -> None:
+    """No inline script or style is allowed, so a page that needed one would show a
+    violation (checked after every browser test); the headers are on every reply."""
+    page = browser.new_page(viewport=DESKTOP)
+    for path in ("/", "/chat/", "/api/health", "/unsubscribe/not-a-token"):
+        headers = page.goto(stack.base_url + path).headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "'unsafe-inline'" not in policy, path
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+    # A script the page did not ship is refused, and the refusal is what the
+    # per-test check looks for.
+    page.goto(stack.base_url + "/")
+    page.evaluate("""() => { const s = document.createElement('script');
+                             s.textContent = 'window.injected = 1';
+                             document.head.appendChild(s); }""")
+    assert page.evaluate("window.injected") is None
+    page.wait_for_timeout(200)
+    assert any("script-src" in text for text in browser.violations), browser.violations
+    browser.violations.clear()
+    page.close()
+
+
 def test_dashboard_generate_launch_and_watch(browser, stack: Stack,
                                              screenshot_dir: Path) -> None:
     page = browser.new_page(viewport=DESKTOP)

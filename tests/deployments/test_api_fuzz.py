@@ -1,0 +1,72 @@
+"""Property-based API tests with Schemathesis against the running app's OpenAPI schemas.
+
+Every operation of both applications (the dashboard API and the chat API), over the real
+Serve proxy, with generated valid and invalid input: no answer is a 5xx, and every
+answer matches the schema its operation declares (status, content type, body). A bounded
+number of examples per operation keeps `make test` within budget.
+
+Left out: `GET /api/live`, an endless event stream (its own test reads it). Generated
+customer counts are capped so a fuzzed generation job stays small.
+"""
+
+from __future__ import annotations
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+)
+
+from deployments.chatbot import chat_api
+from deployments.dashboard import api
+from tests.utils.stack import Stack
+
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+EXAMPLES = 20
+GENERATE_AT_MOST = 25  # customers per fuzzed generation job
+
+
+# The schemas are the apps' own (the proxy serves exactly these at /api/openapi.json and
+# /chat/api/openapi.json; a test in test_api_schema.py reads them too), so the operations
+# are known when pytest collects, and the calls go to the running app.
+dashboard = schemathesis.openapi.from_dict(api.openapi()).exclude(method="GET",
+                                                                  path="/api/live")
+chat = schemathesis.openapi.from_dict(chat_api.openapi())
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+
+
+def _small(case) -> None:
+    body = case.body
+    if case.path == "/api/customers/generate" and isinstance(body, dict) and isinstance(
+            body.get("count"), int) and body["count"] > GENERATE_AT_MOST:
+        body["count"] = GENERATE_AT_MOST
+
+
+@dashboard.parametrize()
+@FUZZ
+def test_the_dashboard_api_never_fails_and_answers_as_documented(case, stack: Stack) -> None:
+    _small(case)
+    case.call_and_validate(base_url=stack.base_url, headers=_admin(stack), checks=CHECKS,
+                           timeout=60)
+
+
+@chat.parametrize()
+@FUZZ
+def test_the_chat_api_never_fails_and_answers_as_documented(case, stack: Stack) -> None:
+    case.call_and_validate(base_url=f"{stack.base_url}/chat", headers=_admin(stack),
+                           checks=CHECKS, timeout=30)
+
+
+def _admin(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.token}"}
+
+
+def test_the_fuzzed_schemas_are_the_ones_the_running_app_serves(stack: Stack) -> None:
+    with stack.client(admin=False) as client:
+        assert client.get("/api/openapi.json").json() == api.openapi()
+        served = client.get("/chat/api/openapi.json").json()
+        assert served.pop("servers") == [{"url": "/chat"}]  # Serve's route prefix
+        assert served == chat_api.openapi()
