@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: Port = 8000
 
+    # Abuse limits on the public endpoints, requests a minute per replica (0: off); see
+    # deployments/limits.py. Generous per address: mobile customers share addresses
+    # behind carrier-grade NAT.
+    limit_chat_sessions_per_ip: int = Field(default=120, ge=0)
+    limit_chat_turns_per_session: int = Field(default=60, ge=0)
+    limit_unsubscribe_per_ip: int = Field(default=30, ge=0)
+    trust_forwarded_for: bool = False  # behind a load balancer that sets X-Forwarded-For
+
     # Reactive marketing.
     marketing_cooldown_s: float = Field(default=10.0, gt=0)
     marketing_discount_pct: float = Field(default=20.0, gt=0, lt=100)

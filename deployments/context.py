@@ -14,6 +14,7 @@ from app.customers import backfill_buckets
 from app.db import ensure_indexes
 from app.runtime import Runtime
 from app.tokens import admin_token
+from deployments.limits import PublicLimits
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AppContext:
     db: AsyncDatabase
     admin_token: str
     local_services: Any | None  # ActorHandle of the embedded services, in local mode
+    limits: PublicLimits
     conversations: Any | None = None  # app.conversations.Conversations, in ChatBot
 
     @classmethod
@@ -36,7 +38,7 @@ class AppContext:
         await backfill_buckets(db)
         await rename_launch_options(db)
         services = local_services(settings) if endpoints.local_sink else None
-        return cls(runtime, db, token, services)
+        return cls(runtime, db, token, services, PublicLimits(settings))
 
     @property
     def settings(self) -> Settings:

@@ -17,7 +17,15 @@ import asyncio
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import (
+    APIRouter,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,12 +41,14 @@ from app.models import (
 )
 from deployments.context import current
 from deployments.deps import Admin, Context
+from deployments.limits import enforce, retry_after
 from deployments.routes.pages import STATIC
 
 router = APIRouter(tags=["chat"])
 admin_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Admin])
 MAX_TEXT = 2000
 ELSEWHERE_WAIT_S = 20.0
+HELLO_S = 10.0  # for a socket's first frame, the session token
 
 
 class NewSession(BaseModel):
@@ -46,6 +56,13 @@ class NewSession(BaseModel):
 
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
+
+
+class SocketHello(BaseModel):
+    """The first frame on a chat socket: the session token, and the last message seen."""
+
+    token: str = Field(min_length=1, max_length=200, strict=True)
+    after: int = Field(default=0, ge=0)
 
 
 class CustomerText(BaseModel):
@@ -87,8 +104,10 @@ async def chat_health(context: Context) -> dict:
 
 @router.post("/api/sessions", status_code=201, response_model=NewSessionReply,
              response_model_exclude_unset=True)
-async def new_session(body: NewSession | None = None) -> dict:
+async def new_session(request: Request, body: NewSession | None = None) -> dict:
     """Start a conversation, optionally linked to a customer by email or phone."""
+    limits = current().limits
+    enforce(limits.sessions, limits.client_address(request), "new sessions")
     body = body or NewSession()
     session_id, token, linked, docs = await _talk().create(body.email, body.phone)
     return {"session_id": session_id, "token": token, "customer_linked": linked,
@@ -100,6 +119,7 @@ async def new_session(body: NewSession | None = None) -> dict:
 async def send_message(session_id: str, body: CustomerText,
                        authorization: SessionToken = None) -> dict:
     """The customer's answer; returns the stored turn (their message and the replies)."""
+    enforce(current().limits.turns, session_id, "messages")
     token = _token(authorization)
     try:
         return {"messages": _messages(await _talk().turn(session_id, token, body.text))}
@@ -141,18 +161,27 @@ async def sessions_overview(context: Context,
 
 
 @router.websocket("/ws/{session_id}")
-async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
-                      after: int = 0) -> None:
-    """Customer messages in; replies and any later message for the session out."""
+async def chat_socket(websocket: WebSocket, session_id: str) -> None:
+    """Customer messages in; replies and any later message for the session out.
+
+    The session token never goes in the URL (where logs and proxies keep it): the
+    client's first frame is `{"token": ..., "after": <seq>}`, within HELLO_S."""
     context = current()
     talk = context.conversations
-    try:
-        await talk.open(session_id, token)
-    except chat.SessionNotFound:
-        await websocket.close(code=4404, reason="no such session for this token")
-        return
     await websocket.accept()
-    cursor = max(0, after)
+    try:
+        hello = SocketHello.model_validate(
+            await asyncio.wait_for(websocket.receive_json(), HELLO_S))
+        await talk.open(session_id, hello.token)
+    except WebSocketDisconnect:
+        return
+    except (TimeoutError, ValueError, KeyError, chat.SessionNotFound):
+        # ValueError: not JSON, or not a hello (pydantic's ValidationError is one);
+        # KeyError: a binary frame.
+        await websocket.close(code=4401, reason="first send {\"token\": <session token>}")
+        return
+    token = hello.token
+    cursor = hello.after
     lock = asyncio.Lock()
 
     async def push(docs: list[dict] | None = None, upto: int | None = None) -> None:
@@ -189,6 +218,12 @@ async def chat_socket(websocket: WebSocket, session_id: str, token: str = "",
                 await websocket.send_json({"type": "error",
                                            "field": ".".join(map(str, error["loc"])) or "text",
                                            "message": error["msg"]})
+                continue
+            wait = context.limits.turns.check(session_id)
+            if wait > 0:
+                await websocket.send_json({
+                    "type": "error", "field": "text", "retry_after": retry_after(wait),
+                    "message": f"too many messages: try again in {retry_after(wait)} s"})
                 continue
             # One turn at a time per socket: the customer's messages keep their order.
             await push(await talk.turn(session_id, token, text))

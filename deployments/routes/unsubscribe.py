@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from app.customers import set_unsubscribed
 from deployments.deps import Context
+from deployments.limits import retry_after
 
 router = APIRouter(tags=["unsubscribe"])
 
@@ -16,7 +17,13 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <body class="notice"><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
 
 
-async def _unsubscribe(context: Context, token: str) -> HTMLResponse:
+async def _unsubscribe(context: Context, request: Request, token: str) -> HTMLResponse:
+    limits = context.limits
+    wait = limits.unsubscribe.check(limits.client_address(request))
+    if wait > 0:
+        return HTMLResponse(PAGE.format(title="Too many requests",
+                                        text="Please try again in a minute."), 429,
+                            headers={"Retry-After": str(retry_after(wait))})
     customer_id = context.runtime.customer_from_token(token)
     if customer_id is None or not await set_unsubscribed(context.db, customer_id):
         return HTMLResponse(PAGE.format(title="Link not valid",
@@ -26,12 +33,13 @@ async def _unsubscribe(context: Context, token: str) -> HTMLResponse:
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-async def unsubscribe_link(context: Context, token: str) -> HTMLResponse:
+async def unsubscribe_link(context: Context, request: Request, token: str) -> HTMLResponse:
     """The link in the email: unsubscribe and say so."""
-    return await _unsubscribe(context, token)
+    return await _unsubscribe(context, request, token)
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-async def unsubscribe_one_click(context: Context, token: str) -> HTMLResponse:
+async def unsubscribe_one_click(context: Context, request: Request, token: str
+                                ) -> HTMLResponse:
     """RFC 8058 one-click unsubscribe, posted by mail clients."""
-    return await _unsubscribe(context, token)
+    return await _unsubscribe(context, request, token)

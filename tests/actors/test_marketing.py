@@ -66,10 +66,10 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     customer = db.customers.find_one({"tags": domain})
     rollups_before = _chat_rollups(db)
     session = _session(stack, email=customer["email"])
-    url = (stack.base_url.replace("http", "ws")
-           + f"/chat/ws/{session['session_id']}?token={session['token']}")
+    url = stack.base_url.replace("http", "ws") + f"/chat/ws/{session['session_id']}"
 
     async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"token": session["token"]}))
         for answer in ("1", "1", "2"):  # client, upgrade, refuse Turbo
             await socket.send(json.dumps({"text": answer}))
         await _next_frame(socket, lambda f: f.get("message", {}).get("node") == "turbo_refused")

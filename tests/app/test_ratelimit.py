@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ratelimit import RateLimits, TokenBucket
+from app.ratelimit import KeyedLimits, RateLimits, TokenBucket
 
 
 class FakeClock:
@@ -73,3 +73,40 @@ def test_rate_change_applies_to_later_reservations() -> None:
     assert limits.buckets["campaign:a"].rate == 1.0
     with pytest.raises(ValueError):
         TokenBucket(0)
+
+
+def test_take_refuses_without_going_into_debt() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=2, burst=2, clock=clock)
+    assert bucket.take() == 0 and bucket.take() == 0
+    assert bucket.take() == pytest.approx(0.5)
+    assert bucket.take() == pytest.approx(0.5)  # refusals cost nothing
+    clock.advance(0.5)
+    assert bucket.take() == 0
+    assert bucket.take() == pytest.approx(0.5)
+
+
+def test_keyed_limits_hold_each_key_to_its_own_minute() -> None:
+    clock = FakeClock()
+    limits = KeyedLimits(per_minute=3, clock=clock)
+    assert [limits.check("10.0.0.1") for _ in range(3)] == [0, 0, 0]
+    assert limits.check("10.0.0.1") == pytest.approx(20.0)  # one request per 20 s
+    assert limits.check("10.0.0.2") == 0  # another client is not held back
+    clock.advance(20)
+    assert limits.check("10.0.0.1") == 0 and limits.check("10.0.0.1") > 0
+
+
+def test_keyed_limits_forget_the_least_recent_key_beyond_their_bound() -> None:
+    clock = FakeClock()
+    limits = KeyedLimits(per_minute=1, max_keys=2, clock=clock)
+    limits.check("a")
+    limits.check("b")
+    limits.check("a")  # a is refused, and now the most recent
+    limits.check("c")  # forgets b
+    assert set(limits.buckets) == {"a", "c"}
+    assert limits.check("a") > 0 and limits.check("b") == 0
+
+
+def test_keyed_limits_of_zero_are_off() -> None:
+    limits = KeyedLimits(per_minute=0)
+    assert all(limits.check("x") == 0 for _ in range(1000)) and not limits.buckets

@@ -118,9 +118,10 @@ async def _receive_until(socket, predicate, timeout_s: float = 15) -> list[dict]
 
 async def test_websocket_conversation_and_pushed_messages(stack: Stack) -> None:
     session = new_session(stack)
-    url = (stack.base_url.replace("http", "ws")
-           + f"/chat/ws/{session['session_id']}?token={session['token']}")
+    url = stack.base_url.replace("http", "ws") + f"/chat/ws/{session['session_id']}"
+    assert "token" not in url
     async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"token": session["token"]}))
         greeting = await _receive_until(socket, lambda f: f["type"] == "message")
         assert greeting[-1]["message"]["node"] == "start"
         for answer, node in (("1", "upgrade"), ("sim", "turbo_offer"), ("2", "turbo_refused")):
@@ -148,17 +149,22 @@ async def test_websocket_conversation_and_pushed_messages(stack: Stack) -> None:
         last_seq = pushed[-1]["message"]["seq"]
 
     # Reconnecting with a cursor replays exactly what came after it.
-    async with websockets.connect(url + f"&after={last_seq - 2}") as socket:
+    async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"token": session["token"], "after": last_seq - 2}))
         replay = [json.loads(await socket.recv()) for _ in range(2)]
         assert [f["message"]["seq"] for f in replay] == [last_seq - 1, last_seq]
 
 
-async def test_websocket_with_wrong_token_is_refused(stack: Stack) -> None:
+@pytest.mark.parametrize("hello", ['{"token": "bad"}', '{"text": "1"}', "not json"])
+async def test_websocket_without_the_sessions_token_first_is_closed(stack: Stack,
+                                                                    hello: str) -> None:
     session = new_session(stack)
-    url = stack.base_url.replace("http", "ws") + f"/chat/ws/{session['session_id']}?token=bad"
-    with pytest.raises(websockets.exceptions.WebSocketException):
-        async with websockets.connect(url) as socket:
-            await socket.recv()
+    url = stack.base_url.replace("http", "ws") + f"/chat/ws/{session['session_id']}"
+    async with websockets.connect(url) as socket:
+        await socket.send(hello)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await socket.recv()  # nothing of the session, not even its greeting
+    assert closed.value.rcvd.code == 4401
 
 
 async def test_fifty_sessions_ten_messages_each_on_two_replicas(stack: Stack) -> None:
