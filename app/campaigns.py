@@ -36,6 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app import rollups
 from app.models import CampaignCreate, LaunchOptions
+from app.paging import newest_first
 from app.rollups import key_safe
 from app.statuses import (
     ACTIVE,
@@ -171,9 +172,10 @@ async def campaign_status(db: AsyncDatabase, campaign_id: str) -> str | None:
     return doc["status"] if doc else None
 
 
-async def list_campaigns(db: AsyncDatabase, limit: int = 50) -> list[dict]:
-    cursor = db.campaigns.find({}, {"timeline": 0}).sort("created_at", DESCENDING).limit(limit)
-    return await cursor.to_list()
+async def list_campaigns(db: AsyncDatabase, limit: int = 50, cursor: str | None = None
+                         ) -> tuple[list[dict], str | None]:
+    """(a page of campaigns, newest first, without their timelines; the next cursor)."""
+    return await newest_first(db.campaigns, {}, "created_at", limit, cursor, {"timeline": 0})
 
 
 async def active_campaign_ids(db: AsyncDatabase) -> list[str]:

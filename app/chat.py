@@ -36,6 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app import rollups
 from app.flow_engine import Flow, Turn, start, step
+from app.paging import newest_first
 from app.statuses import OutboxStatus
 
 MAX_TURN_TRIES = 50
@@ -334,9 +335,13 @@ async def stranded_events(db: AsyncDatabase, older_than_s: float,
     return stranded
 
 
-async def session_overview(db: AsyncDatabase, limit: int = 100) -> dict[str, Any]:
-    sessions = await db.chat_sessions.find({}, {"token_hash": 0}).sort(
-        "updated_at", DESCENDING).limit(limit).to_list()
+async def session_overview(db: AsyncDatabase, limit: int = 100, cursor: str | None = None
+                           ) -> dict[str, Any]:
+    """Sessions, most recently active first, a page at a time (a session active while
+    an operator pages moves to the top: it can show twice or not at all), and the open
+    handoffs."""
+    sessions, next_cursor = await newest_first(db.chat_sessions, {}, "updated_at", limit,
+                                               cursor, {"token_hash": 0})
     handoffs = await db.events.find({"type": "handoff_requested", "resolved": {"$ne": True}}
                                     ).sort("created_at", DESCENDING).limit(limit).to_list()
     return {
@@ -344,6 +349,7 @@ async def session_overview(db: AsyncDatabase, limit: int = 100) -> dict[str, Any
                       "customer_id": s.get("customer_id"), "contact": s.get("contact"),
                       "replica": s.get("replica"), "messages": s.get("last_seq", 0),
                       "updated_at": s["updated_at"].isoformat()} for s in sessions],
+        "next_cursor": next_cursor,
         "open_handoffs": [{"id": e["_id"], "session_id": e["session_id"],
                            "customer_id": e.get("customer_id"),
                            "created_at": e["created_at"].isoformat()} for e in handoffs],

@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from app.models import Audience
+from app.paging import newest_first
 
 PLANS = ("Basic", "Plus", "Turbo", "Family")
 CORE_COLUMNS = ("email", "name", "plan", "phone")
@@ -338,9 +339,11 @@ async def find_by_email(db: AsyncDatabase, email: str) -> dict | None:
     return await db.customers.find_one({"email": email.strip().lower()})
 
 
-async def list_customers(db: AsyncDatabase, tag: str | None, limit: int
-                         ) -> tuple[int, list[dict]]:
-    """(how many match, the newest `limit` of them)."""
+async def list_customers(db: AsyncDatabase, tag: str | None, limit: int,
+                         cursor: str | None = None) -> tuple[list[dict], str | None, int]:
+    """(a page of customers, newest first; the next page's cursor; an estimate of how
+    many match, from one bucket of 1/1,024 of them: never a count of them all)."""
     query = {"tags": tag} if tag else {}
-    newest = await db.customers.find(query).sort("created_at", -1).limit(limit).to_list()
-    return await db.customers.count_documents(query), newest
+    page, next_cursor = await newest_first(db.customers, query, "created_at", limit, cursor)
+    estimate = AUDIENCE_BUCKETS * await db.customers.count_documents({"bucket": 0, **query})
+    return page, next_cursor, estimate

@@ -57,8 +57,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         # a send checks who unsubscribed since its page was read
         IndexModel([("unsubscribed_at", ASCENDING)], sparse=True),
+        # the customer list's pages, all or by tag (app.paging)
+        IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("tags", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
     ],
-    "campaigns": [IndexModel([("created_at", DESCENDING)])],
+    "campaigns": [IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)])],
     # The send path writes one delivery per message: every index here costs each of
     # those inserts (about 6-12 ms per 100 on the embedded database), so deliveries
     # keep one, for reports by period; the send path itself reads them by _id only.
@@ -79,7 +82,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("account", ASCENDING), ("received_at", DESCENDING)]),
         IndexModel([("account", ASCENDING), ("kind", ASCENDING), ("received_at", DESCENDING)]),
     ],
-    "chat_sessions": [IndexModel([("updated_at", DESCENDING)]),
+    "chat_sessions": [IndexModel([("updated_at", DESCENDING), ("_id", DESCENDING)]),
                       IndexModel([("created_at", ASCENDING)]),
                       # summaries only move forward: {_id, last_seq: {$lt: n}}
                       IndexModel([("_id", ASCENDING), ("last_seq", ASCENDING)])],
@@ -115,7 +118,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await asyncio.gather(
         *(db[name].create_indexes(models) for name, models in INDEXES.items())
     )
-    for collection in ("deliveries", "messages"):
+    for collection in ("deliveries", "messages", "chat_sessions", "campaigns"):
         wanted = {model.document["name"] for model in INDEXES[collection]} | {"_id_"}
         for name in (await db[collection].index_information()):
             if name not in wanted:

@@ -111,6 +111,8 @@ class CampaignView(Reply):
 
 class CampaignList(Reply):
     campaigns: list[CampaignView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; "
+                                                "null on the last page")
 
 
 class PreviewReply(Reply):
@@ -158,8 +160,11 @@ class CustomerView(Reply):
 
 
 class CustomerList(Reply):
-    total: int
     customers: list[CustomerView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; "
+                                                "null on the last page")
+    estimated_total: int = Field(description="about how many match (from a 1/1,024 "
+                                             "sample): an estimate, not a count")
 
 
 class ChatMessage(Reply):
@@ -201,7 +206,9 @@ class ClearedReply(Reply):
 
 
 class SessionsOverview(Reply):
-    sessions: list[Any_]
+    sessions: list[Any_] = Field(description="most recently active first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page of "
+                                                "sessions; null on the last page")
     open_handoffs: list[Any_]
     total_sessions: int
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.paging import BadCursor
 from app.tokens import tokens_match
 from deployments.context import AppContext, current
 
 _bearer = HTTPBearer(auto_error=False)
+T = TypeVar("T")
 
 
 def get_context() -> AppContext:
@@ -35,3 +38,16 @@ def require_admin(
 
 
 Admin = Depends(require_admin)
+
+
+# A list's page cursor (`app.paging`): what the previous page returned as `next_cursor`.
+Cursor = Annotated[str | None, Query(max_length=500, description=(
+    "the `next_cursor` of the previous page; omit for the first page"))]
+
+
+async def paged(listing: Awaitable[T]) -> T:
+    """Await a paged listing; a cursor it did not hand out is a 422 naming the field."""
+    try:
+        return await listing
+    except BadCursor as exc:
+        raise HTTPException(422, [{"field": "query.cursor", "message": str(exc)}]) from None

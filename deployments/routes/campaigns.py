@@ -20,7 +20,7 @@ from app.models import (
 from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
 from deployments.context import AppContext
-from deployments.deps import Admin, Context
+from deployments.deps import Admin, Context, Cursor, paged
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[Admin])
 
@@ -76,10 +76,12 @@ async def create(context: Context, body: CampaignCreate) -> dict:
 @router.get("", response_model=CampaignList,
             response_model_exclude_unset=True)
 async def list_all(context: Context,
-                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
-    """Campaigns, newest first."""
-    docs = await campaigns.list_campaigns(context.db, limit)
-    return {"campaigns": [campaigns.campaign_view(doc) for doc in docs]}
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                   cursor: Cursor = None) -> dict:
+    """Campaigns, newest first, a page at a time (pass `next_cursor` back as `cursor`)."""
+    docs, next_cursor = await paged(campaigns.list_campaigns(context.db, limit, cursor))
+    return {"campaigns": [campaigns.campaign_view(doc) for doc in docs],
+            "next_cursor": next_cursor}
 
 
 @router.get("/{campaign_id}", response_model=CampaignView,

@@ -40,7 +40,7 @@ from app.models import (
     TurnReply,
 )
 from deployments.context import current
-from deployments.deps import Admin, Context
+from deployments.deps import Admin, Context, Cursor, paged
 from deployments.limits import enforce, retry_after
 from deployments.routes.pages import STATIC
 
@@ -155,9 +155,11 @@ async def clear_messages(session_id: str, authorization: SessionToken = None) ->
 @admin_router.get("/sessions", response_model=SessionsOverview,
                   response_model_exclude_unset=True)
 async def sessions_overview(context: Context,
-                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
-    """Operator view: recent sessions, where they are in the flow, open handoffs."""
-    return await chat.session_overview(context.db, limit)
+                            limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                            cursor: Cursor = None) -> dict:
+    """Operator view: recent sessions (a page at a time: pass `next_cursor` back as
+    `cursor`), where they are in the flow, open handoffs."""
+    return await paged(chat.session_overview(context.db, limit, cursor))
 
 
 @router.websocket("/ws/{session_id}")

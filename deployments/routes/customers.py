@@ -21,7 +21,7 @@ from app.models import (
     JobStarted,
     Tag,
 )
-from deployments.deps import Admin, Context
+from deployments.deps import Admin, Context, Cursor, paged
 
 router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Admin])
 MAX_CSV_BYTES = 20 * 1024 * 1024
@@ -88,9 +88,12 @@ async def list_customers(
     context: Context,
     tag: Annotated[Tag | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
 ) -> dict:
-    """Customers, newest first, with the total count."""
-    total, newest = await audience.list_customers(context.db, tag, limit)
+    """Customers, newest first, a page at a time (pass `next_cursor` back as `cursor`),
+    with an estimate of how many there are (never a count of them all)."""
+    page, next_cursor, estimate = await paged(
+        audience.list_customers(context.db, tag, limit, cursor))
     customers = [{**doc, "id": doc.pop("_id"), "created_at": doc["created_at"].isoformat()}
-                 for doc in newest]
-    return {"total": total, "customers": customers}
+                 for doc in page]
+    return {"customers": customers, "next_cursor": next_cursor, "estimated_total": estimate}

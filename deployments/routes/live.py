@@ -30,7 +30,7 @@ EVERY_S = 1.0
 
 
 async def snapshot(context, campaign_id: str | None) -> dict:
-    docs, market, chat = await asyncio.gather(
+    (docs, _), market, chat = await asyncio.gather(
         campaigns.list_campaigns(context.db, 20), marketing_overview(context.db, 10),
         session_overview(context.db, 20))
     view = {"campaigns": [campaigns.campaign_view(doc) for doc in docs],

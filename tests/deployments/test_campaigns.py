@@ -206,7 +206,7 @@ def test_csv_import_reports_bad_rows(api) -> None:
     assert [(d["row"], d["reason"]) for d in report["duplicates"]] == [
         (5, "repeated in file"), (6, "already a customer")]
     listed = api.get("/api/customers", params={"tag": domain}).json()
-    assert listed["total"] == 3
+    assert len(listed["customers"]) == 3 and listed["next_cursor"] is None
 
     no_email = api.post("/api/customers/import", files={"file": ("c.csv", "name\nAna\n")})
     assert no_email.status_code == 422 and no_email.json()["detail"][0]["field"] == "email"
