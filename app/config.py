@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     limit_chat_sessions_per_ip: int = Field(default=120, ge=0)
     limit_chat_turns_per_session: int = Field(default=60, ge=0)
     limit_unsubscribe_per_ip: int = Field(default=30, ge=0)
+    limit_sign_in_per_ip: int = Field(default=20, ge=0)
     trust_forwarded_for: bool = False  # behind a load balancer that sets X-Forwarded-For
 
     # Reactive marketing.

@@ -62,6 +62,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("tags", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
     ],
     "campaigns": [IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)])],
+    "users": [IndexModel([("api_keys.id", ASCENDING)])],
+    "audit": [IndexModel([("at", DESCENDING), ("_id", DESCENDING)])],
     # The send path writes one delivery per message: every index here costs each of
     # those inserts (about 6-12 ms per 100 on the embedded database), so deliveries
     # keep one, for reports by period; the send path itself reads them by _id only.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.local_services import local_services, resolve_endpoints
+from app.accounts import signing_key
 from app.campaigns import rename_launch_options
 from app.config import Endpoints, Settings
 from app.customers import backfill_buckets
@@ -39,6 +41,10 @@ class AppContext:
         await rename_launch_options(db)
         services = local_services(settings) if endpoints.local_sink else None
         return cls(runtime, db, token, services, PublicLimits(settings))
+
+    @functools.cached_property
+    def sign_in_key(self) -> bytes:
+        return signing_key(self.admin_token)
 
     @property
     def settings(self) -> Settings:

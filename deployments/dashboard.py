@@ -19,6 +19,7 @@ from deployments import options
 from deployments.context import AppContext, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
 from deployments.routes import (
+    accounts,
     campaigns,
     chat,
     customers,
@@ -36,6 +37,9 @@ from deployments.security import SecurityHeaders
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
 api.include_router(system.router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(accounts.auth_router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(accounts.users_router, prefix="/api", responses=DOCUMENTED_ERRORS)
+api.include_router(accounts.audit_router, prefix="/api", responses=DOCUMENTED_ERRORS)
 api.include_router(customers.router, prefix="/api", responses=DOCUMENTED_ERRORS)
 api.include_router(jobs.router, prefix="/api", responses=DOCUMENTED_ERRORS)
 api.include_router(campaigns.router, prefix="/api", responses=DOCUMENTED_ERRORS)

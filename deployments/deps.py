@@ -1,13 +1,16 @@
-"""FastAPI dependencies shared by the routers: the replica's context and admin auth."""
+"""FastAPI dependencies shared by the routers: the replica's context, who is calling
+and what their role allows (`app.accounts`), and list paging."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, Query, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app import accounts
+from app.accounts import Principal, Role
 from app.paging import BadCursor
 from app.tokens import tokens_match
 from deployments.context import AppContext, current
@@ -23,21 +26,59 @@ def get_context() -> AppContext:
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def require_admin(
-    context: Context,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+async def authenticate(context: AppContext, credentials: HTTPAuthorizationCredentials | None
+                       ) -> Principal:
+    """Who the bearer token names: the bootstrap admin token, an API key, or a sign-in
+    token; 401 when there is none or it is not valid (expired, forged, revoked)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing admin token: send Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not tokens_match(credentials.credentials, context.admin_token):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong admin token")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "not signed in: send Authorization: Bearer <token or API key>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    given = credentials.credentials
+    if tokens_match(given, context.admin_token):
+        return accounts.BOOTSTRAP
+    if given.startswith(accounts.KEY_PREFIX):
+        principal = await accounts.check_api_key(context.db, given)
+    else:
+        principal = accounts.read_token(given, context.sign_in_key)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "not signed in: the token or API key is not valid (or expired)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return principal
 
 
-Admin = Depends(require_admin)
+class Access:
+    """A router's access rule: reads (GET) need `read`, changes need `write`.
+
+    A class, not a closure: Serve pickles the app, and a closure's string annotations
+    (this module uses postponed annotations) would not resolve after unpickling, so
+    FastAPI would read `request` as a query parameter."""
+
+    def __init__(self, write: Role = Role.OPERATOR, read: Role = Role.VIEWER):
+        self.write, self.read = write, read
+
+    async def __call__(self, request: Request, context: Context, credentials: Annotated[
+            HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+        principal = await authenticate(context, credentials)
+        needed = self.read if request.method in ("GET", "HEAD") else self.write
+        if not accounts.allows(principal.role, needed):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"{principal.role} {principal.name!r} may not "
+                                f"{request.method} {request.url.path}: needs {needed}")
+        request.state.principal = principal
+        return principal
+
+
+def _principal(request: Request) -> Principal:
+    return request.state.principal
+
+
+# The signed-in caller, once the router's `access` rule let them in.
+Who = Annotated[Principal, Depends(_principal)]
+Signed = Depends(Access())  # viewers read, operators change
+AdminOnly = Depends(Access(write=Role.ADMIN, read=Role.ADMIN))
+AdminWrites = Depends(Access(write=Role.ADMIN))  # viewers read, admins change
 
 
 # A list's page cursor (`app.paging`): what the previous page returned as `next_cursor`.

@@ -1,5 +1,5 @@
-"""Abuse limits on the public endpoints: per client address on chat session creation
-and on unsubscribe links, per session on chat turns (REST and WebSocket messages).
+"""Abuse limits on the public endpoints: per client address on chat session creation,
+unsubscribe links and sign-in attempts, per session on chat turns (REST and WebSocket messages).
 
 Buckets live in each replica (`app.ratelimit.KeyedLimits`, a minute's worth of burst,
 bounded in keys): a session's turns carry `x-session-id` and reach one replica, so its
@@ -26,6 +26,7 @@ class PublicLimits:
         self.sessions = KeyedLimits(settings.limit_chat_sessions_per_ip)
         self.turns = KeyedLimits(settings.limit_chat_turns_per_session)
         self.unsubscribe = KeyedLimits(settings.limit_unsubscribe_per_ip)
+        self.sign_in = KeyedLimits(settings.limit_sign_in_per_ip)
         self.trust_forwarded = settings.trust_forwarded_for
 
     def client_address(self, connection: HTTPConnection) -> str:

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import status_changed, tasks_in_flight
-from app import campaigns, composer
+from app import audit, campaigns, composer
+from app.accounts import Principal
 from app.customers import audience_pages, estimated_customers, find_by_email
 from app.models import (
     CampaignCreate,
@@ -20,9 +21,9 @@ from app.models import (
 from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
 from deployments.context import AppContext
-from deployments.deps import Admin, Context, Cursor, paged
+from deployments.deps import Context, Cursor, Signed, Who, paged
 
-router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[Admin])
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[Signed])
 
 SAMPLE_CUSTOMER = {"_id": "sample", "email": "ana.silva@example.com", "name": "Ana Silva",
                    "plan": "Basic", "phone": "+5511900000000", "is_client": True, "vars": {}}
@@ -61,7 +62,7 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
 
 @router.post("", status_code=201, response_model=CampaignView,
              response_model_exclude_unset=True)
-async def create(context: Context, body: CampaignCreate) -> dict:
+async def create(context: Context, who: Who, body: CampaignCreate) -> dict:
     """A draft campaign; templates are checked now, not at send time."""
     try:
         compiled = compile_templates(body.subject, body.body_text, body.body_html)
@@ -69,7 +70,8 @@ async def create(context: Context, body: CampaignCreate) -> dict:
     except TemplateProblem as exc:
         if "undefined" not in exc.message:  # imported columns may define more variables
             raise _template_error(exc) from None
-    doc = await campaigns.create_campaign(context.db, body, created_by="admin")
+    doc = await campaigns.create_campaign(context.db, body, created_by=who.name)
+    await audit.record(context.db, who, "campaign.create", doc["_id"], {"name": body.name})
     return campaigns.campaign_view(doc)
 
 
@@ -96,7 +98,7 @@ async def get_one(context: Context, campaign_id: str) -> dict:
 
 @router.post("/{campaign_id}/launch", status_code=202, response_model=CampaignView,
              response_model_exclude_unset=True)
-async def launch(context: Context, campaign_id: str,
+async def launch(context: Context, who: Who, campaign_id: str,
                  options: LaunchOptions | None = None) -> dict:
     """Start sending: W send tasks in flight, B per batch, R messages/s at most."""
     campaign = await _found(context, campaign_id)
@@ -107,40 +109,43 @@ async def launch(context: Context, campaign_id: str,
     if launched is None:
         raise HTTPException(409, f"campaign is {campaign['status']}, only a draft can launch")
     await _status_changed(context, campaign_id, running=True)
+    await audit.record(context.db, who, "campaign.launch", campaign_id, launched["launch"])
     return campaigns.campaign_view(launched)
 
 
-async def _transition(context: AppContext, campaign_id: str, allowed: tuple[str, ...],
-                      to: str) -> dict:
+async def _transition(context: AppContext, who: Principal, campaign_id: str,
+                      allowed: tuple[str, ...], to: str, action: str) -> dict:
     campaign = await _found(context, campaign_id)
     if not await campaigns.change_status(context.db, campaign_id, allowed, to):
         raise HTTPException(409, f"campaign is {campaign['status']}; cannot {to[:-2]}")
     await _status_changed(context, campaign_id, running=to == CampaignStatus.RUNNING)
+    await audit.record(context.db, who, f"campaign.{action}", campaign_id,
+                       {"from": campaign["status"]})
     return campaigns.campaign_view(await _found(context, campaign_id))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignView,
              response_model_exclude_unset=True)
-async def pause(context: Context, campaign_id: str) -> dict:
+async def pause(context: Context, who: Who, campaign_id: str) -> dict:
     """Stop sending: batches in flight stop after the messages on the wire."""
-    return await _transition(context, campaign_id, (CampaignStatus.RUNNING,),
-                             CampaignStatus.PAUSED)
+    return await _transition(context, who, campaign_id, (CampaignStatus.RUNNING,),
+                             CampaignStatus.PAUSED, "pause")
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignView,
              response_model_exclude_unset=True)
-async def resume(context: Context, campaign_id: str) -> dict:
+async def resume(context: Context, who: Who, campaign_id: str) -> dict:
     """Carry on from what is still pending."""
-    return await _transition(context, campaign_id, (CampaignStatus.PAUSED,),
-                             CampaignStatus.RUNNING)
+    return await _transition(context, who, campaign_id, (CampaignStatus.PAUSED,),
+                             CampaignStatus.RUNNING, "resume")
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignView,
              response_model_exclude_unset=True)
-async def cancel(context: Context, campaign_id: str) -> dict:
+async def cancel(context: Context, who: Who, campaign_id: str) -> dict:
     """Stop for good; what was not sent stays pending."""
-    return await _transition(context, campaign_id, (*ACTIVE, CampaignStatus.DRAFT),
-                             CampaignStatus.CANCELLED)
+    return await _transition(context, who, campaign_id, (*ACTIVE, CampaignStatus.DRAFT),
+                             CampaignStatus.CANCELLED, "cancel")
 
 
 async def _status_changed(context: AppContext, campaign_id: str, *, running: bool) -> None:

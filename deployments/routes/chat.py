@@ -40,12 +40,12 @@ from app.models import (
     TurnReply,
 )
 from deployments.context import current
-from deployments.deps import Admin, Context, Cursor, paged
+from deployments.deps import Context, Cursor, Signed, paged
 from deployments.limits import enforce, retry_after
 from deployments.routes.pages import STATIC
 
 router = APIRouter(tags=["chat"])
-admin_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Admin])
+admin_router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Signed])
 MAX_TEXT = 2000
 ELSEWHERE_WAIT_S = 20.0
 HELLO_S = 10.0  # for a socket's first frame, the session token

@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
 from actors.admin_jobs import GENERATE, IMPORT, run_job
+from app import audit, jobs
 from app import customers as audience
-from app import jobs
+from app.accounts import Principal
 from app.models import (
     CustomerList,
     GenerateCustomers,
@@ -21,18 +22,19 @@ from app.models import (
     JobStarted,
     Tag,
 )
-from deployments.deps import Admin, Context, Cursor, paged
+from deployments.deps import Context, Cursor, Signed, Who, paged
 
-router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Admin])
+router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Signed])
 MAX_CSV_BYTES = 20 * 1024 * 1024
 
 
 Wait = Annotated[bool, Query(description="answer when the job is done, with its result")]
 
 
-async def _start(context: Context, response: Response, kind: str, total: int,
-                 shown: dict, params: dict, wait: bool) -> dict:
+async def _start(context: Context, who: Principal, response: Response, kind: str,
+                 total: int, shown: dict, params: dict, wait: bool) -> dict:
     job_id = await jobs.create_job(context.db, kind, total, shown)
+    await audit.record(context.db, who, f"customers.{kind}", job_id, shown)
     done = run_job.remote(job_id, kind, params, context.runtime)
     if not wait:
         return {"job_id": job_id, "status_url": f"/api/jobs/{job_id}", **shown}
@@ -47,12 +49,12 @@ async def _start(context: Context, response: Response, kind: str, total: int,
 
 @router.post("/generate", status_code=202, response_model=JobStarted | GenerationResult,
              response_model_exclude_unset=True)
-async def generate(context: Context, body: GenerateCustomers, response: Response,
+async def generate(context: Context, who: Who, body: GenerateCustomers, response: Response,
                    wait: Wait = False) -> dict:
     """Make N demo customers, tagged so a campaign can target exactly them (a job)."""
     batch, tag = audience.generation_tag(body.tag)
     shown = {"count": body.count, "domain": body.domain, "tag": tag}
-    return await _start(context, response, GENERATE, body.count, shown,
+    return await _start(context, who, response, GENERATE, body.count, shown,
                         {**shown, "batch": batch}, wait)
 
 
@@ -60,6 +62,7 @@ async def generate(context: Context, body: GenerateCustomers, response: Response
              response_model_exclude_unset=True)
 async def import_customers(
     context: Context,
+    who: Who,
     response: Response,
     file: Annotated[UploadFile, File(description="CSV: email, name, plan, phone, extras")],
     tag: Annotated[Tag | None, Query()] = None,
@@ -78,7 +81,7 @@ async def import_customers(
         rows = audience.check_csv(text)
     except audience.CsvRejected as exc:
         raise HTTPException(422, [{"field": exc.field, "message": str(exc)}]) from None
-    return await _start(context, response, IMPORT, rows, {"tag": tag, "rows": rows},
+    return await _start(context, who, response, IMPORT, rows, {"tag": tag, "rows": rows},
                         {"text": text, "tag": tag, "rows": rows}, wait)
 
 

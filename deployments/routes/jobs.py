@@ -6,9 +6,9 @@ from fastapi import APIRouter, HTTPException
 
 from app import jobs
 from app.models import JobView
-from deployments.deps import Admin, Context
+from deployments.deps import Context, Signed
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Admin])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Signed])
 
 
 @router.get("/{job_id}", response_model=JobView,

@@ -22,10 +22,10 @@ from app.chat import session_overview
 from app.marketing import marketing_overview
 from app.models import SystemView
 from app.statuses import ACTIVE
-from deployments.deps import Admin, Context
+from deployments.deps import Context, Signed
 from deployments.routes.system import health
 
-router = APIRouter(tags=["live"], dependencies=[Admin])
+router = APIRouter(tags=["live"], dependencies=[Signed])
 EVERY_S = 1.0
 
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from app.marketing import marketing_overview
 from app.models import MarketingOverview
-from deployments.deps import Admin, Context
+from deployments.deps import Context, Signed
 
-router = APIRouter(prefix="/marketing", tags=["marketing"], dependencies=[Admin])
+router = APIRouter(prefix="/marketing", tags=["marketing"], dependencies=[Signed])
 
 
 @router.get("", response_model=MarketingOverview,

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 
+from app import audit
 from app.models import BillingReport, PerformanceReport, ReconcileReply
 from app.reports import BadPeriod, billing_report, parse_period, performance_report, to_csv, to_xlsx
 from app.rollups import reconcile_period
-from deployments.deps import Admin, Context
+from deployments.deps import AdminWrites, Context, Who
 
-router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[Admin])
+router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[AdminWrites])
 Format = Literal["json", "csv", "xlsx"]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # With `format=csv` or `format=xlsx` the 200 is a download instead of JSON.
@@ -69,6 +70,7 @@ async def billing(
              response_model_exclude_unset=True)
 async def reconcile(
     context: Context,
+    who: Who,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     dry_run: bool = False,
@@ -76,5 +78,9 @@ async def reconcile(
     """Recount the period's roll-ups from the deliveries and conversions themselves;
     report every document that drifted and, unless `dry_run`, repair it."""
     start_at, end_at = _period(start, end)
-    return {"period": {"from": start_at.isoformat(), "to": end_at.isoformat()},
-            **await reconcile_period(context.db, start_at, end_at, apply=not dry_run)}
+    period = {"from": start_at.isoformat(), "to": end_at.isoformat()}
+    found = await reconcile_period(context.db, start_at, end_at, apply=not dry_run)
+    if not dry_run:
+        await audit.record(context.db, who, "reports.reconcile", None,
+                           {**period, "drifted": found["drifted"]})
+    return {"period": period, **found}

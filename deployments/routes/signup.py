@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Query
 from actors.signup_watcher import find_signup_watcher
 from app.models import Poked, SignupOverview
 from app.signup import overview
-from deployments.deps import Admin, Context
+from deployments.deps import Context, Signed
 
-router = APIRouter(prefix="/signup", tags=["signup"], dependencies=[Admin])
+router = APIRouter(prefix="/signup", tags=["signup"], dependencies=[Signed])
 
 
 async def _watcher_status() -> dict:

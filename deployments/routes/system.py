@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from app.mailer import smtp_ping
 from app.models import Health, Outbox
-from deployments.deps import Admin, Context
+from deployments.deps import Context, Signed
 
 router = APIRouter(tags=["system"])
 
@@ -55,7 +55,7 @@ def _sink(context: Context):
     return context.local_services
 
 
-@router.get("/outbox", dependencies=[Admin], response_model=Outbox,
+@router.get("/outbox", dependencies=[Signed], response_model=Outbox,
             response_model_exclude_unset=True)
 async def outbox(
     context: Context,
@@ -66,7 +66,7 @@ async def outbox(
     return await _sink(context).outbox.remote(to, limit)
 
 
-@router.get("/outbox/{key}", dependencies=[Admin], response_class=PlainTextResponse)
+@router.get("/outbox/{key}", dependencies=[Signed], response_class=PlainTextResponse)
 async def outbox_message(context: Context, key: str) -> PlainTextResponse:
     """One received message, as its raw RFC 5322 text."""
     raw = await _sink(context).outbox_message.remote(key)

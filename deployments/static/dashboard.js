@@ -59,21 +59,23 @@ async function api(path, options = {}) {
 }
 
 // Sign in ---------------------------------------------------------------------------
+// User and password buy a token that lasts an hour (kept for this tab only); the admin
+// token serves once, to create the first admin.
 async function signIn(token) {
   state.token = token;
+  let me;
   try {
-    await api("/api/campaigns?limit=1");
+    me = await api("/api/auth/me");
   } catch (err) {
     state.token = null;
     sessionStorage.removeItem("comms-token");
-    const message = err.status === 403 ? "Wrong admin token." :
-      err.status === 401 ? "Please enter the admin token." :
+    $("signin-error").textContent = err.status === 401 ? "Your session ended: sign in again." :
       `Could not sign in: ${err.message || "server unreachable"}`;
-    $("signin-error").textContent = message;
     $("signin").classList.remove("hidden");
     $("app").classList.add("hidden");
     return false;
   }
+  $("whoami").textContent = `${me.username} · ${me.role}`;
   sessionStorage.setItem("comms-token", token);
   $("signin").classList.add("hidden");
   $("app").classList.remove("hidden");
@@ -81,15 +83,44 @@ async function signIn(token) {
   refreshSystem();
   refreshOutbox();
   refreshSignup();
+  refreshAudit();
   preview();
   showReports();
   return true;
 }
 
+async function passwordSignIn(username, password, errorId) {
+  try {
+    const reply = await api("/api/auth/token", { method: "POST", body: { username, password } });
+    $(errorId).textContent = "";
+    return signIn(reply.token);
+  } catch (err) {
+    $(errorId).textContent = err.status === 401 ? "Wrong user name or password." :
+      err.status === 429 ? "Too many attempts: wait a minute." :
+      `Could not sign in: ${err.message || "server unreachable"}`;
+    return false;
+  }
+}
+
 $("signin-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  $("signin-error").textContent = "";
-  signIn($("token").value.trim());
+  passwordSignIn($("username").value.trim(), $("password").value, "signin-error");
+});
+$("first-admin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const username = $("new-admin").value.trim();
+  const password = $("new-admin-password").value;
+  state.token = $("bootstrap-token").value.trim();
+  try {
+    await api("/api/users", { method: "POST", body: { username, password, role: "admin" } });
+  } catch (err) {
+    state.token = null;
+    $("first-admin-error").textContent = err.status === 401 ? "Wrong admin token." :
+      err.message;
+    return;
+  }
+  state.token = null;
+  await passwordSignIn(username, password, "first-admin-error");
 });
 $("signout").addEventListener("click", () => {
   sessionStorage.removeItem("comms-token");
@@ -473,6 +504,15 @@ async function refreshSignup() {
     "No replies yet.");
 }
 setInterval(() => state.token && refreshSignup(), 5000);
+
+async function refreshAudit() {
+  let log;
+  try { log = await api("/api/audit?limit=15"); } catch (err) { return; }
+  fillTable("audit-table", log.entries.map((e) => row([
+    new Date(e.at).toLocaleString(), `${e.who} (${e.role})`, e.action, e.target || ""])),
+    "No changes yet.");
+}
+setInterval(() => state.token && refreshAudit(), 5000);
 
 async function refreshOutbox() {
   const to = $("outbox-filter").value.trim();

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.deployments.test_signup import deliver
@@ -19,18 +21,50 @@ def no_sideways_scroll(page: Page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
-def sign_in(page: Page, stack: Stack, token: str) -> None:
+PASSWORD = "a browser's password"
+
+
+@pytest.fixture(scope="module")
+def operator(stack: Stack) -> str:
+    """An admin user the browser signs in as (made with the bootstrap token)."""
+    name = f"browser-{uuid.uuid4().hex[:6]}"
+    with stack.client() as client:
+        made = client.post("/api/users", json={"username": name, "password": PASSWORD,
+                                               "role": "admin"})
+    assert made.status_code == 201, made.text
+    return name
+
+
+def sign_in(page: Page, stack: Stack, username: str, password: str = PASSWORD) -> None:
     page.goto(stack.base_url + "/")
-    page.fill("#token", token)
+    page.fill("#username", username)
+    page.fill("#password", password)
     page.click("#signin-button")
 
 
-def test_wrong_token_shows_an_error_on_the_form(browser, stack: Stack) -> None:
+def test_a_wrong_password_shows_an_error_on_the_form(browser, stack: Stack,
+                                                      operator: str) -> None:
     page = browser.new_page(viewport=DESKTOP)
-    sign_in(page, stack, "definitely-not-the-token")
-    expect(page.locator("#signin-error")).to_have_text("Wrong admin token.")
+    sign_in(page, stack, operator, "definitely not the password")
+    expect(page.locator("#signin-error")).to_have_text("Wrong user name or password.")
     expect(page.locator("#signin")).to_be_visible()
     expect(page.locator("#app")).to_be_hidden()
+    page.close()
+
+
+def test_the_first_admin_is_made_with_the_admin_token_then_signs_in(browser,
+                                                                    stack: Stack) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(stack.base_url + "/")
+    page.click("#first-admin summary")
+    name = f"first-{uuid.uuid4().hex[:6]}"
+    page.fill("#bootstrap-token", stack.token)
+    page.fill("#new-admin", name)
+    page.fill("#new-admin-password", PASSWORD)
+    page.click("#first-admin-button")
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#whoami")).to_have_text(f"{name} · admin")
+    expect(page.locator("#audit-table")).to_contain_text("user.create")
     page.close()
 
 
@@ -58,10 +92,10 @@ def test_pages_are_served_under_a_strict_content_security_policy(browser,
     page.close()
 
 
-def test_dashboard_generate_launch_and_watch(browser, stack: Stack,
+def test_dashboard_generate_launch_and_watch(browser, stack: Stack, operator: str,
                                              screenshot_dir: Path) -> None:
     page = browser.new_page(viewport=DESKTOP)
-    sign_in(page, stack, stack.token)
+    sign_in(page, stack, operator)
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#preview")).to_contain_text("Subject: Ana, your Basic plan can do more")
 
@@ -93,7 +127,7 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack,
     page.screenshot(path=str(screenshot_dir / "dashboard-desktop.png"), full_page=True)
 
     phone = browser.new_page(viewport=PHONE)
-    sign_in(phone, stack, stack.token)
+    sign_in(phone, stack, operator)
     expect(phone.locator("#app")).to_be_visible()
     phone.locator("#campaigns-table tbody tr").first.click()
     expect(phone.locator("#detail-progress")).to_have_text(re.compile(r"\d+%"))
@@ -105,7 +139,7 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack,
     phone.close()
 
 
-def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack,
+def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack, operator: str,
                                                      screenshot_dir: Path) -> None:
     page = browser.new_page(viewport=DESKTOP)
     page.goto(stack.base_url + "/chat")
@@ -146,10 +180,10 @@ def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack,
     phone.close()
 
 
-def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack,
+def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack, operator: str,
                                                           screenshot_dir: Path) -> None:
     page = browser.new_page(viewport=DESKTOP, accept_downloads=True)
-    sign_in(page, stack, stack.token)
+    sign_in(page, stack, operator)
     expect(page.locator("#app")).to_be_visible()
     page.click("#report-show")
     figures = page.locator("#report-figures")
@@ -166,7 +200,7 @@ def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack,
     page.close()
 
 
-def test_signup_panel_shows_the_review_queue(browser, stack: Stack,
+def test_signup_panel_shows_the_review_queue(browser, stack: Stack, operator: str,
                                              screenshot_dir: Path) -> None:
     domain = unique_domain("panel")
     odd = mail_samples.reply(f"visitor@{domain}", "Do you sell phones in Recife?",
@@ -175,7 +209,7 @@ def test_signup_panel_shows_the_review_queue(browser, stack: Stack,
     with stack.client() as api:
         deliver(stack, api, odd.raw, keen.raw)
     page = browser.new_page(viewport=DESKTOP)
-    sign_in(page, stack, stack.token)
+    sign_in(page, stack, operator)
     expect(page.locator("#signup-state")).to_contain_text("watcher running")
     review = page.locator("#review-table")
     expect(review).to_contain_text("Lojas em Recife", timeout=30_000)
