@@ -23,6 +23,19 @@ from app.paging import newest_first
 
 PLANS = ("Basic", "Plus", "Turbo", "Family")
 CORE_COLUMNS = ("email", "name", "plan", "phone")
+# A value a spreadsheet would run as a formula when someone opens an export of it
+# (CSV injection, OWASP): refused on import. Phones may start with "+", so not them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def looks_like_formula(value: str) -> bool:
+    if not value.startswith(FORMULA_STARTS):
+        return False
+    try:
+        float(value)  # "-12.50" is a number, not a formula
+    except ValueError:
+        return True
+    return False
 FIRST = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "Iris", "João")
 LAST = ("Silva", "Souza", "Costa", "Lima", "Pereira", "Almeida", "Rocha", "Dias")
 INSERT_CHUNK = 1000
@@ -194,6 +207,11 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
                 email = normalise_email(raw_email)
             except ValueError as exc:
                 problems.append({"field": "email", "reason": str(exc)})
+        problems += [{"field": name, "reason": "starts like a spreadsheet formula (=, +, -, "
+                                               "@): refused so no export of it runs as one"}
+                     for name, value in row.items()
+                     if isinstance(name, str) and name not in ("email", "phone")
+                     and isinstance(value, str) and looks_like_formula(value.strip())]
         if problems:
             report.invalid += [{"row": row_number, **problem} for problem in problems]
             continue

@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app import rollups
 from app.catalogue import catalogue
 from app.config import Settings
+from app.customers import looks_like_formula
 from app.statuses import DeliveryStatus
 
 
@@ -230,11 +231,20 @@ def rows(report: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str, 
     return out
 
 
+def cell(value: Any) -> Any:
+    """A text a spreadsheet would run as a formula (a campaign named "=HYPERLINK(...)")
+    gets a leading apostrophe, as OWASP advises against CSV injection; numbers stay
+    numbers."""
+    if isinstance(value, str) and looks_like_formula(value):
+        return "'" + value
+    return value
+
+
 def to_csv(report: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["section", "item", "metric", "value"])
-    writer.writerows(rows(report))
+    writer.writerows([cell(v) for v in row] for row in rows(report))
     return buffer.getvalue()
 
 
@@ -246,7 +256,7 @@ def to_xlsx(report: dict[str, Any], title: str) -> bytes:
     sheet.title = title[:31]
     sheet.append(["section", "item", "metric", "value"])
     for row in rows(report):
-        sheet.append(list(row))
+        sheet.append([cell(v) for v in row])
     for column, width in zip("ABCD", (18, 24, 32, 18), strict=True):
         sheet.column_dimensions[column].width = width
     buffer = io.BytesIO()

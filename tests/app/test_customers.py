@@ -91,3 +91,12 @@ def test_audience_pages_cover_every_bucket_once() -> None:
         assert len(on) == 1
     assert audience_page_query({"tag": "t"}, 0, 1) == {"unsubscribed": False, "tags": "t"}
     assert 0 <= bucket_of("any id") < AUDIENCE_BUCKETS and bucket_of("x") == bucket_of("x")
+
+
+def test_values_a_spreadsheet_would_run_as_formulas_are_refused_per_row() -> None:
+    good, report = parse_csv("email,name,plan,phone,balance,note\n"
+                             "a@b.c,=HYPERLINK(\"http://x\"),Basic,+5511,-12.50,ok\n"
+                             "b@b.c,Bia,Basic,+5511,3,@SUM(A1)\n"
+                             "c@b.c,Jean-Luc,Basic,+5511,-3,fine\n")
+    assert [doc["email"] for _, doc in good] == ["c@b.c"]  # "+55..." and "-3" are fine
+    assert {(i["row"], i["field"]) for i in report.invalid} == {(2, "name"), (3, "note")}

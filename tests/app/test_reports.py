@@ -19,6 +19,7 @@ from app.db import database, ensure_indexes
 from app.reports import (
     BadPeriod,
     billing_report,
+    cell,
     parse_period,
     performance_report,
     rows,
@@ -212,3 +213,12 @@ def test_report_routes_over_http(api) -> None:
     as_xlsx = api.get("/api/reports/performance", params={**old, "format": "xlsx"})
     assert as_xlsx.status_code == 200 and as_xlsx.content[:2] == b"PK"
     assert api.get("/api/reports/performance", params={"format": "pdf"}).status_code == 422
+
+
+def test_exported_text_that_looks_like_a_formula_is_neutralised() -> None:
+    """A campaign named "=HYPERLINK(...)" must not run when the CSV is opened."""
+    report = {"campaigns": [{"campaign_id": "c1", "name": '=HYPERLINK("http://x","y")',
+                             "sent": -0.0, "note": "@cmd"}]}
+    text = to_csv(report)
+    assert "'=HYPERLINK" in text and "'@cmd" in text
+    assert cell(-5) == -5 and cell("-5") == "-5" and cell("Spring") == "Spring"
