@@ -81,8 +81,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("campaign_id", ASCENDING), ("seq", DESCENDING)]),
     ],
     "inbound_mail": [
-        IndexModel([("account", ASCENDING), ("received_at", DESCENDING)]),
-        IndexModel([("account", ASCENDING), ("kind", ASCENDING), ("received_at", DESCENDING)]),
+        # recent and review lists, newest first (app.paging)
+        IndexModel([("account", ASCENDING), ("received_at", DESCENDING),
+                    ("_id", DESCENDING)]),
+        IndexModel([("account", ASCENDING), ("kind", ASCENDING), ("received_at", DESCENDING),
+                    ("_id", DESCENDING)]),
     ],
     "chat_sessions": [IndexModel([("updated_at", DESCENDING), ("_id", DESCENDING)]),
                       IndexModel([("created_at", ASCENDING)]),
@@ -120,7 +123,8 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await asyncio.gather(
         *(db[name].create_indexes(models) for name, models in INDEXES.items())
     )
-    for collection in ("deliveries", "messages", "chat_sessions", "campaigns"):
+    for collection in ("deliveries", "messages", "chat_sessions", "campaigns",
+                       "inbound_mail"):
         wanted = {model.document["name"] for model in INDEXES[collection]} | {"_id_"}
         for name in (await db[collection].index_information()):
             if name not in wanted:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -30,6 +29,8 @@ from app.config import Settings
 from app.customers import new_customer, set_unsubscribed
 from app.inbound_mail import BOUNCE, DSN_FAILED, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
 from app.mailer import delivery_id_in
+from app.paging import newest_first
+from app.rollups import key_safe
 
 CONFIRMATIONS = "signup-confirmations"
 SIGNUP_TAG = "email-signup"
@@ -91,13 +92,56 @@ async def begin(db: AsyncDatabase, account: str, uidvalidity: int, uid: int, siz
     return await db.inbound_mail.find_one({"_id": rid})
 
 
+def counts_key(account: str) -> str:
+    return f"inbound|{account}"
+
+
 async def handled(db: AsyncDatabase, rid: str, kind: str, reason: str, outcome: dict,
                   folder: str) -> None:
-    await db.inbound_mail.update_one(
-        {"_id": rid}, {"$set": {"state": HANDLED, "kind": kind, "reason": reason,
-                                "outcome": outcome, "folder": folder, "handled_at": now(),
-                                "campaign_id": outcome.get("campaign_id"),
-                                "customer_id": outcome.get("customer_id")}})
+    """Record how the message was handled; the first time, count it too (a message
+    handled again after a crash is counted once: the `counted` flag is set by the same
+    write that wins)."""
+    fields = {"state": HANDLED, "kind": kind, "reason": reason, "outcome": outcome,
+              "folder": folder, "handled_at": now(),
+              "campaign_id": outcome.get("campaign_id"),
+              "customer_id": outcome.get("customer_id")}
+    if not await _count_once(db, rid, fields):  # counted by an earlier run
+        await db.inbound_mail.update_one({"_id": rid}, {"$set": fields})
+
+
+async def _count_once(db: AsyncDatabase, rid: str, fields: dict[str, Any]) -> bool:
+    """Set `fields` and add the record to its account's counters, unless it was counted
+    already (then nothing is written: False)."""
+    first = await db.inbound_mail.find_one_and_update(
+        {"_id": rid, "counted": {"$ne": True}}, {"$set": {**fields, "counted": True}},
+        {"account": 1})
+    if first is None:
+        return False
+    kind, campaign_id = fields.get("kind") or REVIEW, fields.get("campaign_id")
+    inc = {f"kinds.{kind}": 1}
+    if kind == SIGNUP and campaign_id:
+        inc[f"signups_by_campaign.{key_safe(campaign_id)}"] = 1
+    await db.counters.update_one({"_id": counts_key(first["account"])}, {"$inc": inc},
+                                 upsert=True)
+    return True
+
+
+COUNTED = {"_id": "inbound-counted", "version": 1}
+
+
+async def count_earlier_records(db: AsyncDatabase) -> int:
+    """Count the records handled before the counters existed, once per database (a
+    marker in `meta` saves later start-ups the read)."""
+    if await db.meta.find_one(COUNTED):
+        return 0
+    n = 0
+    async for record in db.inbound_mail.find(
+            {"counted": {"$ne": True}, "state": {"$in": [HANDLED, MOVED]}},
+            {"kind": 1, "campaign_id": 1}):
+        n += await _count_once(db, record["_id"], {"kind": record.get("kind"),
+                                                   "campaign_id": record.get("campaign_id")})
+    await db.meta.replace_one({"_id": COUNTED["_id"]}, COUNTED, upsert=True)
+    return n
 
 
 async def moved(db: AsyncDatabase, rid: str) -> None:
@@ -245,18 +289,20 @@ async def overview(db: AsyncDatabase, settings: Settings, limit: int = 20) -> di
                 "by_campaign": [], "recent": [], "review_queue": []}
     account = account_key(settings)
     state = await db.imap_state.find_one({"_id": account}, {"_id": 0}) or {}
-    counts = {row["_id"]: row["n"] async for row in await db.inbound_mail.aggregate([
-        {"$match": {"account": account}}, {"$group": {"_id": "$kind", "n": {"$sum": 1}}}])}
-    by_campaign = [{"campaign_id": row["_id"], "signups": row["n"]}
-                   async for row in await db.inbound_mail.aggregate([
-                       {"$match": {"account": account, "kind": SIGNUP}},
-                       {"$group": {"_id": "$campaign_id", "n": {"$sum": 1}}},
-                       {"$sort": {"n": -1}}])]
-    recent = await db.inbound_mail.find({"account": account}, RECORD_FIELDS).sort(
-        "received_at", DESCENDING).limit(limit).to_list()
-    review = await db.inbound_mail.find({"account": account, "kind": REVIEW},
-                                        RECORD_FIELDS).sort(
-        "received_at", DESCENDING).limit(50).to_list()
+    # Counted as messages are handled (`handled`): this panel is polled, and a count
+    # over the mailbox's records would read every one of them each time.
+    stored = await db.counters.find_one({"_id": counts_key(account)}) or {}
+    counts = stored.get("kinds", {})
+    by_campaign = sorted(({"campaign_id": cid, "signups": n}
+                          for cid, n in stored.get("signups_by_campaign", {}).items()),
+                         key=lambda row: -row["signups"])
+    fields = {**RECORD_FIELDS, "_id": 1}  # paging orders by (received_at, _id)
+    recent, _ = await newest_first(db.inbound_mail, {"account": account}, "received_at",
+                                   limit, projection=fields)
+    review, _ = await newest_first(db.inbound_mail, {"account": account, "kind": REVIEW},
+                                   "received_at", 50, projection=fields)
+    for record in (*recent, *review):
+        record.pop("_id")
     return {"configured": True, "account": account, "state": state,
             "counts": {kind: counts.get(kind, 0) for kind in (SIGNUP, UNSUBSCRIBE, BOUNCE,
                                                               REVIEW)},

@@ -15,6 +15,7 @@ from app.config import Endpoints, Settings
 from app.customers import backfill_buckets
 from app.db import ensure_indexes
 from app.runtime import Runtime
+from app.signup import count_earlier_records
 from app.tokens import admin_token
 from deployments.limits import PublicLimits
 
@@ -39,6 +40,7 @@ class AppContext:
         await ensure_indexes(db)
         await backfill_buckets(db)
         await rename_launch_options(db)
+        await count_earlier_records(db)
         services = local_services(settings) if endpoints.local_sink else None
         return cls(runtime, db, token, services, PublicLimits(settings))
 
