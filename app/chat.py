@@ -342,8 +342,10 @@ async def session_overview(db: AsyncDatabase, limit: int = 100, cursor: str | No
     handoffs."""
     sessions, next_cursor = await newest_first(db.chat_sessions, {}, "updated_at", limit,
                                                cursor, {"token_hash": 0})
-    handoffs = await db.events.find({"type": "handoff_requested", "resolved": {"$ne": True}}
-                                    ).sort("created_at", DESCENDING).limit(limit).to_list()
+    # Every handoff stays open (nothing resolves one yet): the newest, over an index,
+    # without reading every event (the live dashboard asks for these each second).
+    handoffs, _ = await newest_first(db.events, {"type": "handoff_requested"}, "created_at",
+                                     limit)
     return {
         "sessions": [{"id": s["_id"], "node": s.get("node"), "ended": s.get("ended"),
                       "customer_id": s.get("customer_id"), "contact": s.get("contact"),

@@ -96,7 +96,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("outbox", ASCENDING)], sparse=True),
     ],
     "events": [
-        IndexModel([("type", ASCENDING), ("created_at", DESCENDING)]),
+        # the open handoffs, newest first (app.paging)
+        IndexModel([("type", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("delivered", ASCENDING), ("created_at", ASCENDING)]),
     ],
     "rollups": [
@@ -124,7 +125,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
         *(db[name].create_indexes(models) for name, models in INDEXES.items())
     )
     for collection in ("deliveries", "messages", "chat_sessions", "campaigns",
-                       "inbound_mail"):
+                       "inbound_mail", "events"):
         wanted = {model.document["name"] for model in INDEXES[collection]} | {"_id_"}
         for name in (await db[collection].index_information()):
             if name not in wanted:
