@@ -36,20 +36,14 @@ from deployments.security import SecurityHeaders
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               openapi_url="/api/openapi.json")
-api.include_router(system.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(accounts.auth_router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(accounts.users_router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(accounts.audit_router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(customers.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(jobs.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(campaigns.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(unsubscribe.router, responses=DOCUMENTED_ERRORS)
-api.include_router(chat.admin_router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(marketing.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(live.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(reports.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(signup.router, prefix="/api", responses=DOCUMENTED_ERRORS)
-api.include_router(pages.router, responses=DOCUMENTED_ERRORS)
+API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
+               accounts.audit_router, customers.router, jobs.router, campaigns.router,
+               chat.admin_router, marketing.router, live.router, reports.router,
+               signup.router)
+for router in API_ROUTERS:
+    api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)
+for router in (unsubscribe.router, pages.router):  # outside /api
+    api.include_router(router, responses=DOCUMENTED_ERRORS)
 pages.mount_static(api)
 install_error_handlers(api)
 api.add_middleware(SecurityHeaders)
