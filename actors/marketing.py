@@ -25,9 +25,11 @@ import ray
 
 from actors import registry
 from actors.chat_hub import chat_hub
+from actors.metrics import OfferMetrics
 from app import composer, marketing
 from app.mailer import SENT, Mail, SenderPool, build_message, message_id
 from app.runtime import Runtime
+from app.statuses import OfferStatus
 
 log = logging.getLogger("operator_comms.marketing")
 FIRING_CONCURRENCY = 8   # batches in flight
@@ -67,12 +69,15 @@ class MarketingActor:
         if offer is not None:
             heapq.heappush(self.heap, (offer["fire_at"].timestamp(), offer["_id"]))
             self.wake.set()
+            OfferMetrics.get().count(OfferStatus.SCHEDULED)
         return {"scheduled": offer is not None, "reason": why,
                 "offer_id": offer["_id"] if offer else None}
 
     async def handle_acceptance(self, event: dict) -> dict:
         """`counter_offer_accepted`: the offer accepted, the plan changed, a conversion."""
         offer = await marketing.accept_offer(self.db, event)
+        if offer is not None:
+            OfferMetrics.get().count(OfferStatus.ACCEPTED)
         return {"accepted": offer is not None}
 
     async def handle_upgrade(self, event: dict) -> dict:
@@ -142,6 +147,7 @@ class MarketingActor:
             await marketing.mark_sent(self.db, {offer["_id"]: emailed.get(offer["_id"], False)
                                                 for offer in fired})
             self.fired += len(fired)
+            OfferMetrics.get().count(OfferStatus.SENT, len(fired))
             self.batches += 1
             at = time.time()
             self.lateness_ms += [max(0.0, (at - when[offer["_id"]]) * 1000) for offer in fired]

@@ -28,10 +28,14 @@ class SendMetrics:
     """Metrics of the send path, created once per worker process."""
 
     _instance: SendMetrics | None = None
+    EXPORTED = {"comms_messages_total": "counter", "comms_send_latency_ms": "histogram",
+                "comms_send_tasks_in_flight": "gauge"}
+    CHANNEL = "email"  # the channel tag: SMS will be another (#17)
 
     def __init__(self) -> None:
         self.messages = Counter("comms_messages_total", description="Delivery outcomes.",
-                                tag_keys=("status",))
+                                tag_keys=("status", "channel"))
+        self.messages.set_default_tags({"channel": self.CHANNEL})
         self.latency = Histogram("comms_send_latency_ms", description="SMTP send latency.",
                                  boundaries=[5, 10, 25, 50, 100, 250, 500, 1000, 5000],
                                  tag_keys=())

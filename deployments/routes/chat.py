@@ -29,6 +29,7 @@ from fastapi import (
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from actors.metrics import ChatMetrics
 from app import chat
 from app.conversations import Bell, Conversations
 from app.models import (
@@ -122,7 +123,9 @@ async def send_message(session_id: str, body: CustomerText,
     enforce(current().limits.turns, session_id, "messages")
     token = _token(authorization)
     try:
-        return {"messages": _messages(await _talk().turn(session_id, token, body.text))}
+        docs = await _talk().turn(session_id, token, body.text)
+        ChatMetrics.get().turns.inc(tags={"via": "rest"})
+        return {"messages": _messages(docs)}
     except chat.SessionNotFound:
         raise _not_found(session_id) from None
 
@@ -228,7 +231,9 @@ async def chat_socket(websocket: WebSocket, session_id: str) -> None:
                     "message": f"too many messages: try again in {retry_after(wait)} s"})
                 continue
             # One turn at a time per socket: the customer's messages keep their order.
-            await push(await talk.turn(session_id, token, text))
+            docs = await talk.turn(session_id, token, text)
+            ChatMetrics.get().turns.inc(tags={"via": "websocket"})
+            await push(docs)
 
     async with talk.listening(session_id) as bell:
         await push()  # what the client missed while away

@@ -199,11 +199,15 @@ def test_operator_view_lists_sessions_and_open_handoffs(stack: Stack, api) -> No
     session = new_session(stack)
     for answer in ("1", "2", "3"):  # client, no upgrade, talk to a human
         say(stack, session, answer)
+    # The handoff event is stored with the turn; the session's summary (where it is in
+    # the flow) is written by its replica once a second: wait for both.
     deadline = 100
     overview: dict = {}
     while deadline:
         overview = api.get("/api/chat/sessions").json()
-        if any(h["session_id"] == session["session_id"] for h in overview["open_handoffs"]):
+        listed = [s for s in overview["sessions"] if s["id"] == session["session_id"]]
+        if any(h["session_id"] == session["session_id"] for h in overview["open_handoffs"]) \
+                and listed and listed[0]["node"] == "handoff":
             break
         deadline -= 1
         time.sleep(0.1)

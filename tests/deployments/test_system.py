@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import aiosmtplib
+import httpx
 import pytest
+import ray
 
 from app.mailer import Mail, build_message
+from tests.deployments.test_chat import new_session
+from tests.utils.campaigns import create_campaign, finished, generate_audience, launch, wait_for
 from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
 
 
 def test_health_reports_every_part_up(stack: Stack) -> None:
@@ -63,3 +70,29 @@ def test_outbox_rejects_bad_query_with_field_name(api) -> None:
 
 def test_unknown_route_is_404_not_500(api) -> None:
     assert api.get("/api/nothing-here").status_code == 404
+
+
+def test_app_metrics_reach_rays_prometheus_endpoint(stack: Stack, api) -> None:
+    """A campaign's sends and a chat turn show up on the node's metrics endpoint, which
+    monitoring/prometheus.yml scrapes, under the names the Grafana dashboard uses."""
+    domain = unique_domain("metrics")
+    campaign = create_campaign(api, generate_audience(api, 3, domain))
+    launch(api, campaign, workers=1)
+    wait_for(api, campaign, finished)
+    session = new_session(stack)
+    with stack.client(admin=False) as client:
+        assert client.post(f"/chat/api/sessions/{session['session_id']}/messages",
+                           json={"text": "1"}, headers={
+                               "Authorization": f"Bearer {session['token']}"}).status_code == 200
+
+    def scraped() -> str | None:
+        text = "".join(
+            httpx.get(f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}"
+                      "/metrics", timeout=10).text for node in ray.nodes() if node["Alive"])
+        wanted = ('ray_comms_messages_total{', 'status="sent"', 'channel="email"',
+                  "ray_comms_send_latency_ms_bucket", "ray_comms_chat_turns_total{")
+        return text if all(part in text for part in wanted) else None
+
+    # Ray's agents report every few seconds: wait for the export, not for a timing.
+    text = wait_until(scraped, timeout_s=90, what="the app's metrics on the endpoint")
+    assert re.search(r'ray_comms_chat_turns_total\{[^}]*via="rest"', text)
