@@ -92,6 +92,8 @@ def user_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def create_user(db: AsyncDatabase, username: str, password: str, role: Role,
                       by: Principal) -> dict[str, Any]:
+    if username == BOOTSTRAP.name:  # the audit log would not tell them apart
+        raise AccountProblem("body.username", f"{username!r} is the admin token's name")
     password_hash = await asyncio.to_thread(_hasher.hash, password)
     doc = {"_id": username, "role": role, "password_hash": password_hash, "disabled": False,
            "created_at": now(), "created_by": by.name, "api_keys": []}

@@ -142,6 +142,10 @@ def test_bad_account_input_is_a_4xx_naming_the_field(stack: Stack) -> None:
         role = client.post("/api/users", json={"username": "ok-name", "password": PASSWORD,
                                                 "role": "root"})
         assert role.status_code == 422 and role.json()["detail"][0]["field"] == "body.role"
+        reserved = client.post("/api/users", json={"username": "admin-token",
+                                                    "password": PASSWORD, "role": "viewer"})
+        assert reserved.status_code == 409
+        assert reserved.json()["detail"][0]["field"] == "body.username"
 
 
 def test_sign_in_attempts_are_limited_per_address(stack: Stack) -> None:
