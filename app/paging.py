@@ -21,6 +21,7 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 WINDOWS = tuple(timedelta(seconds=10 * 6 ** n) for n in range(9)) + (None,)  # ..~6 years
+WHOLE = (None,)  # no windows
 
 
 class BadCursor(ValueError):
@@ -44,9 +45,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 async def newest_first(collection: AsyncCollection, where: dict[str, Any], field: str,
                        limit: int, cursor: str | None = None,
                        projection: dict[str, Any] | None = None,
-                       now: datetime | None = None) -> tuple[list[dict], str | None]:
+                       now: datetime | None = None,
+                       windows: tuple[timedelta | None, ...] = WINDOWS
+                       ) -> tuple[list[dict], str | None]:
     """(up to `limit` documents matching `where`, newest `field` first; the cursor of
-    the next page, None when this one is the last)."""
+    the next page, None when this one is the last). A small collection passes
+    `windows=WHOLE`: one query, since walking its index costs less than more commands."""
     order = [(field, DESCENDING), ("_id", DESCENDING)]
     docs: list[dict] = []
     if cursor is None:
@@ -57,7 +61,7 @@ async def newest_first(collection: AsyncCollection, where: dict[str, Any], field
                                      projection).sort(order).limit(limit + 1).to_list()
         below = {"$lt": top}
     wanted = limit + 1 - len(docs)  # one more than the page: is there a next one?
-    for window in WINDOWS if wanted > 0 else ():
+    for window in windows if wanted > 0 else ():
         bound = below if window is None else {**below, "$gte": top - window}
         query = {**where, field: bound} if bound else where
         found = await collection.find(query, projection).sort(order).limit(wanted).to_list()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from app.paging import BadCursor, decode_cursor, encode_cursor, newest_first
+from app.paging import WHOLE, BadCursor, decode_cursor, encode_cursor, newest_first
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -27,10 +27,11 @@ async def _collection(db):
     return collection, docs
 
 
-async def _all_pages(collection, where, limit):
+async def _all_pages(collection, where, limit, **options):
     seen, cursor, pages = [], None, 0
     while True:
-        page, cursor = await newest_first(collection, where, "at", limit, cursor, now=NOW)
+        page, cursor = await newest_first(collection, where, "at", limit, cursor, now=NOW,
+                                          **options)
         seen += page
         pages += 1
         if cursor is None:
@@ -64,3 +65,10 @@ def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
     for bad in ("", "abc", "e30", encode_cursor(NOW, "x")[:-3] + "!!!"):
         with pytest.raises(BadCursor):
             decode_cursor(bad)
+
+
+async def test_a_small_collection_pages_the_same_in_one_query_a_page(db) -> None:
+    collection, docs = await _collection(db)
+    windowed, _ = await _all_pages(collection, {}, 4)
+    whole, _ = await _all_pages(collection, {}, 4, windows=WHOLE)
+    assert [d["_id"] for d in whole] == [d["_id"] for d in windowed] and len(whole) == len(docs)
