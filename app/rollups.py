@@ -386,9 +386,10 @@ async def reconcile_period(db: AsyncDatabase, start: datetime, end: datetime,
     first, last = days(start, end)
     lo = datetime.fromisoformat(first).replace(tzinfo=UTC)
     hi = datetime.fromisoformat(last).replace(tzinfo=UTC)
+    from app.campaigns import deliveries_created_between  # it imports this module
+
     increments = Increments()
-    async for doc in db.deliveries.find({"created_at": {"$gte": lo, "$lt": hi}},
-                                        DELIVERY_FIELDS):
+    async for doc in deliveries_created_between(db, lo, hi, DELIVERY_FIELDS):
         increments.outcome(doc["campaign_id"], doc, None)
     # Emails count on their send day: keep only the days of this period.
     expected = {k: v for k, v in increments.docs().items() if first <= v["day"] < last}

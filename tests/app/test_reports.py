@@ -41,6 +41,14 @@ def delivery(n: int, campaign: str, status: str, created: datetime, **fields) ->
 
 SEED = {
     "campaigns": [{"_id": "c1", "name": "Spring"}, {"_id": "c2", "name": "Summer"}],
+    # A period's recount finds deliveries through their batches, as the send path
+    # leaves them: c2's batch opened before delivery 10 (outside the period).
+    "batches": [
+        {"_id": "c1:000000000", "campaign_id": "c1", "recipients": [str(n) for n in range(1, 7)],
+         "status": "done", "created_at": at(10, 9), "done_at": at(10, 11)},
+        {"_id": "c2:000000000", "campaign_id": "c2", "recipients": [str(n) for n in range(7, 11)],
+         "status": "pending", "created_at": datetime(2026, 9, 30, tzinfo=UTC)},
+    ],
     "deliveries": [
         delivery(1, "c1", "sent", at(10), latency_ms=10.0, sent_at=at(10, 10, 0),
                  node="n1", worker="w1"),
