@@ -4,12 +4,13 @@ It pages through the audience (one indexed query per page of customers; its memo
 holds one page, not the audience), cuts it into batches, inserts each batch already
 claimed and hands it to a send task, keeping at most `workers` tasks in flight with
 `ray.wait`. Finished tasks return their counts through Ray, and the runner adds them
-to the campaign in one `$inc` at most every PROGRESS_EVERY_S (and whenever it stops). Batches that need another attempt (4xx,
-connection trouble) come back in the task's summary with the time they are due; the
-runner keeps them in a heap and claims them again then. Nothing polls the database
-for work: the heap, `ray.wait` and `poke` (status changes, new confirmations) say
-when to act. A sweep every few seconds gives back batches whose lease ran out (their
-task is gone, e.g. the dispatcher that owned it died).
+to the campaign in one `$inc` at most every PROGRESS_EVERY_S (and whenever it stops).
+Batches that need another attempt (4xx, connection trouble) come back in the task's
+summary with the time they are due; the runner keeps them in a heap and claims them
+again then. Nothing polls the database for work: the heap, `ray.wait` and `poke`
+(status changes, new confirmations) say when to act. A sweep every few seconds gives
+back batches whose lease ran out (their task is gone, e.g. the dispatcher that owned
+it died).
 
 All progress lives in MongoDB, so a restarted runner (`max_restarts=-1`) resumes from
 the newest batch's audience position, the open batches, and the tasks the dispatcher
@@ -35,6 +36,8 @@ from ray.exceptions import RayError, TaskCancelledError
 from actors import registry
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
+from actors.webhook_sender import poke as webhook_poke
+from actors.webhook_sender import publish
 from app import campaigns
 from app.customers import audience_page
 from app.runtime import Runtime
@@ -276,9 +279,12 @@ class CampaignRunner:
             return False  # claims to recover (the sweep), or batches queued meanwhile
         await self._write_progress(db, None)
         await campaigns.reconcile(db, self.campaign_id)
-        await campaigns.change_status(db, self.campaign_id, (CampaignStatus.RUNNING,),
-                                      CampaignStatus.COMPLETED)
+        completed = await campaigns.change_status(
+            db, self.campaign_id, (CampaignStatus.RUNNING,), CampaignStatus.COMPLETED)
         campaign = await campaigns.campaign_state(db, self.campaign_id)
+        if completed:
+            await publish(db, "campaign.completed", {
+                "campaign_id": self.campaign_id, "counts": campaign["counts"]})
         await campaigns.record_progress(db, self.campaign_id, {},
                                         campaigns.progress_sample(campaign["counts"]))
         self.status_now = campaign["status"]
@@ -307,6 +313,7 @@ class CampaignRunner:
         try:
             summary = await ref  # already finished: this only fetches the result or error
         except TaskCancelledError:  # paused or cancelled: it counted what it sent itself
+            webhook_poke()  # and may have stored delivery events: its summary is lost
             await campaigns.release_batch(db, batch, claim)  # if it never started
             heapq.heappush(self.due, (time.time(), batch))
             return
@@ -316,6 +323,8 @@ class CampaignRunner:
             log.warning("campaign %s: send task for %s failed (%s); given back: %s",
                         self.campaign_id, batch, type(exc).__name__, released)
             return
+        if summary.get("webhooks"):
+            webhook_poke()
         if summary.get("next") is not None:
             heapq.heappush(self.due, (summary["next"], batch))
         if not summary.get("counted"):

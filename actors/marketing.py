@@ -26,6 +26,7 @@ import ray
 from actors import registry
 from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
+from actors.webhook_sender import publish
 from app import composer, marketing
 from app.mailer import SENT, Mail, SenderPool, build_message, message_id
 from app.runtime import Runtime
@@ -70,6 +71,10 @@ class MarketingActor:
             heapq.heappush(self.heap, (offer["fire_at"].timestamp(), offer["_id"]))
             self.wake.set()
             OfferMetrics.get().count(OfferStatus.SCHEDULED)
+        await publish(self.db, "offer.refused", {
+            "session_id": event["session_id"], "customer_id": event.get("customer_id"),
+            "counter_offer_id": offer["_id"] if offer else None, "why_none": why},
+            key=f"offer.refused:{event['_id']}")
         return {"scheduled": offer is not None, "reason": why,
                 "offer_id": offer["_id"] if offer else None}
 
@@ -78,6 +83,8 @@ class MarketingActor:
         offer = await marketing.accept_offer(self.db, event)
         if offer is not None:
             OfferMetrics.get().count(OfferStatus.ACCEPTED)
+            await publish(self.db, "offer.accepted", _offer_event(offer),
+                          key=f"offer.accepted:{offer['_id']}")
         return {"accepted": offer is not None}
 
     async def handle_upgrade(self, event: dict) -> dict:
@@ -148,6 +155,10 @@ class MarketingActor:
                                                 for offer in fired})
             self.fired += len(fired)
             OfferMetrics.get().count(OfferStatus.SENT, len(fired))
+            if fired:
+                await publish(self.db, "offer.sent", {"offers": [
+                    {**_offer_event(offer), "emailed": emailed.get(offer["_id"], False)}
+                    for offer in fired]})
             self.batches += 1
             at = time.time()
             self.lateness_ms += [max(0.0, (at - when[offer["_id"]]) * 1000) for offer in fired]
@@ -203,6 +214,12 @@ def _rss_mb() -> float | None:
     except OSError:
         return None
     return None
+
+
+def _offer_event(offer: dict) -> dict:
+    return {"offer_id": offer["_id"], "session_id": offer.get("session_id"),
+            "customer_id": offer.get("customer_id"), "plan": offer.get("plan"),
+            "discount_pct": offer.get("discount_pct")}
 
 
 def marketing_actor(runtime: Runtime):

@@ -14,11 +14,13 @@ from app.send_tasks import SendMetrics
 
 CHAT_TURNS = "comms_chat_turns_total"
 OFFERS = "comms_offers_total"
+WEBHOOK_ATTEMPTS = "comms_webhook_attempts_total"
 
 EXPORTED = {
     **SendMetrics.EXPORTED,
     CHAT_TURNS: "counter",
     OFFERS: "counter",
+    WEBHOOK_ATTEMPTS: "counter",
 }
 
 
@@ -56,3 +58,19 @@ class OfferMetrics:
     def count(self, status: str, n: int = 1) -> None:
         if n:
             self.offers.inc(n, tags={"status": status})
+
+
+class WebhookMetrics:
+    """Webhook attempts by outcome (delivered, retry, dead); in the webhook actor."""
+
+    _instance: WebhookMetrics | None = None
+
+    def __init__(self) -> None:
+        self.attempts = Counter(WEBHOOK_ATTEMPTS, description="Webhook delivery attempts.",
+                                tag_keys=("outcome",))
+
+    @classmethod
+    def get(cls) -> WebhookMetrics:
+        if cls._instance is None:
+            cls._instance = WebhookMetrics()
+        return cls._instance

@@ -20,6 +20,7 @@ CHAT_HUB = "chat-hub"
 RATE_LIMITER = "rate-limiter"
 SEND_DISPATCHER = "send-dispatcher"
 SIGNUP_WATCHER = "signup-watcher"
+WEBHOOKS = "webhooks"
 
 
 def runner_name(campaign_id: str) -> str:

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         default="Special offer for you: {discount}% off the {plan} plan, "
                 "R$ {price} a month instead of R$ {full_price}.", min_length=1, max_length=500)
 
+    # Outbound webhooks: the wait before each retry (Standard Webhooks' schedule,
+    # about 27 hours in all), then dead; an endpoint failing that long is disabled.
+    webhook_retry_s: list[float] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18_000, 36_000, 36_000],
+        min_length=1, max_length=20)
+    webhook_disable_after_s: float = Field(default=86_400.0, ge=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
     # Billing report: months of revenue counted per conversion, cost of one email.
     billing_months: int = Field(default=12, ge=1, le=120)
     email_cost: float = Field(default=0.002, ge=0)

@@ -105,6 +105,15 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("kind", ASCENDING), ("day", ASCENDING)]),
         IndexModel([("kind", ASCENDING), ("campaign_id", ASCENDING)]),
     ],
+    "webhook_messages": [
+        # the webhook actor's due messages: {status, next_at <= now}
+        IndexModel([("status", ASCENDING), ("next_at", ASCENDING)]),
+        # an endpoint's messages, newest first, all or by status (app.paging)
+        IndexModel([("endpoint_id", ASCENDING), ("created_at", DESCENDING),
+                    ("_id", DESCENDING)]),
+        IndexModel([("endpoint_id", ASCENDING), ("status", ASCENDING),
+                    ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    ],
     "offers": [
         IndexModel([("_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)]),
         IndexModel([("status", ASCENDING), ("fire_at", ASCENDING)]),

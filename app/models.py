@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.accounts import Role
 from app.statuses import CampaignStatus, JobStatus
+from app.webhooks import EVENT_TYPES
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -364,3 +365,65 @@ class AuditEntry(Reply):
 class AuditList(Reply):
     entries: list[AuditEntry]
     next_cursor: str | None
+
+
+# Webhooks -------------------------------------------------------------------------------
+
+WebhookUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000,
+                                              pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[a-z_]+$")]
+
+
+class WebhookEvents(Strict):
+    events: list[EventType] | None = Field(default=None, min_length=1, max_length=20)
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, events: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(events or []) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {sorted(EVENT_TYPES)}")
+        return events
+
+
+class NewWebhook(WebhookEvents):
+    url: WebhookUrl
+    events: list[EventType] = Field(min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=200)
+    ordered: bool = Field(default=False, description="one at a time, in creation order")
+    max_in_flight: int = Field(default=4, ge=1, le=32)
+
+
+class WebhookChange(WebhookEvents):
+    url: WebhookUrl | None = None
+    description: str | None = Field(default=None, max_length=200)
+    ordered: bool | None = None
+    max_in_flight: int | None = Field(default=None, ge=1, le=32)
+    enabled: bool | None = None
+
+
+class WebhookView(Reply):
+    id: str
+    url: str
+    events: list[str]
+    ordered: bool
+    max_in_flight: int
+    enabled: bool
+    disabled_reason: str | None
+    waiting: dict[str, int] | None = Field(default=None,
+                                           description="messages pending and dead")
+    secret: str | None = Field(default=None, description="shown once, at creation")
+
+
+class WebhookList(Reply):
+    webhooks: list[WebhookView]
+    event_types: dict[str, str]
+
+
+class WebhookMessages(Reply):
+    messages: list[Any_]
+    next_cursor: str | None
+
+
+class Replayed(Reply):
+    replayed: int

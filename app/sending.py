@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import campaigns, composer, rollups
+from app import campaigns, composer, rollups, webhooks
 from app.config import Settings
 from app.customers import SEND_FIELDS, unsubscribed_since
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
@@ -37,6 +38,7 @@ from app.runtime import Runtime
 from app.statuses import AttemptOutcome, DeliveryStatus
 from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 
+log = logging.getLogger("operator_comms.sending")
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
@@ -130,6 +132,7 @@ class OutcomeRecorder:
         self.retry_ids: list[str] = []
         self.latencies: list[float] = []
         self.unrecorded = 0
+        self.webhooks = 0  # events stored for webhook endpoints (the runner pokes their actor)
         self.changed = asyncio.Condition()
         self.kick = asyncio.Event()
         self.error: BaseException | None = None
@@ -216,6 +219,10 @@ class OutcomeRecorder:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
             if time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
                 await self._write_rollups()
+            changed = [{"delivery_id": did, "customer_id": customer_id, "status": status}
+                       for did, (status, customer_id) in statuses.items() if did not in lost]
+            if changed:  # one event per flush, and no write at all when nobody listens
+                await self._emit(changed)
         except BaseException as exc:  # surface it to the senders: stop sending
             async with self.changed:
                 self.error = exc
@@ -232,6 +239,15 @@ class OutcomeRecorder:
         async with self.changed:
             self.unrecorded -= len(statuses)
             self.changed.notify_all()
+
+    async def _emit(self, changed: list[dict]) -> None:
+        """The webhook event of a flush; the outcomes are recorded whatever becomes of it."""
+        try:
+            self.webhooks += await webhooks.emit(self.db, "delivery.status", {
+                "campaign_id": self.job.campaign_id, "deliveries": changed})
+        except Exception:
+            log.exception("batch %s: its delivery.status event could not be stored",
+                          self.job.batch_id)
 
     async def _write_rollups(self) -> None:
         increments, self.increments = self.increments, rollups.Increments()
@@ -325,6 +341,7 @@ class BatchRun:
         counts = dict(recorder.counts)
         summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
                        latencies=recorder.latencies, released=len(unsent),
+                       webhooks=recorder.webhooks,
                        stopped=self.stop_reason[0] if self.stop_reason else None)
         return summary
 

@@ -63,3 +63,10 @@ class OfferStatus(StrEnum):
     SENT = "sent"            # in the customer's inbox (and mailed where allowed)
     ACCEPTED = "accepted"
     EXPIRED = "expired"
+
+
+class WebhookStatus(StrEnum):
+    """One event's delivery to one webhook endpoint."""
+    PENDING = "pending"      # waits for its (next) attempt
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    DEAD = "dead"            # every attempt of the schedule failed: kept for a replay

@@ -14,6 +14,7 @@ from ray import serve
 
 from actors.chat_hub import HubDoorbell, chat_hub
 from actors.marketing import marketing_actor
+from actors.webhook_sender import publish
 from app.config import Settings
 from app.conversations import Conversations
 from app.flow_engine import load_flow
@@ -43,6 +44,9 @@ class ChatBot:
                 "offer_refused": lambda event: marketing.handle_refusal.remote(event),
                 "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
                 "offer_accepted": lambda event: marketing.handle_upgrade.remote(event),
+                "handoff_requested": lambda event: publish(context.db, "handoff.requested", {
+                    "session_id": event["session_id"], "customer_id": event.get("customer_id"),
+                    "at": event["created_at"]}, key=f"handoff:{event['_id']}"),
             },
             doorbell=HubDoorbell(hub))
         install(context)

@@ -13,6 +13,7 @@ from actors.campaign_runner import start_runner
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
 from actors.signup_watcher import start_signup_watcher
+from actors.webhook_sender import webhook_sender
 from app.campaigns import active_campaign_ids
 from app.config import Settings
 from deployments import options
@@ -31,6 +32,7 @@ from deployments.routes import (
     signup,
     system,
     unsubscribe,
+    webhooks,
 )
 from deployments.security import SecurityHeaders
 
@@ -39,7 +41,7 @@ api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
                chat.admin_router, marketing.router, live.router, reports.router,
-               signup.router)
+               signup.router, webhooks.router)
 for router in API_ROUTERS:
     api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)
 for router in (unsubscribe.router, pages.router):  # outside /api
@@ -56,6 +58,7 @@ class Dashboard:
         context = install(await AppContext.start(settings))
         rate_limiter(settings.actor_resources)
         marketing_actor(context.runtime)
+        webhook_sender(context.runtime)
         if settings.signup_enabled:
             start_signup_watcher(context.runtime)
         # Campaigns that were running when the cluster last stopped carry on.

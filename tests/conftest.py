@@ -63,6 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         marketing_cooldown_s=1.0,
         send_lease_s=5.0,  # a dead task's claim comes back within seconds
         retry_backoff_s=0.2,
+        webhook_retry_s=[0.2] * 6, webhook_disable_after_s=1.0,  # dead within seconds
         imap_host="127.0.0.1", imap_port=imap.port, imap_tls=False, imap_user=imap.user,
         imap_password=imap.password, imap_poll_s=1.0,
     )

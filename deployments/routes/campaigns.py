@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import status_changed, tasks_in_flight
+from actors.webhook_sender import publish
 from app import audit, campaigns, composer
 from app.accounts import Principal
 from app.customers import audience_pages, estimated_customers, find_by_email
@@ -110,6 +111,9 @@ async def launch(context: Context, who: Who, campaign_id: str,
         raise HTTPException(409, f"campaign is {campaign['status']}, only a draft can launch")
     await _status_changed(context, campaign_id, running=True)
     await audit.record(context.db, who, "campaign.launch", campaign_id, launched["launch"])
+    await publish(context.db, "campaign.started", {
+        "campaign_id": campaign_id, "name": launched["name"], "launch": launched["launch"]},
+        key=f"campaign.started:{campaign_id}")
     return campaigns.campaign_view(launched)
 
 

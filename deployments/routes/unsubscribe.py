@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from actors.webhook_sender import publish
 from app.customers import set_unsubscribed
 from deployments.deps import Context
 from deployments.limits import retry_after
@@ -28,6 +29,8 @@ async def _unsubscribe(context: Context, request: Request, token: str) -> HTMLRe
     if customer_id is None or not await set_unsubscribed(context.db, customer_id):
         return HTMLResponse(PAGE.format(title="Link not valid",
                                         text="This unsubscribe link is not valid."), 404)
+    await publish(context.db, "customer.unsubscribed",
+                  {"customer_id": customer_id, "via": "link"})
     return HTMLResponse(PAGE.format(title="You are unsubscribed",
                                     text="You will not receive campaign emails from us again."))
 

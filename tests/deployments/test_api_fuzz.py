@@ -32,6 +32,8 @@ GENERATE_AT_MOST = 25  # customers per fuzzed generation job
 # Fuzzing comes from its own loopback address, so the per-address abuse limits it runs
 # into (unsubscribe links, session creation) hold back only its own requests.
 FUZZ_ADDRESS = "127.0.0.31"
+# Fuzzed webhook endpoints point at a closed local port, and go when the module ends.
+FUZZ_HOOK_URL = "http://127.0.0.1:9/fuzz"
 
 
 class _FromAddress(requests.adapters.HTTPAdapter):
@@ -64,6 +66,18 @@ def _small(case) -> None:
     if (case.path == "/api/customers/generate" and isinstance(count, int | float)
             and not isinstance(count, bool) and count > GENERATE_AT_MOST):
         body["count"] = GENERATE_AT_MOST
+    if (case.path == "/api/webhooks" and case.method == "POST" and isinstance(body, dict)
+            and isinstance(body.get("url"), str)):
+        body["url"] = FUZZ_HOOK_URL
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_fuzzed_webhooks(stack: Stack):
+    yield
+    with stack.client() as client:
+        for hook in client.get("/api/webhooks").json()["webhooks"]:
+            if hook["url"] == FUZZ_HOOK_URL:
+                client.delete(f"/api/webhooks/{hook['id']}")
 
 
 @dashboard.parametrize()

@@ -1,0 +1,216 @@
+"""Outbound webhooks end to end: a real HTTP receiver in this process, events from a
+real campaign through the real send path, verified with the published Standard
+Webhooks library; retries with the same id, dead letters and their replay.
+
+The stack's retry schedule is short (conftest: 0.2 s steps), so a message dies within
+a couple of seconds and an endpoint failing for a second is disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from app.webhooks import Subscriptions
+from tests.utils.campaigns import create_campaign, finished, import_audience, launch, wait_for
+from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
+
+# Send workers read who listens at most this often (app.webhooks.Subscriptions).
+LISTENERS_FRESH_S = Subscriptions().ttl_s + 1.0
+
+
+class Receiver:
+    """An HTTP endpoint per path: answers by the path's mode and keeps every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.modes: dict[str, str] = defaultdict(lambda: "ok")
+        self.failures_left: Counter[str] = Counter()  # per webhook-id, for "flaky"
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status = receiver.answer(self.path, headers.get("webhook-id", ""))
+                with receiver.lock:
+                    receiver.requests.append({"path": self.path, "headers": headers,
+                                              "body": body.decode(), "status": status})
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, message_id: str) -> int:
+        mode = self.modes[path]
+        if mode == "down":
+            return 503
+        if mode == "flaky":
+            with self.lock:
+                if self.failures_left[message_id] < 5:
+                    self.failures_left[message_id] += 1
+                    return 500
+        return 204
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if r["path"] == path]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+
+
+def register(api, url: str, events: list[str], **options) -> dict:
+    response = api.post("/api/webhooks", json={"url": url, "events": events, **options})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def events_for(requests: list[dict], campaign_id: str) -> list[dict]:
+    found = []
+    for request in requests:
+        event = json.loads(request["body"])
+        data = event["data"]
+        if data.get("campaign_id") == campaign_id:
+            found.append({**event, "request": request})
+    return found
+
+
+def test_a_campaigns_events_arrive_signed_and_verifiable(stack: Stack, api, receiver) -> None:
+    endpoint = register(api, receiver.url("/crm"),
+                        ["campaign.started", "campaign.completed", "delivery.status"])
+    secret = endpoint["secret"]
+    assert secret.startswith("whsec_")
+    listed = api.get("/api/webhooks").json()["webhooks"]
+    assert [w for w in listed if w["id"] == endpoint["id"]][0]["secret"] is None
+    time.sleep(LISTENERS_FRESH_S)  # send workers learn of the new endpoint
+
+    domain = unique_domain("hooks")
+    emails = [f"c{n}@{domain}" for n in range(6)] + [f"r0+reject@{domain}"]
+    import_audience(api, emails, tag=domain)
+    campaign_id = create_campaign(api, domain)
+    launch(api, campaign_id, workers=2, batch_size=3)
+    assert wait_for(api, campaign_id, finished)["status"] == "completed"
+
+    def arrived():
+        events = events_for(receiver.at("/crm"), campaign_id)
+        return events if any(e["type"] == "campaign.completed" for e in events) else None
+
+    events = wait_until(arrived, 60, "the campaign.completed event")
+    verifier = Webhook(secret)
+    for event in events:
+        request = event["request"]
+        assert verifier.verify(request["body"], request["headers"])["type"] == event["type"]
+        with pytest.raises(WebhookVerificationError):  # a changed body does not verify
+            verifier.verify(request["body"].replace("}", " }", 1), request["headers"])
+    kinds = Counter(e["type"] for e in events)
+    assert kinds["campaign.started"] == 1 and kinds["campaign.completed"] == 1
+    statuses = {d["customer_id"]: d["status"] for e in events if e["type"] == "delivery.status"
+                for d in e["data"]["deliveries"]}
+    assert len(statuses) == len(emails)
+    assert Counter(statuses.values()) == {"sent": 6, "failed": 1}
+    completed = [e for e in events if e["type"] == "campaign.completed"][0]
+    assert completed["data"]["counts"]["sent"] == 6
+    ids = [e["request"]["headers"]["webhook-id"] for e in events]
+    assert len(ids) == len(set(ids))  # each event once, each with its own id
+    api.delete(f"/api/webhooks/{endpoint['id']}")
+
+
+def _launch_tiny_campaign(api) -> str:
+    domain = unique_domain("hookcamp")
+    import_audience(api, [f"a@{domain}"], tag=domain)
+    campaign_id = create_campaign(api, domain)
+    launch(api, campaign_id)
+    return campaign_id
+
+
+def test_a_receiver_failing_five_times_gets_the_event_once_more_with_its_id(
+        stack: Stack, api, receiver) -> None:
+    receiver.modes["/flaky"] = "flaky"
+    endpoint = register(api, receiver.url("/flaky"), ["campaign.started"])
+    campaign_id = _launch_tiny_campaign(api)
+
+    def delivered():
+        return [e for e in events_for(receiver.at("/flaky"), campaign_id)
+                if e["request"]["status"] == 204]
+
+    wait_until(delivered, 60, "the event after five failures")
+    attempts = events_for(receiver.at("/flaky"), campaign_id)
+    assert [a["request"]["status"] for a in attempts] == [500] * 5 + [204]
+    assert len({a["request"]["headers"]["webhook-id"] for a in attempts}) == 1
+    bodies = {a["request"]["body"] for a in attempts}
+    assert len(bodies) == 1  # the same bytes each time; only the timestamp header moves
+    for attempt in attempts:
+        Webhook(endpoint["secret"]).verify(attempt["request"]["body"],
+                                           attempt["request"]["headers"])
+    messages = api.get(f"/api/webhooks/{endpoint['id']}/messages").json()["messages"]
+    mine = [m for m in messages if m["id"] == attempts[0]["request"]["headers"]["webhook-id"]]
+    assert mine and mine[0]["status"] == "delivered" and mine[0]["attempts"] == 6
+    time.sleep(1.0)  # nothing more comes for it
+    assert len(events_for(receiver.at("/flaky"), campaign_id)) == 6
+    api.delete(f"/api/webhooks/{endpoint['id']}")
+
+
+def test_a_receiver_down_for_good_ends_in_dead_letters_that_a_replay_delivers(
+        stack: Stack, api, receiver) -> None:
+    receiver.modes["/down"] = "down"
+    endpoint = register(api, receiver.url("/down"), ["campaign.started"])
+    campaign_id = _launch_tiny_campaign(api)
+    base = f"/api/webhooks/{endpoint['id']}"
+
+    def dead():
+        return api.get(f"{base}/messages", params={"status": "dead"}).json()["messages"]
+
+    [letter] = wait_until(dead, 60, "a dead letter")
+    assert letter["attempts"] == len(stack.settings.webhook_retry_s) + 1
+    assert letter["last_status"] == 503
+    view = wait_until(lambda: [w for w in api.get("/api/webhooks").json()["webhooks"]
+                               if w["id"] == endpoint["id"] and not w["enabled"]],
+                      30, "the failing endpoint disabled")[0]
+    assert "HTTP 503" in view["disabled_reason"] and view["waiting"]["dead"] == 1
+    failed = len(events_for(receiver.at("/down"), campaign_id))
+
+    receiver.modes["/down"] = "ok"
+    replayed = api.post(f"{base}/replay")
+    assert replayed.status_code == 200 and replayed.json() == {"replayed": 1}
+    wait_until(lambda: [e for e in events_for(receiver.at("/down"), campaign_id)
+                        if e["request"]["status"] == 204], 60, "the replayed letter")
+    received = events_for(receiver.at("/down"), campaign_id)
+    assert len(received) == failed + 1
+    assert received[-1]["request"]["headers"]["webhook-id"] == letter["id"]
+    assert api.get(f"{base}/messages", params={"status": "dead"}).json()["messages"] == []
+    assert [w for w in api.get("/api/webhooks").json()["webhooks"]
+            if w["id"] == endpoint["id"]][0]["enabled"] is True
+    api.delete(base)
+
+
+def test_webhook_input_is_checked_and_named(api) -> None:
+    bad_url = api.post("/api/webhooks", json={"url": "ftp://x", "events": ["campaign.started"]})
+    assert bad_url.status_code == 422 and bad_url.json()["detail"][0]["field"] == "body.url"
+    unknown = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/x",
+                                              "events": ["campaign.exploded"]})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["field"] == "body.events"
+    assert "campaign.exploded" in unknown.json()["detail"][0]["message"]
+    assert api.post("/api/webhooks/ep_nope/replay").status_code == 404
