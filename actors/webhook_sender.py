@@ -36,6 +36,10 @@ from app.statuses import WebhookStatus
 
 log = logging.getLogger("operator_comms.webhooks")
 DUE_PAGE = 500
+# Due messages are read only while fewer than this wait in the lanes: a backlog behind a
+# slow receiver is not read again (the due query returns it first) at every poke.
+LOW_WATER = 100
+SUCCESS_FLUSH_S = 0.1  # answered messages are recorded together, one write per round
 HOLD_S = 86_400.0  # a disabled endpoint's messages wait this long, or until enabled
 ERROR_PAUSE_S = 1.0
 
@@ -46,6 +50,7 @@ class Lane:
     def __init__(self, sender: WebhookSender, endpoint: dict):
         self.sender, self.endpoint = sender, endpoint
         self.shape = (endpoint.get("ordered", False), endpoint.get("max_in_flight", 4))
+        self.failing = endpoint.get("failing_since") is not None
         # (0, creation time when ordered, id, tie-breaker, message); (1,) stops a worker
         self.queue: asyncio.PriorityQueue[tuple[Any, ...]] = asyncio.PriorityQueue()
         self.ticket = itertools.count()
@@ -85,11 +90,16 @@ class WebhookSender:
         self.heap: list[float] = []
         self.wake = asyncio.Event()
         self.lanes: dict[str, Lane] = {}
-        self.queued: set[str] = set()  # message ids in a lane (or its attempt)
+        self.queued: set[str] = set()  # message ids in a lane, its attempt, or unrecorded
+        self.held_back = False  # a due read was skipped: the lanes were full
+        self.delivered: list[tuple[dict, int, float, Any]] = []  # answered, not yet written
+        self.recovered: set[str] = set()  # endpoints answering again after failures
+        self.recorded = asyncio.Event()
         self.attempts = {"delivered": 0, "retry": 0, "dead": 0}
         self.client = httpx.AsyncClient(timeout=self.settings.webhook_timeout_s,
                                         follow_redirects=False)
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
+        self.recorder = asyncio.get_running_loop().create_task(self._record_deliveries())
 
     @property
     def db(self) -> AsyncDatabase:
@@ -132,6 +142,9 @@ class WebhookSender:
 
     async def _take_due(self) -> bool:
         """Queue what is due on its endpoint's lane; True if there may be more."""
+        if len(self.queued) >= LOW_WATER:
+            self.held_back = True  # `_done` wakes the loop when the lanes drain
+            return False
         due = await webhooks.due_messages(self.db, DUE_PAGE)
         fresh = [m for m in due if m["_id"] not in self.queued]
         if not fresh:
@@ -160,25 +173,55 @@ class WebhookSender:
         lane.endpoint = endpoint  # url and secret as of now
         return lane
 
+    def _done(self, message_id: str) -> None:
+        self.queued.discard(message_id)
+        if self.held_back and len(self.queued) < LOW_WATER:
+            self.held_back = False
+            self.wake.set()
+
     async def deliver(self, lane: Lane, message: dict) -> None:
         """Attempt until delivered or dead when the lane is ordered; else once, the
-        retry coming back through the heap."""
+        retry coming back through the heap. A delivered message stays queued until its
+        record is written (`_record_deliveries`), so no due read takes it again."""
         while True:
-            outcome, due = await self._attempt(lane.endpoint, message)
+            outcome, due = await self._attempt(lane, message)
             WebhookMetrics.get().attempts.inc(tags={"outcome": outcome})
             self.attempts[outcome] += 1
-            if outcome != "retry":
-                self.queued.discard(message["_id"])
+            if outcome == "delivered":
+                return
+            if outcome == "dead":
+                self._done(message["_id"])
                 return
             message["attempts"] = message.get("attempts", 0) + 1
             if not lane.shape[0]:
-                self.queued.discard(message["_id"])
+                self._done(message["_id"])
                 heapq.heappush(self.heap, due.timestamp())
                 self.wake.set()  # the sleeper may need to wake earlier
                 return
             await asyncio.sleep(max(0.0, due.timestamp() - time.time()))
 
-    async def _attempt(self, endpoint: dict, message: dict) -> tuple[str, Any]:
+    async def _record_deliveries(self) -> None:
+        """Write what was answered, every SUCCESS_FLUSH_S, in one bulk write."""
+        while True:
+            await self.recorded.wait()
+            await asyncio.sleep(SUCCESS_FLUSH_S)
+            self.recorded.clear()
+            taken, self.delivered = self.delivered, []
+            recovered, self.recovered = self.recovered, set()
+            try:
+                await webhooks.record_successes(self.db, taken, sorted(recovered))
+            except Exception:  # kept for the next round; an actor killed meanwhile sends
+                log.exception("webhooks: recording %d deliveries failed", len(taken))
+                self.delivered = taken + self.delivered  # them again, with the same ids
+                self.recovered |= recovered
+                self.recorded.set()
+                await asyncio.sleep(ERROR_PAUSE_S)
+                continue
+            for message, *_ in taken:
+                self._done(message["_id"])
+
+    async def _attempt(self, lane: Lane, message: dict) -> tuple[str, Any]:
+        endpoint = lane.endpoint
         body = webhooks.body_of(message)
         headers = webhooks.signed_headers(endpoint["secret"], message["_id"],
                                           webhooks.now(), body)
@@ -189,10 +232,15 @@ class WebhookSender:
             code, error = None, f"{type(exc).__name__}: {exc}"[:300]
         else:
             if 200 <= reply.status_code < 300:
-                await webhooks.record_success(self.db, message, reply.status_code,
-                                              (time.perf_counter() - started) * 1000)
+                self.delivered.append((message, reply.status_code,
+                                       (time.perf_counter() - started) * 1000, webhooks.now()))
+                if lane.failing:
+                    lane.failing = False
+                    self.recovered.add(endpoint["_id"])
+                self.recorded.set()
                 return "delivered", None
             code, error = reply.status_code, f"HTTP {reply.status_code}"
+        lane.failing = True
         status, due = await webhooks.record_failure(
             self.db, message, code, error, self.settings.webhook_retry_s,
             self.settings.webhook_disable_after_s)

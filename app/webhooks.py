@@ -30,7 +30,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from standardwebhooks.webhooks import Webhook
@@ -222,18 +222,22 @@ async def pending_times(db: AsyncDatabase) -> list[float]:
         {"status": WebhookStatus.PENDING}, {"next_at": 1})]
 
 
-async def record_success(db: AsyncDatabase, message: dict, status_code: int,
-                         took_ms: float) -> None:
-    at = now()
-    await db.webhook_messages.update_one(
-        {"_id": message["_id"]},
-        {"$set": {"status": WebhookStatus.DELIVERED, "delivered_at": at,
-                  "last_attempt_at": at, "last_status": status_code, "last_error": None},
-         "$inc": {"attempts": 1},
-         "$push": {"history": {"$each": [{"at": at, "status": status_code,
-                                          "ms": round(took_ms, 1)}], "$slice": -HISTORY}}})
-    await db.webhooks.update_one({"_id": message["endpoint_id"], "failing_since": {"$ne": None}},
-                                 {"$set": {"failing_since": None}})
+async def record_successes(db: AsyncDatabase, delivered: list[tuple[dict, int, float, datetime]],
+                           recovered: list[str] = ()) -> None:
+    """Messages answered 2xx (message, status code, milliseconds, when), in one bulk
+    write; `recovered`: endpoints that failed before and answer again."""
+    if delivered:
+        await db.webhook_messages.bulk_write([UpdateOne(
+            {"_id": message["_id"]},
+            {"$set": {"status": WebhookStatus.DELIVERED, "delivered_at": at,
+                      "last_attempt_at": at, "last_status": code, "last_error": None},
+             "$inc": {"attempts": 1},
+             "$push": {"history": {"$each": [{"at": at, "status": code, "ms": round(ms, 1)}],
+                                   "$slice": -HISTORY}}})
+            for message, code, ms, at in delivered], ordered=False)
+    if recovered:
+        await db.webhooks.update_many({"_id": {"$in": list(recovered)}},
+                                      {"$set": {"failing_since": None}})
 
 
 async def record_failure(db: AsyncDatabase, message: dict, status_code: int | None,

@@ -1,12 +1,13 @@
-"""Does a slow webhook receiver slow sending? The same campaign with no endpoint, then
-with an endpoint for every delivery event whose receiver takes `--receiver-delay-ms`
-per request (in a process of its own), in one run, against the benchmark SMTP sink.
+"""Does a slow webhook receiver slow sending? The same campaign with no endpoint, with
+an endpoint for every delivery event that answers at once, and with one whose
+receiver takes `--receiver-delay-ms` per request (the receiver in a process of its
+own), in one run, against the benchmark SMTP sink.
 
 Reports each campaign's send rate (steady and from launch, as `benchmarks.scaling`), the webhook
 messages still waiting when the campaign completed, and how long the actor took to
-deliver them all afterwards.
+deliver them all afterwards. A first campaign, not reported, warms the send workers.
 
-    python -m benchmarks.webhooks                       # 5,000 messages, W=4, 1 s receiver
+    python -m benchmarks.webhooks                       # 10,000 messages, W=4, 1 s receiver
     python -m benchmarks.webhooks --messages 2000 --out /tmp/x
 """
 
@@ -29,11 +30,13 @@ from embedded.processes import free_port
 RESULTS = Path(__file__).parent / "results"
 
 
-def serve_slowly(port: int, delay_s: float) -> None:
+def serve(port: int, delay_s: float) -> None:
+    """The receiver: `/slow` answers after `delay_s`, `/fast` at once."""
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             self.rfile.read(int(self.headers.get("content-length", 0)))
-            time.sleep(delay_s)
+            if self.path == "/slow":
+                time.sleep(delay_s)
             self.send_response(204)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -64,14 +67,14 @@ def campaign(api, sink: BenchSink, tag: str, messages: int, workers: int) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--receiver-delay-ms", type=float, default=1000.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     port = free_port()
     receiver = multiprocessing.get_context("spawn").Process(
-        target=serve_slowly, args=(port, args.receiver_delay_ms / 1000), daemon=True)
+        target=serve, args=(port, args.receiver_delay_ms / 1000), daemon=True)
     receiver.start()
     rows = {}
     with BenchSink(delay_ms=0, processes=2) as sink, running_app(
@@ -80,27 +83,34 @@ def main() -> None:
         tag = "webhooks-bench"
         api.post("/api/customers/generate?wait=true",
                  json={"count": args.messages, "tag": tag}).raise_for_status()
+        campaign(api, sink, tag, args.messages, args.workers)  # warm: workers, pools
         rows["no_endpoint"] = campaign(api, sink, tag, args.messages, args.workers)
-        hook = api.post("/api/webhooks", json={
-            "url": f"http://127.0.0.1:{port}/slow", "max_in_flight": 4,
-            "events": ["delivery.status", "campaign.started", "campaign.completed"]})
-        hook.raise_for_status()
-        time.sleep(6)  # every send worker has read the listeners again
-        row = campaign(api, sink, tag, args.messages, args.workers)
-        waiting = mongo.webhook_messages.count_documents({"status": "pending"})
-        drained_from = time.time()
-        while mongo.webhook_messages.count_documents({"status": "pending"}):
-            time.sleep(0.5)
-        rows["slow_endpoint"] = {
-            **row, "webhook_messages": mongo.webhook_messages.count_documents({}),
-            "webhooks_waiting_at_completion": waiting,
-            "seconds_to_deliver_the_rest": round(time.time() - drained_from, 1)}
+        for name, path in (("fast_endpoint", "/fast"), ("slow_endpoint", "/slow")):
+            hook = api.post("/api/webhooks", json={
+                "url": f"http://127.0.0.1:{port}{path}", "max_in_flight": 4,
+                "events": ["delivery.status", "campaign.started", "campaign.completed"]})
+            hook.raise_for_status()
+            time.sleep(6)  # every send worker has read the listeners again
+            row = campaign(api, sink, tag, args.messages, args.workers)
+            waiting = mongo.webhook_messages.count_documents({"status": "pending"})
+            drained_from = time.time()
+            while mongo.webhook_messages.count_documents({"status": "pending"}):
+                time.sleep(0.5)
+            rows[name] = {
+                **row, "webhook_messages": mongo.webhook_messages.count_documents({}),
+                "webhooks_waiting_at_completion": waiting,
+                "seconds_to_deliver_the_rest": round(time.time() - drained_from, 1)}
+            api.delete(f"/api/webhooks/{hook.json()['id']}").raise_for_status()
     receiver.terminate()
     result = {"machine": machine(), "command": "python -m benchmarks.webhooks "
               f"--messages {args.messages} --workers {args.workers} "
               f"--receiver-delay-ms {args.receiver_delay_ms:g}", **rows,
-              "slow_vs_none_steady": round(rows["slow_endpoint"]["steady_messages_per_s"]
-                                           / rows["no_endpoint"]["steady_messages_per_s"], 3)}
+              **{f"{name}_vs_none_steady": round(
+                  rows[name]["steady_messages_per_s"]
+                  / rows["no_endpoint"]["steady_messages_per_s"], 3)
+                 for name in ("fast_endpoint", "slow_endpoint")},
+              "slow_vs_fast_steady": round(rows["slow_endpoint"]["steady_messages_per_s"]
+                                           / rows["fast_endpoint"]["steady_messages_per_s"], 3)}
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "webhooks.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -83,7 +83,8 @@ async def test_failures_walk_the_schedule_then_die_disable_and_replay(db) -> Non
     [again] = await webhooks.due_messages(db)
     assert again["_id"] == message["_id"] and again["attempts"] == 0
     assert (await webhooks.get_endpoint(db, endpoint["_id"]))["enabled"] is True
-    await webhooks.record_success(db, again, 204, 3.0)
+    await webhooks.record_successes(db, [(again, 204, 3.0, datetime.now(UTC))],
+                                    [endpoint["_id"]])
     done = await db.webhook_messages.find_one({"_id": message["_id"]})
     assert done["status"] == WebhookStatus.DELIVERED and done["attempts"] == 1
     assert (await webhooks.get_endpoint(db, endpoint["_id"]))["failing_since"] is None
