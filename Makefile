@@ -48,6 +48,7 @@ bench: $(STAMP) packages
 	$(BIN)/python -m benchmarks.chat_load
 	$(BIN)/python -m benchmarks.marketing_timers
 	$(BIN)/python -m benchmarks.reports
+	$(BIN)/python -m benchmarks.webhooks
 
 # A launch to 1,000,000 recipients: first message, runner memory (about 15 minutes,
 # most of it seeding the customers).
