@@ -7,7 +7,11 @@ MongoDB, which stays the record.
 
 The hub also knows which sessions have a socket open anywhere (`listen`/`unlisten`,
 renewed by every `wait`), and replicas follow that set (`changes`), so a turn on a
-session nobody watches costs no call at all. The hub keeps only the latest number
+session nobody watches costs no call at all. That set is the chat's presence
+(`online`, shown on the dashboard): every replica says it is up every two seconds
+(`alive`), and the sockets of a replica not heard from for PRESENCE_TTL_S go (it died
+or restarted); after a restart of the hub, each replica's next `alive` brings its open
+sockets back. The hub keeps only the latest number
 per session (bounded) and the listening set: losing it (a restart) costs a wake-up,
 never a message; sockets re-read on a timeout and re-register with their next
 `wait`, and a reconnecting client catches up from its cursor.
@@ -16,6 +20,8 @@ never a message; sockets re-read on a timeout and re-register with their next
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections import OrderedDict, deque
 
@@ -23,8 +29,15 @@ import ray
 
 from actors import registry
 
+log = logging.getLogger("operator_comms.chat_hub")
 REMEMBERED_SESSIONS = 200_000
 REMEMBERED_CHANGES = 50_000
+PRESENCE_TTL_S = 6.0  # three missed beats of a replica (app.conversations)
+
+
+def owner_of(socket_id: str) -> str | None:
+    """The replica a socket belongs to (its id is `<replica>/<uuid>`)."""
+    return socket_id.rsplit("/", 1)[0] if "/" in socket_id else None
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
@@ -37,6 +50,38 @@ class ChatHub:
         self.version = 0
         self.log: deque[tuple[int, str, int]] = deque(maxlen=REMEMBERED_CHANGES)
         self.changed = asyncio.Event()
+        self.seen: dict[str, float] = {}  # replica -> when it last said it is up
+        self.reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def alive(self, owner: str, sockets: dict[str, str] | None = None) -> str:
+        """A replica is up; `sockets` (socket -> session): its open sockets, sent when
+        it does not know this life of the hub yet. Returns the hub's epoch."""
+        self.seen[owner] = time.monotonic()
+        for socket_id, session_id in (sockets or {}).items():
+            self._listen(session_id, socket_id)
+        return self.epoch
+
+    async def online(self, session_ids: list[str]) -> list[str]:
+        """Those of these sessions with a socket open now."""
+        return [s for s in session_ids if self.sockets.get(s)]
+
+    async def _reap(self) -> None:
+        """Forget the sockets of replicas that stopped saying they are up."""
+        while True:
+            await asyncio.sleep(PRESENCE_TTL_S / 3)
+            now = time.monotonic()
+            gone = {owner for owner, at in self.seen.items() if now - at > PRESENCE_TTL_S}
+            if not gone:
+                continue
+            for owner in gone:
+                del self.seen[owner]
+            for session_id, sockets in list(self.sockets.items()):
+                dead = {s for s in sockets if owner_of(s) in gone}
+                if dead:
+                    sockets -= dead
+                    if not sockets:
+                        del self.sockets[session_id]
+                    self._changed(session_id, len(sockets))
 
     async def publish(self, session_id: str, seq: int) -> None:
         if seq > self.latest.get(session_id, 0):
@@ -97,6 +142,9 @@ class ChatHub:
         return self.epoch, self.version, None, [(s, n) for v, s, n in self.log if v > since]
 
     def _listen(self, session_id: str, socket_id: str) -> None:
+        owner = owner_of(socket_id)
+        if owner is not None:
+            self.seen.setdefault(owner, time.monotonic())
         sockets = self.sockets.setdefault(session_id, set())
         if socket_id not in sockets:
             sockets.add(socket_id)
@@ -135,6 +183,32 @@ class HubDoorbell:
     async def changes(self, epoch: str | None, since: int):
         return await self.hub.changes.remote(epoch, since)
 
+    async def alive(self, owner: str, sockets: dict[str, str] | None) -> str:
+        return await self.hub.alive.remote(owner, sockets)
+
 
 def chat_hub(resources: dict[str, float] | None = None):
     return registry.get_or_create(ChatHub, registry.CHAT_HUB, resources=resources)
+
+
+_hub = None
+
+
+async def with_presence(overview: dict, resources: dict[str, float] | None = None) -> dict:
+    """Mark each session of a sessions overview `online` (a socket open now) or not; left
+    unmarked when the hub does not answer in time (the overview still answers)."""
+    global _hub
+    sessions = overview.get("sessions", [])
+    if not sessions:
+        return overview
+    try:
+        if _hub is None:
+            _hub = chat_hub(resources)
+        online = set(await asyncio.wait_for(
+            _hub.online.remote([s["id"] for s in sessions]), 2.0))
+    except Exception as exc:
+        log.warning("presence unknown: the chat hub did not answer: %s", exc)
+        return overview
+    for session in sessions:
+        session["online"] = session["id"] in online
+    return overview

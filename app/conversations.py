@@ -38,6 +38,9 @@ from app.flow_engine import Flow
 log = logging.getLogger("operator_comms.conversations")
 FLUSH_S = 1.0
 SWEEP_S = 30.0
+# Presence: this replica tells the hub it is up this often; the hub forgets the sockets
+# of a replica it has not heard from for three beats (`actors.chat_hub`).
+PRESENCE_BEAT_S = 2.0
 STRANDED_AFTER_S = 10.0
 RETRY_S = 1.0
 
@@ -54,6 +57,7 @@ class Doorbell(Protocol):
     async def unlisten(self, session_id: str, socket_id: str) -> None: ...
     async def changes(self, epoch: str | None, since: int) -> tuple[
         str, int, dict[str, int] | None, list[tuple[str, int]]]: ...
+    async def alive(self, owner: str, sockets: dict[str, str] | None) -> str: ...
 
 
 class Bell:
@@ -147,7 +151,7 @@ class Conversations:
         """A bell rung by every turn this replica takes on the session; the hub knows
         of the socket while it is open, so the other replicas ring too."""
         bell = Bell()
-        bell.socket_id = uuid.uuid4().hex
+        bell.socket_id = f"{self.where}/{uuid.uuid4().hex}"  # the hub groups by replica
         self.bells.setdefault(session_id, set()).add(bell)
         try:
             await self.doorbell.listen(session_id, bell.socket_id)
@@ -190,9 +194,27 @@ class Conversations:
 
     # Background: summaries and events -------------------------------------------------
 
+    async def keep_present(self) -> None:
+        """Tell the hub this replica is up, every PRESENCE_BEAT_S; its open sockets go
+        along when the hub is new (it restarted and forgot them). Runs for ever."""
+        epoch = None
+        while True:
+            sockets = None
+            if epoch is None:
+                sockets = {bell.socket_id: session_id
+                           for session_id, bells in self.bells.items() for bell in bells}
+            try:
+                now_epoch = await self.doorbell.alive(self.where, sockets)
+                epoch = now_epoch if epoch in (None, now_epoch) else None
+            except Exception as exc:
+                log.warning("telling the chat hub this replica is up: %s; will retry", exc)
+                epoch = None
+            await asyncio.sleep(PRESENCE_BEAT_S)
+
     def run_in_background(self) -> list[asyncio.Task]:
         loop = asyncio.get_running_loop()
-        return [loop.create_task(self.run()), loop.create_task(self.follow_listeners())]
+        return [loop.create_task(self.run()), loop.create_task(self.follow_listeners()),
+                loop.create_task(self.keep_present())]
 
     async def run(self) -> None:
         """Flush summaries, hand on events, sweep for stranded ones; runs for ever."""

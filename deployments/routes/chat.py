@@ -29,6 +29,7 @@ from fastapi import (
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from actors.chat_hub import with_presence
 from actors.metrics import ChatMetrics
 from app import chat
 from app.conversations import Bell, Conversations
@@ -161,8 +162,10 @@ async def sessions_overview(context: Context,
                             limit: Annotated[int, Query(ge=1, le=500)] = 100,
                             cursor: Cursor = None) -> dict:
     """Operator view: recent sessions (a page at a time: pass `next_cursor` back as
-    `cursor`), where they are in the flow, open handoffs."""
-    return await paged(chat.session_overview(context.db, limit, cursor))
+    `cursor`), where they are in the flow, whether a socket is open now (`online`),
+    open handoffs."""
+    return await with_presence(await paged(chat.session_overview(context.db, limit, cursor)),
+                               context.settings.actor_resources)
 
 
 @router.websocket("/ws/{session_id}")

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from actors.campaign_runner import tasks_in_flight
+from actors.chat_hub import with_presence
 from app import campaigns
 from app.chat import session_overview
 from app.marketing import marketing_overview
@@ -33,6 +34,7 @@ async def snapshot(context, campaign_id: str | None) -> dict:
     (docs, _), market, chat = await asyncio.gather(
         campaigns.list_campaigns(context.db, 20), marketing_overview(context.db, 10),
         session_overview(context.db, 20))
+    chat = await with_presence(chat, context.settings.actor_resources)
     view = {"campaigns": [campaigns.campaign_view(doc) for doc in docs],
             "marketing": market, "chat": chat, "campaign": None}
     if campaign_id:

@@ -343,9 +343,16 @@ function renderChat(c) {
   fillTable("handoffs-table", c.open_handoffs.map((h) => row([
     h.session_id.slice(0, 10), h.customer_id ? h.customer_id.slice(0, 10) : "anonymous",
     new Date(h.created_at).toLocaleTimeString()])), "No open handoffs.");
-  fillTable("sessions-table", c.sessions.slice(0, 10).map((s) => row([
-    s.id.slice(0, 10), s.node, s.messages, new Date(s.updated_at).toLocaleTimeString()])),
-    "No sessions yet.");
+  const presence = (s) => {
+    if (s.online === undefined) return "";
+    return el("span", s.online ? "● online" : "offline", s.online ? "online" : "muted");
+  };
+  fillTable("sessions-table", c.sessions.slice(0, 10).map((s) => {
+    const tr = row([s.id.slice(0, 10), presence(s), s.node, s.messages,
+      new Date(s.updated_at).toLocaleTimeString()]);
+    tr.dataset.session = s.id;
+    return tr;
+  }), "No sessions yet.");
 }
 
 // Live stream -----------------------------------------------------------------------

@@ -218,3 +218,19 @@ def test_signup_panel_shows_the_review_queue(browser, stack: Stack, operator: st
     expect(page.locator("#inbound-table")).to_contain_text("customer created")
     page.locator("#signup").screenshot(path=str(screenshot_dir / "signup-desktop.png"))
     page.close()
+
+
+def test_the_dashboard_shows_a_chat_online_while_its_page_is_open(browser, stack: Stack,
+                                                                  operator: str) -> None:
+    """Presence: the chat hub knows which sessions have a socket open, on any replica."""
+    chat = browser.new_page(viewport=DESKTOP)
+    chat.goto(stack.base_url + "/chat")
+    expect(chat.locator(".bubble.bot").last).to_contain_text("Are you already a client?")
+    session_id = chat.evaluate("JSON.parse(localStorage.getItem('comms-chat')).id")
+    dashboard = browser.new_page(viewport=DESKTOP)
+    sign_in(dashboard, stack, operator)
+    row = dashboard.locator(f'#sessions-table tr[data-session="{session_id}"]')
+    expect(row).to_contain_text("● online", timeout=30_000)
+    chat.close()  # the socket closes with the page
+    expect(row).to_contain_text("offline", timeout=30_000)
+    dashboard.close()
