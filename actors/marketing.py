@@ -20,6 +20,8 @@ import contextlib
 import heapq
 import logging
 import time
+from datetime import timedelta
+from typing import Any
 
 import ray
 
@@ -46,6 +48,7 @@ class MarketingActor:
         self.runtime = runtime
         self.settings = settings = runtime.settings
         self.heap: list[tuple[float, str]] = []
+        self.mail_heap: list[tuple[float, str]] = []  # emails waiting for offline sessions
         self.wake = asyncio.Event()
         self.firing = asyncio.Semaphore(FIRING_CONCURRENCY)
         self.loaded = asyncio.Event()
@@ -116,6 +119,8 @@ class MarketingActor:
         await marketing.recount(self.db)  # the overview's counters, healed at each start
         self.heap = await marketing.due_offers(self.db)
         heapq.heapify(self.heap)
+        self.mail_heap = await marketing.mail_followups(self.db)
+        heapq.heapify(self.mail_heap)
         self.loaded.set()
         last_expiry = 0.0
         while True:
@@ -130,8 +135,15 @@ class MarketingActor:
                     due.append(heapq.heappop(self.heap))
                 await self.firing.acquire()
                 asyncio.get_running_loop().create_task(self._fire(due))
+            mail_due = []
+            while self.mail_heap and self.mail_heap[0][0] <= time.time():
+                mail_due.append(heapq.heappop(self.mail_heap)[1])
+            if mail_due:
+                asyncio.get_running_loop().create_task(self._follow_up(mail_due))
             if self.heap:
                 delay = min(delay, self.heap[0][0] - time.time())
+            if self.mail_heap:
+                delay = min(delay, self.mail_heap[0][0] - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), max(0.0, delay))
 
@@ -150,9 +162,12 @@ class MarketingActor:
             if rings:
                 self.hub.publish_many.remote(rings)  # a wake-up: the inbox holds them
             fired = [offer for offer in offers if offer["_id"] in written]
-            emailed = await self._mail([offer for offer in fired if offer.get("email")])
+            to_mail, later = await self._choose_mail([o for o in fired if o.get("email")])
+            emailed = await self._mail(to_mail)
             await marketing.mark_sent(self.db, {offer["_id"]: emailed.get(offer["_id"], False)
-                                                for offer in fired})
+                                                for offer in fired}, later)
+            for offer_id, at in later.items():
+                heapq.heappush(self.mail_heap, (at.timestamp(), offer_id))
             self.fired += len(fired)
             OfferMetrics.get().count(OfferStatus.SENT, len(fired))
             if fired:
@@ -170,6 +185,36 @@ class MarketingActor:
                 heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
         finally:
             self.firing.release()
+
+    async def _choose_mail(self, offers: list[dict]) -> tuple[list[dict], dict[str, Any]]:
+        """Which offers to email now, and which later (offer id -> when). Without
+        `marketing_prefer_live`, all now; with it, none whose session has a socket open
+        (the chat shows the offer), and the offline ones after `marketing_email_wait_s`."""
+        if not self.settings.marketing_prefer_live or not offers:
+            return offers, {}
+        online = set(await self.hub.online.remote([o["session_id"] for o in offers]))
+        offline = [o for o in offers if o["session_id"] not in online]
+        wait = self.settings.marketing_email_wait_s
+        if wait <= 0:
+            return offline, {}
+        at = marketing.now() + timedelta(seconds=wait)
+        return [], {offer["_id"]: at for offer in offline}
+
+    async def _follow_up(self, offer_ids: list[str]) -> None:
+        """Emails that waited: sent to customers still offline (and not yet accepted)."""
+        try:
+            offers = await marketing.awaiting_mail(self.db, offer_ids)
+            online = set(await self.hub.online.remote([o["session_id"] for o in offers])
+                         ) if offers else set()
+            emailed = await self._mail([o for o in offers if o["session_id"] not in online])
+            await marketing.mark_followed_up(
+                self.db, {offer["_id"]: emailed.get(offer["_id"], False) for offer in offers})
+        except Exception:
+            log.exception("%d waiting offer emails failed; retrying in %.0f s",
+                          len(offer_ids), RETRY_S)
+            for offer_id in offer_ids:
+                heapq.heappush(self.mail_heap, (time.time() + RETRY_S, offer_id))
+            self.wake.set()
 
     async def _mail(self, offers: list[dict]) -> dict[str, bool]:
         """Mail the offers over a few pooled connections; offer id -> sent."""

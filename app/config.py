@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     marketing_plan: str = "Turbo"
     marketing_window_s: float = Field(default=86_400.0, ge=0)
     marketing_offer_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
+    # Prefer the chat: an offer whose session has a socket open is not emailed; one
+    # whose session is offline is emailed after this wait if it is still offline then.
+    marketing_prefer_live: bool = False
+    marketing_email_wait_s: float = Field(default=0.0, ge=0, le=7 * 86_400.0)
     marketing_offer_text: str = Field(
         default="Special offer for you: {discount}% off the {plan} plan, "
                 "R$ {price} a month instead of R$ {full_price}.", min_length=1, max_length=500)

@@ -122,6 +122,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("created_at", DESCENDING)]),
         IndexModel([("sent_at", ASCENDING)], sparse=True),
         IndexModel([("accepted_at", ASCENDING)], sparse=True),
+        IndexModel([("email_after", ASCENDING)], sparse=True),  # emails waiting (presence)
     ],
 }
 

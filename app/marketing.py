@@ -209,19 +209,46 @@ async def deliver_to_inbox(db: AsyncDatabase, offer: dict) -> list[dict]:
                                          offer=_offer_ref(offer))
 
 
-async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
-    """Offer id -> whether it was emailed: one bulk write for a batch."""
+async def mark_sent(db: AsyncDatabase, emailed: dict[str, bool],
+                    email_after: dict[str, datetime] | None = None) -> None:
+    """Offer id -> whether it was emailed: one bulk write for a batch. `email_after`:
+    offers whose email waits for their offline session (`mail_followups`)."""
     if not emailed:
         return
     at = now()
+    later = email_after or {}
     sent = await db.offers.bulk_write(
         [UpdateOne({"_id": offer_id, "status": OfferStatus.FIRING},
-                   {"$set": {"status": OfferStatus.SENT, "sent_at": at, "emailed": was}})
+                   {"$set": {"status": OfferStatus.SENT, "sent_at": at, "emailed": was,
+                             **({"email_after": later[offer_id]} if offer_id in later
+                                else {})}})
          for offer_id, was in emailed.items()], ordered=False)
     await _moved(db, sent.modified_count, from_=OfferStatus.FIRING, to=OfferStatus.SENT)
     counted = rollups.Increments()  # every offer of the batch was sent at `at`
     counted.offers_sent(at, sent.modified_count)
     await rollups.write(db, counted)
+
+
+async def mail_followups(db: AsyncDatabase) -> list[tuple[float, str]]:
+    """(email time, id) of every sent offer whose email waits (sparse index)."""
+    return [(doc["email_after"].timestamp(), doc["_id"]) async for doc in db.offers.find(
+        {"email_after": {"$exists": True}}, {"email_after": 1})]
+
+
+async def awaiting_mail(db: AsyncDatabase, offer_ids: list[str]) -> list[dict]:
+    """Of these offers, those still sent (not accepted or expired) and not emailed."""
+    return [offer for offer in await db.offers.find({"_id": {"$in": offer_ids}}).to_list()
+            if offer["status"] == OfferStatus.SENT and not offer.get("emailed")
+            and offer.get("email_after") is not None]
+
+
+async def mark_followed_up(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
+    """The waits are over: emailed or not (the customer came back to the chat)."""
+    if emailed:
+        await db.offers.bulk_write(
+            [UpdateOne({"_id": offer_id}, {"$set": {"emailed": was},
+                                           "$unset": {"email_after": ""}})
+             for offer_id, was in emailed.items()], ordered=False)
 
 
 async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:

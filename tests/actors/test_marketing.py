@@ -238,3 +238,50 @@ def test_offers_due_together_fire_as_one_batch(stack: Stack) -> None:
     counted = db.counters.find_one({"_id": "marketing-offers"})["offers"]
     assert counted == {status: db.offers.count_documents({"status": status})
                        for status in ("scheduled", "firing", "sent", "accepted", "expired")}
+
+
+async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wait(
+        stack: Stack, api) -> None:
+    """`marketing_prefer_live`: a marketing actor of the test's own with the preference
+    on and a 1 s wait, over the shared chat hub, database and sink."""
+    from actors.marketing import MarketingActor
+    from app.runtime import Runtime
+
+    domain = unique_domain("live")
+    api.post("/api/customers/generate?wait=true",
+             json={"count": 2, "domain": domain, "tag": domain})
+    db = mongo(stack)
+    here, away = list(db.customers.find({"tags": domain}))
+    endpoints = await stack.services.endpoints.remote()
+    settings = stack.settings.model_copy(update={"marketing_prefer_live": True,
+                                                 "marketing_email_wait_s": 1.0})
+    actor = MarketingActor.remote(Runtime.build(settings, endpoints, stack.token))
+    live, offline = _session(stack, email=here["email"]), _session(stack, email=away["email"])
+    hub = registry.find(registry.CHAT_HUB)
+    url = stack.base_url.replace("http", "ws") + f"/chat/ws/{live['session_id']}"
+    try:
+        async with websockets.connect(url) as socket:
+            await socket.send(json.dumps({"token": live["token"]}))
+            wait_until(lambda: ray.get(hub.online.remote([live["session_id"]])), 10,
+                       "the socket known to the hub")
+            for session, customer in ((live, here), (offline, away)):
+                await actor.handle_refusal.remote({
+                    "_id": f"refusal-{uuid.uuid4().hex}", "type": "offer_refused",
+                    "session_id": session["session_id"], "customer_id": customer["_id"]},
+                    0.0)
+            pushed = await _next_frame(socket, lambda f: f.get("message", {}).get("role")
+                                       == "marketing")
+            assert pushed["message"]["kind"] == "offer"
+            shown = wait_until(lambda: db.offers.find_one(
+                {"session_id": live["session_id"], "status": "sent"}), what="the live offer")
+            assert shown["emailed"] is False and "email_after" not in shown
+            mailed = wait_until(lambda: db.offers.find_one(
+                {"session_id": offline["session_id"], "emailed": True}), 30,
+                "the offline customer's email after the wait")
+            assert "email_after" not in mailed
+            assert (mailed["sent_at"] - mailed["fire_at"]).total_seconds() >= 0
+        outbox = {email: api.get("/api/outbox", params={"to": email}).json()["matched"]
+                  for email in (here["email"], away["email"])}
+        assert outbox == {here["email"]: 0, away["email"]: 1}
+    finally:
+        ray.kill(actor)
