@@ -29,6 +29,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -81,6 +82,15 @@ def next_attempt_in(schedule: list[float], attempts: int) -> float | None:
 
 
 # Endpoints ------------------------------------------------------------------------------
+
+
+def url_for_log(url: str) -> str:
+    """The URL without what may carry a credential (user info, query, fragment), for the
+    audit log and log lines: receivers often take a token in the query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def endpoint_view(doc: dict, *, secret: bool = False) -> dict[str, Any]:

@@ -48,7 +48,7 @@ async def create_webhook(context: Context, who: Who, body: NewWebhook) -> dict:
         context.db, url=body.url, events=body.events, description=body.description,
         ordered=body.ordered, max_in_flight=body.max_in_flight, created_by=who.name)
     await audit.record(context.db, who, "webhook.create", doc["_id"],
-                       {"url": body.url, "events": doc["events"]})
+                       {"url": webhooks.url_for_log(body.url), "events": doc["events"]})
     return webhooks.endpoint_view(doc, secret=True)
 
 
@@ -65,7 +65,9 @@ async def change_webhook(context: Context, who: Who, endpoint_id: str,
         raise HTTPException(404, f"no webhook {endpoint_id!r}")
     if fields.get("enabled"):
         poke()
-    await audit.record(context.db, who, "webhook.change", endpoint_id, fields)
+    await audit.record(context.db, who, "webhook.change", endpoint_id,
+                       {**fields, **({"url": webhooks.url_for_log(fields["url"])}
+                                     if "url" in fields else {})})
     return webhooks.endpoint_view(doc)
 
 

@@ -37,6 +37,12 @@ def test_headers_verify_with_the_standard_library() -> None:
         Webhook(webhooks.new_secret()).verify(body, headers)
 
 
+def test_urls_lose_their_credentials_before_the_audit_log() -> None:
+    assert webhooks.url_for_log("https://bob:pw@crm.example:8443/hooks?token=s3cret#x") == (
+        "https://crm.example:8443/hooks")
+    assert webhooks.url_for_log("http://127.0.0.1/h") == "http://127.0.0.1/h"
+
+
 def test_the_schedule_then_dead() -> None:
     schedule = [5, 300, 1800]
     assert [webhooks.next_attempt_in(schedule, n) for n in (1, 2, 3, 4)] == [5, 300, 1800,
