@@ -168,6 +168,8 @@ class MarketingActor:
                                                 for offer in fired}, later)
             for offer_id, at in later.items():
                 heapq.heappush(self.mail_heap, (at.timestamp(), offer_id))
+            if later:
+                self.wake.set()  # the sleeper's wait may end after these are due
             self.fired += len(fired)
             OfferMetrics.get().count(OfferStatus.SENT, len(fired))
             if fired:
