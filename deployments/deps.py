@@ -86,6 +86,14 @@ Cursor = Annotated[str | None, Query(max_length=500, description=(
     "the `next_cursor` of the previous page; omit for the first page"))]
 
 
+async def found(lookup: Awaitable[T | None], what: str) -> T:
+    """Await a lookup by id; nothing found is a 404 naming what was asked for."""
+    doc = await lookup
+    if doc is None:
+        raise HTTPException(404, f"no {what}")
+    return doc
+
+
 async def paged(listing: Awaitable[T]) -> T:
     """Await a paged listing; a cursor it did not hand out is a 422 naming the field."""
     try:

@@ -20,7 +20,7 @@ from app.models import (
     UserList,
     UserView,
 )
-from deployments.deps import AdminOnly, Context, Cursor, Signed, Who, paged
+from deployments.deps import AdminOnly, Context, Cursor, Signed, Who, found, paged
 from deployments.limits import enforce
 
 auth_router = APIRouter(prefix="/auth", tags=["accounts"])
@@ -49,10 +49,7 @@ async def me(who: Who) -> dict:
 
 
 async def _user(context: Context, username: str) -> dict:
-    doc = await accounts.get_user(context.db, username)
-    if doc is None:
-        raise HTTPException(404, f"no user {username!r}")
-    return doc
+    return await found(accounts.get_user(context.db, username), f"user {username!r}")
 
 
 @users_router.get("", response_model=UserList)

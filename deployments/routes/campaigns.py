@@ -22,7 +22,7 @@ from app.models import (
 from app.statuses import ACTIVE, CampaignStatus
 from app.templates import TemplateProblem, compile_templates
 from deployments.context import AppContext
-from deployments.deps import Context, Cursor, Signed, Who, paged
+from deployments.deps import Context, Cursor, Signed, Who, found, paged
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[Signed])
 
@@ -35,10 +35,8 @@ def _template_error(exc: TemplateProblem) -> HTTPException:
 
 
 async def _found(context: AppContext, campaign_id: str) -> dict:
-    campaign = await campaigns.get_campaign(context.db, campaign_id)
-    if campaign is None:
-        raise HTTPException(404, f"no campaign {campaign_id!r}")
-    return campaign
+    return await found(campaigns.get_campaign(context.db, campaign_id),
+                       f"campaign {campaign_id!r}")
 
 
 @router.post("/preview", response_model=PreviewReply,

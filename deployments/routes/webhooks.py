@@ -18,16 +18,14 @@ from app.models import (
     WebhookView,
 )
 from app.statuses import WebhookStatus
-from deployments.deps import AdminOnly, Context, Cursor, Who, paged
+from deployments.deps import AdminOnly, Context, Cursor, Who, found, paged
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[AdminOnly])
 
 
 async def _endpoint(context: Context, endpoint_id: str) -> dict:
-    doc = await webhooks.get_endpoint(context.db, endpoint_id)
-    if doc is None:
-        raise HTTPException(404, f"no webhook {endpoint_id!r}")
-    return doc
+    return await found(webhooks.get_endpoint(context.db, endpoint_id),
+                       f"webhook {endpoint_id!r}")
 
 
 @router.get("", response_model=WebhookList)
