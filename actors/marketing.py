@@ -157,6 +157,7 @@ class MarketingActor:
                 log.warning("offer %s: firing failed (%s); retrying in %.0f s", offer_id, exc,
                             RETRY_S)
                 heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
+                self.wake.set()
             rings = [(docs[-1]["session_id"], docs[-1]["seq"]) for docs in written.values()
                      if docs]
             if rings:
@@ -185,6 +186,7 @@ class MarketingActor:
                           RETRY_S)
             for _, offer_id in due:
                 heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
+            self.wake.set()  # a retry in RETRY_S, sooner than the sleeper's wait may end
         finally:
             self.firing.release()
 
