@@ -4,13 +4,14 @@ asyncio; the Ray task in `app.send_tasks` runs it on its worker process's loop.
 
 Database work per batch, not per message: a fresh batch of 100 costs the stamp, one
 read of its customers, an `insert_many` per flush and the close (the runner adds the
-batch's insert and its share of one counter write). Outcomes are flushed when
-`send_flush_every` have queued up, when the oldest has waited `send_flush_s`, and at
-the end; a connection waits while twice `send_flush_every` are unwritten. So a
-process killed mid-batch leaves at most that many messages sent but unrecorded
-(fewer where the batch is smaller); a rerun sends those again, with the same
-Message-ID, and nothing else. Lower `send_flush_every` trades database commands for
-a smaller window.
+batch's insert and its share of one counter write); when a webhook endpoint listens for
+delivery events, one more insert per flush stores the flush's event (`app.webhooks`).
+Outcomes are flushed when `send_flush_every` have queued up, when the oldest has
+waited `send_flush_s`, and at the end; a connection waits while twice
+`send_flush_every` are unwritten. So a process killed mid-batch leaves at most that
+many messages sent but unrecorded (fewer where the batch is smaller); a rerun sends
+those again, with the same Message-ID, and nothing else. Lower `send_flush_every`
+trades database commands for a smaller window.
 """
 
 from __future__ import annotations

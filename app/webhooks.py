@@ -169,15 +169,16 @@ class Subscriptions:
     def __init__(self, ttl_s: float = 5.0):
         self.ttl_s = ttl_s
         self.read_at = float("-inf")
+        self.read_from: str | None = None  # the database they were read from
         self.by_type: dict[str, list[str]] = {}
 
     async def endpoints_for(self, db: AsyncDatabase, event_type: str) -> list[str]:
-        if time.monotonic() - self.read_at >= self.ttl_s:
+        if time.monotonic() - self.read_at >= self.ttl_s or self.read_from != db.name:
             by_type: dict[str, list[str]] = {}
             async for doc in db.webhooks.find({"enabled": True}, {"events": 1}):
                 for kind in doc["events"]:
                     by_type.setdefault(kind, []).append(doc["_id"])
-            self.by_type, self.read_at = by_type, time.monotonic()
+            self.by_type, self.read_at, self.read_from = by_type, time.monotonic(), db.name
         return self.by_type.get(event_type, [])
 
     def forget(self) -> None:
