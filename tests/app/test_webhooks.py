@@ -94,3 +94,12 @@ async def test_failures_walk_the_schedule_then_die_disable_and_replay(db) -> Non
     done = await db.webhook_messages.find_one({"_id": message["_id"]})
     assert done["status"] == WebhookStatus.DELIVERED and done["attempts"] == 1
     assert (await webhooks.get_endpoint(db, endpoint["_id"]))["failing_since"] is None
+
+
+async def test_listeners_are_known_per_database(db, stack: Stack) -> None:
+    endpoints = await stack.services.endpoints.remote()
+    other = database(endpoints.mongodb_uri, f"hooks_{uuid.uuid4().hex[:8]}")
+    listening = await _endpoint(db, ["campaign.started"])
+    listeners = webhooks.Subscriptions(ttl_s=3600)  # fresh for an hour, but per database
+    assert await listeners.endpoints_for(db, "campaign.started") == [listening["_id"]]
+    assert await listeners.endpoints_for(other, "campaign.started") == []
