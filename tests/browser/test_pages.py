@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.deployments.test_signup import deliver
 from tests.utils import mail_samples
+from tests.utils.campaigns import create_campaign, import_audience, launch
 from tests.utils.stack import Stack, unique_domain
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -234,3 +235,32 @@ def test_the_dashboard_shows_a_chat_online_while_its_page_is_open(browser, stack
     chat.close()  # the socket closes with the page
     expect(row).to_contain_text("offline", timeout=30_000)
     dashboard.close()
+
+
+def test_webhooks_panel_adds_an_endpoint_lists_its_dead_letters_and_replays(
+        browser, stack: Stack, operator: str) -> None:
+    """An endpoint on a closed port: the secret is shown once, its event dies (the test
+    stack retries for about a second), the panel shows it dead, and replays it."""
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, operator)
+    url = f"http://127.0.0.1:9/browser-{uuid.uuid4().hex[:6]}"
+    page.fill("#webhook-url", url)
+    page.fill("#webhook-events", "campaign.started")
+    page.click("#webhook-form button[type=submit]")
+    expect(page.locator("#webhook-secret")).to_contain_text("whsec_")
+
+    domain = unique_domain("hookpanel")
+    with stack.client() as api:
+        import_audience(api, [f"a@{domain}"], tag=domain)
+        launch(api, create_campaign(api, domain))
+    row = page.locator("#webhooks-table tbody tr", has_text=url)
+    expect(row).to_contain_text("disabled", timeout=30_000)
+    row.click()
+    expect(page.locator("#webhook-messages-table tbody")).to_contain_text("dead")
+    row.locator("button", has_text="Replay dead").click()
+    expect(page.locator("#webhook-secret")).to_contain_text("1 dead letters sent again")
+    page.close()
+    with stack.client() as api:  # later tests' launches need not reach a closed port
+        for hook in api.get("/api/webhooks").json()["webhooks"]:
+            if hook["url"] == url:
+                api.delete(f"/api/webhooks/{hook['id']}")
