@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,8 +24,27 @@ class ConfigError(ValueError):
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-class Settings(BaseSettings):
+class Telemetry(BaseSettings):
+    """Traces and logs: what every process needs, Serve's proxies included (which read
+    only these, from their environment)."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # OpenTelemetry: spans go over OTLP/HTTP to `{otlp_endpoint}/v1/traces` (a collector,
+    # Jaeger, Tempo...). Unset: no tracer is installed and nothing is traced.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    otlp_sample_ratio: float = Field(default=1.0, ge=0, le=1)  # of new traces kept
+    # Log lines of replicas, actors and tasks: `json` is one object a line with the trace,
+    # request, campaign and session ids where one applies.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @property
+    def tracing(self) -> bool:
+        return self.otlp_endpoint is not None
+
+
+class Settings(Telemetry):
 
     # MongoDB: unset means "start the embedded SecantusDB under data_dir".
     mongodb_uri: SecretStr | None = None

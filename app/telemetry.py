@@ -1,0 +1,30 @@
+"""Traces and log lines as the `COMMS_OTLP_*` and `COMMS_LOG_*` settings ask
+(`app.tracing`, `app.logs`): `setup` at the start of every process that runs the app's
+code (idempotent and cheap, so a send task makes it at every start), and what Ray's own
+processes need in their environment."""
+
+from __future__ import annotations
+
+from app import logs, tracing
+from app.config import Telemetry
+
+
+def setup(telemetry: Telemetry, component: str) -> None:
+    """Before the process's first database client (its commands become spans)."""
+    logs.configure(telemetry, component)
+    tracing.configure(telemetry, component)
+
+
+def ray_environment(telemetry: Telemetry) -> dict[str, str]:
+    """What Ray's processes need in their environment when Ray starts (`operator-comms
+    run` sets it before starting a local Ray; on a cluster it goes in the env file that
+    `ray start` reads). Serve's proxies take their tracing from it (Ray 2.60 hands them
+    no TracingConfig), and with JSON logs Serve's own lines go to its JSON files under
+    `logs/serve/` instead of to stderr as text."""
+    env: dict[str, str] = {}
+    if telemetry.tracing:
+        env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"] = "app.tracing:serve_span_processors"
+        env["RAY_SERVE_TRACING_SAMPLING_RATIO"] = str(telemetry.otlp_sample_ratio)
+    if telemetry.log_format == "json":
+        env["RAY_SERVE_LOG_TO_STDERR"] = "0"
+    return env
