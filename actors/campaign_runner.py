@@ -38,7 +38,7 @@ from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import poke as webhook_poke
 from actors.webhook_sender import publish
-from app import campaigns
+from app import campaigns, logs, telemetry, tracing
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
@@ -111,10 +111,13 @@ class AudienceCursor:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class CampaignRunner:
-    def __init__(self, campaign_id: str, runtime: Runtime):
+    def __init__(self, campaign_id: str, runtime: Runtime,
+                 trace: dict[str, str] | None = None):
         self.campaign_id = campaign_id
         self.runtime = runtime
         self.settings = settings = runtime.settings
+        telemetry.setup(settings, "campaign_runner")
+        self.trace = trace  # the launch's: the runner's span, and the batches', go under it
         self.in_flight: dict[ray.ObjectRef, tuple[str, str]] = {}  # ref -> (batch, claim)
         self.due: list[tuple[float, str]] = []  # (time, batch): pending batches, a heap
         self.wake = asyncio.Event()
@@ -139,6 +142,7 @@ class CampaignRunner:
         return {"state": self.state, "tasks_in_flight": len(self.in_flight)}
 
     async def _run(self) -> None:
+        logs.bind(campaign_id=self.campaign_id)  # on every line the loop writes
         try:
             await self._drive()
         except Exception:
@@ -150,21 +154,11 @@ class CampaignRunner:
     async def _drive(self) -> None:
         db = self.runtime.database()
         metrics = SendMetrics.get()
-        campaign = await campaigns.campaign_state(db, self.campaign_id)
-        if campaign is None:
-            self._exit()
-            return
-        self.campaign = campaign
-        self.status_now = campaign["status"]
-        self.totals = Counter(campaign.get("counts", {}))  # (again after a loop crash)
-        self.seq, position = await campaigns.last_position(db, self.campaign_id)
-        self.cursor = None
-        self.written_page = campaign.get(campaigns.AUDIENCE_SEEN, -1)
-        if not campaign.get("audience_done", True):
-            self.cursor = AudienceCursor(
-                campaign["audience"], campaign.get("audience_pages", 1), position,
-                campaign.get(campaigns.AUDIENCE_SEEN, -1), campaign["counts"].get("total", 0))
-        await self._recover(db)
+        with tracing.span("campaign.runner", self.trace, campaign=self.campaign_id):
+            # The batches' spans go under this one (it ends once the runner is going).
+            self.trace = tracing.carrier()
+            if not await self._start(db):
+                return
         last_sample = last_sweep = time.monotonic()
         while True:
             if self.status_now in FINISHED or self.status_now is None:
@@ -193,7 +187,31 @@ class CampaignRunner:
                 self.poked, last_sweep = False, now
         metrics.in_flight.set(0, tags={"campaign": self.campaign_id})
         await self.limiter.forget.remote(f"campaign:{self.campaign_id}")
+        log.info("campaign %s: runner done (%s, %s)", self.campaign_id, self.state,
+                 dict(self.totals))
         self._exit()
+
+    async def _start(self, db) -> bool:
+        """Load the campaign and where its audience was left, adopt what is in flight;
+        False if the campaign is gone (the runner has ended)."""
+        campaign = await campaigns.campaign_state(db, self.campaign_id)
+        if campaign is None:
+            self._exit()
+            return False
+        self.campaign = campaign
+        self.status_now = campaign["status"]
+        self.totals = Counter(campaign.get("counts", {}))  # (again after a loop crash)
+        self.seq, position = await campaigns.last_position(db, self.campaign_id)
+        self.cursor = None
+        self.written_page = campaign.get(campaigns.AUDIENCE_SEEN, -1)
+        if not campaign.get("audience_done", True):
+            self.cursor = AudienceCursor(
+                campaign["audience"], campaign.get("audience_pages", 1), position,
+                campaign.get(campaigns.AUDIENCE_SEEN, -1), campaign["counts"].get("total", 0))
+        await self._recover(db)
+        log.info("campaign %s: runner started (%s, %d tasks in flight, %d batches due)",
+                 self.campaign_id, self.status_now, len(self.in_flight), len(self.due))
+        return True
 
     async def _recover(self, db) -> None:
         """After a (re)start: adopt the tasks still in flight, queue the pending batches."""
@@ -268,7 +286,7 @@ class CampaignRunner:
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
             customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
             connections=options["connections"], fresh=fresh, limits=limits,
-            limiter=self.limiter if limits else None)
+            limiter=self.limiter if limits else None, trace=self.trace)
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):
@@ -372,9 +390,10 @@ class CampaignRunner:
 
 
 def start_runner(campaign_id: str, runtime: Runtime):
-    """The campaign's runner, created if it is not running (idempotent)."""
+    """The campaign's runner, created if it is not running (idempotent); its spans go
+    under the caller's (the launch request's)."""
     return registry.get_or_create(CampaignRunner, registry.runner_name(campaign_id),
-                                  campaign_id, runtime,
+                                  campaign_id, runtime, tracing.carrier(),
                                   resources=runtime.settings.actor_resources)
 
 

@@ -28,6 +28,8 @@ from collections import OrderedDict, deque
 import ray
 
 from actors import registry
+from app import telemetry, tracing
+from app.config import Telemetry
 
 log = logging.getLogger("operator_comms.chat_hub")
 REMEMBERED_SESSIONS = 200_000
@@ -43,6 +45,7 @@ def owner_of(socket_id: str) -> str | None:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
 class ChatHub:
     def __init__(self) -> None:
+        telemetry.setup(Telemetry(), "chat_hub")  # from the environment: no settings here
         self.latest: OrderedDict[str, int] = OrderedDict()
         self.bells: dict[str, asyncio.Event] = {}
         self.sockets: dict[str, set[str]] = {}  # session -> socket ids listening
@@ -83,7 +86,15 @@ class ChatHub:
                         del self.sockets[session_id]
                     self._changed(session_id, len(sockets))
 
-    async def publish(self, session_id: str, seq: int) -> None:
+    async def publish(self, session_id: str, seq: int,
+                      trace: dict[str, str] | None = None) -> None:
+        if trace is not None:
+            with tracing.span("chat.hub.ring", trace, session=session_id):
+                self._publish(session_id, seq)
+        else:
+            self._publish(session_id, seq)
+
+    def _publish(self, session_id: str, seq: int) -> None:
         if seq > self.latest.get(session_id, 0):
             self.latest[session_id] = seq
         self.latest.move_to_end(session_id)
@@ -95,7 +106,7 @@ class ChatHub:
 
     async def publish_many(self, rings: list[tuple[str, int]]) -> None:
         for session_id, seq in rings:
-            await self.publish(session_id, seq)
+            self._publish(session_id, seq)
 
     async def wait(self, session_id: str, after: int, timeout_s: float = 20.0,
                    socket_id: str | None = None) -> int | None:
@@ -164,11 +175,8 @@ class HubDoorbell:
         self.hub = hub
 
     def ring(self, session_id: str, seq: int) -> None:
-        self.hub.publish.remote(session_id, seq)  # fire and forget: a wake-up only
-
-    async def publish_many(self, rings: list[tuple[str, int]]) -> None:
-        for session_id, seq in rings:
-            await self.publish(session_id, seq)
+        # Fire and forget: a wake-up only (in the turn's trace, when tracing).
+        self.hub.publish.remote(session_id, seq, tracing.carrier())
 
     async def wait(self, session_id: str, after: int, timeout_s: float,
                    socket_id: str) -> int | None:

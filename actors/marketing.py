@@ -29,7 +29,7 @@ from actors import registry
 from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
 from actors.webhook_sender import publish
-from app import composer, marketing
+from app import composer, marketing, telemetry, tracing
 from app.mailer import SENT, Mail, SenderPool, build_message, message_id
 from app.runtime import Runtime
 from app.statuses import OfferStatus
@@ -47,6 +47,7 @@ class MarketingActor:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.settings = settings = runtime.settings
+        telemetry.setup(settings, "marketing")
         self.heap: list[tuple[float, str]] = []
         self.mail_heap: list[tuple[float, str]] = []  # emails waiting for offline sessions
         self.wake = asyncio.Event()
@@ -63,13 +64,21 @@ class MarketingActor:
     def db(self):
         return self.runtime.database()
 
-    async def handle_refusal(self, event: dict, delay_s: float | None = None) -> dict:
+    async def handle_refusal(self, event: dict, delay_s: float | None = None,
+                             trace: dict[str, str] | None = None) -> dict:
         """An `offer_refused` event: schedule its counter-offer (idempotent per event).
 
-        `delay_s` overrides the cooldown for this offer (an operator rescheduling, a test).
+        `delay_s` overrides the cooldown for this offer (an operator rescheduling, a test);
+        `trace` is the refusing turn's, when tracing.
         """
+        with tracing.span("marketing.refusal", trace, session=event.get("session_id")):
+            return await self._schedule(event, delay_s)
+
+    async def _schedule(self, event: dict, delay_s: float | None) -> dict:
         await self.loaded.wait()
         offer, why = await marketing.schedule_offer(self.db, self.settings, event, delay_s)
+        log.info("session %s: refusal heard, counter-offer %s", event.get("session_id"),
+                 f"due at {offer['fire_at']:%H:%M:%S}" if offer is not None else why)
         if offer is not None:
             heapq.heappush(self.heap, (offer["fire_at"].timestamp(), offer["_id"]))
             self.wake.set()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import ray
 
 from actors import registry
+from app import telemetry
+from app.config import Telemetry
 from app.ratelimit import RateLimits
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class RateLimiter:
     def __init__(self) -> None:
+        telemetry.setup(Telemetry(), "rate_limiter")  # from the environment
         self.limits = RateLimits()
 
     async def reserve(self, limits: dict[str, float], n: float = 1.0) -> float:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ray
 
 from actors import registry
+from app import telemetry
+from app.config import Telemetry
 from app.send_tasks import send_batch
 from app.sending import BatchJob
 
@@ -21,6 +23,7 @@ from app.sending import BatchJob
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
 class SendDispatcher:
     def __init__(self) -> None:
+        telemetry.setup(Telemetry(), "send_dispatcher")  # from the environment
         self.tasks: dict[str, dict[str, ray.ObjectRef]] = {}  # campaign -> batch -> ref
 
     def submit(self, job: BatchJob) -> list[ray.ObjectRef]:

@@ -22,7 +22,7 @@ import ray
 
 from actors import registry
 from actors.campaign_runner import start_runner
-from app import signup
+from app import signup, telemetry
 from app.imap_inbox import ImapInbox
 from app.inbound_mail import REVIEW, Rules, classify, describe_too_large
 from app.runtime import Runtime
@@ -36,6 +36,7 @@ class SignupWatcher:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.settings = settings = runtime.settings
+        telemetry.setup(settings, "signup_watcher")
         self.inbox = ImapInbox(settings)
         self.rules = Rules.from_settings(settings)
         self.account = signup.account_key(settings)

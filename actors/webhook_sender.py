@@ -30,7 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from actors import registry
 from actors.metrics import WebhookMetrics
-from app import webhooks
+from app import telemetry, webhooks
 from app.runtime import Runtime
 from app.statuses import WebhookStatus
 
@@ -87,6 +87,7 @@ class WebhookSender:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.settings = runtime.settings
+        telemetry.setup(runtime.settings, "webhook_sender")
         self.heap: list[float] = []
         self.wake = asyncio.Event()
         self.lanes: dict[str, Lane] = {}

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import chat, rollups
+from app import chat, rollups, tracing
 from app.flow_engine import Flow
 
 log = logging.getLogger("operator_comms.conversations")
@@ -91,6 +91,7 @@ class Conversations:
         self.summaries: dict[str, Any] = {}   # session -> its latest summary update
         self.moves = rollups.Increments()     # the chat roll-up's, since the last flush
         self.events: list[dict] = []          # to hand on
+        self.traces: dict[str, dict] = {}     # event id -> its turn's trace, when tracing
         self.wake = asyncio.Event()
         self.bells: dict[str, set[Bell]] = {}  # session -> sockets held here
 
@@ -119,6 +120,10 @@ class Conversations:
         known = await self.open(session_id, token)
         docs = await chat.take_turn(self.db, self.flow, session_id, known, text, self.moves)
         self._written(session_id, known, docs)
+        if log.isEnabledFor(logging.INFO):
+            log.info("session %s: turn at step %s, %d replies%s", session_id,
+                     docs[-1].get("state_after", {}).get("node"), len(docs) - 1,
+                     "".join(f", {event}" for doc in docs for event in doc.get("events", ())))
         return docs
 
     async def read(self, session_id: str, token: str, after: int) -> list[dict]:
@@ -137,6 +142,9 @@ class Conversations:
         events = chat.events_of(docs, known.customer_id)
         if events:
             self.events += events
+            trace = tracing.carrier()
+            if trace:
+                self.traces.update((event["_id"], trace) for event in events)
             self.wake.set()
         here = self.bells.get(session_id, ())
         for bell in here:
@@ -285,5 +293,8 @@ class Conversations:
 
     async def _consume(self, event: dict) -> None:
         consumer = self.consumers.get(event["type"])
-        if consumer is not None:
-            await consumer({k: v for k, v in event.items() if k != "message_id"})
+        # The consumer's call carries on the turn's trace (when tracing; its first try
+        # only, and not a stranded event's after a restart).
+        with tracing.attached(self.traces.pop(event["_id"], None)):
+            if consumer is not None:
+                await consumer({k: v for k, v in event.items() if k != "message_id"})

@@ -15,13 +15,17 @@ the messages on the wire, records them and gives the rest of the batch back.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import ray
 from ray.util.metrics import Counter, Gauge, Histogram
 
+from app import logs, telemetry, tracing
 from app.sending import BatchControl, BatchJob, count_alone, run_batch
 from app.statuses import AttemptOutcome
+
+log = logging.getLogger("operator_comms.sending")
 
 
 class SendMetrics:
@@ -78,14 +82,34 @@ def _reserve_with(limiter):
     return reserve
 
 
+async def _batch(job: BatchJob, **context) -> dict:
+    """The batch, with its campaign on the log lines and, when tracing, in a span under
+    the runner's (a task of its own on the loop: what it binds stays its own)."""
+    logs.bind(campaign_id=job.campaign_id)
+    if job.trace is None:
+        summary = await run_batch(job, **context)
+    else:
+        with tracing.span("send.batch", job.trace, kind=tracing.SpanKind.CONSUMER,
+                          campaign=job.campaign_id, batch=job.batch_id, attempt=job.attempt,
+                          recipients=len(job.customer_ids), node=context["node_id"]) as span:
+            summary = await run_batch(job, **context)
+            span.set_attributes({f"sent.{status}": n
+                                 for status, n in summary["counts"].items()})
+    if log.isEnabledFor(logging.INFO):
+        log.info("batch %s: %s", job.batch_id, ", ".join(
+            f"{n} {status}" for status, n in summary["counts"].items()) or "nothing to send")
+    return summary
+
+
 @ray.remote(max_retries=3, retry_exceptions=False)
 def send_batch(job: BatchJob) -> dict:
     control = BatchControl()
     reserve = _reserve_with(job.limiter) if job.limiter is not None else None
     node_id = ray.get_runtime_context().get_node_id()
     loop = worker_loop()
+    telemetry.setup(job.settings, "send_task")  # before the first database client
     future = asyncio.run_coroutine_threadsafe(
-        run_batch(job, node_id=node_id, reserve=reserve, control=control), loop)
+        _batch(job, node_id=node_id, reserve=reserve, control=control), loop)
     try:
         summary = future.result()
     except KeyboardInterrupt:  # ray.cancel: stop cleanly, count what went out, report

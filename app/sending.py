@@ -64,6 +64,7 @@ class BatchJob:
     customers_read_at: datetime | None = None
     limits: dict[str, float] = field(default_factory=dict)
     limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
+    trace: dict[str, str] | None = None  # the runner's span: the batch's goes under it
 
     @property
     def settings(self) -> Settings:

@@ -15,33 +15,37 @@ from ray import serve
 from actors.chat_hub import HubDoorbell, chat_hub
 from actors.marketing import marketing_actor
 from actors.webhook_sender import publish
+from app import tracing
 from app.config import Settings
 from app.conversations import Conversations
 from app.flow_engine import load_flow
 from deployments import options
 from deployments.context import AppContext, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
+from deployments.log_context import LogContext
 from deployments.routes import chat
 from deployments.security import SecurityHeaders
 
 chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/docs",
-                   openapi_url="/api/openapi.json")
+                   openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY)
 chat_api.include_router(chat.router, responses=DOCUMENTED_ERRORS)
 install_error_handlers(chat_api)
 chat_api.add_middleware(SecurityHeaders)
+chat_api.add_middleware(LogContext)
 
 
 @serve.deployment(**options.CHATBOT)
 @serve.ingress(chat_api)
 class ChatBot:
     async def __init__(self, settings: Settings):
-        context = await AppContext.start(settings)
+        context = await AppContext.start(settings, "chatbot")
         hub = chat_hub(settings.actor_resources)
         marketing = marketing_actor(context.runtime)
         context.conversations = Conversations(
             context.db, load_flow(), where=serve.get_replica_context().replica_id.unique_id,
             consumers={
-                "offer_refused": lambda event: marketing.handle_refusal.remote(event),
+                "offer_refused": lambda event: marketing.handle_refusal.remote(
+                    event, trace=tracing.carrier()),
                 "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
                 "offer_accepted": lambda event: marketing.handle_upgrade.remote(event),
                 "handoff_requested": lambda event: publish(context.db, "handoff.requested", {

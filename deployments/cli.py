@@ -8,11 +8,13 @@ running app to recount a period's report roll-ups and prints what drifted.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 
 from app.config import ConfigError, Settings, load_settings
+from app.telemetry import ray_environment
 from app.tokens import admin_token
 
 
@@ -23,6 +25,9 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
     from actors.local_services import local_services
     from deployments.main import AppArgs, deploy, start_serve
 
+    # Read by the processes of a Ray started here (not by a running cluster's: there it
+    # goes in the environment of `ray start`).
+    os.environ.update(ray_environment(settings))
     context = ray.init(
         address=settings.ray_address,
         num_cpus=None if settings.ray_address else (settings.ray_num_cpus or 8),
@@ -34,7 +39,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
     )
     if settings.embedded_mongodb or settings.embedded_smtp:
         ray.get(local_services(settings).endpoints.remote())  # start them before the app
-    start_serve(settings.http_host, settings.http_port)
+    start_serve(settings.http_host, settings.http_port, settings)
     args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
     deploy(args, settings)
     return context.dashboard_url or "127.0.0.1:8265"

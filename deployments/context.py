@@ -9,6 +9,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.local_services import local_services, resolve_endpoints
+from app import telemetry
 from app.accounts import signing_key
 from app.campaigns import rename_launch_options
 from app.config import Endpoints, Settings
@@ -32,7 +33,9 @@ class AppContext:
     conversations: Any | None = None  # app.conversations.Conversations, in ChatBot
 
     @classmethod
-    async def start(cls, settings: Settings) -> AppContext:
+    async def start(cls, settings: Settings, component: str) -> AppContext:
+        telemetry.setup(settings, component)  # before the database client (its commands
+        # are spans when tracing)
         endpoints = await resolve_endpoints(settings)
         token = admin_token(settings)
         runtime = Runtime.build(settings, endpoints, token)

@@ -19,6 +19,7 @@ from app.config import Settings
 from deployments import options
 from deployments.context import AppContext, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
+from deployments.log_context import LogContext
 from deployments.routes import (
     accounts,
     campaigns,
@@ -37,7 +38,7 @@ from deployments.routes import (
 from deployments.security import SecurityHeaders
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
-              openapi_url="/api/openapi.json")
+              openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY)
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
                chat.admin_router, marketing.router, live.router, reports.router,
@@ -49,13 +50,14 @@ for router in (unsubscribe.router, pages.router):  # outside /api
 pages.mount_static(api)
 install_error_handlers(api)
 api.add_middleware(SecurityHeaders)
+api.add_middleware(LogContext)
 
 
 @serve.deployment(**options.DASHBOARD)
 @serve.ingress(api)
 class Dashboard:
     async def __init__(self, settings: Settings):
-        context = install(await AppContext.start(settings))
+        context = install(await AppContext.start(settings, "dashboard"))
         rate_limiter(settings.actor_resources)
         marketing_actor(context.runtime)
         webhook_sender(context.runtime)

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
-from app.config import ConfigError, Settings, load_settings
+from app import tracing
+from app.config import ConfigError, Settings, Telemetry, load_settings
 from deployments import options
 from deployments.chatbot import ChatBot
 from deployments.dashboard import Dashboard
@@ -62,21 +63,25 @@ def _placement(settings: Settings, defaults: dict) -> dict:
 
 def dashboard_app(args: AppArgs, settings: Settings) -> Application:
     return Dashboard.options(
-        num_replicas=args.dashboard_replicas,
+        num_replicas=args.dashboard_replicas, logging_config=options.logging_config(settings),
         ray_actor_options=_placement(settings, options.DASHBOARD)).bind(settings)
 
 
 def chat_application(args: AppArgs, settings: Settings) -> Application:
     return ChatBot.options(
-        num_replicas=args.chatbot_replicas,
+        num_replicas=args.chatbot_replicas, logging_config=options.logging_config(settings),
         ray_actor_options=_placement(settings, options.CHATBOT)).bind(settings)
 
 
-def start_serve(host: str, port: int, **options_: Any) -> None:
+def start_serve(host: str, port: int, telemetry: Telemetry | None = None,
+                **options_: Any) -> None:
     """Start Serve's controller and proxies with the proxy's access log off (a line per
-    request costs the proxy more than routing it); errors are still logged."""
-    serve.start(http_options={"host": host, "port": port}, logging_config=options.LOGGING,
-                **options_)
+    request costs the proxy more than routing it); errors are still logged. With an OTLP
+    endpoint, Serve traces each request from the proxy on (see `app.tracing`)."""
+    telemetry = telemetry or Telemetry()
+    serve.start(http_options={"host": host, "port": port},
+                logging_config=options.logging_config(telemetry),
+                tracing_config=tracing.serve_tracing_config(telemetry), **options_)
 
 
 def deploy(args: AppArgs, settings: Settings) -> None:

@@ -5,8 +5,26 @@ and accept many requests at once; Serve's default `max_ongoing_requests` (5) wou
 queue a dashboard behind a handful of open WebSockets.
 """
 
+from __future__ import annotations
+
+from app.config import Telemetry
+
 # Access logs of every poll would drown what matters; errors are still logged.
 LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+# FastAPI's own telemetry off: Serve's proxy and replica spans are the request's (with
+# the route), and FastAPI's would start a trace of their own (it takes its parent only
+# from the request headers, which carry no context from the proxy).
+FASTAPI_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
+
+
+def logging_config(telemetry: Telemetry) -> dict:
+    """Serve's logging for its proxies and the replicas (their files under
+    `logs/serve/`): JSON when `COMMS_LOG_FORMAT=json`, at `COMMS_LOG_LEVEL`."""
+    return {**LOGGING, "log_level": telemetry.log_level,
+            "encoding": telemetry.log_format.upper()}
+
 
 DASHBOARD = {
     "name": "Dashboard",
