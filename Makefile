@@ -49,6 +49,7 @@ bench: $(STAMP) packages
 	$(BIN)/python -m benchmarks.marketing_timers
 	$(BIN)/python -m benchmarks.reports
 	$(BIN)/python -m benchmarks.webhooks
+	$(BIN)/python -m benchmarks.tracing_cost
 
 # A launch to 1,000,000 recipients: first message, runner memory (about 15 minutes,
 # most of it seeding the customers).

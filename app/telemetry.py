@@ -23,6 +23,10 @@ def ray_environment(telemetry: Telemetry) -> dict[str, str]:
     `logs/serve/` instead of to stderr as text."""
     env: dict[str, str] = {}
     if telemetry.tracing:
+        # The proxies' exporter reads the endpoint from here too (settings given to
+        # `load_settings` as arguments, as the tests and benchmarks do, are not in it).
+        env["COMMS_OTLP_ENDPOINT"] = telemetry.otlp_endpoint
+        env["COMMS_OTLP_SAMPLE_RATIO"] = str(telemetry.otlp_sample_ratio)
         env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"] = "app.tracing:serve_span_processors"
         env["RAY_SERVE_TRACING_SAMPLING_RATIO"] = str(telemetry.otlp_sample_ratio)
     if telemetry.log_format == "json":

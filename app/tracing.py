@@ -70,12 +70,18 @@ def configure(settings: Telemetry, component: str | None = None) -> bool:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": SERVICE, "process.pid": os.getpid(),
-                                      "comms.component": component or "process"}),
-            sampler=ParentBased(TraceIdRatioBased(settings.otlp_sample_ratio)))
-        provider.add_span_processor(_processor(settings))
-        trace.set_tracer_provider(provider)
+        installed = trace.get_tracer_provider()
+        if isinstance(installed, TracerProvider):
+            # Serve's, in a replica whose exporter found no endpoint in the environment:
+            # ours goes on it (a provider can be set once per process).
+            installed.add_span_processor(_processor(settings))
+        else:
+            provider = TracerProvider(
+                resource=Resource.create({"service.name": SERVICE, "process.pid": os.getpid(),
+                                          "comms.component": component or "process"}),
+                sampler=ParentBased(TraceIdRatioBased(settings.otlp_sample_ratio)))
+            provider.add_span_processor(_processor(settings))
+            trace.set_tracer_provider(provider)
         _instrument_pymongo()
         _exporting = True
         return True

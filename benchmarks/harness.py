@@ -21,6 +21,7 @@ from ray import serve
 from actors import registry
 from actors.local_services import local_services
 from app.config import Settings, load_settings
+from app.telemetry import ray_environment
 from app.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
 from embedded.processes import free_port
@@ -41,11 +42,13 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
     values = {"data_dir": Path(tempfile.mkdtemp(prefix="bench-")), "http_port": port,
               "mongodb_db": "bench", "public_url": f"http://127.0.0.1:{port}", **overrides}
     settings: Settings = load_settings(**values)
+    environment = ray_environment(settings)  # tracing or JSON logs: as `make run` sets it
+    os.environ.update(environment)
     ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=registry.NAMESPACE,
              logging_level="ERROR", log_to_driver=False)
     try:
         ray.get(local_services(settings).endpoints.remote())
-        start_serve("127.0.0.1", port)
+        start_serve("127.0.0.1", port, settings)
         deploy(AppArgs(chatbot_replicas=chatbot_replicas), settings)
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=http_timeout_s,
@@ -54,6 +57,8 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
     finally:
         serve.shutdown()
         ray.shutdown()
+        for name in environment:
+            os.environ.pop(name, None)
 
 
 def mongodb_uri(settings: Settings) -> str:

@@ -48,6 +48,7 @@ def test_ray_gets_serves_tracing_and_log_switches_when_they_are_on() -> None:
     settings = load_settings(otlp_endpoint="http://collector:4318", otlp_sample_ratio=0.25,
                              log_format="json")
     assert ray_environment(settings) == {
+        "COMMS_OTLP_ENDPOINT": "http://collector:4318", "COMMS_OTLP_SAMPLE_RATIO": "0.25",
         "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": "app.tracing:serve_span_processors",
         "RAY_SERVE_TRACING_SAMPLING_RATIO": "0.25",
         "RAY_SERVE_LOG_TO_STDERR": "0",
