@@ -24,6 +24,7 @@ from app import tracing
 from app.config import Telemetry
 
 APP_LOGGER = "operator_comms"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s -- %(message)s"
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "operator_comms_log_context", default=None)
 _configured = False
@@ -82,16 +83,19 @@ def configure(telemetry: Telemetry, component: str) -> None:
         return
     _configured = True
     logging.getLogger(APP_LOGGER).setLevel(telemetry.log_level)
+    root = logging.getLogger()
+    if not root.handlers:
+        # Without one, Python's last resort shows warnings only, so `COMMS_LOG_LEVEL=INFO`
+        # would show nothing. The process's own stderr: in a replica `sys.stderr` may be
+        # Serve's redirect into its logger, which would wrap each line in another.
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        root.addHandler(handler)
     if telemetry.log_format != "json":
         return
     _json = True
     logging.captureWarnings(True)
     formatter, context = json_formatter(), ContextFilter(component)
-    root = logging.getLogger()
-    if not root.handlers:
-        # The process's own stderr: in a replica `sys.stderr` may be Serve's redirect into
-        # its logger (RAY_SERVE_LOG_TO_STDERR=0), which would wrap each line in another.
-        root.addHandler(logging.StreamHandler(sys.__stderr__))
     for name in (None, "ray", "ray.serve"):
         for handler in logging.getLogger(name).handlers:
             handler.setFormatter(formatter)
