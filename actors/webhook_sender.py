@@ -126,6 +126,11 @@ class WebhookSender:
                 await asyncio.sleep(ERROR_PAUSE_S)
         while True:
             self.wake.clear()
+            # Retry times this read covers: those due before it starts. Taking the time
+            # after it would drop a retry that fell due during the read (or that the timer
+            # woke for a moment early), which the read did not see: nothing would wake
+            # for that message again until the next event's poke.
+            read_at = time.time()
             try:
                 full = await self._take_due()
             except Exception:
@@ -134,9 +139,9 @@ class WebhookSender:
                 continue
             if full:
                 continue
-            now = time.time()
-            while self.heap and self.heap[0] <= now:
+            while self.heap and self.heap[0] <= read_at:
                 heapq.heappop(self.heap)
+            now = time.time()
             timeout = self.heap[0] - now if self.heap else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
