@@ -1,12 +1,14 @@
 """Log lines of every process that runs the app's code: text or JSON, one call each.
 
 `configure(telemetry, component)` runs first thing in each replica, actor and send
-task (`app.telemetry.setup`). With `COMMS_LOG_FORMAT=json` every handler Ray and Serve
-gave the process (the root logger's, `ray`'s, `ray.serve`'s; all write the worker's
-stderr, which Ray keeps in `logs/worker-*.err`) formats with python-json-logger: one
-object per line with the time, level, logger, message and, where one applies, the
-`trace_id` and `span_id` of the current span, and the `request_id`, `campaign_id` and
-`session_id` bound with `bound(...)`. Python warnings go through logging too.
+task (`app.telemetry.setup`), and in Serve's proxies (from the tracing exporter Serve
+calls there, `app.tracing.serve_span_processors`). With `COMMS_LOG_FORMAT=json` every
+handler Ray and Serve gave the process (the root logger's, `ray`'s, `ray.serve`'s;
+all write the worker's stderr, which Ray keeps in `logs/worker-*.err`) formats with
+python-json-logger: one object per line with the time, level, logger, message and,
+where one applies, the `trace_id` and `span_id` of the current span, and the
+`request_id`, `campaign_id` and `session_id` bound with `bound(...)`. Python warnings
+go through logging too.
 
 Secrets are never in a line: settings hold them as `SecretStr`, whose repr is masked,
 and the runtime and endpoint reprs hide theirs.
@@ -29,6 +31,7 @@ _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar
     "operator_comms_log_context", default=None)
 _configured = False
 _json = False  # this process writes JSON lines
+_context_filter: ContextFilter | None = None  # on its handlers, when it does
 
 
 @contextlib.contextmanager
@@ -78,8 +81,10 @@ def json_formatter() -> logging.Formatter:
 
 def configure(telemetry: Telemetry, component: str) -> None:
     """This process's log format and the app's level (idempotent)."""
-    global _configured, _json
+    global _configured, _json, _context_filter
     if _configured:
+        if _context_filter is not None:  # a replica, set up first by Serve's exporter
+            _context_filter.component = component
         return
     _configured = True
     logging.getLogger(APP_LOGGER).setLevel(telemetry.log_level)
@@ -95,8 +100,9 @@ def configure(telemetry: Telemetry, component: str) -> None:
         return
     _json = True
     logging.captureWarnings(True)
-    formatter, context = json_formatter(), ContextFilter(component)
+    formatter = json_formatter()
+    _context_filter = ContextFilter(component)
     for name in (None, "ray", "ray.serve"):
         for handler in logging.getLogger(name).handlers:
             handler.setFormatter(formatter)
-            handler.addFilter(context)
+            handler.addFilter(_context_filter)

@@ -36,10 +36,6 @@ _exporting = False   # this process sends spans (a processor is on the provider)
 _propagator = TraceContextTextMapPropagator()
 
 
-def enabled() -> bool:
-    return _exporting
-
-
 def _processor(settings: Telemetry):
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -88,11 +84,16 @@ def configure(settings: Telemetry, component: str | None = None) -> bool:
 
 
 def serve_span_processors() -> list:
-    """Serve's tracing exporter (`TracingConfig.exporter_import_path`): runs in each
-    proxy and replica before Serve installs its provider (which samples at the
+    """Serve's tracing exporter (`TracingConfig.exporter_import_path`): runs first in
+    each proxy and replica, before Serve installs its provider (which samples at the
     config's ratio), so the service name set here is the one its provider reads."""
     global _exporting
+    from app import logs  # (logs imports this module)
+
     settings = Telemetry()
+    # The proxy runs no other code of ours: its log lines (the exporter's own warnings,
+    # say) are set up here; a replica names itself later, in its constructor.
+    logs.configure(settings, "serve")
     if not settings.tracing:
         return []
     with _lock:
@@ -120,26 +121,13 @@ def carrier() -> dict[str, str] | None:
     return headers or None
 
 
-class _NoSpan:
-    """What `span()` yields when tracing is off: takes attributes, keeps nothing."""
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        pass
-
-    def set_attributes(self, attributes: dict[str, Any]) -> None:
-        pass
-
-
-_NO_SPAN = _NoSpan()
-
-
 @contextlib.contextmanager
 def span(name: str, parent: dict[str, str] | None = None, *,
-         kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[Span | _NoSpan]:
+         kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[Span]:
     """A span of this process, current inside the block: under `parent` (a carrier
     from another process) when given, else under the current span, else a new trace."""
     if not _exporting:
-        yield _NO_SPAN
+        yield trace.INVALID_SPAN  # takes attributes, keeps nothing
         return
     context = _propagator.extract(parent) if parent else None
     tracer = trace.get_tracer(TRACER)
@@ -171,10 +159,3 @@ def current_ids() -> tuple[str, str] | None:
     if not context.is_valid:
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
-
-
-def flush(timeout_s: float = 5.0) -> None:
-    """Send the spans still batched (before a process ends on purpose)."""
-    provider = trace.get_tracer_provider()
-    if _exporting and hasattr(provider, "force_flush"):
-        provider.force_flush(int(timeout_s * 1000))
