@@ -3,8 +3,11 @@
 It pages through the audience (one indexed query per page of customers; its memory
 holds one page, not the audience), cuts it into batches, inserts each batch already
 claimed and hands it to a send task, keeping at most `workers` tasks in flight with
-`ray.wait`. Finished tasks return their counts through Ray, and the runner adds them
-to the campaign in one `$inc` at most every PROGRESS_EVERY_S (and whenever it stops).
+`ray.wait`. Finished tasks return their counts and report roll-up increments through Ray, and
+the runner adds them to the campaign in one `$inc`, and to the roll-ups in one bulk
+write, at most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker
+died fails back here (a fresh batch's task is not retried by Ray): its batch is given
+back and claimed again, and that run sends only what has no outcome recorded.
 Batches that need another attempt (4xx, connection trouble) come back in the task's
 summary with the time they are due; the runner keeps them in a heap and claims them
 again then. Nothing polls the database for work: the heap, `ray.wait` and `poke`
@@ -38,7 +41,7 @@ from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import poke as webhook_poke
 from actors.webhook_sender import publish
-from app import campaigns, logs, telemetry, tracing
+from app import campaigns, logs, rollups, telemetry, tracing
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
@@ -51,7 +54,7 @@ SAMPLE_EVERY_S = 1.0
 # the deliveries at completion: one write per finished task was a tenth of the
 # database's commands at batch size 100.
 PROGRESS_EVERY_S = 0.5
-SWEEP_EVERY_S = 5.0
+SWEEP_EVERY_S = 5.0  # at least; a third of the lease when that is longer
 
 
 class AudienceCursor:
@@ -128,6 +131,7 @@ class CampaignRunner:
         self.status_now = CampaignStatus.RUNNING
         self.stopping = False  # in-flight tasks were asked to stop (pause, cancel)
         self.pending_inc: Counter[str] = Counter()
+        self.pending_rollups = rollups.Increments()
         self.progress_at = 0.0  # when the counters were last written
         self.totals: Counter[str] = Counter()
         self.sampled = True
@@ -160,6 +164,7 @@ class CampaignRunner:
             if not await self._start(db):
                 return
         last_sample = last_sweep = time.monotonic()
+        sweep_every = max(SWEEP_EVERY_S, self.settings.send_lease_s / 3)
         while True:
             if self.status_now in FINISHED or self.status_now is None:
                 self.state = self.status_now or "deleted"
@@ -182,7 +187,7 @@ class CampaignRunner:
                 self.sampled, last_sample = True, now
                 metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
             await self._write_progress(db, sample, force=False)
-            if self.poked or now - last_sweep >= SWEEP_EVERY_S:
+            if self.poked or now - last_sweep >= sweep_every:
                 await self._look_again(db, reload=self.poked)
                 self.poked, last_sweep = False, now
         metrics.in_flight.set(0, tags={"campaign": self.campaign_id})
@@ -250,21 +255,24 @@ class CampaignRunner:
         lease_s = self.settings.send_lease_s
         while self.due and self.due[0][0] <= time.time():
             _, batch = heapq.heappop(self.due)
+            leased_at = time.time()  # before the write: the lease it sets ends later
             found = await campaigns.claim_batch(db, batch, claim, lease_s)
             if found is not None:
-                return self._job(batch, claim, found["customer_ids"], found["attempt"], False)
+                return self._job(batch, claim, found["customer_ids"], found["attempt"], False,
+                                 leased_at)
         while self.cursor is not None:
             size = self.cursor.tail_size(options["batch_size"], options["workers"])
             read_at = self.cursor.read_at
             customers, position = await self.cursor.take(db, size)
             if customers:
                 ids = [c["_id"] for c in customers]
+                leased_at = time.time()
                 batch = await campaigns.insert_claimed_batch(
                     db, self.campaign_id, self.seq, ids, position, claim, lease_s)
                 self.seq += 1
                 if batch is None:
                     continue  # made before a restart; it is in the open batches
-                job = self._job(batch, claim, ids, 0, True)
+                job = self._job(batch, claim, ids, 0, True, leased_at)
                 job.customers, job.customers_read_at = customers, min(
                     read_at, self.cursor.read_at)
                 return job
@@ -275,7 +283,7 @@ class CampaignRunner:
         return None
 
     def _job(self, batch: str, claim: str, ids: list[str], attempt: int,
-             fresh: bool) -> BatchJob:
+             fresh: bool, leased_at: float) -> BatchJob:
         options = self.campaign["launch"]
         limits = {}
         if options.get("rate_limit_per_s"):
@@ -285,7 +293,8 @@ class CampaignRunner:
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
             customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
-            connections=options["connections"], fresh=fresh, limits=limits,
+            connections=options["connections"], fresh=fresh, leased_at=leased_at,
+            limits=limits,
             limiter=self.limiter if limits else None, trace=self.trace)
 
     async def _complete_if_done(self, db) -> bool:
@@ -351,6 +360,8 @@ class CampaignRunner:
     def _add(self, summary: dict) -> None:
         inc = campaigns.summary_increments(summary)
         self.pending_inc.update(inc)
+        if summary.get("rollups"):
+            self.pending_rollups.merge(summary["rollups"])
         for key, n in inc.items():
             if key.startswith("counts."):
                 self.totals[key.removeprefix("counts.")] += n
@@ -373,6 +384,9 @@ class CampaignRunner:
             self.pending_inc = Counter()
             self.progress_at = time.monotonic()
             await campaigns.record_progress(db, self.campaign_id, inc, sample, sets)
+        if self.pending_rollups:
+            self.progress_at = time.monotonic()
+            await rollups.write(db, self.pending_rollups.take())
 
     async def _stop_tasks(self) -> None:
         if self.in_flight and not self.stopping:

@@ -16,7 +16,7 @@ import ray
 from actors import registry
 from app import telemetry
 from app.config import Telemetry
-from app.send_tasks import send_batch
+from app.send_tasks import RETRIES, send_batch
 from app.sending import BatchJob
 
 
@@ -32,6 +32,7 @@ class SendDispatcher:
         # Ray's default of packing one node before using the next.
         task = send_batch.options(num_cpus=settings.send_task_cpus,
                                   resources=settings.send_task_resources,
+                                  max_retries=0 if job.fresh else RETRIES,
                                   scheduling_strategy="SPREAD")
         ref = task.remote(job)
         tasks = self.tasks.setdefault(job.campaign_id, {})

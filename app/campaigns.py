@@ -16,10 +16,11 @@ The unit of database work is a batch, never a message:
   (`$inc`), recounted from the deliveries at completion.
 
 Exactly once rests on: the delivery `_id` (a second insert for the same recipient
-fails, and a rerun of a batch reads which of its recipients already have an outcome),
-the claim token on the batch (a task stamps the batch it was given, and only the
-holder of the claim may close it), and the lease (`not_before` of a claimed batch),
-which a running task renews and whose expiry gives a dead task's batch back.
+fails, and every run of a batch but the first of a fresh claim reads which of its
+recipients already have an outcome), the claim token on the batch (only its holder may
+renew or close it), and the lease (`not_before` of a claimed batch), which begins when
+the runner claims the batch, which a running task renews, and whose expiry gives a dead
+task's batch back.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ async def insert_claimed_batch(db: AsyncDatabase, campaign_id: str, seq: int,
     doc = {"_id": batch_id(campaign_id, seq), "campaign_id": campaign_id, "seq": seq,
            "customer_ids": customer_ids, "recipients": customer_ids,
            "position": position, "attempt": 0,
-           "status": BatchStatus.CLAIMED, "claim": claim, "runs": 0,
+           "status": BatchStatus.CLAIMED, "claim": claim,
            # While claimed, not_before holds the lease's end: one index serves both
            # "what is due" and "whose lease ran out".
            "not_before": created + timedelta(seconds=lease_s), "created_at": created}
@@ -258,7 +259,7 @@ async def insert_pending_batch(db: AsyncDatabase, campaign_id: str, key: str,
             "_id": f"{campaign_id}:{key}", "campaign_id": campaign_id, "seq": None,
             "customer_ids": customer_ids, "recipients": customer_ids, "attempt": 0,
             "status": BatchStatus.PENDING, "claim": None,
-            "runs": 0, "not_before": created, "created_at": created})
+            "not_before": created, "created_at": created})
     except DuplicateKeyError:
         return False
     return True
@@ -286,34 +287,21 @@ async def claim_batch(db: AsyncDatabase, batch: str, claim: str, lease_s: float)
     """Claim a pending batch; the batch (its recipients, attempt) or None if not pending."""
     result = await db.batches.update_one(
         {"_id": batch, "status": BatchStatus.PENDING},
-        {"$set": {"status": BatchStatus.CLAIMED, "claim": claim, "runs": 0,
+        {"$set": {"status": BatchStatus.CLAIMED, "claim": claim,
                   "not_before": now() + timedelta(seconds=lease_s)}})
     if result.modified_count != 1:
         return None
     return await db.batches.find_one({"_id": batch}, {"customer_ids": 1, "attempt": 1})
 
 
-async def stamp_batch(db: AsyncDatabase, batch: str, claim: str, worker: dict[str, Any],
-                      lease_s: float) -> str | None:
-    """The task starts: renew the lease and note where it runs. "first" when no earlier
-    run of this claim started (nothing of it can be recorded yet), "rerun" when one did
-    (Ray retried the task after its worker died), None when the claim is gone."""
-    fields = {"worker": worker, "not_before": now() + timedelta(seconds=lease_s),
-              "started_at": now()}
-    first = await db.batches.update_one({"_id": batch, "claim": claim, "runs": 0},
-                                        {"$set": fields, "$inc": {"runs": 1}})
-    if first.modified_count == 1:
-        return "first"
-    again = await db.batches.update_one({"_id": batch, "claim": claim},
-                                        {"$set": fields, "$inc": {"runs": 1}})
-    return "rerun" if again.matched_count == 1 else None
-
-
-async def renew_lease(db: AsyncDatabase, batch: str, claim: str, lease_s: float) -> bool:
-    """Extend the claim's lease; False when the claim is gone (requeued or closed)."""
-    result = await db.batches.update_one(
-        {"_id": batch, "claim": claim},
-        {"$set": {"not_before": now() + timedelta(seconds=lease_s)}})
+async def renew_lease(db: AsyncDatabase, batch: str, claim: str, lease_s: float,
+                      worker: dict[str, Any] | None = None) -> bool:
+    """Extend the claim's lease (and note where its task runs); False when the claim is
+    gone (requeued or closed)."""
+    fields: dict[str, Any] = {"not_before": now() + timedelta(seconds=lease_s)}
+    if worker is not None:
+        fields["worker"] = worker
+    result = await db.batches.update_one({"_id": batch, "claim": claim}, {"$set": fields})
     return result.matched_count == 1
 
 
@@ -493,12 +481,15 @@ async def reconcile(db: AsyncDatabase, campaign_id: str) -> dict[str, int]:
                             for status in FINAL_DELIVERY}
     sets["counts.total"] = sum(counts.get(s, 0)
                                for s in (*FINAL_DELIVERY, DeliveryStatus.PENDING))
-    await db.campaigns.update_one({"_id": campaign_id}, {"$set": {
-        **sets, "retries": retries, "by_node": by_node, "by_worker": by_worker}})
     drift = await rollups.reconcile_campaign(db, campaign_id, increments)
     if drift["drifted"]:
         log.warning("campaign %s: %d report roll-ups repaired from its deliveries: %s",
                     campaign_id, drift["drifted"], drift["drift"][:5])
+    # rollups_repaired: how many of its roll-up documents were wrong (0 unless a writer
+    # died between its deliveries and their roll-up).
+    await db.campaigns.update_one({"_id": campaign_id}, {"$set": {
+        **sets, "retries": retries, "by_node": by_node, "by_worker": by_worker,
+        "rollups_repaired": drift["drifted"]}})
     return counts
 
 

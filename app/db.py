@@ -71,7 +71,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     # (`campaigns.deliveries_created_between`).
     "deliveries": [],
     "batches": [
-        # stamp, renew, close: {_id, claim(, runs)}
+        # renew, close: {_id, claim} (`runs` was a start counter of earlier releases)
         IndexModel([("_id", ASCENDING), ("claim", ASCENDING), ("runs", ASCENDING)]),
         # claim a pending one: {_id, status}
         IndexModel([("_id", ASCENDING), ("status", ASCENDING)]),

@@ -6,8 +6,10 @@ machine. Ray reuses worker processes, so the loop lives on in a thread of the
 worker, and with it the process's MongoDB client and its pooled SMTP connections:
 a batch pays no connect, handshake or login that an earlier batch already paid.
 
-Ray retries the task if its worker dies; the batch's claim makes the retry send only
-what the dead attempt had not recorded. `ray.cancel` (pause, cancel) raises
+If its worker dies, Ray retries the task of a batch that was claimed before (the run
+reads what is recorded and sends only the rest); a fresh batch's task is submitted
+without retries, since its first run reads nothing: the runner claims the batch anew,
+and that run reads. `ray.cancel` (pause, cancel) raises
 KeyboardInterrupt here, in the task's thread: the batch is asked to stop, finishes
 the messages on the wire, records them and gives the rest of the batch back.
 """
@@ -101,7 +103,10 @@ async def _batch(job: BatchJob, **context) -> dict:
     return summary
 
 
-@ray.remote(max_retries=3, retry_exceptions=False)
+RETRIES = 3  # for a batch claimed before; a fresh batch's task gets none (see above)
+
+
+@ray.remote(max_retries=RETRIES, retry_exceptions=False)
 def send_batch(job: BatchJob) -> dict:
     control = BatchControl()
     reserve = _reserve_with(job.limiter) if job.limiter is not None else None

@@ -1,11 +1,14 @@
-"""Sending one batch of a campaign: stamp the claim, read the recipients, render, send
+"""Sending one batch of a campaign: hold the claim's lease, read the recipients, render, send
 over pooled SMTP connections, record the outcomes in bulk, close the batch. Pure
 asyncio; the Ray task in `app.send_tasks` runs it on its worker process's loop.
 
-Database work per batch, not per message: a fresh batch of 100 costs the stamp, one
-read of its customers, an `insert_many` per flush and the close (the runner adds the
-batch's insert and its share of one counter write); when a webhook endpoint listens for
-delivery events, one more insert per flush stores the flush's event (`app.webhooks`).
+Database work per batch, not per message: a fresh batch of 100 costs one read (who of
+its customers unsubscribed since the runner read them), an `insert_many` per flush and
+the close; the runner adds the batch's insert and its share of the counter and roll-up
+writes (the task returns its counts and roll-up increments through Ray). A fresh batch
+sends under the lease the runner's insert began, so it needs no command to start; a
+task that starts late renews first. When a webhook endpoint listens for delivery
+events, one more insert per flush stores the flush's event (`app.webhooks`).
 Outcomes are flushed when `send_flush_every` have queued up, when the oldest has
 waited `send_flush_s`, and at the end; a connection waits while twice
 `send_flush_every` are unwritten. So a process killed mid-batch leaves at most that
@@ -57,7 +60,11 @@ class BatchJob:
     runtime: Runtime
     templates: dict[str, str | None]
     connections: int
-    fresh: bool = False  # created by the runner for this claim: nothing recorded yet
+    # Created by the runner for this claim, and submitted without Ray retries (a worker
+    # that dies fails the task; the runner claims the batch anew): nothing of it can be
+    # recorded yet, so the task reads no records. Any other run reads them first.
+    fresh: bool = False
+    leased_at: float | None = None  # when the claim's lease began (epoch s, runner's clock)
     # The recipients' documents as the runner read them with the audience page, and
     # when; the task then only asks who unsubscribed since. None: the task reads them.
     customers: list[dict] | None = None
@@ -195,8 +202,7 @@ class OutcomeRecorder:
                 await self._flush()
                 continue
             if not queued and self.closing:
-                await self._write_rollups()  # what earlier flushes gathered
-                return
+                return  # the roll-up increments left go to the runner in the summary
             self.kick.clear()
             timeout = max(0.0, self.flush_s - age) if queued else None
             with contextlib.suppress(TimeoutError):  # the oldest outcome's time is up
@@ -210,10 +216,10 @@ class OutcomeRecorder:
         self.oldest = None
         try:
             lost = await campaigns.write_outcomes(self.db, inserts, updates)
-            # The reports' roll-ups gather over the batch: one write when it closes (the
-            # flush loop's last step, so a flush racing close() does not add a second),
-            # or every ROLLUP_EVERY_S in a long one. Every task of a campaign adds to the
-            # same document, so a write per flush made them queue on it.
+            # The reports' roll-ups gather over the batch and go back to the runner with
+            # its counts (it writes them with the campaign's counters, for every task at
+            # once); a long batch writes its own every ROLLUP_EVERY_S. Every task of a
+            # campaign adds to the same document: a write per flush made them queue on it.
             for doc in inserts:
                 if doc["_id"] not in lost:
                     self.increments.outcome(self.job.campaign_id, doc, None)
@@ -291,6 +297,7 @@ class BatchRun:
         self.lease_s = self.settings.send_lease_s
         self.margin_s = min(2.0, self.lease_s / 4)
         self.lease_until = 0.0
+        self.renewed_at = 0.0  # when the last renewal (or the claim) was issued
 
     async def run(self) -> dict[str, Any]:
         job = self.job
@@ -298,16 +305,12 @@ class BatchRun:
                                    "counts": {}, "retries": 0, "latencies": [],
                                    "next": None, "stopped": None}
         self.stop = self.control.bind()
-        issued = time.time()
-        run = await campaigns.stamp_batch(self.db, job.batch_id, job.claim, self.identity,
-                                          self.lease_s)
-        if run is None:
+        if not await self._hold_lease():
             summary["stopped"] = "lost"
             return summary
-        self.lease_until = issued + self.lease_s - self.margin_s
-        ids = [campaigns.delivery_id(job.campaign_id, c) for c in job.customer_ids]
-        if not (job.fresh and run == "first"):
-            self.records = await campaigns.recorded(self.db, ids)
+        if not job.fresh:
+            self.records = await campaigns.recorded(self.db, [
+                campaigns.delivery_id(job.campaign_id, c) for c in job.customer_ids])
         to_send, carried = self._plan()
         summary["claimed"] = len(to_send)
         if to_send:
@@ -343,6 +346,7 @@ class BatchRun:
         counts = dict(recorder.counts)
         summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
                        latencies=recorder.latencies, released=len(unsent),
+                       rollups=recorder.increments.take() if recorder.increments else None,
                        webhooks=recorder.webhooks,
                        stopped=self.stop_reason[0] if self.stop_reason else None)
         return summary
@@ -360,6 +364,26 @@ class BatchRun:
         return {c["_id"]: ({**c, "unsubscribed": True} if c["_id"] in gone else c)
                 for c in job.customers if c["_id"] in wanted}
 
+    async def _hold_lease(self) -> bool:
+        """The claim's lease: a task that starts soon after the runner's claim sends
+        under it as is; one that starts late (queued behind others, or a rerun) renews
+        it first, which also proves the claim is still its own. False: it is gone."""
+        if self.job.leased_at is not None:
+            self.renewed_at = self.job.leased_at
+            self.lease_until = self.job.leased_at + self.lease_s - self.margin_s
+        if self.lease_until - time.time() > self.lease_s / 2:
+            return True
+        return await self._renew()
+
+    async def _renew(self) -> bool:
+        issued = time.time()
+        if not await campaigns.renew_lease(self.db, self.job.batch_id, self.job.claim,
+                                           self.lease_s, self.identity):
+            return False
+        self.renewed_at = issued
+        self.lease_until = issued + self.lease_s - self.margin_s
+        return True
+
     def _plan(self) -> tuple[list[str], list[str]]:
         """Which recipients this run sends, and which already wait for the next attempt."""
         to_send, carried = [], []
@@ -375,13 +399,10 @@ class BatchRun:
     async def _watch(self) -> None:
         """Renew the lease while the batch runs long; stop when the claim is gone."""
         while not self.stop.is_set():
-            await asyncio.sleep(self.lease_s / 3)
-            issued = time.time()
-            if not await campaigns.renew_lease(self.db, self.job.batch_id, self.job.claim,
-                                               self.lease_s):
+            await asyncio.sleep(max(0.0, self.renewed_at + self.lease_s / 3 - time.time()))
+            if not await self._renew():
                 self._halt("lease lost")
                 return
-            self.lease_until = issued + self.lease_s - self.margin_s
 
     def _halt(self, reason: str) -> None:
         if not self.stop_reason:
@@ -439,11 +460,13 @@ class BatchRun:
 
 
 async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
-    """Add a stopped batch's outcomes to the campaign's counters: its summary does not
-    reach the runner (Ray reports a cancelled task as cancelled)."""
+    """Add a stopped batch's outcomes to the campaign's counters and roll-ups: its
+    summary does not reach the runner (Ray reports a cancelled task as cancelled)."""
     db = job.runtime.database()
     await campaigns.record_progress(db, job.campaign_id,
                                     campaigns.summary_increments(summary), None)
+    if summary.get("rollups"):
+        await rollups.write(db, summary["rollups"])
 
 
 def compose(job: BatchJob, customer: dict, mid: str) -> Mail:

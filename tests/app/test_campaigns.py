@@ -48,9 +48,9 @@ async def test_a_claim_is_held_by_one_run_and_given_back_when_its_lease_runs_out
                                                  "k1", lease_s=30)
     assert await campaigns.insert_claimed_batch(db, doc["_id"], 0, ["a"], [0, "a"], "k9",
                                                 30) is None  # made before a restart
-    assert await campaigns.stamp_batch(db, batch, "k1", {"worker": "w"}, 30) == "first"
-    assert await campaigns.stamp_batch(db, batch, "k1", {"worker": "w"}, 30) == "rerun"
-    assert await campaigns.stamp_batch(db, batch, "other", {"worker": "w"}, 30) is None
+    assert await campaigns.renew_lease(db, batch, "k1", 30, {"worker": "w"})
+    assert not await campaigns.renew_lease(db, batch, "other", 30, {"worker": "x"})
+    assert (await db.batches.find_one({"_id": batch}))["worker"] == {"worker": "w"}
     # Half sent: the rest waits for attempt 1; only the claim holder could say so.
     assert not await campaigns.close_batch(db, batch, "other", remaining=["b"], attempt=1,
                                            not_before=None)

@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -14,9 +15,9 @@ from aiosmtpd.smtp import AuthResult
 from pydantic import SecretStr
 from pymongo import MongoClient, monitoring
 
-from app import campaigns
+from app import campaigns, rollups
 from app.config import Endpoints
-from app.customers import AUDIENCE_BUCKETS, audience_page_query, bucket_of
+from app.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bucket_of
 from app.db import database, ensure_indexes
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.runtime import Runtime
@@ -80,12 +81,16 @@ class Batch:
             created_by="test")
         self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
                                                         connections=2, audience_pages=1)
+        self.leased_at = time.time()
         self.batch_id = await campaigns.insert_claimed_batch(
             self.db, doc["_id"], 0, self.customer_ids, [1, None], self.claim, lease_s=30)
         return self
 
     def job(self, port: int, *, password: str | None = None, claim: str | None = None,
-            fresh: bool = True, connections: int = 2, **settings) -> BatchJob:
+            fresh: bool = True, connections: int = 2, leased_at: float | None = -1.0,
+            **settings) -> BatchJob:
+        """The job as the runner hands it over, its lease begun with the batch's claim
+        (`leased_at=None`: the job does not say when, so the task renews first)."""
         update = {"mongodb_db": self.db_name, **settings}
         if password is not None:
             update |= {"smtp_user": "relay", "smtp_password": SecretStr(password)}
@@ -97,11 +102,14 @@ class Batch:
             runtime=Runtime(self.stack.settings.model_copy(update=update),
                             Endpoints(self.mongodb_uri, "127.0.0.1", port), "k"),
             templates=self.campaign["templates"],
-            connections=connections, fresh=fresh)
+            connections=connections, fresh=fresh,
+            leased_at=self.leased_at if leased_at == -1.0 else leased_at)
 
     def reclaim(self, claim: str) -> None:
+        self.leased_at = time.time()
         self.sync.batches.update_one({"_id": self.batch_id}, {"$set": {
-            "status": BatchStatus.CLAIMED, "claim": claim, "runs": 0}})
+            "status": BatchStatus.CLAIMED, "claim": claim,
+            "not_before": campaigns.now() + timedelta(seconds=30)}})
 
 
 async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:
@@ -123,28 +131,47 @@ async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay)
 
 async def test_right_login_sends_and_a_retried_task_sends_nothing_again(
         stack: Stack, login_relay) -> None:
+    """Ray retries the task of a batch claimed before (not a fresh one): the rerun
+    reads what is recorded and sends none of it again."""
     handler, port = login_relay
     batch = await Batch(stack, 5).create()
-    job = batch.job(port, password="right")
+    job = batch.job(port, password="right", fresh=False)
     first = await run_batch(job)
     again = await run_batch(job)  # what Ray does when it retries a task: same claim
 
     assert first["counts"] == {"sent": 5} and handler.total == 5
-    assert again["stopped"] == "lost" and handler.total == 5
+    assert again["claimed"] == 0 and again["counts"] == {} and handler.total == 5
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
     sent = list(batch.sync.deliveries.find({}))
     assert len(sent) == 5 and {d["status"] for d in sent} == {"sent"}
     assert {d["attempts"] for d in sent} == {1}
 
 
+async def test_a_task_that_starts_after_its_claim_was_given_back_sends_nothing(
+        stack: Stack, open_relay) -> None:
+    """A task that starts late (its lease half gone, or its job does not say when it
+    began) renews first; the claim is no longer its own, so it stops unsent."""
+    handler, port = open_relay
+    batch = await Batch(stack, 3).create()
+    batch.reclaim("claim-2")  # the sweep gave it back, and it was claimed again
+    late = await run_batch(batch.job(port, claim="claim-1", leased_at=time.time() - 20))
+    unknown = await run_batch(batch.job(port, claim="claim-1", leased_at=None))
+
+    assert late["stopped"] == unknown["stopped"] == "lost" and handler.total == 0
+    stored = batch.sync.batches.find_one({"_id": batch.batch_id})
+    assert stored["claim"] == "claim-2" and "worker" not in stored
+    on_time = await run_batch(batch.job(port, claim="claim-2", leased_at=None))
+    assert on_time["counts"] == {"sent": 3} and handler.total == 3
+
+
 async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
         stack: Stack, open_relay) -> None:
-    """A worker died after recording 3 of 7 outcomes: Ray reruns the task with the
-    same claim, which sends only the 4 without a record."""
+    """A worker died after recording 3 of 7 outcomes of a fresh batch: the runner
+    claims the batch again, and that run sends only the 4 without a record."""
     handler, port = open_relay
     batch = await Batch(stack, 7).create()
-    job = batch.job(port)
-    batch.sync.batches.update_one({"_id": batch.batch_id}, {"$set": {"runs": 1}})
+    batch.reclaim("claim-2")
+    job = batch.job(port, claim="claim-2", fresh=False)
     recorded = batch.customer_ids[:3]
     batch.sync.deliveries.insert_many([
         {"_id": campaigns.delivery_id(job.campaign_id, cid), "campaign_id": job.campaign_id,
@@ -228,34 +255,41 @@ class CommandCounter(monitoring.CommandListener):
 async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
         stack: Stack, open_relay) -> None:
     """<= 0.1 commands per message: the task's commands, counted by PyMongo's command
-    monitoring, plus the runner's share (insert the batch, one audience page read at
-    most, one counter write); and the reports' roll-ups, one write for the batch."""
+    monitoring, plus the runner's share at most (insert the batch, one audience page
+    read, one counter write and one roll-up write, were it alone in its round)."""
     handler, port = open_relay
     batch = await Batch(stack, 100).create()
     counter = CommandCounter()
     monitoring.register(counter)  # applies to clients created from here on
     uri = batch.mongodb_uri + "&appname=count-commands"  # a fresh client, listened to
     job = batch.job(port, connections=4)
+    job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))  # the page
+    job.customers_read_at = campaigns.now()
     job.runtime = replace(job.runtime, endpoints=Endpoints(uri, "127.0.0.1", port))
     started = time.monotonic()
     summary = await run_batch(job)
-    # A batch that runs long (a loaded machine) also writes its roll-ups every
-    # ROLLUP_EVERY_S: those writes are allowed for, the count stays exact.
-    periodic = int((time.monotonic() - started) // ROLLUP_EVERY_S)
+    # A batch that runs long (a loaded machine) writes its own roll-ups every
+    # ROLLUP_EVERY_S, and renews its lease every third of it: allowed for, the count
+    # stays exact.
+    ran_s = time.monotonic() - started
+    periodic = int(ran_s // ROLLUP_EVERY_S) + int(ran_s // (job.settings.send_lease_s / 3))
 
     assert summary["counts"] == {"sent": 100} and handler.total == 100
-    runner_share = 3
     print(f"one batch of 100: task commands {counter.commands} on {counter.collections}")
     flushes = sum(1 for name, on in zip(counter.commands, counter.collections, strict=True)
                   if (name, on) == ("insert", "deliveries"))
     assert flushes <= 100 // job.settings.send_flush_every + 1
-    # The batch's roll-ups, once at its close (plus one per ROLLUP_EVERY_S it ran).
-    assert 1 <= counter.collections.count("rollups") <= 1 + periodic
+    # The roll-up increments go back to the runner, which writes them with the others
+    # finished in its round.
+    assert counter.collections.count("rollups") <= periodic
+    assert summary["rollups"].docs()[rollups.campaign_rollup_id(
+        job.campaign_id, rollups.day_of(campaigns.now()))]["counts"] == {"sent": 100}
     # Who listens for webhook events: read at most once per Subscriptions.ttl_s by a
     # process (here: the first batch on this database), not per batch.
     listeners = counter.collections.count("webhooks")
     assert listeners <= 1 + int((time.monotonic() - started) // Subscriptions().ttl_s)
-    assert len(counter.commands) - periodic - listeners + runner_share <= 11, (
+    runner_share = 4
+    assert len(counter.commands) - periodic - listeners + runner_share <= 10, (
         counter.commands)
 
 
@@ -263,7 +297,7 @@ async def test_an_unsubscribe_after_the_page_was_read_is_respected(
         stack: Stack, open_relay) -> None:
     """The job carries the customers as the runner read them; one unsubscribes before
     the task runs: the task skips them, and reads no customer document itself."""
-    from app.customers import SEND_FIELDS, set_unsubscribed
+    from app.customers import set_unsubscribed
 
     handler, port = open_relay
     batch = await Batch(stack, 4).create()
@@ -294,8 +328,7 @@ async def test_every_send_path_query_uses_an_index(stack: Stack) -> None:
     ids = [campaigns.delivery_id(cid, c) for c in batch.customer_ids]
     shapes = {
         "batches": [
-            ({"_id": batch.batch_id, "claim": "x", "runs": 0}, None),  # stamp
-            ({"_id": batch.batch_id, "claim": "x"}, None),  # rerun stamp, renew, close
+            ({"_id": batch.batch_id, "claim": "x"}, None),  # renew, close
             ({"_id": batch.batch_id, "status": "pending"}, None),  # claim a pending one
             ({"campaign_id": cid, "status": {"$in": ["pending", "claimed"]}}, None),  # open
             ({"campaign_id": cid, "status": "claimed",
