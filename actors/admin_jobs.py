@@ -15,9 +15,10 @@ from typing import Any
 import ray
 
 from app import jobs
-from app.customers import generate_customers, import_csv
+from app.customers import check_csv, generate_customers, import_csv
 from app.db import close_clients
 from app.runtime import Runtime
+from app.xlsx_audience import xlsx_to_csv
 
 GENERATE, IMPORT = "generate", "import"
 
@@ -39,10 +40,14 @@ async def _run(job_id: str, kind: str, params: dict[str, Any], runtime: Runtime
                                               progress=progress)
             await jobs.finish(db, job_id, result)
         elif kind == IMPORT:
-            report = await import_csv(db, params["text"], params.get("tag"), progress)
+            text, rows = params.get("text"), params["rows"]
+            if text is None:  # an XLSX: its rows as the CSV importer reads them
+                text = xlsx_to_csv(params["xlsx"])
+                rows = check_csv(text)
+            report = await import_csv(db, text, params.get("tag"), progress)
             result = {"imported": report.imported, "invalid": report.invalid,
                       "duplicates": report.duplicates, "tag": params.get("tag")}
-            await jobs.finish(db, job_id, result, total=params["rows"])
+            await jobs.finish(db, job_id, result, total=rows)
         else:
             raise ValueError(f"no such job kind: {kind}")
         return jobs.job_view(await jobs.get_job(db, job_id))

@@ -181,22 +181,25 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
 
     Row numbers count the header as row 1, as a spreadsheet shows them.
     """
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
         raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
-    columns = [name.strip().lower() for name in reader.fieldnames]
+    columns = [name.strip().lower() for name in header]
     if "email" not in columns:
         raise CsvRejected("email", "the CSV has no email column")
-    reader.fieldnames = columns
     report, good, seen = ImportReport(), [], set()
-    for row_number, row in enumerate(reader, start=2):
-        if row_number - 1 > MAX_IMPORT_ROWS:
+    data_rows = 0
+    for row_number, values in enumerate(reader, start=2):
+        if not values:  # a blank line: nothing to import, but it is a row of the sheet
+            continue
+        data_rows += 1
+        if data_rows > MAX_IMPORT_ROWS:
             raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
-        problems = []
-        missing = [name for name in columns if row.get(name) is None]
-        if missing:
-            problems += [{"field": name, "reason": "missing value (short row)"} for name in missing]
-        if None in row:  # more values than the header has columns
+        row = dict(zip(columns, values, strict=False))
+        problems = [{"field": name, "reason": "missing value (short row)"}
+                    for name in columns[len(values):]]
+        if len(values) > len(columns):
             problems.append({"field": "row", "reason": "more values than columns"})
         raw_email = (row.get("email") or "").strip()
         email = None
@@ -210,8 +213,7 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
         problems += [{"field": name, "reason": "starts like a spreadsheet formula (=, +, -, "
                                                "@): refused so no export of it runs as one"}
                      for name, value in row.items()
-                     if isinstance(name, str) and name not in ("email", "phone")
-                     and isinstance(value, str) and looks_like_formula(value.strip())]
+                     if name not in ("email", "phone") and looks_like_formula(value.strip())]
         if problems:
             report.invalid += [{"row": row_number, **problem} for problem in problems]
             continue
@@ -220,8 +222,7 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
                 {"row": row_number, "email": email, "reason": "repeated in file"})
             continue
         seen.add(email)
-        extra = {k: (v or "").strip() for k, v in row.items()
-                 if k not in CORE_COLUMNS and isinstance(k, str)}
+        extra = {k: v.strip() for k, v in row.items() if k not in CORE_COLUMNS}
         name = (row.get("name") or "").strip() or email.split("@")[0]
         good.append((row_number, new_customer(
             email, name[:200], plan=(row.get("plan") or "Basic").strip()[:100] or "Basic",

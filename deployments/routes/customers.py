@@ -1,4 +1,4 @@
-"""Audience routes: demo customers, CSV import with a per-row report, a listing.
+"""Audience routes: demo customers, CSV or XLSX import with a per-row report, a listing.
 
 Generating and importing run as admin jobs (`actors.admin_jobs`), off this replica:
 the answer is 202 with the job's id at once (follow it at `/api/jobs/{id}`), or, with
@@ -6,12 +6,13 @@ the answer is 202 with the job's id at once (follow it at `/api/jobs/{id}`), or,
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
 from actors.admin_jobs import GENERATE, IMPORT, run_job
-from app import audit, jobs
+from app import audit, jobs, xlsx_audience
 from app import customers as audience
 from app.accounts import Principal
 from app.models import (
@@ -64,7 +65,9 @@ async def import_customers(
     context: Context,
     who: Who,
     response: Response,
-    file: Annotated[UploadFile, File(description="CSV: email, name, plan, phone, extras")],
+    file: Annotated[UploadFile, File(
+        description="CSV (UTF-8) or XLSX (its first sheet): a header row with email, "
+                    "and name, plan, phone and any extra columns")],
     tag: Annotated[Tag | None, Query()] = None,
     wait: Wait = False,
 ) -> dict:
@@ -74,15 +77,21 @@ async def import_customers(
     if len(raw) > MAX_CSV_BYTES:
         raise HTTPException(413, [{"field": "file", "message": "larger than 20 MiB"}])
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise HTTPException(422, [{"field": "file", "message": "not UTF-8 text"}]) from None
-    try:
-        rows = audience.check_csv(text)
+        if xlsx_audience.is_xlsx(raw):  # read in the job; here only its header and size
+            rows = await asyncio.to_thread(xlsx_audience.check_xlsx, raw)
+            params: dict = {"xlsx": raw}
+        else:
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise HTTPException(422, [{"field": "file", "message": "neither UTF-8 text "
+                                           "(CSV) nor an XLSX workbook"}]) from None
+            rows = audience.check_csv(text)
+            params = {"text": text}
     except audience.CsvRejected as exc:
         raise HTTPException(422, [{"field": exc.field, "message": str(exc)}]) from None
     return await _start(context, who, response, IMPORT, rows, {"tag": tag, "rows": rows},
-                        {"text": text, "tag": tag, "rows": rows}, wait)
+                        {**params, "tag": tag, "rows": rows}, wait)
 
 
 @router.get("", response_model=CustomerList,

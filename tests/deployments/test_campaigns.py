@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
 import signal
@@ -9,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import ray
+from openpyxl import Workbook
 from pymongo import MongoClient
 
 from actors import registry
@@ -211,6 +215,61 @@ def test_csv_import_reports_bad_rows(api) -> None:
     assert len(listed["customers"]) == 3 and listed["next_cursor"] is None
 
     no_email = api.post("/api/customers/import", files={"file": ("c.csv", "name\nAna\n")})
+    assert no_email.status_code == 422 and no_email.json()["detail"][0]["field"] == "email"
+
+
+def _sheet(domain: str) -> list[list]:
+    return [["email", "name", "plan", "phone"],
+            [f"good1@{domain}", "Good One", "Turbo", 5511990000001],
+            ["not an email", "Bad", "Basic", None],
+            [f"empty@{domain}", "Empty plan", None, None],
+            [None, None, None, None],
+            [f"GOOD1@{domain}", "Dup", "Basic", None],
+            [f"f@{domain}", "=1+1", "Basic", None],
+            [f"extra@{domain}", "Extra", "Basic", None, "past the header"]]
+
+
+def test_xlsx_import_reports_as_the_same_csv_does(api) -> None:
+    """The same sheet as XLSX and as its CSV export (into different domains, so
+    neither finds the other's customers): the same report, row by row."""
+    reports = {}
+    for kind in ("csv", "xlsx"):
+        domain = unique_domain(kind)
+        rows = _sheet(domain)
+        if kind == "csv":
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(
+                [["" if v is None else v for v in row] if any(row) else [] for row in rows])
+            upload = ("c.csv", text.getvalue().encode(), "text/csv")
+        else:
+            book = Workbook()
+            for row in rows:
+                book.active.append(row)
+            data = io.BytesIO()
+            book.save(data)
+            upload = ("c.xlsx", data.getvalue(), "application/vnd.openxmlformats-"
+                                                 "officedocument.spreadsheetml.sheet")
+        response = api.post("/api/customers/import", params={"tag": domain, "wait": "true"},
+                            files={"file": upload})
+        assert response.status_code == 200, response.text
+        reports[kind] = json.loads(response.text.replace(domain, "DOMAIN"))
+        listed = api.get("/api/customers", params={"tag": domain}).json()["customers"]
+        assert sorted(c["email"] for c in listed) == [f"empty@{domain}", f"good1@{domain}"]
+        assert {c["email"]: c["phone"] for c in listed}[f"good1@{domain}"] == "5511990000001"
+    assert reports["xlsx"] == reports["csv"]
+    assert reports["xlsx"]["imported"] == 2
+    assert {(i["row"], i["field"]) for i in reports["xlsx"]["invalid"]} == {
+        (3, "email"), (7, "name"), (8, "row")}
+    assert [d["row"] for d in reports["xlsx"]["duplicates"]] == [6]
+
+    damaged = api.post("/api/customers/import", files={
+        "file": ("c.xlsx", b"PK\x03\x04 cut short", "application/octet-stream")})
+    assert damaged.status_code == 422 and damaged.json()["detail"][0]["field"] == "file"
+    book = Workbook()
+    book.active.append(["name"])
+    data = io.BytesIO()
+    book.save(data)
+    no_email = api.post("/api/customers/import", files={"file": ("c.xlsx", data.getvalue())})
     assert no_email.status_code == 422 and no_email.json()["detail"][0]["field"] == "email"
 
 
