@@ -410,15 +410,24 @@ async def record_progress(db: AsyncDatabase, campaign_id: str, inc: dict[str, in
 AUDIENCE_SEEN = "audience_seen_page"  # the last page counted into counts.total
 
 
+RECOUNT_IDS_PER_READ = 2_000
+
+
 async def campaign_deliveries(db: AsyncDatabase, campaign_id: str,
                               fields: dict[str, int]):
-    """The campaign's deliveries, found through its batches' recipients (`_id` $in per
-    batch): the cost follows the campaign, not every delivery ever written."""
+    """The campaign's deliveries, found through its batches' recipients (`_id` $in of
+    up to RECOUNT_IDS_PER_READ, gathered over batches): the cost follows the campaign,
+    not every delivery ever written, and is a read per 2,000 recipients, not per batch."""
+    ids: list[str] = []
     async for batch in db.batches.find({"campaign_id": campaign_id}, {"recipients": 1}):
-        ids = [delivery_id(campaign_id, c) for c in batch.get("recipients", [])]
-        if ids:
+        ids += [delivery_id(campaign_id, c) for c in batch.get("recipients", [])]
+        if len(ids) >= RECOUNT_IDS_PER_READ:
             async for doc in db.deliveries.find({"_id": {"$in": ids}}, fields):
                 yield doc
+            ids = []
+    if ids:
+        async for doc in db.deliveries.find({"_id": {"$in": ids}}, fields):
+            yield doc
 
 
 # A delivery is created while its batch is claimed, so before the batch is done (and
