@@ -44,7 +44,8 @@ async def _run(job_id: str, kind: str, params: dict[str, Any], runtime: Runtime
             if text is None:  # an XLSX: its rows as the CSV importer reads them
                 text = xlsx_to_csv(params["xlsx"])
                 rows = check_csv(text)
-            report = await import_csv(db, text, params.get("tag"), progress)
+            report = await import_csv(db, text, params.get("tag"), progress,
+                                      runtime.settings.default_region)
             result = {"imported": report.imported, "invalid": report.invalid,
                       "duplicates": report.duplicates, "tag": params.get("tag")}
             await jobs.finish(db, job_id, result, total=rows)

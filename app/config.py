@@ -60,6 +60,9 @@ class Settings(Telemetry):
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     mail_from: str = "Operator <no-reply@operator.example>"
 
+    # Phone numbers written without a country code are read in this region (ISO 3166).
+    default_region: str = Field(default="BR", pattern=r"^[A-Z]{2}$")
+
     # Sending defaults (a campaign may override workers, batch size, rate).
     send_connections: int = Field(default=4, ge=1, le=64)
     send_max_attempts: int = Field(default=3, ge=1, le=20)

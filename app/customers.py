@@ -1,4 +1,7 @@
-"""Customers: demo generation, CSV import with a per-row report, audience queries."""
+"""Customers: demo generation, CSV import with a per-row report, audience queries.
+
+A phone, when given, must be a valid number (read in the default region when it has
+no country code) and is kept in E.164: SMS campaigns send to it."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pymongo.errors import BulkWriteError
 
 from app.models import Audience
 from app.paging import newest_first
+from app.phones import e164
 
 PLANS = ("Basic", "Plus", "Turbo", "Family")
 CORE_COLUMNS = ("email", "name", "plan", "phone")
@@ -176,7 +180,8 @@ def check_csv(text: str) -> int:
     return rows
 
 
-def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]], ImportReport]:
+def parse_csv(text: str, tag: str | None = None, region: str = "BR"
+              ) -> tuple[list[tuple[int, dict]], ImportReport]:
     """Validate rows; return (row number, customer) for the good ones and the report.
 
     Row numbers count the header as row 1, as a spreadsheet shows them.
@@ -210,6 +215,12 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
                 email = normalise_email(raw_email)
             except ValueError as exc:
                 problems.append({"field": "email", "reason": str(exc)})
+        phone = (row.get("phone") or "").strip() or None
+        if phone is not None:
+            try:
+                phone = e164(phone, region)
+            except ValueError as exc:
+                problems.append({"field": "phone", "reason": str(exc)})
         problems += [{"field": name, "reason": "starts like a spreadsheet formula (=, +, -, "
                                                "@): refused so no export of it runs as one"}
                      for name, value in row.items()
@@ -226,16 +237,16 @@ def parse_csv(text: str, tag: str | None = None) -> tuple[list[tuple[int, dict]]
         name = (row.get("name") or "").strip() or email.split("@")[0]
         good.append((row_number, new_customer(
             email, name[:200], plan=(row.get("plan") or "Basic").strip()[:100] or "Basic",
-            phone=(row.get("phone") or "").strip() or None, tags=[tag] if tag else [],
+            phone=phone, tags=[tag] if tag else [],
             variables=extra,
         )))
     return good, report
 
 
 async def import_csv(db: AsyncDatabase, text: str, tag: str | None = None,
-                     progress: Callable[[int], Awaitable[None]] | None = None
-                     ) -> ImportReport:
-    good, report = parse_csv(text, tag)
+                     progress: Callable[[int], Awaitable[None]] | None = None,
+                     region: str = "BR") -> ImportReport:
+    good, report = parse_csv(text, tag, region)
     inserted, existing = await insert_customers(db, [doc for _, doc in good], progress)
     report.imported = inserted
     report.duplicates += [{"row": row, "email": doc["email"], "reason": "already a customer"}

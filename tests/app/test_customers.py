@@ -16,8 +16,8 @@ from app.customers import (
 def test_report_names_bad_rows_and_keeps_good_ones() -> None:
     text = (
         "email,name,plan,phone,city\n"
-        "ana@example.com,Ana,Turbo,+5511,Recife\n"       # row 2: good
-        "not-an-email,Bad,Basic,,X\n"                    # row 3: bad email
+        "ana@example.com,Ana,Turbo,(11) 98765-4321,Recife\n"  # row 2: good (a BR phone)
+        "not-an-email,Bad,Basic,+5511,X\n"              # row 3: bad email, bad phone
         "bruno@example.com,Bruno\n"                      # row 4: short row
         "ANA@example.com,Ana again,Basic,,Y\n"           # row 5: duplicate of row 2
         ",Nobody,Basic,,Z\n"                             # row 6: empty email
@@ -26,8 +26,10 @@ def test_report_names_bad_rows_and_keeps_good_ones() -> None:
     good, report = parse_csv(text, tag="import-1")
     assert [row for row, _ in good] == [2, 7]
     assert good[0][1]["vars"] == {"city": "Recife"} and good[0][1]["tags"] == ["import-1"]
+    assert good[0][1]["phone"] == "+5511987654321"  # E.164
     invalid = {(item["row"], item["field"]) for item in report.invalid}
-    assert invalid == {(3, "email"), (4, "plan"), (4, "phone"), (4, "city"), (6, "email")}
+    assert invalid == {(3, "email"), (3, "phone"), (4, "plan"), (4, "phone"), (4, "city"),
+                       (6, "email")}
     assert report.duplicates == [{"row": 5, "email": "ana@example.com",
                                   "reason": "repeated in file"}]
 
@@ -95,8 +97,8 @@ def test_audience_pages_cover_every_bucket_once() -> None:
 
 def test_values_a_spreadsheet_would_run_as_formulas_are_refused_per_row() -> None:
     good, report = parse_csv("email,name,plan,phone,balance,note\n"
-                             "a@b.c,=HYPERLINK(\"http://x\"),Basic,+5511,-12.50,ok\n"
-                             "b@b.c,Bia,Basic,+5511,3,@SUM(A1)\n"
-                             "c@b.c,Jean-Luc,Basic,+5511,-3,fine\n")
+                             "a@b.c,=HYPERLINK(\"http://x\"),Basic,+5511987654321,-12.50,ok\n"
+                             "b@b.c,Bia,Basic,+5511987654321,3,@SUM(A1)\n"
+                             "c@b.c,Jean-Luc,Basic,+5511987654321,-3,fine\n")
     assert [doc["email"] for _, doc in good] == ["c@b.c"]  # "+55..." and "-3" are fine
     assert {(i["row"], i["field"]) for i in report.invalid} == {(2, "name"), (3, "note")}

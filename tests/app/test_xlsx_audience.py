@@ -22,7 +22,7 @@ ROWS = [
     ["ANA@example.com", "Ana again", "Basic", None, None, None],   # 6: repeated
     ["carla@example.com", "=HYPERLINK(\"x\")", "Plus", None, None, None],  # 7: formula
     ["dora@example.com", "Dora", "Basic", None, None, "extra"],  # 8: past the header
-    ["eva@example.com", "Eva", 3.0, 44.5, datetime(2026, 3, 4, 5, 6), None],  # 9
+    ["eva@example.com", "Eva", 3.5, 11987654321, datetime(2026, 3, 4, 5, 6), None],  # 9
 ]
 # What a spreadsheet's "save as CSV" writes for that sheet.
 SAME_SHEET_AS_CSV = (
@@ -34,7 +34,7 @@ SAME_SHEET_AS_CSV = (
     "ANA@example.com,Ana again,Basic,,\n"
     'carla@example.com,"=HYPERLINK(""x"")",Plus,,\n'
     "dora@example.com,Dora,Basic,,,extra\n"
-    "eva@example.com,Eva,3,44.5,2026-03-04 05:06:00\n"
+    "eva@example.com,Eva,3.5,11987654321,2026-03-04 05:06:00\n"
 )
 
 
@@ -63,7 +63,8 @@ def test_a_sheet_reads_as_its_csv_export_and_reports_the_same() -> None:
     assert report == report_csv and [described(doc) for doc in good] == [
         described(doc) for doc in good_csv]
     assert [row for row, _ in good] == [2, 4, 9]
-    assert good[0][1]["phone"] == "5511990001234" and good[1][1]["plan"] == "Basic"
+    assert good[0][1]["phone"] == "+5511990001234" and good[1][1]["plan"] == "Basic"
+    assert good[2][1]["phone"] == "+5511987654321"  # national, read in the default region
     assert {(item["row"], item["field"]) for item in report.invalid} == {
         (3, "email"), (7, "name"), (8, "row")}
     assert [item["row"] for item in report.duplicates] == [6]

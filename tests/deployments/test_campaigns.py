@@ -195,12 +195,12 @@ def test_csv_import_reports_bad_rows(api) -> None:
     import_audience(api, [existing], tag=domain)
     csv_text = (
         "email,name,plan,phone\n"
-        f"good1@{domain},Good One,Turbo,+551100\n"     # 2
-        "not an email,Bad,Basic,+551101\n"             # 3
+        f"good1@{domain},Good One,Turbo,+5511987650000\n"     # 2
+        "not an email,Bad,Basic,+5511987650001\n"             # 3
         f"short@{domain},Short\n"                      # 4: missing columns
-        f"GOOD1@{domain},Dup,Basic,+551102\n"          # 5: duplicate in file
-        f"{existing},Old,Basic,+551103\n"              # 6: already a customer
-        f"good2@{domain},Good Two,Plus,+551104\n"      # 7
+        f"GOOD1@{domain},Dup,Basic,+5511987650002\n"          # 5: duplicate in file
+        f"{existing},Old,Basic,+5511987650003\n"              # 6: already a customer
+        f"good2@{domain},Good Two,Plus,+5511987650004\n"      # 7
     )
     response = api.post("/api/customers/import", params={"tag": domain, "wait": "true"},
                         files={"file": ("c.csv", csv_text)})
@@ -255,7 +255,7 @@ def test_xlsx_import_reports_as_the_same_csv_does(api) -> None:
         reports[kind] = json.loads(response.text.replace(domain, "DOMAIN"))
         listed = api.get("/api/customers", params={"tag": domain}).json()["customers"]
         assert sorted(c["email"] for c in listed) == [f"empty@{domain}", f"good1@{domain}"]
-        assert {c["email"]: c["phone"] for c in listed}[f"good1@{domain}"] == "5511990000001"
+        assert {c["email"]: c["phone"] for c in listed}[f"good1@{domain}"] == "+5511990000001"
     assert reports["xlsx"] == reports["csv"]
     assert reports["xlsx"]["imported"] == 2
     assert {(i["row"], i["field"]) for i in reports["xlsx"]["invalid"]} == {

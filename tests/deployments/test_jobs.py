@@ -58,9 +58,9 @@ def test_a_large_generation_is_a_job_and_the_app_keeps_answering(stack: Stack, a
 def test_an_import_job_reports_every_row(api) -> None:
     domain = unique_domain("jobimport")
     csv_text = ("email,name,plan,phone\n"
-                f"a@{domain},Ana,Basic,+551101\n"
-                "not-an-email,Bad,Basic,+551102\n"
-                f"a@{domain},Again,Basic,+551103\n")
+                f"a@{domain},Ana,Basic,+5511987650001\n"
+                "not-an-email,Bad,Basic,+5511987650002\n"
+                f"a@{domain},Again,Basic,+5511987650003\n")
     response = api.post("/api/customers/import", params={"tag": domain},
                         files={"file": ("c.csv", csv_text)})
     assert response.status_code == 202, response.text

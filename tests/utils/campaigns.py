@@ -10,7 +10,7 @@ import httpx
 
 
 def import_audience(api: httpx.Client, emails: list[str], tag: str) -> dict:
-    rows = "\n".join(f"{email},Customer {n},Basic,+55{n:08d}" for n, email in enumerate(emails))
+    rows = "\n".join(f"{email},Customer {n},Basic,+55119{n:08d}" for n, email in enumerate(emails))
     response = api.post("/api/customers/import", params={"tag": tag, "wait": "true"},
                         files={"file": ("audience.csv", f"email,name,plan,phone\n{rows}\n")})
     assert response.status_code == 200, response.text
