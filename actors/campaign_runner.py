@@ -295,7 +295,8 @@ class CampaignRunner:
             customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
             connections=options["connections"], fresh=fresh, leased_at=leased_at,
             limits=limits,
-            limiter=self.limiter if limits else None, trace=self.trace)
+            limiter=self.limiter if limits else None, trace=self.trace,
+            tracking=self.campaign.get("tracking"))
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):

@@ -85,6 +85,7 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
         "templates": {"subject": spec.subject, "body_text": spec.body_text,
                       "body_html": spec.body_html},
         "audience": spec.audience.model_dump(),
+        "tracking": spec.tracking.model_dump(),
         "status": CampaignStatus.DRAFT,
         "counts": empty_counts(),
         "retries": 0,
@@ -158,7 +159,7 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
     return await db.campaigns.find_one({"_id": campaign_id})
 
 
-RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1,
+RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1, "tracking": 1,
                  "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
                  "counts": 1, "retries": 1}
 
@@ -509,8 +510,11 @@ def progress_sample(counts: dict[str, int]) -> dict[str, Any]:
 
 def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
     """The API's picture of a campaign: counts, throughput, ETA, spread over workers."""
-    counts = {**empty_counts(), **doc.get("counts", {})}
+    counts = {**empty_counts(), **{kind: 0 for kind in rollups.ENGAGEMENT},
+              **doc.get("counts", {})}
     done = sum(counts.get(k, 0) for k in FINAL_DELIVERY)
+    sent = counts[DeliveryStatus.SENT]
+    attempted = sent + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.DEAD]
     counts[DeliveryStatus.PENDING] = max(0, counts.get("total", 0) - done)
     launched, finished = doc.get("launched_at"), doc.get(f"{doc['status']}_at")
     end = finished if doc["status"] in FINISHED and finished else now()
@@ -528,6 +532,12 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
         "audience_counted": bool(doc.get("audience_done",
                                                 doc["status"] != CampaignStatus.RUNNING)),
         "progress": round(done / counts["total"], 4) if counts.get("total") else 0.0,
+        # delivered: accepted by the relay and not bounced since, of those attempted;
+        # opened, clicked: of those delivered (counted when tracking is on).
+        "rates": {"delivered": round(sent / attempted, 4) if attempted else 0.0,
+                  **{kind: round(counts[kind] / sent, 4) if sent else 0.0
+                     for kind in rollups.ENGAGEMENT}},
+        "tracking": doc.get("tracking") or {"opens": False, "clicks": False},
         "throughput_per_s": round(throughput, 2),
         "recent_throughput_per_s": round(recent, 2) if recent is not None else None,
         "eta_s": round(eta, 1) if eta is not None else None,

@@ -1,5 +1,6 @@
 """Composing an email: the one place that puts a customer, the templates, the
-unsubscribe link and the Message-ID together into a `Mail`.
+unsubscribe link, the tracked links (when the campaign asks) and the Message-ID
+together into a `Mail`.
 
 Used by campaign sends (signup confirmations and bounces ride the campaign path), the
 marketing actor's counter-offers and the campaign preview, so every message carries
@@ -12,6 +13,7 @@ from app.customers import template_variables
 from app.mailer import Mail
 from app.templates import CompiledTemplates
 from app.tokens import sign_customer_id
+from app.tracking import instrument
 
 OFFER_SUBJECT = "A special offer for you"
 PREVIEW_TOKEN = "preview"  # the preview's link, which unsubscribes nobody
@@ -33,9 +35,17 @@ def render(templates: CompiledTemplates, customer: dict, link: str
 
 
 def campaign_mail(templates: CompiledTemplates, customer: dict, *, public_url: str,
-                  secret: str, message_id: str) -> Mail:
+                  secret: str, message_id: str, delivery_id: str | None = None,
+                  tracking: dict | None = None) -> Mail:
+    """The customer's email; with `tracking` (opens, clicks) and its delivery id, its
+    links and open pixel are the delivery's signed ones (`app.tracking`)."""
     link = customer_unsubscribe_url(public_url, customer["_id"], secret)
     subject, text, html = render(templates, customer, link)
+    if tracking and delivery_id and (tracking.get("opens") or tracking.get("clicks")):
+        text, html = instrument(text, html, delivery_id=delivery_id,
+                                opens=bool(tracking.get("opens")),
+                                clicks=bool(tracking.get("clicks")),
+                                public_url=public_url, secret=secret, keep=(link,))
     return Mail(to_email=customer["email"], to_name=customer.get("name") or "",
                 subject=subject, text=text, html=html, message_id=message_id,
                 unsubscribe_url=link)

@@ -39,9 +39,17 @@ class Templates(Strict):
     body_html: str | None = Field(default=None, max_length=500_000)
 
 
+class Tracking(Strict):
+    """Open and click tracking of a campaign's emails (`app.tracking`); off unless asked."""
+
+    opens: bool = Field(default=False, description="a 1x1 image in the HTML part")
+    clicks: bool = Field(default=False, description="links go through a signed redirect")
+
+
 class CampaignCreate(Templates):
     name: Name
     audience: Audience = Field(default_factory=Audience)
+    tracking: Tracking = Field(default_factory=Tracking)
 
 
 class PreviewRequest(Templates):

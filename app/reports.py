@@ -1,8 +1,9 @@
 """Consolidated reports, read from the daily roll-ups of `app.rollups`.
 
 - Performance: per campaign and for the period (recipients, outcomes, delivery rate,
-  retries, throughput, send latency p50/p95, failures by SMTP code, spread over
-  nodes and workers), the chatbot (sessions, completion, drop-off per flow node,
+  opens and clicks of tracked campaigns with their rates (of those sent), retries,
+  throughput, send latency p50/p95, failures by SMTP code, spread over nodes and
+  workers), the chatbot (sessions, completion, drop-off per flow node,
   handoffs) and marketing (refusals, offers sent and accepted, conversion rate,
   median time to accept).
 - Billing: revenue from conversions (monthly value from the plan catalogue, less the
@@ -76,11 +77,12 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
     for doc in await rollups.read(db, rollups.CAMPAIGN, start, end, campaign_id):
         row = per_campaign.setdefault(doc["campaign_id"], {
             "counts": {}, "retries": 0, "latency": {}, "failures": {}, "by_node": {},
-            "by_worker": {}, "first_sent": None, "last_sent": None})
+            "by_worker": {}, "first_sent": None, "last_sent": None, "opened": 0, "clicked": 0})
         for field in ("counts", "latency", "failures", "by_node", "by_worker"):
             for key, n in (doc.get(field) or {}).items():
                 row[field][key] = row[field].get(key, 0) + n
-        row["retries"] += doc.get("retries", 0)
+        for field in ("retries", *rollups.ENGAGEMENT):
+            row[field] += doc.get(field, 0)
         for field, pick in (("first_sent", min), ("last_sent", max)):
             if doc.get(field) is not None:
                 row[field] = doc[field] if row[field] is None else pick(row[field], doc[field])
@@ -101,6 +103,8 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
             "campaign_id": cid, "name": names.get(cid, cid),
             "recipients": recipients, **counts,  # sent, failed, dead, pending, skipped
             "delivery_rate": _rate(sent, recipients),
+            "opened": row["opened"], "clicked": row["clicked"],
+            "open_rate": _rate(row["opened"], sent), "click_rate": _rate(row["clicked"], sent),
             "retries": row["retries"],
             "throughput_per_min": round(sent / minutes, 2) if minutes > 0 else None,
             "latency_p50_ms": rollups.percentile(row["latency"], 0.5),
@@ -111,8 +115,11 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
         })
     totals = {key: sum(c[key] for c in campaigns)
               for key in ("recipients", DeliveryStatus.SENT, DeliveryStatus.FAILED,
-                          DeliveryStatus.DEAD, DeliveryStatus.PENDING, "retries")}
+                          DeliveryStatus.DEAD, DeliveryStatus.PENDING, "retries",
+                          *rollups.ENGAGEMENT)}
     totals["delivery_rate"] = _rate(totals[DeliveryStatus.SENT], totals["recipients"])
+    totals["open_rate"] = _rate(totals["opened"], totals[DeliveryStatus.SENT])
+    totals["click_rate"] = _rate(totals["clicked"], totals[DeliveryStatus.SENT])
     chat, marketing = _chat_and_marketing(await rollups.read(db, rollups.CHAT, start, end))
     return {"period": {"from": start.isoformat(), "to": end.isoformat()},
             "campaigns": campaigns, "totals": totals,

@@ -10,7 +10,9 @@
   100 ms, 10 ms below 1 s, 100 ms below 10 s, 1 s above): a percentile read from
   them is within one bucket of the exact one (exact for whole milliseconds < 100);
 - `first_sent`, `last_sent`, `failures.<code>`, `by_node.<node>`, `by_worker.<worker>`;
-- `emails`: the campaign's messages sent on that day (by send day: the billing cost).
+- `emails`: the campaign's messages sent on that day (by send day: the billing cost);
+- `opened`, `clicked`: the deliveries created that day that have been opened / clicked
+  (each once, at its first hit; `app.tracking`).
 
 and one per day for conversions, `_id` `conversions|<day>`, `kind: "conversions"`:
 `n.<source>` and `monthly.<source>` (the monthly value of the plans taken).
@@ -54,7 +56,9 @@ MAX_LATENCY_MS = 600_000
 STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
             DeliveryStatus.PENDING, DeliveryStatus.SKIPPED)
 DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
-                   "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1}
+                   "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1,
+                   "opened.first": 1, "clicked.first": 1}
+ENGAGEMENT = ("opened", "clicked")
 
 
 def _aware(at: datetime) -> datetime:
@@ -191,11 +195,19 @@ class Increments:
             self.sent(campaign_id, _id, new)
         elif new["status"] in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
             inc[f"failures.{key_safe(new.get('last_code'))}"] += 1
+        if previous is None:  # a fold from the record: its opens and clicks so far
+            for kind in ENGAGEMENT:
+                if (new.get(kind) or {}).get("first") is not None:
+                    inc[kind] += 1
         if new.get("sent_at") is not None:  # sent (and perhaps bounced since)
             first = self.min.setdefault(_id, {})
             last = self.max.setdefault(_id, {})
             first["first_sent"] = min(first.get("first_sent", new["sent_at"]), new["sent_at"])
             last["last_sent"] = max(last.get("last_sent", new["sent_at"]), new["sent_at"])
+
+    def engaged(self, campaign_id: str, created_at: datetime, kind: str) -> None:
+        """A delivery's first open or click (`kind`), on its creation day."""
+        self.inc[self._doc(campaign_id, day_of(created_at))][kind] += 1
 
     def sent(self, campaign_id: str, _id: str, doc: dict, sign: int = 1) -> None:
         """What a send adds (sign -1: takes back): latency, node, worker, billed email."""

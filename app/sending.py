@@ -72,6 +72,7 @@ class BatchJob:
     limits: dict[str, float] = field(default_factory=dict)
     limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
     trace: dict[str, str] | None = None  # the runner's span: the batch's goes under it
+    tracking: dict[str, bool] | None = None  # opens, clicks (app.tracking)
 
     @property
     def settings(self) -> Settings:
@@ -472,5 +473,8 @@ async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
 def compose(job: BatchJob, customer: dict, mid: str) -> Mail:
     return composer.campaign_mail(compiled_templates(job.templates), customer,
                                   public_url=job.settings.public_url,
-                                  secret=job.runtime.signing_secret, message_id=mid)
+                                  secret=job.runtime.signing_secret, message_id=mid,
+                                  delivery_id=campaigns.delivery_id(job.campaign_id,
+                                                                    customer["_id"]),
+                                  tracking=job.tracking)
 

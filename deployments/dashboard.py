@@ -1,6 +1,7 @@
 """The Dashboard deployment: the FastAPI ingress of the `operator-comms` application.
 
-Routes: `/` the operator dashboard, `/api/*` the admin API, `/unsubscribe`, `/static`.
+Routes: `/` the operator dashboard, `/api/*` the admin API, `/unsubscribe`, `/t/*`
+(tracked opens and clicks), `/static`.
 The customer chat (`/chat`) is the ChatBot's own application.
 """
 
@@ -32,6 +33,7 @@ from deployments.routes import (
     reports,
     signup,
     system,
+    tracking,
     unsubscribe,
     webhooks,
 )
@@ -45,7 +47,7 @@ API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                signup.router, webhooks.router)
 for router in API_ROUTERS:
     api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)
-for router in (unsubscribe.router, pages.router):  # outside /api
+for router in (unsubscribe.router, tracking.router, pages.router):  # outside /api
     api.include_router(router, responses=DOCUMENTED_ERRORS)
 pages.mount_static(api)
 install_error_handlers(api)

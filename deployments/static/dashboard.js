@@ -209,6 +209,7 @@ $("launch-button").addEventListener("click", async () => {
     const tag = $("audience-tag").value.trim();
     const created = await api("/api/campaigns", { method: "POST", body: {
       name: $("campaign-name").value || "Campaign", ...templates(),
+      tracking: { opens: $("track-opens").checked, clicks: $("track-clicks").checked },
       audience: tag ? { tag } : {} } });
     const rate = Number($("rate").value);
     await api(`/api/campaigns/${created.id}/launch`, { method: "POST", body: {
@@ -286,6 +287,9 @@ function renderDetail(c) {
   $("detail-pending").textContent = c.counts.pending;
   $("detail-failed").textContent = c.counts.failed;
   $("detail-dead").textContent = c.counts.dead;
+  const engaged = (kind, on) => on ? `${c.counts[kind]} (${(c.rates[kind] * 100).toFixed(1)}%)` : "–";
+  $("detail-opened").textContent = engaged("opened", c.tracking.opens);
+  $("detail-clicked").textContent = engaged("clicked", c.tracking.clicks);
   $("detail-rate").textContent = (c.recent_throughput_per_s ?? c.throughput_per_s).toFixed(1);
   $("detail-eta").textContent = eta(c.eta_s);
   $("detail-inflight").textContent = c.tasks_in_flight ?? "–";
@@ -426,6 +430,8 @@ async function showReports() {
     $("report-figures").replaceChildren(
       figure("Recipients", perf.totals.recipients), figure("Sent", perf.totals.sent),
       figure("Delivery rate", `${(perf.totals.delivery_rate * 100).toFixed(1)}%`),
+      figure("Open rate", `${(perf.totals.open_rate * 100).toFixed(1)}%`),
+      figure("Click rate", `${(perf.totals.click_rate * 100).toFixed(1)}%`),
       figure("Chat sessions", perf.chat.sessions),
       figure("Completion", `${(perf.chat.completion_rate * 100).toFixed(1)}%`),
       figure("Offers accepted", perf.marketing.accepted),

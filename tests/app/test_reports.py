@@ -50,10 +50,12 @@ SEED = {
          "status": "pending", "created_at": datetime(2026, 9, 30, tzinfo=UTC)},
     ],
     "deliveries": [
+        # Tracked: 1 opened twice and clicked, 2 opened, 7 opened (on later days).
         delivery(1, "c1", "sent", at(10), latency_ms=10.0, sent_at=at(10, 10, 0),
-                 node="n1", worker="w1"),
+                 node="n1", worker="w1", opened={"first": at(11), "last": at(12), "count": 2},
+                 clicked={"first": at(11), "last": at(11), "count": 1}),
         delivery(2, "c1", "sent", at(10), latency_ms=20.0, sent_at=at(10, 10, 1),
-                 node="n1", worker="w1"),
+                 node="n1", worker="w1", opened={"first": at(10), "last": at(10), "count": 1}),
         delivery(3, "c1", "sent", at(10), latency_ms=30.0, sent_at=at(10, 10, 2),
                  node="n1", worker="w2", attempts=2),
         delivery(4, "c1", "sent", at(10), latency_ms=40.0, sent_at=at(10, 10, 3),
@@ -61,7 +63,7 @@ SEED = {
         delivery(5, "c1", "failed", at(10), last_code=550),
         delivery(6, "c1", "dead", at(10), last_code=451, attempts=3),
         delivery(7, "c2", "sent", at(11), latency_ms=5.0, sent_at=at(11, 9, 0),
-                 node="n2", worker="w4"),
+                 node="n2", worker="w4", opened={"first": at(14), "last": at(14), "count": 1}),
         delivery(8, "c2", "sent", at(11), latency_ms=15.0, sent_at=at(11, 9, 0),
                  node="n2", worker="w4"),
         delivery(9, "c2", "pending", at(11), attempts=0),
@@ -126,16 +128,20 @@ async def test_performance_report_figures(seeded) -> None:
     assert spring == {
         "campaign_id": "c1", "name": "Spring", "recipients": 6, "sent": 4, "failed": 1,
         "dead": 1, "pending": 0, "skipped": 0, "delivery_rate": 0.6667, "retries": 3,
+        "opened": 2, "clicked": 1, "open_rate": 0.5, "click_rate": 0.25,
         "throughput_per_min": 1.33, "latency_p50_ms": 20.0, "latency_p95_ms": 40.0,
         "failures_by_code": {"550": 1, "451": 1},
         "by_node": {"n1": 3, "n2": 1}, "by_worker": {"w1": 2, "w2": 1, "w3": 1}}
     assert summer == {
         "campaign_id": "c2", "name": "Summer", "recipients": 3, "sent": 2, "failed": 0,
         "dead": 0, "pending": 1, "skipped": 0, "delivery_rate": 0.6667, "retries": 0,
+        "opened": 1, "clicked": 0, "open_rate": 0.5, "click_rate": 0.0,
         "throughput_per_min": None, "latency_p50_ms": 5.0, "latency_p95_ms": 15.0,
         "failures_by_code": {}, "by_node": {"n2": 2}, "by_worker": {"w4": 2}}
     assert report["totals"] == {"recipients": 9, "sent": 6, "failed": 1, "dead": 1,
-                                "pending": 1, "retries": 3, "delivery_rate": 0.6667}
+                                "pending": 1, "retries": 3, "delivery_rate": 0.6667,
+                                "opened": 3, "clicked": 1, "open_rate": 0.5,
+                                "click_rate": 0.1667}
     assert report["chat"] == {
         "sessions": 4, "completed": 2, "completion_rate": 0.5, "handoffs": 1,
         "drop_off": [{"node": "turbo_offer", "sessions": 1}, {"node": "upgrade", "sessions": 1}]}

@@ -108,11 +108,14 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack, operator: st
 
     page.fill("#workers", "2")
     page.fill("#batch-size", "10")
+    page.check("#track-clicks")  # the text body's only link is the unsubscribe link: kept
     page.click("#launch-button")
     expect(page.locator("#campaign-detail")).to_be_visible()
     expect(page.locator("#detail-progress")).to_have_text("100%", timeout=180_000)
     expect(page.locator("#detail-status")).to_have_text("completed")
     expect(page.locator("#detail-sent")).to_have_text("200")
+    expect(page.locator("#detail-clicked")).to_have_text("0 (0.0%)")  # tracked, none yet
+    expect(page.locator("#detail-opened")).to_have_text("–")  # not tracked
     assert int(page.inner_text("#worker-count")) > 1
     # The chart shows the same spread: more than one bar in "sent by worker".
     bars = page.evaluate("Chart.getChart('workers-chart').data.labels.length")
@@ -189,6 +192,7 @@ def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack,
     page.click("#report-show")
     figures = page.locator("#report-figures")
     expect(figures).to_contain_text("Delivery rate")
+    expect(figures).to_contain_text("Open rate")
     expect(figures).to_contain_text("Net")
     expect(figures).to_contain_text("BRL")
     assert page.evaluate("Chart.getChart('funnel-chart') !== undefined")

@@ -74,7 +74,9 @@ def test_temporary_failures_retry_permanent_ones_fail(stack: Stack, api) -> None
 
     assert view["status"] == "completed"
     assert view["counts"] | {"total": 20} == {"total": 20, "pending": 0, "sent": 15,
-                                             "failed": 5, "dead": 0, "skipped": 0}
+                                             "failed": 5, "dead": 0, "skipped": 0,
+                                             "opened": 0, "clicked": 0}
+    assert view["rates"] == {"delivered": 0.75, "opened": 0.0, "clicked": 0.0}
     assert view["retries"] == 5
     counts = sink_counts(stack, domain)
     assert counts == {address: 1 for address in ok + tempfail}

@@ -1,0 +1,50 @@
+"""`/t/o/<token>.gif` and `/t/c/<token>?u=<link>`: the open pixel and tracked links of
+campaign emails (`app.tracking`). Public, as the links in an email must be; a token
+that fails its signature check gets the same 404 whether or not its delivery exists,
+and a click never redirects anywhere its token was not signed for."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app import tracking
+from app.campaigns import now
+from deployments.deps import Context
+
+router = APIRouter(tags=["tracking"])
+NO_STORE = {"Cache-Control": "no-store, max-age=0"}
+REFUSED = {404: {"description": "the token's signature does not hold (for this link)",
+                 "content": {"text/html": {}}}}
+
+
+def not_valid() -> HTMLResponse:
+    return HTMLResponse("<!doctype html><title>Link not valid</title>"
+                        "<p>This link is not valid.</p>", 404)
+
+
+@router.get("/t/o/{token}.gif", response_class=Response,
+            responses={200: {"content": {"image/gif": {"schema": {
+                "type": "string", "format": "binary"}}}}, **REFUSED})
+async def opened(context: Context, token: str) -> Response:
+    """An email was opened (its HTML's image was fetched): a 1x1 transparent GIF."""
+    delivery_id = tracking.verify(tracking.OPEN, token, context.runtime.signing_secret)
+    if delivery_id is None:
+        return not_valid()
+    await tracking.record(context.db, tracking.OPEN, delivery_id, now())
+    return Response(tracking.PIXEL_GIF, media_type="image/gif", headers=NO_STORE)
+
+
+@router.get("/t/c/{token}", response_class=RedirectResponse, status_code=302,
+            responses=REFUSED)
+async def clicked(context: Context, token: str,
+                  u: Annotated[str, Query(max_length=4000, description="the link")]
+                  ) -> Response:
+    """A link in an email was followed: record it and go there."""
+    delivery_id = tracking.verify(tracking.CLICK, token, context.runtime.signing_secret, u)
+    if delivery_id is None or not u.lower().startswith(("http://", "https://")):
+        return not_valid()
+    await tracking.record(context.db, tracking.CLICK, delivery_id, now())
+    return RedirectResponse(u, 302, headers=NO_STORE)
