@@ -288,7 +288,10 @@ class CampaignRunner:
         limits = {}
         if options.get("rate_limit_per_s"):
             limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
-        if self.settings.relay_rate_limit_per_s:
+        channel = self.campaign.get("channel", "email")
+        if channel == "sms" and self.settings.smpp_rate_limit_per_s:
+            limits["smsc"] = self.settings.smpp_rate_limit_per_s  # parts a second
+        elif channel == "email" and self.settings.relay_rate_limit_per_s:
             limits["relay"] = self.settings.relay_rate_limit_per_s
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
@@ -296,7 +299,7 @@ class CampaignRunner:
             connections=options["connections"], fresh=fresh, leased_at=leased_at,
             limits=limits,
             limiter=self.limiter if limits else None, trace=self.trace,
-            tracking=self.campaign.get("tracking"))
+            tracking=self.campaign.get("tracking"), channel=channel)
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):

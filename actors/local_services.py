@@ -1,4 +1,5 @@
-"""The local-services actor: owns the embedded SecantusDB and SMTP sink of local mode.
+"""The local-services actor: owns the embedded SecantusDB, SMTP sink and SMSC of local
+mode.
 
 One detached, named actor per Ray cluster, so every replica, actor and task reaches
 the same two servers; it hands out their addresses and answers outbox queries. It is
@@ -16,14 +17,16 @@ from actors import registry
 from app.config import Endpoints, Settings
 from embedded.mongo import EmbeddedMongo
 from embedded.processes import free_port
+from embedded.smsc import Smsc
 from embedded.smtp_sink import SmtpSink
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
 class LocalServices:
-    def __init__(self, settings: Settings, mongo_port: int, smtp_port: int):
+    def __init__(self, settings: Settings, mongo_port: int, smtp_port: int,
+                 smpp_port: int | None = None):
         self.settings = settings
-        self.mongo = self.sink = None
+        self.mongo = self.sink = self.smsc = None
         mongodb_uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
         if settings.embedded_mongodb:
             self.mongo = EmbeddedMongo(settings.data_dir, port=mongo_port)
@@ -32,8 +35,15 @@ class LocalServices:
         if settings.embedded_smtp:
             self.sink = SmtpSink(settings.data_dir / "outbox", port=smtp_port)
             smtp_host, port = self.sink.start()
+        smpp_host, smpp = settings.smpp_host or "", settings.smpp_port
+        if settings.embedded_smsc:
+            self.smsc = Smsc(settings.smpp_system_id, settings.smpp_login(),
+                             receipt_delay_s=settings.smsc_receipt_delay_s, port=smpp_port)
+            smpp_host, smpp = self.smsc.start()
         self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
-                                    smtp_port=port, local_sink=self.sink is not None)
+                                    smtp_port=port, local_sink=self.sink is not None,
+                                    smpp_host=smpp_host, smpp_port=smpp,
+                                    local_smsc=self.smsc is not None)
 
     def endpoints(self) -> Endpoints:
         return self._endpoints
@@ -55,7 +65,27 @@ class LocalServices:
     def outbox_message(self, key: str) -> bytes | None:
         return self.sink.handler.raw(key) if self.sink else None
 
+    def sms_outbox(self, number: str | None = None, limit: int = 100) -> dict:
+        if self.smsc is None:
+            return {"total": 0, "matched": 0, "messages": []}
+        return self.smsc.messages(number, limit)
+
+    def sms_counts(self, contains: str | None = None) -> dict[str, int]:
+        return self.smsc.count_by_number(contains) if self.smsc else {}
+
+    def smsc_stats(self) -> dict[str, int]:
+        return self.smsc.stats() if self.smsc else {}
+
+    def sms_inbound(self, source: str, destination: str, text: str) -> bool:
+        """A mobile-originated SMS into the embedded SMSC (local mode)."""
+        if self.smsc is None:
+            return False
+        self.smsc.inject_mo(source, destination, text)
+        return True
+
     def __ray_shutdown__(self) -> None:
+        if self.smsc:
+            self.smsc.stop()
         if self.sink:
             self.sink.stop()
         if self.mongo:
@@ -65,11 +95,12 @@ class LocalServices:
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
     return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
-                                  free_port(), free_port(), resources=settings.actor_resources)
+                                  free_port(), free_port(), free_port(),
+                                  resources=settings.actor_resources)
 
 
 async def resolve_endpoints(settings: Settings) -> Endpoints:
-    """Where MongoDB and SMTP are: configured ones, or the embedded ones."""
-    if not settings.embedded_mongodb and not settings.embedded_smtp:
+    """Where MongoDB, SMTP and the SMSC are: configured ones, or the embedded ones."""
+    if not (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc):
         return Endpoints.configured(settings)
     return await local_services(settings).endpoints.remote()

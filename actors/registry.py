@@ -14,12 +14,13 @@ from ray.actor import ActorClass, ActorHandle
 
 NAMESPACE = "operator-comms"
 
-LOCAL_SERVICES = "local-services"  # the embedded database and SMTP sink (local mode)
+LOCAL_SERVICES = "local-services"  # the embedded database, SMTP sink, SMSC (local mode)
 MARKETING = "marketing"
 CHAT_HUB = "chat-hub"
 RATE_LIMITER = "rate-limiter"
 SEND_DISPATCHER = "send-dispatcher"
 SIGNUP_WATCHER = "signup-watcher"
+SMS_GATEWAY = "sms-gateway"
 WEBHOOKS = "webhooks"
 
 

@@ -86,6 +86,7 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
                       "body_html": spec.body_html},
         "audience": spec.audience.model_dump(),
         "tracking": spec.tracking.model_dump(),
+        "channel": spec.channel,
         "status": CampaignStatus.DRAFT,
         "counts": empty_counts(),
         "retries": 0,
@@ -160,6 +161,7 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
 
 
 RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1, "tracking": 1,
+                 "channel": 1,
                  "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
                  "counts": 1, "retries": 1}
 
@@ -378,6 +380,16 @@ async def write_outcomes(db: AsyncDatabase, inserts: list[dict],
     return lost
 
 
+async def record_sms_parts(db: AsyncDatabase, parts: list[dict]) -> None:
+    """Where each SMS part's receipt finds its delivery: `sms_parts`, `_id` the SMSC's
+    message id (an SMSC that reused one keeps the first)."""
+    try:
+        await db.sms_parts.insert_many(parts, ordered=False)
+    except BulkWriteError as exc:
+        if any(err["code"] != 11000 for err in exc.details["writeErrors"]):
+            raise
+
+
 # Counters and views --------------------------------------------------------------------
 
 
@@ -510,7 +522,9 @@ def progress_sample(counts: dict[str, int]) -> dict[str, Any]:
 
 def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
     """The API's picture of a campaign: counts, throughput, ETA, spread over workers."""
+    sms = doc.get("channel") == "sms"
     counts = {**empty_counts(), **{kind: 0 for kind in rollups.ENGAGEMENT},
+              **({"delivered": 0, "undeliverable": 0} if sms else {}),
               **doc.get("counts", {})}
     done = sum(counts.get(k, 0) for k in FINAL_DELIVERY)
     sent = counts[DeliveryStatus.SENT]
@@ -532,12 +546,15 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
         "audience_counted": bool(doc.get("audience_done",
                                                 doc["status"] != CampaignStatus.RUNNING)),
         "progress": round(done / counts["total"], 4) if counts.get("total") else 0.0,
-        # delivered: accepted by the relay and not bounced since, of those attempted;
-        # opened, clicked: of those delivered (counted when tracking is on).
-        "rates": {"delivered": round(sent / attempted, 4) if attempted else 0.0,
+        # delivered: for email, accepted by the relay and not bounced since, of those
+        # attempted; for SMS, receipted as delivered to the handset, of those sent.
+        # opened, clicked: of those sent (counted when tracking is on).
+        "rates": {"delivered": (round(counts["delivered"] / sent, 4) if sent else 0.0) if sms
+                  else (round(sent / attempted, 4) if attempted else 0.0),
                   **{kind: round(counts[kind] / sent, 4) if sent else 0.0
                      for kind in rollups.ENGAGEMENT}},
         "tracking": doc.get("tracking") or {"opens": False, "clicks": False},
+        "channel": doc.get("channel", "email"),
         "throughput_per_s": round(throughput, 2),
         "recent_throughput_per_s": round(recent, 2) if recent is not None else None,
         "eta_s": round(eta, 1) if eta is not None else None,

@@ -51,6 +51,14 @@ def campaign_mail(templates: CompiledTemplates, customer: dict, *, public_url: s
                 unsubscribe_url=link)
 
 
+def sms_text(templates: CompiledTemplates, customer: dict, *, public_url: str,
+             secret: str) -> str:
+    """An SMS campaign's text for the customer (its template is the text body; the
+    unsubscribe link is there for a template that names it)."""
+    link = customer_unsubscribe_url(public_url, customer["_id"], secret)
+    return render(templates, customer, link)[1].strip()
+
+
 def offer_mail(offer: dict, *, public_url: str, secret: str, message_id: str) -> Mail:
     """A counter-offer by email: its text, where to accept it, how to unsubscribe."""
     link = customer_unsubscribe_url(public_url, offer["customer_id"], secret)

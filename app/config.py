@@ -1,7 +1,8 @@
 """Settings: one pydantic-settings model read from `COMMS_*` environment variables.
 
 Every default runs locally: with no `COMMS_MONGODB_URI` an embedded SecantusDB is
-started, with no `COMMS_SMTP_HOST` an embedded SMTP sink. `load_settings()` turns a
+started, with no `COMMS_SMTP_HOST` an embedded SMTP sink, with no `COMMS_SMPP_HOST`
+an embedded SMSC. `load_settings()` turns a
 validation failure into one readable line naming the variable.
 """
 
@@ -63,6 +64,21 @@ class Settings(Telemetry):
     # Phone numbers written without a country code are read in this region (ISO 3166).
     default_region: str = Field(default="BR", pattern=r"^[A-Z]{2}$")
 
+    # SMPP 3.4 SMSC for SMS campaigns: unset host means "start the embedded SMSC". Send
+    # tasks bind as transmitters; the SMS gateway actor binds as a transceiver and
+    # receives the delivery receipts. `smpp_window` submit_sm may await their answer at
+    # once per session; `smpp_rate_limit_per_s` caps the SMSC's messages a second
+    # (parts count), across the cluster.
+    smpp_host: str | None = None
+    smpp_port: Port = 2775
+    smpp_system_id: str = Field(default="comms", min_length=1, max_length=15)
+    smpp_password: SecretStr | None = None
+    smpp_source: str = Field(default="4321", pattern=r"^[0-9A-Za-z ]{1,20}$")
+    smpp_window: int = Field(default=10, ge=1, le=1000)
+    smpp_rate_limit_per_s: float | None = Field(default=None, gt=0)
+    smpp_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    smsc_receipt_delay_s: float = Field(default=0.5, ge=0, le=3600)  # the embedded SMSC's
+
     # Sending defaults (a campaign may override workers, batch size, rate).
     send_connections: int = Field(default=4, ge=1, le=64)
     send_max_attempts: int = Field(default=3, ge=1, le=20)
@@ -117,6 +133,7 @@ class Settings(Telemetry):
     # Billing report: months of revenue counted per conversion, cost of one email.
     billing_months: int = Field(default=12, ge=1, le=120)
     email_cost: float = Field(default=0.002, ge=0)
+    sms_cost: float = Field(default=0.01, ge=0)  # per SMS part (a long SMS is several)
 
     # Inbound email signup: unset host means "no signup watcher". Replies are read
     # from `imap_mailbox` and moved to the processed or review folder.
@@ -204,6 +221,16 @@ class Settings(Telemetry):
     def embedded_smtp(self) -> bool:
         return self.smtp_host is None
 
+    @property
+    def embedded_smsc(self) -> bool:
+        return self.smpp_host is None
+
+    def smpp_login(self) -> str:
+        """The SMSC password (the embedded SMSC's when none is configured)."""
+        if self.smpp_password is not None:
+            return self.smpp_password.get_secret_value()
+        return "local" if self.embedded_smsc else ""
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -213,17 +240,25 @@ class Endpoints:
     smtp_host: str
     smtp_port: int
     local_sink: bool = False
+    smpp_host: str = ""
+    smpp_port: int = 0
+    local_smsc: bool = False
 
     @classmethod
     def configured(cls, settings: Settings) -> Endpoints:
         assert settings.mongodb_uri is not None and settings.smtp_host is not None
-        return cls(settings.mongodb_uri.get_secret_value(), settings.smtp_host, settings.smtp_port)
+        assert settings.smpp_host is not None
+        return cls(settings.mongodb_uri.get_secret_value(), settings.smtp_host,
+                   settings.smtp_port, smpp_host=settings.smpp_host,
+                   smpp_port=settings.smpp_port)
 
     def __repr__(self) -> str:  # the URI may carry a password: never print it
-        return f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port})"
+        return (f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port}, "
+                f"smpp={self.smpp_host}:{self.smpp_port})")
 
 
-SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password"}
+SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password",
+                 "smpp_password"}
 
 
 def load_settings(**overrides: object) -> Settings:

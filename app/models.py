@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from app.accounts import Role
 from app.statuses import CampaignStatus, JobStatus
@@ -33,10 +40,33 @@ class Audience(Strict):
     email_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,200}$")
 
 
+Channel = Literal["email", "sms"]
+
+
 class Templates(Strict):
-    subject: str = Field(min_length=1, max_length=1000)
-    body_text: str = Field(min_length=1, max_length=200_000)
-    body_html: str | None = Field(default=None, max_length=500_000)
+    """What a campaign says: an email's subject and bodies, or an SMS's text (body_text;
+    an SMS has no subject or HTML)."""
+
+    channel: Channel = "email"
+    subject: str = Field(default="", max_length=1000, validate_default=True,
+                         description="email: required")
+    body_text: str = Field(min_length=1, max_length=200_000,
+                           description="the email's text part, or the SMS text")
+    body_html: str | None = Field(default=None, max_length=500_000, description="email only")
+
+    @field_validator("subject")
+    @classmethod
+    def _email_has_a_subject(cls, subject: str, info: ValidationInfo) -> str:
+        if info.data.get("channel", "email") == "email" and not subject.strip():
+            raise ValueError("an email campaign needs a subject")
+        return subject
+
+    @field_validator("body_html")
+    @classmethod
+    def _sms_has_no_html(cls, body_html: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("channel") == "sms" and body_html:
+            raise ValueError("an SMS has no HTML body")
+        return body_html
 
 
 class Tracking(Strict):
@@ -130,6 +160,8 @@ class PreviewReply(Reply):
     body_text: str
     body_html: str | None
     customer: str
+    sms: dict[str, Any] | None = Field(
+        default=None, description="an SMS's encoding (GSM-7 or UCS-2), segments, characters")
 
 
 class JobStarted(Reply):

@@ -7,7 +7,8 @@
   handoffs) and marketing (refusals, offers sent and accepted, conversion rate,
   median time to accept).
 - Billing: revenue from conversions (monthly value from the plan catalogue, less the
-  discount, times `billing_months`), messaging cost (`email_cost` per email sent),
+  discount, times `billing_months`), messaging cost (`email_cost` per email sent,
+  `sms_cost` per SMS part),
   and the net, per campaign and per day.
 
 Delivery figures (campaigns, emails, cost) and conversions are summed from the
@@ -155,16 +156,17 @@ def _chat_and_marketing(docs: list[dict]) -> tuple[dict, dict]:
 
 async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
                          end: datetime) -> dict[str, Any]:
-    months, cost_each = settings.billing_months, settings.email_cost
+    months, cost_each, sms_each = (settings.billing_months, settings.email_cost,
+                                   settings.sms_cost)
     conversions = [
         {"_id": {"day": doc["day"], "source": source}, "n": n,
          "monthly": (doc.get("monthly") or {}).get(source, 0.0)}
         for doc in await rollups.read(db, rollups.CONVERSIONS, start, end)
         for source, n in (doc.get("n") or {}).items()]
     emails = [{"_id": {"day": doc["day"], "campaign": doc["campaign_id"]},
-               "n": doc.get("emails", 0)}
+               "n": doc.get("emails", 0), "sms": doc.get("sms_segments", 0)}
               for doc in await rollups.read(db, rollups.CAMPAIGN, start, end)
-              if doc.get("emails")]
+              if doc.get("emails") or doc.get("sms_segments")]
     names = {c["_id"]: c["name"] async for c in db.campaigns.find(
         {"_id": {"$in": sorted({row["_id"]["campaign"] for row in emails})}}, {"name": 1})}
 
@@ -172,7 +174,7 @@ async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
 
     def on(day_key: str) -> dict[str, float]:
         return days.setdefault(day_key, {"revenue": 0.0, "cost": 0.0, "conversions": 0,
-                                         "emails": 0})
+                                         "emails": 0, "sms_segments": 0})
 
     by_source: dict[str, float] = {}
     conversions_total = 0
@@ -186,14 +188,16 @@ async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
         by_source[source] = round(by_source.get(source, 0.0) + revenue, 2)
     campaigns: dict[str, dict[str, Any]] = {}
     for row in emails:
-        cost = round(row["n"] * cost_each, 4)
+        cost = round(row["n"] * cost_each + row["sms"] * sms_each, 4)
         entry = on(row["_id"]["day"])
         entry["cost"] = round(entry["cost"] + cost, 4)
         entry["emails"] += row["n"]
+        entry["sms_segments"] += row["sms"]
         cid = row["_id"]["campaign"]
         camp = campaigns.setdefault(cid, {"campaign_id": cid, "name": names.get(cid, cid),
-                                          "emails": 0, "cost": 0.0})
+                                          "emails": 0, "sms_segments": 0, "cost": 0.0})
         camp["emails"] += row["n"]
+        camp["sms_segments"] += row["sms"]
         camp["cost"] = round(camp["cost"] + cost, 4)
     for camp in campaigns.values():
         camp["net"] = round(-camp["cost"], 4)  # conversions come from the chat, not a campaign
@@ -202,9 +206,11 @@ async def billing_report(db: AsyncDatabase, settings: Settings, start: datetime,
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "currency": catalogue().currency,
-        "assumptions": {"billing_months": months, "email_cost": cost_each},
+        "assumptions": {"billing_months": months, "email_cost": cost_each,
+                        "sms_cost": sms_each},
         "totals": {"revenue": revenue, "conversions": conversions_total,
-                   "emails": sum(d["emails"] for d in days.values()), "cost": cost,
+                   "emails": sum(d["emails"] for d in days.values()),
+                   "sms_segments": sum(d["sms_segments"] for d in days.values()), "cost": cost,
                    "net": round(revenue - cost, 4)},
         "revenue_by_source": by_source,
         "by_day": [{"day": d, **v, "net": round(v["revenue"] - v["cost"], 4)}

@@ -10,7 +10,9 @@
   100 ms, 10 ms below 1 s, 100 ms below 10 s, 1 s above): a percentile read from
   them is within one bucket of the exact one (exact for whole milliseconds < 100);
 - `first_sent`, `last_sent`, `failures.<code>`, `by_node.<node>`, `by_worker.<worker>`;
-- `emails`: the campaign's messages sent on that day (by send day: the billing cost);
+- `emails`, `sms_segments`: the campaign's emails, or SMS parts, sent on that day (by
+  send day: the billing cost);
+- `receipts.<delivered|undeliverable>`: SMS deliveries settled by a delivery receipt;
 - `opened`, `clicked`: the deliveries created that day that have been opened / clicked
   (each once, at its first hit; `app.tracking`).
 
@@ -57,7 +59,7 @@ STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
             DeliveryStatus.PENDING, DeliveryStatus.SKIPPED)
 DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
                    "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1,
-                   "opened.first": 1, "clicked.first": 1}
+                   "opened.first": 1, "clicked.first": 1, "receipt": 1, "segments": 1}
 ENGAGEMENT = ("opened", "clicked")
 
 
@@ -199,11 +201,17 @@ class Increments:
             for kind in ENGAGEMENT:
                 if (new.get(kind) or {}).get("first") is not None:
                     inc[kind] += 1
+            if new.get("receipt"):
+                inc[f"receipts.{new['receipt']}"] += 1
         if new.get("sent_at") is not None:  # sent (and perhaps bounced since)
             first = self.min.setdefault(_id, {})
             last = self.max.setdefault(_id, {})
             first["first_sent"] = min(first.get("first_sent", new["sent_at"]), new["sent_at"])
             last["last_sent"] = max(last.get("last_sent", new["sent_at"]), new["sent_at"])
+
+    def receipted(self, campaign_id: str, created_at: datetime, outcome: str) -> None:
+        """An SMS's delivery receipt settled it (`delivered`, `undeliverable`)."""
+        self.inc[self._doc(campaign_id, day_of(created_at))][f"receipts.{outcome}"] += 1
 
     def engaged(self, campaign_id: str, created_at: datetime, kind: str) -> None:
         """A delivery's first open or click (`kind`), on its creation day."""
@@ -216,8 +224,12 @@ class Increments:
             inc[f"latency.{bucket(doc['latency_ms'])}"] += sign
         inc[f"by_node.{key_safe(doc.get('node'))}"] += sign
         inc[f"by_worker.{key_safe(doc.get('worker'))}"] += sign
-        # Billing counts the send on the day it happened.
-        self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]["emails"] += sign
+        # Billing counts the send on the day it happened: an email, or an SMS's parts.
+        billed = self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]
+        if doc.get("segments"):
+            billed["sms_segments"] += sign * doc["segments"]
+        else:
+            billed["emails"] += sign
 
     def bounced(self, campaign_id: str, delivery: dict, fields: dict) -> None:
         """A sent delivery bounced: it moves to `fields["status"]` (failed), and what

@@ -36,14 +36,13 @@ class SendMetrics:
     _instance: SendMetrics | None = None
     EXPORTED = {"comms_messages_total": "counter", "comms_send_latency_ms": "histogram",
                 "comms_send_tasks_in_flight": "gauge"}
-    CHANNEL = "email"  # the channel tag: SMS will be another (#17)
 
     def __init__(self) -> None:
         self.messages = Counter("comms_messages_total", description="Delivery outcomes.",
                                 tag_keys=("status", "channel"))
-        self.messages.set_default_tags({"channel": self.CHANNEL})
         self.latency = Histogram("comms_send_latency_ms", description="SMTP send latency.",
                                  boundaries=[5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+                                 # an email's SMTP transaction, or an SMS's submits
                                  tag_keys=())
         self.in_flight = Gauge("comms_send_tasks_in_flight",
                                description="Send tasks in flight per campaign.",
@@ -56,10 +55,12 @@ class SendMetrics:
         return cls._instance
 
     def observe_batch(self, summary: dict) -> None:
+        channel = summary.get("channel", "email")
         for status, n in summary["counts"].items():
-            self.messages.inc(n, tags={"status": status})
+            self.messages.inc(n, tags={"status": status, "channel": channel})
         if summary["retries"]:
-            self.messages.inc(summary["retries"], tags={"status": AttemptOutcome.RETRY})
+            self.messages.inc(summary["retries"], tags={"status": AttemptOutcome.RETRY,
+                                                        "channel": channel})
         for latency_ms in summary["latencies"]:
             self.latency.observe(latency_ms)
 

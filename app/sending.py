@@ -33,7 +33,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import campaigns, composer, rollups, webhooks
+from app import campaigns, composer, rollups, sms, webhooks
 from app.config import Settings
 from app.customers import SEND_FIELDS, unsubscribed_since
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
@@ -73,6 +73,7 @@ class BatchJob:
     limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
     trace: dict[str, str] | None = None  # the runner's span: the batch's goes under it
     tracking: dict[str, bool] | None = None  # opens, clicks (app.tracking)
+    channel: str = "email"  # or "sms": the same batch, sent over SMPP
 
     @property
     def settings(self) -> Settings:
@@ -180,9 +181,14 @@ class OutcomeRecorder:
         fields: dict[str, Any] = {"last_code": outcome.code, "last_error": outcome.error,
                                   "last_attempt_at": at, "batch_id": self.job.batch_id,
                                   **self.identity}
+        if self.job.channel != "email":
+            fields["channel"] = self.job.channel
         if outcome.status == SENT:
             status = DeliveryStatus.SENT
             fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id)
+            smsc_ids = getattr(outcome, "smsc_ids", ())
+            if smsc_ids:  # an SMS: its parts, by the SMSC's ids (receipts name them)
+                fields.update(smsc_ids=list(smsc_ids), segments=len(smsc_ids))
         elif outcome.status == FAILED:
             status = DeliveryStatus.FAILED
         elif outcome.status == SKIPPED:
@@ -217,6 +223,12 @@ class OutcomeRecorder:
         self.oldest = None
         try:
             lost = await campaigns.write_outcomes(self.db, inserts, updates)
+            written = [(doc["_id"], doc) for doc in inserts if doc["_id"] not in lost]
+            parts = [{"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
+                     for did, fields in (*written, *updates)
+                     for part in fields.get("smsc_ids", ())]
+            if parts:  # where a delivery receipt finds its delivery (actors.sms_gateway)
+                await campaigns.record_sms_parts(self.db, parts)
             # The reports' roll-ups gather over the batch and go back to the runner with
             # its counts (it writes them with the campaign's counters, for every task at
             # once); a long batch writes its own every ROLLUP_EVERY_S. Every task of a
@@ -302,7 +314,8 @@ class BatchRun:
 
     async def run(self) -> dict[str, Any]:
         job = self.job
-        summary: dict[str, Any] = {"batch": job.batch_id, **self.identity, "claimed": 0,
+        summary: dict[str, Any] = {"batch": job.batch_id, "channel": job.channel,
+                                   **self.identity, "claimed": 0,
                                    "counts": {}, "retries": 0, "latencies": [],
                                    "next": None, "stopped": None}
         self.stop = self.control.bind()
@@ -320,15 +333,19 @@ class BatchRun:
             self.queue.put_nowait(cid)
         recorder = OutcomeRecorder(self.db, job, self.identity)
         watcher = asyncio.create_task(self._watch())
-        senders = await sender_pool().take(self.settings, job.runtime.endpoints,
-                                           min(max(1, job.connections), max(1, len(to_send))))
+        n = min(max(1, job.connections), max(1, len(to_send)))
+        if job.channel == "sms":  # n sends at a time over the process's SMPP session
+            senders: list = sms.smpp_senders(self.settings, job.runtime.endpoints, n)
+        else:
+            senders = await sender_pool().take(self.settings, job.runtime.endpoints, n)
         try:
             await asyncio.gather(*(self._connection(s, recorder) for s in senders))
         finally:
             self.stop.set()
             watcher.cancel()
             await recorder.close()
-            sender_pool().give(senders)
+            if job.channel != "sms":
+                sender_pool().give(senders)
         unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         retry = carried + recorder.retry_ids
         if unsent or self.stop_reason:
@@ -422,9 +439,9 @@ class BatchRun:
                 self.queue.put_nowait(cid)  # not sent: stays in the batch
                 if outcome is not None:
                     self._halt(AttemptOutcome.AUTH)
+                    relay = "SMSC bind" if self.job.channel == "sms" else "SMTP authentication"
                     await campaigns.fail_campaign(
-                        self.db, self.job.campaign_id,
-                        f"SMTP authentication failed: {outcome.error}")
+                        self.db, self.job.campaign_id, f"{relay} failed: {outcome.error}")
                 return
             await recorder.record(cid, previous, outcome, latency_ms, mid)
             if latency_ms is not None:
@@ -436,14 +453,21 @@ class BatchRun:
         customer = self.customers.get(cid)
         if customer is None or customer.get("unsubscribed"):
             return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
-        mid = make_message_id(campaigns.delivery_id(job.campaign_id, cid),
-                              self.settings.mail_from)
+        did = campaigns.delivery_id(job.campaign_id, cid)
         try:
-            mail = compose(job, customer, mid)
+            if job.channel == "sms":
+                if not customer.get("phone"):
+                    return SendOutcome(SKIPPED, None, "no phone number"), None, None
+                message: Any = sms.Sms(customer["phone"], compose_sms(job, customer), did)
+                mid, cost = did, len(message.parts()[1])  # the SMSC's rate counts parts
+            else:
+                mid = make_message_id(did, self.settings.mail_from)
+                message = build_message(compose(job, customer, mid), self.settings.mail_from)
+                cost = 1
         except TemplateProblem as exc:
             return SendOutcome(FAILED, None, str(exc)[:300]), None, None
         if job.limits and self.reserve is not None:
-            wait = await self.reserve(job.limits, 1)
+            wait = await self.reserve(job.limits, cost)
             if wait > 0:
                 try:
                     await asyncio.wait_for(self.stop.wait(), timeout=wait)
@@ -456,7 +480,7 @@ class BatchRun:
             self._halt("lease lapsed")
             return None, None, None
         started = time.perf_counter()
-        outcome = await sender.send(build_message(mail, self.settings.mail_from))
+        outcome = await sender.send(message)
         return outcome, (time.perf_counter() - started) * 1000, mid
 
 
@@ -468,6 +492,12 @@ async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
                                     campaigns.summary_increments(summary), None)
     if summary.get("rollups"):
         await rollups.write(db, summary["rollups"])
+
+
+def compose_sms(job: BatchJob, customer: dict) -> str:
+    return composer.sms_text(compiled_templates(job.templates), customer,
+                             public_url=job.settings.public_url,
+                             secret=job.runtime.signing_secret)
 
 
 def compose(job: BatchJob, customer: dict, mid: str) -> Mail:

@@ -37,7 +37,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
         namespace=registry.NAMESPACE,
         logging_level="WARNING",
     )
-    if settings.embedded_mongodb or settings.embedded_smtp:
+    if settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc:
         ray.get(local_services(settings).endpoints.remote())  # start them before the app
     start_serve(settings.http_host, settings.http_port, settings)
     args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)

@@ -14,6 +14,7 @@ from actors.campaign_runner import start_runner
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
 from actors.signup_watcher import start_signup_watcher
+from actors.sms_gateway import sms_gateway
 from actors.webhook_sender import webhook_sender
 from app.campaigns import active_campaign_ids
 from app.config import Settings
@@ -63,6 +64,7 @@ class Dashboard:
         rate_limiter(settings.actor_resources)
         marketing_actor(context.runtime)
         webhook_sender(context.runtime)
+        sms_gateway(context.runtime)
         if settings.signup_enabled:
             start_signup_watcher(context.runtime)
         # Campaigns that were running when the cluster last stopped carry on.

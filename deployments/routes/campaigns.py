@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import status_changed, tasks_in_flight
 from actors.webhook_sender import publish
-from app import audit, campaigns, composer
+from app import audit, campaigns, composer, sms
 from app.accounts import Principal
 from app.customers import audience_pages, estimated_customers, find_by_email
 from app.models import (
@@ -55,8 +55,11 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
             compile_templates(body.subject, body.body_text, body.body_html), customer, link)
     except TemplateProblem as exc:
         raise _template_error(exc) from None
-    return {"subject": subject, "body_text": text, "body_html": html,
-            "customer": customer["email"]}
+    reply = {"subject": subject, "body_text": text, "body_html": html,
+             "customer": customer["email"]}
+    if body.channel == "sms":
+        reply["sms"] = {"to": customer.get("phone"), **sms.describe(text)}
+    return reply
 
 
 @router.post("", status_code=201, response_model=CampaignView,

@@ -45,7 +45,8 @@ async def health(context: Context) -> JSONResponse:
     down = [name for name, check in checks.items() if check["status"] != "up"]
     body = {"status": "ok" if not down else "degraded", "down": down, **checks,
             "mode": {"mongodb": "embedded" if context.settings.embedded_mongodb else "external",
-                     "smtp": "embedded" if context.settings.embedded_smtp else "external"}}
+                     "smtp": "embedded" if context.settings.embedded_smtp else "external",
+                     "smpp": "embedded" if context.settings.embedded_smsc else "external"}}
     return JSONResponse(body, status_code=503 if down else 200)
 
 

@@ -189,16 +189,21 @@ async function preview() {
   try {
     const result = await api("/api/campaigns/preview", { method: "POST", body: templates() });
     box.classList.remove("error");
-    box.textContent = `To: ${result.customer}\nSubject: ${result.subject}\n\n${result.body_text}`;
+    box.textContent = result.sms
+      ? `To: ${result.sms.to}\nSMS: ${result.sms.segments} part(s), ${result.sms.encoding}, ` +
+        `${result.sms.characters} characters\n\n${result.body_text}`
+      : `To: ${result.customer}\nSubject: ${result.subject}\n\n${result.body_text}`;
   } catch (err) {
     box.classList.add("error");
     box.textContent = err.message;
   }
 }
 for (const id of ["subject", "body-text", "body-html"]) $(id).addEventListener("input", schedulePreview);
+$("channel").addEventListener("change", schedulePreview);
 
 function templates() {
-  return { subject: $("subject").value, body_text: $("body-text").value,
+  if ($("channel").value === "sms") return { channel: "sms", body_text: $("body-text").value };
+  return { channel: "email", subject: $("subject").value, body_text: $("body-text").value,
            body_html: $("body-html").value.trim() ? $("body-html").value : null };
 }
 
@@ -288,6 +293,8 @@ function renderDetail(c) {
   $("detail-failed").textContent = c.counts.failed;
   $("detail-dead").textContent = c.counts.dead;
   const engaged = (kind, on) => on ? `${c.counts[kind]} (${(c.rates[kind] * 100).toFixed(1)}%)` : "–";
+  $("detail-delivered").textContent = c.channel === "sms"
+    ? `${c.counts.delivered} (${(c.rates.delivered * 100).toFixed(1)}%)` : "–";
   $("detail-opened").textContent = engaged("opened", c.tracking.opens);
   $("detail-clicked").textContent = engaged("clicked", c.tracking.clicks);
   $("detail-rate").textContent = (c.recent_throughput_per_s ?? c.throughput_per_s).toFixed(1);

@@ -65,7 +65,7 @@ SEED = {
         delivery(7, "c2", "sent", at(11), latency_ms=5.0, sent_at=at(11, 9, 0),
                  node="n2", worker="w4", opened={"first": at(14), "last": at(14), "count": 1}),
         delivery(8, "c2", "sent", at(11), latency_ms=15.0, sent_at=at(11, 9, 0),
-                 node="n2", worker="w4"),
+                 node="n2", worker="w4", channel="sms", segments=2),  # billed as 2 parts
         delivery(9, "c2", "pending", at(11), attempts=0),
         # Outside the period: must not count anywhere.
         delivery(10, "c2", "sent", datetime(2026, 10, 1, tzinfo=UTC), latency_ms=999.0,
@@ -156,24 +156,27 @@ async def test_performance_report_for_one_campaign(seeded) -> None:
 
 
 async def test_billing_report_figures(seeded, stack: Stack) -> None:
-    settings = stack.settings.model_copy(update={"billing_months": 12, "email_cost": 0.002})
+    settings = stack.settings.model_copy(update={"billing_months": 12, "email_cost": 0.002,
+                                                 "sms_cost": 0.01})
     report = await billing_report(seeded, settings, *PERIOD)
     assert report["currency"] == "BRL"
-    assert report["totals"] == {"revenue": 3764.64, "conversions": 3, "emails": 6,
-                                "cost": 0.012, "net": 3764.628}
+    assert report["totals"] == {"revenue": 3764.64, "conversions": 3, "emails": 5,
+                                "sms_segments": 2, "cost": 0.03, "net": 3764.61}
     assert report["revenue_by_source"] == {"counter_offer": 1247.04, "upgrade": 2517.6}
     assert report["by_day"] == [
         {"day": "2026-11-10", "revenue": 0.0, "cost": 0.008, "conversions": 0, "emails": 4,
-         "net": -0.008},
-        {"day": "2026-11-11", "revenue": 0.0, "cost": 0.004, "conversions": 0, "emails": 2,
-         "net": -0.004},
+         "sms_segments": 0, "net": -0.008},
+        {"day": "2026-11-11", "revenue": 0.0, "cost": 0.022, "conversions": 0, "emails": 1,
+         "sms_segments": 2, "net": -0.022},
         {"day": "2026-11-12", "revenue": 2805.84, "cost": 0.0, "conversions": 2, "emails": 0,
-         "net": 2805.84},
+         "sms_segments": 0, "net": 2805.84},
         {"day": "2026-11-13", "revenue": 958.8, "cost": 0.0, "conversions": 1, "emails": 0,
-         "net": 958.8}]
+         "sms_segments": 0, "net": 958.8}]
     assert report["by_campaign"] == [
-        {"campaign_id": "c1", "name": "Spring", "emails": 4, "cost": 0.008, "net": -0.008},
-        {"campaign_id": "c2", "name": "Summer", "emails": 2, "cost": 0.004, "net": -0.004}]
+        {"campaign_id": "c1", "name": "Spring", "emails": 4, "sms_segments": 0, "cost": 0.008,
+         "net": -0.008},
+        {"campaign_id": "c2", "name": "Summer", "emails": 1, "sms_segments": 2, "cost": 0.022,
+         "net": -0.022}]
 
 
 async def test_empty_period_is_an_empty_report(seeded, stack: Stack) -> None:
@@ -182,8 +185,8 @@ async def test_empty_period_is_an_empty_report(seeded, stack: Stack) -> None:
     assert report["campaigns"] == [] and report["totals"]["recipients"] == 0
     assert report["chat"]["sessions"] == 0 and report["marketing"]["accepted"] == 0
     billing = await billing_report(seeded, stack.settings, *empty)
-    assert billing["totals"] == {"revenue": 0, "conversions": 0, "emails": 0, "cost": 0,
-                                 "net": 0}
+    assert billing["totals"] == {"revenue": 0, "conversions": 0, "emails": 0,
+                                 "sms_segments": 0, "cost": 0, "net": 0}
 
 
 async def test_csv_and_xlsx_hold_the_same_figures_as_json(seeded, stack: Stack) -> None:
