@@ -168,8 +168,9 @@ class OutcomeRecorder:
                 self.previous[did] = previous
             self.statuses[did] = (status, customer_id)
             self.unrecorded += 1
-            if self.oldest is None:
-                self.oldest = time.monotonic()
+            if self.oldest is None:  # the flush loop may sleep with no deadline: wake it
+                self.oldest = time.monotonic()  # to count this one's send_flush_s
+                self.kick.set()
             if len(self.statuses) >= self.flush_every:
                 self.kick.set()
         return status
