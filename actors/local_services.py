@@ -76,6 +76,9 @@ class LocalServices:
     def smsc_stats(self) -> dict[str, int]:
         return self.smsc.stats() if self.smsc else {}
 
+    def sms_holding(self) -> list[str]:
+        return self.smsc.holding_now() if self.smsc else []
+
     def sms_inbound(self, source: str, destination: str, text: str) -> bool:
         """A mobile-originated SMS into the embedded SMSC (local mode)."""
         if self.smsc is None:

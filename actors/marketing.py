@@ -7,7 +7,8 @@ offer, so it holds 100,000 pending offers in a few MB. MongoDB is the record: on
 atomic claim in `app.marketing` makes sure none fires twice. Offers due together
 fire as one batch (a few database commands for the batch, see `app.marketing`): they
 go to the customers' inboxes, one call rings the chat hub for open WebSockets, and
-those with an email are mailed over pooled SMTP connections (the campaigns' sender).
+those with an email are mailed over pooled SMTP connections (the campaigns' sender),
+and those whose conversation is held by SMS are texted through the SMS gateway.
 
 Teardown: it ends with the Ray cluster, or `ray.kill(ray.get_actor("marketing",
 namespace="operator-comms"))`; scheduled offers wait in MongoDB for the next one.
@@ -29,7 +30,7 @@ from actors import registry
 from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
 from actors.webhook_sender import publish
-from app import composer, marketing, telemetry, tracing
+from app import composer, marketing, sms_chat, telemetry, tracing
 from app.mailer import SENT, Mail, SenderPool, build_message, message_id
 from app.runtime import Runtime
 from app.statuses import OfferStatus
@@ -172,6 +173,7 @@ class MarketingActor:
             if rings:
                 self.hub.publish_many.remote(rings)  # a wake-up: the inbox holds them
             fired = [offer for offer in offers if offer["_id"] in written]
+            texted = await self._text([o for o in fired if o.get("sms_to")])
             to_mail, later = await self._choose_mail([o for o in fired if o.get("email")])
             emailed = await self._mail(to_mail)
             await marketing.mark_sent(self.db, {offer["_id"]: emailed.get(offer["_id"], False)
@@ -184,7 +186,8 @@ class MarketingActor:
             OfferMetrics.get().count(OfferStatus.SENT, len(fired))
             if fired:
                 await publish(self.db, "offer.sent", {"offers": [
-                    {**_offer_event(offer), "emailed": emailed.get(offer["_id"], False)}
+                    {**_offer_event(offer), "emailed": emailed.get(offer["_id"], False),
+                     **({"texted": texted[offer["_id"]]} if offer["_id"] in texted else {})}
                     for offer in fired]})
             self.batches += 1
             at = time.time()
@@ -228,6 +231,21 @@ class MarketingActor:
             for offer_id in offer_ids:
                 heapq.heappush(self.mail_heap, (time.time() + RETRY_S, offer_id))
             self.wake.set()
+
+    async def _text(self, offers: list[dict]) -> dict[str, bool]:
+        """Counter-offers to conversations held by SMS, through the SMS gateway's bind;
+        offer id -> accepted by the SMSC."""
+        if not offers:
+            return {}
+        gateway = registry.find(registry.SMS_GATEWAY)
+        if gateway is None:
+            log.warning("%d counter-offers for SMS conversations: no SMS gateway running",
+                        len(offers))
+            return {offer["_id"]: False for offer in offers}
+        sent = await gateway.send_texts.remote([
+            (offer["sms_to"], sms_chat.render(marketing.offer_messages(offer)),
+             f"offer:{offer['_id']}") for offer in offers])
+        return {offer["_id"]: sent.get(f"offer:{offer['_id']}", False) for offer in offers}
 
     async def _mail(self, offers: list[dict]) -> dict[str, bool]:
         """Mail the offers over a few pooled connections; offer id -> sent."""

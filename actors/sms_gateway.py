@@ -1,6 +1,10 @@
 """The SMS gateway: one detached actor holding a transceiver bind to the SMSC, which
-is where the SMSC sends what comes back, delivery receipts (and, later, customers'
-own messages). Send tasks bind as transmitters and never see them.
+is where the SMSC sends what comes back: delivery receipts and customers' own
+messages. Send tasks bind as transmitters and never see them.
+
+A customer's message is a chat turn (`app.sms_chat`, one at a time, in arrival
+order), answered by SMS over the same bind; the marketing actor sends its
+counter-offers to SMS conversations through `send_texts` too.
 
 Receipts are gathered as they arrive and applied in rounds (`app.sms_receipts`): at
 most every ROUND_S, a handful of database commands per round. A receipt whose part is
@@ -16,33 +20,22 @@ import logging
 from datetime import UTC, datetime
 
 import ray
-from aiosmpplib import ESME, AbstractHook, BindMode, DeliverSm
+from aiosmpplib import BindMode, DeliverSm
 
 from actors import registry
-from app import telemetry
+from actors.marketing import marketing_actor
+from app import sms_chat, telemetry
+from app.flow_engine import load_flow
+from app.phones import e164
 from app.runtime import Runtime
+from app.sms import SENT, SmppSession, Sms
 from app.sms_receipts import Receipt, apply
 
 log = logging.getLogger("operator_comms.sms")
 ROUND_S = 0.25
 
 
-class _Inbound(AbstractHook):
-    def __init__(self, gateway: SmsGateway) -> None:
-        self.gateway = gateway
-
-    async def sending(self, smpp_message, pdu, client_id) -> None:
-        pass
-
-    async def received(self, smpp_message, pdu, client_id) -> None:
-        if isinstance(smpp_message, DeliverSm):
-            self.gateway.inbound(smpp_message)
-
-    async def send_error(self, smpp_message, error, client_id) -> None:
-        pass
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)
 class SmsGateway:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
@@ -50,16 +43,20 @@ class SmsGateway:
         telemetry.setup(settings, "sms_gateway")
         self.waiting: list[Receipt] = []
         self.arrived = asyncio.Event()
+        self.mobile: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.counts = {"receipts": 0, "delivered": 0, "undeliverable": 0, "unmatched": 0,
-                       "mobile_originated": 0}
-        endpoints = runtime.endpoints
-        self.esme = ESME(smsc_host=endpoints.smpp_host, smsc_port=endpoints.smpp_port,
-                         system_id=settings.smpp_system_id, password=settings.smpp_login(),
-                         bind_mode=BindMode.TRANSCEIVER, hook=_Inbound(self),
-                         log_level="ERROR", socket_timeout=settings.smpp_timeout_s)
+                       "mobile_originated": 0, "replies": 0}
+        self.flow = load_flow()
+        marketing = marketing_actor(runtime)
+        self.consumers = {
+            "offer_refused": lambda event: marketing.handle_refusal.remote(event),
+            "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
+            "offer_accepted": lambda event: marketing.handle_upgrade.remote(event)}
+        self.session = SmppSession(settings, runtime.endpoints, BindMode.TRANSCEIVER,
+                                   on_deliver=self.inbound)
         loop = asyncio.get_running_loop()
-        self.session = loop.create_task(self.esme.start())
         self.rounds = loop.create_task(self._rounds())
+        self.chats = loop.create_task(self._chats())
 
     def inbound(self, message: DeliverSm) -> None:
         if message.is_receipt():
@@ -69,13 +66,43 @@ class SmsGateway:
                 self.waiting.append(Receipt(str(receipt["id"]), str(receipt.get("stat", "")),
                                             datetime.now(UTC)))
                 self.arrived.set()
-        else:  # a customer's own message: the chatbot by SMS is yet to come (#17 item 4)
-            self.counts["mobile_originated"] += 1
-            log.info("mobile-originated SMS from %s not handled", message.source.number)
+            return
+        self.counts["mobile_originated"] += 1
+        try:
+            number = e164("+" + message.source.number.lstrip("+"))
+        except ValueError:
+            log.warning("an SMS from %r, not a phone number: ignored", message.source.number)
+            return
+        self.mobile.put_nowait((number, message.short_message or message.message_payload))
+
+    async def send_texts(self, texts: list[tuple[str, str, str]]) -> dict[str, bool]:
+        """(number, text, reference) each: sent over this gateway's session (the chat's
+        answers, counter-offers); reference -> accepted by the SMSC."""
+        outcomes = await asyncio.gather(*(self.session.send(Sms(number, text, reference))
+                                          for number, text, reference in texts))
+        for (_, _, reference), outcome in zip(texts, outcomes, strict=True):
+            if outcome.status != SENT:
+                log.warning("SMS %s not sent: %s %s", reference, outcome.code, outcome.error)
+        return {reference: outcome.status == SENT
+                for (_, _, reference), outcome in zip(texts, outcomes, strict=True)}
 
     async def stats(self) -> dict:
         return {**self.counts, "waiting": len(self.waiting),
-                "session": self.esme.session_state.name}
+                "session": self.session.esme.session_state.name}
+
+    async def _chats(self) -> None:
+        """Customers' messages, one at a time (a number's turns stay in order)."""
+        db = self.runtime.database()
+        while True:
+            number, text = await self.mobile.get()
+            try:
+                answer = await sms_chat.inbound(db, self.flow, number, text, self.consumers)
+                session_id = await sms_chat.session_of(db, number)
+                if answer:
+                    await self.send_texts([(number, answer, f"chat:{session_id}")])
+                    self.counts["replies"] += 1
+            except Exception:
+                log.exception("an SMS from %s: the chat turn failed", number)
 
     async def _rounds(self) -> None:
         db = self.runtime.database()

@@ -118,7 +118,7 @@ async def find_customer(db: AsyncDatabase, email: str | None, phone: str | None)
 
 async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = None,
                          phone: str | None = None, where: str = "",
-                         moves: rollups.Increments | None = None
+                         moves: rollups.Increments | None = None, channel: str = "web"
                          ) -> tuple[str, str, Known, list[dict]]:
     """A new session and its greeting: (session id, token, what we know, messages).
 
@@ -133,6 +133,7 @@ async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = N
         "_id": session_id, "token_hash": token_hash(token),
         "customer_id": customer["_id"] if customer else None,
         "contact": {"email": email, "phone": phone},
+        **({"channel": channel} if channel != "web" else {}),
         "created_at": docs[0]["created_at"], **_summary(docs, where),
     }
     await db.chat_sessions.insert_one(session)
@@ -349,6 +350,7 @@ async def session_overview(db: AsyncDatabase, limit: int = 100, cursor: str | No
     return {
         "sessions": [{"id": s["_id"], "node": s.get("node"), "ended": s.get("ended"),
                       "customer_id": s.get("customer_id"), "contact": s.get("contact"),
+                      "channel": s.get("channel", "web"),
                       "replica": s.get("replica"), "messages": s.get("last_seq", 0),
                       "updated_at": s["updated_at"].isoformat()} for s in sessions],
         "next_cursor": next_cursor,

@@ -81,6 +81,10 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         recent = db.offers.find({"who": who, "created_at": {"$gte": since}}, {"status": 1})
         if any([doc["status"] in OPEN async for doc in recent]):
             return None, "already offered within the window"
+    session = await db.chat_sessions.find_one({"_id": event["session_id"]},
+                                              {"channel": 1, "contact": 1}) or {}
+    sms_to = (session.get("contact") or {}).get("phone") if session.get("channel") == "sms" \
+        else None
     created = now()
     fire_at = created + timedelta(seconds=settings.marketing_cooldown_s
                                   if delay_s is None else delay_s)
@@ -91,6 +95,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         "text": offer_text(settings), "status": OfferStatus.SCHEDULED, "created_at": created,
         "fire_at": fire_at,
         "expires_at": fire_at + timedelta(seconds=settings.marketing_offer_ttl_s),
+        **({"sms_to": sms_to} if sms_to else {}),  # a conversation by SMS: texted too
     }
     try:
         await db.offers.insert_one(offer)
@@ -137,6 +142,12 @@ def _counter_offer(offer: dict):
     turn = enter(load_flow(), "counter_offer", offer_id=offer["_id"])
     turn.messages[0].text = f"{offer['text']} {turn.messages[0].text}"
     return turn
+
+
+def offer_messages(offer: dict) -> list[dict]:
+    """The counter-offer's messages as the inbox holds them (for an SMS of them)."""
+    return [{"role": "marketing", "text": m.text, "options": m.options}
+            for m in _counter_offer(offer).messages]
 
 
 def _offer_ref(offer: dict) -> dict:

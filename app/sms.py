@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiosmpplib import (
@@ -31,6 +32,7 @@ from aiosmpplib import (
     AbstractHook,
     AbstractThrottleHandler,
     BindMode,
+    DeliverSm,
     GenericNack,
     PhoneNumber,
     SmppCommandStatus,
@@ -107,7 +109,10 @@ class _Answers(AbstractHook):
         pass
 
     async def received(self, smpp_message, pdu, client_id) -> None:
-        if isinstance(smpp_message, SubmitSmResp | GenericNack) and smpp_message.log_id:
+        if isinstance(smpp_message, DeliverSm):  # a receipt or a customer's message
+            if self.session.on_deliver is not None:
+                self.session.on_deliver(smpp_message)
+        elif isinstance(smpp_message, SubmitSmResp | GenericNack) and smpp_message.log_id:
             self.session.answered(smpp_message.log_id, smpp_message.command_status,
                                   getattr(smpp_message, "message_id", ""))
         elif smpp_message is not None and type(smpp_message).__name__.startswith("Bind"):
@@ -145,10 +150,15 @@ class Backoff(AbstractThrottleHandler):
 
 
 class SmppSession:
-    """One transmitter bind to the SMSC, shared by the sends of this process."""
+    """One bind to the SMSC: a send worker's transmitter, shared by the sends of its
+    process, or the gateway's transceiver, whose `on_deliver` hears what the SMSC sends
+    (receipts, customers' messages; aiosmpplib answers each after the call)."""
 
-    def __init__(self, settings: Settings, endpoints: Endpoints):
+    def __init__(self, settings: Settings, endpoints: Endpoints,
+                 bind_mode: BindMode = BindMode.TRANSMITTER,
+                 on_deliver: Callable[[DeliverSm], None] | None = None):
         self.settings = settings
+        self.on_deliver = on_deliver
         self.window = asyncio.Semaphore(settings.smpp_window)
         self.waiting: dict[str, asyncio.Future] = {}
         self.refused: SmppCommandStatus | None = None
@@ -156,7 +166,7 @@ class SmppSession:
         self.esme = ESME(
             smsc_host=endpoints.smpp_host, smsc_port=endpoints.smpp_port,
             system_id=settings.smpp_system_id, password=settings.smpp_login(),
-            bind_mode=BindMode.TRANSMITTER, hook=_Answers(self), log_level="ERROR",
+            bind_mode=bind_mode, hook=_Answers(self), log_level="ERROR",
             throttle_handler=Backoff(),
             socket_timeout=settings.smpp_timeout_s,
             enquire_link_interval=min(55.0, settings.smpp_timeout_s))

@@ -44,7 +44,8 @@ class AppContext:
         await backfill_buckets(db)
         await rename_launch_options(db)
         await count_earlier_records(db)
-        services = local_services(settings) if endpoints.local_sink else None
+        services = (local_services(settings)
+                    if endpoints.local_sink or endpoints.local_smsc else None)
         return cls(runtime, db, token, services, PublicLimits(settings))
 
     @functools.cached_property

@@ -33,6 +33,7 @@ from deployments.routes import (
     pages,
     reports,
     signup,
+    sms,
     system,
     tracking,
     unsubscribe,
@@ -45,7 +46,7 @@ api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
                chat.admin_router, marketing.router, live.router, reports.router,
-               signup.router, webhooks.router)
+               signup.router, sms.router, webhooks.router)
 for router in API_ROUTERS:
     api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)
 for router in (unsubscribe.router, tracking.router, pages.router):  # outside /api

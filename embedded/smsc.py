@@ -14,6 +14,8 @@ Like the SMTP sink's `+reject` / `+tempfail`, the destination number decides:
 - ending in `0001`: `submit_sm` refused with ESME_RINVDSTADR (a permanent error);
 - ending in `0002`: refused with ESME_RTHROTTLED the first time, accepted after;
 - ending in `0003`: accepted, and its receipt says UNDELIV;
+- ending in `9999`: the first submit is held unanswered (up to 30 s) and dropped if
+  its session goes away meanwhile (how tests kill a sender at a known point);
 - anything else: accepted and DELIVRD.
 `throttle_per_s` (0: off) refuses with ESME_RTHROTTLED whatever exceeds that rate.
 
@@ -54,7 +56,8 @@ from aiosmpplib.protocol import MESSAGE_TYPE_MAP, PDU_HEADER_LENGTH, SmppMessage
 
 from embedded.processes import free_port
 
-REJECT, THROTTLE_ONCE, UNDELIVERABLE = "0001", "0002", "0003"
+REJECT, THROTTLE_ONCE, UNDELIVERABLE, HOLD = "0001", "0002", "0003", "9999"
+HOLD_S = 30.0
 MAX_PDU = 70_000
 RESPONSES = {BindTransmitter: BindTransmitterResp, BindReceiver: BindReceiverResp,
              BindTransceiver: BindTransceiverResp}
@@ -93,6 +96,8 @@ class Smsc:
         self.counts = {"submitted": 0, "rejected": 0, "throttled": 0, "receipts": 0,
                        "mo": 0}
         self.throttled_once: set[str] = set()
+        self.held_once: set[str] = set()
+        self.holding: set[str] = set()  # numbers whose submit is held right now
         self.window: deque[float] = deque()  # accept times within the last second
         self.sessions: list[_Session] = []
         self.held: deque[DeliverSm] = deque()  # for a receiving session to be bound
@@ -224,6 +229,10 @@ class Smsc:
 
     async def _submit(self, session: _Session, message: SubmitSm) -> None:
         number = message.destination.number
+        if number.endswith(HOLD) and number not in self.held_once:
+            self.held_once.add(number)
+            asyncio.get_running_loop().create_task(self._hold(session, message))
+            return
         status = SmppCommandStatus.ESME_ROK
         now = time.monotonic()
         while self.window and now - self.window[0] > 1.0:
@@ -248,6 +257,24 @@ class Smsc:
         if message.registered_delivery & 0b11:
             asyncio.get_running_loop().call_later(
                 self.receipt_delay_s, self._receipt, message, message_id, session.system_id)
+
+    async def _hold(self, session: _Session, message: SubmitSm) -> None:
+        number = message.destination.number
+        with self.lock:
+            self.holding.add(number)
+        try:
+            deadline = time.monotonic() + HOLD_S
+            while time.monotonic() < deadline and session in self.sessions:
+                await asyncio.sleep(0.05)
+        finally:
+            with self.lock:
+                self.holding.discard(number)
+        if session in self.sessions:  # still there: answered late, like a slow SMSC
+            await self._submit(session, message)
+
+    def holding_now(self) -> list[str]:
+        with self.lock:
+            return sorted(self.holding)
 
     def _keep(self, message: SubmitSm, message_id: str) -> None:
         ref, seq, total = message.get_segmentation_data()

@@ -51,7 +51,7 @@ async def health(context: Context) -> JSONResponse:
 
 
 def _sink(context: Context):
-    if context.local_services is None:
+    if context.local_services is None or not context.endpoints.local_sink:
         raise HTTPException(404, "no outbox: SMTP goes to an external relay (COMMS_SMTP_HOST)")
     return context.local_services
 

@@ -67,7 +67,8 @@ def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path)
         health = httpx.get(f"http://127.0.0.1:{port}/api/health",
                            headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert health.status_code == 200
-        assert health.json()["mode"] == {"mongodb": "external", "smtp": "embedded"}
+        assert health.json()["mode"] == {"mongodb": "external", "smtp": "embedded",
+                                         "smpp": "embedded"}
         # The app created its indexes in the external server, and no embedded database.
         indexes = MongoClient(external.uri)["cli_test"]["customers"].index_information()
         assert "email_1" in indexes

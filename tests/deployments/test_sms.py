@@ -3,7 +3,9 @@ delivery receipts back through the SMS gateway actor, every number once."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 
 import httpx
@@ -18,12 +20,15 @@ TEXT = ("Ola {{ first_name }}! Seu plano {{ plan }} pode ir para Turbo: 500 Mb/s
         "online. Oferta valida ate o fim do mes.")  # GSM-7, over 160 characters: 2 parts
 
 
-def _audience(api: httpx.Client, count: int) -> tuple[str, list[str]]:
+def _audience(api: httpx.Client, count: int, held: bool = False) -> tuple[str, list[str]]:
     """`count` customers with numbers +55 11 9PPPP NNNN; n = 1, 2, 3 end in 0001 (refused),
-    0002 (throttled once), 0003 (not delivered to the handset)."""
+    0002 (throttled once), 0003 (not delivered to the handset); with `held`, the last
+    one ends in 9999 (its first submit held unanswered)."""
     prefix = random.randrange(1000, 10_000)
     domain = unique_domain("sms")
     numbers = [f"+55119{prefix:04d}{n:04d}" for n in range(count)]
+    if held:
+        numbers[-1] = f"+55119{prefix:04d}9999"
     rows = "".join(f"c{n}@{domain},C{n},Basic,{number}\n" for n, number in enumerate(numbers))
     response = api.post("/api/customers/import", params={"tag": domain, "wait": "true"},
                         files={"file": ("a.csv", "email,name,plan,phone\n" + rows)})
@@ -94,3 +99,38 @@ def test_sms_and_email_campaigns_are_checked_for_what_their_channel_needs(api) -
     pigeon = api.post("/api/campaigns", json={"name": "x", "channel": "pigeon",
                                               "subject": "s", "body_text": "hi"})
     assert pigeon.status_code == 422 and pigeon.json()["detail"][0]["field"] == "body.channel"
+
+
+def test_a_send_worker_killed_mid_sms_batch_leaves_every_number_one_message(
+        stack: Stack, api: httpx.Client) -> None:
+    """The SMSC holds the submit to the number ending 9999 unanswered; the rest of its
+    batch is answered and recorded; its worker is killed: the held message is dropped
+    with the session, and the batch, claimed again, sends it from another worker."""
+    tag, numbers = _audience(api, 40, held=True)
+    created = api.post("/api/campaigns", json={"name": "sms kill", "channel": "sms",
+                                               "body_text": "Oi {{ first_name }}",
+                                               "audience": {"tag": tag}})
+    campaign_id = created.json()["id"]
+    launch(api, campaign_id, workers=2, batch_size=10, connections=2)
+    held = numbers[-1][1:]
+    deadline = time.monotonic() + 60
+    while held not in ray.get(stack.services.sms_holding.remote()):
+        assert time.monotonic() < deadline, "the held SMS never reached the SMSC"
+        time.sleep(0.1)
+    endpoints = ray.get(stack.services.endpoints.remote())
+    db = MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db]
+    customer = db.customers.find_one({"phone": numbers[-1]})
+    batch = db.batches.find_one({"campaign_id": campaign_id, "customer_ids": customer["_id"]})
+    while db.deliveries.count_documents({"batch_id": batch["_id"]}) < len(
+            batch["customer_ids"]) - 1:
+        assert time.monotonic() < deadline, "the held batch never settled"
+        time.sleep(0.1)
+    worker = db.deliveries.find_one({"batch_id": batch["_id"]})["worker"]
+    os.kill(int(worker.rsplit("-", 1)[1]), signal.SIGKILL)  # its send worker, mid-batch
+    view = wait_for(api, campaign_id, finished)
+
+    assert view["status"] == "completed" and view["counts"]["sent"] == 39
+    received = ray.get(stack.services.sms_counts.remote(numbers[0][1:10]))
+    assert received == {number[1:]: 1 for n, number in enumerate(numbers) if n != 1}
+    again = db.deliveries.find_one({"_id": f"{campaign_id}:{customer['_id']}"})
+    assert again["status"] == "sent" and again["worker"] != worker

@@ -23,7 +23,7 @@ def test_health_reports_every_part_up(stack: Stack) -> None:
     body = response.json()
     assert body["down"] == []
     assert body["mongodb"]["status"] == body["smtp"]["status"] == body["ray"]["status"] == "up"
-    assert body["mode"] == {"mongodb": "embedded", "smtp": "embedded"}
+    assert body["mode"] == {"mongodb": "embedded", "smtp": "embedded", "smpp": "embedded"}
 
 
 @pytest.mark.parametrize("path", ["/api/outbox", "/api/outbox/missing"])

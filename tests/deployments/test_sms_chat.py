@@ -1,0 +1,66 @@
+"""The chatbot by SMS end to end: a customer's messages into the embedded SMSC (the
+local-mode API), the SMS gateway's answers out of it, the operator flow, a refusal's
+counter-offer by SMS after the cooldown, and its acceptance."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+import ray
+from pymongo import MongoClient
+
+from tests.utils.stack import Stack
+
+
+def _texts_to(stack: Stack, digits: str) -> list[str]:
+    messages = ray.get(stack.services.sms_outbox.remote(digits, 1000))["messages"]
+    return [m["text"] for m in reversed(messages)]  # oldest first
+
+
+def _next_text(stack: Stack, digits: str, seen: int, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while len(texts := _texts_to(stack, digits)) <= seen:
+        assert time.monotonic() < deadline, f"no SMS to {digits} after {texts}"
+        time.sleep(0.1)
+    return texts[seen]
+
+
+def test_an_sms_conversation_runs_the_flow_and_a_refusal_gets_a_counter_offer_by_sms(
+        stack: Stack, api: httpx.Client) -> None:
+    number = f"+55119{random.randrange(10**7, 10**8)}"
+    digits = number[1:]
+
+    def say(text: str) -> None:
+        answer = api.post("/api/sms/simulate-inbound", json={"source": number, "text": text})
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["source"] == number
+
+    say("1")  # answers the greeting's "Are you already a client?"
+    assert _next_text(stack, digits, 0).startswith(
+        "Good to see you again! Would you like an upgrade? Reply 1 for Yes, 2 for No.")
+    say("1")
+    assert "Turbo plan" in _next_text(stack, digits, 1)
+    say("2")
+    assert _next_text(stack, digits, 2).startswith("No problem, thank you for your time!")
+    offer = _next_text(stack, digits, 3, timeout=60)  # after the 1 s cooldown
+    assert offer.startswith("Special offer for you:") and "Reply 1 for Accept" in offer
+
+    sessions = api.get("/api/chat/sessions").json()["sessions"]
+    [mine] = [s for s in sessions if (s.get("contact") or {}).get("phone") == number]
+    assert mine["channel"] == "sms" and mine["node"] == "counter_offer"
+    say("accept")
+    assert _next_text(stack, digits, 4).startswith("Offer accepted!")
+    endpoints = ray.get(stack.services.endpoints.remote())
+    offers = MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db].offers
+    deadline = time.monotonic() + 30
+    while (found := offers.find_one({"session_id": mine["id"]}))["status"] != "accepted":
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    assert found["sms_to"] == number
+
+
+def test_an_inbound_sms_from_something_not_a_number_is_refused(api: httpx.Client) -> None:
+    bad = api.post("/api/sms/simulate-inbound", json={"source": "hello", "text": "1"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "body.source"
