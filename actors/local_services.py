@@ -38,7 +38,8 @@ class LocalServices:
         smpp_host, smpp = settings.smpp_host or "", settings.smpp_port
         if settings.embedded_smsc:
             self.smsc = Smsc(settings.smpp_system_id, settings.smpp_login(),
-                             receipt_delay_s=settings.smsc_receipt_delay_s, port=smpp_port)
+                             receipt_delay_s=settings.smsc_receipt_delay_s, port=smpp_port,
+                             submit_delay_s=settings.smsc_submit_delay_s)
             smpp_host, smpp = self.smsc.start()
         self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
                                     smtp_port=port, local_sink=self.sink is not None,
@@ -75,6 +76,9 @@ class LocalServices:
 
     def smsc_stats(self) -> dict[str, int]:
         return self.smsc.stats() if self.smsc else {}
+
+    def sms_arrivals(self, since: float = 0.0) -> list[float]:
+        return self.smsc.arrivals(since) if self.smsc else []
 
     def sms_holding(self) -> list[str]:
         return self.smsc.holding_now() if self.smsc else []

@@ -78,6 +78,7 @@ class Settings(Telemetry):
     smpp_rate_limit_per_s: float | None = Field(default=None, gt=0)
     smpp_timeout_s: float = Field(default=30.0, gt=0, le=600)
     smsc_receipt_delay_s: float = Field(default=0.5, ge=0, le=3600)  # the embedded SMSC's
+    smsc_submit_delay_s: float = Field(default=0.0, ge=0, le=60)  # its answer's latency
 
     # Sending defaults (a campaign may override workers, batch size, rate).
     send_connections: int = Field(default=4, ge=1, le=64)

@@ -35,8 +35,10 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+import ray
 from pymongo import MongoClient
 
+from actors.local_services import local_services
 from app.mailer import Mail, build_message
 from benchmarks.harness import (
     CpuWatch,
@@ -49,12 +51,16 @@ from benchmarks.harness import (
 from benchmarks.smtp_sink import BenchSink
 
 RESULTS = Path(__file__).parent / "results"
-OC, OC_DEFAULT, PREFORK, GEVENT, RAW = (
+OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS = (
     "operator-comms", "operator-comms (default connections)", "celery prefork",
-    "celery gevent", "raw aiosmtplib")
+    "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)")
+SMS_TEXT = "Ola {{ first_name }}, seu plano {{ plan }} pode ir para Turbo por R$ 129,90."
 CPU_CEILING = 800  # messages/s assumed possible here, for sizing rows only (doubled if short)
 def row_stats(sink: BenchSink, started: float, messages: int) -> dict:
-    arrivals = sorted(sink.stats()["arrivals"].values())
+    return arrival_stats(sorted(sink.stats()["arrivals"].values()), started, messages)
+
+
+def arrival_stats(arrivals: list[float], started: float, messages: int) -> dict:
     latencies = [(t - started) * 1000 for t in arrivals]
     elapsed = (arrivals[-1] - started) if arrivals else float("nan")
     # Steady: between the 10th and 90th percentile arrivals, the same for every system,
@@ -196,9 +202,12 @@ class Audiences:
 
 def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | None]],
              batch_size: int, min_seconds: float, smallest: int, largest: int) -> list[dict]:
+    """operator-comms rows: email into the sink; the SMS rows (OC_SMS) into the app's
+    embedded SMSC (its own actor process), answering each part after the same delay."""
     rows = []
-    with running_app(smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60) as (
-            settings, api, _base):
+    with running_app(smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60,
+                     smsc_submit_delay_s=delay / 1000) as (settings, api, _base):
+        services = local_services(settings)
         mongo = MongoClient(mongodb_uri(settings))
         audiences = Audiences(api)
         audiences.tag(smallest)
@@ -210,12 +219,14 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
         for system, workers, connections in runs:
             conns = connections or settings.send_connections
 
-            def run(messages: int, workers=workers, conns=conns) -> dict:
+            def run(messages: int, workers=workers, conns=conns, sms=system == OC_SMS) -> dict:
                 tag = audiences.tag(messages)
-                created = api.post("/api/campaigns", json={
-                    "name": f"scaling W={workers}", "subject": "Hello {{ first_name }}",
+                body = ({"channel": "sms", "body_text": SMS_TEXT} if sms else {
+                    "subject": "Hello {{ first_name }}",
                     "body_text": "Dear {{ name }}, your plan is {{ plan }}.\n"
-                                 "{{ unsubscribe_url }}", "audience": {"tag": tag}})
+                                 "{{ unsubscribe_url }}"})
+                created = api.post("/api/campaigns", json={
+                    "name": f"scaling W={workers}", **body, "audience": {"tag": tag}})
                 created.raise_for_status()
                 campaign_id = created.json()["id"]
                 sink.reset()
@@ -225,7 +236,13 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                 api.post(f"/api/campaigns/{campaign_id}/launch", json={
                     "workers": workers, "batch_size": batch_size, "connections": conns,
                 }).raise_for_status()
-                wait_for_sink(sink, messages, 1800)
+                if sms:
+                    deadline = time.monotonic() + 1800
+                    while (len(ray.get(services.sms_arrivals.remote(started))) < messages
+                           and time.monotonic() < deadline):
+                        time.sleep(0.2)
+                else:
+                    wait_for_sink(sink, messages, 1800)
                 elapsed = time.time() - started
                 cpu = watch.done(elapsed)
                 while (view := api.get(f"/api/campaigns/{campaign_id}").json())[
@@ -233,7 +250,9 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                     time.sleep(0.5)
                 ops = opcount(mongo) - ops_before - 1
                 net = ops - background * (time.time() - started)
-                stats = row_stats(sink, started, messages)
+                stats = (arrival_stats(sorted(ray.get(services.sms_arrivals.remote(started))),
+                                       started, messages) if sms
+                         else row_stats(sink, started, messages))
                 delivered = max(1, stats["messages"])
                 return {**stats, **cpu, "status": view["status"],
                         "sent_recorded": view["counts"]["sent"],
@@ -279,7 +298,7 @@ def write_outputs(results: list[dict], meta: dict, out: Path) -> None:
         celery = {r["workers"]: r["steady_messages_per_s"] for r in rows
                   if r["system"] == PREFORK}
         for r in rows:
-            peer = celery.get(r["workers"]) if r["system"].startswith("operator") else None
+            peer = (celery.get(r["workers"]) if r["system"] in (OC, OC_DEFAULT) else None)
             ratio = f"{r['steady_messages_per_s'] / peer:.2f}x" if peer else ""
             busiest = "; ".join(f"{p['process'][:40]} {p['cpu_percent_of_one_core']}"
                                 for p in r.get("top_processes", [])[:3])
@@ -307,7 +326,7 @@ def chart(results: list[dict], path: Path, meta: dict) -> None:
     delays = sorted({r["sink_delay_ms"] for r in results}, reverse=True)
     fig, axes = plt.subplots(1, len(delays), figsize=(6.5 * len(delays), 4.8), squeeze=False)
     styles = {OC: ("o-", "#5b2a86"), OC_DEFAULT: ("s-", "#c0398a"),
-              PREFORK: ("^--", "#1f6fb2")}
+              PREFORK: ("^--", "#1f6fb2"), OC_SMS: ("D-", "#6b6b6b")}
     for ax, delay in zip(axes[0], delays, strict=True):
         rows = [r for r in results if r["sink_delay_ms"] == delay]
         for system, (marker, colour) in styles.items():
@@ -377,8 +396,9 @@ def targets(results: list[dict], rate: str = "steady_messages_per_s") -> dict:
     if 8 in default and celery_best:
         found["delayed_default_w8_vs_best_celery"] = round(default[8] / celery_best, 3)
         found["delayed_default_w8_vs_best_celery_met"] = default[8] >= 2 * celery_best
-    per_message = [r["db_commands_per_message"] for r in results
-                   if "db_commands_per_message" in r and r.get("batch_size") == 100]
+    per_message = [r["db_commands_per_message"] for r in results  # email: the issue's
+                   if "db_commands_per_message" in r and r.get("batch_size") == 100
+                   and r["system"] != OC_SMS]
     if per_message:
         found["db_commands_per_message_max"] = max(per_message)
         found["db_commands_per_message_met"] = max(per_message) <= 0.1
@@ -399,6 +419,8 @@ def main() -> None:
     parser.add_argument("--raw-connections", type=int, default=16)
     parser.add_argument("--gevent-greenlets", type=int, default=64)
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
+    parser.add_argument("--sms-workers", type=int, nargs="*", default=[8],
+                        help="SMS campaign rows (default connections) at these W")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -416,7 +438,8 @@ def main() -> None:
                                        *bounds)
             results.append(raw_row(sink, delay, args.raw_connections, *bounds))
             runs = [(OC, w, 1) for w in args.workers] + [
-                (OC_DEFAULT, w, None) for w in args.default_workers]
+                (OC_DEFAULT, w, None) for w in args.default_workers] + [
+                (OC_SMS, w, None) for w in args.sms_workers]
             results += app_rows(sink, delay, runs, args.batch_size, *bounds)
     meta["targets"] = targets(results)
     meta["targets_from_launch"] = targets(results, "messages_per_s")

@@ -86,9 +86,11 @@ class _Session:
 class Smsc:
     def __init__(self, system_id: str = "comms", password: str = "local",
                  receipt_delay_s: float = 0.5, throttle_per_s: float = 0.0,
-                 host: str = "127.0.0.1", port: int | None = None):
+                 host: str = "127.0.0.1", port: int | None = None,
+                 submit_delay_s: float = 0.0):
         self.system_id, self.password = system_id, password
         self.receipt_delay_s, self.throttle_per_s = receipt_delay_s, throttle_per_s
+        self.submit_delay_s = submit_delay_s  # each answer's latency (answers overlap)
         self.host, self.port = host, port or free_port()
         self.lock = threading.Lock()
         self.received: list[Received] = []
@@ -149,6 +151,11 @@ class Smsc:
                 if contains is None or contains in message.number:
                     out[message.number] = out.get(message.number, 0) + 1
         return out
+
+    def arrivals(self, since: float = 0.0) -> list[float]:
+        """When each message received since `since` was complete (epoch seconds)."""
+        with self.lock:
+            return [m.at for m in self.received if m.at >= since]
 
     def stats(self) -> dict[str, int]:
         with self.lock:
@@ -233,6 +240,18 @@ class Smsc:
             self.held_once.add(number)
             asyncio.get_running_loop().create_task(self._hold(session, message))
             return
+        if self.submit_delay_s > 0:  # like a relay's latency: answered later, in parallel
+            asyncio.get_running_loop().create_task(self._later(session, message))
+            return
+        await self._answer(session, message)
+
+    async def _later(self, session: _Session, message: SubmitSm) -> None:
+        await asyncio.sleep(self.submit_delay_s)
+        if session in self.sessions:
+            await self._answer(session, message)
+
+    async def _answer(self, session: _Session, message: SubmitSm) -> None:
+        number = message.destination.number
         status = SmppCommandStatus.ESME_ROK
         now = time.monotonic()
         while self.window and now - self.window[0] > 1.0:
@@ -270,7 +289,7 @@ class Smsc:
             with self.lock:
                 self.holding.discard(number)
         if session in self.sessions:  # still there: answered late, like a slow SMSC
-            await self._submit(session, message)
+            await self._answer(session, message)
 
     def holding_now(self) -> list[str]:
         with self.lock:
