@@ -70,7 +70,7 @@ async def test_submits_are_answered_by_number_and_receipted(smsc: Smsc) -> None:
                                ("throttle", "5511987650002"), ("undeliv", "5511987650003")):
             await esme.broker.enqueue(submit(number, "Olá, plano Turbo €", log_id))
         long = "Sua fatura: " + "detalhe " * 40  # GSM-7, 332 characters: three parts
-        await esme.broker.enqueue(submit("5511987659999", long, "long",
+        await esme.broker.enqueue(submit("5511987659998", long, "long",
                                          esm_class=0b01000000, auto_message_payload=False))
         await esme.broker.enqueue(submit("5511987650002", "again", "throttle-again"))
         await until(lambda: len(hook.of(SubmitSmResp)) == 6)
@@ -81,9 +81,9 @@ async def test_submits_are_answered_by_number_and_receipted(smsc: Smsc) -> None:
             "long": SmppCommandStatus.ESME_ROK, "throttle-again": SmppCommandStatus.ESME_ROK}
 
         counts = smsc.count_by_number()
-        assert counts == {"5511987650000": 1, "5511987650003": 1, "5511987659999": 1,
+        assert counts == {"5511987650000": 1, "5511987650003": 1, "5511987659998": 1,
                           "5511987650002": 1}
-        [long_in] = smsc.messages("5511987659999")["messages"]
+        [long_in] = smsc.messages("5511987659998")["messages"]
         assert long_in["parts"] == 3 and long_in["text"] == long
 
         # A receipt per part (the ESME's correlator folds a message's parts into one).
