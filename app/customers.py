@@ -23,7 +23,7 @@ from pymongo.errors import BulkWriteError
 
 from app.models import Audience
 from app.paging import newest_first
-from app.phones import e164
+from app.phones import SIMULATED, e164
 
 PLANS = ("Basic", "Plus", "Turbo", "Family")
 CORE_COLUMNS = ("email", "name", "plan", "phone")
@@ -110,6 +110,14 @@ async def insert_customers(db: AsyncDatabase, docs: list[dict],
     return inserted, duplicates
 
 
+def demo_phone(rng: random.Random) -> str:
+    """A São Paulo mobile number, never one the embedded SMSC fails on purpose."""
+    while True:
+        number = f"+55119{rng.randrange(10**7, 10**8)}"
+        if not number.endswith(SIMULATED):
+            return number
+
+
 def generation_tag(tag: str | None) -> tuple[str, str]:
     """(the generation's own id, the tag its customers get)."""
     batch = uuid.uuid4().hex[:6]
@@ -132,7 +140,7 @@ async def generate_customers(db: AsyncDatabase, count: int, domain: str,
                 f"customer{n:07d}.{batch}@{domain}".lower(),
                 f"{rng.choice(FIRST)} {rng.choice(LAST)}",
                 plan=rng.choice(PLANS),
-                phone=f"+55119{rng.randrange(10**7, 10**8)}",
+                phone=demo_phone(rng),
                 is_client=rng.random() < 0.8,
                 tags=[tag],
             )

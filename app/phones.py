@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import phonenumbers
 
+# The embedded SMSC answers numbers ending so as a real one would fail (refused,
+# throttled once, undeliverable, held unanswered: `embedded.smsc`); demo customers
+# never get one, so only a test that asks for them meets them.
+REFUSED, THROTTLED_ONCE, UNDELIVERABLE, HELD = "0001", "0002", "0003", "9999"
+SIMULATED = (REFUSED, THROTTLED_ONCE, UNDELIVERABLE, HELD)
+
 
 def e164(raw: str, region: str = "BR") -> str:
     """The number in E.164; ValueError with the reason when it is not a valid number."""

@@ -54,9 +54,12 @@ from aiosmpplib import (
 )
 from aiosmpplib.protocol import MESSAGE_TYPE_MAP, PDU_HEADER_LENGTH, SmppMessage
 
+from app.phones import HELD, REFUSED, THROTTLED_ONCE, UNDELIVERABLE
 from embedded.processes import free_port
 
-REJECT, THROTTLE_ONCE, UNDELIVERABLE, HOLD = "0001", "0002", "0003", "9999"
+# What a number's ending means here lives with the phones (demo customers avoid them).
+REJECT, THROTTLE_ONCE, UNDELIVERABLE, HOLD = REFUSED, THROTTLED_ONCE, UNDELIVERABLE, HELD
+
 HOLD_S = 30.0
 MAX_PDU = 70_000
 RESPONSES = {BindTransmitter: BindTransmitterResp, BindReceiver: BindReceiverResp,

@@ -102,3 +102,15 @@ def test_values_a_spreadsheet_would_run_as_formulas_are_refused_per_row() -> Non
                              "c@b.c,Jean-Luc,Basic,+5511987654321,-3,fine\n")
     assert [doc["email"] for _, doc in good] == ["c@b.c"]  # "+55..." and "-3" are fine
     assert {(i["row"], i["field"]) for i in report.invalid} == {(2, "name"), (3, "note")}
+
+
+def test_demo_phones_are_valid_and_never_one_the_embedded_smsc_fails_on_purpose() -> None:
+    import random
+
+    from app.customers import demo_phone
+    from app.phones import SIMULATED, e164
+
+    rng = random.Random(7)
+    phones = [demo_phone(rng) for _ in range(20_000)]
+    assert not [p for p in phones if p.endswith(SIMULATED)]
+    assert all(e164(p) == p for p in phones[:200])
