@@ -82,6 +82,7 @@ async function signIn(token) {
   startLive();
   refreshSystem();
   refreshOutbox();
+  refreshSms();
   refreshSignup();
   refreshAudit();
   refreshWebhooks();
@@ -609,6 +610,27 @@ async function refreshOutbox() {
   }
 }
 $("outbox-refresh").addEventListener("click", refreshOutbox);
+
+async function refreshSms() {
+  try {
+    const data = await api("/api/sms/outbox?limit=15");
+    $("sms-total").textContent = `(${data.total} received)`;
+    fillTable("sms-table", data.messages.map((m) => row([
+      new Date(m.at * 1000).toLocaleTimeString(), `+${m.number}`, m.parts, m.text])),
+    "Nothing received yet.");
+  } catch (err) { $("sms-error").textContent = err.status === 404 ? "" : err.message; }
+}
+$("sms-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("sms-error").textContent = "";
+  try {
+    await api("/api/sms/simulate-inbound", { method: "POST", body: {
+      source: $("sms-from").value.trim(), text: $("sms-text").value } });
+    $("sms-text").value = "";
+    setTimeout(refreshSms, 1000);
+  } catch (err) { $("sms-error").textContent = err.message; }
+});
+setInterval(() => state.token && refreshSms(), 3000);
 setInterval(() => state.token && refreshOutbox(), 3000);
 
 if (state.token) signIn(state.token);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from app.customers import demo_phone
 from tests.deployments.test_signup import deliver
 from tests.utils import mail_samples
 from tests.utils.campaigns import create_campaign, import_audience, launch
@@ -268,3 +270,23 @@ def test_webhooks_panel_adds_an_endpoint_lists_its_dead_letters_and_replays(
         for hook in api.get("/api/webhooks").json()["webhooks"]:
             if hook["url"] == url:
                 api.delete(f"/api/webhooks/{hook['id']}")
+
+
+def test_the_outbox_panel_sends_an_sms_as_a_customer_and_shows_the_bots_answer(
+        browser, stack: Stack, operator: str) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, operator)
+    expect(page.locator("#app")).to_be_visible()
+    number = demo_phone(random.Random())  # a number the embedded SMSC does not fail
+    page.fill("#sms-from", number)
+    page.fill("#sms-text", "hello")
+    page.click("#sms-form button[type=submit]")
+    answers = page.locator("#sms-table tbody tr", has_text=number)
+    expect(answers.first).to_contain_text("Are you already a client? Reply 1 for Yes, 2 for No.",
+                                          timeout=30_000)
+    expect(page.locator("#sms-text")).to_have_value("")
+    page.fill("#sms-from", "not a number")
+    page.fill("#sms-text", "1")
+    page.click("#sms-form button[type=submit]")
+    expect(page.locator("#sms-error")).to_contain_text("body.source")
+    page.close()
