@@ -96,8 +96,8 @@ class SmsGateway:
         while True:
             number, text = await self.mobile.get()
             try:
-                answer = await sms_chat.inbound(db, self.flow, number, text, self.consumers)
-                session_id = await sms_chat.session_of(db, number)
+                session_id, answer = await sms_chat.inbound(db, self.flow, number, text,
+                                                            self.consumers)
                 if answer:
                     await self.send_texts([(number, answer, f"chat:{session_id}")])
                     self.counts["replies"] += 1

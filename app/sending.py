@@ -460,7 +460,7 @@ class BatchRun:
                 if not customer.get("phone"):
                     return SendOutcome(SKIPPED, None, "no phone number"), None, None
                 message: Any = sms.Sms(customer["phone"], compose_sms(job, customer), did)
-                mid, cost = did, len(message.parts()[1])  # the SMSC's rate counts parts
+                mid, cost = did, len(message.parts[1])  # the SMSC's rate counts parts
             else:
                 mid = make_message_id(did, self.settings.mail_from)
                 message = build_message(compose(job, customer, mid), self.settings.mail_from)

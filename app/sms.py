@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -63,7 +64,10 @@ class Sms:
     text: str
     reference: str  # the delivery id: names the parts' answers in logs and receipts
 
+    @functools.cached_property
     def parts(self) -> tuple[str, list[bytes]]:
+        """(encoding, encoded parts), split once: the send path counts them for the
+        rate limit before the session submits them."""
         return split(self.text, self.reference)
 
 
@@ -193,7 +197,7 @@ class SmppSession:
         if self.refused is not None:
             return SmsOutcome(AUTH, int(self.refused), f"SMSC refused the bind: "
                                                        f"{self.refused.name}")
-        encoding, parts = sms.parts()
+        encoding, parts = sms.parts
         answers = await asyncio.gather(*(self._submit(sms, encoding, part, len(parts))
                                          for part in parts))
         ids = []

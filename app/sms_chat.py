@@ -50,8 +50,8 @@ async def session_of(db: AsyncDatabase, number: str) -> str | None:
 
 
 async def inbound(db: AsyncDatabase, flow: Flow, number: str, text: str,
-                  consumers: dict[str, Consumer]) -> str:
-    """Take a customer's SMS; returns the bot's answer, to send back."""
+                  consumers: dict[str, Consumer]) -> tuple[str, str]:
+    """Take a customer's SMS; returns (its session, the bot's answer to send back)."""
     moves = rollups.Increments()
     session_id = await session_of(db, number)
     known = await chat.load_session(db, session_id) if session_id else None
@@ -66,10 +66,10 @@ async def inbound(db: AsyncDatabase, flow: Flow, number: str, text: str,
                                           {"$set": {"session_id": session_id}})
         if match_option(flow.node(flow.start), text) is None:
             await _written(db, session_id, known, greeting, moves, consumers)
-            return render(greeting)
+            return session_id, render(greeting)
     docs = await chat.take_turn(db, flow, session_id, known, text, moves)
     await _written(db, session_id, known, docs, moves, consumers)
-    return render(docs)
+    return session_id, render(docs)
 
 
 async def _written(db: AsyncDatabase, session_id: str, known: chat.Known, docs: list[dict],

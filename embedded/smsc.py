@@ -58,7 +58,6 @@ from app.phones import HELD, REFUSED, THROTTLED_ONCE, UNDELIVERABLE
 from embedded.processes import free_port
 
 # What a number's ending means here lives with the phones (demo customers avoid them).
-REJECT, THROTTLE_ONCE, UNDELIVERABLE, HOLD = REFUSED, THROTTLED_ONCE, UNDELIVERABLE, HELD
 
 HOLD_S = 30.0
 MAX_PDU = 70_000
@@ -239,7 +238,7 @@ class Smsc:
 
     async def _submit(self, session: _Session, message: SubmitSm) -> None:
         number = message.destination.number
-        if number.endswith(HOLD) and number not in self.held_once:
+        if number.endswith(HELD) and number not in self.held_once:
             self.held_once.add(number)
             asyncio.get_running_loop().create_task(self._hold(session, message))
             return
@@ -259,9 +258,9 @@ class Smsc:
         now = time.monotonic()
         while self.window and now - self.window[0] > 1.0:
             self.window.popleft()
-        if number.endswith(REJECT):
+        if number.endswith(REFUSED):
             status = SmppCommandStatus.ESME_RINVDSTADR
-        elif number.endswith(THROTTLE_ONCE) and number not in self.throttled_once:
+        elif number.endswith(THROTTLED_ONCE) and number not in self.throttled_once:
             self.throttled_once.add(number)
             status = SmppCommandStatus.ESME_RTHROTTLED
         elif self.throttle_per_s and len(self.window) >= self.throttle_per_s:
