@@ -84,6 +84,11 @@ class Settings(Telemetry):
     send_connections: int = Field(default=4, ge=1, le=64)
     send_max_attempts: int = Field(default=3, ge=1, le=20)
     send_task_cpus: float = Field(default=0.125, gt=0, le=4)
+    # Send worker processes started when the app starts and kept idle between
+    # campaigns, so a launch of up to this many tasks sends at once instead of waiting
+    # for Ray to start processes (a few at a time per node, a second or two of CPU
+    # each). 0: Ray starts them on demand.
+    send_warm_workers: int = Field(default=8, ge=0, le=256)
     relay_rate_limit_per_s: float | None = Field(default=None, gt=0)
     send_lease_s: float = Field(default=30.0, ge=1, le=3600)
     retry_backoff_s: float = Field(default=1.0, gt=0, le=3600)

@@ -6,6 +6,12 @@ machine. Ray reuses worker processes, so the loop lives on in a thread of the
 worker, and with it the process's MongoDB client and its pooled SMTP connections:
 a batch pays no connect, handshake or login that an earlier batch already paid.
 
+Ray starts worker processes a few at a time per node (a second or two of CPU each, to
+import Python, Ray and the send path), so a launch of many tasks would wait for them.
+`warm_send_worker` starts `send_warm_workers` of them ahead of need (the dispatcher
+runs it when the app starts), and `worker_pool_environment` tells a Ray started here to
+keep that many idle instead of ending those beyond its CPU count after a second.
+
 If its worker dies, Ray retries the task of a batch that was claimed before (the run
 reads what is recorded and sends only the rest); a fresh batch's task is submitted
 without retries, since its first run reads nothing: the runner claims the batch anew,
@@ -18,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
 
 import ray
 from ray.util.metrics import Counter, Gauge, Histogram
 
 from app import logs, telemetry, tracing
+from app.config import Settings
 from app.sending import BatchControl, BatchJob, count_alone, run_batch
 from app.statuses import AttemptOutcome
 
@@ -102,6 +111,26 @@ async def _batch(job: BatchJob, **context) -> dict:
         log.info("batch %s: %s", job.batch_id, ", ".join(
             f"{n} {status}" for status, n in summary["counts"].items()) or "nothing to send")
     return summary
+
+
+@ray.remote(max_retries=0)
+def warm_send_worker(settings: Settings, until: float) -> int:
+    """Ready a send worker process ahead of need (this module, and the send path it
+    imports, loaded; its loop thread running) and hold it until `until`, so that each of
+    the warm tasks submitted together gets a process of its own. Its pid."""
+    worker_loop()
+    telemetry.setup(settings, "send_task")
+    time.sleep(max(0.0, until - time.time()))
+    return os.getpid()
+
+
+def worker_pool_environment(settings: Settings, num_cpus: int) -> dict[str, str]:
+    """For a Ray started here: keep the warm send workers idle (Ray keeps as many idle
+    workers per node as it has CPUs free, by default, and ends the others after a
+    second). On a cluster the same variable goes in the env file `ray start` reads."""
+    if settings.send_warm_workers <= num_cpus:
+        return {}
+    return {"RAY_num_workers_soft_limit": str(settings.send_warm_workers)}
 
 
 RETRIES = 3  # for a batch claimed before; a fresh batch's task gets none (see above)

@@ -20,7 +20,9 @@ from ray import serve
 
 from actors import registry
 from actors.local_services import local_services
+from actors.send_dispatcher import send_dispatcher
 from app.config import Settings, load_settings
+from app.send_tasks import worker_pool_environment
 from app.telemetry import ray_environment
 from app.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
@@ -42,7 +44,8 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
     values = {"data_dir": Path(tempfile.mkdtemp(prefix="bench-")), "http_port": port,
               "mongodb_db": "bench", "public_url": f"http://127.0.0.1:{port}", **overrides}
     settings: Settings = load_settings(**values)
-    environment = ray_environment(settings)  # tracing or JSON logs: as `make run` sets it
+    environment = {**ray_environment(settings),  # tracing or JSON logs: as `make run` sets it
+                   **worker_pool_environment(settings, num_cpus)}  # and its warm workers
     os.environ.update(environment)
     ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=registry.NAMESPACE,
              logging_level="ERROR", log_to_driver=False)
@@ -50,6 +53,8 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
         ray.get(local_services(settings).endpoints.remote())
         start_serve("127.0.0.1", port, settings)
         deploy(AppArgs(chatbot_replicas=chatbot_replicas), settings)
+        # The warm-up the app began: wait for it, so it is not measured as the app's idle.
+        ray.get(send_dispatcher(settings.actor_resources).warm.remote(settings))
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=http_timeout_s,
                           headers={"Authorization": f"Bearer {admin_token(settings)}"}) as api:

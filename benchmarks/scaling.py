@@ -64,9 +64,9 @@ def arrival_stats(arrivals: list[float], started: float, messages: int) -> dict:
     latencies = [(t - started) * 1000 for t in arrivals]
     elapsed = (arrivals[-1] - started) if arrivals else float("nan")
     # Steady: between the 10th and 90th percentile arrivals, the same for every system,
-    # so neither the ramp-up (a new runner actor and Ray spawning send workers beyond its
-    # prestarted pool; Celery's workers are started and warmed before its rows) nor the
-    # last stragglers count.
+    # so neither the ramp-up (a new runner actor and its first batches; send workers are
+    # warm, as Celery's are started and warmed before its rows) nor the last stragglers
+    # count.
     low, high = int(0.1 * (len(arrivals) - 1)), int(0.9 * (len(arrivals) - 1))
     steady = arrivals[high] - arrivals[low] if high > low else 0.0
     return {"messages": len(arrivals), "expected": messages,
@@ -205,8 +205,12 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
     """operator-comms rows: email into the sink; the SMS rows (OC_SMS) into the app's
     embedded SMSC (its own actor process), answering each part after the same delay."""
     rows = []
+    # Send workers for the largest W started with the app (COMMS_SEND_WARM_WORKERS), as
+    # Celery's pool processes are started before its rows.
+    warm = max(workers for _, workers, _ in runs)
     with running_app(smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60,
-                     smsc_submit_delay_s=delay / 1000) as (settings, api, _base):
+                     smsc_submit_delay_s=delay / 1000, send_warm_workers=warm,
+                     ) as (settings, api, _base):
         services = local_services(settings)
         mongo = MongoClient(mongodb_uri(settings))
         audiences = Audiences(api)

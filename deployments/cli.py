@@ -23,14 +23,18 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
 
     from actors import registry
     from actors.local_services import local_services
+    from app.send_tasks import worker_pool_environment
     from deployments.main import AppArgs, deploy, start_serve
 
     # Read by the processes of a Ray started here (not by a running cluster's: there it
     # goes in the environment of `ray start`).
     os.environ.update(ray_environment(settings))
+    num_cpus = None if settings.ray_address else (settings.ray_num_cpus or 8)
+    if num_cpus is not None:
+        os.environ.update(worker_pool_environment(settings, num_cpus))
     context = ray.init(
         address=settings.ray_address,
-        num_cpus=None if settings.ray_address else (settings.ray_num_cpus or 8),
+        num_cpus=num_cpus,
         include_dashboard=True,
         dashboard_host="127.0.0.1",
         dashboard_port=settings.ray_dashboard_port,

@@ -13,6 +13,7 @@ from ray import serve
 from actors.campaign_runner import start_runner
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
+from actors.send_dispatcher import send_dispatcher
 from actors.signup_watcher import start_signup_watcher
 from actors.sms_gateway import sms_gateway
 from actors.webhook_sender import webhook_sender
@@ -63,6 +64,8 @@ class Dashboard:
     async def __init__(self, settings: Settings):
         context = install(await AppContext.start(settings, "dashboard"))
         rate_limiter(settings.actor_resources)
+        # Send workers started now, not at the first launch (in the background).
+        send_dispatcher(settings.actor_resources).warm.remote(settings)
         marketing_actor(context.runtime)
         webhook_sender(context.runtime)
         sms_gateway(context.runtime)

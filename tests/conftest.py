@@ -12,6 +12,7 @@ server started by itself, no Ray, a fresh database per test.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -51,6 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from ray import serve
 
     from actors.local_services import local_services
+    from app.send_tasks import worker_pool_environment
     from deployments.main import AppArgs, deploy, start_serve
 
     port = free_port()
@@ -66,7 +68,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         webhook_retry_s=[0.2] * 6, webhook_disable_after_s=1.0,  # dead within seconds
         imap_host="127.0.0.1", imap_port=imap.port, imap_tls=False, imap_user=imap.user,
         imap_password=imap.password, imap_poll_s=1.0,
+        send_warm_workers=6,  # more than the CPUs: Ray is told to keep them (below)
     )
+    environment = worker_pool_environment(settings, num_cpus=4)  # as `make run` does
+    os.environ.update(environment)
     # Ray's default dashboard port: Ray moves to the next free one if it is taken. A port
     # picked beforehand can be taken by Ray's own processes before the dashboard binds it.
     ray.init(num_cpus=4, include_dashboard=True, namespace=registry.NAMESPACE,
@@ -82,6 +87,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         serve.shutdown()
         ray.shutdown()
         imap.stop()
+        for name in environment:
+            os.environ.pop(name, None)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from openpyxl import Workbook
 from pymongo import MongoClient
 
 from actors import registry
+from actors.send_dispatcher import send_dispatcher
 from app import rollups
 from tests.utils.campaigns import (
     create_campaign,
@@ -60,6 +61,23 @@ def test_two_hundred_customers_four_workers_exactly_once(stack: Stack, api) -> N
     delivery = mongo(stack).deliveries.find_one({"customer_id": customer["_id"]})
     assert delivery["message_id"] == message["message_id"]
     assert "List-Unsubscribe: <http://127.0.0.1:" in raw
+
+
+def test_send_workers_are_started_ahead_and_a_launch_runs_in_them(stack: Stack, api) -> None:
+    # The app started them at its start; this round finds them idle and holds them.
+    warmed = ray.get(send_dispatcher().warm.remote(stack.settings))
+    assert len(warmed) == stack.settings.send_warm_workers == 6  # Ray has 4 CPUs here
+    time.sleep(3)  # Ray ends idle workers beyond its limit after about a second
+    domain = unique_domain("warm")
+    tag = generate_audience(api, 120, domain)
+    campaign_id = create_campaign(api, tag)
+    launch(api, campaign_id, workers=6, batch_size=10)
+    view = wait_for(api, campaign_id, finished)
+
+    assert view["status"] == "completed" and view["counts"]["sent"] == 120
+    used = {int(d["worker"].rsplit("-", 1)[1])
+            for d in mongo(stack).deliveries.find({"campaign_id": campaign_id}, {"worker": 1})}
+    assert used and used <= set(warmed)
 
 
 def test_temporary_failures_retry_permanent_ones_fail(stack: Stack, api) -> None:
