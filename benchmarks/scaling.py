@@ -39,7 +39,8 @@ import ray
 from pymongo import MongoClient
 
 from actors.local_services import local_services
-from app.mailer import Mail, build_message
+from app.composer import customer_unsubscribe_url
+from app.mailer import Mail, build_message, message_id
 from benchmarks.harness import (
     CpuWatch,
     machine,
@@ -55,6 +56,7 @@ OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS = (
     "operator-comms", "operator-comms (default connections)", "celery prefork",
     "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)")
 SMS_TEXT = "Ola {{ first_name }}, seu plano {{ plan }} pode ir para Turbo por R$ 129,90."
+RAW_FROM = "Operator <no-reply@operator.example>"  # the app's default COMMS_MAIL_FROM
 CPU_CEILING = 800  # messages/s assumed possible here, for sizing rows only (doubled if short)
 def row_stats(sink: BenchSink, started: float, messages: int) -> dict:
     return arrival_stats(sorted(sink.stats()["arrivals"].values()), started, messages)
@@ -153,10 +155,15 @@ async def raw_pipeline(port: int, messages: int, connections: int) -> float:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
         await client.connect()
         for n in counter:
+            # The bytes the app's campaign sends: its template, a signed unsubscribe link
+            # in the body and the headers, a Message-ID made from a delivery id (ids of
+            # the app's shape: 32 hex digits).
+            link = customer_unsubscribe_url(f"http://127.0.0.1:{port}", f"{n:032x}", "raw")
             mail = Mail(to_email=f"raw{n}@bench.example", to_name="Ana Silva",
-                        subject="Hello Ana", text="Dear Ana Silva, your plan is Basic.",
-                        message_id=f"<raw{n}@bench.example>")
-            message = build_message(mail, "Operator <no-reply@operator.example>")
+                        subject="Hello Ana", text=f"Dear Ana Silva, your plan is Basic.\n{link}",
+                        message_id=message_id(f"{0:024x}:{n:032x}", RAW_FROM),
+                        unsubscribe_url=link)
+            message = build_message(mail, RAW_FROM)
             await client.sendmail(message.sender, [message.recipient], message.data)
         await client.quit()
 
