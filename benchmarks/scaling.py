@@ -11,7 +11,9 @@ the sink runs in processes of its own (`--sink-processes`, behind SO_REUSEPORT),
   building the same messages; no Ray, no database.
 - **operator-comms**: a campaign through the real HTTP API for each W with one SMTP
   connection per send task (one message at a time, like a prefork child), then for
-  `--default-workers` with the app's default connections per task.
+  `--default-workers` with the app's default connections per task, and for
+  `--wide-workers` with `--wide-connections` per task (one send process per core,
+  many connections each: the cheapest shape for a fast relay).
 
 Every row runs at least `--min-seconds` (its audience is sized from an estimate and
 doubled until it does). Rows report messages/s, launch-to-delivery p50/p99, machine
@@ -52,9 +54,10 @@ from benchmarks.harness import (
 from benchmarks.smtp_sink import BenchSink
 
 RESULTS = Path(__file__).parent / "results"
-OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS = (
+OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS, OC_WIDE = (
     "operator-comms", "operator-comms (default connections)", "celery prefork",
-    "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)")
+    "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
+    "operator-comms (many connections)")
 SMS_TEXT = "Ola {{ first_name }}, seu plano {{ plan }} pode ir para Turbo por R$ 129,90."
 RAW_FROM = "Operator <no-reply@operator.example>"  # the app's default COMMS_MAIL_FROM
 CPU_CEILING = 800  # messages/s assumed possible here, for sizing rows only (doubled if short)
@@ -309,7 +312,8 @@ def write_outputs(results: list[dict], meta: dict, out: Path) -> None:
         celery = {r["workers"]: r["steady_messages_per_s"] for r in rows
                   if r["system"] == PREFORK}
         for r in rows:
-            peer = (celery.get(r["workers"]) if r["system"] in (OC, OC_DEFAULT) else None)
+            peer = (celery.get(r["workers"]) if r["system"] in (OC, OC_DEFAULT, OC_WIDE)
+                    else None)
             ratio = f"{r['steady_messages_per_s'] / peer:.2f}x" if peer else ""
             busiest = "; ".join(f"{p['process'][:40]} {p['cpu_percent_of_one_core']}"
                                 for p in r.get("top_processes", [])[:3])
@@ -337,7 +341,8 @@ def chart(results: list[dict], path: Path, meta: dict) -> None:
     delays = sorted({r["sink_delay_ms"] for r in results}, reverse=True)
     fig, axes = plt.subplots(1, len(delays), figsize=(6.5 * len(delays), 4.8), squeeze=False)
     styles = {OC: ("o-", "#5b2a86"), OC_DEFAULT: ("s-", "#c0398a"),
-              PREFORK: ("^--", "#1f6fb2"), OC_SMS: ("D-", "#6b6b6b")}
+              OC_WIDE: ("*", "#d62728"), PREFORK: ("^--", "#1f6fb2"),
+              OC_SMS: ("D-", "#6b6b6b")}
     for ax, delay in zip(axes[0], delays, strict=True):
         rows = [r for r in results if r["sink_delay_ms"] == delay]
         for system, (marker, colour) in styles.items():
@@ -379,7 +384,8 @@ def targets(results: list[dict], rate: str = "steady_messages_per_s") -> dict:
     def best(rows: list[dict]) -> float:
         return max((r["messages_per_s"] for r in rows), default=0.0)
 
-    oc0, raw0 = best(pick(True, OC) + pick(True, OC_DEFAULT)), best(pick(True, RAW))
+    oc0 = best(pick(True, OC) + pick(True, OC_DEFAULT) + pick(True, OC_WIDE))
+    raw0 = best(pick(True, RAW))
     celery0 = best(pick(True, PREFORK) + pick(True, GEVENT))
     if oc0 and celery0:
         found["zero_best_vs_best_celery"] = round(oc0 / celery0, 3)
@@ -421,6 +427,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--default-workers", type=int, nargs="*", default=[8, 16],
                         help="W values also run with the app's default connections per task")
+    parser.add_argument("--wide-workers", type=int, nargs="*", default=[2],
+                        help="W values also run with --wide-connections per task")
+    parser.add_argument("--wide-connections", type=int, default=32)
     parser.add_argument("--delays", type=float, nargs="+", default=[50.0, 0.0])
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--min-seconds", type=float, default=10.0)
@@ -450,6 +459,7 @@ def main() -> None:
             results.append(raw_row(sink, delay, args.raw_connections, *bounds))
             runs = [(OC, w, 1) for w in args.workers] + [
                 (OC_DEFAULT, w, None) for w in args.default_workers] + [
+                (OC_WIDE, w, args.wide_connections) for w in args.wide_workers] + [
                 (OC_SMS, w, None) for w in args.sms_workers]
             results += app_rows(sink, delay, runs, args.batch_size, *bounds)
     meta["targets"] = targets(results)

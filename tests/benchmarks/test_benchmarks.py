@@ -24,16 +24,19 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
     run("benchmarks.scaling", "--workers", "1", "2", "--default-workers", "2", "--delays",
         "5", "0", "--batch-size", "10", "--min-seconds", "0.5", "--smallest", "30",
         "--largest", "60", "--gevent-greenlets", "4", "--sms-workers", "2",
+        "--wide-workers", "1", "--wide-connections", "3",
         "--out", str(tmp_path), timeout=900)
     data = json.loads((tmp_path / "scaling.json").read_text())
     rows = data["results"]
     systems = {"operator-comms", "operator-comms (default connections)", "celery prefork",
-               "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)"}
+               "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
+               "operator-comms (many connections)"}
     for delay in (5.0, 0.0):
         assert {(r["system"], r["workers"]) for r in rows if r["sink_delay_ms"] == delay} == {
             ("celery prefork", 1), ("celery prefork", 2), ("celery gevent", 4),
             ("raw aiosmtplib", "raw"), ("operator-comms", 1), ("operator-comms", 2),
             ("operator-comms (default connections)", 2),
+            ("operator-comms (many connections)", 1),
             ("operator-comms SMS (embedded SMSC)", 2)}
     for row in rows:
         assert row["system"] in systems
