@@ -54,10 +54,9 @@ from aiosmpplib import (
 )
 from aiosmpplib.protocol import MESSAGE_TYPE_MAP, PDU_HEADER_LENGTH, SmppMessage
 
+# What a number's ending means here lives with the phones (demo customers avoid them).
 from app.phones import HELD, REFUSED, THROTTLED_ONCE, UNDELIVERABLE
 from embedded.processes import free_port
-
-# What a number's ending means here lives with the phones (demo customers avoid them).
 
 HOLD_S = 30.0
 MAX_PDU = 70_000
