@@ -232,14 +232,16 @@ class OutcomeRecorder:
                 await campaigns.record_sms_parts(self.db, parts)
             # The reports' roll-ups gather over the batch and go back to the runner with
             # its counts (it writes them with the campaign's counters, for every task at
-            # once); a long batch writes its own every ROLLUP_EVERY_S. Every task of a
-            # campaign adds to the same document: a write per flush made them queue on it.
+            # once); a long batch writes its own every ROLLUP_EVERY_S, but not at its
+            # last flush, whose increments ride in the summary like a short batch's.
+            # Every task of a campaign adds to the same document: a write per flush made
+            # them queue on it.
             for doc in inserts:
                 if doc["_id"] not in lost:
                     self.increments.outcome(self.job.campaign_id, doc, None)
             for did, fields in updates:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
-            if time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
+            if not self.closing and time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
                 await self._write_rollups()
             changed = [{"delivery_id": did, "customer_id": customer_id, "status": status}
                        for did, (status, customer_id) in statuses.items() if did not in lost]

@@ -293,6 +293,29 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
         counter.commands)
 
 
+async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
+        stack: Stack, open_relay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch writes its own roll-ups only while it runs (every ROLLUP_EVERY_S, here
+    at every flush); those of its last flush go back in the summary, which the runner
+    writes with the others of its round, so no batch ends on a write of its own."""
+    from app import sending
+
+    handler, port = open_relay
+    batch = await Batch(stack, 12).create()
+    monkeypatch.setattr(sending, "ROLLUP_EVERY_S", 0.0)
+    # Four at a time, over one connection; the last four wait for the close.
+    summary = await run_batch(batch.job(port, connections=1, send_flush_every=4,
+                                        send_flush_s=60.0))
+    assert summary["counts"] == {"sent": 12} and handler.total == 12
+
+    written = sum(doc.get("counts", {}).get("sent", 0) for doc in batch.sync.rollups.find(
+        {"_id": rollups.campaign_rollup_id(batch.campaign["_id"],
+                                           rollups.day_of(campaigns.now()))}))
+    returned = summary["rollups"].docs()[rollups.campaign_rollup_id(
+        batch.campaign["_id"], rollups.day_of(campaigns.now()))]["counts"]["sent"]
+    assert returned >= 1 and written + returned == 12
+
+
 async def test_an_unsubscribe_after_the_page_was_read_is_respected(
         stack: Stack, open_relay) -> None:
     """The job carries the customers as the runner read them; one unsubscribes before
