@@ -99,7 +99,7 @@ class Settings(Telemetry):
     # waited send_flush_s. A worker killed mid-batch can leave up to twice this many
     # messages sent but unrecorded, which go out again (same Message-ID) on the rerun.
     send_flush_every: int = Field(default=25, ge=1, le=10_000)
-    send_flush_s: float = Field(default=1.0, gt=0, le=60)
+    send_flush_s: float = Field(default=2.0, gt=0, le=60)
 
     # Where local state lives: embedded database, outbox, generated admin token.
     data_dir: Path = Path(".data")
