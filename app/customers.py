@@ -53,6 +53,7 @@ AUDIENCE_BUCKETS = 1024
 SHARDS = 32
 SINGLE_PAGE_MAX = 5_000
 PAGE_TARGET = 5_000
+PAGE_READ_BATCH = 2 * PAGE_TARGET  # a page's documents in the find's first reply (~2 MB)
 
 
 def bucket_of(customer_id: str) -> int:
@@ -325,8 +326,8 @@ SEND_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
 async def audience_page(db: AsyncDatabase, audience: dict, page: int,
                         pages: int) -> list[dict]:
     """One page of the audience, in _id order, with the fields a send needs."""
-    found = [doc async for doc in db.customers.find(
-        audience_page_query(audience, page, pages), SEND_FIELDS)]
+    found = [doc async for doc in db.customers.find(  # in one reply: no getMore
+        audience_page_query(audience, page, pages), SEND_FIELDS, batch_size=PAGE_READ_BATCH)]
     return sorted((doc for doc in found if audience_matches(audience, doc)),
                   key=lambda doc: doc["_id"])
 
