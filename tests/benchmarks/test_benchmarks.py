@@ -24,7 +24,7 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
     run("benchmarks.scaling", "--workers", "1", "2", "--default-workers", "2", "--delays",
         "5", "0", "--batch-size", "10", "--min-seconds", "0.5", "--smallest", "30",
         "--largest", "60", "--gevent-greenlets", "4", "--sms-workers", "2",
-        "--wide-workers", "1", "--wide-connections", "3",
+        "--wide-workers", "1", "--wide-connections", "3", "--wide-batch-size", "20",
         "--out", str(tmp_path), timeout=900)
     data = json.loads((tmp_path / "scaling.json").read_text())
     rows = data["results"]
@@ -45,11 +45,14 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
         if row["system"].startswith("operator-comms"):
             assert row["status"] == "completed" and row["sent_recorded"] == row["messages"]
             assert row["db_commands"] > 0 and "db_commands_per_message" in row
+            assert "db_commands_per_message_steady" in row
+            wide = row["system"] == "operator-comms (many connections)"
+            assert row["batch_size"] == (20 if wide else 10)
     assert data["machine"]["cpu_count"] >= 1
     assert {"zero_best_vs_raw", "zero_best_vs_best_celery"} <= set(data["targets"])
     assert data["targets_from_launch"]["rate"] == "messages_per_s"
     assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,system,workers")
-    assert "| sink delay | system |" in (tmp_path / "scaling.md").read_text()
+    assert "| batch | messages |" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
 
