@@ -2,18 +2,21 @@
 
 It pages through the audience (one indexed query per page of customers; its memory
 holds one page, not the audience), cuts it into batches, inserts each batch already
-claimed and hands it to a send task, keeping at most `workers` tasks in flight with
-`ray.wait`. Finished tasks return their counts and report roll-up increments through Ray, and
-the runner adds them to the campaign in one `$inc`, and to the roll-ups in one bulk
-write, at most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker
-died fails back here (a fresh batch's task is not retried by Ray): its batch is given
-back and claimed again, and that run sends only what has no outcome recorded.
-Batches that need another attempt (4xx, connection trouble) come back in the task's
-summary with the time they are due; the runner keeps them in a heap and claims them
-again then. Nothing polls the database for work: the heap, `ray.wait` and `poke`
-(status changes, new confirmations) say when to act. A sweep every few seconds gives
-back batches whose lease ran out (their task is gone, e.g. the dispatcher that owned
-it died).
+claimed and hands it to a send task, keeping `workers` tasks sending. A task tells
+the runner when its batch drains (every recipient taken, the last messages on the
+wire); the runner starts the next batch then, beside it, so the boundary (collect,
+claim, dispatch, task start: ~50 ms) does not leave connections idle. Finished
+tasks return their counts and report roll-up increments through Ray, and the runner
+adds them to the campaign in one `$inc`, and to the roll-ups in one bulk write, at
+most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
+back here (a fresh batch's task is not retried by Ray): its batch is given back and
+claimed again, and that run sends only what has no outcome recorded. Batches that
+need another attempt (4xx, connection trouble) come back in the task's summary with
+the time they are due; the runner keeps them in a heap and claims them again then.
+Nothing polls the database for work: the heap, the tasks' results (awaited as
+futures), their drain notices and `poke` (status changes, new confirmations) say when
+to act. A sweep every few seconds gives back batches whose lease ran out (their task
+is gone, e.g. the dispatcher that owned it died).
 
 All progress lives in MongoDB, so a restarted runner (`max_restarts=-1`) resumes from
 the newest batch's audience position, the open batches, and the tasks the dispatcher
@@ -27,7 +30,6 @@ Teardown: a runner kills itself when its campaign ends; `ray.kill` of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import time
@@ -122,6 +124,11 @@ class CampaignRunner:
         telemetry.setup(settings, "campaign_runner")
         self.trace = trace  # the launch's: the runner's span, and the batches', go under it
         self.in_flight: dict[ray.ObjectRef, tuple[str, str]] = {}  # ref -> (batch, claim)
+        self.finished: dict[ray.ObjectRef, asyncio.Future] = {}  # ref -> its result, awaited
+        # In flight, and every recipient taken (the task said so): the last messages are
+        # on the wire, so the next batch may start beside it (`workers` not counting it).
+        self.draining: set[ray.ObjectRef] = set()
+        self.me = ray.get_runtime_context().current_actor
         self.due: list[tuple[float, str]] = []  # (time, batch): pending batches, a heap
         self.wake = asyncio.Event()
         self.poked = False
@@ -131,6 +138,7 @@ class CampaignRunner:
         self.status_now = CampaignStatus.RUNNING
         self.stopping = False  # in-flight tasks were asked to stop (pause, cancel)
         self.pending_inc: Counter[str] = Counter()
+        self.uncounted = 0  # finished tasks whose counts are in pending_inc, not written
         self.pending_rollups = rollups.Increments()
         self.progress_at = 0.0  # when the counters were last written
         self.totals: Counter[str] = Counter()
@@ -142,8 +150,19 @@ class CampaignRunner:
         self.poked = True
         self.wake.set()
 
+    async def draining(self, batch: str, claim: str) -> None:
+        """A task's batch drains (all its recipients taken): start the next one now."""
+        for ref, run in self.in_flight.items():
+            if run == (batch, claim):
+                self.draining.add(ref)
+                self.wake.set()
+                return
+
     async def status(self) -> dict:
-        return {"state": self.state, "tasks_in_flight": len(self.in_flight)}
+        """Tasks in flight, counting a finished one until its counts are written: 0 means
+        the campaign's counters are whole (what a paused campaign waits for)."""
+        return {"state": self.state,
+                "tasks_in_flight": len(self.in_flight) + self.uncounted}
 
     async def _run(self) -> None:
         logs.bind(campaign_id=self.campaign_id)  # on every line the loop writes
@@ -186,7 +205,9 @@ class CampaignRunner:
                 sample = campaigns.progress_sample(self.totals)
                 self.sampled, last_sample = True, now
                 metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
-            await self._write_progress(db, sample, force=False)
+            # Paused or stopping: what the stopped tasks counted goes in at once.
+            await self._write_progress(db, sample,
+                                       force=self.status_now != CampaignStatus.RUNNING)
             if self.poked or now - last_sweep >= sweep_every:
                 await self._look_again(db, reload=self.poked)
                 self.poked, last_sweep = False, now
@@ -223,7 +244,7 @@ class CampaignRunner:
         running = await self.dispatcher.in_flight.remote(self.campaign_id)
         for batch in await campaigns.open_batches(db, self.campaign_id):
             if batch["_id"] in running:
-                self.in_flight[running[batch["_id"]][0]] = (batch["_id"], batch["claim"])
+                self._track(running[batch["_id"]][0], batch["_id"], batch["claim"])
             elif batch["status"] == BatchStatus.PENDING:
                 heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
             # claimed without a task: the sweep gives it back when its lease runs out
@@ -243,12 +264,16 @@ class CampaignRunner:
 
     async def _fill(self, db) -> None:
         options = self.campaign["launch"]
-        while len(self.in_flight) < options["workers"]:
+        while len(self.in_flight) - len(self.draining) < options["workers"]:
             job = await self._next_job(db, options)
             if job is None:
                 return
             [ref] = await self.dispatcher.submit.remote(job)
-            self.in_flight[ref] = (job.batch_id, job.claim)
+            self._track(ref, job.batch_id, job.claim)
+
+    def _track(self, ref: ray.ObjectRef, batch: str, claim: str) -> None:
+        self.in_flight[ref] = (batch, claim)
+        self.finished[ref] = asyncio.wrap_future(ref.future())
 
     async def _next_job(self, db, options: dict) -> BatchJob | None:
         claim = campaigns.new_claim()
@@ -299,7 +324,7 @@ class CampaignRunner:
             connections=options["connections"], fresh=fresh, leased_at=leased_at,
             limits=limits,
             limiter=self.limiter if limits else None, trace=self.trace,
-            tracking=self.campaign.get("tracking"), channel=channel)
+            tracking=self.campaign.get("tracking"), channel=channel, runner=self.me)
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):
@@ -322,27 +347,29 @@ class CampaignRunner:
         return True
 
     async def _wait_and_collect(self, db) -> None:
-        """Collect finished tasks (ray.wait), or sleep until poked or work is due."""
+        """Collect finished tasks, or sleep until one finishes, a task drains, the runner
+        is poked or work is due."""
         self.wake.clear()
         timeout = SAMPLE_EVERY_S
-        if self.due and self.status_now == CampaignStatus.RUNNING:
+        sending = len(self.in_flight) - len(self.draining)
+        if (self.due and self.status_now == CampaignStatus.RUNNING
+                and sending < self.campaign["launch"]["workers"]):  # (else: spun till one ends)
             timeout = min(timeout, max(0.0, self.due[0][0] - time.time()))
-        if self.in_flight:
-            ready, _ = await asyncio.to_thread(
-                ray.wait, list(self.in_flight), num_returns=1, timeout=timeout)
-            if ready:  # take everything else that finished meanwhile in the same round
-                ready, _ = await asyncio.to_thread(
-                    ray.wait, list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
-            for ref in ready:
-                await self._collect(db, ref)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout)
+        woken = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait([woken, *self.finished.values()], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        # Everything that finished meanwhile, in the same round.
+        for ref in [ref for ref, done in self.finished.items() if done.done()]:
+            await self._collect(db, ref)
 
     async def _collect(self, db, ref: ray.ObjectRef) -> None:
         batch, claim = self.in_flight.pop(ref)
+        self.draining.discard(ref)
         try:
-            summary = await ref  # already finished: this only fetches the result or error
+            summary = await self.finished.pop(ref)  # done: this only takes its result
         except TaskCancelledError:  # paused or cancelled: it counted what it sent itself
             webhook_poke()  # and may have stored delivery events: its summary is lost
             await campaigns.release_batch(db, batch, claim)  # if it never started
@@ -364,6 +391,7 @@ class CampaignRunner:
     def _add(self, summary: dict) -> None:
         inc = campaigns.summary_increments(summary)
         self.pending_inc.update(inc)
+        self.uncounted += 1
         if summary.get("rollups"):
             self.pending_rollups.merge(summary["rollups"])
         for key, n in inc.items():
@@ -378,6 +406,7 @@ class CampaignRunner:
                 time.monotonic() - self.progress_at < PROGRESS_EVERY_S):
             return
         inc = {k: v for k, v in self.pending_inc.items() if v}
+        counted = self.uncounted
         sets = None
         if self.cursor is not None and self.cursor.seen_page > self.written_page:
             sets = {"counts.total": self.cursor.seen,
@@ -391,6 +420,7 @@ class CampaignRunner:
         if self.pending_rollups:
             self.progress_at = time.monotonic()
             await rollups.write(db, self.pending_rollups.take())
+        self.uncounted -= counted
 
     async def _stop_tasks(self) -> None:
         if self.in_flight and not self.stopping:

@@ -15,7 +15,9 @@ keep that many idle instead of ending those beyond its CPU count after a second.
 If its worker dies, Ray retries the task of a batch that was claimed before (the run
 reads what is recorded and sends only the rest); a fresh batch's task is submitted
 without retries, since its first run reads nothing: the runner claims the batch anew,
-and that run reads. `ray.cancel` (pause, cancel) raises
+and that run reads. When the batch's last recipient is taken, the task tells the
+campaign runner (a fire-and-forget call on its handle, in the job), which starts the
+next batch then. `ray.cancel` (pause, cancel) raises
 KeyboardInterrupt here, in the task's thread: the batch is asked to stop, finishes
 the messages on the wire, records them and gives the rest of the batch back.
 """
@@ -94,6 +96,13 @@ def _reserve_with(limiter):
     return reserve
 
 
+def _draining_notice(job: BatchJob):
+    """Tells the runner the batch drains (fire and forget: nothing waits for it)."""
+    def notify() -> None:
+        job.runner.draining.remote(job.batch_id, job.claim)
+    return notify
+
+
 async def _batch(job: BatchJob, **context) -> dict:
     """The batch, with its campaign on the log lines and, when tracing, in a span under
     the runner's (a task of its own on the loop: what it binds stays its own)."""
@@ -143,8 +152,10 @@ def send_batch(job: BatchJob) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     loop = worker_loop()
     telemetry.setup(job.settings, "send_task")  # before the first database client
+    on_draining = _draining_notice(job) if job.runner is not None else None
     future = asyncio.run_coroutine_threadsafe(
-        _batch(job, node_id=node_id, reserve=reserve, control=control), loop)
+        _batch(job, node_id=node_id, reserve=reserve, control=control,
+               on_draining=on_draining), loop)
     try:
         summary = future.result()
     except KeyboardInterrupt:  # ray.cancel: stop cleanly, count what went out, report

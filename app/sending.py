@@ -15,6 +15,10 @@ waited `send_flush_s`, and at the end; a connection waits while twice
 many messages sent but unrecorded (fewer where the batch is smaller); a rerun sends
 those again, with the same Message-ID, and nothing else. Lower `send_flush_every`
 trades database commands for a smaller window.
+
+When its last recipient is taken, a batch tells the runner (`on_draining`), which
+starts the next batch then, while the last messages are on the wire and their
+outcomes are written: a batch boundary no longer leaves connections idle.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from app.templates import CompiledTemplates, TemplateProblem, compile_templates
 
 log = logging.getLogger("operator_comms.sending")
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
+Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
 
@@ -71,6 +76,9 @@ class BatchJob:
     customers_read_at: datetime | None = None
     limits: dict[str, float] = field(default_factory=dict)
     limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
+    # The campaign runner's handle: told when every message of the batch is taken (the
+    # last ones on the wire), so the next batch's dispatch overlaps them.
+    runner: Any = None
     trace: dict[str, str] | None = None  # the runner's span: the batch's goes under it
     tracking: dict[str, bool] | None = None  # opens, clicks (app.tracking)
     channel: str = "email"  # or "sms": the same batch, sent over SMPP
@@ -287,20 +295,24 @@ class OutcomeRecorder:
 
 async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     reserve: Reserve | None = None,
-                    control: BatchControl | None = None) -> dict[str, Any]:
-    """Send one batch; return what happened (counts by status, identity, what is next)."""
+                    control: BatchControl | None = None,
+                    on_draining: Draining | None = None) -> dict[str, Any]:
+    """Send one batch; return what happened (counts by status, identity, what is next).
+    `on_draining` is called once, when the last recipient is taken for sending."""
     db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
-                          control or BatchControl()).run()
+                          control or BatchControl(), on_draining).run()
 
 
 class BatchRun:
     """One run of one claimed batch on this worker."""
 
     def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
-                 reserve: Reserve | None, control: BatchControl):
+                 reserve: Reserve | None, control: BatchControl,
+                 on_draining: Draining | None = None):
         self.db, self.job, self.identity = db, job, identity
         self.reserve, self.control = reserve, control
+        self.on_draining = on_draining
         self.settings = job.settings
         self.stop_reason: list[str] = []
         self.queue: asyncio.Queue[str] = asyncio.Queue()
@@ -425,6 +437,17 @@ class BatchRun:
                 self._halt("lease lost")
                 return
 
+    def _draining(self) -> None:
+        """The last recipient is taken: the runner may start the next batch now, while
+        this one's last messages are on the wire and its outcomes are written (the
+        batch boundary cost a connection a dispatch and a task start, ~50 ms)."""
+        notify, self.on_draining = self.on_draining, None
+        try:
+            notify()
+        except Exception:  # an optimisation only: the batch goes on without it
+            log.warning("batch %s: the runner could not be told it drains",
+                        self.job.batch_id, exc_info=True)
+
     def _halt(self, reason: str) -> None:
         if not self.stop_reason:
             self.stop_reason.append(reason)
@@ -436,6 +459,8 @@ class BatchRun:
                 cid = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if self.queue.empty() and self.on_draining is not None:
+                self._draining()
             previous = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
             outcome, latency_ms, mid = await self._send_one(cid, sender)
             if outcome is None or outcome.status == AUTH:

@@ -233,8 +233,10 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
     embedded SMSC (its own actor process), answering each part after the same delay."""
     rows = []
     # Send workers for the largest W started with the app (COMMS_SEND_WARM_WORKERS), as
-    # Celery's pool processes are started before its rows.
-    warm = max(workers for _, workers, _, _ in runs)
+    # Celery's pool processes are started before its rows; and a few more, for the next
+    # batches that start while others drain.
+    most = max(workers for _, workers, _, _ in runs)
+    warm = most + max(2, most // 4)
     with running_app(smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60,
                      smsc_submit_delay_s=delay / 1000, send_warm_workers=warm,
                      ) as (settings, api, _base):

@@ -293,6 +293,20 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
         counter.commands)
 
 
+async def test_a_batch_tells_when_its_last_recipient_is_taken(stack: Stack,
+                                                              open_relay) -> None:
+    """The drain notice (the runner starts the next batch on it) comes once, when the
+    last message is taken: over one connection, after the others reached the relay
+    and before it did."""
+    handler, port = open_relay
+    batch = await Batch(stack, 5).create()
+    relayed_at_notice: list[int] = []
+    summary = await run_batch(batch.job(port, connections=1),
+                              on_draining=lambda: relayed_at_notice.append(handler.total))
+    assert summary["counts"] == {"sent": 5} and handler.total == 5
+    assert relayed_at_notice == [4]
+
+
 async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
         stack: Stack, open_relay, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch writes its own roll-ups only while it runs (every ROLLUP_EVERY_S, here
