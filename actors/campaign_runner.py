@@ -413,14 +413,16 @@ class CampaignRunner:
                     campaigns.AUDIENCE_SEEN: self.cursor.seen_page}
             self.written_page = self.cursor.seen_page
             self.totals["total"] = self.cursor.seen
-        if inc or sample is not None or sets:
-            self.pending_inc = Counter()
-            self.progress_at = time.monotonic()
-            await campaigns.record_progress(db, self.campaign_id, inc, sample, sets)
-        if self.pending_rollups:
-            self.progress_at = time.monotonic()
-            await rollups.write(db, self.pending_rollups.take())
-        self.uncounted -= counted
+        try:
+            if inc or sample is not None or sets:
+                self.pending_inc = Counter()
+                self.progress_at = time.monotonic()
+                await campaigns.record_progress(db, self.campaign_id, inc, sample, sets)
+            if self.pending_rollups:
+                self.progress_at = time.monotonic()
+                await rollups.write(db, self.pending_rollups.take())
+        finally:  # a failed write loses these counts (the completion recounts them), and
+            self.uncounted -= counted  # must not hold tasks_in_flight above 0 for good
 
     async def _stop_tasks(self) -> None:
         if self.in_flight and not self.stopping:
