@@ -264,12 +264,16 @@ class CampaignRunner:
 
     async def _fill(self, db) -> None:
         options = self.campaign["launch"]
-        while len(self.in_flight) - len(self.draining) < options["workers"]:
+        while self._sending() < options["workers"]:
             job = await self._next_job(db, options)
             if job is None:
                 return
             [ref] = await self.dispatcher.submit.remote(job)
             self._track(ref, job.batch_id, job.claim)
+
+    def _sending(self) -> int:
+        """Tasks in flight that still have recipients to take (the drained do not count)."""
+        return len(self.in_flight) - len(self.draining)
 
     def _track(self, ref: ray.ObjectRef, batch: str, claim: str) -> None:
         self.in_flight[ref] = (batch, claim)
@@ -351,9 +355,8 @@ class CampaignRunner:
         is poked or work is due."""
         self.wake.clear()
         timeout = SAMPLE_EVERY_S
-        sending = len(self.in_flight) - len(self.draining)
         if (self.due and self.status_now == CampaignStatus.RUNNING
-                and sending < self.campaign["launch"]["workers"]):  # (else: spun till one ends)
+                and self._sending() < self.campaign["launch"]["workers"]):  # (else: spun)
             timeout = min(timeout, max(0.0, self.due[0][0] - time.time()))
         woken = asyncio.ensure_future(self.wake.wait())
         try:

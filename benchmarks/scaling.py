@@ -88,9 +88,7 @@ def arrival_stats(arrivals: list[float], started: float, messages: int) -> dict:
 
 
 def wait_for_sink(sink: BenchSink, messages: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while sink.accepted() < messages and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_marking(sink.accepted, messages, timeout_s, mark=lambda: None)
 
 
 def wait_marking(arrived, messages: int, timeout_s: float, mark,
