@@ -13,6 +13,7 @@ needs an index with both), so the indexes below mirror the queries exactly.
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -20,6 +21,20 @@ from pymongo.errors import OperationFailure
 
 _clients: dict[tuple[str, int], AsyncMongoClient] = {}
 MAX_IDLE_MS = 60_000
+# Every Ray worker, actor and replica holds a client of its own. With the driver's
+# defaults each keeps two monitoring connections to each server and sends two `hello`s
+# every 10 s (the streaming monitor and its round-trip pinger): a fleet of warm send
+# workers cost the database more commands than a slow campaign. Polling every 30 s is
+# one connection and one `hello` per 30 s; a failover is still found at once, by the
+# first operation that meets it (the driver then checks every 0.5 s until a primary
+# answers). The URI can set either option (`?serverMonitoringMode=stream`).
+MONITORING = {"serverMonitoringMode": "poll", "heartbeatFrequencyMS": 30_000}
+
+
+def monitoring_options(uri: str) -> dict[str, object]:
+    """MONITORING, less whatever the URI sets itself (its options win)."""
+    named = {key.lower() for key, _ in parse_qsl(urlsplit(uri).query)}
+    return {key: value for key, value in MONITORING.items() if key.lower() not in named}
 
 
 def mongo_client(uri: str) -> AsyncMongoClient:
@@ -31,7 +46,7 @@ def mongo_client(uri: str) -> AsyncMongoClient:
         # clients (SecantusDB after 5 minutes), and a write sent on a dropped connection
         # fails with AutoReconnect when retryable writes are off (as for the embedded one).
         client = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True,
-                                  maxIdleTimeMS=MAX_IDLE_MS)
+                                  maxIdleTimeMS=MAX_IDLE_MS, **monitoring_options(uri))
         _clients[key] = client
     return client
 
