@@ -199,7 +199,7 @@ class Sender:
     async def send(self, message: OutgoingMessage) -> SendOutcome:
         try:
             await self._ready()
-            await self.client.sendmail(message.sender, [message.recipient], message.data)
+            await self._transaction(message)
             self.last_used = time.monotonic()
             return SendOutcome(SENT, 250)
         except Exception as exc:  # every SMTP or socket failure becomes an outcome
@@ -209,6 +209,17 @@ class Sender:
             else:
                 await self._reset()
             return outcome
+
+    async def _transaction(self, message: OutgoingMessage) -> None:
+        """MAIL, RCPT, DATA: what aiosmtplib's `sendmail` does for one recipient, less
+        its second parse of each address (a tenth of a send worker's CPU went to parsing
+        the same two addresses four times) and its recount of the size (the bytes are
+        CRLF already). A refusal raises; `send` then resets the transaction."""
+        client = self.client
+        options = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
+        await client.mail(message.sender, options=options)
+        await client.rcpt(message.recipient)
+        await client.data(message.data)
 
     async def _ready(self) -> None:
         if self.client is not None and self.client.is_connected:
@@ -221,6 +232,8 @@ class Sender:
                 await self.close()
         self.client = smtp_client(self.settings, self.endpoints)
         await self.client.connect()
+        if self.client.is_ehlo_or_helo_needed:  # no login or STARTTLS said EHLO yet:
+            await self.client.ehlo()  # the relay's extensions (SIZE) are known from here
 
     async def _reset(self) -> None:
         # After a refused recipient the transaction must be reset before the next one.

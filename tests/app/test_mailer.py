@@ -1,19 +1,26 @@
-"""Message building and SMTP reply classification."""
+"""Message building, SMTP reply classification, and one connection's transactions."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiosmtplib
 
+from app.config import Endpoints, Settings
 from app.mailer import (
     AUTH,
     FAILED,
     RETRY,
+    SENT,
     Mail,
+    Sender,
+    SendOutcome,
     build_message,
     classify,
     delivery_id_in,
     message_id,
 )
+from embedded.smtp_sink import SmtpSink
 
 
 def test_crlf_cannot_inject_headers() -> None:
@@ -86,3 +93,42 @@ def test_classification() -> None:
     refused = classify(aiosmtplib.SMTPRecipientsRefused(
         [aiosmtplib.SMTPRecipientRefused(552, "full", "a@b")]))
     assert (refused.status, refused.code) == (FAILED, 552)
+
+
+def test_one_connection_carries_refusals_and_sends_in_turn() -> None:
+    """Through a real aiosmtpd: a 550 fails, a 451 is worth a retry, and the same
+    connection then carries the next message; MAIL names the message's exact size."""
+    sink = SmtpSink(None)
+    host, port = sink.start()
+    mail_options: list[list[str]] = []
+
+    async def handle_mail(server, session, envelope, address, options):
+        mail_options.append(list(options))
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    sink.handler.handle_MAIL = handle_mail
+    messages = [build_message(Mail(to_email=to, to_name="Ana", subject="Hi", text="Hello.\n"),
+                              "Ops <ops@operator.example>")
+                for to in ("a@x.example", "b+reject@x.example", "c+tempfail@x.example",
+                           "d@x.example")]
+
+    async def send_all() -> tuple[list[SendOutcome], bool]:
+        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
+        outcomes = [await sender.send(messages[0])]
+        first = sender.client
+        outcomes += [await sender.send(message) for message in messages[1:]]
+        same = sender.client is first
+        await sender.close()
+        return outcomes, same
+
+    try:
+        outcomes, same_connection = asyncio.run(send_all())
+    finally:
+        sink.stop()
+    assert [(o.status, o.code) for o in outcomes] == [
+        (SENT, 250), (FAILED, 550), (RETRY, 451), (SENT, 250)]
+    assert same_connection
+    assert sink.handler.count_by_recipient() == {"a@x.example": 1, "d@x.example": 1}
+    assert mail_options == [[f"SIZE={len(message.data)}"] for message in messages]
