@@ -25,7 +25,9 @@ SENT, RETRY, FAILED, AUTH = AttemptOutcome
 
 def one_line(value: str) -> str:
     """Header text with CR, LF and other control characters folded to spaces."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    if not value.isprintable():  # rare: the character-by-character pass only then
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())
 
 
 def message_id(delivery_id: str, mail_from: str) -> str:
@@ -101,6 +103,12 @@ def _from_header(mail_from: str) -> tuple[str, str]:
     return addr, formataddr((one_line(name), one_line(addr)), charset="utf-8")
 
 
+@functools.lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    """The Date header of a second (it has no finer part), formatted once a second."""
+    return formatdate(second, usegmt=True)
+
+
 def _header_text(value: str) -> str:
     text = one_line(value)
     if text.isascii() and len(text) < 900:
@@ -130,7 +138,7 @@ def build_message(mail: Mail, mail_from: str) -> OutgoingMessage:
     headers = [f"From: {from_header}",
                f"To: {formataddr((one_line(mail.to_name), recipient), charset='utf-8')}",
                f"Subject: {_header_text(mail.subject)}",
-               f"Date: {formatdate(localtime=False, usegmt=True)}"]
+               f"Date: {_date(int(time.time()))}"]
     if mail.message_id:
         headers.append(f"Message-ID: {one_line(mail.message_id)}")
     if mail.unsubscribe_url:

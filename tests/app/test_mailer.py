@@ -19,6 +19,7 @@ from app.mailer import (
     classify,
     delivery_id_in,
     message_id,
+    one_line,
 )
 from embedded.smtp_sink import SmtpSink
 
@@ -30,6 +31,12 @@ def test_crlf_cannot_inject_headers() -> None:
     headers = raw.split("\n\n", 1)[0]
     assert "\nBcc:" not in headers and "\rBcc:" not in headers
     assert "Subject: Hello Bcc: victim@example.com" in headers
+
+
+def test_one_line_folds_controls_and_runs_of_whitespace() -> None:
+    assert one_line("  Ana \t Silva  ") == "Ana Silva"  # printable: the fast path
+    assert one_line("Ana\r\nBcc: x\x00y\u2028z\x1c") == "Ana Bcc: x y z"
+    assert one_line("Jos\u00e9\u3000Mar\u00eda") == "Jos\u00e9 Mar\u00eda"
 
 
 def test_message_id_is_deterministic_per_delivery() -> None:
