@@ -23,8 +23,8 @@ _clients: dict[tuple[str, int], AsyncMongoClient] = {}
 MAX_IDLE_MS = 60_000
 # Every Ray worker, actor and replica holds a client of its own. With the driver's
 # defaults each keeps two monitoring connections to each server and sends two `hello`s
-# every 10 s (the streaming monitor and its round-trip pinger): a fleet of warm send
-# workers cost the database more commands than a slow campaign. Polling every 30 s is
+# every 10 s (the streaming monitor and its round-trip pinger): at a slow relay the
+# fleet's hellos were nearly as many commands as the campaign's own. Polling every 30 s is
 # one connection and one `hello` per 30 s; a failover is still found at once, by the
 # first operation that meets it (the driver then checks every 0.5 s until a primary
 # answers). The URI can set either option (`?serverMonitoringMode=stream`).
