@@ -241,7 +241,10 @@ class Sender:
         self.client = smtp_client(self.settings, self.endpoints)
         await self.client.connect()
         if self.client.is_ehlo_or_helo_needed:  # no login or STARTTLS said EHLO yet:
-            await self.client.ehlo()  # the relay's extensions (SIZE) are known from here
+            try:  # the relay's extensions (SIZE) are known from here
+                await self.client.ehlo()
+            except aiosmtplib.SMTPHeloError:  # a relay without ESMTP, as sendmail allowed
+                await self.client.helo()
 
     async def _reset(self) -> None:
         # After a refused recipient the transaction must be reset before the next one.

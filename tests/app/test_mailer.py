@@ -139,3 +139,37 @@ def test_one_connection_carries_refusals_and_sends_in_turn() -> None:
     assert same_connection
     assert sink.handler.count_by_recipient() == {"a@x.example": 1, "d@x.example": 1}
     assert mail_options == [[f"SIZE={len(message.data)}"] for message in messages]
+
+
+def test_a_relay_that_refuses_ehlo_is_greeted_with_helo_and_still_sends() -> None:
+    sink = SmtpSink(None)
+    host, port = sink.start()
+    mail_options: list[list[str]] = []
+
+    async def refuse_ehlo(server, session, envelope, hostname, responses):
+        return ["502 5.5.1 EHLO not implemented"]
+
+    async def handle_mail(server, session, envelope, address, options):
+        mail_options.append(list(options))
+        envelope.mail_from = address
+        return "250 OK"
+
+    sink.handler.handle_EHLO = refuse_ehlo
+    sink.handler.handle_MAIL = handle_mail
+    message = build_message(Mail(to_email="a@x.example", to_name="Ana", subject="Hi",
+                                 text="Hello.\n"), "ops@operator.example")
+
+    async def send() -> SendOutcome:
+        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
+        try:
+            return await sender.send(message)
+        finally:
+            await sender.close()
+
+    try:
+        outcome = asyncio.run(send())
+    finally:
+        sink.stop()
+    assert (outcome.status, outcome.code) == (SENT, 250)
+    assert sink.handler.count_by_recipient() == {"a@x.example": 1}
+    assert mail_options == [[]]  # no ESMTP, so no SIZE
