@@ -173,3 +173,31 @@ def test_a_relay_that_refuses_ehlo_is_greeted_with_helo_and_still_sends() -> Non
     assert (outcome.status, outcome.code) == (SENT, 250)
     assert sink.handler.count_by_recipient() == {"a@x.example": 1}
     assert mail_options == [[]]  # no ESMTP, so no SIZE
+
+
+def test_a_relay_that_stops_answering_costs_one_timeout_and_a_new_connection() -> None:
+    """The sink holds DATA for `+hold` (30 s): past the timeout the message is worth a
+    retry, the connection is dropped (no QUIT to a relay that does not answer), and the next message
+    goes out on a new one. The held transaction is never accepted."""
+    sink = SmtpSink(None)
+    host, port = sink.start()
+    held, plain = (build_message(Mail(to_email=to, to_name="Ana", subject="Hi", text="Hi.\n"),
+                                 "ops@operator.example")
+                   for to in ("a+hold@x.example", "b@x.example"))
+
+    async def send_both() -> tuple[SendOutcome, bool, SendOutcome]:
+        sender = Sender(Settings(smtp_timeout_s=0.5), Endpoints("mongodb://unused", host, port))
+        first = await sender.send(held)
+        dropped = sender.client is None
+        second = await sender.send(plain)
+        await sender.close()
+        return first, dropped, second
+
+    try:
+        first, dropped, second = asyncio.run(send_both())
+    finally:
+        sink.stop()
+    assert (first.status, first.code) == (RETRY, None) and "Timeout" in first.error
+    assert dropped
+    assert (second.status, second.code) == (SENT, 250)
+    assert sink.handler.count_by_recipient() == {"b@x.example": 1}
