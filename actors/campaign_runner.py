@@ -5,7 +5,9 @@ holds one page, not the audience), cuts it into batches, inserts each batch alre
 claimed and hands it to a send task, keeping `workers` tasks sending. A task tells
 the runner when its batch drains (every recipient taken, the last messages on the
 wire); the runner starts the next batch then, beside it, so the boundary (collect,
-claim, dispatch, task start: ~50 ms) does not leave connections idle. Finished
+claim, dispatch, task start: ~50 ms) does not leave connections idle. The first
+`workers` batches grow from batch_size / workers to batch_size (`first_wave_size`), so
+the tasks' boundaries stay spread in time rather than all coming at once, every batch. Finished
 tasks return their counts and report roll-up increments through Ray, and the runner
 adds them to the campaign in one `$inc`, and to the roll-ups in one bulk write, at
 most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
@@ -112,6 +114,15 @@ class AudienceCursor:
             if not self.buffer:
                 self.page, self.after = self.page + 1, None
         return taken, [self.page, self.after]
+
+
+def first_wave_size(seq: int, batch_size: int, workers: int) -> int:
+    """The campaign's first `workers` batches grow from batch_size / workers to
+    batch_size, so the tasks' batch boundaries (a claim, a dispatch, a task start each)
+    fall apart in time instead of all together, batch after batch."""
+    if seq >= workers:
+        return batch_size
+    return max(1, -(-batch_size * (seq + 1) // workers))
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -290,7 +301,8 @@ class CampaignRunner:
                 return self._job(batch, claim, found["customer_ids"], found["attempt"], False,
                                  leased_at)
         while self.cursor is not None:
-            size = self.cursor.tail_size(options["batch_size"], options["workers"])
+            size = min(self.cursor.tail_size(options["batch_size"], options["workers"]),
+                       first_wave_size(self.seq, options["batch_size"], options["workers"]))
             read_at = self.cursor.read_at
             customers, position = await self.cursor.take(db, size)
             if customers:

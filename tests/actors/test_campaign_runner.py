@@ -1,10 +1,11 @@
-"""The runner's audience cursor: pages, positions and the tail (pure logic, no Ray)."""
+"""The runner's audience cursor (pages, positions, the tail) and its first wave of
+batches (pure logic, no Ray)."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from actors.campaign_runner import AudienceCursor
+from actors.campaign_runner import AudienceCursor, first_wave_size
 
 
 def cursor_on_last_page(remaining: int, pages: int = 1) -> AudienceCursor:
@@ -28,3 +29,13 @@ def test_the_tail_is_shared_by_every_worker() -> None:
     assert cursor_on_last_page(100).tail_size(50, 4) == 25
     assert cursor_on_last_page(3).tail_size(5, 2) == 5  # never below min(batch, 10)
     assert cursor_on_last_page(0).tail_size(100, 4) == 10
+
+
+def test_the_first_wave_grows_so_that_batch_boundaries_fall_apart() -> None:
+    # 16 tasks of 100: the first batches end 1/16 of a batch apart, and stay apart.
+    sizes = [first_wave_size(seq, 100, 16) for seq in range(18)]
+    assert sizes[:4] == [7, 13, 19, 25] and sizes[15:] == [100, 100, 100]
+    assert sizes == sorted(sizes) and len(set(sizes[:16])) == 16
+    assert [first_wave_size(seq, 500, 2) for seq in range(3)] == [250, 500, 500]
+    assert [first_wave_size(seq, 100, 1) for seq in range(2)] == [100, 100]  # one task
+    assert first_wave_size(0, 5, 16) == 1  # never an empty batch
