@@ -82,7 +82,8 @@ def test_a_campaign_launch_is_one_trace_from_the_proxy_to_the_send_batches(obser
     assert path[-1] == root["name"]
     # A span per batch, each under the runner's, each from a send worker's process.
     batches = [s for s in trace if s["name"] == "send.batch"]
-    assert len(batches) == 4
+    # 40 recipients, W=2, batches of 10: the first wave's 5, then 10, 10, 10, and 5.
+    assert sorted(s["attributes"]["recipients"] for s in batches) == [5, 5, 10, 10, 10]
     assert sorted(s["attributes"]["batch"] for s in batches) == \
         sorted({s["attributes"]["batch"] for s in batches})
     assert sum(s["attributes"].get("sent.sent", 0) for s in batches) == 40
