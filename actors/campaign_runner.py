@@ -9,8 +9,8 @@ claim, dispatch, task start: ~50 ms) does not leave connections idle. The first
 `workers` batches grow from batch_size / workers to batch_size (`first_wave_size`), so
 the tasks' boundaries stay spread in time rather than all coming at once, every batch. Finished
 tasks return their counts and report roll-up increments through Ray, and the runner
-adds them to the campaign in one `$inc`, and to the roll-ups in one bulk write, at
-most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
+adds them to the campaign's counters and to the roll-ups in one command, at most
+every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
 back here (a fresh batch's task is not retried by Ray): its batch is given back and
 claimed again, and that run sends only what has no outcome recorded. Batches that
 need another attempt (4xx, connection trouble) come back in the task's summary with
@@ -45,7 +45,7 @@ from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import poke as webhook_poke
 from actors.webhook_sender import publish
-from app import campaigns, logs, rollups, telemetry, tracing
+from app import bulk, campaigns, logs, rollups, telemetry, tracing
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
@@ -428,14 +428,17 @@ class CampaignRunner:
                     campaigns.AUDIENCE_SEEN: self.cursor.seen_page}
             self.written_page = self.cursor.seen_page
             self.totals["total"] = self.cursor.seen
-        try:
-            if inc or sample is not None or sets:
+        try:  # the counters and the roll-ups in one command (`app.bulk`)
+            writes = bulk.Writes(db)
+            update = campaigns.progress_update(inc, sample, sets)
+            if update:
                 self.pending_inc = Counter()
-                self.progress_at = time.monotonic()
-                await campaigns.record_progress(db, self.campaign_id, inc, sample, sets)
+                writes.update("campaigns", {"_id": self.campaign_id}, update)
             if self.pending_rollups:
+                rollups.stage(writes, self.pending_rollups.take())
+            if writes:
                 self.progress_at = time.monotonic()
-                await rollups.write(db, self.pending_rollups.take())
+                await writes.apply()
         finally:  # a failed write loses these counts (the completion recounts them), and
             self.uncounted -= counted  # must not hold tasks_in_flight above 0 for good
 

@@ -31,11 +31,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import DESCENDING, UpdateOne
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from app import rollups
+from app import bulk, rollups
 from app.models import CampaignCreate, LaunchOptions
 from app.paging import WHOLE, newest_first
 from app.rollups import key_safe
@@ -308,17 +308,24 @@ async def renew_lease(db: AsyncDatabase, batch: str, claim: str, lease_s: float,
     return result.matched_count == 1
 
 
-async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: list[str],
-                      attempt: int, not_before: datetime | None) -> bool:
-    """The claim holder ends its run: done when nothing remains, else pending again with
-    the recipients still to send at `attempt`. False when the claim was lost."""
+def close_update(remaining: list[str], attempt: int, not_before: datetime | None
+                 ) -> dict[str, Any]:
+    """The claim holder's close of its run: done when nothing remains, else pending
+    again with the recipients still to send at `attempt` (filter: `_id` and claim)."""
     if remaining:
         fields: dict[str, Any] = {"status": BatchStatus.PENDING, "customer_ids": remaining,
                                   "attempt": attempt, "not_before": not_before or now()}
     else:
         fields = {"status": BatchStatus.DONE, "done_at": now()}
+    return {"$set": {**fields, "claim": None}}
+
+
+async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: list[str],
+                      attempt: int, not_before: datetime | None) -> bool:
+    """Close a run on its own (see `close_update`); False when the claim was lost. A
+    batch's task usually sends its close with its last outcomes (`app.sending`)."""
     result = await db.batches.update_one({"_id": batch, "claim": claim},
-                                         {"$set": {**fields, "claim": None}})
+                                         close_update(remaining, attempt, not_before))
     return result.matched_count == 1
 
 
@@ -361,33 +368,31 @@ async def recorded(db: AsyncDatabase, ids: list[str]) -> dict[str, dict]:
         {"_id": {"$in": ids}}, {"status": 1, "attempts": 1, "created_at": 1})}
 
 
+def stage_outcomes(writes: bulk.Writes, inserts: list[dict],
+                   updates: list[tuple[str, dict]]) -> dict[int, str]:
+    """Queue outcomes: first attempts are inserted, retries update by `_id`. The
+    inserts' positions: one refused as a duplicate lost to an earlier record (another
+    task sent it)."""
+    placed = {writes.insert("deliveries", doc): doc["_id"] for doc in inserts}
+    for delivery, fields in updates:
+        writes.update("deliveries", {"_id": delivery}, {"$set": fields})
+    return placed
+
+
 async def write_outcomes(db: AsyncDatabase, inserts: list[dict],
                          updates: list[tuple[str, dict]]) -> set[str]:
-    """Record outcomes: first attempts are inserted, retries update by `_id`. Returns
-    the delivery ids whose insert lost to an earlier record (another task sent them)."""
-    lost: set[str] = set()
-    if inserts:
-        try:
-            await db.deliveries.insert_many(inserts, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details["writeErrors"]
-            if any(err["code"] != 11000 for err in errors):
-                raise
-            lost = {inserts[err["index"]]["_id"] for err in errors}
-    if updates:
-        await db.deliveries.bulk_write([UpdateOne({"_id": i}, {"$set": fields})
-                                        for i, fields in updates], ordered=False)
-    return lost
+    """Record outcomes (`stage_outcomes`) in one command; the delivery ids whose insert
+    lost to an earlier record."""
+    writes = bulk.Writes(db)
+    placed = stage_outcomes(writes, inserts, updates)
+    return {placed[at] for at in await writes.apply() if at in placed}
 
 
-async def record_sms_parts(db: AsyncDatabase, parts: list[dict]) -> None:
+def stage_sms_parts(writes: bulk.Writes, parts: list[dict]) -> None:
     """Where each SMS part's receipt finds its delivery: `sms_parts`, `_id` the SMSC's
-    message id (an SMSC that reused one keeps the first)."""
-    try:
-        await db.sms_parts.insert_many(parts, ordered=False)
-    except BulkWriteError as exc:
-        if any(err["code"] != 11000 for err in exc.details["writeErrors"]):
-            raise
+    message id (an SMSC that reused one keeps the first: a duplicate is refused)."""
+    for part in parts:
+        writes.insert("sms_parts", part)
 
 
 # Counters and views --------------------------------------------------------------------
@@ -406,9 +411,9 @@ def summary_increments(summary: dict) -> dict[str, int]:
     return inc
 
 
-async def record_progress(db: AsyncDatabase, campaign_id: str, inc: dict[str, int],
-                          sample: dict | None, sets: dict[str, Any] | None = None) -> None:
-    """One write: counters, the audience seen so far, a timeline sample when one is due."""
+def progress_update(inc: dict[str, int], sample: dict | None,
+                    sets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counters, the audience seen so far, a timeline sample when one is due ({}: none)."""
     update: dict[str, Any] = {}
     if inc:
         update["$inc"] = inc
@@ -416,6 +421,13 @@ async def record_progress(db: AsyncDatabase, campaign_id: str, inc: dict[str, in
         update["$set"] = sets
     if sample is not None:
         update["$push"] = {"timeline": {"$each": [sample], "$slice": -TIMELINE_SAMPLES}}
+    return update
+
+
+async def record_progress(db: AsyncDatabase, campaign_id: str, inc: dict[str, int],
+                          sample: dict | None, sets: dict[str, Any] | None = None) -> None:
+    """One write: `progress_update`."""
+    update = progress_update(inc, sample, sets)
     if update:
         await db.campaigns.update_one({"_id": campaign_id}, update)
 

@@ -48,6 +48,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.bulk import Writes
 from app.statuses import DeliveryStatus
 
 CAMPAIGN = "campaign"
@@ -257,7 +258,8 @@ class Increments:
             out[_id] = doc
         return out
 
-    def updates(self) -> list[UpdateOne]:
+    def changes(self) -> list[tuple[str, dict[str, Any]]]:
+        """(document id, its upsert's update) for every document these increments move."""
         out = []
         for _id, inc in self.inc.items():
             update: dict[str, Any] = {"$setOnInsert": self.keys[_id]}
@@ -269,8 +271,12 @@ class Increments:
             if self.max.get(_id):
                 update["$max"] = self.max[_id]
             if len(update) > 1:
-                out.append(UpdateOne({"_id": _id}, update, upsert=True))
+                out.append((_id, update))
         return out
+
+    def updates(self) -> list[UpdateOne]:
+        return [UpdateOne({"_id": _id}, update, upsert=True)
+                for _id, update in self.changes()]
 
 
 def _retries(doc: dict) -> int:
@@ -282,6 +288,12 @@ async def write(db: AsyncDatabase, increments: Increments) -> None:
     updates = increments.updates()
     if updates:
         await db.rollups.bulk_write(updates, ordered=False)
+
+
+def stage(writes: Writes, increments: Increments) -> None:
+    """Queue what `write` writes on an `app.bulk.Writes`, to go with other writes."""
+    for _id, update in increments.changes():
+        writes.update("rollups", {"_id": _id}, update, upsert=True)
 
 
 async def add_conversion(db: AsyncDatabase, created_at: datetime, source: str,

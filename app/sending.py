@@ -1,14 +1,18 @@
 """Sending one batch of a campaign: hold the claim's lease, read the recipients, render, send
-over pooled SMTP connections, record the outcomes in bulk, close the batch. Pure
+over pooled SMTP connections, record the outcomes in bulk, close the batch with the last. Pure
 asyncio; the Ray task in `app.send_tasks` runs it on its worker process's loop.
 
 Database work per batch, not per message: a fresh batch of 100 costs one read (who of
-its customers unsubscribed since the runner read them), an `insert_many` per flush and
-the close; the runner adds the batch's insert and its share of the counter and roll-up
-writes (the task returns its counts and roll-up increments through Ray). A fresh batch
-sends under the lease the runner's insert began, so it needs no command to start; a
-task that starts late renews first. When a webhook endpoint listens for delivery
-events, one more insert per flush stores the flush's event (`app.webhooks`).
+its customers unsubscribed since the runner read them) and one command per flush
+(`app.bulk`: MongoDB 8's `bulkWrite`, one bulk write per collection on an older
+server). A flush inserts the outcomes and, with them, their SMS parts, the flush's
+webhook event when an endpoint listens (`app.webhooks`: who listens is read at most
+every 5 s per process), the roll-ups when due, and,
+in the last flush, the batch's close: the last outcomes wait for it once every
+recipient is taken. The runner adds the batch's insert and its share of one write of
+counters and roll-ups (the task returns its counts and roll-up increments through
+Ray). A fresh batch sends under the lease the runner's insert began, so it needs no
+command to start; a task that starts late renews first.
 Outcomes are flushed when `send_flush_every` have queued up, when the oldest has
 waited `send_flush_s`, and at the end; a connection waits while twice
 `send_flush_every` are unwritten. So a process killed mid-batch leaves at most that
@@ -37,7 +41,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import campaigns, composer, rollups, sms, webhooks
+from app import bulk, campaigns, composer, rollups, sms, webhooks
 from app.config import Settings
 from app.customers import SEND_FIELDS, unsubscribed_since
 from app.mailer import AUTH, FAILED, SENT, Mail, SendOutcome, build_message, sender_pool
@@ -156,6 +160,11 @@ class OutcomeRecorder:
         self.kick = asyncio.Event()
         self.error: BaseException | None = None
         self.closing = False
+        # Every recipient is taken: the last outcomes wait for the close, to go with it.
+        self.last_taken = False
+        # The batch's close, given the recipients to try again: written with the last
+        # flush (None: the run failed, its batch is not closed; see `close`).
+        self.closer: Callable[[list[str]], dict] | None = None
         self.flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def record(self, customer_id: str, previous: dict | None, outcome: SendOutcome,
@@ -214,10 +223,15 @@ class OutcomeRecorder:
         while True:
             queued = len(self.statuses)
             age = time.monotonic() - self.oldest if self.oldest is not None else 0.0
-            if queued and (self.closing or queued >= self.flush_every or age >= self.flush_s):
+            # Once every recipient is taken, the last few outcomes wait for the close
+            # (bounded as ever: a sender waits while twice flush_every are unwritten).
+            full = queued >= (2 * self.flush_every if self.last_taken else self.flush_every)
+            if queued and (self.closing or full or age >= self.flush_s):
                 await self._flush()
                 continue
             if not queued and self.closing:
+                if self.closer is not None:  # every outcome was written before the close
+                    await self._flush()
                 return  # the roll-up increments left go to the runner in the summary
             self.kick.clear()
             timeout = max(0.0, self.flush_s - age) if queued else None
@@ -225,36 +239,50 @@ class OutcomeRecorder:
                 await asyncio.wait_for(self.kick.wait(), timeout)
 
     async def _flush(self) -> None:
+        """Write the queued outcomes in one command (`app.bulk`), with what goes with
+        them: their SMS parts, their webhook event, the roll-ups when due, and, last of
+        all, the batch's close."""
         inserts, self.inserts = self.inserts, []
         updates, self.updates = self.updates, []
         previous, self.previous = self.previous, {}
         statuses, self.statuses = self.statuses, {}
         self.oldest = None
+        closer, self.closer = (self.closer, None) if self.closing else (None, None)
         try:
-            lost = await campaigns.write_outcomes(self.db, inserts, updates)
-            written = [(doc["_id"], doc) for doc in inserts if doc["_id"] not in lost]
-            parts = [{"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
-                     for did, fields in (*written, *updates)
-                     for part in fields.get("smsc_ids", ())]
-            if parts:  # where a delivery receipt finds its delivery (actors.sms_gateway)
-                await campaigns.record_sms_parts(self.db, parts)
+            writes = bulk.Writes(self.db)
+            placed = campaigns.stage_outcomes(writes, inserts, updates)
+            # Where a delivery receipt finds its delivery (actors.sms_gateway).
+            campaigns.stage_sms_parts(writes, [
+                {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
+                for did, fields in (*((doc["_id"], doc) for doc in inserts), *updates)
+                for part in fields.get("smsc_ids", ())])
             # The reports' roll-ups gather over the batch and go back to the runner with
             # its counts (it writes them with the campaign's counters, for every task at
             # once); a long batch writes its own every ROLLUP_EVERY_S, but not at its
             # last flush, whose increments ride in the summary like a short batch's.
             # Every task of a campaign adds to the same document: a write per flush made
             # them queue on it.
+            if not self.closing and time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
+                rollups.stage(writes, self.increments)
+                self.increments, self.rollups_at = rollups.Increments(), time.monotonic()
+            events = await self._event([
+                {"delivery_id": did, "customer_id": customer_id, "status": status}
+                for did, (status, customer_id) in statuses.items()])
+            for message in events:
+                writes.insert("webhook_messages", message)
+            if closer is not None:
+                retry = self.retry_ids + [customer_id for status, customer_id
+                                          in statuses.values()
+                                          if status == DeliveryStatus.PENDING]
+                writes.update("batches", {"_id": self.job.batch_id, "claim": self.job.claim},
+                              closer(retry))
+            lost = {placed[at] for at in await writes.apply() if at in placed}
+            self.webhooks += len(events)
             for doc in inserts:
                 if doc["_id"] not in lost:
                     self.increments.outcome(self.job.campaign_id, doc, None)
             for did, fields in updates:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
-            if not self.closing and time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
-                await self._write_rollups()
-            changed = [{"delivery_id": did, "customer_id": customer_id, "status": status}
-                       for did, (status, customer_id) in statuses.items() if did not in lost]
-            if changed:  # one event per flush, and no write at all when nobody listens
-                await self._emit(changed)
         except BaseException as exc:  # surface it to the senders: stop sending
             async with self.changed:
                 self.error = exc
@@ -272,23 +300,23 @@ class OutcomeRecorder:
             self.unrecorded -= len(statuses)
             self.changed.notify_all()
 
-    async def _emit(self, changed: list[dict]) -> None:
-        """The webhook event of a flush; the outcomes are recorded whatever becomes of it."""
+    async def _event(self, changed: list[dict]) -> list[dict]:
+        """The flush's delivery.status event, one message per listening endpoint (none
+        when nobody listens); the outcomes are recorded whatever becomes of it."""
+        if not changed:
+            return []
         try:
-            self.webhooks += await webhooks.emit(self.db, "delivery.status", {
+            return await webhooks.event_messages(self.db, "delivery.status", {
                 "campaign_id": self.job.campaign_id, "deliveries": changed})
         except Exception:
             log.exception("batch %s: its delivery.status event could not be stored",
                           self.job.batch_id)
+            return []
 
-    async def _write_rollups(self) -> None:
-        increments, self.increments = self.increments, rollups.Increments()
-        self.rollups_at = time.monotonic()
-        await rollups.write(self.db, increments)
-
-    async def close(self) -> None:
-        """Wait until every outcome is written."""
-        self.closing = True
+    async def close(self, closer: Callable[[list[str]], dict] | None) -> None:
+        """Wait until every outcome is written, and the batch closed with the last of
+        them by `closer`'s update (given every recipient to try again)."""
+        self.closing, self.closer = True, closer
         self.kick.set()
         await self.flusher
 
@@ -326,6 +354,9 @@ class BatchRun:
         self.margin_s = min(2.0, self.lease_s / 4)
         self.lease_until = 0.0
         self.renewed_at = 0.0  # when the last renewal (or the claim) was issued
+        self.released = 0  # recipients not taken (stopped): back in the batch
+        # What the close left in the batch, and when it is due again.
+        self.closed: tuple[list[str], datetime | None] = ([], None)
 
     async def run(self) -> dict[str, Any]:
         job = self.job
@@ -353,36 +384,47 @@ class BatchRun:
             senders: list = sms.smpp_senders(self.settings, job.runtime.endpoints, n)
         else:
             senders = await sender_pool().take(self.settings, job.runtime.endpoints, n)
+        sent_all = False
         try:
             await asyncio.gather(*(self._connection(s, recorder) for s in senders))
+            sent_all = True
         finally:
             self.stop.set()
             watcher.cancel()
-            await recorder.close()
+            # The close goes with the last outcomes; a run that failed does not close.
+            await recorder.close(self._closer(carried) if sent_all else None)
             if job.channel != "sms":
                 sender_pool().give(senders)
-        unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
-        retry = carried + recorder.retry_ids
-        if unsent or self.stop_reason:
-            # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
-            remaining, attempt, not_before = unsent + retry, job.attempt, None
-        else:
-            attempt = job.attempt + 1
-            remaining = retry
-            not_before = campaigns.now() + timedelta(seconds=campaigns.backoff_s(
-                attempt, self.settings.retry_backoff_s)) if retry else None
-        kept = await campaigns.close_batch(self.db, job.batch_id, job.claim,
-                                           remaining=remaining, attempt=attempt,
-                                           not_before=not_before)
-        if remaining and kept:
+        remaining, not_before = self.closed
+        if remaining:  # (if the claim was lost meanwhile, the runner's claim finds out)
             summary["next"] = (not_before or campaigns.now()).timestamp()
         counts = dict(recorder.counts)
         summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
-                       latencies=recorder.latencies, released=len(unsent),
+                       latencies=recorder.latencies, released=self.released,
                        rollups=recorder.increments.take() if recorder.increments else None,
                        webhooks=recorder.webhooks,
                        stopped=self.stop_reason[0] if self.stop_reason else None)
         return summary
+
+    def _closer(self, carried: list[str]) -> Callable[[list[str]], dict]:
+        """The close of this run, given the recipients whose attempt asks for another:
+        what is left, at which attempt and when (kept in `closed` for the summary)."""
+        job = self.job
+        unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        self.released = len(unsent)
+
+        def close(retried: list[str]) -> dict:
+            retry = carried + retried
+            if unsent or self.stop_reason:
+                # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
+                remaining, attempt, not_before = unsent + retry, job.attempt, None
+            else:
+                attempt, remaining = job.attempt + 1, retry
+                not_before = campaigns.now() + timedelta(seconds=campaigns.backoff_s(
+                    attempt, self.settings.retry_backoff_s)) if retry else None
+            self.closed = (remaining, not_before)
+            return campaigns.close_update(remaining, attempt, not_before)
+        return close
 
     async def _recipients(self, ids: list[str]) -> dict[str, dict]:
         """The customers to send to, fresh as of now: their documents from the page the
@@ -459,8 +501,10 @@ class BatchRun:
                 cid = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            if self.queue.empty() and self.on_draining is not None:
-                self._draining()
+            if self.queue.empty():
+                recorder.last_taken = True
+                if self.on_draining is not None:
+                    self._draining()
             previous = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
             outcome, latency_ms, mid = await self._send_one(cid, sender)
             if outcome is None or outcome.status == AUTH:
