@@ -45,7 +45,7 @@ from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import poke as webhook_poke
 from actors.webhook_sender import publish
-from app import bulk, campaigns, logs, rollups, telemetry, tracing
+from app import bulk, campaigns, logs, rollups, telemetry, tracing, webhooks
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
@@ -59,6 +59,7 @@ SAMPLE_EVERY_S = 1.0
 # database's commands at batch size 100.
 PROGRESS_EVERY_S = 0.5
 SWEEP_EVERY_S = 5.0  # at least; a third of the lease when that is longer
+LISTENERS_FRESH_S = 60.0  # webhook endpoints read again (the API also tells of changes)
 
 
 class AudienceCursor:
@@ -154,6 +155,10 @@ class CampaignRunner:
         self.progress_at = 0.0  # when the counters were last written
         self.totals: Counter[str] = Counter()
         self.sampled = True
+        # Who listens for delivery.status, handed to every batch: read when the runner
+        # starts, again when the API says the endpoints changed (`webhooks_changed`), and
+        # at least every LISTENERS_FRESH_S; not by each send process every few seconds.
+        self.listeners = webhooks.Subscriptions(ttl_s=LISTENERS_FRESH_S)
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def poke(self) -> None:
@@ -168,6 +173,10 @@ class CampaignRunner:
                 self.draining.add(ref)
                 self.wake.set()
                 return
+
+    async def webhooks_changed(self) -> None:
+        """An endpoint was added, changed or removed: the next batches hear of it."""
+        self.listeners.forget()
 
     async def status(self) -> dict:
         """Tasks in flight, counting a finished one until its counts are written: 0 means
@@ -279,6 +288,7 @@ class CampaignRunner:
             job = await self._next_job(db, options)
             if job is None:
                 return
+            job.listeners = await self.listeners.endpoints_for(db, webhooks.DELIVERY_STATUS)
             [ref] = await self.dispatcher.submit.remote(job)
             self._track(ref, job.batch_id, job.claim)
 
@@ -478,6 +488,15 @@ async def status_changed(campaign_id: str, runtime: Runtime, *, running: bool) -
         await runner.poke.remote()
     elif running:
         start_runner(campaign_id, runtime)
+
+
+async def webhooks_changed(db) -> None:
+    """Tell the runners of active campaigns that webhook endpoints changed (fire and
+    forget: a runner that is restarting reads them when it starts)."""
+    for campaign_id in await campaigns.active_campaign_ids(db):
+        runner = find_runner(campaign_id)
+        if runner is not None:
+            runner.webhooks_changed.remote()
 
 
 async def tasks_in_flight(campaign_id: str) -> int | None:

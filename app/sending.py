@@ -6,8 +6,8 @@ Database work per batch, not per message: a fresh batch of 100 costs one read (w
 its customers unsubscribed since the runner read them) and one command per flush
 (`app.bulk`: MongoDB 8's `bulkWrite`, one bulk write per collection on an older
 server). A flush inserts the outcomes and, with them, their SMS parts, the flush's
-webhook event when an endpoint listens (`app.webhooks`: who listens is read at most
-every 5 s per process), the roll-ups when due, and,
+webhook event when an endpoint listens (the runner says who, in the job), the
+roll-ups when due, and,
 in the last flush, the batch's close: the last outcomes wait for it once every
 recipient is taken. The runner adds the batch's insert and its share of one write of
 counters and roll-ups (the task returns its counts and roll-up increments through
@@ -85,6 +85,9 @@ class BatchJob:
     runner: Any = None
     trace: dict[str, str] | None = None  # the runner's span: the batch's goes under it
     tracking: dict[str, bool] | None = None  # opens, clicks (app.tracking)
+    # The endpoints that want delivery.status events, as the runner knows them (told of
+    # every change through the API); None: this process reads them (app.webhooks).
+    listeners: list[str] | None = None
     channel: str = "email"  # or "sms": the same batch, sent over SMPP
 
     @property
@@ -306,8 +309,9 @@ class OutcomeRecorder:
         if not changed:
             return []
         try:
-            return await webhooks.event_messages(self.db, "delivery.status", {
-                "campaign_id": self.job.campaign_id, "deliveries": changed})
+            return await webhooks.event_messages(self.db, webhooks.DELIVERY_STATUS, {
+                "campaign_id": self.job.campaign_id, "deliveries": changed},
+                endpoints=self.job.listeners)
         except Exception:
             log.exception("batch %s: its delivery.status event could not be stored",
                           self.job.batch_id)

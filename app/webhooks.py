@@ -39,8 +39,9 @@ from standardwebhooks.webhooks import Webhook
 from app.paging import newest_first
 from app.statuses import WebhookStatus
 
+DELIVERY_STATUS = "delivery.status"
 EVENT_TYPES = {
-    "delivery.status": "delivery outcomes of a campaign, as recorded (one event per flush "
+    DELIVERY_STATUS: "delivery outcomes of a campaign, as recorded (one event per flush "
                        "of a send task, up to a few dozen deliveries)",
     "campaign.started": "a campaign was launched",
     "campaign.completed": "a campaign finished sending",
@@ -193,11 +194,14 @@ def message_id(key: str, endpoint_id: str) -> str:
 
 
 async def event_messages(db: AsyncDatabase, event_type: str, data: dict[str, Any], *,
-                         key: str | None = None, listeners: Subscriptions | None = None
-                         ) -> list[dict]:
+                         key: str | None = None, listeners: Subscriptions | None = None,
+                         endpoints: list[str] | None = None) -> list[dict]:
     """The messages that store one event, one for every endpoint that wants it (none
-    when nobody listens); `emit` writes them, or a caller adds them to its own write."""
-    endpoints = await (listeners or subscriptions).endpoints_for(db, event_type)
+    when nobody listens): `endpoints` when the caller knows them, else read through
+    `listeners` (this process's `subscriptions`). `emit` writes them, or a caller adds
+    them to its own write."""
+    if endpoints is None:
+        endpoints = await (listeners or subscriptions).endpoints_for(db, event_type)
     if not endpoints:
         return []
     at = now()

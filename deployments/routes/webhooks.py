@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from actors.campaign_runner import webhooks_changed
 from actors.webhook_sender import poke
 from app import audit, webhooks
 from app.models import (
@@ -45,6 +46,7 @@ async def create_webhook(context: Context, who: Who, body: NewWebhook) -> dict:
     doc = await webhooks.create_endpoint(
         context.db, url=body.url, events=body.events, description=body.description,
         ordered=body.ordered, max_in_flight=body.max_in_flight, created_by=who.name)
+    await webhooks_changed(context.db)  # running campaigns' next batches report to it
     await audit.record(context.db, who, "webhook.create", doc["_id"],
                        {"url": webhooks.url_for_log(body.url), "events": doc["events"]})
     return webhooks.endpoint_view(doc, secret=True)
@@ -61,6 +63,7 @@ async def change_webhook(context: Context, who: Who, endpoint_id: str,
     doc = await webhooks.change_endpoint(context.db, endpoint_id, fields)
     if doc is None:
         raise HTTPException(404, f"no webhook {endpoint_id!r}")
+    await webhooks_changed(context.db)
     if fields.get("enabled"):
         poke()
     await audit.record(context.db, who, "webhook.change", endpoint_id,
@@ -74,6 +77,7 @@ async def delete_webhook(context: Context, who: Who, endpoint_id: str) -> None:
     """Remove an endpoint and its messages."""
     if not await webhooks.delete_endpoint(context.db, endpoint_id):
         raise HTTPException(404, f"no webhook {endpoint_id!r}")
+    await webhooks_changed(context.db)
     await audit.record(context.db, who, "webhook.delete", endpoint_id)
 
 
@@ -95,6 +99,7 @@ async def replay_webhook(context: Context, who: Who, endpoint_id: str) -> dict:
     enable it if it was disabled."""
     await _endpoint(context, endpoint_id)
     replayed = await webhooks.replay_dead(context.db, endpoint_id)
+    await webhooks_changed(context.db)  # enabled again
     poke()
     await audit.record(context.db, who, "webhook.replay", endpoint_id, {"replayed": replayed})
     return {"replayed": replayed}

@@ -137,6 +137,29 @@ def test_a_campaigns_events_arrive_signed_and_verifiable(stack: Stack, api, rece
     api.delete(f"/api/webhooks/{endpoint['id']}")
 
 
+def test_an_endpoint_added_while_a_campaign_runs_hears_its_later_deliveries(
+        stack: Stack, api, receiver) -> None:
+    """The runner hands who listens to each batch, and the API tells it of a new
+    endpoint: the batches it starts after that report to it (the runner itself reads
+    the endpoints again only every minute)."""
+    domain = unique_domain("hooklate")
+    emails = [f"c{n:02d}@{domain}" for n in range(16)]
+    import_audience(api, emails, tag=domain)
+    campaign_id = create_campaign(api, domain)
+    launch(api, campaign_id, workers=1, batch_size=2, rate_limit_per_s=4)  # ~4 s
+    wait_for(api, campaign_id, lambda view: view["counts"]["sent"] >= 2)
+    endpoint = register(api, receiver.url("/late"), ["delivery.status"])
+    assert wait_for(api, campaign_id, finished)["status"] == "completed"
+
+    def reported():
+        events = events_for(receiver.at("/late"), campaign_id)
+        return {d["customer_id"]: d["status"] for e in events for d in e["data"]["deliveries"]}
+
+    statuses = wait_until(reported, 30, "delivery.status events at the late endpoint")
+    assert set(statuses.values()) == {"sent"} and len(statuses) < len(emails)
+    api.delete(f"/api/webhooks/{endpoint['id']}")
+
+
 def _launch_tiny_campaign(api) -> str:
     domain = unique_domain("hookcamp")
     import_audience(api, [f"a@{domain}"], tag=domain)
