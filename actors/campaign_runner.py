@@ -8,9 +8,9 @@ wire); the runner starts the next batch then, beside it, so the boundary (collec
 claim, dispatch, task start: ~50 ms) does not leave connections idle. The first
 `workers` batches grow from batch_size / workers to batch_size (`first_wave_size`), so
 the tasks' boundaries stay spread in time rather than all coming at once, every batch. Finished
-tasks return their counts and report roll-up increments through Ray, and the runner
-adds them to the campaign's counters and to the roll-ups in one command, at most
-every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
+tasks return their counts, roll-up increments and their batch's close through Ray, and
+the runner writes them all (counters, roll-ups, closes) in one command (`app.bulk`), at
+most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
 back here (a fresh batch's task is not retried by Ray): its batch is given back and
 claimed again, and that run sends only what has no outcome recorded. Batches that
 need another attempt (4xx, connection trouble) come back in the task's summary with
@@ -49,7 +49,7 @@ from app import bulk, campaigns, logs, rollups, telemetry, tracing, webhooks
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
-from app.sending import BatchJob
+from app.sending import BatchJob, stage_close
 from app.statuses import FINISHED, BatchStatus, CampaignStatus
 
 log = logging.getLogger("operator_comms.runner")
@@ -151,6 +151,7 @@ class CampaignRunner:
         self.stopping = False  # in-flight tasks were asked to stop (pause, cancel)
         self.pending_inc: Counter[str] = Counter()
         self.uncounted = 0  # finished tasks whose counts are in pending_inc, not written
+        self.pending_closes: list[dict] = []  # their batches' closes, written with them
         self.pending_rollups = rollups.Increments()
         self.progress_at = 0.0  # when the counters were last written
         self.totals: Counter[str] = Counter()
@@ -303,6 +304,8 @@ class CampaignRunner:
     async def _next_job(self, db, options: dict) -> BatchJob | None:
         claim = campaigns.new_claim()
         lease_s = self.settings.send_lease_s
+        if self.pending_closes and self.due and self.due[0][0] <= time.time():
+            await self._write_progress(db, None)  # a batch due again is closed first
         while self.due and self.due[0][0] <= time.time():
             _, batch = heapq.heappop(self.due)
             leased_at = time.time()  # before the write: the lease it sets ends later
@@ -357,6 +360,8 @@ class CampaignRunner:
             return False
         if self.due:
             return False  # due now: the next fill takes it
+        if self.pending_closes:  # the last batches' closes, before they are counted
+            await self._write_progress(db, None)
         if await campaigns.unfinished_batches(db, self.campaign_id) > 0:
             return False  # claims to recover (the sweep), or batches queued meanwhile
         await self._write_progress(db, None)
@@ -417,6 +422,8 @@ class CampaignRunner:
         inc = campaigns.summary_increments(summary)
         self.pending_inc.update(inc)
         self.uncounted += 1
+        if summary.get("close"):
+            self.pending_closes.append(summary["close"])
         if summary.get("rollups"):
             self.pending_rollups.merge(summary["rollups"])
         for key, n in inc.items():
@@ -438,7 +445,7 @@ class CampaignRunner:
                     campaigns.AUDIENCE_SEEN: self.cursor.seen_page}
             self.written_page = self.cursor.seen_page
             self.totals["total"] = self.cursor.seen
-        try:  # the counters and the roll-ups in one command (`app.bulk`)
+        try:  # counters, roll-ups and the finished batches' closes: one command (app.bulk)
             writes = bulk.Writes(db)
             update = campaigns.progress_update(inc, sample, sets)
             if update:
@@ -446,10 +453,14 @@ class CampaignRunner:
                 writes.update("campaigns", {"_id": self.campaign_id}, update)
             if self.pending_rollups:
                 rollups.stage(writes, self.pending_rollups.take())
+            closes, self.pending_closes = self.pending_closes, []
+            for close in closes:
+                stage_close(writes, close)
             if writes:
                 self.progress_at = time.monotonic()
                 await writes.apply()
-        finally:  # a failed write loses these counts (the completion recounts them), and
+        finally:  # a failed write loses these counts (the completion recounts them) and
+            # closes (their leases run out; a rerun finds every outcome recorded), and
             self.uncounted -= counted  # must not hold tasks_in_flight above 0 for good
 
     async def _stop_tasks(self) -> None:

@@ -1,10 +1,13 @@
 """Writes to several collections of one database, sent as one command.
 
 On MongoDB 8.0 and later (and the embedded SecantusDB) that command is `bulkWrite`,
-through PyMongo's client-level `bulk_write`: a flush of a batch's outcomes, its webhook
-event, its roll-ups and its close cost the database one command, not one per
-collection. An older server gets one unordered bulk write per collection, in the order
-the collections were first written (the client remembers that it has no `bulkWrite`).
+through PyMongo's client-level `bulk_write`: the runner's write of a round's counters,
+roll-ups and batch closes (a few updates, to three collections) costs one command, not
+three. An older server gets one unordered bulk write per collection, in the order the
+collections were first written (the client remembers that it has no `bulkWrite`).
+`one_command=False` always writes per collection: for many inserts, which the embedded
+server runs op by op inside `bulkWrite` (25 inserts cost it twice what one `insert` of
+25 does; `benchmarks/bulk_write.py`).
 
 Writes are unordered. A duplicate key (11000) is not an error here: `apply` returns
 the positions of the writes it refused, and the caller says what that means (a delivery

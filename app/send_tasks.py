@@ -153,15 +153,17 @@ def send_batch(job: BatchJob) -> dict:
     loop = worker_loop()
     telemetry.setup(job.settings, "send_task")  # before the first database client
     on_draining = _draining_notice(job) if job.runner is not None else None
+    runner_closes = job.runner is not None  # with the counters, in one command
     future = asyncio.run_coroutine_threadsafe(
         _batch(job, node_id=node_id, reserve=reserve, control=control,
-               on_draining=on_draining), loop)
+               on_draining=on_draining, close=not runner_closes), loop)
     try:
         summary = future.result()
     except KeyboardInterrupt:  # ray.cancel: stop cleanly, count what went out, report
         control.request_stop()
         summary = future.result()
-        asyncio.run_coroutine_threadsafe(count_alone(job, summary), loop).result()
+        asyncio.run_coroutine_threadsafe(
+            count_alone(job, summary, close=runner_closes), loop).result()
         summary["counted"] = True
     SendMetrics.get().observe_batch(summary)
     summary["latencies"] = []  # observed here; no need to ship them to the runner

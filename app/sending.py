@@ -1,18 +1,18 @@
 """Sending one batch of a campaign: hold the claim's lease, read the recipients, render, send
-over pooled SMTP connections, record the outcomes in bulk, close the batch with the last. Pure
+over pooled SMTP connections, record the outcomes in bulk, say how the batch closes. Pure
 asyncio; the Ray task in `app.send_tasks` runs it on its worker process's loop.
 
 Database work per batch, not per message: a fresh batch of 100 costs one read (who of
-its customers unsubscribed since the runner read them) and one command per flush
-(`app.bulk`: MongoDB 8's `bulkWrite`, one bulk write per collection on an older
-server). A flush inserts the outcomes and, with them, their SMS parts, the flush's
-webhook event when an endpoint listens (the runner says who, in the job), the
-roll-ups when due, and,
-in the last flush, the batch's close: the last outcomes wait for it once every
-recipient is taken. The runner adds the batch's insert and its share of one write of
-counters and roll-ups (the task returns its counts and roll-up increments through
-Ray). A fresh batch sends under the lease the runner's insert began, so it needs no
-command to start; a task that starts late renews first.
+its customers unsubscribed since the runner read them) and an `insert` per flush of
+outcomes. A webhook endpoint that listens for delivery events (the runner says which,
+in the job) adds one insert per flush, an SMS batch its parts. The close (what is left
+of the batch, at which attempt) goes back to the runner in the summary, with the
+counts and roll-up increments, and the runner writes it with the counters and the
+roll-ups of every task that finished in its round, in one command; it also made the
+batch's insert. A fresh batch sends under the lease that insert began, so it needs no
+command to start; a task that starts late renews first. A run that dies before its
+close is written leaves its batch claimed until the lease runs out; the rerun then
+finds every outcome recorded and sends nothing again.
 Outcomes are flushed when `send_flush_every` have queued up, when the oldest has
 waited `send_flush_s`, and at the end; a connection waits while twice
 `send_flush_every` are unwritten. So a process killed mid-batch leaves at most that
@@ -163,11 +163,6 @@ class OutcomeRecorder:
         self.kick = asyncio.Event()
         self.error: BaseException | None = None
         self.closing = False
-        # Every recipient is taken: the last outcomes wait for the close, to go with it.
-        self.last_taken = False
-        # The batch's close, given the recipients to try again: written with the last
-        # flush (None: the run failed, its batch is not closed; see `close`).
-        self.closer: Callable[[list[str]], dict] | None = None
         self.flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def record(self, customer_id: str, previous: dict | None, outcome: SendOutcome,
@@ -226,15 +221,10 @@ class OutcomeRecorder:
         while True:
             queued = len(self.statuses)
             age = time.monotonic() - self.oldest if self.oldest is not None else 0.0
-            # Once every recipient is taken, the last few outcomes wait for the close
-            # (bounded as ever: a sender waits while twice flush_every are unwritten).
-            full = queued >= (2 * self.flush_every if self.last_taken else self.flush_every)
-            if queued and (self.closing or full or age >= self.flush_s):
+            if queued and (self.closing or queued >= self.flush_every or age >= self.flush_s):
                 await self._flush()
                 continue
             if not queued and self.closing:
-                if self.closer is not None:  # every outcome was written before the close
-                    await self._flush()
                 return  # the roll-up increments left go to the runner in the summary
             self.kick.clear()
             timeout = max(0.0, self.flush_s - age) if queued else None
@@ -242,17 +232,17 @@ class OutcomeRecorder:
                 await asyncio.wait_for(self.kick.wait(), timeout)
 
     async def _flush(self) -> None:
-        """Write the queued outcomes in one command (`app.bulk`), with what goes with
-        them: their SMS parts, their webhook event, the roll-ups when due, and, last of
-        all, the batch's close."""
+        """Write the queued outcomes, with what goes with them: their SMS parts, their
+        webhook event, the roll-ups when due. One bulk write per collection, not one
+        `bulkWrite` across them: the embedded server runs that op by op, and 25
+        inserts cost it twice what one `insert` of 25 does (`benchmarks/bulk_write.py`)."""
         inserts, self.inserts = self.inserts, []
         updates, self.updates = self.updates, []
         previous, self.previous = self.previous, {}
         statuses, self.statuses = self.statuses, {}
         self.oldest = None
-        closer, self.closer = (self.closer, None) if self.closing else (None, None)
         try:
-            writes = bulk.Writes(self.db)
+            writes = bulk.Writes(self.db, one_command=False)
             placed = campaigns.stage_outcomes(writes, inserts, updates)
             # Where a delivery receipt finds its delivery (actors.sms_gateway).
             campaigns.stage_sms_parts(writes, [
@@ -273,12 +263,6 @@ class OutcomeRecorder:
                 for did, (status, customer_id) in statuses.items()])
             for message in events:
                 writes.insert("webhook_messages", message)
-            if closer is not None:
-                retry = self.retry_ids + [customer_id for status, customer_id
-                                          in statuses.values()
-                                          if status == DeliveryStatus.PENDING]
-                writes.update("batches", {"_id": self.job.batch_id, "claim": self.job.claim},
-                              closer(retry))
             lost = {placed[at] for at in await writes.apply() if at in placed}
             self.webhooks += len(events)
             for doc in inserts:
@@ -317,10 +301,9 @@ class OutcomeRecorder:
                           self.job.batch_id)
             return []
 
-    async def close(self, closer: Callable[[list[str]], dict] | None) -> None:
-        """Wait until every outcome is written, and the batch closed with the last of
-        them by `closer`'s update (given every recipient to try again)."""
-        self.closing, self.closer = True, closer
+    async def close(self) -> None:
+        """Wait until every outcome is written."""
+        self.closing = True
         self.kick.set()
         await self.flusher
 
@@ -328,12 +311,15 @@ class OutcomeRecorder:
 async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     reserve: Reserve | None = None,
                     control: BatchControl | None = None,
-                    on_draining: Draining | None = None) -> dict[str, Any]:
+                    on_draining: Draining | None = None,
+                    close: bool = True) -> dict[str, Any]:
     """Send one batch; return what happened (counts by status, identity, what is next).
-    `on_draining` is called once, when the last recipient is taken for sending."""
+    `on_draining` is called once, when the last recipient is taken for sending. The
+    run's close (what is left of the batch, at which attempt) is in `summary["close"]`;
+    `close` False leaves writing it to the caller (the runner, with the counters)."""
     db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
-                          control or BatchControl(), on_draining).run()
+                          control or BatchControl(), on_draining, close).run()
 
 
 class BatchRun:
@@ -341,8 +327,9 @@ class BatchRun:
 
     def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                  reserve: Reserve | None, control: BatchControl,
-                 on_draining: Draining | None = None):
+                 on_draining: Draining | None = None, close_here: bool = True):
         self.db, self.job, self.identity = db, job, identity
+        self.close_here = close_here
         self.reserve, self.control = reserve, control
         self.on_draining = on_draining
         self.settings = job.settings
@@ -358,9 +345,6 @@ class BatchRun:
         self.margin_s = min(2.0, self.lease_s / 4)
         self.lease_until = 0.0
         self.renewed_at = 0.0  # when the last renewal (or the claim) was issued
-        self.released = 0  # recipients not taken (stopped): back in the batch
-        # What the close left in the batch, and when it is due again.
-        self.closed: tuple[list[str], datetime | None] = ([], None)
 
     async def run(self) -> dict[str, Any]:
         job = self.job
@@ -388,47 +372,38 @@ class BatchRun:
             senders: list = sms.smpp_senders(self.settings, job.runtime.endpoints, n)
         else:
             senders = await sender_pool().take(self.settings, job.runtime.endpoints, n)
-        sent_all = False
         try:
             await asyncio.gather(*(self._connection(s, recorder) for s in senders))
-            sent_all = True
         finally:
             self.stop.set()
             watcher.cancel()
-            # The close goes with the last outcomes; a run that failed does not close.
-            await recorder.close(self._closer(carried) if sent_all else None)
+            await recorder.close()
             if job.channel != "sms":
                 sender_pool().give(senders)
-        remaining, not_before = self.closed
+        unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        retry = carried + recorder.retry_ids
+        if unsent or self.stop_reason:
+            # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
+            remaining, attempt, not_before = unsent + retry, job.attempt, None
+        else:
+            attempt = job.attempt + 1
+            remaining = retry
+            not_before = campaigns.now() + timedelta(seconds=campaigns.backoff_s(
+                attempt, self.settings.retry_backoff_s)) if retry else None
+        summary["close"] = {"batch": job.batch_id, "claim": job.claim,
+                            "remaining": remaining, "attempt": attempt,
+                            "not_before": not_before}
+        if self.close_here:
+            await close_batch(self.db, summary)
         if remaining:  # (if the claim was lost meanwhile, the runner's claim finds out)
             summary["next"] = (not_before or campaigns.now()).timestamp()
         counts = dict(recorder.counts)
         summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
-                       latencies=recorder.latencies, released=self.released,
+                       latencies=recorder.latencies, released=len(unsent),
                        rollups=recorder.increments.take() if recorder.increments else None,
                        webhooks=recorder.webhooks,
                        stopped=self.stop_reason[0] if self.stop_reason else None)
         return summary
-
-    def _closer(self, carried: list[str]) -> Callable[[list[str]], dict]:
-        """The close of this run, given the recipients whose attempt asks for another:
-        what is left, at which attempt and when (kept in `closed` for the summary)."""
-        job = self.job
-        unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
-        self.released = len(unsent)
-
-        def close(retried: list[str]) -> dict:
-            retry = carried + retried
-            if unsent or self.stop_reason:
-                # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
-                remaining, attempt, not_before = unsent + retry, job.attempt, None
-            else:
-                attempt, remaining = job.attempt + 1, retry
-                not_before = campaigns.now() + timedelta(seconds=campaigns.backoff_s(
-                    attempt, self.settings.retry_backoff_s)) if retry else None
-            self.closed = (remaining, not_before)
-            return campaigns.close_update(remaining, attempt, not_before)
-        return close
 
     async def _recipients(self, ids: list[str]) -> dict[str, dict]:
         """The customers to send to, fresh as of now: their documents from the page the
@@ -505,10 +480,8 @@ class BatchRun:
                 cid = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            if self.queue.empty():
-                recorder.last_taken = True
-                if self.on_draining is not None:
-                    self._draining()
+            if self.queue.empty() and self.on_draining is not None:
+                self._draining()
             previous = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
             outcome, latency_ms, mid = await self._send_one(cid, sender)
             if outcome is None or outcome.status == AUTH:
@@ -560,14 +533,34 @@ class BatchRun:
         return outcome, (time.perf_counter() - started) * 1000, mid
 
 
-async def count_alone(job: BatchJob, summary: dict[str, Any]) -> None:
-    """Add a stopped batch's outcomes to the campaign's counters and roll-ups: its
-    summary does not reach the runner (Ray reports a cancelled task as cancelled)."""
-    db = job.runtime.database()
-    await campaigns.record_progress(db, job.campaign_id,
-                                    campaigns.summary_increments(summary), None)
+async def close_batch(db: AsyncDatabase, summary: dict[str, Any]) -> bool:
+    """Write a run's close (`summary["close"]`); False when its claim was lost."""
+    close = summary["close"]
+    return await campaigns.close_batch(db, close["batch"], close["claim"],
+                                       remaining=close["remaining"], attempt=close["attempt"],
+                                       not_before=close["not_before"])
+
+
+def stage_close(writes: bulk.Writes, close: dict[str, Any]) -> None:
+    """Queue a run's close (`summary["close"]`) with other writes."""
+    writes.update("batches", {"_id": close["batch"], "claim": close["claim"]},
+                  campaigns.close_update(close["remaining"], close["attempt"],
+                                         close["not_before"]))
+
+
+async def count_alone(job: BatchJob, summary: dict[str, Any], *, close: bool) -> None:
+    """Add a stopped batch's outcomes to the campaign's counters and roll-ups, and
+    close it if `close`: its summary does not reach the runner (Ray reports a cancelled
+    task as cancelled). One command."""
+    writes = bulk.Writes(job.runtime.database())
+    inc = campaigns.summary_increments(summary)
+    if inc:
+        writes.update("campaigns", {"_id": job.campaign_id}, {"$inc": inc})
     if summary.get("rollups"):
-        await rollups.write(db, summary["rollups"])
+        rollups.stage(writes, summary["rollups"])
+    if close and summary.get("close"):
+        stage_close(writes, summary["close"])
+    await writes.apply()
 
 
 def compose_sms(job: BatchJob, customer: dict) -> str:
