@@ -6,8 +6,9 @@ roll-ups and batch closes (a few updates, to three collections) costs one comman
 three. An older server gets one unordered bulk write per collection, in the order the
 collections were first written (the client remembers that it has no `bulkWrite`).
 `one_command=False` always writes per collection: for many inserts, which the embedded
-server runs op by op inside `bulkWrite` (25 inserts cost it twice what one `insert` of
-25 does; `benchmarks/bulk_write.py`).
+server runs op by op inside `bulkWrite` (25 inserts cost it three times what one
+`insert` of 25 does; three updates cost it a fifth less as one `bulkWrite`:
+`benchmarks/bulk_write.py`).
 
 Writes are unordered. A duplicate key (11000) is not an error here: `apply` returns
 the positions of the writes it refused, and the caller says what that means (a delivery

@@ -235,7 +235,8 @@ class OutcomeRecorder:
         """Write the queued outcomes, with what goes with them: their SMS parts, their
         webhook event, the roll-ups when due. One bulk write per collection, not one
         `bulkWrite` across them: the embedded server runs that op by op, and 25
-        inserts cost it twice what one `insert` of 25 does (`benchmarks/bulk_write.py`)."""
+        inserts cost it three times what one `insert` of 25 does
+        (`benchmarks/bulk_write.py`)."""
         inserts, self.inserts = self.inserts, []
         updates, self.updates = self.updates, []
         previous, self.previous = self.previous, {}
