@@ -232,10 +232,10 @@ class OutcomeRecorder:
                 await asyncio.wait_for(self.kick.wait(), timeout)
 
     async def _flush(self) -> None:
-        """Write the queued outcomes, with what goes with them: their SMS parts, their
-        webhook event, the roll-ups when due. One bulk write per collection, not one
-        `bulkWrite` across them: the embedded server runs that op by op, and 25
-        inserts cost it three times what one `insert` of 25 does
+        """Write the queued outcomes (with the roll-ups when due), then what follows from
+        those written: their SMS parts and their webhook event. One bulk write per
+        collection, not one `bulkWrite` across them: the embedded server runs that op by
+        op, and 25 inserts cost it three times what one `insert` of 25 does
         (`benchmarks/bulk_write.py`)."""
         inserts, self.inserts = self.inserts, []
         updates, self.updates = self.updates, []
@@ -245,11 +245,6 @@ class OutcomeRecorder:
         try:
             writes = bulk.Writes(self.db, one_command=False)
             placed = campaigns.stage_outcomes(writes, inserts, updates)
-            # Where a delivery receipt finds its delivery (actors.sms_gateway).
-            campaigns.stage_sms_parts(writes, [
-                {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
-                for did, fields in (*((doc["_id"], doc) for doc in inserts), *updates)
-                for part in fields.get("smsc_ids", ())])
             # The reports' roll-ups gather over the batch and go back to the runner with
             # its counts (it writes them with the campaign's counters, for every task at
             # once); a long batch writes its own every ROLLUP_EVERY_S, but not at its
@@ -259,18 +254,22 @@ class OutcomeRecorder:
             if not self.closing and time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
                 rollups.stage(writes, self.increments)
                 self.increments, self.rollups_at = rollups.Increments(), time.monotonic()
-            events = await self._event([
-                {"delivery_id": did, "customer_id": customer_id, "status": status}
-                for did, (status, customer_id) in statuses.items()])
-            for message in events:
-                writes.insert("webhook_messages", message)
             lost = {placed[at] for at in await writes.apply() if at in placed}
-            self.webhooks += len(events)
-            for doc in inserts:
-                if doc["_id"] not in lost:
-                    self.increments.outcome(self.job.campaign_id, doc, None)
+            written = [(doc["_id"], doc) for doc in inserts if doc["_id"] not in lost]
+            for _, doc in written:
+                self.increments.outcome(self.job.campaign_id, doc, None)
             for did, fields in updates:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
+            parts = bulk.Writes(self.db, one_command=False)
+            # Where a delivery receipt finds its delivery (actors.sms_gateway).
+            campaigns.stage_sms_parts(parts, [
+                {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
+                for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
+            await parts.apply()
+            changed = [{"delivery_id": did, "customer_id": customer_id, "status": status}
+                       for did, (status, customer_id) in statuses.items() if did not in lost]
+            if changed:  # one event per flush, and no write at all when nobody listens
+                await self._emit(changed)
         except BaseException as exc:  # surface it to the senders: stop sending
             async with self.changed:
                 self.error = exc
@@ -288,19 +287,15 @@ class OutcomeRecorder:
             self.unrecorded -= len(statuses)
             self.changed.notify_all()
 
-    async def _event(self, changed: list[dict]) -> list[dict]:
-        """The flush's delivery.status event, one message per listening endpoint (none
-        when nobody listens); the outcomes are recorded whatever becomes of it."""
-        if not changed:
-            return []
+    async def _emit(self, changed: list[dict]) -> None:
+        """The webhook event of a flush; the outcomes are recorded whatever becomes of it."""
         try:
-            return await webhooks.event_messages(self.db, webhooks.DELIVERY_STATUS, {
+            self.webhooks += await webhooks.emit(self.db, webhooks.DELIVERY_STATUS, {
                 "campaign_id": self.job.campaign_id, "deliveries": changed},
                 endpoints=self.job.listeners)
         except Exception:
             log.exception("batch %s: its delivery.status event could not be stored",
                           self.job.batch_id)
-            return []
 
     async def close(self) -> None:
         """Wait until every outcome is written."""

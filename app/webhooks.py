@@ -193,35 +193,25 @@ def message_id(key: str, endpoint_id: str) -> str:
     return "msg_" + hashlib.sha256(f"{key}|{endpoint_id}".encode()).hexdigest()[:32]
 
 
-async def event_messages(db: AsyncDatabase, event_type: str, data: dict[str, Any], *,
-                         key: str | None = None, listeners: Subscriptions | None = None,
-                         endpoints: list[str] | None = None) -> list[dict]:
-    """The messages that store one event, one for every endpoint that wants it (none
-    when nobody listens): `endpoints` when the caller knows them, else read through
-    `listeners` (this process's `subscriptions`). `emit` writes them, or a caller adds
-    them to its own write."""
+async def emit(db: AsyncDatabase, event_type: str, data: dict[str, Any], *,
+               key: str | None = None, listeners: Subscriptions | None = None,
+               endpoints: list[str] | None = None) -> int:
+    """Store one event for every endpoint that wants it (`endpoints` when the caller
+    knows them, else read through `listeners`, this process's `subscriptions`); how
+    many were stored. The caller pokes the webhook actor when this is more than 0. An
+    event with a `key` (e.g. the chat event it reports) is stored once however often it
+    is emitted, so a producer's retry does not reach the receiver as a second event."""
     if endpoints is None:
         endpoints = await (listeners or subscriptions).endpoints_for(db, event_type)
     if not endpoints:
-        return []
+        return 0
     at = now()
     event_id = "evt_" + (hashlib.sha256(key.encode()).hexdigest()[:32] if key
                          else uuid.uuid4().hex)
-    return [{"_id": message_id(key, endpoint) if key else "msg_" + uuid.uuid4().hex,
+    docs = [{"_id": message_id(key, endpoint) if key else "msg_" + uuid.uuid4().hex,
              "event_id": event_id, "endpoint_id": endpoint, "type": event_type, "data": data,
              "created_at": at, "status": WebhookStatus.PENDING, "attempts": 0, "next_at": at}
             for endpoint in endpoints]
-
-
-async def emit(db: AsyncDatabase, event_type: str, data: dict[str, Any], *,
-               key: str | None = None, listeners: Subscriptions | None = None) -> int:
-    """Store one event for every endpoint that wants it; how many were stored. The
-    caller pokes the webhook actor when this is more than 0. An event with a `key`
-    (e.g. the chat event it reports) is stored once however often it is emitted, so a
-    producer's retry does not reach the receiver as a second event."""
-    docs = await event_messages(db, event_type, data, key=key, listeners=listeners)
-    if not docs:
-        return 0
     try:
         await db.webhook_messages.insert_many(docs, ordered=False)
     except BulkWriteError as exc:  # stored before, under the same key

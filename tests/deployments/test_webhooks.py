@@ -143,10 +143,10 @@ def test_an_endpoint_added_while_a_campaign_runs_hears_its_later_deliveries(
     endpoint: the batches it starts after that report to it (the runner itself reads
     the endpoints again only every minute)."""
     domain = unique_domain("hooklate")
-    emails = [f"c{n:02d}@{domain}" for n in range(16)]
+    emails = [f"c{n:02d}@{domain}" for n in range(40)]
     import_audience(api, emails, tag=domain)
     campaign_id = create_campaign(api, domain)
-    launch(api, campaign_id, workers=1, batch_size=2, rate_limit_per_s=4)  # ~4 s
+    launch(api, campaign_id, workers=1, batch_size=2, rate_limit_per_s=5)  # ~8 s
     wait_for(api, campaign_id, lambda view: view["counts"]["sent"] >= 2)
     endpoint = register(api, receiver.url("/late"), ["delivery.status"])
     assert wait_for(api, campaign_id, finished)["status"] == "completed"
