@@ -322,8 +322,8 @@ def close_update(remaining: list[str], attempt: int, not_before: datetime | None
 
 async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: list[str],
                       attempt: int, not_before: datetime | None) -> bool:
-    """Close a run on its own (see `close_update`); False when the claim was lost. A
-    batch's task usually sends its close with its last outcomes (`app.sending`)."""
+    """Close a run on its own (see `close_update`); False when the claim was lost. Under
+    a runner, the close goes with its counters instead (`app.sending.stage_close`)."""
     result = await db.batches.update_one({"_id": batch, "claim": claim},
                                          close_update(remaining, attempt, not_before))
     return result.matched_count == 1
@@ -381,9 +381,9 @@ def stage_outcomes(writes: bulk.Writes, inserts: list[dict],
 
 async def write_outcomes(db: AsyncDatabase, inserts: list[dict],
                          updates: list[tuple[str, dict]]) -> set[str]:
-    """Record outcomes (`stage_outcomes`) in one command; the delivery ids whose insert
-    lost to an earlier record."""
-    writes = bulk.Writes(db)
+    """Record outcomes (`stage_outcomes`) as a flush does, per collection; the delivery
+    ids whose insert lost to an earlier record."""
+    writes = bulk.Writes(db, one_command=False)
     placed = stage_outcomes(writes, inserts, updates)
     return {placed[at] for at in await writes.apply() if at in placed}
 
