@@ -49,7 +49,7 @@ from app import bulk, campaigns, logs, rollups, telemetry, tracing, webhooks
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
-from app.sending import BatchJob, stage_close
+from app.sending import BatchJob, stage_finished
 from app.statuses import FINISHED, BatchStatus, CampaignStatus
 
 log = logging.getLogger("operator_comms.runner")
@@ -450,12 +450,10 @@ class CampaignRunner:
             update = campaigns.progress_update(inc, sample, sets)
             if update:
                 self.pending_inc = Counter()
-                writes.update("campaigns", {"_id": self.campaign_id}, update)
-            if self.pending_rollups:
-                rollups.stage(writes, self.pending_rollups.take())
             closes, self.pending_closes = self.pending_closes, []
-            for close in closes:
-                stage_close(writes, close)
+            stage_finished(writes, self.campaign_id, update,
+                           self.pending_rollups.take() if self.pending_rollups else None,
+                           closes)
             if writes:
                 self.progress_at = time.monotonic()
                 await writes.apply()

@@ -323,7 +323,7 @@ def close_update(remaining: list[str], attempt: int, not_before: datetime | None
 async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: list[str],
                       attempt: int, not_before: datetime | None) -> bool:
     """Close a run on its own (see `close_update`); False when the claim was lost. Under
-    a runner, the close goes with its counters instead (`app.sending.stage_close`)."""
+    a runner, the close goes with its counters instead (`app.sending.stage_finished`)."""
     result = await db.batches.update_one({"_id": batch, "claim": claim},
                                          close_update(remaining, attempt, not_before))
     return result.matched_count == 1

@@ -537,11 +537,19 @@ async def close_batch(db: AsyncDatabase, summary: dict[str, Any]) -> bool:
                                        not_before=close["not_before"])
 
 
-def stage_close(writes: bulk.Writes, close: dict[str, Any]) -> None:
-    """Queue a run's close (`summary["close"]`) with other writes."""
-    writes.update("batches", {"_id": close["batch"], "claim": close["claim"]},
-                  campaigns.close_update(close["remaining"], close["attempt"],
-                                         close["not_before"]))
+def stage_finished(writes: bulk.Writes, campaign_id: str, campaign_update: dict,
+                   increments: rollups.Increments | None, closes: list[dict]) -> None:
+    """Queue what finished runs leave to write, together: the campaign's update (its
+    counters), the roll-up increments and each run's close (`summary["close"]`). The
+    runner writes a round's this way, a cancelled task its own."""
+    if campaign_update:
+        writes.update("campaigns", {"_id": campaign_id}, campaign_update)
+    if increments:
+        rollups.stage(writes, increments)
+    for close in closes:
+        writes.update("batches", {"_id": close["batch"], "claim": close["claim"]},
+                      campaigns.close_update(close["remaining"], close["attempt"],
+                                             close["not_before"]))
 
 
 async def count_alone(job: BatchJob, summary: dict[str, Any], *, close: bool) -> None:
@@ -549,13 +557,10 @@ async def count_alone(job: BatchJob, summary: dict[str, Any], *, close: bool) ->
     close it if `close`: its summary does not reach the runner (Ray reports a cancelled
     task as cancelled). One command."""
     writes = bulk.Writes(job.runtime.database())
-    inc = campaigns.summary_increments(summary)
-    if inc:
-        writes.update("campaigns", {"_id": job.campaign_id}, {"$inc": inc})
-    if summary.get("rollups"):
-        rollups.stage(writes, summary["rollups"])
-    if close and summary.get("close"):
-        stage_close(writes, summary["close"])
+    stage_finished(writes, job.campaign_id,
+                   campaigns.progress_update(campaigns.summary_increments(summary), None),
+                   summary.get("rollups"),
+                   [summary["close"]] if close and summary.get("close") else [])
     await writes.apply()
 
 

@@ -22,7 +22,7 @@ from app.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bu
 from app.db import database, ensure_indexes
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.runtime import Runtime
-from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch, stage_close
+from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch, stage_finished
 from app.statuses import BatchStatus
 from app.webhooks import Subscriptions
 from embedded.processes import free_port
@@ -302,10 +302,9 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     task = len(counter.commands) - periodic - listeners
     # The runner's write for this task: counters, roll-ups and the close, one command.
     runner = Writes(database(uri, batch.db_name))
-    runner.update("campaigns", {"_id": job.campaign_id},
-                  {"$inc": campaigns.summary_increments(summary)})
-    rollups.stage(runner, summary["rollups"])
-    stage_close(runner, summary["close"])
+    stage_finished(runner, job.campaign_id,
+                   {"$inc": campaigns.summary_increments(summary)}, summary["rollups"],
+                   [summary["close"]])
     await runner.apply()
     assert len(counter.commands) - periodic - listeners == task + 1
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
