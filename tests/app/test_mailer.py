@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import aiosmtplib
+import pytest
+from aiosmtplib.email import quote_address
 
 from app.config import Endpoints, Settings
 from app.mailer import (
@@ -18,6 +21,7 @@ from app.mailer import (
     build_message,
     classify,
     delivery_id_in,
+    envelope_address,
     message_id,
     one_line,
 )
@@ -102,6 +106,40 @@ def test_classification() -> None:
     assert (refused.status, refused.code) == (FAILED, 552)
 
 
+def test_envelope_addresses_are_what_aiosmtplib_would_write() -> None:
+    """The fast path for plain mailboxes writes what aiosmtplib's own quoting writes,
+    for addresses of every shape (random ones from the characters that matter)."""
+    shapes = ["a@x.example", "ana.silva+news@mail.op.example", "o'brien@x.example",
+              "Ops <ops@operator.example>", '"odd local"@x.example', "a..b@x.example",
+              ".a@x.example", "a@x", "a@[127.0.0.1]", "UPPER@X.EXAMPLE", "a@-x.example",
+              "x@y.example (comment)", "{t}|~^`#$%&*=?/!@x.example"]
+    chars = "ab.@+-_'\"<>()[]:;, \\{}|~^`#$%&*=?/!9Z"
+    pick = random.Random(20261203)
+    shapes += ["".join(pick.choice(chars) for _ in range(pick.randint(1, 14)))
+               for _ in range(3000)]
+    for address in shapes:
+        try:
+            expected = quote_address(address).encode("ascii")
+        except ValueError as exc:  # injection, or non-ASCII: refused the same way
+            with pytest.raises(type(exc)):
+                envelope_address(address)
+        else:
+            assert envelope_address(address) == expected, address
+
+
+def test_an_address_cannot_add_parameters_or_commands() -> None:
+    """Whatever a recipient's address holds, the command gets one bracketed mailbox:
+    no space, CR or LF to start a parameter or a second command."""
+    for address in ("a@x.example> NOTIFY=NEVER", "a@x.example\r\nRCPT TO:<b@x.example>",
+                    "<a@x.example> SIZE=1", "a@x.example NOTIFY=NEVER"):
+        written = envelope_address(address)
+        assert written.startswith(b"<") and written.endswith(b">")
+        assert not any(ch in written for ch in b" \r\n\t"), written
+        assert written.count(b"<") == written.count(b">") == 1
+    with pytest.raises(UnicodeEncodeError):  # as aiosmtplib's `rcpt` refuses it
+        envelope_address("ação@x.example")
+
+
 def test_one_connection_carries_refusals_and_sends_in_turn() -> None:
     """Through a real aiosmtpd: a 550 fails, a 451 is worth a retry, and the same
     connection then carries the next message; MAIL names the message's exact size."""
@@ -139,6 +177,41 @@ def test_one_connection_carries_refusals_and_sends_in_turn() -> None:
     assert same_connection
     assert sink.handler.count_by_recipient() == {"a@x.example": 1, "d@x.example": 1}
     assert mail_options == [[f"SIZE={len(message.data)}"] for message in messages]
+
+
+def test_a_refused_sender_is_an_outcome_and_the_connection_goes_on() -> None:
+    """Through a real aiosmtpd: MAIL refused with 451 is worth a retry, with 550 final;
+    the transaction is reset and the same connection sends the next message."""
+    sink = SmtpSink(None)
+    host, port = sink.start()
+    replies = iter(["451 4.3.0 busy", "550 5.7.1 sender blocked", "250 OK"])
+
+    async def handle_mail(server, session, envelope, address, options):
+        reply = next(replies)
+        if reply.startswith("250"):
+            envelope.mail_from = address
+        return reply
+
+    sink.handler.handle_MAIL = handle_mail
+    message = build_message(Mail(to_email="a@x.example", to_name="Ana", subject="Hi",
+                                 text="Hello.\n"), "Ops <ops@operator.example>")
+
+    async def send_thrice() -> tuple[list[SendOutcome], bool]:
+        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
+        outcomes = [await sender.send(message)]
+        first = sender.client
+        outcomes += [await sender.send(message), await sender.send(message)]
+        same = sender.client is first
+        await sender.close()
+        return outcomes, same
+
+    try:
+        outcomes, same_connection = asyncio.run(send_thrice())
+    finally:
+        sink.stop()
+    assert [(o.status, o.code) for o in outcomes] == [(RETRY, 451), (FAILED, 550), (SENT, 250)]
+    assert same_connection
+    assert sink.handler.count_by_recipient() == {"a@x.example": 1}
 
 
 def test_a_relay_that_refuses_ehlo_is_greeted_with_helo_and_still_sends() -> None:
