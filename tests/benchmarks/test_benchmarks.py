@@ -25,7 +25,7 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
         "5", "0", "--batch-size", "10", "--min-seconds", "0.5", "--smallest", "30",
         "--largest", "60", "--gevent-greenlets", "4", "--sms-workers", "2",
         "--wide-workers", "1", "--wide-connections", "3", "--wide-batch-size", "20",
-        "--out", str(tmp_path), timeout=900)
+        "--min-batches", "4", "--out", str(tmp_path), timeout=900)
     data = json.loads((tmp_path / "scaling.json").read_text())
     rows = data["results"]
     systems = {"operator-comms", "operator-comms (default connections)", "celery prefork",
@@ -38,6 +38,13 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
             ("operator-comms (default connections)", 2),
             ("operator-comms (many connections)", 1),
             ("operator-comms SMS (embedded SMSC)", 2)}
+        raws = [r for r in rows if r["sink_delay_ms"] == delay and r["workers"] == "raw"]
+        assert [r["measured"] for r in raws] == ["before the app", "after the app"]
+        # Four batches of 10 a worker at least, for both systems at the same W.
+        for system in ("celery prefork", "operator-comms"):
+            sizes = {r["workers"]: r["messages"] for r in rows
+                     if r["sink_delay_ms"] == delay and r["system"] == system}
+            assert sizes[1] >= 40 and sizes[2] >= 80, (system, sizes)
     for row in rows:
         assert row["system"] in systems
         assert row["messages"] == row["expected"] >= 30 and row["messages_per_s"] > 0
@@ -50,6 +57,7 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
             assert row["batch_size"] == (20 if wide else 10)
     assert data["machine"]["cpu_count"] >= 1
     assert {"zero_best_vs_raw", "zero_best_vs_best_celery"} <= set(data["targets"])
+    assert len(data["targets"]["zero_best_vs_each_raw"]) == 2
     assert data["targets_from_launch"]["rate"] == "messages_per_s"
     assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,system,workers")
     assert "| batch | messages |" in (tmp_path / "scaling.md").read_text()
