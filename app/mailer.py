@@ -175,8 +175,9 @@ def _quoted(address: str) -> bytes:
 def envelope_address(address: str) -> bytes:
     """`<address>` for MAIL FROM or RCPT TO, as aiosmtplib's `mail` and `rcpt` write it:
     a plain mailbox (a campaign's recipients) is bracketed as is; the sender, and any
-    other form, go through aiosmtplib's parser once (cached). Raises ValueError for an
-    address that could inject into the command, UnicodeEncodeError for non-ASCII."""
+    other form, go through aiosmtplib's parser once (cached), which folds what could
+    inject into the command, or raises ValueError; non-ASCII raises UnicodeEncodeError,
+    as the ASCII command line of `mail` and `rcpt` does."""
     if _PLAIN_MAILBOX.fullmatch(address):
         return b"<" + address.encode("ascii") + b">"
     return _quoted(address)

@@ -22,12 +22,13 @@ Every row runs at least `--min-seconds` (its audience is sized from an estimate 
 doubled until it does), and the one-connection rows (Celery prefork and operator-comms
 at each W) send at least `--min-batches` full batches per worker, the same number for
 both: a row of two or three batches a worker measures its first and last batches (the
-first wave's and the tail's smaller ones) more than its steady state. Rows report messages/s, launch-to-delivery p50/p99, machine
-CPU, the busiest processes' CPU, and for operator-comms the database commands per
-delivered message from `serverStatus` opcounters (net of the app's idle background,
-measured before the rows): over the whole campaign (launch and completion included)
-and over the steady window the rate is taken from (10th to 90th percentile arrival),
-which is the per-batch work the target is about.
+first wave's and the tail's smaller ones) more than its steady state. Rows report
+messages/s, launch-to-delivery p50/p99, machine CPU, the busiest processes' CPU, and
+for operator-comms the database commands per delivered message from `serverStatus`
+opcounters (net of the app's idle background, measured before the rows): over the
+whole campaign (launch and completion included) and over the steady window the rate
+is taken from (10th to 90th percentile arrival), which is the per-batch work the
+target is about.
 
     python -m benchmarks.scaling                      # what `make bench` runs
     python -m benchmarks.scaling --workers 1 2 --delays 0 --min-seconds 2 --out /tmp/x
