@@ -140,6 +140,22 @@ def test_an_address_cannot_add_parameters_or_commands() -> None:
         envelope_address("ação@x.example")
 
 
+def send_in_turn(host: str, port: int, messages: list) -> tuple[list[SendOutcome], bool]:
+    """Each message through one Sender, in turn: the outcomes, and whether the
+    connection that carried the first carried them all."""
+
+    async def run() -> tuple[list[SendOutcome], bool]:
+        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
+        outcomes = [await sender.send(messages[0])]
+        first = sender.client
+        outcomes += [await sender.send(message) for message in messages[1:]]
+        same = sender.client is first
+        await sender.close()
+        return outcomes, same
+
+    return asyncio.run(run())
+
+
 def test_one_connection_carries_refusals_and_sends_in_turn() -> None:
     """Through a real aiosmtpd: a 550 fails, a 451 is worth a retry, and the same
     connection then carries the next message; MAIL names the message's exact size."""
@@ -159,17 +175,8 @@ def test_one_connection_carries_refusals_and_sends_in_turn() -> None:
                 for to in ("a@x.example", "b+reject@x.example", "c+tempfail@x.example",
                            "d@x.example")]
 
-    async def send_all() -> tuple[list[SendOutcome], bool]:
-        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
-        outcomes = [await sender.send(messages[0])]
-        first = sender.client
-        outcomes += [await sender.send(message) for message in messages[1:]]
-        same = sender.client is first
-        await sender.close()
-        return outcomes, same
-
     try:
-        outcomes, same_connection = asyncio.run(send_all())
+        outcomes, same_connection = send_in_turn(host, port, messages)
     finally:
         sink.stop()
     assert [(o.status, o.code) for o in outcomes] == [
@@ -196,17 +203,8 @@ def test_a_refused_sender_is_an_outcome_and_the_connection_goes_on() -> None:
     message = build_message(Mail(to_email="a@x.example", to_name="Ana", subject="Hi",
                                  text="Hello.\n"), "Ops <ops@operator.example>")
 
-    async def send_thrice() -> tuple[list[SendOutcome], bool]:
-        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
-        outcomes = [await sender.send(message)]
-        first = sender.client
-        outcomes += [await sender.send(message), await sender.send(message)]
-        same = sender.client is first
-        await sender.close()
-        return outcomes, same
-
     try:
-        outcomes, same_connection = asyncio.run(send_thrice())
+        outcomes, same_connection = send_in_turn(host, port, [message] * 3)
     finally:
         sink.stop()
     assert [(o.status, o.code) for o in outcomes] == [(RETRY, 451), (FAILED, 550), (SENT, 250)]
