@@ -216,20 +216,27 @@ def test_offers_due_together_fire_as_one_batch(stack: Stack) -> None:
         "status": "scheduled", "created_at": due, "fire_at": due,
         "expires_at": due + timedelta(days=7)} for n, s in enumerate(sessions)])
     ids = [f"{prefix}:{n}" for n in range(30)]
+
+    def named() -> list[dict]:
+        return [p for p in db.system.profile.find({"op": {"$in": ["insert", "update", "query"]}})
+                if p.get("ns") != f"{db.name}.system.profile"
+                and any(x in str(p.get("command")) for x in (prefix, sessions[0]))]
     db.command("profile", 2)
     try:
         ray.kill(marketing(), no_restart=False)  # it reloads them, all due at once
         wait_until(lambda: db.offers.count_documents({"_id": {"$in": ids},
                                                       "status": "sent"}) == 30,
                    timeout_s=90, what="the thirty offers to fire")
+        # A command's profile entry is written after it answers, and only while profiling
+        # is on: wait for the entry of the write that marked them sent.
+        wait_until(lambda: any(p["op"] == "update" and "'sent'" in str(p["command"])
+                               for p in named()), what="the 'sent' write in the profile")
     finally:
         db.command("profile", 0)
     stats = ray.get(marketing().stats.remote())
     assert stats["fired"] == 30 and stats["batches"] == 1
-    named = [p for p in db.system.profile.find({"op": {"$in": ["insert", "update", "query"]}})
-             if p.get("ns") != f"{db.name}.system.profile"
-             and any(x in str(p.get("command")) for x in (prefix, sessions[0]))]
-    assert len(named) <= 6, [(p["op"], p["ns"]) for p in named]
+    entries = named()
+    assert len(entries) <= 6, [(p["op"], p["ns"]) for p in entries]
     for session_id in sessions:
         assert db.messages.count_documents({"session_id": session_id,
                                             "role": "marketing"}) == 1
