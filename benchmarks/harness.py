@@ -26,6 +26,7 @@ from app.send_tasks import worker_pool_environment
 from app.telemetry import ray_environment
 from app.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
+from deployments.options import serve_environment
 from embedded.processes import free_port
 
 
@@ -45,7 +46,8 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
               "mongodb_db": "bench", "public_url": f"http://127.0.0.1:{port}", **overrides}
     settings: Settings = load_settings(**values)
     environment = {**ray_environment(settings),  # tracing or JSON logs: as `make run` sets it
-                   **worker_pool_environment(settings, num_cpus)}  # and its warm workers
+                   **worker_pool_environment(settings, num_cpus),  # and its warm workers
+                   **serve_environment()}  # and Serve's controller loop
     os.environ.update(environment)
     ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=registry.NAMESPACE,
              logging_level="ERROR", log_to_driver=False)

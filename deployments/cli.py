@@ -25,10 +25,13 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
     from actors.local_services import local_services
     from app.send_tasks import worker_pool_environment
     from deployments.main import AppArgs, deploy, start_serve
+    from deployments.options import serve_environment
 
     # Read by the processes of a Ray started here (not by a running cluster's: there it
     # goes in the environment of `ray start`).
     os.environ.update(ray_environment(settings))
+    if not settings.ray_address:
+        os.environ.update(serve_environment())
     num_cpus = None if settings.ray_address else (settings.ray_num_cpus or 8)
     if num_cpus is not None:
         os.environ.update(worker_pool_environment(settings, num_cpus))

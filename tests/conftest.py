@@ -54,6 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from actors.local_services import local_services
     from app.send_tasks import worker_pool_environment
     from deployments.main import AppArgs, deploy, start_serve
+    from deployments.options import serve_environment
 
     port = free_port()
     imap = Dovecot().start()
@@ -70,7 +71,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         imap_password=imap.password, imap_poll_s=1.0,
         send_warm_workers=6,  # more than the CPUs: Ray is told to keep them (below)
     )
-    environment = worker_pool_environment(settings, num_cpus=4)  # as `make run` does
+    environment = {**worker_pool_environment(settings, num_cpus=4),  # as `make run` does
+                   **serve_environment()}
     os.environ.update(environment)
     # Ray's default dashboard port: Ray moves to the next free one if it is taken. A port
     # picked beforehand can be taken by Ray's own processes before the dashboard binds it.

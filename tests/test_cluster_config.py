@@ -59,6 +59,23 @@ def test_env_example_names_only_real_settings() -> None:
     assert names <= known, names - known
 
 
+def test_env_example_gives_a_cluster_the_serve_settings_a_local_run_sets() -> None:
+    from deployments.options import SERVE_ENVIRONMENT
+
+    text = (ROOT / "deploy/operator-comms.env.example").read_text()
+    set_there = dict(re.findall(r"^(RAY_SERVE_\w+)='([^']*)'$", text, re.MULTILINE))
+    assert SERVE_ENVIRONMENT and set_there == SERVE_ENVIRONMENT
+
+
+def test_an_operators_serve_setting_wins_over_the_apps(monkeypatch) -> None:
+    from deployments.options import serve_environment
+
+    monkeypatch.delenv("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", raising=False)
+    assert serve_environment() == {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
+    monkeypatch.setenv("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.2")
+    assert serve_environment() == {}
+
+
 def test_serve_config_passes_serves_schema_with_real_import_paths() -> None:
     config = ServeDeploySchema.model_validate(_yaml("serve_config.yaml"))
     assert [app.route_prefix for app in config.applications] == ["/", "/chat"]

@@ -39,6 +39,15 @@ def _pids_mentioning(text: str) -> list[int]:
     return [int(pid) for pid in found.stdout.split() if int(pid) != os.getpid()]
 
 
+def _environment(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours to read
+        return {}
+    return dict(item.decode(errors="replace").partition("=")[::2]
+                for item in raw.split(b"\0") if b"=" in item)
+
+
 def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path) -> None:
     external = EmbeddedMongo(tmp_path / "external")
     external.start()
@@ -73,6 +82,11 @@ def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path)
         indexes = MongoClient(external.uri)["cli_test"]["customers"].index_information()
         assert "email_1" in indexes
         assert not (data_dir / "mongodb").exists()
+        # Ray's processes started with the launcher's environment: Serve's controller with
+        # the app's control loop (`deployments.options.SERVE_ENVIRONMENT`).
+        controllers = [_environment(pid) for pid in _pids_mentioning("ServeController")]
+        ours = [env for env in controllers if env.get("COMMS_DATA_DIR") == str(data_dir)]
+        assert len(ours) == 1 and ours[0]["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0

@@ -29,6 +29,7 @@ from app.config import load_settings
 from app.telemetry import ray_environment
 from app.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
+from deployments.options import serve_environment
 from embedded.processes import free_port
 from tests.utils.campaigns import create_campaign, generate_audience, launch, wait_for
 
@@ -59,7 +60,7 @@ def main(out: Path) -> None:
         mongodb_db="observed", public_url=f"http://127.0.0.1:{port}",
         admin_token=SECRET, marketing_cooldown_s=1.0)
     assert settings.tracing and settings.log_format == "json", "set COMMS_OTLP_ENDPOINT"
-    os.environ.update(ray_environment(settings))  # as `operator-comms run` does
+    os.environ.update({**ray_environment(settings), **serve_environment()})  # as `run` does
     ray.init(num_cpus=4, namespace=registry.NAMESPACE, logging_level="WARNING")
     result: dict = {"session_dir": ray._private.worker._global_node.get_session_dir_path(),
                     "secret": SECRET}
