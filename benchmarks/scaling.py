@@ -18,6 +18,13 @@ the sink runs in processes of its own (`--sink-processes`, behind SO_REUSEPORT),
   `--wide-batch-size` (one send process per core, many connections each, fewer and
   larger batches: the cheapest shape for a fast relay).
 
+All those rows share one app start, whose warm send workers (`COMMS_SEND_WARM_WORKERS`)
+are sized for its largest W; the `--wide-workers` rows run again in an app start of
+their own, with warm workers sized for them, as an operator who launches only such
+campaigns would set it (`--no-wide-own-start` skips that). An idle Ray worker process
+wakes every 10 ms to check for signals (4-6 ms of CPU a second each, here), so the
+18 idle workers a W=2 row has beside it in the shared start cost it about 6% at 0 ms.
+
 Every row runs at least `--min-seconds` (its audience is sized from an estimate and
 doubled until it does), and the one-connection rows (Celery prefork and operator-comms
 at each W) send at least `--min-batches` full batches per worker, the same number for
@@ -65,10 +72,11 @@ from benchmarks.harness import (
 from benchmarks.smtp_sink import BenchSink
 
 RESULTS = Path(__file__).parent / "results"
-OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS, OC_WIDE = (
+OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS, OC_WIDE, OC_WIDE_OWN = (
     "operator-comms", "operator-comms (default connections)", "celery prefork",
     "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
-    "operator-comms (many connections)")
+    "operator-comms (many connections)",
+    "operator-comms (many connections, own app start)")
 SMS_TEXT = "Ola {{ first_name }}, seu plano {{ plan }} pode ir para Turbo por R$ 129,90."
 RAW_FROM = Settings.model_fields["mail_from"].default  # the app's default sender
 CPU_CEILING = 800  # messages/s assumed possible here, for sizing rows only (doubled if short)
@@ -321,6 +329,7 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
             floor = max(smallest, per_worker * workers) if system == OC else smallest
             row = {"sink_delay_ms": delay, "system": system, "workers": workers,
                    "connections_per_worker": conns, "batch_size": batch_size,
+                   "warm_workers": warm,
                    **sized_runs(run, rate, min_seconds, floor, largest)}
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -336,24 +345,24 @@ def write_outputs(results: list[dict], meta: dict, out: Path) -> None:
     fields = ["sink_delay_ms", "system", "workers", "connections_per_worker", "batch_size",
               "messages", "steady_messages_per_s", "messages_per_s", "first_message_s",
               "p50_ms", "p99_ms", "cpu_percent", "db_commands_per_message",
-              "db_commands_per_message_steady", "elapsed_s"]
+              "db_commands_per_message_steady", "elapsed_s", "warm_workers"]
     with open(out / "scaling.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
     lines = [f"Machine: {json.dumps(meta['machine'])}", f"Command: `{meta['command']}`", "",
-             "| sink delay | system | W | conns/W | batch | messages | msg/s steady "
-             "| vs Celery same W | msg/s from launch | first message s | p99 ms | CPU % "
-             "| DB cmds/msg steady | DB cmds/msg whole campaign "
+             "| sink delay | system | W | conns/W | batch | warm workers | messages "
+             "| msg/s steady | vs Celery same W | msg/s from launch | first message s "
+             "| p99 ms | CPU % | DB cmds/msg steady | DB cmds/msg whole campaign "
              "| busiest processes (% of one core) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for delay in sorted({r["sink_delay_ms"] for r in results}, reverse=True):
         rows = [r for r in results if r["sink_delay_ms"] == delay]
         celery = {r["workers"]: r["steady_messages_per_s"] for r in rows
                   if r["system"] == PREFORK}
         for r in rows:
-            peer = (celery.get(r["workers"]) if r["system"] in (OC, OC_DEFAULT, OC_WIDE)
-                    else None)
+            peer = (celery.get(r["workers"]) if r["system"] in (OC, OC_DEFAULT, OC_WIDE,
+                                                                 OC_WIDE_OWN) else None)
             ratio = f"{r['steady_messages_per_s'] / peer:.2f}x" if peer else ""
             busiest = "; ".join(f"{p['process'][:40]} {p['cpu_percent_of_one_core']}"
                                 for p in r.get("top_processes", [])[:3])
@@ -363,7 +372,7 @@ def write_outputs(results: list[dict], meta: dict, out: Path) -> None:
                 f"| {delay:g} ms | {r['system']}"
                 f"{' (' + r['measured'] + ')' if r.get('measured') else ''} | {r['workers']} | "
                 f"{r['connections_per_worker']} | {r.get('batch_size', '')} | "
-                f"{r['messages']} | "
+                f"{r.get('warm_workers', '')} | {r['messages']} | "
                 f"{r['steady_messages_per_s']} | {ratio} | {r['messages_per_s']} | "
                 f"{r['first_message_s']} | {r['p99_ms'] or ''} | {r['cpu_percent']} | "
                 f"{'' if steady is None else steady} | {'' if cmds is None else cmds} | "
@@ -385,7 +394,8 @@ def chart(results: list[dict], path: Path, meta: dict) -> None:
     delays = sorted({r["sink_delay_ms"] for r in results}, reverse=True)
     fig, axes = plt.subplots(1, len(delays), figsize=(6.5 * len(delays), 4.8), squeeze=False)
     styles = {OC: ("o-", "#5b2a86"), OC_DEFAULT: ("s-", "#c0398a"),
-              OC_WIDE: ("*", "#d62728"), PREFORK: ("^--", "#1f6fb2"),
+              OC_WIDE: ("*", "#d62728"), OC_WIDE_OWN: ("P", "#ff7f0e"),
+              PREFORK: ("^--", "#1f6fb2"),
               OC_SMS: ("D-", "#6b6b6b")}
     for ax, delay in zip(axes[0], delays, strict=True):
         rows = [r for r in results if r["sink_delay_ms"] == delay]
@@ -431,7 +441,8 @@ def targets(results: list[dict], rate: str = "steady_messages_per_s") -> dict:
     def best(rows: list[dict]) -> float:
         return max((r["messages_per_s"] for r in rows), default=0.0)
 
-    oc0 = best(pick(True, OC) + pick(True, OC_DEFAULT) + pick(True, OC_WIDE))
+    oc0 = best(pick(True, OC) + pick(True, OC_DEFAULT) + pick(True, OC_WIDE)
+               + pick(True, OC_WIDE_OWN))
     raws = [r["messages_per_s"] for r in pick(True, RAW)]
     raw0 = sum(raws) / len(raws) if raws else 0.0  # before and after the app rows
     celery0 = best(pick(True, PREFORK) + pick(True, GEVENT))
@@ -487,6 +498,9 @@ def main() -> None:
     parser.add_argument("--wide-connections", type=int, default=32)
     parser.add_argument("--wide-batch-size", type=int, default=500,
                         help="batch size of the --wide-workers rows")
+    parser.add_argument("--wide-own-start", action=argparse.BooleanOptionalAction,
+                        default=True, help="run the --wide-workers rows again in an app "
+                        "start of their own, its warm workers sized for them")
     parser.add_argument("--delays", type=float, nargs="+", default=[50.0, 0.0])
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--min-seconds", type=float, default=10.0)
@@ -507,8 +521,10 @@ def main() -> None:
     meta = {"machine": machine(), "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": "python -m benchmarks.scaling " + " ".join(
                 f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                for k, v in vars(args).items() if k not in ("out", "no_celery"))
-            + (" --no-celery" if args.no_celery else "")}
+                for k, v in vars(args).items()
+                if k not in ("out", "no_celery", "wide_own_start"))
+            + (" --no-celery" if args.no_celery else "")
+            + ("" if args.wide_own_start else " --no-wide-own-start")}
     bounds = (args.min_seconds, args.smallest, args.largest)
     per_worker = args.min_batches * args.batch_size
     for delay in args.delays:
@@ -525,6 +541,10 @@ def main() -> None:
                 for w in args.wide_workers] + [
                 (OC_SMS, w, None, size) for w in args.sms_workers]
             results += app_rows(sink, delay, runs, per_worker, *bounds)
+            if args.wide_own_start and args.wide_workers:
+                results += app_rows(sink, delay, [
+                    (OC_WIDE_OWN, w, args.wide_connections, args.wide_batch_size)
+                    for w in args.wide_workers], per_worker, *bounds)
             results.append(raw_row(sink, delay, args.raw_connections, *bounds,
                                    measured="after the app"))
     meta["targets"] = targets(results)

@@ -30,13 +30,15 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
     rows = data["results"]
     systems = {"operator-comms", "operator-comms (default connections)", "celery prefork",
                "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
-               "operator-comms (many connections)"}
+               "operator-comms (many connections)",
+               "operator-comms (many connections, own app start)"}
     for delay in (5.0, 0.0):
         assert {(r["system"], r["workers"]) for r in rows if r["sink_delay_ms"] == delay} == {
             ("celery prefork", 1), ("celery prefork", 2), ("celery gevent", 4),
             ("raw aiosmtplib", "raw"), ("operator-comms", 1), ("operator-comms", 2),
             ("operator-comms (default connections)", 2),
             ("operator-comms (many connections)", 1),
+            ("operator-comms (many connections, own app start)", 1),
             ("operator-comms SMS (embedded SMSC)", 2)}
         raws = [r for r in rows if r["sink_delay_ms"] == delay and r["workers"] == "raw"]
         assert [r["measured"] for r in raws] == ["before the app", "after the app"]
@@ -45,6 +47,12 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
             sizes = {r["workers"]: r["messages"] for r in rows
                      if r["sink_delay_ms"] == delay and r["system"] == system}
             assert sizes[1] >= 40 and sizes[2] >= 80, (system, sizes)
+        # The shared app start's warm workers are sized for its largest W (2: 2 + 2), the
+        # wide row's own start for its W (1: 1 + 2).
+        warm = {r["system"]: r["warm_workers"] for r in rows if r["sink_delay_ms"] == delay
+                and r["system"].startswith("operator-comms")}
+        assert warm["operator-comms (many connections)"] == warm["operator-comms"] == 4
+        assert warm["operator-comms (many connections, own app start)"] == 3
     for row in rows:
         assert row["system"] in systems
         assert row["messages"] == row["expected"] >= 30 and row["messages_per_s"] > 0
@@ -53,14 +61,14 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
             assert row["status"] == "completed" and row["sent_recorded"] == row["messages"]
             assert row["db_commands"] > 0 and "db_commands_per_message" in row
             assert "db_commands_per_message_steady" in row
-            wide = row["system"] == "operator-comms (many connections)"
+            wide = row["system"].startswith("operator-comms (many connections")
             assert row["batch_size"] == (20 if wide else 10)
     assert data["machine"]["cpu_count"] >= 1
     assert {"zero_best_vs_raw", "zero_best_vs_best_celery"} <= set(data["targets"])
     assert len(data["targets"]["zero_best_vs_each_raw"]) == 2
     assert data["targets_from_launch"]["rate"] == "messages_per_s"
     assert (tmp_path / "scaling.csv").read_text().startswith("sink_delay_ms,system,workers")
-    assert "| batch | messages |" in (tmp_path / "scaling.md").read_text()
+    assert "| batch | warm workers | messages |" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
 
