@@ -126,14 +126,20 @@ def estimate(delay_ms: float, workers: int, connections: int) -> float:
     return min(CPU_CEILING, workers * connections * 1000 / (delay_ms + 3))
 
 
-def sized_runs(run, rate: float, min_seconds: float, smallest: int, largest: int) -> dict:
-    """Run with an audience sized for min_seconds; double it until the row lasts."""
+def sized_runs(run, rate: float, min_seconds: float, smallest: int, largest: int,
+               resize_from_rate: bool = False) -> dict:
+    """Run with an audience sized for min_seconds; double it until the row lasts, or
+    (`resize_from_rate`, for rows with no audience to generate) size the next try from
+    the rate the short one measured. The app's rows double, so that their audiences
+    come in a few sizes, generated once each."""
     messages = max(smallest, min(largest, int(rate * min_seconds * 1.2)))
     while True:
         row = run(messages)
         if row["elapsed_s"] >= min_seconds or messages >= largest:
             return row
-        messages = min(largest, messages * 2)
+        measured = int(row["messages_per_s"] * min_seconds * 1.2) if resize_from_rate else 0
+        messages = min(largest, max(measured, int(messages * 1.25)) if measured
+                       else messages * 2)
 
 
 # Celery ------------------------------------------------------------------------------
@@ -149,6 +155,7 @@ def celery_rows(sink: BenchSink, delay: float, workers: list[int], greenlets: in
     try:
         client = producer(broker.url)
         configs = [(PREFORK, "prefork", w) for w in workers] + [(GEVENT, "gevent", greenlets)]
+        last = None  # the previous prefork row's rate from launch
         for system, pool, concurrency in configs:
             with celery_worker(broker.url, sink.port, pool, concurrency):
                 warm = max(4, min(concurrency, 64))
@@ -168,11 +175,17 @@ def celery_rows(sink: BenchSink, delay: float, workers: list[int], greenlets: in
                     return {**stats, **watch.done(time.time() - started)}
 
                 rate = estimate(delay, concurrency, 1)
+                if delay <= 0 and pool == "prefork" and last:
+                    # CPU-bound: a little above the last W's rate, not the 800/s guess
+                    # (rows of 9.5 s at about 1,000/s each ran twice).
+                    rate = 1.25 * last
                 floor = max(smallest, per_worker * concurrency) if pool == "prefork" else (
                     smallest)
                 row = {"sink_delay_ms": delay, "system": system, "workers": concurrency,
                        "connections_per_worker": 1,
-                       **sized_runs(run, rate, min_seconds, floor, largest)}
+                       **sized_runs(run, rate, min_seconds, floor, largest,
+                                    resize_from_rate=True)}
+                last = row["messages_per_s"] if pool == "prefork" else last
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:
@@ -220,7 +233,8 @@ def raw_row(sink: BenchSink, delay: float, connections: int, min_seconds: float,
 
     row = {"sink_delay_ms": delay, "system": RAW, "workers": "raw", "measured": measured,
            "connections_per_worker": connections,
-           **sized_runs(run, estimate(delay, connections, 1), min_seconds, smallest, largest)}
+           **sized_runs(run, estimate(delay, connections, 1), min_seconds, smallest, largest,
+                        resize_from_rate=True)}
     print(json.dumps(row), flush=True)
     return row
 
@@ -245,10 +259,13 @@ class Audiences:
 
 
 def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | None, int]],
-             per_worker: int, min_seconds: float, smallest: int, largest: int
+             per_worker: int, min_seconds: float, smallest: int, largest: int,
+             measured: dict[tuple[int, int | None, int], float] | None = None
              ) -> list[dict]:
     """operator-comms rows: email into the sink; the SMS rows (OC_SMS) into the app's
-    embedded SMSC (its own actor process), answering each part after the same delay."""
+    embedded SMSC (its own actor process), answering each part after the same delay.
+    `measured`: rates (from launch) already seen for a (W, connections, batch size), to
+    size a row's audience from in place of the estimate."""
     rows = []
     # Send workers for the largest W started with the app (COMMS_SEND_WARM_WORKERS), as
     # Celery's pool processes are started before its rows; and a few more, for the next
@@ -325,7 +342,8 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                             for part, seconds in cpu["cpu_seconds_by_part"].items()},
                         "idle_cpu_cores_by_part": idle_per_s}
 
-            rate = estimate(delay, workers, conns)
+            rate = (measured or {}).get((workers, connections, batch_size)) or estimate(
+                delay, workers, conns)
             floor = max(smallest, per_worker * workers) if system == OC else smallest
             row = {"sink_delay_ms": delay, "system": system, "workers": workers,
                    "connections_per_worker": conns, "batch_size": batch_size,
@@ -540,11 +558,16 @@ def main() -> None:
                 (OC_WIDE, w, args.wide_connections, args.wide_batch_size)
                 for w in args.wide_workers] + [
                 (OC_SMS, w, None, size) for w in args.sms_workers]
-            results += app_rows(sink, delay, runs, per_worker, *bounds)
+            shared = app_rows(sink, delay, runs, per_worker, *bounds)
+            results += shared
             if args.wide_own_start and args.wide_workers:
+                # Sized from the same rows in the shared start: one try, not the doubling
+                # from the estimate, each on a fresh database that generates its audience.
+                seen = {(r["workers"], r["connections_per_worker"], r["batch_size"]):
+                        r["messages_per_s"] for r in shared if r["system"] == OC_WIDE}
                 results += app_rows(sink, delay, [
                     (OC_WIDE_OWN, w, args.wide_connections, args.wide_batch_size)
-                    for w in args.wide_workers], per_worker, *bounds)
+                    for w in args.wide_workers], per_worker, *bounds, measured=seen)
             results.append(raw_row(sink, delay, args.raw_connections, *bounds,
                                    measured="after the app"))
     meta["targets"] = targets(results)

@@ -156,3 +156,37 @@ def test_send_path_cpu_compares_the_send_path_with_raw(tmp_path: Path) -> None:
     for part in ("send_path", "raw"):
         assert data[part]["messages_per_s"] > 0 and data[part]["sender_cpu_ms"] > 0
     assert data["send_path"]["database_cpu_ms"] > 0  # it recorded outcomes; raw did not
+
+
+def _row_at(rate: float, tries: list[int]):
+    """A row that sends at `rate` messages/s, from launch, recording each try's size."""
+    def run(messages: int) -> dict:
+        tries.append(messages)
+        return {"elapsed_s": messages / rate, "messages_per_s": rate}
+    return run
+
+
+def test_rows_are_sized_to_last_and_resized_from_the_rate_they_measured() -> None:
+    from benchmarks.scaling import sized_runs
+
+    # Guessed at 800/s, sent at 1,000/s: 9,600 messages last 9.6 s; the next try is
+    # sized from the 1,000/s measured (12,000), not doubled (19,200).
+    tries: list[int] = []
+    assert sized_runs(_row_at(1000, tries), 800, 10, 200, 30_000,
+                      resize_from_rate=True)["elapsed_s"] >= 10
+    assert tries == [9_600, 12_000]
+    # The app's rows double, so that their audiences come in few sizes.
+    tries = []
+    sized_runs(_row_at(1000, tries), 800, 10, 200, 30_000)
+    assert tries == [9_600, 19_200]
+    # A small shortfall still grows the next try by a quarter; never past the largest.
+    tries = []
+    sized_runs(_row_at(1220, tries), 1000, 10, 200, 30_000, resize_from_rate=True)
+    assert tries == [12_000, 15_000]
+    tries = []
+    sized_runs(_row_at(6000, tries), 4_900, 10, 200, 70_000, resize_from_rate=True)
+    assert tries == [58_800, 70_000]
+    # The floor (whole batches a worker) holds whatever the estimate.
+    tries = []
+    sized_runs(_row_at(10, tries), 1, 10, 400, 30_000, resize_from_rate=True)
+    assert tries == [400]
