@@ -25,17 +25,17 @@ campaigns would set it (`--no-wide-own-start` skips that). An idle Ray worker pr
 wakes every 10 ms to check for signals (4-6 ms of CPU a second each, here), so the
 18 idle workers a W=2 row has beside it in the shared start cost it about 6% at 0 ms.
 
-Every row runs at least `--min-seconds` (its audience is sized from an estimate and
-doubled until it does), and the one-connection rows (Celery prefork and operator-comms
-at each W) send at least `--min-batches` full batches per worker, the same number for
-both: a row of two or three batches a worker measures its first and last batches (the
-first wave's and the tail's smaller ones) more than its steady state. Rows report
-messages/s, launch-to-delivery p50/p99, machine CPU, the busiest processes' CPU, and
-for operator-comms the database commands per delivered message from `serverStatus`
-opcounters (net of the app's idle background, measured before the rows): over the
-whole campaign (launch and completion included) and over the steady window the rate
-is taken from (10th to 90th percentile arrival), which is the per-batch work the
-target is about.
+Every row runs at least `--min-seconds` (its audience is sized from an estimate, or from
+a rate this run already measured, and tried again larger until it does), and the
+one-connection rows (Celery prefork and operator-comms at each W) send at least
+`--min-batches` full batches per worker, the same number for both: a row of two or three
+batches a worker measures its first and last batches (the first wave's and the tail's
+smaller ones) more than its steady state. Rows report messages/s, launch-to-delivery
+p50/p99, machine CPU, the busiest processes' CPU, and for operator-comms the database
+commands per delivered message from `serverStatus` opcounters (net of the app's idle
+background, measured before the rows): over the whole campaign (launch and completion
+included) and over the steady window the rate is taken from (10th to 90th percentile
+arrival), which is the per-batch work the target is about.
 
     python -m benchmarks.scaling                      # what `make bench` runs
     python -m benchmarks.scaling --workers 1 2 --delays 0 --min-seconds 2 --out /tmp/x
@@ -137,9 +137,12 @@ def sized_runs(run, rate: float, min_seconds: float, smallest: int, largest: int
         row = run(messages)
         if row["elapsed_s"] >= min_seconds or messages >= largest:
             return row
-        measured = int(row["messages_per_s"] * min_seconds * 1.2) if resize_from_rate else 0
-        messages = min(largest, max(measured, int(messages * 1.25)) if measured
-                       else messages * 2)
+        if resize_from_rate:  # at least a quarter more, so that a try always grows
+            messages = max(int(messages * 1.25),
+                           int(row["messages_per_s"] * min_seconds * 1.2))
+        else:
+            messages *= 2
+        messages = min(largest, messages)
 
 
 # Celery ------------------------------------------------------------------------------
