@@ -47,6 +47,7 @@ class SmsGateway:
         self.counts = {"receipts": 0, "delivered": 0, "undeliverable": 0, "unmatched": 0,
                        "mobile_originated": 0, "replies": 0}
         self.flow = load_flow()
+        self.keywords = sms_chat.Keywords.of(settings)
         marketing = marketing_actor(runtime)
         self.consumers = {
             "offer_refused": lambda event: marketing.handle_refusal.remote(event),
@@ -96,10 +97,10 @@ class SmsGateway:
         while True:
             number, text = await self.mobile.get()
             try:
-                session_id, answer = await sms_chat.inbound(db, self.flow, number, text,
-                                                            self.consumers)
+                reference, answer = await sms_chat.inbound(db, self.flow, number, text,
+                                                           self.consumers, self.keywords)
                 if answer:
-                    await self.send_texts([(number, answer, f"chat:{session_id}")])
+                    await self.send_texts([(number, answer, reference)])
                     self.counts["replies"] += 1
             except Exception:
                 log.exception("an SMS from %s: the chat turn failed", number)

@@ -106,44 +106,42 @@ def public_message(doc: dict) -> dict[str, Any]:
             "created_at": doc["created_at"].isoformat()}
 
 
-async def find_customer(db: AsyncDatabase, email: str | None, phone: str | None) -> dict | None:
-    if email:
-        found = await db.customers.find_one({"email": email.strip().lower()})
-        if found:
-            return found
-    if phone:
-        return await db.customers.find_one({"phone": phone.strip()})
-    return None
-
-
-async def create_session(db: AsyncDatabase, flow: Flow, *, email: str | None = None,
-                         phone: str | None = None, where: str = "",
+async def create_session(db: AsyncDatabase, flow: Flow, *, customer_id: str | None = None,
+                         contact: dict[str, str | None] | None = None,
+                         verification: dict[str, Any] | None = None,
+                         session_id: str | None = None, where: str = "",
                          moves: rollups.Increments | None = None, channel: str = "web"
                          ) -> tuple[str, str, Known, list[dict]]:
     """A new session and its greeting: (session id, token, what we know, messages).
 
-    Two writes: the session (already summarised as after its greeting), the greeting.
-    Its count in the chat roll-up goes into `moves`, for the caller to write."""
-    customer = await find_customer(db, email, phone) if email or phone else None
+    `customer_id` only for an identity already proven (an SMS's own number); an address
+    typed into the web chat is a `contact` with a pending `verification`
+    (`app.verification`), linked when its code comes back. Two writes: the session
+    (already summarised as after its greeting), the greeting. Its count in the chat
+    roll-up goes into `moves`, for the caller to write."""
     token = secrets.token_urlsafe(24)
-    session_id = uuid.uuid4().hex
+    session_id = session_id or new_session_id()
     turn = start(flow)
     docs = turn_docs(session_id, turn, customer_text=None, based_on=0)
     session = {
-        "_id": session_id, "token_hash": token_hash(token),
-        "customer_id": customer["_id"] if customer else None,
-        "contact": {"email": email, "phone": phone},
+        "_id": session_id, "token_hash": token_hash(token), "customer_id": customer_id,
+        "contact": contact or {"email": None, "phone": None},
+        **({"verification": verification} if verification else {}),
         **({"channel": channel} if channel != "web" else {}),
         "created_at": docs[0]["created_at"], **_summary(docs, where),
     }
     await db.chat_sessions.insert_one(session)
     await db.messages.insert_many(docs, ordered=True)
-    known = Known(session["token_hash"], session["customer_id"], 0, None,
+    known = Known(session["token_hash"], customer_id, 0, None,
                   rollups.day_of(session["created_at"]))
     known.saw(docs)
     if moves is not None:
         moves.session_created(session["created_at"], known.state)
     return session_id, token, known, docs
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
 
 
 async def load_session(db: AsyncDatabase, session_id: str) -> Known | None:
@@ -166,8 +164,13 @@ async def load_session(db: AsyncDatabase, session_id: str) -> Known | None:
 
 
 async def refresh(db: AsyncDatabase, session_id: str, known: Known) -> None:
+    """Catch up with the record after a collision: the last message, and the customer
+    (a session proven on another replica wrote a message, so this one collides)."""
     last = await last_message(db, session_id)
     known.seq, known.state = (last["seq"], last.get("state_after")) if last else (0, None)
+    session = await db.chat_sessions.find_one({"_id": session_id}, {"customer_id": 1})
+    if session is not None:
+        known.customer_id = session.get("customer_id")
 
 
 async def last_message(db: AsyncDatabase, session_id: str) -> dict | None:

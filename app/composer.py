@@ -16,6 +16,7 @@ from app.tokens import sign_customer_id
 from app.tracking import instrument
 
 OFFER_SUBJECT = "A special offer for you"
+CODE_SUBJECT = "Your chat code"
 PREVIEW_TOKEN = "preview"  # the preview's link, which unsubscribes nobody
 
 
@@ -28,10 +29,15 @@ def customer_unsubscribe_url(public_url: str, customer_id: str, secret: str) -> 
     return unsubscribe_url(public_url, sign_customer_id(customer_id, secret))
 
 
+def variables(customer: dict, link: str) -> dict:
+    """What a template sees: the customer's fields and the unsubscribe link."""
+    return {**template_variables(customer), "unsubscribe_url": link}
+
+
 def render(templates: CompiledTemplates, customer: dict, link: str
            ) -> tuple[str, str, str | None]:
     """(subject, text, html) of the templates for this customer and unsubscribe link."""
-    return templates.render({**template_variables(customer), "unsubscribe_url": link})
+    return templates.render(variables(customer, link))
 
 
 def campaign_mail(templates: CompiledTemplates, customer: dict, *, public_url: str,
@@ -67,3 +73,9 @@ def offer_mail(offer: dict, *, public_url: str, secret: str, message_id: str) ->
                 text=f"{offer['text']}\n\nAccept it in the chat: {chat_url}\n\n"
                      f"Unsubscribe: {link}\n",
                 message_id=message_id, unsubscribe_url=link)
+
+
+def code_mail(to_email: str, text: str, *, message_id: str) -> Mail:
+    """A chat verification code by email (`app.verification`): no links, nothing else."""
+    return Mail(to_email=to_email, to_name="", subject=CODE_SUBJECT, text=f"{text}\n",
+                message_id=message_id)

@@ -77,6 +77,18 @@ class Settings(Telemetry):
     smpp_window: int = Field(default=10, ge=1, le=1000)
     smpp_rate_limit_per_s: float | None = Field(default=None, gt=0)
     smpp_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Keywords a customer texts (any case, accents ignored), answered before the chatbot:
+    # a stop word suppresses the number for SMS and is confirmed once; a help word gets
+    # the operator's help text.
+    sms_stop_keywords: list[str] = Field(
+        default_factory=lambda: ["STOP", "PARAR", "SAIR", "CANCELAR"], min_length=1)
+    sms_stop_reply: str = Field(
+        default="You will get no more SMS from us. Reply HELP for help.", min_length=1,
+        max_length=160)
+    sms_help_keywords: list[str] = Field(default_factory=lambda: ["HELP", "AJUDA"])
+    sms_help_text: str = Field(
+        default="Operator customer care: 0800 000 0000. Reply STOP to get no more SMS.",
+        min_length=1, max_length=160)
     smsc_receipt_delay_s: float = Field(default=0.5, ge=0, le=3600)  # the embedded SMSC's
     smsc_submit_delay_s: float = Field(default=0.0, ge=0, le=60)  # its answer's latency
 
@@ -138,6 +150,10 @@ class Settings(Telemetry):
         min_length=1, max_length=20)
     webhook_disable_after_s: float = Field(default=86_400.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Where webhooks may go besides the public internet: host names, addresses or
+    # networks (JSON list, e.g. ["crm.internal", "10.20.0.0/16"]). Loopback, private,
+    # link-local and the cluster's own addresses are refused unless listed here.
+    egress_allow: list[str] = Field(default_factory=list, max_length=100)
 
     # Billing report: months of revenue counted per conversion, cost of one email.
     billing_months: int = Field(default=12, ge=1, le=120)

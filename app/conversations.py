@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app import chat, rollups, tracing
+from app import chat, rollups, tracing, verification
 from app.flow_engine import Flow
 
 log = logging.getLogger("operator_comms.conversations")
@@ -80,12 +80,16 @@ class Bell:
 
 class Conversations:
     def __init__(self, db: AsyncDatabase, flow: Flow, *, where: str,
-                 consumers: dict[str, Consumer], doorbell: Doorbell) -> None:
+                 consumers: dict[str, Consumer], doorbell: Doorbell,
+                 send_code: Callable[[verification.Delivery], Awaitable[Any]] | None = None
+                 ) -> None:
         self.db = db
         self.flow = flow
         self.where = where
         self.consumers = consumers
         self.doorbell = doorbell
+        self.send_code = send_code
+        self.sending: set[asyncio.Task] = set()  # codes on their way, held till sent
         self.sockets_anywhere: dict[str, int] = {}  # session -> sockets (the hub's view)
         self.memory = chat.SessionMemory()
         self.summaries: dict[str, Any] = {}   # session -> its latest summary update
@@ -108,13 +112,47 @@ class Conversations:
         known.check(token, session_id)
         return known
 
-    async def create(self, email: str | None = None,
-                     phone: str | None = None) -> tuple[str, str, bool, list[dict]]:
-        """(session id, token, linked to a customer, greeting)."""
+    async def create(self, email: str | None = None, phone: str | None = None
+                     ) -> tuple[str, str, bool, list[dict]]:
+        """(session id, token, whether an address was claimed, greeting).
+
+        A claimed address is linked only when its code comes back (`verify`); the code
+        goes out through `send_code` after the session is stored, and only to a
+        customer's address: the answer is the same for anyone's."""
+        session_id = chat.new_session_id()
+        claimed = await verification.claim(self.db, session_id, email=email, phone=phone)
+        contact = {"email": verification.normal_email(email),
+                   "phone": verification.normal_phone(phone)}
         session_id, token, known, docs = await chat.create_session(
-            self.db, self.flow, email=email, phone=phone, where=self.where, moves=self.moves)
+            self.db, self.flow, contact=contact, session_id=session_id, where=self.where,
+            verification=claimed.pending if claimed else None, moves=self.moves)
         self.memory.put(session_id, known)
-        return session_id, token, known.customer_id is not None, docs
+        if claimed and claimed.delivery and self.send_code is not None:
+            task = asyncio.get_running_loop().create_task(self._send_code(claimed.delivery))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+        return session_id, token, claimed is not None, docs
+
+    async def _send_code(self, delivery: verification.Delivery) -> None:
+        try:
+            await self.send_code(delivery)
+        except Exception:  # the customer asks again; the address is not logged
+            log.exception("chat code by %s not sent", delivery.channel)
+
+    async def verify(self, session_id: str, token: str, code: str) -> bool:
+        """Link the session to the customer whose address got this code."""
+        known = await self.open(session_id, token)
+        customer_id = await verification.verify(self.db, session_id, code)
+        if customer_id is None:
+            return False
+        known.customer_id = customer_id
+        # A message says so, and moves the session on: a replica that remembers it
+        # unproven collides on its next turn and re-reads the customer (`chat.refresh`).
+        docs = await chat.append_system_turn(
+            self.db, session_id, verification.confirmation(self.flow, known.state),
+            role="bot", known=known)
+        self._written(session_id, known, docs)
+        return True
 
     async def turn(self, session_id: str, token: str, text: str) -> list[dict]:
         known = await self.open(session_id, token)

@@ -19,7 +19,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.models import Audience
 from app.paging import newest_first
@@ -44,6 +44,7 @@ FIRST = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "I
 LAST = ("Silva", "Souza", "Costa", "Lima", "Pereira", "Almeida", "Rocha", "Dias")
 INSERT_CHUNK = 1000
 MAX_IMPORT_ROWS = 200_000
+MAX_IMPORT_BYTES = 20 * 1024 * 1024  # an uploaded file, CSV or XLSX
 # Campaigns read their audience a page at a time, a page being every customer of one
 # hash bucket or one shard of buckets: an equality on an index (the embedded database
 # cannot bound range scans, nor serve $in from an index). Up to SINGLE_PAGE_MAX
@@ -320,7 +321,7 @@ def audience_matches(audience: dict, customer: dict) -> bool:
 
 # What a send needs of a customer (templates, address, consent), read with the page.
 SEND_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
-               "unsubscribed": 1, "vars": 1}
+               "unsubscribed": 1, "opted_out": 1, "vars": 1}
 
 
 async def audience_page(db: AsyncDatabase, audience: dict, page: int,
@@ -372,6 +373,23 @@ async def set_unsubscribed(db: AsyncDatabase, customer_id: str) -> bool:
         {"_id": customer_id}, {"$set": {"unsubscribed": True,
                                         "unsubscribed_at": datetime.now(UTC)}})
     return result.matched_count == 1
+
+
+async def opt_out(db: AsyncDatabase, *, phone: str, channel: str, reason: str) -> bool:
+    """This number takes no more messages on `channel` (an SMS STOP): recorded in
+    `suppressions`, and on the customers who have it, whom the send path then skips.
+    True the first time (the one that is confirmed to the sender)."""
+    at = datetime.now(UTC)
+    try:
+        await db.suppressions.insert_one({"_id": f"{channel}:{phone}", "channel": channel,
+                                          "address": phone, "reason": reason, "at": at})
+        first = True
+    except DuplicateKeyError:
+        first = False
+    await db.customers.update_many(
+        {"phone": phone, "opted_out": {"$ne": channel}},
+        {"$addToSet": {"opted_out": channel}, "$set": {f"opted_out_at.{channel}": at}})
+    return first
 
 
 async def find_by_email(db: AsyncDatabase, email: str) -> dict | None:

@@ -294,10 +294,19 @@ async def record_upgrade(db: AsyncDatabase, event: dict, plan: str) -> None:
 
 async def _convert(db: AsyncDatabase, event: dict, customer_id: str | None, plan: str,
                    monthly_value: float, source: str, **extra: Any) -> None:
-    if customer_id:
-        await db.customers.update_one({"_id": customer_id},
-                                      {"$set": {"plan": plan, "is_client": True}})
     created = now()
+    if not customer_id:
+        # A session nobody proved to be a customer's (`app.verification`): interest to
+        # follow up, not a sale. No plan changes and billing counts nothing.
+        await db.events.update_one(
+            {"_id": f"interest:{event['_id']}"},
+            {"$setOnInsert": {"type": "upgrade_interest", "source": source, "plan": plan,
+                              "session_id": event.get("session_id"), "created_at": created,
+                              **extra}},
+            upsert=True)
+        return
+    await db.customers.update_one({"_id": customer_id},
+                                  {"$set": {"plan": plan, "is_client": True}})
     stored = await db.events.update_one(
         {"_id": f"conversion:{event['_id']}"},
         {"$setOnInsert": {"type": "conversion", "source": source, "plan": plan,

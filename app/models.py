@@ -229,8 +229,15 @@ class ChatHealth(Reply):
 class NewSessionReply(Reply):
     session_id: str
     token: str = Field(description="send as Authorization: Bearer <token>")
-    customer_linked: bool
+    verification: str | None = Field(
+        default=None, description="'pending' when an email or phone was claimed: if it is "
+        "on file, a code went to it; POST it to /api/sessions/{id}/verify to link the "
+        "session. The same answer for any address.")
     messages: list[ChatMessage]
+
+
+class VerifiedReply(Reply):
+    verified: bool
 
 
 class TurnReply(Reply):
@@ -265,6 +272,10 @@ class MarketingOverview(Reply):
 class Check(Reply):
     status: str = Field(description="up or down")
     error: str | None = None
+
+
+class Liveness(Reply):
+    status: str = Field(description="ok, or degraded (HTTP 503)")
 
 
 class Health(Reply):

@@ -498,6 +498,8 @@ class BatchRun:
         customer = self.customers.get(cid)
         if customer is None or customer.get("unsubscribed"):
             return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
+        if job.channel in customer.get("opted_out", ()):  # STOP by SMS, for one
+            return SendOutcome(SKIPPED, None, f"opted out of {job.channel}"), None, None
         did = campaigns.delivery_id(job.campaign_id, cid)
         try:
             if job.channel == "sms":

@@ -9,6 +9,10 @@ conversation answers the greeting when it is one of its options (a customer repl
 "1" to an SMS that asked), else the greeting is the answer. Events (a refusal, an
 acceptance) go to the same consumers as the web chat's, then are stored.
 
+A text that is only a stop word (STOP, PARAR, SAIR, CANCELAR by default) never
+reaches the bot: the number is suppressed for SMS (`app.customers.opt_out`) and told
+so once; a help word gets the operator's help text.
+
 The session is a chat session like any other (channel `sms`), so the dashboard's chat
 panel shows the conversation, and a counter-offer the marketing actor puts in its
 inbox also goes out by SMS (`render`).
@@ -18,13 +22,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from app import chat, rollups
-from app.flow_engine import Flow, match_option
+from app import chat, rollups, verification
+from app.config import Settings
+from app.customers import opt_out
+from app.flow_engine import Flow, match_option, normalise
 
 log = logging.getLogger("operator_comms.sms")
 Consumer = Callable[[dict], Awaitable[Any]]
@@ -49,15 +56,47 @@ async def session_of(db: AsyncDatabase, number: str) -> str | None:
     return link["session_id"] if link else None
 
 
+@dataclass(frozen=True)
+class Keywords:
+    """What a text that is only a keyword does (`Settings.sms_stop_keywords` and friends)."""
+
+    stop: frozenset[str]
+    stop_reply: str
+    help: frozenset[str]
+    help_text: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keywords:
+        return cls(frozenset(map(normalise, settings.sms_stop_keywords)), settings.sms_stop_reply,
+                   frozenset(map(normalise, settings.sms_help_keywords)), settings.sms_help_text)
+
+
 async def inbound(db: AsyncDatabase, flow: Flow, number: str, text: str,
-                  consumers: dict[str, Consumer]) -> tuple[str, str]:
-    """Take a customer's SMS; returns (its session, the bot's answer to send back)."""
+                  consumers: dict[str, Consumer], keywords: Keywords) -> tuple[str, str]:
+    """Take a customer's SMS; returns (the answer's reference, the answer to send back,
+    empty for none). STOP and HELP words are answered before the chatbot sees them."""
+    said = normalise(text)
+    if said in keywords.stop:
+        first = await opt_out(db, phone=number, channel="sms", reason="stop")
+        return f"stop:{number}", keywords.stop_reply if first else ""
+    if said in keywords.help:
+        return f"help:{number}", keywords.help_text
+    session_id, answer = await converse(db, flow, number, text, consumers)
+    return f"chat:{session_id}", answer
+
+
+async def converse(db: AsyncDatabase, flow: Flow, number: str, text: str,
+                   consumers: dict[str, Consumer]) -> tuple[str, str]:
+    """A chat turn by SMS: (its session, the bot's answer)."""
     moves = rollups.Increments()
     session_id = await session_of(db, number)
     known = await chat.load_session(db, session_id) if session_id else None
     if known is None:
+        # The number an SMS comes from is the proof: the SMSC vouches for it.
+        customer = await verification.customer_by_address(db, email=None, phone=number)
         session_id, _token, known, greeting = await chat.create_session(
-            db, flow, phone=number, moves=moves, channel="sms")
+            db, flow, customer_id=customer["_id"] if customer else None,
+            contact={"email": None, "phone": number}, moves=moves, channel="sms")
         try:
             await db.sms_chats.insert_one({"_id": number, "session_id": session_id,
                                            "created_at": chat.now()})

@@ -14,24 +14,29 @@ from ray import serve
 
 from actors.chat_hub import HubDoorbell, chat_hub
 from actors.marketing import marketing_actor
+from actors.sms_gateway import sms_gateway
 from actors.webhook_sender import publish
 from app import tracing
 from app.config import Settings
 from app.conversations import Conversations
 from app.flow_engine import load_flow
+from app.verification import CodeCourier
 from deployments import options
-from deployments.context import AppContext, install
+from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
+from deployments.limits import MAX_BODY_BYTES, LimitsFirst
 from deployments.log_context import LogContext
 from deployments.routes import chat
 from deployments.security import SecurityHeaders
 
 chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/docs",
-                   openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY)
+                   openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY,
+                   max_body_size=MAX_BODY_BYTES)
 chat_api.include_router(chat.router, responses=DOCUMENTED_ERRORS)
 install_error_handlers(chat_api)
 chat_api.add_middleware(SecurityHeaders)
 chat_api.add_middleware(LogContext)
+chat_api.add_middleware(LimitsFirst, limits=lambda: current().limits)  # before any body
 
 
 @serve.deployment(**options.CHATBOT)
@@ -52,7 +57,9 @@ class ChatBot:
                     "session_id": event["session_id"], "customer_id": event.get("customer_id"),
                     "at": event["created_at"]}, key=f"handoff:{event['_id']}"),
             },
-            doorbell=HubDoorbell(hub))
+            doorbell=HubDoorbell(hub),
+            send_code=CodeCourier(context.runtime, lambda texts: sms_gateway(
+                context.runtime).send_texts.remote(texts)))
         install(context)
         self.conversations = context.conversations
         self.background = self.conversations.run_in_background()

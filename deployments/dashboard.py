@@ -20,8 +20,9 @@ from actors.webhook_sender import webhook_sender
 from app.campaigns import active_campaign_ids
 from app.config import Settings
 from deployments import options
-from deployments.context import AppContext, install
+from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
+from deployments.limits import MAX_BODY_BYTES, LimitsFirst
 from deployments.log_context import LogContext
 from deployments.routes import (
     accounts,
@@ -43,7 +44,8 @@ from deployments.routes import (
 from deployments.security import SecurityHeaders
 
 api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
-              openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY)
+              openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY,
+              max_body_size=MAX_BODY_BYTES)
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
                chat.admin_router, marketing.router, live.router, reports.router,
@@ -56,6 +58,7 @@ pages.mount_static(api)
 install_error_handlers(api)
 api.add_middleware(SecurityHeaders)
 api.add_middleware(LogContext)
+api.add_middleware(LimitsFirst, limits=lambda: current().limits)  # before any body
 
 
 @serve.deployment(**options.DASHBOARD)

@@ -1,5 +1,15 @@
-"""Abuse limits on the public endpoints: per client address on chat session creation,
-unsubscribe links and sign-in attempts, per session on chat turns (REST and WebSocket messages).
+"""Input limits: request body sizes, and abuse limits on the public endpoints (per
+client address on chat session creation, unsubscribe links and sign-in attempts, per
+session on chat turns, REST and WebSocket messages).
+
+Bodies: FastAPI's own `max_body_size` (Starlette's body limit) refuses with 413 a body
+whose Content-Length is over the limit before reading any of it, and a streamed one at
+the byte that crosses it. Both apps take `MAX_BODY_BYTES`; the audience import its own
+`IMPORT_BODY_BYTES`. A chat socket's frame over `MAX_FRAME_CHARS` closes the socket.
+
+The limits of `RATE_RULES` run in `LimitsFirst`, an ASGI middleware in front of the
+app, so a refused client costs no body read, no parse and no database; paths are
+matched within the app's prefix (`root_path`, `/chat` for the chat).
 
 Buckets live in each replica (`app.ratelimit.KeyedLimits`, a minute's worth of burst,
 bounded in keys): a session's turns carry `x-session-id` and reach one replica, so its
@@ -12,13 +22,23 @@ from the last hop of X-Forwarded-For (the one the balancer added), not the balan
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 
 from app.config import Settings
+from app.customers import MAX_IMPORT_BYTES
 from app.ratelimit import KeyedLimits
+
+# JSON bodies: campaign templates are the largest (mail over about 100 KB is clipped by
+# the big webmail clients anyway).
+MAX_BODY_BYTES = 256 * 1024
+IMPORT_BODY_BYTES = MAX_IMPORT_BYTES + 64 * 1024  # the file and its form's framing
+MAX_FRAME_CHARS = 8 * 1024
 
 
 class PublicLimits:
@@ -41,10 +61,45 @@ def retry_after(wait_s: float) -> int:
     return max(1, math.ceil(wait_s))
 
 
-def enforce(limits: KeyedLimits, key: str, what: str) -> None:
-    """Count one request for `key`; 429 with Retry-After when it is over its limit."""
-    wait = limits.check(key)
-    if wait > 0:
-        seconds = retry_after(wait)
-        raise HTTPException(429, f"too many {what}: try again in {seconds} s",
-                            headers={"Retry-After": str(seconds)})
+# (method, route within the app, which limit, what it counts): a route with a group is
+# limited per its value (the session), the others per client address.
+RATE_RULES: list[tuple[str, re.Pattern, Callable[[PublicLimits], KeyedLimits], str]] = [
+    ("POST", re.compile(r"^/api/sessions$"), lambda limits: limits.sessions, "new sessions"),
+    ("POST", re.compile(r"^/api/sessions/([^/]+)/messages$"), lambda limits: limits.turns,
+     "messages"),
+    ("POST", re.compile(r"^/api/auth/token$"), lambda limits: limits.sign_in,
+     "sign-in attempts"),
+]
+
+
+class LimitsFirst:
+    """The `RATE_RULES` before the app reads anything: 429 with Retry-After."""
+
+    def __init__(self, app: Any, limits: Callable[[], PublicLimits]):
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            wait, what = self.over(scope)
+            if wait > 0:
+                seconds = retry_after(wait)
+                body = json.dumps({"detail": f"too many {what}: try again in {seconds} s"})
+                await send({"type": "http.response.start", "status": 429, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(seconds).encode())]})
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await self.app(scope, receive, send)
+
+    def over(self, scope: dict) -> tuple[float, str]:
+        path, root = scope["path"], scope.get("root_path", "")
+        route = path[len(root):] if root and path.startswith(root) else path
+        for method, pattern, which, what in RATE_RULES:
+            if scope["method"] == method and (match := pattern.match(route)):
+                limits = self.limits()
+                key = match.group(1) if pattern.groups else limits.client_address(
+                    HTTPConnection(scope))
+                return which(limits).check(key), what
+        return 0.0, ""

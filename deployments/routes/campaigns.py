@@ -20,7 +20,7 @@ from app.models import (
     PreviewRequest,
 )
 from app.statuses import ACTIVE, CampaignStatus
-from app.templates import TemplateProblem, compile_templates
+from app.templates import TemplateProblem, compile_templates, render_off_loop
 from deployments.context import AppContext
 from deployments.deps import Context, Cursor, Signed, Who, found, paged
 
@@ -51,8 +51,9 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
         customer = found
     link = composer.unsubscribe_url(context.settings.public_url, composer.PREVIEW_TOKEN)
     try:
-        subject, text, html = composer.render(
-            compile_templates(body.subject, body.body_text, body.body_html), customer, link)
+        subject, text, html = await render_off_loop(
+            compile_templates(body.subject, body.body_text, body.body_html),
+            composer.variables(customer, link))
     except TemplateProblem as exc:
         raise _template_error(exc) from None
     reply = {"subject": subject, "body_text": text, "body_html": html,
@@ -68,7 +69,7 @@ async def create(context: Context, who: Who, body: CampaignCreate) -> dict:
     """A draft campaign; templates are checked now, not at send time."""
     try:
         compiled = compile_templates(body.subject, body.body_text, body.body_html)
-        composer.render(compiled, SAMPLE_CUSTOMER, "x")
+        await render_off_loop(compiled, composer.variables(SAMPLE_CUSTOMER, "x"))
     except TemplateProblem as exc:
         if "undefined" not in exc.message:  # imported columns may define more variables
             raise _template_error(exc) from None

@@ -22,7 +22,6 @@ from fastapi import (
     Header,
     HTTPException,
     Query,
-    Request,
     WebSocket,
     WebSocketDisconnect,
 )
@@ -40,10 +39,11 @@ from app.models import (
     NewSessionReply,
     SessionsOverview,
     TurnReply,
+    VerifiedReply,
 )
 from deployments.context import current
 from deployments.deps import Context, Cursor, Signed, paged
-from deployments.limits import enforce, retry_after
+from deployments.limits import MAX_FRAME_CHARS, retry_after
 from deployments.routes.pages import STATIC
 
 router = APIRouter(tags=["chat"])
@@ -58,6 +58,12 @@ class NewSession(BaseModel):
 
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
+
+
+class VerificationCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[0-9]{6}$", strict=True)
 
 
 class SocketHello(BaseModel):
@@ -106,22 +112,36 @@ async def chat_health(context: Context) -> dict:
 
 @router.post("/api/sessions", status_code=201, response_model=NewSessionReply,
              response_model_exclude_unset=True)
-async def new_session(request: Request, body: NewSession | None = None) -> dict:
-    """Start a conversation, optionally linked to a customer by email or phone."""
-    limits = current().limits
-    enforce(limits.sessions, limits.client_address(request), "new sessions")
+async def new_session(body: NewSession | None = None) -> dict:
+    """Start a conversation; an email or phone claimed here is linked once its code is
+    verified (the reply is the same whoever the address belongs to)."""
     body = body or NewSession()
-    session_id, token, linked, docs = await _talk().create(body.email, body.phone)
-    return {"session_id": session_id, "token": token, "customer_linked": linked,
-            "messages": _messages(docs)}
+    session_id, token, claimed, docs = await _talk().create(body.email, body.phone)
+    return {"session_id": session_id, "token": token, "messages": _messages(docs),
+            **({"verification": "pending"} if claimed else {})}
+
+
+@router.post("/api/sessions/{session_id}/verify", response_model=VerifiedReply)
+async def verify_session(session_id: str, body: VerificationCode,
+                         authorization: SessionToken = None) -> dict:
+    """The code sent to the claimed address: links the session to its customer."""
+    token = _token(authorization)
+    try:
+        verified = await _talk().verify(session_id, token, body.code)
+    except chat.SessionNotFound:
+        raise _not_found(session_id) from None
+    if not verified:
+        raise HTTPException(422, [{"field": "code",
+                                   "message": "wrong or expired code, or too many tries"}])
+    return {"verified": True}
 
 
 @router.post("/api/sessions/{session_id}/messages", response_model=TurnReply,
              response_model_exclude_unset=True)
 async def send_message(session_id: str, body: CustomerText,
                        authorization: SessionToken = None) -> dict:
-    """The customer's answer; returns the stored turn (their message and the replies)."""
-    enforce(current().limits.turns, session_id, "messages")
+    """The customer's answer; returns the stored turn (their message and the replies).
+    Limited per session before the body is read (`deployments.bounds`)."""
     token = _token(authorization)
     try:
         docs = await _talk().turn(session_id, token, body.text)
@@ -178,8 +198,10 @@ async def chat_socket(websocket: WebSocket, session_id: str) -> None:
     talk = context.conversations
     await websocket.accept()
     try:
-        hello = SocketHello.model_validate(
-            await asyncio.wait_for(websocket.receive_json(), HELLO_S))
+        frame = await asyncio.wait_for(websocket.receive_text(), HELLO_S)
+        if len(frame) > MAX_FRAME_CHARS:
+            raise ValueError("frame too large")
+        hello = SocketHello.model_validate_json(frame)
         await talk.open(session_id, hello.token)
     except WebSocketDisconnect:
         return
@@ -218,9 +240,12 @@ async def chat_socket(websocket: WebSocket, session_id: str) -> None:
 
     async def from_customer() -> None:
         while True:
-            raw = await websocket.receive_json()
+            frame = await websocket.receive_text()
+            if len(frame) > MAX_FRAME_CHARS:
+                await websocket.close(code=1009, reason="frame too large")
+                return
             try:
-                text = CustomerText.model_validate(raw).text
+                text = CustomerText.model_validate_json(frame).text
             except ValidationError as exc:
                 error = exc.errors()[0]
                 await websocket.send_json({"type": "error",

@@ -24,9 +24,9 @@ from app.models import (
     Tag,
 )
 from deployments.deps import Context, Cursor, Signed, Who, paged
+from deployments.limits import IMPORT_BODY_BYTES
 
 router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Signed])
-MAX_CSV_BYTES = 20 * 1024 * 1024
 
 
 Wait = Annotated[bool, Query(description="answer when the job is done, with its result")]
@@ -60,7 +60,7 @@ async def generate(context: Context, who: Who, body: GenerateCustomers, response
 
 
 @router.post("/import", status_code=202, response_model=JobStarted | ImportResult,
-             response_model_exclude_unset=True)
+             response_model_exclude_unset=True, max_body_size=IMPORT_BODY_BYTES)
 async def import_customers(
     context: Context,
     who: Who,
@@ -73,8 +73,8 @@ async def import_customers(
 ) -> dict:
     """Import the valid rows; report invalid ones and duplicates by row number (a job;
     a file that cannot be imported at all is refused at once)."""
-    raw = await file.read(MAX_CSV_BYTES + 1)
-    if len(raw) > MAX_CSV_BYTES:
+    raw = await file.read(audience.MAX_IMPORT_BYTES + 1)
+    if len(raw) > audience.MAX_IMPORT_BYTES:  # the body's bound lets the form's framing in
         raise HTTPException(413, [{"field": "file", "message": "larger than 20 MiB"}])
     try:
         if xlsx_audience.is_xlsx(raw):  # read in the job; here only its header and size

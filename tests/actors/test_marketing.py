@@ -15,6 +15,8 @@ from pymongo import MongoClient
 
 from actors import registry
 from app import rollups
+from app.composer import CODE_SUBJECT
+from tests.utils.chat import verified_session
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
 
@@ -65,7 +67,7 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     db = mongo(stack)
     customer = db.customers.find_one({"tags": domain})
     rollups_before = _chat_rollups(db)
-    session = _session(stack, email=customer["email"])
+    session = verified_session(stack, api, customer["email"])
     url = stack.base_url.replace("http", "ws") + f"/chat/ws/{session['session_id']}"
 
     async with websockets.connect(url) as socket:
@@ -101,7 +103,7 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     assert conversion["source"] == "counter_offer"
 
     mail = api.get("/api/outbox", params={"to": customer["email"]}).json()["messages"]
-    assert [m["subject"] for m in mail] == ["A special offer for you"]
+    assert [m["subject"] for m in mail] == ["A special offer for you", CODE_SUBJECT]
 
     overview = api.get("/api/marketing").json()
     assert overview["counts"]["accepted"] >= 1 and 0 < overview["conversion_rate"] <= 1
@@ -263,7 +265,7 @@ async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wai
     settings = stack.settings.model_copy(update={"marketing_prefer_live": True,
                                                  "marketing_email_wait_s": 1.0})
     actor = MarketingActor.remote(Runtime.build(settings, endpoints, stack.token))
-    live, offline = _session(stack, email=here["email"]), _session(stack, email=away["email"])
+    live, offline = _session(stack), _session(stack)  # the events below name the customers
     hub = registry.find(registry.CHAT_HUB)
     url = stack.base_url.replace("http", "ws") + f"/chat/ws/{live['session_id']}"
     try:

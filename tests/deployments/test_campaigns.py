@@ -9,9 +9,11 @@ import math
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psutil
+import pytest
 import ray
 from openpyxl import Workbook
 from pymongo import MongoClient
@@ -309,8 +311,14 @@ def test_unsubscribed_customers_are_never_sent_to(stack: Stack, api) -> None:
     raw = api.get(f"/api/outbox/{mine['key']}").text
     link = raw.split("List-Unsubscribe: <", 1)[1].split(">", 1)[0]
     path = link.split("127.0.0.1", 1)[1].split("/", 1)[1]
-    assert api.get("/" + path).status_code == 200
-    assert api.get("/" + path + "x").status_code == 404  # a forged token does nothing
+    asked = api.get("/" + path)  # a scanner following the link: asks, changes nothing
+    assert asked.status_code == 200 and '<form method="post">' in asked.text
+    db = MongoClient(ray.get(stack.services.endpoints.remote()).mongodb_uri)[
+        stack.settings.mongodb_db]
+    assert db.customers.count_documents({"tags": tag, "unsubscribed": True}) == 0
+    assert api.post("/" + path).status_code == 200  # the button
+    assert api.post("/" + path + "x").status_code == 404  # a forged token does nothing
+    assert db.customers.count_documents({"tags": tag, "unsubscribed": True}) == 1
 
     second = create_campaign(api, tag)
     launch(api, second, workers=1)
@@ -338,6 +346,20 @@ def test_bad_campaign_input_is_a_clear_4xx(api) -> None:
     bad_launch = api.post(f"/api/campaigns/{campaign_id}/launch", json={"workers": 0})
     assert bad_launch.status_code == 422
     assert bad_launch.json()["detail"][0]["field"] == "body.workers"
+
+
+@pytest.mark.parametrize("body_text", [
+    "{{ 9**9**9 }}", "{{ 'x' * 10**9 }}", "{{ 'x'|center(10**9) }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"])
+def test_a_template_that_asks_for_unbounded_work_is_a_422_and_the_api_goes_on(
+        api, body_text: str) -> None:
+    with ThreadPoolExecutor(1) as meanwhile:
+        heavy = meanwhile.submit(api.post, "/api/campaigns/preview",
+                                 json={"subject": "s", "body_text": body_text})
+        assert api.get("/api/campaigns", params={"limit": 1}).status_code == 200
+        refused = heavy.result(timeout=30)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["field"] == "body_text"
 
 
 def _recount(deliveries) -> dict[str, dict]:

@@ -14,17 +14,12 @@ from pymongo import MongoClient
 
 from actors import registry
 from app.chat import append_system_turn
+from app.composer import CODE_SUBJECT
 from app.db import database
 from app.flow_engine import enter, load_flow
+from tests.utils.chat import code_in, code_mails, new_session, verified_session, verify
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
-
-
-def new_session(stack: Stack, **contact: str) -> dict:
-    with stack.client(admin=False) as client:
-        response = client.post("/chat/api/sessions", json=contact)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def say(stack: Stack, session: dict, text: str) -> list[dict]:
@@ -46,8 +41,8 @@ def test_refusing_turbo_stores_an_offer_refused_event_for_the_customer(stack, ap
     api.post("/api/customers/generate?wait=true",
              json={"count": 1, "domain": domain, "tag": domain})
     customer = mongo(stack).customers.find_one({"tags": domain})
-    session = new_session(stack, email=customer["email"])
-    assert session["customer_linked"] is True
+    session = verified_session(stack, api, customer["email"])
+    assert session["verification"] == "pending"
     assert session["messages"][0]["options"] == ["Yes", "No"]
 
     say(stack, session, "1")
@@ -69,8 +64,61 @@ def test_refusing_turbo_stores_an_offer_refused_event_for_the_customer(stack, ap
         inbox = client.get(f"/chat/api/sessions/{session['session_id']}/messages",
                            params={"after": 2},
                            headers={"Authorization": f"Bearer {session['token']}"}).json()
-    assert [m["seq"] for m in inbox["messages"]] == [3, 4, 5, 6, 7]
-    assert inbox["cursor"] == 7
+    # 1 the greeting, 2 the confirmation of the code, then three turns of two.
+    assert [m["seq"] for m in inbox["messages"]] == [3, 4, 5, 6, 7, 8]
+    assert inbox["cursor"] == 8
+
+
+def test_a_typed_email_acts_for_no_customer_until_its_code_is_entered(stack, api) -> None:
+    domain = unique_domain("claim")
+    api.post("/api/customers/generate?wait=true",
+             json={"count": 1, "domain": domain, "tag": domain})
+    db = mongo(stack)
+    customer = db.customers.find_one({"tags": domain})
+    ours = new_session(stack, email=customer["email"])
+    theirs = new_session(stack, email=f"stranger@{domain}")
+
+    def shown(reply: dict) -> dict:  # all but the session's own id, token and times
+        return {**reply, "session_id": None, "token": None,
+                "messages": [{**m, "created_at": None} for m in reply["messages"]]}
+    assert shown(ours) == shown(theirs) and ours["verification"] == "pending"
+
+    for answer in ("1", "yes", "1"):  # a client, an upgrade, Turbo accepted
+        say(stack, ours, answer)
+    wait_until(lambda: db.events.find_one({"session_id": ours["session_id"],
+                                           "type": "upgrade_interest"}),
+               what="the acceptance handled")
+    assert db.customers.find_one({"_id": customer["_id"]})["plan"] == customer["plan"]
+    assert db.events.find_one({"session_id": ours["session_id"], "type": "conversion"}) is None
+
+    refusing = new_session(stack, email=customer["email"])
+    for answer in ("1", "yes", "2"):  # Turbo refused: a counter-offer after the cooldown
+        say(stack, refusing, answer)
+    offer = wait_until(lambda: db.offers.find_one({"session_id": refusing["session_id"],
+                                                   "status": "sent"}), what="the offer")
+    assert offer["customer_id"] is None and offer["email"] is None
+    assert not offer.get("emailed")
+    subjects = {m["subject"] for m in api.get("/api/outbox",
+                                              params={"to": customer["email"]}).json()["messages"]}
+    assert subjects == {CODE_SUBJECT}  # the codes asked for, nothing else
+    assert code_mails(api, f"stranger@{domain}") == []
+
+    wrong = verify(stack, theirs, "123456")
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["field"] == "code"
+    # One code went to the address for each session that claimed it; one of them is
+    # the refusing session's (they are sent in the background, in either order).
+    mails = wait_until(lambda: len(found := code_mails(api, customer["email"])) == 2 and found,
+                       what="both codes")
+    codes = [code_in(api, mail) for mail in mails]
+    answers = [verify(stack, refusing, code).status_code for code in codes]
+    assert sorted(answers) == [200, 422]
+    with stack.client(admin=False) as client:
+        client.delete(f"/chat/api/sessions/{refusing['session_id']}/messages",
+                      headers={"Authorization": f"Bearer {refusing['token']}"})
+    for answer in ("1", "yes", "1"):
+        say(stack, refusing, answer)
+    wait_until(lambda: db.customers.find_one({"_id": customer["_id"], "plan": "Turbo"}),
+               what="the proven customer's plan change")
 
 
 def test_wrong_token_is_404_and_bad_text_names_the_field(stack: Stack) -> None:

@@ -11,6 +11,8 @@ import httpx
 import ray
 from pymongo import MongoClient
 
+from tests.deployments.test_sms import _audience
+from tests.utils.campaigns import finished, launch, wait_for
 from tests.utils.stack import Stack
 
 
@@ -64,3 +66,31 @@ def test_an_sms_conversation_runs_the_flow_and_a_refusal_gets_a_counter_offer_by
 def test_an_inbound_sms_from_something_not_a_number_is_refused(api: httpx.Client) -> None:
     bad = api.post("/api/sms/simulate-inbound", json={"source": "hello", "text": "1"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "body.source"
+
+
+def test_stop_by_sms_suppresses_the_number_for_the_next_sms_campaign(
+        stack: Stack, api: httpx.Client) -> None:
+    tag, numbers = _audience(api, 6)  # n = 1, 2, 3 behave oddly at the SMSC; 5 is plain
+    stopper = numbers[5]
+    digits = stopper[1:]
+
+    def say(text: str) -> None:
+        answer = api.post("/api/sms/simulate-inbound", json={"source": stopper, "text": text})
+        assert answer.status_code == 202, answer.text
+
+    say("Parar")  # any stop word, any case
+    assert _next_text(stack, digits, 0) == stack.settings.sms_stop_reply
+    say("STOP")  # confirmed once: the next answer is HELP's, not a second confirmation
+    say("help")
+    assert _next_text(stack, digits, 1) == stack.settings.sms_help_text
+
+    created = api.post("/api/campaigns", json={"name": "after stop", "channel": "sms",
+                                               "body_text": "Hello {{ first_name }}",
+                                               "audience": {"tag": tag}})
+    campaign_id = created.json()["id"]
+    launch(api, campaign_id, workers=2, batch_size=10)
+    view = wait_for(api, campaign_id, finished)
+    assert view["counts"]["skipped"] == 1
+    texts = _texts_to(stack, digits)
+    assert len(texts) == 2 and not any(t.startswith("Hello") for t in texts)
+    assert _texts_to(stack, numbers[4][1:]) == ["Hello C4"]  # the others got theirs
