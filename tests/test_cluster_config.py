@@ -35,10 +35,20 @@ def test_cluster_yaml_places_work_and_pins_versions() -> None:
     assert "comms_head" in head["resources"]
     assert workers and all("comms_sender" in w["resources"] for w in workers)
     assert all(w["min_workers"] <= w["max_workers"] for w in workers)
-    assert any("--dashboard-host=0.0.0.0" in c for c in config["head_start_ray_commands"])
+    start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in start
     setup = " ".join(config["setup_commands"])
     assert f'ray[serve,default]=={ray.__version__}' in setup
     assert "/home/ubuntu/operator-comms" in config["file_mounts"]
+
+
+def test_cluster_yaml_opens_only_ssh_and_the_http_port() -> None:
+    """Ray's provider adds SSH and the cluster's own traffic; ours adds only Serve's port,
+    which is the port serve_config.yaml serves on."""
+    rules = _yaml("cluster.yaml")["provider"]["security_group"]["IpPermissions"]
+    port = _yaml("serve_config.yaml")["http_options"]["port"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules] == [
+        ("tcp", port, port)]
 
 
 def test_cluster_yaml_commits_no_secret() -> None:

@@ -24,7 +24,7 @@ from app.marketing import marketing_overview
 from app.models import SystemView
 from app.statuses import ACTIVE
 from deployments.deps import Context, Signed
-from deployments.routes.system import health
+from deployments.routes.system import checks
 
 router = APIRouter(tags=["live"], dependencies=[Signed])
 EVERY_S = 1.0
@@ -92,7 +92,8 @@ def _cluster_state() -> dict:
             response_model_exclude_unset=True)
 async def system(context: Context) -> dict:
     """Ray nodes, actors and running tasks; MongoDB and SMTP health; the Ray dashboard."""
-    cluster, checks = await asyncio.gather(asyncio.to_thread(_cluster_state), health(context))
-    return {**cluster, "health": json.loads(checks.body),
+    cluster, (health, _) = await asyncio.gather(asyncio.to_thread(_cluster_state),
+                                                checks(context))
+    return {**cluster, "health": health,
             "ray_dashboard_port": context.settings.ray_dashboard_port,
             "local_mode": context.endpoints.local_sink}

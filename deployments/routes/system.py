@@ -1,15 +1,17 @@
-"""System routes: health (open), outbox of the embedded SMTP sink (admin, local mode)."""
+"""System routes: liveness (open), detailed health and the outbox of the embedded SMTP
+sink (signed in)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import ray
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from app.mailer import smtp_ping
-from app.models import Health, Outbox
+from app.models import Health, Liveness, Outbox
 from deployments.deps import Context, Signed
 
 router = APIRouter(tags=["system"])
@@ -33,21 +35,60 @@ async def _ray_status() -> dict:
     return {"nodes": sum(1 for node in nodes if node.get("Alive"))}
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(context: Context) -> JSONResponse:
-    """State of MongoDB, SMTP and Ray; 503 naming what is down."""
+async def checks(context) -> tuple[dict, int]:
+    """The detailed checks (an SMTP login when a password is set): (body, status)."""
     mongodb, smtp, ray_state = await asyncio.gather(
         _check(_mongodb_status(context)),
         _check(smtp_ping(context.settings, context.endpoints)),
         _check(_ray_status()),
     )
-    checks = {"mongodb": mongodb, "smtp": smtp, "ray": ray_state}
-    down = [name for name, check in checks.items() if check["status"] != "up"]
-    body = {"status": "ok" if not down else "degraded", "down": down, **checks,
+    parts = {"mongodb": mongodb, "smtp": smtp, "ray": ray_state}
+    down = [name for name, check in parts.items() if check["status"] != "up"]
+    body = {"status": "ok" if not down else "degraded", "down": down, **parts,
             "mode": {"mongodb": "embedded" if context.settings.embedded_mongodb else "external",
                      "smtp": "embedded" if context.settings.embedded_smtp else "external",
                      "smpp": "embedded" if context.settings.embedded_smsc else "external"}}
-    return JSONResponse(body, status_code=503 if down else 200)
+    return body, 503 if down else 200
+
+
+LIVENESS_S = 5.0
+
+
+class LivenessCache:
+    """The public answer: this replica serves and its database answers, checked at most
+    once every LIVENESS_S however often it is asked (one ping, shared by the callers
+    of that moment). Nothing in it names a host or an error."""
+
+    def __init__(self) -> None:
+        self.checked_at = -LIVENESS_S
+        self.up = False
+        self.lock = asyncio.Lock()
+
+    async def __call__(self, context) -> bool:
+        async with self.lock:
+            if time.monotonic() - self.checked_at >= LIVENESS_S:
+                self.up = (await _check(_mongodb_status(context), 2.0))["status"] == "up"
+                self.checked_at = time.monotonic()
+            return self.up
+
+
+_liveness = LivenessCache()
+
+
+@router.get("/health", response_model=Liveness, responses={503: {"model": Liveness}})
+async def health(context: Context) -> JSONResponse:
+    """Liveness for load balancers and anyone: ok, or 503 degraded (cached a few
+    seconds). The parts and their errors: `/api/health/details`, signed in."""
+    up = await _liveness(context)
+    return JSONResponse({"status": "ok" if up else "degraded"}, status_code=200 if up else 503)
+
+
+@router.get("/health/details", dependencies=[Signed], response_model=Health,
+            responses={503: {"model": Health}})
+async def health_details(context: Context) -> JSONResponse:
+    """State of MongoDB, SMTP and Ray; 503 naming what is down."""
+    body, status = await checks(context)
+    return JSONResponse(body, status_code=status)
 
 
 def _sink(context: Context):

@@ -73,7 +73,7 @@ def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path)
         assert f"http://localhost:{port}/chat" in printed and token in printed
         assert "Ray dashboard" in printed
 
-        health = httpx.get(f"http://127.0.0.1:{port}/api/health",
+        health = httpx.get(f"http://127.0.0.1:{port}/api/health/details",
                            headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert health.status_code == 200
         assert health.json()["mode"] == {"mongodb": "external", "smtp": "embedded",

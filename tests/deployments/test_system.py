@@ -16,11 +16,15 @@ from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
 
 
-def test_health_reports_every_part_up(stack: Stack) -> None:
+def test_public_health_is_liveness_only_and_the_details_need_a_sign_in(stack: Stack) -> None:
     with stack.client(admin=False) as client:
         response = client.get("/api/health")
-    assert response.status_code == 200
-    body = response.json()
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert client.get("/api/health/details").status_code == 401
+    with stack.client() as client:
+        details = client.get("/api/health/details")
+    assert details.status_code == 200
+    body = details.json()
     assert body["down"] == []
     assert body["mongodb"]["status"] == body["smtp"]["status"] == body["ray"]["status"] == "up"
     assert body["mode"] == {"mongodb": "embedded", "smtp": "embedded", "smpp": "embedded"}
