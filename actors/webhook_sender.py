@@ -31,6 +31,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from actors import registry
 from actors.metrics import WebhookMetrics
 from app import telemetry, webhooks
+from app.config import Settings
+from app.egress import EgressPolicy, EgressRefused
 from app.runtime import Runtime
 from app.statuses import WebhookStatus
 
@@ -99,6 +101,7 @@ class WebhookSender:
         self.attempts = {"delivered": 0, "retry": 0, "dead": 0}
         self.client = httpx.AsyncClient(timeout=self.settings.webhook_timeout_s,
                                         follow_redirects=False)
+        self.egress = egress_policy(self.settings)
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
         self.recorder = asyncio.get_running_loop().create_task(self._record_deliveries())
 
@@ -233,7 +236,12 @@ class WebhookSender:
                                           webhooks.now(), body)
         started = time.perf_counter()
         try:
-            reply = await self.client.post(endpoint["url"], content=body, headers=headers)
+            target = await self.egress.resolve(endpoint["url"])  # again: DNS may change
+            reply = await self.client.post(
+                target.url, content=body, headers={**headers, "host": target.netloc},
+                extensions={"sni_hostname": target.host})
+        except EgressRefused as exc:
+            code, error = None, f"refused: {exc}"[:300]
         except httpx.HTTPError as exc:
             code, error = None, f"{type(exc).__name__}: {exc}"[:300]
         else:
@@ -251,6 +259,12 @@ class WebhookSender:
             self.db, message, code, error, self.settings.webhook_retry_s,
             self.settings.webhook_disable_after_s)
         return ("dead", None) if status == WebhookStatus.DEAD else ("retry", due)
+
+
+def egress_policy(settings: Settings) -> EgressPolicy:
+    """Where webhooks may go: the operator's allow-list, never the cluster's own nodes."""
+    own = [node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")]
+    return EgressPolicy(settings.egress_allow, own)
 
 
 def webhook_sender(runtime: Runtime):

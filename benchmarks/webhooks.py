@@ -102,7 +102,8 @@ def main() -> None:
     receiver.start()
     rows = {}
     with BenchSink(delay_ms=0, processes=2) as sink, running_app(
-            smtp_host="127.0.0.1", smtp_port=sink.port) as (settings, api, _base):
+            smtp_host="127.0.0.1", smtp_port=sink.port,
+            egress_allow=["127.0.0.1"]) as (settings, api, _base):  # its own receiver
         mongo = MongoClient(mongodb_uri(settings))[settings.mongodb_db]
         tag = "webhooks-bench"
         api.post("/api/customers/generate?wait=true",

@@ -70,6 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         imap_host="127.0.0.1", imap_port=imap.port, imap_tls=False, imap_user=imap.user,
         imap_password=imap.password, imap_poll_s=1.0,
         send_warm_workers=6,  # more than the CPUs: Ray is told to keep them (below)
+        egress_allow=["127.0.0.77"],  # the tests' webhook receivers; 127.0.0.1 stays refused
     )
     environment = {**worker_pool_environment(settings, num_cpus=4),  # as `make run` does
                    **serve_environment()}

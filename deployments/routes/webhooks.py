@@ -3,13 +3,15 @@ recent messages and dead letters, and the replay of those dead letters."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import webhooks_changed
-from actors.webhook_sender import poke
+from actors.webhook_sender import egress_policy, poke
 from app import audit, webhooks
+from app.egress import EgressRefused
 from app.models import (
     NewWebhook,
     Replayed,
@@ -40,9 +42,20 @@ async def list_webhooks(context: Context) -> dict:
     return {"webhooks": views, "event_types": webhooks.EVENT_TYPES}
 
 
+async def _reachable(context: Context, url: str) -> None:
+    """422 naming the URL when egress rules forbid it (`app.egress`)."""
+    policy = await asyncio.to_thread(egress_policy, context.settings)  # asks Ray
+    try:
+        await policy.resolve(url)
+    except EgressRefused as exc:
+        raise HTTPException(422, [{"field": "body.url", "message": str(exc)}]) from None
+
+
 @router.post("", response_model=WebhookView, status_code=201)
 async def create_webhook(context: Context, who: Who, body: NewWebhook) -> dict:
-    """An endpoint for these event types. Its signing secret is in this reply only."""
+    """An endpoint for these event types. Its signing secret is in this reply only.
+    Internal addresses are refused unless an operator allows them (COMMS_EGRESS_ALLOW)."""
+    await _reachable(context, body.url)
     doc = await webhooks.create_endpoint(
         context.db, url=body.url, events=body.events, description=body.description,
         ordered=body.ordered, max_in_flight=body.max_in_flight, created_by=who.name)
@@ -60,6 +73,8 @@ async def change_webhook(context: Context, who: Who, endpoint_id: str,
     fields = body.model_dump(exclude_none=True)
     if not fields:
         raise HTTPException(422, [{"field": "body", "message": "nothing to change"}])
+    if "url" in fields:
+        await _reachable(context, fields["url"])
     doc = await webhooks.change_endpoint(context.db, endpoint_id, fields)
     if doc is None:
         raise HTTPException(404, f"no webhook {endpoint_id!r}")

@@ -32,8 +32,9 @@ GENERATE_AT_MOST = 25  # customers per fuzzed generation job
 # Fuzzing comes from its own loopback address, so the per-address abuse limits it runs
 # into (unsubscribe links, session creation) hold back only its own requests.
 FUZZ_ADDRESS = "127.0.0.31"
-# Fuzzed webhook endpoints point at a closed local port, and go when the module ends.
-FUZZ_HOOK_URL = "http://127.0.0.1:9/fuzz"
+# Fuzzed webhook endpoints point at a closed port of the allow-listed loopback address
+# (`egress_allow` in conftest), and go when the module ends.
+FUZZ_HOOK_URL = "http://127.0.0.77:9/fuzz"
 
 
 class _FromAddress(requests.adapters.HTTPAdapter):

@@ -27,8 +27,12 @@ from tests.utils.waiting import wait_until
 LISTENERS_FRESH_S = Subscriptions().ttl_s + 1.0
 
 
+RECEIVER_HOST = "127.0.0.77"  # in the test stack's egress_allow, unlike 127.0.0.1
+
+
 class Receiver:
-    """An HTTP endpoint per path: answers by the path's mode and keeps every request."""
+    """On the loopback address the test stack allow-lists (`egress_allow`), an HTTP
+    endpoint per path: answers by the path's mode and keeps every request."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
@@ -52,7 +56,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((RECEIVER_HOST, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def answer(self, path: str, message_id: str) -> int:
@@ -67,7 +71,7 @@ class Receiver:
         return 204
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://{RECEIVER_HOST}:{self.server.server_address[1]}{path}"
 
     def at(self, path: str) -> list[dict]:
         with self.lock:
@@ -235,9 +239,28 @@ def test_a_receiver_down_for_good_ends_in_dead_letters_that_a_replay_delivers(
 def test_webhook_input_is_checked_and_named(api) -> None:
     bad_url = api.post("/api/webhooks", json={"url": "ftp://x", "events": ["campaign.started"]})
     assert bad_url.status_code == 422 and bad_url.json()["detail"][0]["field"] == "body.url"
-    unknown = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/x",
+    unknown = api.post("/api/webhooks", json={"url": f"http://{RECEIVER_HOST}:9/x",
                                               "events": ["campaign.exploded"]})
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["field"] == "body.events"
     assert "campaign.exploded" in unknown.json()["detail"][0]["message"]
     assert api.post("/api/webhooks/ep_nope/replay").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8265/api/jobs/",
+                                 "http://169.254.169.254/latest/meta-data/",
+                                 "http://localhost:9/x", "http://[::1]:9/x",
+                                 "http://10.1.2.3/x", "http://[::ffff:127.0.0.1]:9/x"])
+def test_a_webhook_to_an_internal_address_is_refused_naming_the_url(api, url: str) -> None:
+    refused = api.post("/api/webhooks", json={"url": url, "events": ["campaign.started"]})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["field"] == "body.url"
+    assert url not in [w["url"] for w in api.get("/api/webhooks").json()["webhooks"]]
+
+
+def test_an_allowed_endpoint_cannot_be_moved_to_an_internal_address(api, receiver) -> None:
+    endpoint = register(api, receiver.url("/moved"), ["campaign.started"])
+    moved = api.patch(f"/api/webhooks/{endpoint['id']}",
+                      json={"url": "http://169.254.169.254/latest/meta-data/"})
+    assert moved.status_code == 422 and moved.json()["detail"][0]["field"] == "body.url"
+    api.delete(f"/api/webhooks/{endpoint['id']}")
