@@ -22,6 +22,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 WINDOWS = tuple(timedelta(seconds=10 * 6 ** n) for n in range(9)) + (None,)  # ..~6 years
 WHOLE = (None,)  # no windows
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the times a cursor or a period may name
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class BadCursor(ValueError):
@@ -37,9 +39,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, doc_id = json.loads(raw)
-        return datetime.fromisoformat(at), str(doc_id)
+        when = datetime.fromisoformat(at)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise BadCursor("not a cursor from this list: start again without one") from None
+    # A forged time near year 1 or 9999 would overflow the windows' arithmetic.
+    if not EARLIEST <= when.replace(tzinfo=when.tzinfo or UTC) <= LATEST:
+        raise BadCursor("not a cursor from this list: start again without one")
+    return when, str(doc_id)
 
 
 async def newest_first(collection: AsyncCollection, where: dict[str, Any], field: str,

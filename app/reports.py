@@ -35,6 +35,7 @@ from app import rollups
 from app.catalogue import catalogue
 from app.config import Settings
 from app.customers import looks_like_formula
+from app.paging import EARLIEST, LATEST
 from app.statuses import DeliveryStatus
 
 
@@ -61,11 +62,17 @@ def _parse(field: str, text: str, end_of_day: bool) -> datetime:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            return datetime.combine(day + timedelta(days=1 if end_of_day else 0), time(), UTC)
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadPeriod(field, f"not a date: {text!r} (use YYYY-MM-DD)") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+            value = datetime.combine(day + timedelta(days=1 if end_of_day else 0), time(), UTC)
+        else:
+            value = datetime.fromisoformat(text)
+    except (ValueError, OverflowError):  # 9999-12-31 as an end: the day after overflows
+        value = None
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value is None or not EARLIEST <= value <= LATEST:  # a period's arithmetic stays in range
+        raise BadPeriod(field, f"not a date in {EARLIEST.year}-{LATEST.year - 1}: "
+                               f"{text!r} (use YYYY-MM-DD)")
+    return value
 
 
 def _rate(part: float, whole: float) -> float:

@@ -72,3 +72,10 @@ async def test_a_small_collection_pages_the_same_in_one_query_a_page(db) -> None
     windowed, _ = await _all_pages(collection, {}, 4)
     whole, _ = await _all_pages(collection, {}, 4, windows=WHOLE)
     assert [d["_id"] for d in whole] == [d["_id"] for d in windowed] and len(whole) == len(docs)
+
+
+def test_a_cursor_at_the_edge_of_time_is_refused_not_overflowed() -> None:
+    for year in (1, 9999):
+        forged = encode_cursor(datetime(year, 1, 1, tzinfo=UTC), "x")
+        with pytest.raises(BadCursor):
+            decode_cursor(forged)

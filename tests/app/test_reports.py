@@ -16,6 +16,7 @@ from openpyxl import load_workbook
 from pymongo import MongoClient
 
 from app.db import database, ensure_indexes
+from app.paging import encode_cursor
 from app.reports import (
     BadPeriod,
     billing_report,
@@ -213,6 +214,12 @@ def test_periods() -> None:
     assert caught.value.field == "from"
     default_start, default_end = parse_period(None, None, today=datetime(2026, 11, 22).date())
     assert (default_end - default_start).days == 30
+    # The edges of the calendar are a named field, not an overflow.
+    for start, end, field in ((None, "9999-12-31", "to"), ("0001-01-01", None, "from"),
+                              (None, "0001-01-02T00:00:00", "to")):
+        with pytest.raises(BadPeriod) as caught:
+            parse_period(start, end)
+        assert caught.value.field == field
 
 
 def test_report_routes_over_http(api) -> None:
@@ -230,6 +237,18 @@ def test_report_routes_over_http(api) -> None:
     as_xlsx = api.get("/api/reports/performance", params={**old, "format": "xlsx"})
     assert as_xlsx.status_code == 200 and as_xlsx.content[:2] == b"PK"
     assert api.get("/api/reports/performance", params={"format": "pdf"}).status_code == 422
+    # The calendar's edges are 422s naming the field, in reports and in cursors.
+    for route in ("performance", "billing"):
+        for field, value in (("to", "9999-12-31"), ("from", "0001-01-01")):
+            edge = api.get(f"/api/reports/{route}", params={field: value})
+            assert edge.status_code == 422 and edge.json()["detail"][0]["field"] == \
+                f"query.{field}"
+    assert api.post("/api/reports/reconcile", params={"to": "9999-12-31"}).status_code == 422
+    for year in (1, 9999):
+        cursor = encode_cursor(datetime(year, 1, 1, tzinfo=UTC), "x")
+        for listing in ("/api/campaigns", "/api/customers", "/api/audit", "/api/chat/sessions"):
+            edge = api.get(listing, params={"cursor": cursor})
+            assert edge.status_code == 422, listing
 
 
 def test_exported_text_that_looks_like_a_formula_is_neutralised() -> None:
