@@ -11,10 +11,12 @@ the tasks' boundaries stay spread in time rather than all coming at once, every 
 tasks return their counts, roll-up increments and their batch's close through Ray, and
 the runner writes them all (counters, roll-ups, closes) in one command (`app.bulk`), at
 most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
-back here (a fresh batch's task is not retried by Ray): its batch is given back and
-claimed again, and that run sends only what has no outcome recorded. Batches that
+back here (Ray retries no send task: every run has a claim of its own); its batch is
+not given back early, since a worker cut off may still be sending, but requeued by the
+sweep once its lease lapsed by the database's clock, and claimed again; that run sends
+only what has no outcome recorded. Batches that
 need another attempt (4xx, connection trouble) come back in the task's summary with
-the time they are due; the runner keeps them in a heap and claims them again then.
+how long until they are due; the runner keeps them in a heap and claims them again then.
 Nothing polls the database for work: the heap, the tasks' results (awaited as
 futures), their drain notices and `poke` (status changes, new confirmations) say when
 to act. A sweep every few seconds gives back batches whose lease ran out (their task
@@ -308,11 +310,11 @@ class CampaignRunner:
             await self._write_progress(db, None)  # a batch due again is closed first
         while self.due and self.due[0][0] <= time.time():
             _, batch = heapq.heappop(self.due)
-            leased_at = time.time()  # before the write: the lease it sets ends later
+            issued = time.monotonic()  # before the write: the lease it sets ends later
             found = await campaigns.claim_batch(db, batch, claim, lease_s)
             if found is not None:
                 return self._job(batch, claim, found["customer_ids"], found["attempt"], False,
-                                 leased_at)
+                                 lease_s - (time.monotonic() - issued))
         while self.cursor is not None:
             size = min(self.cursor.tail_size(options["batch_size"], options["workers"]),
                        first_wave_size(self.seq, options["batch_size"], options["workers"]))
@@ -320,13 +322,14 @@ class CampaignRunner:
             customers, position = await self.cursor.take(db, size)
             if customers:
                 ids = [c["_id"] for c in customers]
-                leased_at = time.time()
+                issued = time.monotonic()
                 batch = await campaigns.insert_claimed_batch(
                     db, self.campaign_id, self.seq, ids, position, claim, lease_s)
                 self.seq += 1
                 if batch is None:
                     continue  # made before a restart; it is in the open batches
-                job = self._job(batch, claim, ids, 0, True, leased_at)
+                job = self._job(batch, claim, ids, 0, True,
+                                lease_s - (time.monotonic() - issued))
                 job.customers, job.customers_read_at = customers, min(
                     read_at, self.cursor.read_at)
                 return job
@@ -337,7 +340,7 @@ class CampaignRunner:
         return None
 
     def _job(self, batch: str, claim: str, ids: list[str], attempt: int,
-             fresh: bool, leased_at: float) -> BatchJob:
+             fresh: bool, lease_left_s: float) -> BatchJob:
         options = self.campaign["launch"]
         limits = {}
         if options.get("rate_limit_per_s"):
@@ -350,7 +353,7 @@ class CampaignRunner:
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
             customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
-            connections=options["connections"], fresh=fresh, leased_at=leased_at,
+            connections=options["connections"], fresh=fresh, lease_left_s=lease_left_s,
             limits=limits,
             limiter=self.limiter if limits else None, trace=self.trace,
             tracking=self.campaign.get("tracking"), channel=channel, runner=self.me)
@@ -405,16 +408,16 @@ class CampaignRunner:
             await campaigns.release_batch(db, batch, claim)  # if it never started
             heapq.heappush(self.due, (time.time(), batch))
             return
-        except Exception as exc:  # the task failed for good: give its batch back
-            released = await campaigns.release_batch(db, batch, claim)
-            heapq.heappush(self.due, (time.time() + 1.0, batch))
-            log.warning("campaign %s: send task for %s failed (%s); given back: %s",
-                        self.campaign_id, batch, type(exc).__name__, released)
+        except Exception as exc:  # the task failed (its worker died, or it is cut off):
+            # its claim is not given back early, since the task may still be sending;
+            # the lease lapses by the database's clock and the sweep requeues it.
+            log.warning("campaign %s: send task for %s failed (%s); its lease will lapse",
+                        self.campaign_id, batch, type(exc).__name__)
             return
         if summary.get("webhooks"):
             webhook_poke()
-        if summary.get("next") is not None:
-            heapq.heappush(self.due, (summary["next"], batch))
+        if summary.get("due_in_s") is not None:
+            heapq.heappush(self.due, (time.time() + summary["due_in_s"], batch))
         if not summary.get("counted"):
             self._add(summary)
 

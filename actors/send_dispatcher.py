@@ -23,7 +23,7 @@ import ray
 from actors import registry
 from app import telemetry
 from app.config import Settings, Telemetry
-from app.send_tasks import RETRIES, send_batch, warm_send_worker
+from app.send_tasks import send_batch, warm_send_worker
 from app.sending import BatchJob
 
 
@@ -36,8 +36,7 @@ class SendDispatcher:
         self.lock = threading.Lock()
 
     def submit(self, job: BatchJob) -> list[ray.ObjectRef]:
-        task = send_batch.options(**_placement(job.settings),
-                                  max_retries=0 if job.fresh else RETRIES)
+        task = send_batch.options(**_placement(job.settings))
         ref = task.remote(job)
         tasks = self.tasks.setdefault(job.campaign_id, {})
         tasks[job.batch_id] = ref

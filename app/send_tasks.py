@@ -12,10 +12,11 @@ import Python, Ray and the send path), so a launch of many tasks would wait for 
 runs it when the app starts), and `worker_pool_environment` tells a Ray started here to
 keep that many idle instead of ending those beyond its CPU count after a second.
 
-If its worker dies, Ray retries the task of a batch that was claimed before (the run
-reads what is recorded and sends only the rest); a fresh batch's task is submitted
-without retries, since its first run reads nothing: the runner claims the batch anew,
-and that run reads. When the batch's last recipient is taken, the task tells the
+A send task is never retried by Ray: a retry would run under the same claim as a run
+that may still be sending (a worker cut off rather than dead). If its worker dies, the
+batch's lease lapses by the database's clock, the runner's sweep requeues it, and a new
+run with a claim of its own reads what is recorded and sends only the rest.
+When the batch's last recipient is taken, the task tells the
 campaign runner (a fire-and-forget call on its handle, in the job), which starts the
 next batch then. `ray.cancel` (pause, cancel) raises
 KeyboardInterrupt here, in the task's thread: the batch is asked to stop, finishes
@@ -142,10 +143,7 @@ def worker_pool_environment(settings: Settings, num_cpus: int) -> dict[str, str]
     return {"RAY_num_workers_soft_limit": str(settings.send_warm_workers)}
 
 
-RETRIES = 3  # for a batch claimed before; a fresh batch's task gets none (see above)
-
-
-@ray.remote(max_retries=RETRIES, retry_exceptions=False)
+@ray.remote(max_retries=0, retry_exceptions=False)  # every run has a claim of its own
 def send_batch(job: BatchJob) -> dict:
     control = BatchControl()
     reserve = _reserve_with(job.limiter) if job.limiter is not None else None

@@ -55,6 +55,7 @@ Reserve = Callable[[dict[str, float], float], Awaitable[float]]
 Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
+RENEW_RETRY_S = 0.5
 
 
 @dataclass
@@ -73,7 +74,10 @@ class BatchJob:
     # that dies fails the task; the runner claims the batch anew): nothing of it can be
     # recorded yet, so the task reads no records. Any other run reads them first.
     fresh: bool = False
-    leased_at: float | None = None  # when the claim's lease began (epoch s, runner's clock)
+    # What is left of the claim's lease when the runner hands the job over, by the
+    # runner's monotonic clock (the lease's end is the database's; see `BatchRun`).
+    # None: the task renews before it sends.
+    lease_left_s: float | None = None
     # The recipients' documents as the runner read them with the audience page, and
     # when; the task then only asks who unsubscribed since. None: the task reads them.
     customers: list[dict] | None = None
@@ -308,14 +312,15 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     reserve: Reserve | None = None,
                     control: BatchControl | None = None,
                     on_draining: Draining | None = None,
-                    close: bool = True) -> dict[str, Any]:
+                    close: bool = True,
+                    clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Send one batch; return what happened (counts by status, identity, what is next).
     `on_draining` is called once, when the last recipient is taken for sending. The
     run's close (what is left of the batch, at which attempt) is in `summary["close"]`;
     `close` False leaves writing it to the caller (the runner, with the counters)."""
     db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
-                          control or BatchControl(), on_draining, close).run()
+                          control or BatchControl(), on_draining, close, clock).run()
 
 
 class BatchRun:
@@ -323,7 +328,8 @@ class BatchRun:
 
     def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                  reserve: Reserve | None, control: BatchControl,
-                 on_draining: Draining | None = None, close_here: bool = True):
+                 on_draining: Draining | None = None, close_here: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
         self.db, self.job, self.identity = db, job, identity
         self.close_here = close_here
         self.reserve, self.control = reserve, control
@@ -334,9 +340,13 @@ class BatchRun:
         self.records: dict[str, dict] = {}
         self.customers: dict[str, dict] = {}
         # A message goes out only while this task knows its lease holds: until lease_s
-        # after the last renewal was *issued* (a bound the database can only exceed),
-        # less a margin for clocks of different nodes. Past it, the runner may have
-        # requeued the batch and another task may be sending it: this one stops.
+        # after its last renewal was *issued*, by its own monotonic clock. The database
+        # set that lease's end from its own clock when the renewal arrived, later, so
+        # no clock of another node (nor this one's wall clock) enters. A job handed
+        # over with `lease_left_s` counts from its start, less a margin for Ray's
+        # dispatch. Past it, the batch may be requeued and sent by another run (a
+        # task cut off from the database keeps no lease): this one stops.
+        self.clock = clock
         self.lease_s = self.settings.send_lease_s
         self.margin_s = min(2.0, self.lease_s / 4)
         self.lease_until = 0.0
@@ -347,7 +357,7 @@ class BatchRun:
         summary: dict[str, Any] = {"batch": job.batch_id, "channel": job.channel,
                                    **self.identity, "claimed": 0,
                                    "counts": {}, "retries": 0, "latencies": [],
-                                   "next": None, "stopped": None}
+                                   "due_in_s": None, "stopped": None}
         self.stop = self.control.bind()
         if not await self._hold_lease():
             summary["stopped"] = "lost"
@@ -380,19 +390,18 @@ class BatchRun:
         retry = carried + recorder.retry_ids
         if unsent or self.stop_reason:
             # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
-            remaining, attempt, not_before = unsent + retry, job.attempt, None
+            remaining, attempt, backoff_s = unsent + retry, job.attempt, 0.0
         else:
             attempt = job.attempt + 1
             remaining = retry
-            not_before = campaigns.now() + timedelta(seconds=campaigns.backoff_s(
-                attempt, self.settings.retry_backoff_s)) if retry else None
+            backoff_s = campaigns.backoff_s(attempt, self.settings.retry_backoff_s) \
+                if retry else 0.0
         summary["close"] = {"batch": job.batch_id, "claim": job.claim,
-                            "remaining": remaining, "attempt": attempt,
-                            "not_before": not_before}
+                            "remaining": remaining, "attempt": attempt, "backoff_s": backoff_s}
         if self.close_here:
             await close_batch(self.db, summary)
         if remaining:  # (if the claim was lost meanwhile, the runner's claim finds out)
-            summary["next"] = (not_before or campaigns.now()).timestamp()
+            summary["due_in_s"] = backoff_s
         counts = dict(recorder.counts)
         summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
                        latencies=recorder.latencies, released=len(unsent),
@@ -418,15 +427,16 @@ class BatchRun:
         """The claim's lease: a task that starts soon after the runner's claim sends
         under it as is; one that starts late (queued behind others, or a rerun) renews
         it first, which also proves the claim is still its own. False: it is gone."""
-        if self.job.leased_at is not None:
-            self.renewed_at = self.job.leased_at
-            self.lease_until = self.job.leased_at + self.lease_s - self.margin_s
-        if self.lease_until - time.time() > self.lease_s / 2:
+        if self.job.lease_left_s is not None:
+            started = self.clock()
+            self.renewed_at = started + self.job.lease_left_s - self.lease_s
+            self.lease_until = started + self.job.lease_left_s - self.margin_s
+        if self.lease_until - self.clock() > self.lease_s / 2:
             return True
         return await self._renew()
 
     async def _renew(self) -> bool:
-        issued = time.time()
+        issued = self.clock()
         if not await campaigns.renew_lease(self.db, self.job.batch_id, self.job.claim,
                                            self.lease_s, self.identity):
             return False
@@ -449,8 +459,14 @@ class BatchRun:
     async def _watch(self) -> None:
         """Renew the lease while the batch runs long; stop when the claim is gone."""
         while not self.stop.is_set():
-            await asyncio.sleep(max(0.0, self.renewed_at + self.lease_s / 3 - time.time()))
-            if not await self._renew():
+            await asyncio.sleep(max(0.0, self.renewed_at + self.lease_s / 3 - self.clock()))
+            try:
+                renewed = await self._renew()
+            except Exception:  # cut off from the database: the lease runs out on its own
+                log.warning("batch %s: lease not renewed", self.job.batch_id, exc_info=True)
+                await asyncio.sleep(RENEW_RETRY_S)
+                continue
+            if not renewed:
                 self._halt("lease lost")
                 return
 
@@ -523,7 +539,7 @@ class BatchRun:
                     pass
         if self.stop.is_set():
             return None, None, None
-        if time.time() >= self.lease_until:  # renewals fell behind (an overloaded database)
+        if self.clock() >= self.lease_until:  # renewals fell behind, or cannot get through
             self._halt("lease lapsed")
             return None, None, None
         started = time.perf_counter()
@@ -536,7 +552,7 @@ async def close_batch(db: AsyncDatabase, summary: dict[str, Any]) -> bool:
     close = summary["close"]
     return await campaigns.close_batch(db, close["batch"], close["claim"],
                                        remaining=close["remaining"], attempt=close["attempt"],
-                                       not_before=close["not_before"])
+                                       backoff_s=close["backoff_s"])
 
 
 def stage_finished(writes: bulk.Writes, campaign_id: str, campaign_update: dict,
@@ -551,7 +567,7 @@ def stage_finished(writes: bulk.Writes, campaign_id: str, campaign_update: dict,
     for close in closes:
         writes.update("batches", {"_id": close["batch"], "claim": close["claim"]},
                       campaigns.close_update(close["remaining"], close["attempt"],
-                                             close["not_before"]))
+                                             close["backoff_s"]))
 
 
 async def count_alone(job: BatchJob, summary: dict[str, Any], *, close: bool) -> None:

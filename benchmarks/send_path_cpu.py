@@ -61,7 +61,6 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
     jobs = []
     for seq, start in enumerate(range(0, messages, 100)):
         chunk = ids[start:start + 100]
-        leased_at = time.time()
         batch = await campaigns.insert_claimed_batch(db, doc["_id"], seq, chunk,
                                                      [1, chunk[-1]], "bench", lease_s=600)
         jobs.append(BatchJob(
@@ -69,7 +68,7 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
             customer_ids=chunk,
             runtime=Runtime(settings, Endpoints(uri, "127.0.0.1", port), "bench"),
             templates=campaign["templates"], connections=connections,
-            fresh=True, leased_at=leased_at, customers=[customers[c] for c in chunk],
+            fresh=True, lease_left_s=600, customers=[customers[c] for c in chunk],
             customers_read_at=campaigns.now()))
     return jobs
 

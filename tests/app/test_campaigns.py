@@ -4,6 +4,7 @@ changes, batch claims and leases, outcomes recorded once, bounces, standing camp
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from app import campaigns, rollups
 from app.models import Audience, CampaignCreate, LaunchOptions
@@ -42,6 +43,20 @@ async def test_launch_options_stored_under_the_old_name_move_to_launch(db) -> No
     assert (await campaigns.get_campaign(db, doc["_id"]))["launch"]["connections"] == 5
 
 
+async def test_leases_end_by_the_database_clock(db) -> None:
+    doc = await _campaign(db)
+    before = await campaigns.database_now(db)
+    batch = await campaigns.insert_claimed_batch(db, doc["_id"], 0, ["a"], [0, "a"], "k1",
+                                                 lease_s=30)
+    ends = (await db.batches.find_one({"_id": batch}))["not_before"]
+    assert before + timedelta(seconds=30) <= ends <= await campaigns.database_now(db) + \
+        timedelta(seconds=30)
+    assert await campaigns.close_batch(db, batch, "k1", remaining=["a"], attempt=1,
+                                       backoff_s=60)
+    due = (await db.batches.find_one({"_id": batch}))["not_before"]
+    assert due >= ends + timedelta(seconds=30)  # the backoff, from the database's now
+
+
 async def test_a_claim_is_held_by_one_run_and_given_back_when_its_lease_runs_out(db) -> None:
     doc = await _campaign(db)
     batch = await campaigns.insert_claimed_batch(db, doc["_id"], 0, ["a", "b"], [0, "b"],
@@ -52,10 +67,8 @@ async def test_a_claim_is_held_by_one_run_and_given_back_when_its_lease_runs_out
     assert not await campaigns.renew_lease(db, batch, "other", 30, {"worker": "x"})
     assert (await db.batches.find_one({"_id": batch}))["worker"] == {"worker": "w"}
     # Half sent: the rest waits for attempt 1; only the claim holder could say so.
-    assert not await campaigns.close_batch(db, batch, "other", remaining=["b"], attempt=1,
-                                           not_before=None)
-    assert await campaigns.close_batch(db, batch, "k1", remaining=["b"], attempt=1,
-                                       not_before=None)
+    assert not await campaigns.close_batch(db, batch, "other", remaining=["b"], attempt=1)
+    assert await campaigns.close_batch(db, batch, "k1", remaining=["b"], attempt=1)
     found = await campaigns.claim_batch(db, batch, "k2", lease_s=0.05)
     assert found["customer_ids"] == ["b"] and found["attempt"] == 1
     assert await campaigns.claim_batch(db, batch, "k3", lease_s=30) is None  # held

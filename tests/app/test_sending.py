@@ -22,7 +22,7 @@ from app.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bu
 from app.db import database, ensure_indexes
 from app.models import Audience, CampaignCreate, LaunchOptions
 from app.runtime import Runtime
-from app.sending import ROLLUP_EVERY_S, BatchJob, run_batch, stage_finished
+from app.sending import ROLLUP_EVERY_S, BatchJob, close_batch, run_batch, stage_finished
 from app.statuses import BatchStatus
 from app.webhooks import Subscriptions
 from embedded.processes import free_port
@@ -82,16 +82,16 @@ class Batch:
             created_by="test")
         self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
                                                         connections=2, audience_pages=1)
-        self.leased_at = time.time()
         self.batch_id = await campaigns.insert_claimed_batch(
             self.db, doc["_id"], 0, self.customer_ids, [1, None], self.claim, lease_s=30)
         return self
 
     def job(self, port: int, *, password: str | None = None, claim: str | None = None,
-            fresh: bool = True, connections: int = 2, leased_at: float | None = -1.0,
+            fresh: bool = True, connections: int = 2, lease_left_s: float | None = 30.0,
             **settings) -> BatchJob:
-        """The job as the runner hands it over, its lease begun with the batch's claim
-        (`leased_at=None`: the job does not say when, so the task renews first)."""
+        """The job as the runner hands it over, with what is left of the lease the
+        batch's claim began (`lease_left_s=None`: the job does not say, so the task
+        renews first)."""
         update = {"mongodb_db": self.db_name, **settings}
         if password is not None:
             update |= {"smtp_user": "relay", "smtp_password": SecretStr(password)}
@@ -104,10 +104,9 @@ class Batch:
                             Endpoints(self.mongodb_uri, "127.0.0.1", port), "k"),
             templates=self.campaign["templates"],
             connections=connections, fresh=fresh,
-            leased_at=self.leased_at if leased_at == -1.0 else leased_at)
+            lease_left_s=lease_left_s)
 
     def reclaim(self, claim: str) -> None:
-        self.leased_at = time.time()
         self.sync.batches.update_one({"_id": self.batch_id}, {"$set": {
             "status": BatchStatus.CLAIMED, "claim": claim,
             "not_before": campaigns.now() + timedelta(seconds=30)}})
@@ -155,13 +154,13 @@ async def test_a_task_that_starts_after_its_claim_was_given_back_sends_nothing(
     handler, port = open_relay
     batch = await Batch(stack, 3).create()
     batch.reclaim("claim-2")  # the sweep gave it back, and it was claimed again
-    late = await run_batch(batch.job(port, claim="claim-1", leased_at=time.time() - 20))
-    unknown = await run_batch(batch.job(port, claim="claim-1", leased_at=None))
+    late = await run_batch(batch.job(port, claim="claim-1", lease_left_s=1))  # half gone
+    unknown = await run_batch(batch.job(port, claim="claim-1", lease_left_s=None))
 
     assert late["stopped"] == unknown["stopped"] == "lost" and handler.total == 0
     stored = batch.sync.batches.find_one({"_id": batch.batch_id})
     assert stored["claim"] == "claim-2" and "worker" not in stored
-    on_time = await run_batch(batch.job(port, claim="claim-2", leased_at=None))
+    on_time = await run_batch(batch.job(port, claim="claim-2", lease_left_s=None))
     assert on_time["counts"] == {"sent": 3} and handler.total == 3
 
 
@@ -226,7 +225,7 @@ async def test_temporary_failures_come_back_as_the_next_attempt(stack: Stack,
     stored = batch.sync.batches.find_one({"_id": batch.batch_id})
     assert (stored["status"], stored["customer_ids"], stored["attempt"]) == (
         "pending", ["c001"], 1)
-    assert first["next"] is not None
+    assert first["due_in_s"] is not None
 
     batch.reclaim("claim-2")
     second = await run_batch(batch.job(port, claim="claim-2", fresh=False))
@@ -410,3 +409,59 @@ async def test_every_send_path_query_uses_an_index(stack: Stack) -> None:
             stages = _plans(cursor.explain()["queryPlanner"]["winningPlan"])
             assert "COLLSCAN" not in stages and "IXSCAN" in stages, (collection, query, stages)
     await asyncio.sleep(0)
+
+
+@pytest.fixture
+def slow_relay():
+    """A relay that takes 0.2 s a message, so a batch outlives a short lease."""
+    handler = SinkHandler(None, delay_s=0.2)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+@pytest.mark.parametrize("skew_s", [-60.0, 60.0])
+async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeued(
+        stack: Stack, slow_relay, monkeypatch, skew_s: float) -> None:
+    """A send task whose renewals no longer reach the database (a partition) keeps
+    sending only as long as its lease can hold; the runner's sweep gives the batch back
+    by the database's clock and a run under a new claim sends the rest: each recipient
+    gets one message, whatever the cut-off worker's clock says (skewed a minute)."""
+    handler, port = slow_relay
+    batch = await Batch(stack, 30).create()
+    renew = campaigns.renew_lease
+
+    async def cut_off(db, batch_id: str, claim: str, *args, **kwargs) -> bool:
+        if claim == batch.claim:
+            raise ConnectionError("the database is on the other side of a partition")
+        return await renew(db, batch_id, claim, *args, **kwargs)
+
+    monkeypatch.setattr(campaigns, "renew_lease", cut_off)
+    lease_s = 2.0
+    batch.sync.batches.update_one({"_id": batch.batch_id}, [{"$set": {  # a 2 s lease
+        "not_before": {"$add": ["$$NOW", round(lease_s * 1000)]}}}])
+    cut = asyncio.create_task(run_batch(
+        batch.job(port, connections=1, send_lease_s=lease_s, lease_left_s=lease_s),
+        clock=lambda: time.monotonic() + skew_s, close=False))
+
+    async def sweep() -> list[str]:  # as the runner's sweep does, until the lease lapsed
+        while not (requeued := await campaigns.requeue_expired(batch.db,
+                                                               batch.campaign["_id"])):
+            await asyncio.sleep(0.1)
+        return requeued
+
+    assert await sweep() == [batch.batch_id]
+    sent_by_then = handler.total
+    first = await cut
+    assert handler.total == sent_by_then  # nothing went out after its lease lapsed
+    found = await campaigns.claim_batch(batch.db, batch.batch_id, "claim-2", 30)
+    rest = await run_batch(batch.job(port, claim="claim-2", fresh=False))
+    assert first["stopped"] == "lease lapsed" and 0 < first["counts"]["sent"] < 30
+    assert len(found["customer_ids"]) == 30  # given back whole: its close never came
+    assert rest["counts"] == {"sent": 30 - first["counts"]["sent"]}
+    assert handler.count_by_recipient("send.example") == {
+        f"{cid}@send.example": 1 for cid in batch.customer_ids}
+    # Its late close is refused by the claim, like anything else it would still write.
+    assert not await close_batch(batch.db, first)
