@@ -15,7 +15,7 @@ import threading
 
 from app.config import ConfigError, Settings, load_settings
 from app.telemetry import ray_environment
-from app.tokens import admin_token
+from app.tokens import TOKEN_FILE, admin_token
 
 
 def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
@@ -50,6 +50,15 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
     args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
     deploy(args, settings)
     return context.dashboard_url or "127.0.0.1:8265"
+
+
+def shown_token(settings: Settings, token: str) -> str:
+    """The admin token as `make run` prints it: whole when it generated it (where else
+    would the operator find it), masked when it came from the environment (logs of the
+    terminal, CI, a process supervisor keep what is printed)."""
+    if settings.admin_token is None:
+        return f"{token}  (also in {settings.data_dir / TOKEN_FILE})"
+    return "(from COMMS_ADMIN_TOKEN: not shown)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  Customer chat       {base}/chat\n"
             f"  API docs            {base}/api/docs\n"
             f"  Ray dashboard       http://{ray_dashboard}\n"
-            f"  Admin token         {token}\n"
+            f"  Admin token         {shown_token(settings, token)}\n"
             f"  Data directory      {settings.data_dir}\n"
             "\n  Ctrl-C stops everything.\n",
             flush=True,

@@ -97,3 +97,17 @@ def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         external.stop()
+
+
+def test_make_run_masks_a_token_it_did_not_generate(tmp_path: Path) -> None:
+    from app.config import load_settings
+    from app.tokens import admin_token
+    from deployments.cli import shown_token
+
+    given = "token-from-the-operators-vault-0123456789"
+    from_env = load_settings(admin_token=given, data_dir=tmp_path)
+    assert given not in shown_token(from_env, given) and "COMMS_ADMIN_TOKEN" in \
+        shown_token(from_env, given)
+    generated = load_settings(data_dir=tmp_path)
+    token = admin_token(generated)  # made now, in the data directory
+    assert token in shown_token(generated, token)
