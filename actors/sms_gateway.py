@@ -2,9 +2,11 @@
 is where the SMSC sends what comes back: delivery receipts and customers' own
 messages. Send tasks bind as transmitters and never see them.
 
-A customer's message is a chat turn (`app.sms_chat`, one at a time, in arrival
-order), answered by SMS over the same bind; the marketing actor sends its
-counter-offers to SMS conversations through `send_texts` too.
+A customer's message is stored before the SMSC gets its answer (`app.sms_inbox`), then
+taken as a chat turn (`app.sms_chat`, one at a time, in arrival order; a restarted
+gateway first takes those stored and not answered), answered by SMS over the same
+bind; the marketing actor sends its counter-offers to SMS conversations through
+`send_texts` too.
 
 Receipts are gathered as they arrive and applied in rounds (`app.sms_receipts`): at
 most every ROUND_S, a handful of database commands per round. A receipt whose part is
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import ray
@@ -24,12 +27,12 @@ from aiosmpplib import BindMode, DeliverSm
 
 from actors import registry
 from actors.marketing import marketing_actor
-from app import sms_chat, telemetry
+from app import sms_chat, sms_inbox, telemetry
 from app.flow_engine import load_flow
 from app.phones import e164
 from app.runtime import Runtime
 from app.sms import SENT, SmppSession, Sms
-from app.sms_receipts import Receipt, apply
+from app.sms_receipts import Receipt, apply, stored_waiting
 
 log = logging.getLogger("operator_comms.sms")
 ROUND_S = 0.25
@@ -43,7 +46,7 @@ class SmsGateway:
         telemetry.setup(settings, "sms_gateway")
         self.waiting: list[Receipt] = []
         self.arrived = asyncio.Event()
-        self.mobile: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.mobile: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self.counts = {"receipts": 0, "delivered": 0, "undeliverable": 0, "unmatched": 0,
                        "mobile_originated": 0, "replies": 0}
         self.flow = load_flow()
@@ -59,7 +62,9 @@ class SmsGateway:
         self.rounds = loop.create_task(self._rounds())
         self.chats = loop.create_task(self._chats())
 
-    def inbound(self, message: DeliverSm) -> None:
+    def inbound(self, message: DeliverSm) -> Awaitable[None] | None:
+        """What the SMSC delivers: a receipt is gathered for the next round; a customer's
+        message is stored first (the awaitable: the SMSC is answered after it)."""
         if message.is_receipt():
             receipt = message.parse_receipt()
             if receipt.get("id"):
@@ -67,14 +72,18 @@ class SmsGateway:
                 self.waiting.append(Receipt(str(receipt["id"]), str(receipt.get("stat", "")),
                                             datetime.now(UTC)))
                 self.arrived.set()
-            return
+            return None
         self.counts["mobile_originated"] += 1
         try:
             number = e164("+" + message.source.number.lstrip("+"))
         except ValueError:
             log.warning("an SMS from %r, not a phone number: ignored", message.source.number)
-            return
-        self.mobile.put_nowait((number, message.short_message or message.message_payload))
+            return None
+        return self._store(number, message.short_message or message.message_payload)
+
+    async def _store(self, number: str, text: str) -> None:
+        inbox_id = await sms_inbox.store(self.runtime.database(), number, text)
+        self.mobile.put_nowait((inbox_id, number, text))
 
     async def send_texts(self, texts: list[tuple[str, str, str]]) -> dict[str, bool]:
         """(number, text, reference) each: sent over this gateway's session (the chat's
@@ -92,21 +101,37 @@ class SmsGateway:
                 "session": self.session.esme.session_state.name}
 
     async def _chats(self) -> None:
-        """Customers' messages, one at a time (a number's turns stay in order)."""
+        """Customers' messages, one at a time (a number's turns stay in order): first
+        those a stopped gateway stored but did not answer, then what arrives."""
         db = self.runtime.database()
+        recovered = await sms_inbox.waiting(db)
+        if recovered:
+            log.warning("%d customer SMS stored before a restart: their turns now",
+                        len(recovered))
+        backlog = [(m["_id"], m["number"], m["text"]) for m in recovered]
+        recovered_ids = {m["_id"] for m in recovered}
         while True:
-            number, text = await self.mobile.get()
+            if backlog:
+                inbox_id, number, text = backlog.pop(0)
+            else:
+                inbox_id, number, text = await self.mobile.get()
+                if inbox_id in recovered_ids:  # stored as the backlog was read: taken
+                    continue
             try:
                 reference, answer = await sms_chat.inbound(db, self.flow, number, text,
                                                            self.consumers, self.keywords)
                 if answer:
                     await self.send_texts([(number, answer, reference)])
                     self.counts["replies"] += 1
-            except Exception:
+                await sms_inbox.taken(db, inbox_id)
+            except Exception:  # stays stored: the next start takes it again
                 log.exception("an SMS from %s: the chat turn failed", number)
 
     async def _rounds(self) -> None:
         db = self.runtime.database()
+        self.waiting = await stored_waiting(db) + self.waiting  # a stopped gateway's
+        if self.waiting:
+            self.arrived.set()
         while True:
             await self.arrived.wait()
             self.arrived.clear()

@@ -72,11 +72,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         # a send checks who unsubscribed since its page was read
         IndexModel([("unsubscribed_at", ASCENDING)], sparse=True),
+        IndexModel([("outbox.key", ASCENDING)], sparse=True),  # events left (app.outbox)
         # the customer list's pages, all or by tag (app.paging)
         IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("tags", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
     ],
-    "campaigns": [IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)])],
+    "campaigns": [IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
+                  IndexModel([("outbox.key", ASCENDING)], sparse=True)],
     "users": [IndexModel([("api_keys.id", ASCENDING)])],
     "audit": [IndexModel([("at", DESCENDING), ("_id", DESCENDING)])],
     # The send path writes one delivery per message, and on the embedded database any
@@ -106,6 +108,7 @@ INDEXES: dict[str, list[IndexModel]] = {
                       IndexModel([("created_at", ASCENDING)]),
                       # summaries only move forward: {_id, last_seq: {$lt: n}}
                       IndexModel([("_id", ASCENDING), ("last_seq", ASCENDING)])],
+    "sms_inbox": [IndexModel([("received_at", ASCENDING)])],  # a restarted gateway's
     "messages": [
         IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
         IndexModel([("outbox", ASCENDING)], sparse=True),

@@ -23,7 +23,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiosmpplib import (
@@ -115,7 +115,9 @@ class _Answers(AbstractHook):
     async def received(self, smpp_message, pdu, client_id) -> None:
         if isinstance(smpp_message, DeliverSm):  # a receipt or a customer's message
             if self.session.on_deliver is not None:
-                self.session.on_deliver(smpp_message)
+                stored = self.session.on_deliver(smpp_message)
+                if stored is not None:  # stored before the SMSC gets its answer
+                    await stored
         elif isinstance(smpp_message, SubmitSmResp | GenericNack) and smpp_message.log_id:
             self.session.answered(smpp_message.log_id, smpp_message.command_status,
                                   getattr(smpp_message, "message_id", ""))
@@ -156,11 +158,12 @@ class Backoff(AbstractThrottleHandler):
 class SmppSession:
     """One bind to the SMSC: a send worker's transmitter, shared by the sends of its
     process, or the gateway's transceiver, whose `on_deliver` hears what the SMSC sends
-    (receipts, customers' messages; aiosmpplib answers each after the call)."""
+    (receipts, customers' messages; aiosmpplib answers each after the call, and after
+    the awaitable it returns, if any)."""
 
     def __init__(self, settings: Settings, endpoints: Endpoints,
                  bind_mode: BindMode = BindMode.TRANSMITTER,
-                 on_deliver: Callable[[DeliverSm], None] | None = None):
+                 on_deliver: Callable[[DeliverSm], Awaitable[None] | None] | None = None):
         self.settings = settings
         self.on_deliver = on_deliver
         self.window = asyncio.Semaphore(settings.smpp_window)

@@ -12,7 +12,9 @@ A round of receipts costs a handful of commands whatever its size: read their pa
 mark them, read the deliveries they belong to (and, for a multi-part message, its
 other parts), set the deliveries that reached a final state, and count them. A
 receipt whose part is not known yet (its send's flush has not landed) is kept for a
-later round (`Pending`).
+later round, for up to MATCH_FOR_S, and stored meanwhile (`sms_receipts_waiting`, one
+write for a round's unmatched ones, one more when they match), so a gateway that
+stops does not lose it: the next one starts with them (`stored_waiting`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from app import rollups
 
@@ -38,6 +41,37 @@ class Receipt:
     stat: str
     at: datetime
     first_seen: float = field(default_factory=time.monotonic)
+    stored: bool = False  # in `sms_receipts_waiting`
+
+
+async def stored_waiting(db: AsyncDatabase) -> list[Receipt]:
+    """The receipts a stopped gateway was still matching (its successor's start)."""
+    now_wall, now = datetime.now(UTC), time.monotonic()
+    return [Receipt(doc["_id"], doc["stat"], doc["at"],
+                    now - (now_wall - _aware(doc["waiting_since"])).total_seconds(), True)
+            async for doc in db.sms_receipts_waiting.find()]
+
+
+async def _keep_waiting(db: AsyncDatabase, later: list[Receipt], done: list[Receipt]) -> None:
+    """Store the receipts that wait, and forget the stored ones that matched or expired."""
+    fresh = [r for r in later if not r.stored]
+    if fresh:
+        try:
+            await db.sms_receipts_waiting.insert_many(
+                [{"_id": r.smsc_id, "stat": r.stat, "at": r.at,
+                  "waiting_since": datetime.now(UTC)} for r in fresh], ordered=False)
+        except BulkWriteError as exc:  # stored before (a repeated receipt)
+            if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+                raise
+        for receipt in fresh:
+            receipt.stored = True
+    gone = [r.smsc_id for r in done if r.stored]
+    if gone:
+        await db.sms_receipts_waiting.delete_many({"_id": {"$in": gone}})
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def receipt_of(states: list[str | None]) -> str | None:
@@ -58,6 +92,8 @@ async def apply(db: AsyncDatabase, receipts: list[Receipt]) -> tuple[dict, list[
         {"_id": {"$in": list(latest)}}, {"delivery_id": 1, "campaign_id": 1})}
     now = time.monotonic()
     later = [r for i, r in latest.items() if i not in known and now - r.first_seen < MATCH_FOR_S]
+    waiting = {r.smsc_id for r in later}
+    await _keep_waiting(db, later, [r for r in receipts if r.smsc_id not in waiting])
     if not known:
         return {"unmatched": len(latest) - len(later)}, later
     await db.sms_parts.bulk_write([

@@ -53,3 +53,25 @@ async def test_throttled_answers_hold_new_submits_for_a_short_growing_while() ->
     await backoff.not_throttled()
     await backoff.throttled()
     assert backoff.delay == 0.1  # an accepted submit started it over
+
+
+async def test_a_receipt_that_arrives_before_its_part_is_stored_until_it_matches(db) -> None:
+    from datetime import UTC, datetime
+
+    from app.sms_receipts import Receipt, apply, stored_waiting
+
+    early = Receipt("smsc-1", "DELIVRD", datetime.now(UTC))
+    counts, later = await apply(db, [early])
+    assert later == [early] and early.stored
+    # The gateway stops here; the next one starts with what was waiting.
+    [recovered] = await stored_waiting(db)
+    assert (recovered.smsc_id, recovered.stat, recovered.stored) == ("smsc-1", "DELIVRD", True)
+
+    await db.deliveries.insert_one({"_id": "c1:k1", "campaign_id": "c1", "smsc_ids": ["smsc-1"],
+                                    "created_at": datetime.now(UTC)})
+    await db.sms_parts.insert_one({"_id": "smsc-1", "delivery_id": "c1:k1",
+                                   "campaign_id": "c1"})
+    await db.campaigns.insert_one({"_id": "c1", "counts": {}})
+    counts, later = await apply(db, [recovered])
+    assert later == [] and counts["delivered"] == 1
+    assert await stored_waiting(db) == []  # matched: no longer stored

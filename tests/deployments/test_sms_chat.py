@@ -94,3 +94,26 @@ def test_stop_by_sms_suppresses_the_number_for_the_next_sms_campaign(
     texts = _texts_to(stack, digits)
     assert len(texts) == 2 and not any(t.startswith("Hello") for t in texts)
     assert _texts_to(stack, numbers[4][1:]) == ["Hello C4"]  # the others got theirs
+
+
+def test_a_customer_sms_answered_to_the_smsc_is_taken_after_the_gateway_restarts(
+        stack: Stack, api: httpx.Client) -> None:
+    """The gateway stores a customer's message before the SMSC gets its answer; killed
+    right then (the message stored, its turn not taken), it takes the turn when Ray
+    restarts it."""
+    from datetime import UTC, datetime
+
+    from actors import registry
+
+    number = f"+55119{random.randrange(10**7, 10**8)}"
+    endpoints = ray.get(stack.services.endpoints.remote())
+    db = MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db]
+    db.sms_inbox.insert_one({"_id": f"killed-{number}", "number": number, "text": "1",
+                             "received_at": datetime.now(UTC)})  # as the hook left it
+    ray.kill(registry.find(registry.SMS_GATEWAY), no_restart=False)  # before its turn
+    answer = _next_text(stack, number[1:], 0, timeout=90)
+    assert answer.startswith("Good to see you again!")  # the greeting's "1" answered
+    assert db.sms_inbox.find_one({"_id": f"killed-{number}"}) is None
+    sessions = api.get("/api/chat/sessions").json()["sessions"]
+    assert [s["channel"] for s in sessions if (s.get("contact") or {}).get("phone")
+            == number] == ["sms"]
