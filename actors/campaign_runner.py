@@ -45,9 +45,9 @@ from ray.exceptions import RayError, TaskCancelledError
 from actors import registry
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
+from actors.webhook_sender import hand_on
 from actors.webhook_sender import poke as webhook_poke
-from actors.webhook_sender import publish
-from app import bulk, campaigns, logs, rollups, telemetry, tracing, webhooks
+from app import bulk, campaigns, logs, outbox, rollups, telemetry, tracing, webhooks
 from app.customers import audience_page
 from app.runtime import Runtime
 from app.send_tasks import SendMetrics
@@ -369,12 +369,15 @@ class CampaignRunner:
             return False  # claims to recover (the sweep), or batches queued meanwhile
         await self._write_progress(db, None)
         await campaigns.reconcile(db, self.campaign_id)
+        counts = (await campaigns.campaign_state(db, self.campaign_id))["counts"]
         completed = await campaigns.change_status(
-            db, self.campaign_id, (CampaignStatus.RUNNING,), CampaignStatus.COMPLETED)
+            db, self.campaign_id, (CampaignStatus.RUNNING,), CampaignStatus.COMPLETED,
+            event=outbox.entry("campaign.completed",
+                               {"campaign_id": self.campaign_id, "counts": counts},
+                               key=f"campaign.completed:{self.campaign_id}"))
         campaign = await campaigns.campaign_state(db, self.campaign_id)
         if completed:
-            await publish(db, "campaign.completed", {
-                "campaign_id": self.campaign_id, "counts": campaign["counts"]})
+            await hand_on(db, "campaigns", self.campaign_id)
         await campaigns.record_progress(db, self.campaign_id, {},
                                         campaigns.progress_sample(campaign["counts"]))
         self.status_now = campaign["status"]

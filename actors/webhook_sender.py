@@ -10,6 +10,9 @@ or dead (while this actor lives; after a restart the order of what was pending i
 order of due times). At least once: a message is marked delivered after its 2xx, so
 an actor killed in between sends it again, with the same `webhook-id`.
 
+It also sweeps the outboxes of changed documents (`app.outbox`) for events whose
+writer stopped before handing them on.
+
 Teardown: it ends with the Ray cluster, or `ray.kill(ray.get_actor("webhooks",
 namespace="operator-comms"))`; pending messages wait in MongoDB for the next one.
 """
@@ -30,7 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from actors import registry
 from actors.metrics import WebhookMetrics
-from app import telemetry, webhooks
+from app import outbox, telemetry, webhooks
 from app.config import Settings
 from app.egress import EgressPolicy, EgressRefused
 from app.runtime import Runtime
@@ -44,6 +47,7 @@ LOW_WATER = 100
 SUCCESS_FLUSH_S = 0.1  # answered messages are recorded together, one write per round
 HOLD_S = 86_400.0  # a disabled endpoint's messages wait this long, or until enabled
 ERROR_PAUSE_S = 1.0
+OUTBOX_SWEEP_S = 10.0
 
 
 class Lane:
@@ -104,6 +108,7 @@ class WebhookSender:
         self.egress = egress_policy(self.settings)
         self.loop_task = asyncio.get_running_loop().create_task(self._run())
         self.recorder = asyncio.get_running_loop().create_task(self._record_deliveries())
+        self.sweeper = asyncio.get_running_loop().create_task(self._sweep_outboxes())
 
     @property
     def db(self) -> AsyncDatabase:
@@ -148,6 +153,17 @@ class WebhookSender:
             timeout = self.heap[0] - now if self.heap else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _sweep_outboxes(self) -> None:
+        """Events a stopped writer left in a document's outbox (`app.outbox`): at start,
+        then every OUTBOX_SWEEP_S (a recovery, not the way events usually arrive)."""
+        while True:
+            try:
+                if await outbox.sweep(self.db):
+                    self.wake.set()
+            except Exception:
+                log.exception("webhooks: the outbox sweep failed")
+            await asyncio.sleep(OUTBOX_SWEEP_S)
 
     async def _take_due(self) -> bool:
         """Queue what is due on its endpoint's lane; True if there may be more."""
@@ -284,6 +300,21 @@ def poke() -> None:
         _handle = registry.find(registry.WEBHOOKS)
     if _handle is not None:
         _handle.poke.remote()
+
+
+async def hand_on(db: AsyncDatabase, collection: str, doc_id: str) -> int:
+    """Hand on the events a change left in its document's outbox (`app.outbox`) and
+    wake the sender. Never raises: what the database would not store stays in the
+    outbox, for the sweep."""
+    try:
+        stored = await outbox.hand_on(db, collection, doc_id)
+    except Exception:
+        log.warning("%s %s: events left for the outbox sweep", collection, doc_id,
+                    exc_info=True)
+        return 0
+    if stored:
+        poke()
+    return stored
 
 
 async def publish(db: AsyncDatabase, event_type: str, data: dict[str, Any],

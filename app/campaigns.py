@@ -218,10 +218,13 @@ async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOp
 
 
 async def change_status(db: AsyncDatabase, campaign_id: str, allowed_from: tuple[str, ...],
-                        to: str, **extra: Any) -> bool:
+                        to: str, event: dict[str, Any] | None = None, **extra: Any) -> bool:
+    """Move the campaign to `to` if it is in `allowed_from`; with `event` (an
+    `app.outbox.entry`), the event goes in the same update, for the caller to hand on."""
     result = await db.campaigns.update_one(
         {"_id": campaign_id, "status": {"$in": list(allowed_from)}},
-        {"$set": {"status": to, f"{to}_at": now(), **extra}},
+        {"$set": {"status": to, f"{to}_at": now(), **extra},
+         **({"$push": {"outbox": event}} if event else {})},
     )
     return result.modified_count == 1
 

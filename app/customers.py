@@ -21,6 +21,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app import outbox
 from app.models import Audience
 from app.paging import newest_first
 from app.phones import SIMULATED, e164
@@ -368,11 +369,19 @@ def template_variables(customer: dict) -> dict[str, Any]:
     return variables
 
 
-async def set_unsubscribed(db: AsyncDatabase, customer_id: str) -> bool:
-    result = await db.customers.update_one(
-        {"_id": customer_id}, {"$set": {"unsubscribed": True,
-                                        "unsubscribed_at": datetime.now(UTC)}})
-    return result.matched_count == 1
+async def set_unsubscribed(db: AsyncDatabase, customer_id: str, via: str) -> bool:
+    """Unsubscribe the customer (False: no such customer). The first time, the
+    `customer.unsubscribed` event goes in the same update (`app.outbox`); the caller
+    hands it on."""
+    at = datetime.now(UTC)
+    changed = await db.customers.update_one(
+        {"_id": customer_id, "unsubscribed": {"$ne": True}},
+        {"$set": {"unsubscribed": True, "unsubscribed_at": at},
+         "$push": {"outbox": outbox.entry("customer.unsubscribed",
+                                          {"customer_id": customer_id, "via": via})}})
+    if changed.matched_count:
+        return True
+    return await db.customers.count_documents({"_id": customer_id}, limit=1) == 1
 
 
 async def opt_out(db: AsyncDatabase, *, phone: str, channel: str, reason: str) -> bool:
@@ -401,6 +410,7 @@ async def list_customers(db: AsyncDatabase, tag: str | None, limit: int,
     """(a page of customers, newest first; the next page's cursor; an estimate of how
     many match, from one bucket of 1/1,024 of them: never a count of them all)."""
     query = {"tags": tag} if tag else {}
-    page, next_cursor = await newest_first(db.customers, query, "created_at", limit, cursor)
+    page, next_cursor = await newest_first(db.customers, query, "created_at", limit, cursor,
+                                           {"outbox": 0})  # events on their way: internal
     estimate = AUDIENCE_BUCKETS * await db.customers.count_documents({"bucket": 0, **query})
     return page, next_cursor, estimate

@@ -221,7 +221,7 @@ async def _unsubscribe(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, d
     customer = await db.customers.find_one({"email": inbound.sender}, {"_id": 1})
     if customer is None:
         return UNSUBSCRIBE, inbound.reason, {"action": "unknown_sender"}
-    await set_unsubscribed(db, customer["_id"])
+    await set_unsubscribed(db, customer["_id"], via="reply")  # its event: the outbox sweep
     campaign_id = await campaign_of(db, inbound.references)
     return UNSUBSCRIBE, inbound.reason, {"action": "unsubscribed",
                                          "customer_id": customer["_id"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from actors.webhook_sender import publish
+from actors.webhook_sender import hand_on
 from app.customers import set_unsubscribed
 from deployments.deps import Context
 from deployments.limits import retry_after
@@ -61,8 +61,7 @@ async def unsubscribe(context: Context, request: Request, token: str) -> HTMLRes
     if refused is not None:
         return refused
     customer_id = context.runtime.customer_from_token(token)
-    if customer_id is None or not await set_unsubscribed(context.db, customer_id):
+    if customer_id is None or not await set_unsubscribed(context.db, customer_id, via="link"):
         return _not_valid()
-    await publish(context.db, "customer.unsubscribed",
-                  {"customer_id": customer_id, "via": "link"})
+    await hand_on(context.db, "customers", customer_id)  # the event stored with the change
     return _page("You are unsubscribed", "You will not receive campaign emails from us again.")

@@ -8,6 +8,7 @@ a couple of seconds and an endpoint failing for a second is disabled.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -263,4 +264,27 @@ def test_an_allowed_endpoint_cannot_be_moved_to_an_internal_address(api, receive
     moved = api.patch(f"/api/webhooks/{endpoint['id']}",
                       json={"url": "http://169.254.169.254/latest/meta-data/"})
     assert moved.status_code == 422 and moved.json()["detail"][0]["field"] == "body.url"
+    api.delete(f"/api/webhooks/{endpoint['id']}")
+
+
+async def test_an_unsubscribe_whose_replica_died_before_its_event_still_reaches_the_crm(
+        stack: Stack, api, receiver) -> None:
+    """The change and its event are one write: a replica killed right after it (here: the
+    same update, with nothing after it) leaves the event in the customer's outbox, and
+    the webhook actor's sweep delivers it."""
+    from app.customers import set_unsubscribed
+    from app.db import database
+
+    endpoint = register(api, receiver.url("/unsub"), ["customer.unsubscribed"])
+    domain = unique_domain("unsub-hook")
+    import_audience(api, [f"gone@{domain}"], tag=domain)
+    customer = api.get("/api/customers", params={"tag": domain}).json()["customers"][0]
+    endpoints = await stack.services.endpoints.remote()
+    db = database(endpoints.mongodb_uri, stack.settings.mongodb_db)
+    await asyncio.sleep(Subscriptions().ttl_s)  # every process's view has the endpoint
+    assert await set_unsubscribed(db, customer["id"], via="link")  # then the replica died
+    delivered = wait_until(lambda: receiver.at("/unsub"), 60, "the sweep's delivery")
+    event = json.loads(delivered[0]["body"])
+    assert event["type"] == "customer.unsubscribed"
+    assert event["data"] == {"customer_id": customer["id"], "via": "link"}
     api.delete(f"/api/webhooks/{endpoint['id']}")
