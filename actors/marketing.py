@@ -31,7 +31,7 @@ from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
 from actors.webhook_sender import publish
 from app import composer, marketing, sms_chat, telemetry, tracing
-from app.mailer import SENT, Mail, SenderPool, build_message, message_id
+from app.mailer import RETRY, SENT, Mail, SenderPool, build_message, message_id
 from app.runtime import Runtime
 from app.statuses import OfferStatus
 
@@ -175,7 +175,9 @@ class MarketingActor:
             fired = [offer for offer in offers if offer["_id"] in written]
             texted = await self._text([o for o in fired if o.get("sms_to")])
             to_mail, later = await self._choose_mail([o for o in fired if o.get("email")])
-            emailed = await self._mail(to_mail)
+            emailed, failed_now = await self._mail(to_mail)
+            for offer_id in failed_now:  # a transient failure: tried again, durably
+                later[offer_id] = marketing.email_retry_at(1, self.settings.retry_backoff_s)
             await marketing.mark_sent(self.db, {offer["_id"]: emailed.get(offer["_id"], False)
                                                 for offer in fired}, later)
             for offer_id, at in later.items():
@@ -221,10 +223,22 @@ class MarketingActor:
         try:
             offers = await marketing.awaiting_mail(self.db, offer_ids)
             online = set(await self.hub.online.remote([o["session_id"] for o in offers])
-                         ) if offers else set()
-            emailed = await self._mail([o for o in offers if o["session_id"] not in online])
+                         ) if offers and self.settings.marketing_prefer_live else set()
+            emailed, failed_now = await self._mail(
+                [o for o in offers if o["session_id"] not in online])
+            retry_at = {}
+            for offer in offers:
+                if offer["_id"] in failed_now:
+                    at = marketing.email_retry_at(offer.get("email_attempts", 0) + 2,
+                                                  self.settings.retry_backoff_s)
+                    if at is not None:
+                        retry_at[offer["_id"]] = at
+                        heapq.heappush(self.mail_heap, (at.timestamp(), offer["_id"]))
+            if retry_at:
+                self.wake.set()
             await marketing.mark_followed_up(
-                self.db, {offer["_id"]: emailed.get(offer["_id"], False) for offer in offers})
+                self.db, {offer["_id"]: emailed.get(offer["_id"], False) for offer in offers},
+                retry_at)
         except Exception:
             log.exception("%d waiting offer emails failed; retrying in %.0f s",
                           len(offer_ids), RETRY_S)
@@ -247,14 +261,18 @@ class MarketingActor:
              f"offer:{offer['_id']}") for offer in offers])
         return {offer["_id"]: sent.get(f"offer:{offer['_id']}", False) for offer in offers}
 
-    async def _mail(self, offers: list[dict]) -> dict[str, bool]:
-        """Mail the offers over a few pooled connections; offer id -> sent."""
+    async def _mail(self, offers: list[dict]) -> tuple[dict[str, bool], set[str]]:
+        """Mail the offers over a few pooled connections: (offer id -> sent, the ids that
+        failed transiently, to try again). Whoever unsubscribed since the offer was made
+        is skipped (read now, at send time)."""
+        offers = await marketing.still_subscribed(self.db, offers)
         if not offers:
-            return {}
+            return {}, set()
         queue: asyncio.Queue[dict] = asyncio.Queue()
         for offer in offers:
             queue.put_nowait(offer)
         sent: dict[str, bool] = {}
+        transient: set[str] = set()
         senders = await self.senders.take(self.settings, self.runtime.endpoints,
                                           min(MAIL_CONNECTIONS, len(offers)))
 
@@ -264,6 +282,8 @@ class MarketingActor:
                 outcome = await sender.send(build_message(self._mail_for(offer),
                                                           self.settings.mail_from))
                 sent[offer["_id"]] = outcome.status == SENT
+                if outcome.status == RETRY:
+                    transient.add(offer["_id"])
                 if outcome.status != SENT:
                     log.warning("offer %s: email not sent (%s %s)", offer["_id"],
                                 outcome.code, outcome.error)
@@ -272,7 +292,7 @@ class MarketingActor:
             await asyncio.gather(*(drain(sender) for sender in senders))
         finally:
             self.senders.give(senders)
-        return sent
+        return sent, transient
 
     def _mail_for(self, offer: dict) -> Mail:
         return composer.offer_mail(

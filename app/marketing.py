@@ -29,6 +29,7 @@ from app.statuses import OfferStatus
 
 OPEN = (OfferStatus.SCHEDULED, OfferStatus.FIRING, OfferStatus.SENT, OfferStatus.ACCEPTED)
 STATUSES = tuple(OfferStatus)
+EMAIL_TRIES = 5  # a counter-offer email that fails transiently: tries in all
 COUNTERS = {"_id": "marketing-offers"}  # in `counters`: offers by status, kept per change
 
 
@@ -253,13 +254,36 @@ async def awaiting_mail(db: AsyncDatabase, offer_ids: list[str]) -> list[dict]:
             and offer.get("email_after") is not None]
 
 
-async def mark_followed_up(db: AsyncDatabase, emailed: dict[str, bool]) -> None:
-    """The waits are over: emailed or not (the customer came back to the chat)."""
-    if emailed:
-        await db.offers.bulk_write(
-            [UpdateOne({"_id": offer_id}, {"$set": {"emailed": was},
-                                           "$unset": {"email_after": ""}})
-             for offer_id, was in emailed.items()], ordered=False)
+async def mark_followed_up(db: AsyncDatabase, emailed: dict[str, bool],
+                           retry_at: dict[str, datetime] | None = None) -> None:
+    """The waits are over: emailed or not (the customer came back to the chat, or
+    unsubscribed), or, for `retry_at`, another try then (a transient failure)."""
+    later = retry_at or {}
+    ops = [UpdateOne({"_id": offer_id}, {"$set": {"emailed": was},
+                                         "$unset": {"email_after": ""}})
+           for offer_id, was in emailed.items() if offer_id not in later]
+    ops += [UpdateOne({"_id": offer_id}, {"$set": {"email_after": at},
+                                          "$inc": {"email_attempts": 1}})
+            for offer_id, at in later.items()]
+    if ops:
+        await db.offers.bulk_write(ops, ordered=False)
+
+
+async def still_subscribed(db: AsyncDatabase, offers: list[dict]) -> list[dict]:
+    """Of these offers, those whose customer has not unsubscribed since the offer was
+    made (read at send time: one query for the batch)."""
+    ids = [o["customer_id"] for o in offers if o.get("customer_id")]
+    gone = {doc["_id"] async for doc in db.customers.find(
+        {"_id": {"$in": ids}, "unsubscribed": True}, {"_id": 1})} if ids else set()
+    return [o for o in offers if o.get("customer_id") not in gone]
+
+
+def email_retry_at(attempts: int, base_s: float) -> datetime | None:
+    """When to try a counter-offer email again after its `attempts`-th transient
+    failure (doubling from `base_s`), or None when it has had its tries."""
+    if attempts >= EMAIL_TRIES:
+        return None
+    return now() + timedelta(seconds=base_s * 2 ** (attempts - 1))
 
 
 async def accept_offer(db: AsyncDatabase, event: dict) -> dict | None:

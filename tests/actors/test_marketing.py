@@ -16,6 +16,7 @@ from pymongo import MongoClient
 from actors import registry
 from app import rollups
 from app.composer import CODE_SUBJECT
+from tests.utils.campaigns import import_audience
 from tests.utils.chat import verified_session
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
@@ -202,6 +203,44 @@ def test_no_offer_for_unsubscribed_customers(stack: Stack, api) -> None:
         {"_id": f"unsub-{uuid.uuid4().hex}", "type": "offer_refused",
          "session_id": "none", "customer_id": customer["_id"]}))
     assert result == {"scheduled": False, "reason": "customer unsubscribed", "offer_id": None}
+
+
+def _customer_offered(stack: Stack, api, email: str, delay_s: float) -> tuple[dict, str]:
+    """A customer with this email who refused in a session: its offer's id."""
+    domain = email.split("@", 1)[1]
+    import_audience(api, [email], tag=domain)
+    customer = mongo(stack).customers.find_one({"email": email})
+    event_id = f"mail-{uuid.uuid4().hex}"
+    result = ray.get(marketing().handle_refusal.remote(
+        {"_id": event_id, "type": "offer_refused", "session_id": _session(stack)["session_id"],
+         "customer_id": customer["_id"]}, delay_s=delay_s))
+    assert result["scheduled"], result
+    return customer, event_id
+
+
+def test_a_counter_offer_email_that_fails_transiently_is_sent_on_a_retry(
+        stack: Stack, api) -> None:
+    email = f"later+tempfail@{unique_domain('offer-retry')}"  # the relay says 451 once
+    _customer, offer_id = _customer_offered(stack, api, email, delay_s=0.0)
+    offer = wait_until(lambda: mongo(stack).offers.find_one({"_id": offer_id,
+                                                             "emailed": True}),
+                       60, "the offer emailed on its retry")
+    assert "email_after" not in offer  # no further try waits
+    mail = api.get("/api/outbox", params={"to": email}).json()["messages"]
+    assert [m["subject"] for m in mail] == ["A special offer for you"]
+
+
+def test_a_customer_who_unsubscribes_before_the_offer_fires_is_not_emailed(
+        stack: Stack, api) -> None:
+    email = f"changed-mind@{unique_domain('offer-unsub')}"
+    customer, offer_id = _customer_offered(stack, api, email, delay_s=2.0)
+    mongo(stack).customers.update_one({"_id": customer["_id"]},
+                                      {"$set": {"unsubscribed": True}})
+    offer = wait_until(lambda: mongo(stack).offers.find_one({"_id": offer_id,
+                                                             "status": "sent"}),
+                       60, "the offer fired (in the chat)")
+    assert offer["emailed"] is False
+    assert api.get("/api/outbox", params={"to": email}).json()["matched"] == 0
 
 
 def test_offers_due_together_fire_as_one_batch(stack: Stack) -> None:
