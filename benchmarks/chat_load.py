@@ -5,10 +5,17 @@ Serve application (`benchmarks/noop_app.py`) behind the same proxy, then runs Lo
 in its own process:
 
 1. Closed loop (no wait between requests) with `--closed-users` users: the no-op
-   ingress and chat turns on open sessions, alternated `--closed-rounds` times. Their
-   maximum rates (mean of the rounds) and the ratio.
-2. `benchmarks/locustfile.py` (whole conversations, 0.5-1.5 s between answers, and
+   ingress and chat conversations (a session each), alternated `--closed-rounds`
+   times. Their maximum rates (mean of the rounds) and the ratio.
+2. Open loop: the same conversations paced at half the no-op's rate, its p99.
+3. `benchmarks/locustfile.py` (whole conversations, 0.5-1.5 s between answers, and
    a few operators) at each of `--users`.
+4. A flood: one address opening sessions as fast as it can, for `--flood-seconds`:
+   what the per-address limit refuses (429) is shown apart from failures.
+
+Simulated customers each come from an address of their own (X-Forwarded-For, which
+the app is told to trust as behind a load balancer), so the abuse limits meet only
+the flood.
 
 Each run records requests/s, p50/p95/p99 ms, failures, database commands per chat
 turn (`serverStatus` opcounters over the run, net of the idle background, divided
@@ -109,10 +116,13 @@ def main() -> None:
                              "proxy and the database)")
     parser.add_argument("--idle-seconds", type=float, default=10,
                         help="how long to count the idle app's database commands first")
+    parser.add_argument("--paced-users", type=int, default=50)
+    parser.add_argument("--flood-seconds", type=int, default=15)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results, closed = [], {}
-    with running_app(chatbot_replicas=args.replicas) as (settings, _api, base):
+    with running_app(chatbot_replicas=args.replicas, trust_forwarded_for=True) as (
+            settings, _api, base):
         serve.run(noop_app, name="noop", route_prefix="/noop")
         mongo = MongoClient(mongodb_uri(settings))
         idle = idle_rate(mongo, args.idle_seconds)
@@ -125,6 +135,19 @@ def main() -> None:
                 closed.setdefault(target, []).append(row)
                 print(json.dumps({"closed_loop": target, "round": round_, **{k: row[k] for k in (
                     "requests_per_s", "p50_ms", "p99_ms", "failures")}}), flush=True)
+        noop_rate = sum(r["requests_per_s"] for r in closed["noop"]) / len(closed["noop"])
+        measured = Measured(mongo, idle)
+        paced = measured.done(run_locust(
+            CLOSED_LOOP, base, args.paced_users, args.closed_seconds,
+            {"BENCH_TARGET": "paced",
+             "BENCH_RATE_PER_USER": str(noop_rate / 2 / args.paced_users)}))
+        paced["offered_per_s"] = round(noop_rate / 2, 2)
+        print(json.dumps({"paced": {k: paced[k] for k in (
+            "requests_per_s", "p50_ms", "p99_ms", "failures")}}), flush=True)
+        flood = run_locust(CLOSED_LOOP, base, 4, args.flood_seconds, {"BENCH_TARGET": "flood"})
+        flood["refused_429"] = flood["by_endpoint"].get("429 refused", {}).get("requests", 0)
+        print(json.dumps({"flood": {k: flood[k] for k in (
+            "requests", "refused_429", "failures")}}), flush=True)
         env = {"COMMS_ADMIN_TOKEN": admin_token(settings)}
         for users in args.users:
             measured = Measured(mongo, idle)
@@ -136,7 +159,7 @@ def main() -> None:
     def turn_rate(row: dict) -> float:
         return row["by_endpoint"].get(TURN, {}).get("requests_per_s", 0.0)
 
-    noop_rate = round(sum(r["requests_per_s"] for r in closed["noop"]) / len(closed["noop"]), 2)
+    noop_rate = round(noop_rate, 2)
     chat_rate = round(sum(turn_rate(r) for r in closed["chat"]) / len(closed["chat"]), 2)
     ratio = round(chat_rate / noop_rate, 3) if noop_rate else None
     at = {r["users"]: r for r in results}
@@ -146,13 +169,21 @@ def main() -> None:
         "command": (f"python -m benchmarks.chat_load --users {' '.join(map(str, args.users))}"
                     f" --seconds {args.seconds} --closed-users {args.closed_users}"
                     f" --closed-seconds {args.closed_seconds} --closed-rounds {args.closed_rounds}"
-                    f" --replicas {args.replicas}"),
+                    f" --replicas {args.replicas} --paced-users {args.paced_users}"
+                    f" --flood-seconds {args.flood_seconds}"),
         "chatbot_replicas": args.replicas, "idle_db_commands_per_s": round(idle, 2),
         "closed_loop": {"users": args.closed_users, "rounds": args.closed_rounds,
                         "noop": closed["noop"], "chat": closed["chat"],
                         "noop_requests_per_s": noop_rate, "chat_turns_per_s": chat_rate,
                         "turn_rate_over_noop": ratio},
+        "open_loop": paced,
+        "flood_from_one_address": flood,
         "targets": {
+            "no_failures_at_50_100_200_users": {
+                "value": {n: at[n]["failures"] for n in (50, 100, 200) if n in at},
+                "met": all(at[n]["failures"] == 0 for n in (50, 100, 200) if n in at)},
+            "open_loop_p99_ms_at_half_noop_capacity": {"value": paced["p99_ms"],
+                                                       "met": paced["failures"] == 0},
             "turn_rate_at_least_60pct_of_noop": {"value": ratio,
                                                  "met": bool(ratio and ratio >= 0.6)},
             **{f"p99_at_most_100ms_at_{n}_users": {

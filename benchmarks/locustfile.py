@@ -1,7 +1,10 @@
 """Locust load for operator-comms: chat customers and operators watching campaigns.
 
 Chat customers run whole conversations (including Turbo refusals, which make the
-marketing actor schedule counter-offers); operators poll campaign status.
+marketing actor schedule counter-offers) at a person's pace; operators poll campaign
+status. Each conversation comes from an address of its own, said in X-Forwarded-For
+as a load balancer would (the app under test trusts it: COMMS_TRUST_FORWARDED_FOR),
+so the per-address limits meet a customer, not the one address Locust runs on.
 
 Environment variables:
     COMMS_ADMIN_TOKEN   admin token for the operator users (operators are skipped without it)
@@ -31,13 +34,20 @@ CONVERSATIONS = [
 ADMIN_TOKEN = os.environ.get("COMMS_ADMIN_TOKEN", "")
 
 
+def customer_address() -> dict[str, str]:
+    """A simulated customer's own address (loopback: nothing real is named)."""
+    return {"X-Forwarded-For": f"127.{random.randrange(1, 255)}.{random.randrange(256)}."
+                               f"{random.randrange(1, 255)}"}
+
+
 class ChatCustomer(FastHttpUser):
     weight = int(os.environ.get("CHAT_WEIGHT", "9"))
     wait_time = between(0.5, 1.5)
 
     @task
     def conversation(self) -> None:
-        response = self.client.post("/chat/api/sessions", json={},
+        address = customer_address()
+        response = self.client.post("/chat/api/sessions", json={}, headers=address,
                                     name="POST /chat/api/sessions")
         if not response.ok:
             return
@@ -45,7 +55,7 @@ class ChatCustomer(FastHttpUser):
         # x-session-id: Serve routes every call of the session to the replica that
         # remembers it (any replica could answer; this one answers from memory).
         headers = {"Authorization": f"Bearer {session['token']}",
-                   "x-session-id": session["session_id"]}
+                   "x-session-id": session["session_id"], **address}
         path = f"/chat/api/sessions/{session['session_id']}/messages"
         for text in random.choice(CONVERSATIONS):
             self.wait()
