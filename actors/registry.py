@@ -14,6 +14,7 @@ from ray.actor import ActorClass, ActorHandle
 
 NAMESPACE = "operator-comms"
 
+ADMIN_JOBS = "admin-jobs"  # generations and imports, a few at a time
 LOCAL_SERVICES = "local-services"  # the embedded database, SMTP sink, SMSC (local mode)
 MARKETING = "marketing"
 CHAT_HUB = "chat-hub"

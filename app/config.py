@@ -129,6 +129,9 @@ class Settings(Telemetry):
     limit_sign_in_per_ip: int = Field(default=20, ge=0)
     trust_forwarded_for: bool = False  # behind a load balancer that sets X-Forwarded-For
 
+    # Admin jobs (customer generation and import) that run at once; the rest queue.
+    admin_jobs_at_once: int = Field(default=2, ge=1, le=32)
+
     # Reactive marketing.
     marketing_cooldown_s: float = Field(default=10.0, gt=0)
     marketing_discount_pct: float = Field(default=20.0, gt=0, lt=100)

@@ -1,7 +1,7 @@
 """Admin jobs: work that can take longer than a request (generating or importing
 customers), run off the request path and followed through its record in `jobs`.
 
-A job's record: `kind`, `status` (`running`, `done`, `failed`), `total` and `done`
+A job's record: `kind`, `status` (`queued`, `running`, `done`, `failed`), `total` and `done`
 (progress, in items), `result` (what the synchronous call would have answered, e.g.
 the import's per-row report), `error`, and when it was created and finished. The route
 answers 202 with the job's id at once; `GET /api/jobs/{id}` reads the record. Progress
@@ -19,7 +19,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.statuses import JobStatus
 
-RUNNING, DONE, FAILED = JobStatus.RUNNING, JobStatus.DONE, JobStatus.FAILED
+QUEUED, RUNNING, DONE, FAILED = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE,
+                                 JobStatus.FAILED)
 Progress = Callable[[int], Awaitable[None]]
 
 
@@ -30,10 +31,16 @@ def now() -> datetime:
 async def create_job(db: AsyncDatabase, kind: str, total: int | None,
                      params: dict[str, Any]) -> str:
     job_id = uuid.uuid4().hex
-    await db.jobs.insert_one({"_id": job_id, "kind": kind, "status": RUNNING,
+    await db.jobs.insert_one({"_id": job_id, "kind": kind, "status": QUEUED,
                               "total": total, "done": 0, "params": params,
                               "created_at": now()})
     return job_id
+
+
+async def start(db: AsyncDatabase, job_id: str) -> None:
+    """A queued job got its slot."""
+    await db.jobs.update_one({"_id": job_id, "status": QUEUED},
+                             {"$set": {"status": RUNNING, "started_at": now()}})
 
 
 def progress_of(db: AsyncDatabase, job_id: str) -> Progress:

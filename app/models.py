@@ -167,6 +167,8 @@ class PreviewReply(Reply):
 class JobStarted(Reply):
     job_id: str
     status_url: str
+    status: JobStatus = Field(description="queued: it runs when one of the jobs before "
+                                          "it ends (a few run at a time)")
 
 
 class JobView(Reply):

@@ -46,6 +46,7 @@ FINAL_DELIVERY = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEA
 
 
 class JobStatus(StrEnum):
+    QUEUED = "queued"  # waiting for one of the `admin_jobs_at_once` slots
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
-from actors.admin_jobs import GENERATE, IMPORT, run_job
+from actors.admin_jobs import GENERATE, IMPORT, admin_jobs
 from app import audit, jobs, xlsx_audience
 from app import customers as audience
 from app.accounts import Principal
@@ -36,9 +36,10 @@ async def _start(context: Context, who: Principal, response: Response, kind: str
                  total: int, shown: dict, params: dict, wait: bool) -> dict:
     job_id = await jobs.create_job(context.db, kind, total, shown)
     await audit.record(context.db, who, f"customers.{kind}", job_id, shown)
-    done = run_job.remote(job_id, kind, params, context.runtime)
+    done = admin_jobs(context.settings).run.remote(job_id, kind, params, context.runtime)
     if not wait:
-        return {"job_id": job_id, "status_url": f"/api/jobs/{job_id}", **shown}
+        return {"job_id": job_id, "status_url": f"/api/jobs/{job_id}",
+                "status": jobs.QUEUED, **shown}
     try:
         view = await done
     except Exception:

@@ -33,7 +33,7 @@ def test_a_large_generation_is_a_job_and_the_app_keeps_answering(stack: Stack, a
     meanwhile = []
     progress = []
     with stack.client(admin=False) as public:
-        while (job := _job(api, job_id))["status"] == "running":
+        while (job := _job(api, job_id))["status"] in ("queued", "running"):
             progress.append(job["done"])
             health = public.get("/api/health")
             session = new_session(stack)
@@ -65,8 +65,8 @@ def test_an_import_job_reports_every_row(api) -> None:
                         files={"file": ("c.csv", csv_text)})
     assert response.status_code == 202, response.text
     assert response.json()["rows"] == 3
-    job = wait_until(lambda: (j := _job(api, response.json()["job_id"]))["status"] != "running"
-                     and j, what="the import job")
+    job = wait_until(lambda: (j := _job(api, response.json()["job_id"]))["status"]
+                     not in ("queued", "running") and j, what="the import job")
     assert job["status"] == "done" and job["kind"] == "import"
     assert job["result"]["imported"] == 1
     assert [(i["row"], i["field"]) for i in job["result"]["invalid"]] == [(3, "email")]
@@ -79,3 +79,24 @@ def test_a_file_that_cannot_be_imported_is_refused_at_once(api) -> None:
     no_email = api.post("/api/customers/import", files={"file": ("c.csv", "name\nAna\n")})
     assert no_email.status_code == 422 and no_email.json()["detail"][0]["field"] == "email"
     assert api.get("/api/jobs/no-such-job").status_code == 404
+
+
+def test_jobs_beyond_the_bound_wait_queued_and_all_finish(stack: Stack, api) -> None:
+    at_once = stack.settings.admin_jobs_at_once
+    domain = unique_domain("jobqueue")
+    ids = []
+    for n in range(at_once + 1):
+        response = api.post("/api/customers/generate",
+                            json={"count": 6_000, "domain": f"{n}.{domain}", "tag": domain})
+        assert response.status_code == 202 and response.json()["status"] == "queued"
+        ids.append(response.json()["job_id"])
+    seen = []
+    deadline = time.monotonic() + 300
+    while not seen or not all(s in ("done", "failed") for s in seen[-1]):
+        assert time.monotonic() < deadline, seen[-1]
+        seen.append([_job(api, job_id)["status"] for job_id in ids])
+        time.sleep(0.1)
+    assert all(s == "done" for s in seen[-1]), seen[-1]
+    assert max(s.count("running") for s in seen) <= at_once  # never more at once
+    assert any(s.count("running") == at_once and "queued" in s for s in seen), seen
+    mongo(stack).customers.delete_many({"tags": domain})
