@@ -109,6 +109,7 @@ INDEXES: dict[str, list[IndexModel]] = {
                       # summaries only move forward: {_id, last_seq: {$lt: n}}
                       IndexModel([("_id", ASCENDING), ("last_seq", ASCENDING)])],
     "sms_inbox": [IndexModel([("received_at", ASCENDING)])],  # a restarted gateway's
+    "chat_claims": [IndexModel([("at", ASCENDING)], expireAfterSeconds=7200)],  # per hour
     "messages": [
         IndexModel([("session_id", ASCENDING), ("seq", ASCENDING)], unique=True),
         IndexModel([("outbox", ASCENDING)], sparse=True),

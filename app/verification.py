@@ -12,7 +12,9 @@ address gets a check whose code was never sent and cannot be guessed, so a wrong
 code, a stranger's address and an expired check all answer alike. The code itself
 is sent afterwards and only to a customer's address (`Claim.delivery`), by the
 caller, off the request's path. A check allows MAX_ATTEMPTS tries (counted in the
-database, so replicas share the count) and lasts CODE_TTL_S.
+database, so replicas share the count) and lasts CODE_TTL_S; an address is sent at
+most CLAIMS_PER_HOUR codes an hour (claims past that get a check nobody can pass), so
+guessing a customer's codes is bounded per address, not per session.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from app.runtime import Runtime
 CODE_DIGITS = 6
 CODE_TTL_S = 600.0
 MAX_ATTEMPTS = 5
+CLAIMS_PER_HOUR = 5  # codes one address may be sent in an hour
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,18 @@ class Claim:
 
     pending: dict[str, Any]
     delivery: Delivery | None
+
+
+async def _count_claim(db: AsyncDatabase, address: str, at: datetime) -> bool:
+    """Count a claim of this address in its hour; False past CLAIMS_PER_HOUR (no more
+    codes to it this hour: no flood of codes to a customer, and at most
+    CLAIMS_PER_HOUR x MAX_ATTEMPTS guesses at its codes an hour)."""
+    hour = at.strftime("%Y%m%d%H")
+    key = f"{hashlib.sha256(address.encode()).hexdigest()}:{hour}"
+    counted = await db.chat_claims.find_one_and_update(
+        {"_id": key}, {"$inc": {"n": 1}, "$setOnInsert": {"at": at}}, upsert=True,
+        return_document=ReturnDocument.AFTER, projection={"n": 1})
+    return counted["n"] <= CLAIMS_PER_HOUR
 
 
 def _code_hash(session_id: str, code: str) -> str:
@@ -90,9 +105,14 @@ async def claim(db: AsyncDatabase, session_id: str, *, email: str | None,
     email, phone = normal_email(email), normal_phone(phone)
     if not email and not phone:
         return None
-    customer = await customer_by_address(db, email=email, phone=phone)
-    code = new_code()
     at = now or datetime.now(UTC)
+    # Counted for every claim, a customer's or not, so the work done (and its time)
+    # says nothing; past the bound the address gets a check nobody can pass.
+    within_bound = await _count_claim(db, email or phone, at)
+    customer = await customer_by_address(db, email=email, phone=phone)
+    if not within_bound:
+        customer = None
+    code = new_code()
     pending = {"code_hash": _code_hash(session_id, code if customer else secrets.token_hex(16)),
                "customer_id": customer["_id"] if customer else None,
                "expires_at": at + timedelta(seconds=CODE_TTL_S), "attempts": 0}

@@ -107,3 +107,19 @@ async def test_a_replica_that_remembers_a_session_unproven_learns_of_the_proof(d
         docs = await chat.take_turn(db, flow, session_id, stale, answer)
     assert stale.customer_id == "k1"  # the first turn collided and re-read the session
     assert chat.events_of(docs, stale.customer_id)[0]["customer_id"] == "k1"
+
+
+async def test_an_address_is_sent_a_bounded_number_of_codes_an_hour(db, flow) -> None:
+    """Past the bound a claim looks the same but no code goes out and none passes: at
+    most CLAIMS_PER_HOUR x MAX_ATTEMPTS guesses an hour at a customer's codes."""
+    await _customer(db)
+    claims = [await _claimed(db, flow, email="ana@verify.example", phone=None)
+              for _ in range(verification.CLAIMS_PER_HOUR + 2)]
+    sent = [claim.delivery for _, claim in claims]
+    assert all(sent[:verification.CLAIMS_PER_HOUR])
+    assert sent[verification.CLAIMS_PER_HOUR:] == [None, None]
+    assert {frozenset(c.pending) for _, c in claims} == {frozenset(claims[0][1].pending)}
+    # A stranger's claims count the same way (the work done says nothing).
+    assert await db.chat_claims.count_documents({}) == 1
+    await _claimed(db, flow, email="nobody@verify.example", phone=None)
+    assert await db.chat_claims.count_documents({}) == 2
