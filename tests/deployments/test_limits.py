@@ -156,6 +156,8 @@ def _replicas_rss_mib() -> float:
 
 
 def test_a_50_mib_body_to_any_post_is_refused_unread(stack: Stack) -> None:
+    """Declared: 413 by its Content-Length; streamed (chunked): 411. Either way the
+    replicas do not grow by it."""
     paths = _post_paths()
     assert "/api/customers/import" in paths and "/chat/api/sessions" in paths
     before = _replicas_rss_mib()
@@ -163,9 +165,8 @@ def test_a_50_mib_body_to_any_post_is_refused_unread(stack: Stack) -> None:
         status, _ = _post_huge(stack, path, f"127.0.1.{n + 1}")
         assert status == 413, path
     for path in ("/chat/api/sessions", "/api/campaigns", "/api/auth/token"):
-        # Streamed without a length: refused when the limit is crossed. (Serve's proxy
-        # may take in the rest before it answers; the replica holds none of it.)
+        # Streamed without a length: refused before any of it is asked for.
         status, _ = _post_huge(stack, path, "127.0.2.1", chunked=True)
-        assert status == 413, path
+        assert status == 411, path
     # Nothing past a route's limit was held: the replicas did not grow by a body's size.
     assert _replicas_rss_mib() - before < 25
