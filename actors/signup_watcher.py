@@ -104,7 +104,8 @@ class SignupWatcher:
         folder = record.get("folder")
         if record["state"] == "new":
             try:
-                kind, reason, outcome = await signup.apply(db, self.settings, inbound)
+                kind, reason, outcome = await signup.apply(db, self.settings, inbound,
+                                                           self.runtime.confirm_url)
             except Exception as exc:
                 if record["runs"] < MAX_RUNS:
                     raise

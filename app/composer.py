@@ -12,7 +12,7 @@ from __future__ import annotations
 from app.customers import template_variables
 from app.mailer import Mail
 from app.templates import CompiledTemplates
-from app.tokens import sign_customer_id
+from app.tokens import CONFIRM, sign_customer_id
 from app.tracking import instrument
 
 OFFER_SUBJECT = "A special offer for you"
@@ -27,6 +27,12 @@ def unsubscribe_url(public_url: str, token: str) -> str:
 def customer_unsubscribe_url(public_url: str, customer_id: str, secret: str) -> str:
     """The customer's own signed one-click unsubscribe link."""
     return unsubscribe_url(public_url, sign_customer_id(customer_id, secret))
+
+
+def signup_confirm_url(public_url: str, customer_id: str, secret: str) -> str:
+    """The link that confirms an email signup (double opt-in)."""
+    return (f"{public_url.rstrip('/')}/signup/confirm/"
+            f"{sign_customer_id(customer_id, secret, CONFIRM)}")
 
 
 def variables(customer: dict, link: str) -> dict:

@@ -185,11 +185,13 @@ class Settings(Telemetry):
         "descadastrar", "descadastro", "não quero", "nao quero", "cancelar", "remover",
         "sair da lista", "parar", "unsubscribe", "remove me", "stop", "opt out"], min_length=1)
     signup_confirmation_subject: str = Field(
-        default="Cadastro confirmado / Signup confirmed", min_length=1, max_length=300)
+        default="Confirme o seu cadastro / Confirm your signup", min_length=1,
+        max_length=300)
     signup_confirmation_text: str = Field(
-        default="Olá {{ first_name }},\n\nRecebemos o seu pedido de cadastro. Em breve "
-                "você receberá as nossas ofertas.\n\nHi {{ first_name }}, we received your "
-                "signup request.\n\nPara sair / to unsubscribe: {{ unsubscribe_url }}\n",
+        default="Olá {{ first_name }},\n\nRecebemos o seu pedido de cadastro. Para "
+                "confirmar, abra: {{ confirm_url }}\n\nHi {{ first_name }}, we received your "
+                "signup request. To confirm it, open: {{ confirm_url }}\n\nSe não foi você, "
+                "ignore esta mensagem / if it was not you, ignore this message.\n",
         min_length=1, max_length=5000)
 
     # Ray: unset means "start or join a local Ray".

@@ -267,9 +267,10 @@ async def import_csv(db: AsyncDatabase, text: str, tag: str | None = None,
 
 
 def audience_filter(audience: Audience | dict) -> dict[str, Any]:
-    """The MongoDB filter for an audience; unsubscribed customers never match."""
+    """The MongoDB filter for an audience; unsubscribed customers, and signups still
+    waiting for their confirmation link (`PENDING`), never match."""
     spec = audience if isinstance(audience, Audience) else Audience.model_validate(audience)
-    query: dict[str, Any] = {"unsubscribed": {"$ne": True}}
+    query: dict[str, Any] = {"unsubscribed": False}  # not True, nor a pending signup
     if spec.tag:
         query["tags"] = spec.tag
     if spec.plan:
@@ -399,6 +400,18 @@ async def opt_out(db: AsyncDatabase, *, phone: str, channel: str, reason: str) -
         {"phone": phone, "opted_out": {"$ne": channel}},
         {"$addToSet": {"opted_out": channel}, "$set": {f"opted_out_at.{channel}": at}})
     return first
+
+
+PENDING = "pending"  # `unsubscribed` of an email signup until its link is followed
+
+
+async def confirm_signup(db: AsyncDatabase, customer_id: str) -> bool:
+    """A pending signup followed its confirmation link: subscribed from now. False when
+    it was not pending (confirmed before, unsubscribed, or no such customer)."""
+    result = await db.customers.update_one(
+        {"_id": customer_id, "unsubscribed": PENDING},
+        {"$set": {"unsubscribed": False, "consent_at": datetime.now(UTC)}})
+    return result.modified_count == 1
 
 
 async def find_by_email(db: AsyncDatabase, email: str) -> dict | None:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.composer import customer_unsubscribe_url
+from app.composer import customer_unsubscribe_url, signup_confirm_url
 from app.config import Endpoints, Settings
 from app.db import database
-from app.tokens import unsubscribe_secret, verify_customer_token
+from app.tokens import CONFIRM, unsubscribe_secret, verify_customer_token
 
 
 @dataclass(frozen=True)
@@ -40,3 +40,10 @@ class Runtime:
     def customer_from_token(self, token: str) -> str | None:
         """The customer an unsubscribe link was signed for; None if forged or garbled."""
         return verify_customer_token(token, self.signing_secret)
+
+    def confirm_url(self, customer_id: str) -> str:
+        return signup_confirm_url(self.settings.public_url, customer_id, self.signing_secret)
+
+    def customer_confirming(self, token: str) -> str | None:
+        """The customer a signup confirmation link was signed for; None if forged."""
+        return verify_customer_token(token, self.signing_secret, CONFIRM)

@@ -512,7 +512,8 @@ class BatchRun:
                         ) -> tuple[SendOutcome | None, float | None, str | None]:
         job = self.job
         customer = self.customers.get(cid)
-        if customer is None or customer.get("unsubscribed"):
+        if customer is None or customer.get("unsubscribed") is True:  # (a pending signup
+            # is sent its confirmation, the one campaign it belongs to)
             return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
         if job.channel in customer.get("opted_out", ()):  # STOP by SMS, for one
             return SendOutcome(SKIPPED, None, f"opted out of {job.channel}"), None, None

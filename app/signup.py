@@ -11,6 +11,11 @@ Neither missing nor repeating a message rests on three things:
 - every effect is idempotent: customers are keyed by email, the confirmation is the
   batch and delivery `signup-confirmations:<customer>`, a bounce fails only a `sent` delivery.
 
+A new customer from a signup is `pending` (`unsubscribed: "pending"`): no campaign's
+audience matches it until the signed link in its confirmation is followed
+(`/signup/confirm/...`, `app.customers.confirm_signup`), since anyone can put anyone's
+address in a From header.
+
 Confirmations go through the normal send path: one-recipient batches of a standing
 campaign, `signup-confirmations`, sent by its runner and send tasks; the watcher
 reopens it and pokes its runner when a new confirmation is queued.
@@ -18,6 +23,7 @@ reopens it and pokes its runner when a new confirmation is queued.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,7 +32,7 @@ from pymongo.errors import DuplicateKeyError
 from app import campaigns
 from app.campaigns import now
 from app.config import Settings
-from app.customers import new_customer, set_unsubscribed
+from app.customers import PENDING, new_customer, set_unsubscribed
 from app.inbound_mail import BOUNCE, DSN_FAILED, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
 from app.mailer import delivery_id_in
 from app.paging import newest_first
@@ -152,11 +158,12 @@ async def moved(db: AsyncDatabase, rid: str) -> None:
 # Effects ---------------------------------------------------------------------------------
 
 
-async def apply(db: AsyncDatabase, settings: Settings, inbound: Inbound
-                ) -> tuple[str, str, dict[str, Any]]:
-    """Do what the message asks; return (kind, reason, outcome). Safe to run again."""
+async def apply(db: AsyncDatabase, settings: Settings, inbound: Inbound,
+                confirm_url: Callable[[str], str]) -> tuple[str, str, dict[str, Any]]:
+    """Do what the message asks; return (kind, reason, outcome). Safe to run again.
+    `confirm_url`: a customer's signed signup confirmation link."""
     if inbound.kind == SIGNUP:
-        return await _signup(db, settings, inbound)
+        return await _signup(db, settings, inbound, confirm_url)
     if inbound.kind == UNSUBSCRIBE:
         return await _unsubscribe(db, inbound)
     if inbound.kind == BOUNCE:
@@ -182,14 +189,14 @@ async def campaign_of(db: AsyncDatabase, references: list[str]) -> str | None:
     return None
 
 
-async def _signup(db: AsyncDatabase, settings: Settings, inbound: Inbound
-                  ) -> tuple[str, str, dict[str, Any]]:
+async def _signup(db: AsyncDatabase, settings: Settings, inbound: Inbound,
+                  confirm_url: Callable[[str], str]) -> tuple[str, str, dict[str, Any]]:
     assert inbound.sender is not None
     campaign_id = await campaign_of(db, inbound.references)
     signup = {"at": now(), "campaign_id": campaign_id, "message_id": inbound.message_id,
               "keyword": inbound.keyword}
     customer = await db.customers.find_one({"email": inbound.sender})
-    if customer is not None and customer.get("unsubscribed"):
+    if customer is not None and customer.get("unsubscribed") is True:
         # Consent was withdrawn before; a person decides whether this reply restores it.
         return REVIEW, "an unsubscribed customer asked to sign up", {
             "action": "review", "customer_id": customer["_id"], "campaign_id": campaign_id}
@@ -197,7 +204,10 @@ async def _signup(db: AsyncDatabase, settings: Settings, inbound: Inbound
     if customer is None:
         doc = new_customer(inbound.sender, inbound.name or inbound.sender.split("@")[0],
                            is_client=False, tags=[SIGNUP_TAG])
-        doc.update(source="email-signup", signup=signup)
+        # A From header proves nothing: no campaign reaches the address until the link
+        # in its confirmation is followed (double opt-in).
+        doc.update(source="email-signup", signup=signup, unsubscribed=PENDING,
+                   vars={"confirm_url": confirm_url(doc["_id"])})
         try:
             await db.customers.insert_one(doc)
             customer, created = doc, True

@@ -41,25 +41,30 @@ def tokens_match(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _signing_key(secret: str) -> bytes:
-    return hashlib.sha256(b"operator-comms/unsubscribe/" + secret.encode()).digest()
+UNSUBSCRIBE, CONFIRM = "unsubscribe", "signup-confirm"  # what a customer link does
 
 
-def sign_customer_id(customer_id: str, secret: str) -> str:
-    """An unguessable, URL-safe token that names a customer for /unsubscribe."""
-    mac = hmac.new(_signing_key(secret), customer_id.encode(), hashlib.sha256).digest()[:16]
+def _signing_key(secret: str, purpose: str) -> bytes:
+    return hashlib.sha256(f"operator-comms/{purpose}/".encode() + secret.encode()).digest()
+
+
+def sign_customer_id(customer_id: str, secret: str, purpose: str = UNSUBSCRIBE) -> str:
+    """An unguessable, URL-safe token that names a customer for one `purpose` (a link
+    signed for one purpose does not verify for another)."""
+    mac = hmac.new(_signing_key(secret, purpose), customer_id.encode(),
+                   hashlib.sha256).digest()[:16]
     payload = base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
     return f"{payload}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
-def verify_customer_token(token: str, secret: str) -> str | None:
-    """The customer id a token names, or None when it was not signed by us."""
+def verify_customer_token(token: str, secret: str, purpose: str = UNSUBSCRIBE) -> str | None:
+    """The customer id a token names, or None when it was not signed by us (for this)."""
     payload, _, _mac = token.partition(".")
     try:
         customer_id = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    expected = sign_customer_id(customer_id, secret)
+    expected = sign_customer_id(customer_id, secret, purpose)
     # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, which
     # was a 500 for a link such as /unsubscribe/.u®¸ until Schemathesis sent one).
     return customer_id if hmac.compare_digest(expected.encode(), token.encode()) else None

@@ -52,7 +52,8 @@ API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                signup.router, sms.router, webhooks.router)
 for router in API_ROUTERS:
     api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)
-for router in (unsubscribe.router, tracking.router, pages.router):  # outside /api
+for router in (unsubscribe.router, signup.confirm_router, tracking.router,
+               pages.router):  # outside /api
     api.include_router(router, responses=DOCUMENTED_ERRORS)
 pages.mount_static(api)
 install_error_handlers(api)

@@ -1,4 +1,5 @@
-"""Pages and static assets, all served by the application (no CDN, works offline).
+"""Pages and static assets, all served by the application (no CDN, works offline), and
+the small notice pages of the customer links (unsubscribe, signup confirmation).
 
 The assets live beside the deployments that serve them (`deployments/static`) and are
 served by Starlette's `StaticFiles` under `/static` (ETag and Last-Modified, so a
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from deployments.context import AppContext
+from deployments.limits import retry_after
 
 router = APIRouter(tags=["pages"])
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -28,3 +32,29 @@ async def dashboard_page() -> FileResponse:
 @router.get("/favicon.ico", include_in_schema=False)
 async def favicon() -> FileResponse:
     return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
+NOTICE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>
+<link rel="stylesheet" href="/static/app.css"></head>
+<body class="notice"><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>"""
+
+
+def notice(title: str, text: str, status: int = 200, button: str | None = None,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    """A customer link's page; with `button`, a form that POSTs to the same URL (a GET
+    only asks: mail scanners fetch every link of a message)."""
+    form = (f'<form method="post"><button type="submit">{button}</button></form>'
+            if button else "")
+    return HTMLResponse(NOTICE.format(title=title, text=text, form=form), status,
+                        headers=headers)
+
+
+def link_limited(context: AppContext, request: Request) -> HTMLResponse | None:
+    """The per-address limit of customer links: a 429 page, or None."""
+    limits = context.limits
+    wait = limits.unsubscribe.check(limits.client_address(request))
+    if wait > 0:
+        return notice("Too many requests", "Please try again in a minute.", 429,
+                      headers={"Retry-After": str(retry_after(wait))})
+    return None

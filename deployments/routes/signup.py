@@ -1,18 +1,24 @@
-"""Signup routes: the email signup watcher's state, counts, recent messages, review queue."""
+"""Signup routes: the email signup watcher's state, counts, recent messages, review queue
+(signed in), and the public confirmation link of a signup (double opt-in): GET asks,
+POST confirms."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
 
 from actors.signup_watcher import find_signup_watcher
+from app.customers import confirm_signup
 from app.models import Poked, SignupOverview
 from app.signup import overview
 from deployments.deps import Context, Signed
+from deployments.routes.pages import link_limited, notice
 
 router = APIRouter(prefix="/signup", tags=["signup"], dependencies=[Signed])
+confirm_router = APIRouter(tags=["signup"])  # public: the link in the confirmation
 
 
 async def _watcher_status() -> dict:
@@ -45,3 +51,28 @@ async def poll_now(context: Context) -> dict:
         raise HTTPException(409, "no signup watcher: set COMMS_IMAP_HOST to enable it")
     await watcher.poke.remote()
     return {"poked": True}
+
+
+@confirm_router.get("/signup/confirm/{token}", response_class=HTMLResponse)
+async def confirm_page(context: Context, request: Request, token: str) -> HTMLResponse:
+    """The link in a signup's confirmation email: asks (changes nothing)."""
+    refused = link_limited(context, request)
+    if refused is not None:
+        return refused
+    if context.runtime.customer_confirming(token) is None:
+        return notice("Link not valid", "This confirmation link is not valid.", 404)
+    return notice("Confirm your signup?", "You will receive our offers by email.",
+                  button="Confirm")
+
+
+@confirm_router.post("/signup/confirm/{token}", response_class=HTMLResponse)
+async def confirm(context: Context, request: Request, token: str) -> HTMLResponse:
+    """Confirm the signup: the address receives campaigns from now on."""
+    refused = link_limited(context, request)
+    if refused is not None:
+        return refused
+    customer_id = context.runtime.customer_confirming(token)
+    if customer_id is None:
+        return notice("Link not valid", "This confirmation link is not valid.", 404)
+    await confirm_signup(context.db, customer_id)  # a second click changes nothing
+    return notice("Signup confirmed", "Thank you: you will receive our offers by email.")

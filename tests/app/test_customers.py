@@ -55,10 +55,10 @@ def test_carriage_returns_end_rows_like_newlines() -> None:
 
 
 def test_audience_always_excludes_unsubscribed() -> None:
-    assert audience_filter({}) == {"unsubscribed": {"$ne": True}}
+    assert audience_filter({}) == {"unsubscribed": False}  # nor a pending signup
     query = audience_filter({"tag": "t", "plan": "Turbo", "is_client": False,
                              "email_domain": "a.b"})
-    assert query["unsubscribed"] == {"$ne": True} and query["tags"] == "t"
+    assert query["unsubscribed"] is False and query["tags"] == "t"
     assert query["email"] == {"$regex": r"@a\.b$"}
 
 
@@ -114,3 +114,17 @@ def test_demo_phones_are_valid_and_never_one_the_embedded_smsc_fails_on_purpose(
     phones = [demo_phone(rng) for _ in range(20_000)]
     assert not [p for p in phones if p.endswith(SIMULATED)]
     assert all(e164(p) == p for p in phones[:200])
+
+
+async def test_an_audience_never_holds_the_unsubscribed_nor_unconfirmed_signups(db) -> None:
+    from app.customers import PENDING, audience_filter, confirm_signup
+
+    await db.customers.insert_many([
+        {"_id": "in", "email": "in@aud.example", "unsubscribed": False, "tags": ["t"]},
+        {"_id": "out", "email": "out@aud.example", "unsubscribed": True, "tags": ["t"]},
+        {"_id": "new", "email": "new@aud.example", "unsubscribed": PENDING, "tags": ["t"]}])
+    query = audience_filter({"tag": "t"})
+    assert [c["_id"] async for c in db.customers.find(query)] == ["in"]
+    assert await confirm_signup(db, "new") and not await confirm_signup(db, "new")
+    assert not await confirm_signup(db, "out")  # an unsubscribe is not undone by a link
+    assert sorted([c["_id"] async for c in db.customers.find(query)]) == ["in", "new"]

@@ -360,7 +360,7 @@ async def test_an_unsubscribe_after_the_page_was_read_is_respected(
     job = batch.job(port)
     job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))
     job.customers_read_at = campaigns.now()
-    assert await set_unsubscribed(batch.db, "c002")
+    assert await set_unsubscribed(batch.db, "c002", via="link")
     summary = await run_batch(job)
 
     assert summary["counts"] == {"sent": 3, "skipped": 1}

@@ -5,6 +5,7 @@ through the Serve proxy.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +97,20 @@ def test_signup_unsubscribe_and_unrelated_replies(stack: Stack, api) -> None:
     assert confirmation["worker"] and confirmation["message_id"]
     outbox = ray.get(stack.services.outbox.remote(prospect, 5))["messages"]
     assert outbox[0]["subject"] == stack.settings.signup_confirmation_subject
+    # Double opt-in: the From header proved nothing, so no campaign reaches the address
+    # until the link in the confirmation is followed (GET asks; POST confirms).
+    assert db.customers.find_one({"email": prospect})["unsubscribed"] == "pending"
+    raw = ray.get(stack.services.outbox_message.remote(outbox[0]["key"])).decode()
+    link = re.search(r"(/signup/confirm/[A-Za-z0-9_.-]+)", raw).group(1)
+    with stack.client(admin=False) as public:
+        assert "Confirm your signup?" in public.get(link).text
+        assert db.customers.find_one({"email": prospect})["unsubscribed"] == "pending"
+        assert public.post(link + "x").status_code == 404  # a forged link
+        unsubscribe_token = raw.split("/unsubscribe/", 1)[1].split()[0].strip(">")
+        assert public.post(f"/signup/confirm/{unsubscribe_token}").status_code == 404
+        assert public.post(link).status_code == 200
+    confirmed = db.customers.find_one({"email": prospect})
+    assert confirmed["unsubscribed"] is False and confirmed["consent_at"]
 
     assert db.customers.find_one({"_id": client["_id"]})["unsubscribed"] is True
     assert records[ids[1]]["kind"] == "unsubscribe"
