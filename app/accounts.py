@@ -119,6 +119,12 @@ async def update_user(db: AsyncDatabase, username: str, *, role: Role | None = N
     return await db.users.find_one({"_id": username})
 
 
+async def an_admin_exists(db: AsyncDatabase) -> bool:
+    """Whether an enabled admin user exists (who can sign in without the admin token)."""
+    return await db.users.count_documents({"role": Role.ADMIN, "disabled": False},
+                                          limit=1) == 1
+
+
 async def get_user(db: AsyncDatabase, username: str) -> dict[str, Any] | None:
     return await db.users.find_one({"_id": username})
 

@@ -116,6 +116,9 @@ class Settings(Telemetry):
     # Where local state lives: embedded database, outbox, generated admin token.
     data_dir: Path = Path(".data")
     admin_token: SecretStr | None = None
+    # The admin token is the way in until an admin user exists; set false then, and it
+    # opens nothing (while no enabled admin user exists it still does: no lock-out).
+    admin_token_enabled: bool = True
     public_url: str = "http://localhost:8000"
     http_host: str = "127.0.0.1"
     http_port: Port = 8000

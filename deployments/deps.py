@@ -36,7 +36,12 @@ async def authenticate(context: AppContext, credentials: HTTPAuthorizationCreden
                             headers={"WWW-Authenticate": "Bearer"})
     given = credentials.credentials
     if tokens_match(given, context.admin_token):
-        return accounts.BOOTSTRAP
+        if context.settings.admin_token_enabled or not await accounts.an_admin_exists(
+                context.db):
+            return accounts.BOOTSTRAP
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "the admin token is disabled (COMMS_ADMIN_TOKEN_ENABLED=false): "
+                            "sign in as a user", headers={"WWW-Authenticate": "Bearer"})
     if given.startswith(accounts.KEY_PREFIX):
         principal = await accounts.check_api_key(context.db, given)
     else:

@@ -157,3 +157,33 @@ def test_sign_in_attempts_are_limited_per_address(stack: Stack) -> None:
             codes.append(client.post("/api/auth/token", json={
                 "username": "x-guess", "password": "guess"}).status_code)
     assert codes[:limit] == [401] * limit and codes[-1] == 429
+
+
+async def test_the_admin_token_can_be_disabled_once_an_admin_user_exists(db) -> None:
+    """Ray-free: the same authentication the routes use, on a context of its own."""
+    from fastapi import HTTPException
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    from app import accounts
+    from app.config import Endpoints, load_settings
+    from app.runtime import Runtime
+    from deployments.context import AppContext
+    from deployments.deps import authenticate
+    from deployments.limits import PublicLimits
+
+    token = "an-admin-token-long-enough-to-be-accepted-0123"
+    settings = load_settings(admin_token=token, admin_token_enabled=False)
+    context = AppContext(Runtime(settings, Endpoints("mongodb://unused", "127.0.0.1", 25), "k"),
+                         db, token, None, PublicLimits(settings))
+    bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+    # No admin user yet: the token still opens (no lock-out).
+    assert await authenticate(context, bearer) == accounts.BOOTSTRAP
+    await accounts.create_user(db, "root", "a-long-enough-password", accounts.Role.ADMIN,
+                               accounts.BOOTSTRAP)
+    try:
+        await authenticate(context, bearer)
+        raise AssertionError("the disabled admin token still signed in")
+    except HTTPException as refused:
+        assert refused.status_code == 401 and "disabled" in refused.detail
+    await accounts.update_user(db, "root", disabled=True)  # no enabled admin left
+    assert await authenticate(context, bearer) == accounts.BOOTSTRAP
