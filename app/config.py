@@ -187,6 +187,11 @@ class Settings(Telemetry):
     unsubscribe_keywords: list[str] = Field(default_factory=lambda: [
         "descadastrar", "descadastro", "não quero", "nao quero", "cancelar", "remover",
         "sair da lista", "parar", "unsubscribe", "remove me", "stop", "opt out"], min_length=1)
+    # The authserv-id the inbound relay writes in Authentication-Results (e.g.
+    # "mx.operator.example"): a signup whose sender's domain it did not authenticate
+    # (DMARC, or aligned DKIM or SPF) goes to review. Unset: not checked (the
+    # confirmation link still proves the address).
+    signup_authserv_id: str | None = Field(default=None, min_length=1, max_length=255)
     signup_confirmation_subject: str = Field(
         default="Confirme o seu cadastro / Confirm your signup", min_length=1,
         max_length=300)

@@ -32,6 +32,8 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any
 
+import authres
+
 from app.customers import normalise_email
 from app.mailer import one_line
 
@@ -84,12 +86,15 @@ class Rules:
     signup_keywords: tuple[str, ...]
     unsubscribe_keywords: tuple[str, ...]
     own_addresses: tuple[str, ...] = ()
+    # The authserv-id our inbound relay writes in Authentication-Results; with it, a
+    # signup whose sender's domain it did not authenticate goes to review.
+    authserv_id: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> Rules:
         own = getaddresses([settings.mail_from])[0][1].lower()
         return cls(tuple(settings.signup_keywords), tuple(settings.unsubscribe_keywords),
-                   (own,) if own else ())
+                   (own,) if own else (), settings.signup_authserv_id)
 
 
 def fold(text: str) -> str:
@@ -350,9 +355,47 @@ def classify(raw: bytes, rules: Rules) -> Inbound:
         keyword = find_keyword(text, keywords)
         if keyword:
             found.kind, found.keyword, found.reason = kind, keyword, f"keyword {keyword!r}"
+            if (kind == SIGNUP and rules.authserv_id and sender
+                    and not authenticated(msg, sender, rules.authserv_id)):
+                found.kind = REVIEW
+                found.reason = (f"signup from a domain {rules.authserv_id} did not "
+                                "authenticate (DMARC, DKIM or SPF)")
             return found
     found.reason = "no signup or unsubscribe keyword"
     return found
+
+
+def authenticated(msg: Message, sender: str, authserv_id: str) -> bool:
+    """Whether our own relay (`authserv_id`) says the sender's domain is authentic: DMARC
+    passed for it, or DKIM or SPF passed for it or a domain above it (relaxed
+    alignment). Authentication-Results from any other server are ignored: a sender can
+    write whatever it likes there."""
+    domain = sender.rsplit("@", 1)[-1].lower()
+    for value in msg.get_all("Authentication-Results") or []:
+        try:
+            header = authres.AuthenticationResultsHeader.parse(
+                f"Authentication-Results: {value}")
+        except Exception:  # authres raises its own SyntaxError on a malformed header
+            continue
+        if (header.authserv_id or "").lower() != authserv_id.lower():
+            continue
+        for result in header.results:
+            if result.result != "pass":
+                continue
+            found = {(p.type, p.name): (p.value or "").lower() for p in result.properties}
+            if result.method == "dmarc" and found.get(("header", "from")) == domain:
+                return True
+            if result.method == "dkim" and _aligned(found.get(("header", "d")), domain):
+                return True
+            if result.method == "spf" and _aligned(
+                    found.get(("smtp", "mailfrom"), "").rsplit("@", 1)[-1], domain):
+                return True
+    return False
+
+
+def _aligned(authenticated_domain: str | None, domain: str) -> bool:
+    return bool(authenticated_domain) and (
+        domain == authenticated_domain or domain.endswith("." + authenticated_domain))
 
 
 def _all_defects(msg: Message) -> list:

@@ -190,3 +190,25 @@ def test_keyword_matching_is_by_whole_word_and_accent_blind() -> None:
     assert find_keyword("stopwatch", ["stop"]) is None
     assert find_keyword("nao quero", ["não quero"]) == "não quero"
     assert own_text("yes\n> quoted\nmore\n-----Original Message-----\nold") == "yes\nmore"
+
+
+@pytest.mark.parametrize(("results", "kind"), [
+    ("mx.operator.example; dmarc=pass header.from=prospect.example", SIGNUP),
+    ("mx.operator.example; dkim=pass header.d=prospect.example header.s=s1", SIGNUP),
+    ("mx.operator.example; spf=pass smtp.mailfrom=bounce@mail.prospect.example", REVIEW),
+    ("mx.operator.example; spf=pass smtp.mailfrom=ana@prospect.example", SIGNUP),
+    ("mx.operator.example; dmarc=fail header.from=prospect.example", REVIEW),
+    ("mx.operator.example; dkim=pass header.d=other.example", REVIEW),
+    # Written by someone else (the sender itself can write this header): ignored.
+    ("mx.attacker.example; dmarc=pass header.from=prospect.example", REVIEW),
+    ("mx.operator.example; ;;garbage", REVIEW),
+    (None, REVIEW),
+])
+def test_a_signup_needs_the_relay_to_have_authenticated_its_domain(results, kind) -> None:
+    rules = Rules.from_settings(load_settings(signup_authserv_id="mx.operator.example"))
+    headers = f"Authentication-Results: {results}\r\n" if results else ""
+    found = classify(mail("Quero me cadastrar!", headers=headers), rules)
+    assert found.kind == kind, found.reason
+    if kind == REVIEW:
+        assert "did not authenticate" in found.reason
+    assert classify(mail("Quero me cadastrar!", headers=headers), RULES).kind == SIGNUP
