@@ -75,7 +75,7 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
 def test_chat_load_runs_locust_and_writes_percentiles(tmp_path: Path) -> None:
     run("benchmarks.chat_load", "--users", "3", "--seconds", "6", "--closed-users", "2",
         "--closed-seconds", "4", "--closed-rounds", "1", "--idle-seconds", "1",
-        "--out", str(tmp_path))
+        "--paced-users", "2", "--flood-seconds", "4", "--out", str(tmp_path))
     data = json.loads((tmp_path / "chat.json").read_text())
     [row] = data["results"]
     assert row["users"] == 3 and row["requests"] > 0
@@ -85,6 +85,19 @@ def test_chat_load_runs_locust_and_writes_percentiles(tmp_path: Path) -> None:
     closed = data["closed_loop"]
     assert closed["noop_requests_per_s"] > 0 and closed["chat_turns_per_s"] > 0
     assert data["targets"]["turn_rate_at_least_60pct_of_noop"]["value"] > 0
+    assert data["open_loop"]["requests"] > 0 and data["open_loop"]["failures"] == 0
+    flood = data["flood_from_one_address"]  # one address over its limit: 429s, apart
+    assert flood["refused_429"] > 0 and flood["failures"] == 0
+    assert row["failures"] == 0  # customers at addresses of their own meet no limit
+
+
+def test_admin_jobs_times_the_api_while_jobs_queue(tmp_path: Path) -> None:
+    run("benchmarks.admin_jobs", "--jobs", "3", "--customers", "500", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "admin_jobs.json").read_text())
+    assert data["statuses"] == ["done"] * 3
+    assert 1 <= data["most_running_seen"] <= data["jobs_at_once"]
+    assert set(data["requests"]) == {"health", "new_session", "turn", "campaigns"}
+    assert all(r["n"] > 0 for r in data["requests"].values())
 
 
 def test_marketing_timers_hold_offers_and_fire_a_sample(tmp_path: Path) -> None:
