@@ -12,10 +12,12 @@ server started by itself, no Ray, a fresh database per test.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from actors import registry
 from app.config import load_settings
@@ -42,7 +44,17 @@ async def db(mongodb_uri: str):
     from app.db import database, ensure_indexes
 
     handle = database(mongodb_uri, f"domain_{uuid.uuid4().hex[:8]}")
-    await ensure_indexes(handle)
+    # The session's client may have sat idle through minutes of Ray-heavy tests: a
+    # monitor check that timed out meanwhile pauses its pool until the next check
+    # (every 30 s, `app.db.MONITORING`). Wait for it rather than fail the test.
+    for attempt in range(60):
+        try:
+            await ensure_indexes(handle)
+            break
+        except AutoReconnect:
+            if attempt == 59:
+                raise
+            await asyncio.sleep(1)
     return handle
 
 

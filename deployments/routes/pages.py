@@ -7,6 +7,7 @@ browser revalidates instead of fetching again)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -50,11 +51,27 @@ def notice(title: str, text: str, status: int = 200, button: str | None = None,
                         headers=headers)
 
 
-def link_limited(context: AppContext, request: Request) -> HTMLResponse | None:
-    """The per-address limit of customer links: a 429 page, or None."""
+def link_customer(context: AppContext, request: Request, token: str,
+                  verify: Callable[[str], str | None], what: str
+                  ) -> tuple[str | None, HTMLResponse | None]:
+    """(the customer a link's token names, None) or (None, the page to answer instead:
+    429 over the per-address limit of customer links, 404 for a token that `verify`
+    does not accept, alike for every forged one)."""
     limits = context.limits
     wait = limits.unsubscribe.check(limits.client_address(request))
     if wait > 0:
-        return notice("Too many requests", "Please try again in a minute.", 429,
-                      headers={"Retry-After": str(retry_after(wait))})
-    return None
+        return None, notice("Too many requests", "Please try again in a minute.", 429,
+                            headers={"Retry-After": str(retry_after(wait))})
+    customer_id = verify(token)
+    if customer_id is None:
+        return None, notice("Link not valid", f"This {what} link is not valid.", 404)
+    return customer_id, None
+
+
+def link_question(context: AppContext, request: Request, token: str,
+                  verify: Callable[[str], str | None], what: str, *, title: str, text: str,
+                  button: str) -> HTMLResponse:
+    """A customer link's GET: the question and its button, changing nothing (mail
+    scanners fetch every link); the POST to the same URL acts."""
+    _, refused = link_customer(context, request, token, verify, what)
+    return refused or notice(title, text, button=button)

@@ -15,7 +15,7 @@ from app.customers import confirm_signup
 from app.models import Poked, SignupOverview
 from app.signup import overview
 from deployments.deps import Context, Signed
-from deployments.routes.pages import link_limited, notice
+from deployments.routes.pages import link_customer, link_question, notice
 
 router = APIRouter(prefix="/signup", tags=["signup"], dependencies=[Signed])
 confirm_router = APIRouter(tags=["signup"])  # public: the link in the confirmation
@@ -56,23 +56,17 @@ async def poll_now(context: Context) -> dict:
 @confirm_router.get("/signup/confirm/{token}", response_class=HTMLResponse)
 async def confirm_page(context: Context, request: Request, token: str) -> HTMLResponse:
     """The link in a signup's confirmation email: asks (changes nothing)."""
-    refused = link_limited(context, request)
-    if refused is not None:
-        return refused
-    if context.runtime.customer_confirming(token) is None:
-        return notice("Link not valid", "This confirmation link is not valid.", 404)
-    return notice("Confirm your signup?", "You will receive our offers by email.",
-                  button="Confirm")
+    return link_question(context, request, token, context.runtime.customer_confirming,
+                         "confirmation", title="Confirm your signup?", button="Confirm",
+                         text="You will receive our offers by email.")
 
 
 @confirm_router.post("/signup/confirm/{token}", response_class=HTMLResponse)
 async def confirm(context: Context, request: Request, token: str) -> HTMLResponse:
     """Confirm the signup: the address receives campaigns from now on."""
-    refused = link_limited(context, request)
+    customer_id, refused = link_customer(context, request, token,
+                                         context.runtime.customer_confirming, "confirmation")
     if refused is not None:
         return refused
-    customer_id = context.runtime.customer_confirming(token)
-    if customer_id is None:
-        return notice("Link not valid", "This confirmation link is not valid.", 404)
     await confirm_signup(context.db, customer_id)  # a second click changes nothing
     return notice("Signup confirmed", "Thank you: you will receive our offers by email.")

@@ -12,36 +12,28 @@ from fastapi.responses import HTMLResponse
 from actors.webhook_sender import hand_on
 from app.customers import set_unsubscribed
 from deployments.deps import Context
-from deployments.routes.pages import link_limited, notice
+from deployments.routes.pages import link_customer, link_question, notice
 
 router = APIRouter(tags=["unsubscribe"])
-
-
-def _not_valid() -> HTMLResponse:
-    return notice("Link not valid", "This unsubscribe link is not valid.", 404)
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_page(context: Context, request: Request, token: str) -> HTMLResponse:
     """The link in the email: asks to confirm (changes nothing)."""
-    refused = link_limited(context, request)
-    if refused is not None:
-        return refused
-    if context.runtime.customer_from_token(token) is None:
-        return _not_valid()
-    return notice("Unsubscribe?", "You will receive no more campaign emails from us.",
-                  button="Unsubscribe")
+    return link_question(context, request, token, context.runtime.customer_from_token,
+                         "unsubscribe", title="Unsubscribe?", button="Unsubscribe",
+                         text="You will receive no more campaign emails from us.")
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe(context: Context, request: Request, token: str) -> HTMLResponse:
     """Unsubscribe: the page's button, and RFC 8058 one-click from mail clients."""
-    refused = link_limited(context, request)
+    customer_id, refused = link_customer(context, request, token,
+                                         context.runtime.customer_from_token, "unsubscribe")
     if refused is not None:
         return refused
-    customer_id = context.runtime.customer_from_token(token)
-    if customer_id is None or not await set_unsubscribed(context.db, customer_id, via="link"):
-        return _not_valid()
+    if not await set_unsubscribed(context.db, customer_id, via="link"):
+        return notice("Link not valid", "This unsubscribe link is not valid.", 404)
     await hand_on(context.db, "customers", customer_id)  # the event stored with the change
     return notice("You are unsubscribed",
                   "You will not receive campaign emails from us again.")
