@@ -1,7 +1,7 @@
 """Admin jobs as Ray tasks: generating and importing customers run in a worker process
 of their own, so the dashboard replica that accepted them keeps answering meanwhile.
 
-The route records the job (`app.jobs`, `queued`) and hands it to the job queue, a
+The route records the job (`app.audience.jobs`, `queued`) and hands it to the job queue, a
 detached actor that runs `admin_jobs_at_once` of them at a time and keeps the rest
 waiting in its own queue (Ray's queue of the actor's calls), so a burst of heavy jobs
 cannot take every core from the API. A job that gets its slot is `running`; its task
@@ -21,12 +21,12 @@ from typing import Any
 import ray
 
 from actors import registry
-from app import jobs
-from app.config import Settings
-from app.customers import check_csv, generate_customers, import_csv
-from app.db import close_clients
-from app.runtime import Runtime
-from app.xlsx_audience import xlsx_to_csv
+from app.audience import jobs
+from app.audience.customers import check_csv, generate_customers, import_csv
+from app.audience.xlsx_audience import xlsx_to_csv
+from app.core.config import Settings
+from app.core.db import close_clients
+from app.core.runtime import Runtime
 
 GENERATE, IMPORT = "generate", "import"
 

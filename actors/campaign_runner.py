@@ -9,7 +9,7 @@ claim, dispatch, task start: ~50 ms) does not leave connections idle. The first
 `workers` batches grow from batch_size / workers to batch_size (`first_wave_size`), so
 the tasks' boundaries stay spread in time rather than all coming at once, every batch. Finished
 tasks return their counts, roll-up increments and their batch's close through Ray, and
-the runner writes them all (counters, roll-ups, closes) in one command (`app.bulk`), at
+the runner writes them all (counters, roll-ups, closes) in one command (`app.core.bulk`), at
 most every PROGRESS_EVERY_S (and whenever it stops). A task whose worker died fails
 back here (Ray retries no send task: every run has a claim of its own); its batch is
 not given back early, since a worker cut off may still be sending, but requeued by the
@@ -47,12 +47,15 @@ from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import hand_on
 from actors.webhook_sender import poke as webhook_poke
-from app import bulk, campaigns, logs, outbox, rollups, telemetry, tracing, webhooks
-from app.customers import audience_page
-from app.runtime import Runtime
-from app.send_tasks import SendMetrics
-from app.sending import BatchJob, stage_finished
-from app.statuses import FINISHED, BatchStatus, CampaignStatus
+from app.audience.customers import audience_page
+from app.campaigns import records as campaigns
+from app.campaigns.send_tasks import SendMetrics
+from app.campaigns.sending import BatchJob, stage_finished
+from app.core import bulk, rollups
+from app.core.runtime import Runtime
+from app.core.statuses import FINISHED, BatchStatus, CampaignStatus
+from app.integrations import outbox, webhooks
+from app.observability import logs, telemetry, tracing
 
 log = logging.getLogger("operator_comms.runner")
 SAMPLE_EVERY_S = 1.0
@@ -451,7 +454,7 @@ class CampaignRunner:
                     campaigns.AUDIENCE_SEEN: self.cursor.seen_page}
             self.written_page = self.cursor.seen_page
             self.totals["total"] = self.cursor.seen
-        try:  # counters, roll-ups and the finished batches' closes: one command (app.bulk)
+        try:  # counters, roll-ups and the finished batches' closes: one command (app.core.bulk)
             writes = bulk.Writes(db)
             update = campaigns.progress_update(inc, sample, sets)
             if update:

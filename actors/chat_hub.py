@@ -28,13 +28,13 @@ from collections import OrderedDict, deque
 import ray
 
 from actors import registry
-from app import telemetry, tracing
-from app.config import Telemetry
+from app.core.config import Telemetry
+from app.observability import telemetry, tracing
 
 log = logging.getLogger("operator_comms.chat_hub")
 REMEMBERED_SESSIONS = 200_000
 REMEMBERED_CHANGES = 50_000
-PRESENCE_TTL_S = 6.0  # three missed beats of a replica (app.conversations)
+PRESENCE_TTL_S = 6.0  # three missed beats of a replica (app.chat.conversations)
 
 
 def owner_of(socket_id: str) -> str | None:
@@ -169,7 +169,7 @@ class ChatHub:
 
 
 class HubDoorbell:
-    """The hub as `app.conversations` sees it (a `Doorbell`): plain async methods."""
+    """The hub as `app.chat.conversations` sees it (a `Doorbell`): plain async methods."""
 
     def __init__(self, hub) -> None:
         self.hub = hub

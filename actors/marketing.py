@@ -4,8 +4,8 @@ Detached, named `marketing`, async, restarted on failure; created idempotently b
 the application. Its timers are one heap served by one sleeper, not a coroutine per
 offer, so it holds 100,000 pending offers in a few MB. MongoDB is the record: on
 (re)start it reloads every offer still to fire, and overdue ones fire at once; the
-atomic claim in `app.marketing` makes sure none fires twice. Offers due together
-fire as one batch (a few database commands for the batch, see `app.marketing`): they
+atomic claim in `app.marketing.offers` makes sure none fires twice. Offers due together
+fire as one batch (a few database commands for the batch, see `app.marketing.offers`): they
 go to the customers' inboxes, one call rings the chat hub for open WebSockets, and
 those with an email are mailed over pooled SMTP connections (the campaigns' sender),
 and those whose conversation is held by SMS are texted through the SMS gateway.
@@ -30,10 +30,13 @@ from actors import registry
 from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
 from actors.webhook_sender import publish
-from app import composer, marketing, sms_chat, telemetry, tracing
-from app.mailer import RETRY, SENT, Mail, SenderPool, build_message, message_id
-from app.runtime import Runtime
-from app.statuses import OfferStatus
+from app.channels.email import composer
+from app.channels.email.mailer import RETRY, SENT, Mail, SenderPool, build_message, message_id
+from app.chat import sms_chat
+from app.core.runtime import Runtime
+from app.core.statuses import OfferStatus
+from app.marketing import offers as marketing
+from app.observability import telemetry, tracing
 
 log = logging.getLogger("operator_comms.marketing")
 FIRING_CONCURRENCY = 8   # batches in flight

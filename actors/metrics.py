@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ray.util.metrics import Counter
 
-from app.send_tasks import SendMetrics
+from app.campaigns.send_tasks import SendMetrics
 
 CHAT_TURNS = "comms_chat_turns_total"
 OFFERS = "comms_offers_total"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ray
 
 from actors import registry
-from app import telemetry
-from app.config import Telemetry
-from app.ratelimit import RateLimits
+from app.core.config import Telemetry
+from app.core.ratelimit import RateLimits
+from app.observability import telemetry
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)

@@ -21,10 +21,10 @@ import time
 import ray
 
 from actors import registry
-from app import telemetry
-from app.config import Settings, Telemetry
-from app.send_tasks import send_batch, warm_send_worker
-from app.sending import BatchJob
+from app.campaigns.send_tasks import send_batch, warm_send_worker
+from app.campaigns.sending import BatchJob
+from app.core.config import Settings, Telemetry
+from app.observability import telemetry
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)

@@ -2,7 +2,7 @@
 
 Every `imap_poll_s` (or when poked) it asks for the UIDs above the last one handled,
 and for each, oldest first: checks the size, fetches it (headers only when too large),
-classifies it (`app.inbound_mail`), records and applies it (`app.signup`), moves it to
+classifies it (`app.signup.inbound_mail`), records and applies it (`app.signup.store`), moves it to
 the processed or review folder, then advances its position. The position lives in
 MongoDB, so a restarted watcher (`max_restarts=-1`) carries on without missing or
 repeating a message. A message whose handling fails three times goes to review, so
@@ -22,10 +22,11 @@ import ray
 
 from actors import registry
 from actors.campaign_runner import start_runner
-from app import signup, telemetry
-from app.imap_inbox import ImapInbox
-from app.inbound_mail import REVIEW, Rules, classify, describe_too_large
-from app.runtime import Runtime
+from app.core.runtime import Runtime
+from app.observability import telemetry
+from app.signup import store as signup
+from app.signup.imap_inbox import ImapInbox
+from app.signup.inbound_mail import REVIEW, Rules, classify, describe_too_large
 
 log = logging.getLogger("operator_comms.signup")
 MAX_RUNS = 3

@@ -2,13 +2,13 @@
 is where the SMSC sends what comes back: delivery receipts and customers' own
 messages. Send tasks bind as transmitters and never see them.
 
-A customer's message is stored before the SMSC gets its answer (`app.sms_inbox`), then
-taken as a chat turn (`app.sms_chat`, one at a time, in arrival order; a restarted
+A customer's message is stored before the SMSC gets its answer (`app.channels.sms.inbox`), then
+taken as a chat turn (`app.chat.sms_chat`, one at a time, in arrival order; a restarted
 gateway first takes those stored and not answered), answered by SMS over the same
 bind; the marketing actor sends its counter-offers to SMS conversations through
 `send_texts` too.
 
-Receipts are gathered as they arrive and applied in rounds (`app.sms_receipts`): at
+Receipts are gathered as they arrive and applied in rounds (`app.channels.sms.receipts`): at
 most every ROUND_S, a handful of database commands per round. A receipt whose part is
 not recorded yet waits for a later round. aiosmpplib answers each deliver_sm once our
 hook has taken it, and reconnects by itself (with backoff) when the SMSC goes away.
@@ -27,12 +27,14 @@ from aiosmpplib import BindMode, DeliverSm
 
 from actors import registry
 from actors.marketing import marketing_actor
-from app import sms_chat, sms_inbox, telemetry
-from app.flow_engine import load_flow
-from app.phones import e164
-from app.runtime import Runtime
-from app.sms import SENT, SmppSession, Sms
-from app.sms_receipts import Receipt, apply, stored_waiting
+from app.audience.phones import e164
+from app.channels.sms import inbox as sms_inbox
+from app.channels.sms.receipts import Receipt, apply, stored_waiting
+from app.channels.sms.smpp import SENT, SmppSession, Sms
+from app.chat import sms_chat
+from app.chat.flow_engine import load_flow
+from app.core.runtime import Runtime
+from app.observability import telemetry
 
 log = logging.getLogger("operator_comms.sms")
 ROUND_S = 0.25

@@ -1,4 +1,4 @@
-"""The webhook actor: sends what `app.webhooks` stored, signed, retried, in order where
+"""The webhook actor: sends what `app.integrations.webhooks` stored, signed, retried, in order where
 an endpoint asks for it. Off every request path: a slow receiver slows its own lane.
 
 Detached, named `webhooks`, async, restarted on failure. Nothing polls: `poke` (after
@@ -10,7 +10,7 @@ or dead (while this actor lives; after a restart the order of what was pending i
 order of due times). At least once: a message is marked delivered after its 2xx, so
 an actor killed in between sends it again, with the same `webhook-id`.
 
-It also sweeps the outboxes of changed documents (`app.outbox`) for events whose
+It also sweeps the outboxes of changed documents (`app.integrations.outbox`) for events whose
 writer stopped before handing them on.
 
 Teardown: it ends with the Ray cluster, or `ray.kill(ray.get_actor("webhooks",
@@ -33,11 +33,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from actors import registry
 from actors.metrics import WebhookMetrics
-from app import outbox, telemetry, webhooks
-from app.config import Settings
-from app.egress import EgressPolicy, EgressRefused
-from app.runtime import Runtime
-from app.statuses import WebhookStatus
+from app.core.config import Settings
+from app.core.egress import EgressPolicy, EgressRefused
+from app.core.runtime import Runtime
+from app.core.statuses import WebhookStatus
+from app.integrations import outbox, webhooks
+from app.observability import telemetry
 
 log = logging.getLogger("operator_comms.webhooks")
 DUE_PAGE = 500
@@ -155,7 +156,8 @@ class WebhookSender:
                 await asyncio.wait_for(self.wake.wait(), timeout)
 
     async def _sweep_outboxes(self) -> None:
-        """Events a stopped writer left in a document's outbox (`app.outbox`): at start,
+        """Events a stopped writer left in a document's outbox (`app.integrations.outbox`):
+        at start,
         then every OUTBOX_SWEEP_S (a recovery, not the way events usually arrive)."""
         while True:
             try:
@@ -303,7 +305,7 @@ def poke() -> None:
 
 
 async def hand_on(db: AsyncDatabase, collection: str, doc_id: str) -> int:
-    """Hand on the events a change left in its document's outbox (`app.outbox`) and
+    """Hand on the events a change left in its document's outbox (`app.integrations.outbox`) and
     wake the sender. Never raises: what the database would not store stays in the
     outbox, for the sweep."""
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 from pymongo import MongoClient
 
-from app.customers import new_customer
+from app.audience.customers import new_customer
 from benchmarks.harness import machine, mongodb_uri, running_app
 from benchmarks.smtp_sink import BenchSink
 

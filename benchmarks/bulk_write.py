@@ -1,11 +1,11 @@
 """What one write costs the embedded database, by shape: `insert` of many documents
 against the same inserts in one `bulkWrite`, and a few updates to different collections
-as separate commands against one `bulkWrite` (`app.bulk`).
+as separate commands against one `bulkWrite` (`app.core.bulk`).
 
 The database runs in its own process (`embedded.mongo`), with the app's indexes; this
 process only sends.
 Reported per write: the server's CPU milliseconds and the wall time of the round trip.
-It decided where `app.bulk` is used: the runner's few updates go as one `bulkWrite`,
+It decided where `app.core.bulk` is used: the runner's few updates go as one `bulkWrite`,
 a flush's inserts go per collection.
 
     python -m benchmarks.bulk_write                  # 300 writes of each shape
@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 from pymongo import InsertOne, MongoClient, UpdateOne
 
-from app.db import close_clients, database, ensure_indexes
+from app.core.db import close_clients, database, ensure_indexes
 from benchmarks.harness import machine
 from embedded.mongo import EmbeddedMongo
 

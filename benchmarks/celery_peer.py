@@ -9,8 +9,8 @@ replaces, one task per email, measured against the same sink in the same run.
   persistent SMTP connection; tasks ack late; the prefetch multiplier is set high, as
   Celery's optimizing guide advises for many short tasks.
 - Each task renders the same Jinja2 templates and builds the same message as the app
-  (`app.templates`, `app.mailer`), then sends it with smtplib. It keeps no record of
-  the delivery: that is the design being replaced.
+  (`app.channels.templates`, `app.channels.email.mailer`), then sends it with smtplib.
+  It keeps no record of the delivery: that is the design being replaced.
 
 Environment of the worker: PEER_BROKER (AMQP URL), PEER_SMTP_PORT, PEER_POOL.
 """
@@ -59,8 +59,8 @@ def _connection() -> smtplib.SMTP:
 
 @app.task(name="peer.send_email")
 def send_email(n: int, email: str, name: str, plan: str) -> None:
-    from app.mailer import Mail, build_message
-    from app.templates import compile_templates
+    from app.channels.email.mailer import Mail, build_message
+    from app.channels.templates import compile_templates
 
     templates = getattr(_local, "templates", None)
     if templates is None:

@@ -40,7 +40,7 @@ from pathlib import Path
 from pymongo import MongoClient
 from ray import serve
 
-from app.tokens import admin_token
+from app.core.tokens import admin_token
 from benchmarks.harness import CpuWatch, machine, mongodb_uri, opcount, opcounters, running_app
 from benchmarks.noop_app import noop_app
 

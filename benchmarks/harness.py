@@ -21,10 +21,10 @@ from ray import serve
 from actors import registry
 from actors.local_services import local_services
 from actors.send_dispatcher import send_dispatcher
-from app.config import Settings, load_settings
-from app.send_tasks import worker_pool_environment
-from app.telemetry import ray_environment
-from app.tokens import admin_token
+from app.campaigns.send_tasks import worker_pool_environment
+from app.core.config import Settings, load_settings
+from app.core.tokens import admin_token
+from app.observability.telemetry import ray_environment
 from deployments.main import AppArgs, deploy, start_serve
 from deployments.options import serve_environment
 from embedded.processes import free_port

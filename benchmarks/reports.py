@@ -25,8 +25,9 @@ import ray
 from pymongo import MongoClient
 
 from actors.local_services import local_services
-from app import campaigns, rollups
-from app.db import database
+from app.campaigns import records as campaigns
+from app.core import rollup_repair, rollups
+from app.core.db import database
 from benchmarks.harness import machine, percentile, running_app
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,13 +81,13 @@ def seed_rest(db, rng: random.Random) -> None:
                     "source": "counter_offer", "created_at": START + timedelta(
                         seconds=rng.randrange(30 * 86400))} for i in range(1000)]
     db.events.insert_many(conversions)
-    for _id, doc in rollups.fold_conversions(conversions).items():  # as conversions add them
+    for _id, doc in rollup_repair.fold_conversions(conversions).items():  # as conversions add them
         db.rollups.replace_one({"_id": _id}, doc, upsert=True)
     offers = [{"_id": f"o{i}", "status": "accepted", "sent_at": START,
                "accepted_at": START + timedelta(minutes=5)} for i in range(1000)]
     db.offers.insert_many(offers)
     # The chat roll-ups, as the replicas and the marketing actor keep them.
-    for _id, doc in rollups.fold_chat(sessions, [], offers, offers).items():
+    for _id, doc in rollup_repair.fold_chat(sessions, [], offers, offers).items():
         db.rollups.replace_one({"_id": _id}, doc, upsert=True)
 
 

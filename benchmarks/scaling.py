@@ -57,10 +57,10 @@ import ray
 from pymongo import MongoClient
 
 from actors.local_services import local_services
-from app.composer import customer_unsubscribe_url
-from app.config import Settings
-from app.db import monitoring_options
-from app.mailer import Mail, build_message, message_id
+from app.channels.email.mailer import Mail, build_message, message_id
+from app.core.config import Settings
+from app.core.db import monitoring_options
+from app.core.tokens import customer_unsubscribe_url
 from benchmarks.harness import (
     CpuWatch,
     machine,
@@ -280,7 +280,7 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                      ) as (settings, api, _base):
         services = local_services(settings)
         uri = mongodb_uri(settings)
-        # Its client monitors the server as the app's do (`app.db`): the driver's default
+        # Its client monitors the server as the app's do (`app.core.db`): the driver's default
         # streaming monitor sent two `hello`s per 10 s, counted as the campaign's.
         mongo = MongoClient(uri, **monitoring_options(uri))
         audiences = Audiences(api)

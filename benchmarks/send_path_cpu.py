@@ -1,6 +1,6 @@
 """CPU per message of the send path without Ray, against raw aiosmtplib, in one run.
 
-One plain process drives `app.sending.run_batch` over pre-made batches (the runner's
+One plain process drives `app.campaigns.sending.run_batch` over pre-made batches (the runner's
 part done up front), against the benchmark sink (its own processes) and an embedded
 database of its own; then raw aiosmtplib from the same process to the same sink.
 Reports CPU milliseconds per message of the sending process, the database and the
@@ -22,13 +22,14 @@ from pathlib import Path
 import psutil
 from pymongo import MongoClient
 
-from app import campaigns
-from app.config import Endpoints, load_settings
-from app.customers import bucket_of
-from app.db import database, ensure_indexes
-from app.models import Audience, CampaignCreate, LaunchOptions
-from app.runtime import Runtime
-from app.sending import BatchJob, run_batch
+from app.audience.customers import bucket_of
+from app.audience.models import Audience
+from app.campaigns import records as campaigns
+from app.campaigns.models import CampaignCreate, LaunchOptions
+from app.campaigns.sending import BatchJob, run_batch
+from app.core.config import Endpoints, load_settings
+from app.core.db import database, ensure_indexes
+from app.core.runtime import Runtime
 from benchmarks.harness import machine
 from benchmarks.scaling import raw_pipeline
 from benchmarks.smtp_sink import BenchSink

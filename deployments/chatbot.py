@@ -1,7 +1,7 @@
 """The ChatBot deployment: the FastAPI ingress of the chat application under `/chat`.
 
 A turn is one HTTP hop (proxy -> replica) and, on a session the replica remembers,
-one database write; see `app.conversations`. Serve's consistent-hash router sends
+one database write; see `app.chat.conversations`. Serve's consistent-hash router sends
 the calls of a session that carry `x-session-id` to the same replica. Each replica
 hands the events of its turns to the marketing actor and rings the chat hub for
 sessions with a socket held elsewhere.
@@ -16,11 +16,11 @@ from actors.chat_hub import HubDoorbell, chat_hub
 from actors.marketing import marketing_actor
 from actors.sms_gateway import sms_gateway
 from actors.webhook_sender import publish
-from app import tracing
-from app.config import Settings
-from app.conversations import Conversations
-from app.flow_engine import load_flow
-from app.verification import CodeCourier
+from app.chat.conversations import Conversations
+from app.chat.flow_engine import load_flow
+from app.chat.verification import CodeCourier
+from app.core.config import Settings
+from app.observability import tracing
 from deployments import options
 from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers

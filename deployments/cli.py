@@ -13,9 +13,9 @@ import signal
 import sys
 import threading
 
-from app.config import ConfigError, Settings, load_settings
-from app.telemetry import ray_environment
-from app.tokens import TOKEN_FILE, admin_token
+from app.core.config import ConfigError, Settings, load_settings
+from app.core.tokens import TOKEN_FILE, admin_token
+from app.observability.telemetry import ray_environment
 
 
 def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
@@ -23,7 +23,7 @@ def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -
 
     from actors import registry
     from actors.local_services import local_services
-    from app.send_tasks import worker_pool_environment
+    from app.campaigns.send_tasks import worker_pool_environment
     from deployments.main import AppArgs, deploy, start_serve
     from deployments.options import serve_environment
 

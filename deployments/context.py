@@ -9,15 +9,15 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.local_services import local_services, resolve_endpoints
-from app import telemetry
-from app.accounts import signing_key
-from app.campaigns import rename_launch_options
-from app.config import Endpoints, Settings
-from app.customers import backfill_buckets
-from app.db import ensure_indexes
-from app.runtime import Runtime
-from app.signup import count_earlier_records
-from app.tokens import admin_token
+from app.access.accounts import signing_key
+from app.audience.customers import backfill_buckets
+from app.campaigns.records import rename_launch_options
+from app.core.config import Endpoints, Settings
+from app.core.db import ensure_indexes
+from app.core.runtime import Runtime
+from app.core.tokens import admin_token
+from app.observability import telemetry
+from app.signup.store import count_earlier_records
 from deployments.limits import PublicLimits
 
 
@@ -30,7 +30,7 @@ class AppContext:
     admin_token: str
     local_services: Any | None  # ActorHandle of the embedded services, in local mode
     limits: PublicLimits
-    conversations: Any | None = None  # app.conversations.Conversations, in ChatBot
+    conversations: Any | None = None  # app.chat.conversations.Conversations, in ChatBot
 
     @classmethod
     async def start(cls, settings: Settings, component: str) -> AppContext:

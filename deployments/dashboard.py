@@ -17,8 +17,8 @@ from actors.send_dispatcher import send_dispatcher
 from actors.signup_watcher import start_signup_watcher
 from actors.sms_gateway import sms_gateway
 from actors.webhook_sender import webhook_sender
-from app.campaigns import active_campaign_ids
-from app.config import Settings
+from app.campaigns.records import active_campaign_ids
+from app.core.config import Settings
 from deployments import options
 from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers

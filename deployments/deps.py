@@ -1,5 +1,5 @@
 """FastAPI dependencies shared by the routers: the replica's context, who is calling
-and what their role allows (`app.accounts`), and list paging."""
+and what their role allows (`app.access.accounts`), and list paging."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app import accounts
-from app.accounts import Principal, Role
-from app.paging import BadCursor
-from app.tokens import tokens_match
+from app.access import accounts
+from app.access.accounts import Principal, Role
+from app.core.paging import BadCursor
+from app.core.tokens import tokens_match
 from deployments.context import AppContext, current
 
 _bearer = HTTPBearer(auto_error=False)
@@ -86,7 +86,7 @@ AdminOnly = Depends(Access(write=Role.ADMIN, read=Role.ADMIN))
 AdminWrites = Depends(Access(write=Role.ADMIN))  # viewers read, admins change
 
 
-# A list's page cursor (`app.paging`): what the previous page returned as `next_cursor`.
+# A list's page cursor (`app.core.paging`): what the previous page returned as `next_cursor`.
 Cursor = Annotated[str | None, Query(max_length=500, description=(
     "the `next_cursor` of the previous page; omit for the first page"))]
 

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from app.models import InvalidInput
+from app.core.models import InvalidInput
 
 # Replaces FastAPI's own 422 schema (loc/msg/type) in the OpenAPI document with the one
 # these handlers really answer with; passed to every `include_router`.

@@ -14,7 +14,7 @@ a body of unknown length (chunked, 411): measured, Serve's proxy passed 36-52 Mi
 chunked 50 MiB body to the replica before the limit could stop it, and the replicas
 grew by 60-80 MiB.
 
-Buckets live in each replica (`app.ratelimit.KeyedLimits`, a minute's worth of burst,
+Buckets live in each replica (`app.core.ratelimit.KeyedLimits`, a minute's worth of burst,
 bounded in keys): a session's turns carry `x-session-id` and reach one replica, so its
 limit holds as configured; session creation is spread over the replicas, so a client
 gets up to replicas x its limit there. A refused HTTP request gets 429 with
@@ -33,9 +33,9 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from app.config import Settings
-from app.customers import MAX_IMPORT_BYTES
-from app.ratelimit import KeyedLimits
+from app.audience.customers import MAX_IMPORT_BYTES
+from app.core.config import Settings
+from app.core.ratelimit import KeyedLimits
 
 # JSON bodies: campaign templates are the largest (mail over about 100 KB is clipped by
 # the big webmail clients anyway).

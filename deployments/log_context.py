@@ -1,13 +1,13 @@
 """The log fields of a request: its Serve request id (`x-request-id`, set by the proxy)
 and the campaign or chat session its path names, bound for the lines written while it
-is handled (`app.logs`). A plain ASGI middleware; with text logs it passes through."""
+is handled (`app.observability.logs`). A plain ASGI middleware; with text logs it passes through."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from app import logs
+from app.observability import logs
 
 PATH_FIELDS = [
     (re.compile(r"/api/campaigns/([0-9a-f]{16})(?:/|$)"), "campaign_id"),

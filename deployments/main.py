@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
-from app import tracing
-from app.config import ConfigError, Settings, Telemetry, load_settings
+from app.core.config import ConfigError, Settings, Telemetry, load_settings
+from app.observability import tracing
 from deployments import options
 from deployments.chatbot import ChatBot
 from deployments.dashboard import Dashboard
@@ -77,7 +77,7 @@ def start_serve(host: str, port: int, telemetry: Telemetry | None = None,
                 **options_: Any) -> None:
     """Start Serve's controller and proxies with the proxy's access log off (a line per
     request costs the proxy more than routing it); errors are still logged. With an OTLP
-    endpoint, Serve traces each request from the proxy on (see `app.tracing`)."""
+    endpoint, Serve traces each request from the proxy on (see `app.observability.tracing`)."""
     telemetry = telemetry or Telemetry()
     serve.start(http_options={"host": host, "port": port},
                 logging_config=options.logging_config(telemetry),

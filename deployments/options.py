@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from app.config import Telemetry
+from app.core.config import Telemetry
 
 # Serve's controller reconciles every 0.1 s by default, idle or not: on the project's
 # 2-core machine that was 34 ms of CPU a second, and with the GCS calls each pass makes

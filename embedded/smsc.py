@@ -55,7 +55,7 @@ from aiosmpplib import (
 from aiosmpplib.protocol import MESSAGE_TYPE_MAP, PDU_HEADER_LENGTH, SmppMessage
 
 # What a number's ending means here lives with the phones (demo customers avoid them).
-from app.phones import HELD, REFUSED, THROTTLED_ONCE, UNDELIVERABLE
+from app.audience.phones import HELD, REFUSED, THROTTLED_ONCE, UNDELIVERABLE
 from embedded.processes import free_port
 
 HOLD_S = 30.0

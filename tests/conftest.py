@@ -20,8 +20,8 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from actors import registry
-from app.config import load_settings
-from app.tokens import admin_token
+from app.core.config import load_settings
+from app.core.tokens import admin_token
 from embedded.processes import free_port
 from tests.utils.dovecot import Dovecot
 from tests.utils.stack import Stack
@@ -41,12 +41,12 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 async def db(mongodb_uri: str):
     """A fresh database with the app's indexes, through PyMongo's async client."""
-    from app.db import database, ensure_indexes
+    from app.core.db import database, ensure_indexes
 
     handle = database(mongodb_uri, f"domain_{uuid.uuid4().hex[:8]}")
     # The session's client may have sat idle through minutes of Ray-heavy tests: a
     # monitor check that timed out meanwhile pauses its pool until the next check
-    # (every 30 s, `app.db.MONITORING`). Wait for it rather than fail the test.
+    # (every 30 s, `app.core.db.MONITORING`). Wait for it rather than fail the test.
     for attempt in range(60):
         try:
             await ensure_indexes(handle)
@@ -64,7 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     from ray import serve
 
     from actors.local_services import local_services
-    from app.send_tasks import worker_pool_environment
+    from app.campaigns.send_tasks import worker_pool_environment
     from deployments.main import AppArgs, deploy, start_serve
     from deployments.options import serve_environment
 

@@ -60,7 +60,7 @@ def test_cluster_yaml_commits_no_secret() -> None:
 
 
 def test_env_example_names_only_real_settings() -> None:
-    from app.config import Settings
+    from app.core.config import Settings
 
     text = (ROOT / "deploy/operator-comms.env.example").read_text()
     names = set(re.findall(r"^#?\s*(COMMS_\w+)=", text, re.MULTILINE))  # optional ones too

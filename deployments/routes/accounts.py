@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from app import accounts, audit
-from app.models import (
+from app.access import accounts, audit
+from app.access.models import (
     ApiKeyReply,
     AuditList,
     Me,

@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import status_changed, tasks_in_flight
 from actors.webhook_sender import publish
-from app import audit, campaigns, composer, sms
-from app.accounts import Principal
-from app.customers import audience_pages, estimated_customers, find_by_email
-from app.models import (
+from app.access import audit
+from app.access.accounts import Principal
+from app.audience.customers import audience_pages, estimated_customers, find_by_email
+from app.campaigns import records as campaigns
+from app.campaigns.models import (
     CampaignCreate,
     CampaignList,
     CampaignView,
@@ -19,8 +20,11 @@ from app.models import (
     PreviewReply,
     PreviewRequest,
 )
-from app.statuses import ACTIVE, CampaignStatus
-from app.templates import TemplateProblem, compile_templates, render_off_loop
+from app.channels.email import composer
+from app.channels.sms import smpp as sms
+from app.channels.templates import TemplateProblem, compile_templates, render_off_loop
+from app.core.statuses import ACTIVE, CampaignStatus
+from app.core.tokens import unsubscribe_url
 from deployments.context import AppContext
 from deployments.deps import Context, Cursor, Signed, Who, found, paged
 
@@ -49,7 +53,7 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
         if found is None:
             raise HTTPException(404, f"no customer {body.customer_email!r}")
         customer = found
-    link = composer.unsubscribe_url(context.settings.public_url, composer.PREVIEW_TOKEN)
+    link = unsubscribe_url(context.settings.public_url, composer.PREVIEW_TOKEN)
     try:
         subject, text, html = await render_off_loop(
             compile_templates(body.subject, body.body_text, body.body_html),

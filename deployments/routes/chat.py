@@ -30,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.chat_hub import with_presence
 from actors.metrics import ChatMetrics
-from app import chat
-from app.conversations import Bell, Conversations
-from app.models import (
+from app.chat import sessions as chat
+from app.chat.conversations import Bell, Conversations
+from app.chat.models import (
     ChatHealth,
     ClearedReply,
     InboxReply,

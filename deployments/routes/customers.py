@@ -12,17 +12,18 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
 from actors.admin_jobs import GENERATE, IMPORT, admin_jobs
-from app import audit, jobs, xlsx_audience
-from app import customers as audience
-from app.accounts import Principal
-from app.models import (
+from app.access import audit
+from app.access.accounts import Principal
+from app.audience import customers as audience
+from app.audience import jobs, xlsx_audience
+from app.audience.models import (
     CustomerList,
     GenerateCustomers,
     GenerationResult,
     ImportResult,
     JobStarted,
-    Tag,
 )
+from app.core.models import Tag
 from deployments.deps import Context, Cursor, Signed, Who, paged
 from deployments.limits import IMPORT_BODY_BYTES
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from app import jobs
-from app.models import JobView
+from app.audience import jobs
+from app.audience.models import JobView
 from deployments.deps import Context, Signed
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Signed])

@@ -18,11 +18,11 @@ from fastapi.responses import StreamingResponse
 
 from actors.campaign_runner import tasks_in_flight
 from actors.chat_hub import with_presence
-from app import campaigns
-from app.chat import session_overview
-from app.marketing import marketing_overview
-from app.models import SystemView
-from app.statuses import ACTIVE
+from app.campaigns import records as campaigns
+from app.chat.sessions import session_overview
+from app.core.models import SystemView
+from app.core.statuses import ACTIVE
+from app.marketing.offers import marketing_overview
 from deployments.deps import Context, Signed
 from deployments.routes.system import checks
 

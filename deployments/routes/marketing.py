@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.marketing import marketing_overview
-from app.models import MarketingOverview
+from app.marketing.models import MarketingOverview
+from app.marketing.offers import marketing_overview
 from deployments.deps import Context, Signed
 
 router = APIRouter(prefix="/marketing", tags=["marketing"], dependencies=[Signed])

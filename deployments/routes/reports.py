@@ -7,10 +7,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 
-from app import audit
-from app.models import BillingReport, PerformanceReport, ReconcileReply
-from app.reports import BadPeriod, billing_report, parse_period, performance_report, to_csv, to_xlsx
-from app.rollups import reconcile_period
+from app.access import audit
+from app.core.rollup_repair import reconcile_period
+from app.reports.consolidated import (
+    BadPeriod,
+    billing_report,
+    parse_period,
+    performance_report,
+    to_csv,
+    to_xlsx,
+)
+from app.reports.models import BillingReport, PerformanceReport, ReconcileReply
 from deployments.deps import AdminWrites, Context, Who
 
 router = APIRouter(prefix="/reports", tags=["reports"], dependencies=[AdminWrites])

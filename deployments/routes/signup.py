@@ -11,9 +11,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from actors.signup_watcher import find_signup_watcher
-from app.customers import confirm_signup
-from app.models import Poked, SignupOverview
-from app.signup import overview
+from app.audience.customers import confirm_signup
+from app.signup.models import Poked, SignupOverview
+from app.signup.store import overview
 from deployments.deps import Context, Signed
 from deployments.routes.pages import link_customer, link_question, notice
 

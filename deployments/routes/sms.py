@@ -7,8 +7,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
 
-from app.models import Outbox, Reply, Strict
-from app.phones import e164, smpp_address
+from app.audience.phones import e164, smpp_address
+from app.core.models import Reply, Strict
+from app.integrations.models import Outbox
 from deployments.deps import Context, Signed
 
 router = APIRouter(prefix="/sms", tags=["sms"], dependencies=[Signed])

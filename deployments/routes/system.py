@@ -10,8 +10,9 @@ import ray
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from app.mailer import smtp_ping
-from app.models import Health, Liveness, Outbox
+from app.channels.email.mailer import smtp_ping
+from app.core.models import Health, Liveness
+from app.integrations.models import Outbox
 from deployments.deps import Context, Signed
 
 router = APIRouter(tags=["system"])

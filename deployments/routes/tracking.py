@@ -1,5 +1,5 @@
 """`/t/o/<token>.gif` and `/t/c/<token>?u=<link>`: the open pixel and tracked links of
-campaign emails (`app.tracking`). Public, as the links in an email must be; a token
+campaign emails (`app.channels.email.tracking`). Public, as the links in an email must be; a token
 that fails its signature check gets the same 404 whether or not its delivery exists,
 and a click never redirects anywhere its token was not signed for."""
 
@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app import tracking
-from app.campaigns import now
+from app.campaigns.records import now
+from app.channels.email import tracking
 from deployments.deps import Context
 
 router = APIRouter(tags=["tracking"])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from actors.webhook_sender import hand_on
-from app.customers import set_unsubscribed
+from app.audience.customers import set_unsubscribed
 from deployments.deps import Context
 from deployments.routes.pages import link_customer, link_question, notice
 

@@ -10,9 +10,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from actors.campaign_runner import webhooks_changed
 from actors.webhook_sender import egress_policy, poke
-from app import audit, webhooks
-from app.egress import EgressRefused
-from app.models import (
+from app.access import audit
+from app.core.egress import EgressRefused
+from app.core.statuses import WebhookStatus
+from app.integrations import webhooks
+from app.integrations.models import (
     NewWebhook,
     Replayed,
     WebhookChange,
@@ -20,7 +22,6 @@ from app.models import (
     WebhookMessages,
     WebhookView,
 )
-from app.statuses import WebhookStatus
 from deployments.deps import AdminOnly, Context, Cursor, Who, found, paged
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[AdminOnly])
@@ -43,7 +44,7 @@ async def list_webhooks(context: Context) -> dict:
 
 
 async def _reachable(context: Context, url: str) -> None:
-    """422 naming the URL when egress rules forbid it (`app.egress`)."""
+    """422 naming the URL when egress rules forbid it (`app.core.egress`)."""
     policy = await asyncio.to_thread(egress_policy, context.settings)  # asks Ray
     try:
         await policy.resolve(url)

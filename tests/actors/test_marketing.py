@@ -14,8 +14,8 @@ import websockets
 from pymongo import MongoClient
 
 from actors import registry
-from app import rollups
-from app.composer import CODE_SUBJECT
+from app.channels.email.composer import CODE_SUBJECT
+from app.core import rollup_repair
 from tests.utils.campaigns import import_audience
 from tests.utils.chat import verified_session
 from tests.utils.stack import Stack, unique_domain
@@ -126,7 +126,7 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     def recount() -> dict[str, int]:
         sid = session["session_id"]
         offers = db.offers.find({"customer_id": customer["_id"]}).to_list()
-        return _flat(rollups.fold_chat(
+        return _flat(rollup_repair.fold_chat(
             db.chat_sessions.find({"_id": sid}).to_list(),
             db.events.find({"session_id": sid}).to_list(),
             [o for o in offers if o.get("sent_at")],
@@ -293,7 +293,7 @@ async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wai
     """`marketing_prefer_live`: a marketing actor of the test's own with the preference
     on and a 1 s wait, over the shared chat hub, database and sink."""
     from actors.marketing import MarketingActor
-    from app.runtime import Runtime
+    from app.core.runtime import Runtime
 
     domain = unique_domain("live")
     api.post("/api/customers/generate?wait=true",

@@ -10,7 +10,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import PyMongoError
 
-from app.bulk import Writes
+from app.core.bulk import Writes
 
 
 class Commands(monitoring.CommandListener):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from app import campaigns, rollups
-from app.models import Audience, CampaignCreate, LaunchOptions
-from app.statuses import BatchStatus, CampaignStatus, DeliveryStatus
+from app.audience.models import Audience
+from app.campaigns import records as campaigns
+from app.campaigns.models import CampaignCreate, LaunchOptions
+from app.core import rollup_repair, rollups
+from app.core.statuses import BatchStatus, CampaignStatus, DeliveryStatus
 
 
 async def _campaign(db) -> dict:
@@ -112,7 +114,7 @@ async def test_a_bounce_moves_its_delivery_counters_and_roll_ups_once(db) -> Non
     assert not await campaigns.record_bounce(db, sent, bounce)  # the same bounce again
     campaign = await campaigns.get_campaign(db, cid)
     assert (campaign["counts"]["sent"], campaign["counts"]["failed"]) == (0, 1)
-    drift = await rollups.reconcile_campaign(db, cid, increments_of(
+    drift = await rollup_repair.reconcile_campaign(db, cid, increments_of(
         await db.deliveries.find({"campaign_id": cid}).to_list()))
     assert drift["drifted"] == 0, drift
 

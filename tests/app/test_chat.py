@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app import chat, rollups
-from app.flow_engine import load_flow
+from app.chat import sessions as chat
+from app.chat.flow_engine import load_flow
+from app.core import rollup_repair, rollups
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,8 @@ async def test_turns_from_a_stale_view_apply_once_and_in_order(db, flow) -> None
     await db.chat_sessions.bulk_write([chat.summary_update(session_id, second)])
     await rollups.write(db, moves)
     session = await db.chat_sessions.find_one({"_id": session_id})
-    expected = rollups.fold_chat([session], [], [], [])
-    drift = await rollups.reconcile(db, expected, await db.rollups.find(
+    expected = rollup_repair.fold_chat([session], [], [], [])
+    drift = await rollup_repair.reconcile(db, expected, await db.rollups.find(
         {"kind": "chat"}).to_list(), apply=False)
     assert drift["drifted"] == 0, drift
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app import composer
-from app.mailer import build_message
-from app.templates import compile_templates
-from app.tokens import verify_customer_token
+from app.channels.email import composer
+from app.channels.email.mailer import build_message
+from app.channels.templates import compile_templates
+from app.core.tokens import unsubscribe_url, verify_customer_token
 
 CUSTOMER = {"_id": "k1", "email": "ana@example.pt", "name": "Ana Silva", "plan": "Basic"}
 
@@ -37,6 +37,6 @@ def test_a_counter_offer_says_where_to_accept_and_how_to_leave() -> None:
 
 
 def test_the_preview_link_unsubscribes_nobody() -> None:
-    link = composer.unsubscribe_url("https://op.example/", composer.PREVIEW_TOKEN)
+    link = unsubscribe_url("https://op.example/", composer.PREVIEW_TOKEN)
     assert link == "https://op.example/unsubscribe/preview"
     assert verify_customer_token(composer.PREVIEW_TOKEN, "s3") is None

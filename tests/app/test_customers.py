@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.customers import (
+from app.audience.customers import (
     CsvRejected,
     audience_filter,
     check_csv,
@@ -70,7 +70,7 @@ def test_template_variables_merge_extras_under_core_fields() -> None:
 
 
 def test_audience_pages_cover_every_bucket_once() -> None:
-    from app.customers import (
+    from app.audience.customers import (
         AUDIENCE_BUCKETS,
         PAGE_TARGET,
         SHARDS,
@@ -107,8 +107,8 @@ def test_values_a_spreadsheet_would_run_as_formulas_are_refused_per_row() -> Non
 def test_demo_phones_are_valid_and_never_one_the_embedded_smsc_fails_on_purpose() -> None:
     import random
 
-    from app.customers import demo_phone
-    from app.phones import SIMULATED, e164
+    from app.audience.customers import demo_phone
+    from app.audience.phones import SIMULATED, e164
 
     rng = random.Random(7)
     phones = [demo_phone(rng) for _ in range(20_000)]
@@ -117,7 +117,7 @@ def test_demo_phones_are_valid_and_never_one_the_embedded_smsc_fails_on_purpose(
 
 
 async def test_an_audience_never_holds_the_unsubscribed_nor_unconfirmed_signups(db) -> None:
-    from app.customers import PENDING, audience_filter, confirm_signup
+    from app.audience.customers import PENDING, audience_filter, confirm_signup
 
     await db.customers.insert_many([
         {"_id": "in", "email": "in@aud.example", "unsubscribed": False, "tags": ["t"]},

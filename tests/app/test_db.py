@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.db import MONITORING, close_clients, mongo_client, monitoring_options
+from app.core.db import MONITORING, close_clients, mongo_client, monitoring_options
 
 
 def test_a_plain_uri_gets_polling_monitoring_every_30_s() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.flow_engine import load_flow, match_option, parse_flow, start, step
+from app.chat.flow_engine import load_flow, match_option, parse_flow, start, step
 
 FLOW = load_flow()
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from app.config import load_settings
-from app.inbound_mail import (
+from app.core.config import load_settings
+from app.signup.inbound_mail import (
     BOUNCE,
     REVIEW,
     SIGNUP,

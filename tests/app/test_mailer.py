@@ -9,8 +9,7 @@ import aiosmtplib
 import pytest
 from aiosmtplib.email import quote_address
 
-from app.config import Endpoints, Settings
-from app.mailer import (
+from app.channels.email.mailer import (
     AUTH,
     FAILED,
     RETRY,
@@ -25,6 +24,7 @@ from app.mailer import (
     message_id,
     one_line,
 )
+from app.core.config import Endpoints, Settings
 from embedded.smtp_sink import SmtpSink
 
 

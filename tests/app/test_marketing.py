@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.catalogue import catalogue
-from app.config import load_settings
-from app.marketing import offer_text
+from app.core.config import load_settings
+from app.marketing.catalogue import catalogue
+from app.marketing.offers import offer_text
 
 
 def test_default_offer_is_twenty_percent_off_turbo() -> None:
@@ -21,16 +21,14 @@ def test_offer_follows_configured_plan_and_discount() -> None:
 
 
 def test_a_transient_email_failure_is_tried_again_later_a_bounded_number_of_times() -> None:
-    from app import marketing as offers
-
+    from app.marketing import offers
     first, second = offers.email_retry_at(1, 1.0), offers.email_retry_at(2, 1.0)
     assert first is not None and second is not None and second > first
     assert offers.email_retry_at(offers.EMAIL_TRIES, 1.0) is None
 
 
 async def test_offers_of_customers_who_unsubscribed_are_not_mailed(db) -> None:
-    from app import marketing as offers
-
+    from app.marketing import offers
     await db.customers.insert_many([{"_id": "in", "email": "in@x.example", "unsubscribed": False},
                                     {"_id": "out", "email": "out@x.example", "unsubscribed": True}])
     kept = await offers.still_subscribed(db, [{"_id": "o1", "customer_id": "in"},

@@ -1,12 +1,14 @@
-"""Events written with the change they report (app.outbox), against the real MongoDB
+"""Events written with the change they report (app.integrations.outbox), against the real MongoDB
 wire protocol, no Ray: a writer that stops after the change loses no event."""
 
 from __future__ import annotations
 
-from app import campaigns, outbox, webhooks
-from app.customers import set_unsubscribed
-from app.models import Audience, CampaignCreate, LaunchOptions
-from app.statuses import CampaignStatus
+from app.audience.customers import set_unsubscribed
+from app.audience.models import Audience
+from app.campaigns import records as campaigns
+from app.campaigns.models import CampaignCreate, LaunchOptions
+from app.core.statuses import CampaignStatus
+from app.integrations import outbox, webhooks
 
 
 async def _endpoint(db, *events: str) -> str:

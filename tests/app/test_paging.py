@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from app.paging import WHOLE, BadCursor, decode_cursor, encode_cursor, newest_first
+from app.core.paging import WHOLE, BadCursor, decode_cursor, encode_cursor, newest_first
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

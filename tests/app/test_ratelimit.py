@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ratelimit import KeyedLimits, RateLimits, TokenBucket
+from app.core.ratelimit import KeyedLimits, RateLimits, TokenBucket
 
 
 class FakeClock:

@@ -15,9 +15,10 @@ import pytest
 from openpyxl import load_workbook
 from pymongo import MongoClient
 
-from app.db import database, ensure_indexes
-from app.paging import encode_cursor
-from app.reports import (
+from app.core.db import database, ensure_indexes
+from app.core.paging import encode_cursor
+from app.core.rollup_repair import reconcile_period
+from app.reports.consolidated import (
     BadPeriod,
     billing_report,
     cell,
@@ -27,7 +28,6 @@ from app.reports import (
     to_csv,
     to_xlsx,
 )
-from app.rollups import reconcile_period
 from tests.utils.stack import Stack
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app import rollups
+from app.core import rollup_repair, rollups
 
 
 def at(day: int, hour: int = 10) -> datetime:
@@ -46,7 +46,7 @@ def test_a_retry_moves_its_delivery_on_its_creation_day() -> None:
     assert "counts" not in docs["c|2026-11-11"]
     # The same, folded from the final record alone, gives the same documents.
     final = {**first, **retry}
-    assert rollups.fold([{**final, "campaign_id": "c"}]) == docs
+    assert rollup_repair.fold([{**final, "campaign_id": "c"}]) == docs
 
 
 def test_days_of_a_period() -> None:
@@ -65,7 +65,7 @@ def test_a_sessions_moves_add_up_to_where_it_is_now() -> None:
     assert update._doc["$inc"] == {"sessions": 1, "completed": 1}  # the zeros are not sent
     assert update._filter == {"_id": "chat|2026-11-10"}
     # The same as a recount from the session as it now is.
-    assert rollups.fold_chat([{"created_at": at(10, 23), "node": "bye", "ended": True}],
+    assert rollup_repair.fold_chat([{"created_at": at(10, 23), "node": "bye", "ended": True}],
                              [], [], []) == moves.docs()
 
 
@@ -116,7 +116,7 @@ def test_a_bounce_leaves_the_roll_ups_as_a_recount_would() -> None:
     bounce = {"status": "failed", "last_code": 550, "last_error": "no such user"}
     increments.bounced("c", sent, bounce)
     docs = increments.docs()
-    recount = rollups.fold([{**sent, **bounce}])  # it was sent: first and last send stay
+    recount = rollup_repair.fold([{**sent, **bounce}])  # it was sent: first and last send stay
     assert docs == {_id: doc for _id, doc in recount.items()} | {
         "c|2026-11-11": {"kind": "campaign", "campaign_id": "c", "day": "2026-11-11"}}
     assert docs["c|2026-11-10"]["counts"] == {"failed": 1}

@@ -7,9 +7,9 @@ import pickle
 
 import pytest
 
-from app.config import Endpoints, Settings
-from app.runtime import Runtime
-from app.tokens import unsubscribe_secret
+from app.core.config import Endpoints, Settings
+from app.core.runtime import Runtime
+from app.core.tokens import unsubscribe_secret
 
 
 def _runtime() -> Runtime:

@@ -15,16 +15,18 @@ from aiosmtpd.smtp import AuthResult
 from pydantic import SecretStr
 from pymongo import MongoClient, monitoring
 
-from app import campaigns, rollups
-from app.bulk import Writes
-from app.config import Endpoints
-from app.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bucket_of
-from app.db import database, ensure_indexes
-from app.models import Audience, CampaignCreate, LaunchOptions
-from app.runtime import Runtime
-from app.sending import ROLLUP_EVERY_S, BatchJob, close_batch, run_batch, stage_finished
-from app.statuses import BatchStatus
-from app.webhooks import Subscriptions
+from app.audience.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bucket_of
+from app.audience.models import Audience
+from app.campaigns import records as campaigns
+from app.campaigns.models import CampaignCreate, LaunchOptions
+from app.campaigns.sending import ROLLUP_EVERY_S, BatchJob, close_batch, run_batch, stage_finished
+from app.core import rollups
+from app.core.bulk import Writes
+from app.core.config import Endpoints
+from app.core.db import database, ensure_indexes
+from app.core.runtime import Runtime
+from app.core.statuses import BatchStatus
+from app.integrations.webhooks import Subscriptions
 from embedded.processes import free_port
 from embedded.smtp_sink import SinkHandler
 from tests.utils.stack import Stack
@@ -331,8 +333,7 @@ async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
     """A batch writes its own roll-ups only while it runs (every ROLLUP_EVERY_S, here
     at every flush); those of its last flush go back in the summary, which the runner
     writes with the others of its round, so no batch ends on a write of its own."""
-    from app import sending
-
+    from app.campaigns import sending
     handler, port = open_relay
     batch = await Batch(stack, 12).create()
     monkeypatch.setattr(sending, "ROLLUP_EVERY_S", 0.0)
@@ -353,7 +354,7 @@ async def test_an_unsubscribe_after_the_page_was_read_is_respected(
         stack: Stack, open_relay) -> None:
     """The job carries the customers as the runner read them; one unsubscribes before
     the task runs: the task skips them, and reads no customer document itself."""
-    from app.customers import set_unsubscribed
+    from app.audience.customers import set_unsubscribed
 
     handler, port = open_relay
     batch = await Batch(stack, 4).create()

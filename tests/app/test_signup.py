@@ -4,9 +4,9 @@ the panel reads the counters instead of counting the records."""
 
 from __future__ import annotations
 
-from app import signup
-from app.config import Settings
-from app.inbound_mail import REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
+from app.core.config import Settings
+from app.signup import store as signup
+from app.signup.inbound_mail import REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
 
 SETTINGS = Settings(imap_host="imap.example", imap_user="signup", imap_password="pw-secret")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiosmpplib import SmppCommandStatus
 
-from app.sms import FAILED, RETRY, SENT, Backoff, classify, describe, split
-from app.sms_receipts import DELIVERED, UNDELIVERABLE, receipt_of
+from app.channels.sms.receipts import DELIVERED, UNDELIVERABLE, receipt_of
+from app.channels.sms.smpp import FAILED, RETRY, SENT, Backoff, classify, describe, split
 
 
 def test_the_encoding_and_parts_follow_the_text() -> None:
@@ -58,7 +58,7 @@ async def test_throttled_answers_hold_new_submits_for_a_short_growing_while() ->
 async def test_a_receipt_that_arrives_before_its_part_is_stored_until_it_matches(db) -> None:
     from datetime import UTC, datetime
 
-    from app.sms_receipts import Receipt, apply, stored_waiting
+    from app.channels.sms.receipts import Receipt, apply, stored_waiting
 
     early = Receipt("smsc-1", "DELIVRD", datetime.now(UTC))
     counts, later = await apply(db, [early])

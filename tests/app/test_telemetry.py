@@ -14,9 +14,9 @@ import logging
 import pytest
 from pymongo import monitoring
 
-from app import logs, tracing
-from app.config import ConfigError, load_settings
-from app.telemetry import ray_environment
+from app.core.config import ConfigError, load_settings
+from app.observability import logs, tracing
+from app.observability.telemetry import ray_environment
 from deployments.log_context import LogContext
 
 
@@ -49,12 +49,12 @@ def test_ray_gets_serves_tracing_and_log_switches_when_they_are_on() -> None:
                              log_format="json")
     assert ray_environment(settings) == {
         "COMMS_OTLP_ENDPOINT": "http://collector:4318", "COMMS_OTLP_SAMPLE_RATIO": "0.25",
-        "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": "app.tracing:serve_span_processors",
+        "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": "app.observability.tracing:serve_span_processors",
         "RAY_SERVE_TRACING_SAMPLING_RATIO": "0.25",
         "RAY_SERVE_LOG_TO_STDERR": "0",
     }
     assert tracing.serve_tracing_config(settings) == {
-        "enabled": True, "exporter_import_path": "app.tracing:serve_span_processors",
+        "enabled": True, "exporter_import_path": "app.observability.tracing:serve_span_processors",
         "sampling_ratio": 0.25}
 
 

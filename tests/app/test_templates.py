@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.templates import TemplateProblem, compile_templates
+from app.channels.templates import TemplateProblem, compile_templates
 
 
 def test_renders_customer_fields_and_escapes_html_only() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.config import load_settings
-from app.tokens import admin_token, sign_customer_id, verify_customer_token
+from app.core.config import load_settings
+from app.core.tokens import admin_token, sign_customer_id, verify_customer_token
 
 
 def test_generated_token_is_kept_and_private(tmp_path: Path) -> None:

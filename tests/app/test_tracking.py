@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from urllib.parse import parse_qs, urlsplit
 
-from app import tracking
+from app.channels.email import tracking
 
 SECRET, PUBLIC = "k" * 32, "https://comms.example"
 UNSUB = "https://comms.example/unsubscribe/abc.def"

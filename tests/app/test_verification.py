@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app import chat, marketing, verification
-from app.flow_engine import load_flow
+from app.chat import sessions as chat
+from app.chat import verification
+from app.chat.flow_engine import load_flow
+from app.marketing import offers as marketing
 
 
 @pytest.fixture(scope="module")

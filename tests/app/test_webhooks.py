@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from app import webhooks
-from app.db import database, ensure_indexes
-from app.statuses import WebhookStatus
+from app.core.db import database, ensure_indexes
+from app.core.statuses import WebhookStatus
+from app.integrations import webhooks
 from tests.utils.stack import Stack
 
 

@@ -10,8 +10,8 @@ from datetime import datetime
 import pytest
 from openpyxl import Workbook
 
-from app.customers import CsvRejected, parse_csv
-from app.xlsx_audience import check_xlsx, is_xlsx, xlsx_to_csv
+from app.audience.customers import CsvRejected, parse_csv
+from app.audience.xlsx_audience import check_xlsx, is_xlsx, xlsx_to_csv
 
 HEADER = ["email", "name", "plan", "phone", "since", None]  # a blank header cell at the end
 ROWS = [
@@ -85,7 +85,7 @@ def test_a_workbook_that_cannot_be_imported_is_refused_naming_the_field(raw: byt
 
 def test_an_archive_that_unpacks_too_large_is_refused_before_it_is_parsed(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.xlsx_audience as xlsx_audience
+    import app.audience.xlsx_audience as xlsx_audience
 
     raw = workbook(ROWS)
     unpacked = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(raw)).infolist())

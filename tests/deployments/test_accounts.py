@@ -164,9 +164,9 @@ async def test_the_admin_token_can_be_disabled_once_an_admin_user_exists(db) -> 
     from fastapi import HTTPException
     from fastapi.security import HTTPAuthorizationCredentials
 
-    from app import accounts
-    from app.config import Endpoints, load_settings
-    from app.runtime import Runtime
+    from app.access import accounts
+    from app.core.config import Endpoints, load_settings
+    from app.core.runtime import Runtime
     from deployments.context import AppContext
     from deployments.deps import authenticate
     from deployments.limits import PublicLimits

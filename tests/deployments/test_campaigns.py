@@ -20,7 +20,7 @@ from pymongo import MongoClient
 
 from actors import registry
 from actors.send_dispatcher import send_dispatcher
-from app import rollups
+from app.core import rollups
 from tests.utils.campaigns import (
     create_campaign,
     finished,

@@ -13,10 +13,10 @@ import websockets
 from pymongo import MongoClient
 
 from actors import registry
-from app.chat import append_system_turn
-from app.composer import CODE_SUBJECT
-from app.db import database
-from app.flow_engine import enter, load_flow
+from app.channels.email.composer import CODE_SUBJECT
+from app.chat.flow_engine import enter, load_flow
+from app.chat.sessions import append_system_turn
+from app.core.db import database
 from tests.utils.chat import code_in, code_mails, new_session, verified_session, verify
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until

@@ -100,8 +100,8 @@ def test_run_uses_external_mongodb_prints_urls_and_stops_cleanly(tmp_path: Path)
 
 
 def test_make_run_masks_a_token_it_did_not_generate(tmp_path: Path) -> None:
-    from app.config import load_settings
-    from app.tokens import admin_token
+    from app.core.config import load_settings
+    from app.core.tokens import admin_token
     from deployments.cli import shown_token
 
     given = "token-from-the-operators-vault-0123456789"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import ray
 
-from app.mailer import Mail, build_message
+from app.channels.email.mailer import Mail, build_message
 from tests.deployments.test_chat import new_session
 from tests.utils.campaigns import create_campaign, finished, generate_audience, launch, wait_for
 from tests.utils.stack import Stack, unique_domain

@@ -19,12 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.webhooks import Subscriptions
+from app.integrations.webhooks import Subscriptions
 from tests.utils.campaigns import create_campaign, finished, import_audience, launch, wait_for
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
 
-# Send workers read who listens at most this often (app.webhooks.Subscriptions).
+# Send workers read who listens at most this often (app.integrations.webhooks.Subscriptions).
 LISTENERS_FRESH_S = Subscriptions().ttl_s + 1.0
 
 
@@ -272,8 +272,8 @@ async def test_an_unsubscribe_whose_replica_died_before_its_event_still_reaches_
     """The change and its event are one write: a replica killed right after it (here: the
     same update, with nothing after it) leaves the event in the customer's outbox, and
     the webhook actor's sweep delivers it."""
-    from app.customers import set_unsubscribed
-    from app.db import database
+    from app.audience.customers import set_unsubscribed
+    from app.core.db import database
 
     endpoint = register(api, receiver.url("/unsub"), ["customer.unsubscribed"])
     domain = unique_domain("unsub-hook")

@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from app.composer import CODE_SUBJECT
+from app.channels.email.composer import CODE_SUBJECT
 from tests.utils.stack import Stack
 from tests.utils.waiting import wait_until
 

@@ -23,8 +23,8 @@ from ray.cluster_utils import Cluster
 
 from actors import registry
 from actors.local_services import local_services
-from app.config import load_settings
-from app.tokens import admin_token
+from app.core.config import load_settings
+from app.core.tokens import admin_token
 from deployments.main import AppArgs, deploy, start_serve
 from embedded.processes import free_port
 from tests.utils.campaigns import wait_for as wait

@@ -25,9 +25,9 @@ from ray import serve
 
 from actors import registry
 from actors.local_services import local_services
-from app.config import load_settings
-from app.telemetry import ray_environment
-from app.tokens import admin_token
+from app.core.config import load_settings
+from app.core.tokens import admin_token
+from app.observability.telemetry import ray_environment
 from deployments.main import AppArgs, deploy, start_serve
 from deployments.options import serve_environment
 from embedded.processes import free_port

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
+from app.core.config import Settings
 
 
 @dataclass

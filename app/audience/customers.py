@@ -1,0 +1,429 @@
+"""Customers: demo generation, CSV import with a per-row report, audience queries.
+
+A phone, when given, must be a valid number (read in the default region when it has
+no country code) and is kept in E.164: SMS campaigns send to it."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from app.audience.models import Audience
+from app.audience.phones import SIMULATED, e164
+from app.core.paging import newest_first
+from app.integrations import outbox
+
+PLANS = ("Basic", "Plus", "Turbo", "Family")
+CORE_COLUMNS = ("email", "name", "plan", "phone")
+# A value a spreadsheet would run as a formula when someone opens an export of it
+# (CSV injection, OWASP): refused on import. Phones may start with "+", so not them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def looks_like_formula(value: str) -> bool:
+    if not value.startswith(FORMULA_STARTS):
+        return False
+    try:
+        float(value)  # "-12.50" is a number, not a formula
+    except ValueError:
+        return True
+    return False
+FIRST = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "Iris", "João")
+LAST = ("Silva", "Souza", "Costa", "Lima", "Pereira", "Almeida", "Rocha", "Dias")
+INSERT_CHUNK = 1000
+MAX_IMPORT_ROWS = 200_000
+MAX_IMPORT_BYTES = 20 * 1024 * 1024  # an uploaded file, CSV or XLSX
+# Campaigns read their audience a page at a time, a page being every customer of one
+# hash bucket or one shard of buckets: an equality on an index (the embedded database
+# cannot bound range scans, nor serve $in from an index). Up to SINGLE_PAGE_MAX
+# customers in all, the whole audience is one page; up to SHARDS * PAGE_TARGET, a page
+# is a shard (bucket % SHARDS); beyond, a bucket.
+AUDIENCE_BUCKETS = 1024
+SHARDS = 32
+SINGLE_PAGE_MAX = 5_000
+PAGE_TARGET = 5_000
+PAGE_READ_BATCH = 2 * PAGE_TARGET  # a page's documents in the find's first reply (~2 MB)
+
+
+def bucket_of(customer_id: str) -> int:
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % AUDIENCE_BUCKETS
+
+
+def normalise_email(raw: str) -> str:
+    """A syntactically valid address, lower-cased; raises ValueError with the reason."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def new_customer(email: str, name: str, *, plan: str = "Basic", phone: str | None = None,
+                 is_client: bool = True, tags: list[str] | None = None,
+                 variables: dict[str, str] | None = None) -> dict[str, Any]:
+    customer_id = uuid.uuid4().hex
+    bucket = bucket_of(customer_id)
+    return {
+        "_id": customer_id,
+        "bucket": bucket,
+        "shard": bucket % SHARDS,
+        "email": email,
+        "name": name,
+        "plan": plan,
+        "phone": phone,
+        "is_client": is_client,
+        "unsubscribed": False,
+        "tags": tags or [],
+        "vars": variables or {},
+        "created_at": datetime.now(UTC),
+    }
+
+
+async def insert_customers(db: AsyncDatabase, docs: list[dict],
+                           progress: Callable[[int], Awaitable[None]] | None = None
+                           ) -> tuple[int, set[str]]:
+    """Insert what is new; return (inserted, emails that already existed)."""
+    inserted, duplicates = 0, set()
+    for start in range(0, len(docs), INSERT_CHUNK):
+        if progress is not None and start:
+            await progress(start)
+        chunk = docs[start:start + INSERT_CHUNK]
+        try:
+            result = await db.customers.insert_many(chunk, ordered=False)
+            inserted += len(result.inserted_ids)
+        except BulkWriteError as exc:
+            inserted += exc.details["nInserted"]
+            for error in exc.details["writeErrors"]:
+                if error["code"] != 11000:
+                    raise
+                duplicates.add(chunk[error["index"]]["email"])
+    return inserted, duplicates
+
+
+def demo_phone(rng: random.Random) -> str:
+    """A São Paulo mobile number, never one the embedded SMSC fails on purpose."""
+    while True:
+        number = f"+55119{rng.randrange(10**7, 10**8)}"
+        if not number.endswith(SIMULATED):
+            return number
+
+
+def generation_tag(tag: str | None) -> tuple[str, str]:
+    """(the generation's own id, the tag its customers get)."""
+    batch = uuid.uuid4().hex[:6]
+    return batch, tag or f"demo-{batch}"
+
+
+async def generate_customers(db: AsyncDatabase, count: int, domain: str,
+                             tag: str | None = None, *, batch: str | None = None,
+                             progress: Callable[[int], Awaitable[None]] | None = None
+                             ) -> dict[str, Any]:
+    """N demo customers, made and inserted a chunk at a time (memory holds one chunk),
+    reporting how many are done after each chunk."""
+    if batch is None:
+        batch, tag = generation_tag(tag)
+    rng = random.Random(batch)
+    inserted = 0
+    for start in range(0, count, INSERT_CHUNK):
+        docs = [
+            new_customer(
+                f"customer{n:07d}.{batch}@{domain}".lower(),
+                f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                plan=rng.choice(PLANS),
+                phone=demo_phone(rng),
+                is_client=rng.random() < 0.8,
+                tags=[tag],
+            )
+            for n in range(start, min(count, start + INSERT_CHUNK))
+        ]
+        inserted += (await insert_customers(db, docs))[0]
+        if progress is not None:
+            await progress(start + len(docs))
+    return {"created": inserted, "tag": tag, "domain": domain}
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    duplicates: list[dict] = field(default_factory=list)
+    invalid: list[dict] = field(default_factory=list)
+
+
+class CsvRejected(ValueError):
+    """The file as a whole cannot be imported (no header, no email column)."""
+
+    def __init__(self, field_name: str, reason: str):
+        super().__init__(reason)
+        self.field = field_name
+
+
+def check_csv(text: str) -> int:
+    """The file's data rows, if it can be imported at all (a header with an email
+    column, at most MAX_IMPORT_ROWS rows); CsvRejected otherwise. Cheap: no row is
+    validated here, that is the import job's work."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise CsvRejected("file",
+                              "the CSV is empty: expected a header row with an email column")
+        if "email" not in [name.strip().lower() for name in header]:
+            raise CsvRejected("email", "the CSV has no email column")
+        rows = sum(1 for row in reader if row)
+    except csv.Error as exc:  # e.g. a stray quote or a field beyond csv's size limit
+        raise CsvRejected("file", f"not a readable CSV (line {reader.line_num}): {exc}"
+                          ) from None
+    if rows > MAX_IMPORT_ROWS:
+        raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
+    return rows
+
+
+def parse_csv(text: str, tag: str | None = None, region: str = "BR"
+              ) -> tuple[list[tuple[int, dict]], ImportReport]:
+    """Validate rows; return (row number, customer) for the good ones and the report.
+
+    Row numbers count the header as row 1, as a spreadsheet shows them.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise CsvRejected("file", "the CSV is empty: expected a header row with an email column")
+    columns = [name.strip().lower() for name in header]
+    if "email" not in columns:
+        raise CsvRejected("email", "the CSV has no email column")
+    report, good, seen = ImportReport(), [], set()
+    data_rows = 0
+    for row_number, values in enumerate(reader, start=2):
+        if not values:  # a blank line: nothing to import, but it is a row of the sheet
+            continue
+        data_rows += 1
+        if data_rows > MAX_IMPORT_ROWS:
+            raise CsvRejected("file", f"more than {MAX_IMPORT_ROWS} rows: split the file")
+        row = dict(zip(columns, values, strict=False))
+        problems = [{"field": name, "reason": "missing value (short row)"}
+                    for name in columns[len(values):]]
+        if len(values) > len(columns):
+            problems.append({"field": "row", "reason": "more values than columns"})
+        raw_email = (row.get("email") or "").strip()
+        email = None
+        if not raw_email:
+            problems.append({"field": "email", "reason": "empty"})
+        else:
+            try:
+                email = normalise_email(raw_email)
+            except ValueError as exc:
+                problems.append({"field": "email", "reason": str(exc)})
+        phone = (row.get("phone") or "").strip() or None
+        if phone is not None:
+            try:
+                phone = e164(phone, region)
+            except ValueError as exc:
+                problems.append({"field": "phone", "reason": str(exc)})
+        problems += [{"field": name, "reason": "starts like a spreadsheet formula (=, +, -, "
+                                               "@): refused so no export of it runs as one"}
+                     for name, value in row.items()
+                     if name not in ("email", "phone") and looks_like_formula(value.strip())]
+        if problems:
+            report.invalid += [{"row": row_number, **problem} for problem in problems]
+            continue
+        if email in seen:
+            report.duplicates.append(
+                {"row": row_number, "email": email, "reason": "repeated in file"})
+            continue
+        seen.add(email)
+        extra = {k: v.strip() for k, v in row.items() if k not in CORE_COLUMNS}
+        name = (row.get("name") or "").strip() or email.split("@")[0]
+        good.append((row_number, new_customer(
+            email, name[:200], plan=(row.get("plan") or "Basic").strip()[:100] or "Basic",
+            phone=phone, tags=[tag] if tag else [],
+            variables=extra,
+        )))
+    return good, report
+
+
+async def import_csv(db: AsyncDatabase, text: str, tag: str | None = None,
+                     progress: Callable[[int], Awaitable[None]] | None = None,
+                     region: str = "BR") -> ImportReport:
+    good, report = parse_csv(text, tag, region)
+    inserted, existing = await insert_customers(db, [doc for _, doc in good], progress)
+    report.imported = inserted
+    report.duplicates += [{"row": row, "email": doc["email"], "reason": "already a customer"}
+                          for row, doc in good if doc["email"] in existing]
+    report.duplicates.sort(key=lambda item: item["row"])
+    return report
+
+
+def audience_filter(audience: Audience | dict) -> dict[str, Any]:
+    """The MongoDB filter for an audience; unsubscribed customers, and signups still
+    waiting for their confirmation link (`PENDING`), never match."""
+    spec = audience if isinstance(audience, Audience) else Audience.model_validate(audience)
+    query: dict[str, Any] = {"unsubscribed": False}  # not True, nor a pending signup
+    if spec.tag:
+        query["tags"] = spec.tag
+    if spec.plan:
+        query["plan"] = spec.plan
+    if spec.is_client is not None:
+        query["is_client"] = spec.is_client
+    if spec.email_domain:
+        query["email"] = {"$regex": f"@{re.escape(spec.email_domain.lower())}$"}
+    return query
+
+
+async def estimated_customers(db: AsyncDatabase) -> int:
+    """About how many customers there are, from one bucket (an indexed count of about
+    1/1,024 of them): the embedded database answers a whole-collection count by
+    scanning, 12 s at a million customers."""
+    return AUDIENCE_BUCKETS * await db.customers.count_documents({"bucket": 0})
+
+
+def audience_pages(customer_count: int) -> int:
+    if customer_count <= SINGLE_PAGE_MAX:
+        return 1
+    return SHARDS if customer_count <= SHARDS * PAGE_TARGET else AUDIENCE_BUCKETS
+
+
+def audience_page_query(audience: dict, page: int, pages: int) -> dict[str, Any]:
+    """The indexed part of an audience page's filter: (shard or bucket,) unsubscribed,
+    tag. Page p of SHARDS is the shard p, page p of AUDIENCE_BUCKETS the bucket p."""
+    spec = Audience.model_validate(audience)
+    query: dict[str, Any] = {}
+    if pages == SHARDS:
+        query["shard"] = page
+    elif pages > 1:
+        query["bucket"] = page
+    query["unsubscribed"] = False
+    if spec.tag:
+        query["tags"] = spec.tag
+    return query
+
+
+def audience_matches(audience: dict, customer: dict) -> bool:
+    """The rest of the audience filter, applied to a page's customers."""
+    spec = Audience.model_validate(audience)
+    if spec.plan and customer.get("plan") != spec.plan:
+        return False
+    if spec.is_client is not None and customer.get("is_client") != spec.is_client:
+        return False
+    return not (spec.email_domain and not (customer.get("email") or "").lower().endswith(
+        f"@{spec.email_domain.lower()}"))
+
+
+# What a send needs of a customer (templates, address, consent), read with the page.
+SEND_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
+               "unsubscribed": 1, "opted_out": 1, "vars": 1}
+
+
+async def audience_page(db: AsyncDatabase, audience: dict, page: int,
+                        pages: int) -> list[dict]:
+    """One page of the audience, in _id order, with the fields a send needs."""
+    found = [doc async for doc in db.customers.find(  # in one reply: no getMore
+        audience_page_query(audience, page, pages), SEND_FIELDS, batch_size=PAGE_READ_BATCH)]
+    return sorted((doc for doc in found if audience_matches(audience, doc)),
+                  key=lambda doc: doc["_id"])
+
+
+async def unsubscribed_since(db: AsyncDatabase, since: datetime) -> set[str]:
+    """Customers who unsubscribed at or after `since` (an indexed range: few)."""
+    return {doc["_id"] async for doc in db.customers.find(
+        {"unsubscribed_at": {"$gte": since}}, {"_id": 1})}
+
+
+BUCKETED = {"_id": "customers-bucketed", "version": 1}
+
+
+async def backfill_buckets(db: AsyncDatabase) -> int:
+    """Give customers stored before buckets (or without `unsubscribed`) their fields,
+    once per database (a marker in `meta` saves later start-ups the scan)."""
+    if await db.meta.find_one(BUCKETED):
+        return 0
+    missing = [doc async for doc in db.customers.find(
+        {"$or": [{"shard": {"$exists": False}}, {"unsubscribed": {"$exists": False}}]},
+        {"_id": 1, "unsubscribed": 1})]
+    ops = [UpdateOne({"_id": doc["_id"]}, {"$set": {
+        "bucket": bucket_of(doc["_id"]), "shard": bucket_of(doc["_id"]) % SHARDS,
+        "unsubscribed": bool(doc.get("unsubscribed"))}}) for doc in missing]
+    for start in range(0, len(ops), INSERT_CHUNK):
+        await db.customers.bulk_write(ops[start:start + INSERT_CHUNK], ordered=False)
+    await db.meta.replace_one({"_id": BUCKETED["_id"]}, BUCKETED, upsert=True)
+    return len(ops)
+
+
+def template_variables(customer: dict) -> dict[str, Any]:
+    """What a template may use: the customer's fields and any imported extra columns."""
+    variables = dict(customer.get("vars") or {})
+    variables.update({key: customer.get(key) for key in ("email", "name", "plan", "phone")})
+    variables["first_name"] = (customer.get("name") or "").split(" ")[0]
+    variables["is_client"] = customer.get("is_client", False)
+    return variables
+
+
+async def set_unsubscribed(db: AsyncDatabase, customer_id: str, via: str) -> bool:
+    """Unsubscribe the customer (False: no such customer). The first time, the
+    `customer.unsubscribed` event goes in the same update (`app.integrations.outbox`); the caller
+    hands it on."""
+    at = datetime.now(UTC)
+    changed = await db.customers.update_one(
+        {"_id": customer_id, "unsubscribed": {"$ne": True}},
+        {"$set": {"unsubscribed": True, "unsubscribed_at": at},
+         "$push": {"outbox": outbox.entry("customer.unsubscribed",
+                                          {"customer_id": customer_id, "via": via})}})
+    if changed.matched_count:
+        return True
+    return await db.customers.count_documents({"_id": customer_id}, limit=1) == 1
+
+
+async def opt_out(db: AsyncDatabase, *, phone: str, channel: str, reason: str) -> bool:
+    """This number takes no more messages on `channel` (an SMS STOP): recorded in
+    `suppressions`, and on the customers who have it, whom the send path then skips.
+    True the first time (the one that is confirmed to the sender)."""
+    at = datetime.now(UTC)
+    try:
+        await db.suppressions.insert_one({"_id": f"{channel}:{phone}", "channel": channel,
+                                          "address": phone, "reason": reason, "at": at})
+        first = True
+    except DuplicateKeyError:
+        first = False
+    await db.customers.update_many(
+        {"phone": phone, "opted_out": {"$ne": channel}},
+        {"$addToSet": {"opted_out": channel}, "$set": {f"opted_out_at.{channel}": at}})
+    return first
+
+
+PENDING = "pending"  # `unsubscribed` of an email signup until its link is followed
+
+
+async def confirm_signup(db: AsyncDatabase, customer_id: str) -> bool:
+    """A pending signup followed its confirmation link: subscribed from now. False when
+    it was not pending (confirmed before, unsubscribed, or no such customer)."""
+    result = await db.customers.update_one(
+        {"_id": customer_id, "unsubscribed": PENDING},
+        {"$set": {"unsubscribed": False, "consent_at": datetime.now(UTC)}})
+    return result.modified_count == 1
+
+
+async def find_by_email(db: AsyncDatabase, email: str) -> dict | None:
+    return await db.customers.find_one({"email": email.strip().lower()})
+
+
+async def list_customers(db: AsyncDatabase, tag: str | None, limit: int,
+                         cursor: str | None = None) -> tuple[list[dict], str | None, int]:
+    """(a page of customers, newest first; the next page's cursor; an estimate of how
+    many match, from one bucket of 1/1,024 of them: never a count of them all)."""
+    query = {"tags": tag} if tag else {}
+    page, next_cursor = await newest_first(db.customers, query, "created_at", limit, cursor,
+                                           {"outbox": 0})  # events on their way: internal
+    estimate = AUDIENCE_BUCKETS * await db.customers.count_documents({"bucket": 0, **query})
+    return page, next_cursor, estimate

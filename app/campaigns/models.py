@@ -1,0 +1,109 @@
+"""API models of campaigns: what clients send (validated, with limits) and what we return."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from app.audience.models import Audience
+from app.core.models import Any_, Name, Reply, Strict
+from app.core.statuses import CampaignStatus
+
+Channel = Literal["email", "sms"]
+
+
+class Templates(Strict):
+    """What a campaign says: an email's subject and bodies, or an SMS's text (body_text;
+    an SMS has no subject or HTML)."""
+
+    channel: Channel = "email"
+    subject: str = Field(default="", max_length=1000, validate_default=True,
+                         description="email: required")
+    body_text: str = Field(min_length=1, max_length=200_000,
+                           description="the email's text part, or the SMS text")
+    body_html: str | None = Field(default=None, max_length=500_000, description="email only")
+
+    @field_validator("subject")
+    @classmethod
+    def _email_has_a_subject(cls, subject: str, info: ValidationInfo) -> str:
+        if info.data.get("channel", "email") == "email" and not subject.strip():
+            raise ValueError("an email campaign needs a subject")
+        return subject
+
+    @field_validator("body_html")
+    @classmethod
+    def _sms_has_no_html(cls, body_html: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("channel") == "sms" and body_html:
+            raise ValueError("an SMS has no HTML body")
+        return body_html
+
+
+class Tracking(Strict):
+    """Open and click tracking of a campaign's emails (`app.channels.email.tracking`);
+    off unless asked."""
+
+    opens: bool = Field(default=False, description="a 1x1 image in the HTML part")
+    clicks: bool = Field(default=False, description="links go through a signed redirect")
+
+
+class CampaignCreate(Templates):
+    name: Name
+    audience: Audience = Field(default_factory=Audience)
+    tracking: Tracking = Field(default_factory=Tracking)
+
+
+class PreviewRequest(Templates):
+    customer_email: str | None = Field(default=None, max_length=320)
+
+
+class LaunchOptions(Strict):
+    workers: int = Field(default=4, ge=1, le=512, description="send tasks in flight")
+    batch_size: int = Field(default=50, ge=1, le=5000)
+    rate_limit_per_s: float | None = Field(default=None, gt=0, le=100_000)
+    connections: int | None = Field(default=None, ge=1, le=64,
+                                    description="SMTP connections per send task")
+
+
+class CampaignView(Reply):
+    id: str
+    name: str
+    status: CampaignStatus
+    audience: Any_ | None
+    templates: Any_ | None
+    launch: Any_ | None = Field(description="the launch options: workers, batch size, "
+                                            "rate limit, connections")
+    counts: dict[str, int] = Field(description="recipients by delivery status, and total")
+    retries: int
+    audience_counted: bool = Field(description="false while the audience is still read")
+    progress: float
+    throughput_per_s: float
+    recent_throughput_per_s: float | None
+    eta_s: float | None
+    elapsed_s: float
+    by_node: dict[str, int]
+    by_worker: dict[str, int]
+    timeline: list[Any_]
+    failure_reason: str | None
+    created_at: str
+    launched_at: str | None
+    tasks_in_flight: int | None = Field(default=None, description="while it is active")
+
+
+class CampaignList(Reply):
+    campaigns: list[CampaignView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; "
+                                                "null on the last page")
+
+
+class PreviewReply(Reply):
+    subject: str
+    body_text: str
+    body_html: str | None
+    customer: str
+    sms: dict[str, Any] | None = Field(
+        default=None, description="an SMS's encoding (GSM-7 or UCS-2), segments, characters")

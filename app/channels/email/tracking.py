@@ -1,0 +1,121 @@
+"""Open and click tracking of campaign emails: signed links, and what a hit records.
+
+Optional per campaign (`tracking.opens`, `tracking.clicks`). When on, each email gets:
+- opens: a 1x1 image at `/t/o/<token>.gif` at the end of its HTML part (a text-only
+  email has nowhere to put one);
+- clicks: every http(s) link of its HTML (`<a href>`) and text parts rewritten to
+  `/t/c/<token>?u=<the link>`, which records the click and redirects there. The
+  unsubscribe link is left as it is.
+
+A token is the delivery id and an HMAC (keyed from the app's signing secret, never the
+admin token) over the kind, the delivery id and, for a click, the link: a token cannot
+be made for another delivery, nor turned into a redirect to another address. A token
+that fails the check is refused before anything is read, so the answer says nothing
+about whether a delivery exists.
+
+A hit records, on the delivery, `opened` / `clicked` as `{first, last, count}`; the
+first hit of a delivery also counts it once in the campaign's `counts.opened` /
+`counts.clicked` and in its day's report roll-up (by the delivery's creation day).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import re
+from datetime import datetime
+from urllib.parse import quote
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.core import rollups
+
+OPEN, CLICK = "opened", "clicked"
+PIXEL_GIF = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""",
+                   re.IGNORECASE)
+_BARE_URL = re.compile(r"""https?://[^\s<>"')\]]+""")
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(b"operator-comms/tracking/" + secret.encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def sign(kind: str, delivery_id: str, secret: str, url: str = "") -> str:
+    mac = hmac.new(_key(secret), f"{kind}\n{delivery_id}\n{url}".encode(),
+                   hashlib.sha256).digest()[:16]
+    return f"{_b64(delivery_id.encode())}.{_b64(mac)}"
+
+
+def verify(kind: str, token: str, secret: str, url: str = "") -> str | None:
+    """The delivery id the token was signed for (with this link), or None."""
+    payload, _, _mac = token.partition(".")
+    try:
+        delivery_id = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    expected = sign(kind, delivery_id, secret, url)
+    return delivery_id if hmac.compare_digest(expected.encode(), token.encode()) else None
+
+
+def open_url(public_url: str, delivery_id: str, secret: str) -> str:
+    return f"{public_url.rstrip('/')}/t/o/{sign(OPEN, delivery_id, secret)}.gif"
+
+
+def click_url(public_url: str, delivery_id: str, secret: str, url: str) -> str:
+    return (f"{public_url.rstrip('/')}/t/c/{sign(CLICK, delivery_id, secret, url)}"
+            f"?u={quote(url, safe='')}")
+
+
+def instrument(text: str, html_body: str | None, *, delivery_id: str, opens: bool,
+               clicks: bool, public_url: str, secret: str, keep: tuple[str, ...] = ()
+               ) -> tuple[str, str | None]:
+    """The email's text and HTML with tracked links and the open pixel; links in
+    `keep` (the unsubscribe link) stay as they are."""
+    def tracked(url: str) -> str:
+        if url in keep:
+            return url
+        return click_url(public_url, delivery_id, secret, url)
+
+    if clicks:
+        text = _BARE_URL.sub(lambda m: tracked(m.group(0)), text)
+        if html_body is not None:
+            html_body = _HREF.sub(
+                lambda m: m.group(1) + m.group(2) + html.escape(
+                    tracked(html.unescape(m.group(3)))) + m.group(2), html_body)
+    if opens and html_body is not None:
+        pixel = (f'<img src="{html.escape(open_url(public_url, delivery_id, secret))}" '
+                 'width="1" height="1" alt="" style="display:none">')
+        ends = list(_BODY_END.finditer(html_body))
+        html_body = (html_body[:ends[-1].start()] + pixel + html_body[ends[-1].start():]
+                     if ends else html_body + pixel)
+    return text, html_body
+
+
+async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -> bool:
+    """A hit on a delivery; True when it was the delivery's first of this kind (then the
+    campaign and its roll-up count it). No delivery: nothing is written."""
+    first = await db.deliveries.find_one_and_update(
+        {"_id": delivery_id, f"{kind}.first": {"$exists": False}},
+        {"$set": {f"{kind}.first": at, f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}},
+        projection={"campaign_id": 1, "created_at": 1, "last_attempt_at": 1},
+        return_document=ReturnDocument.AFTER)
+    if first is None:
+        await db.deliveries.update_one({"_id": delivery_id}, {
+            "$set": {f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}})
+        return False
+    await db.campaigns.update_one({"_id": first["campaign_id"]},
+                                  {"$inc": {f"counts.{kind}": 1}})
+    increments = rollups.Increments()
+    increments.engaged(first["campaign_id"],
+                       first.get("created_at") or first["last_attempt_at"], kind)
+    await rollups.write(db, increments)
+    return True
