@@ -107,7 +107,12 @@ def local_services(settings: Settings):
 
 
 async def resolve_endpoints(settings: Settings) -> Endpoints:
-    """Where MongoDB, SMTP and the SMSC are: configured ones, or the embedded ones."""
+    """Where MongoDB, SMTP and the SMSC are: configured ones, or the embedded ones (whose
+    actor the launcher started; this only finds it)."""
     if not (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc):
         return Endpoints.configured(settings)
-    return await local_services(settings).endpoints.remote()
+    services = registry.find(registry.LOCAL_SERVICES)
+    if services is None:
+        raise RuntimeError("the embedded services are not running: start operator-comms "
+                           "with `operator-comms run` or `serve run serve_config.yaml`")
+    return await services.endpoints.remote()

@@ -12,21 +12,14 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import psutil
 import ray
 from pymongo import MongoClient
-from ray import serve
 
-from actors import registry
 from actors.local_services import local_services
 from actors.send_dispatcher import send_dispatcher
-from app.campaigns.send_tasks import worker_pool_environment
 from app.core.config import Settings, load_settings
-from app.core.tokens import admin_token
-from app.observability.telemetry import ray_environment
-from deployments.main import AppArgs, deploy, start_serve
-from deployments.options import serve_environment
+from deployments.launcher import launched
 from embedded.processes import free_port
 
 
@@ -45,27 +38,12 @@ def running_app(num_cpus: int = 8, chatbot_replicas: int = 1, http_timeout_s: fl
     values = {"data_dir": Path(tempfile.mkdtemp(prefix="bench-")), "http_port": port,
               "mongodb_db": "bench", "public_url": f"http://127.0.0.1:{port}", **overrides}
     settings: Settings = load_settings(**values)
-    environment = {**ray_environment(settings),  # tracing or JSON logs: as `make run` sets it
-                   **worker_pool_environment(settings, num_cpus),  # and its warm workers
-                   **serve_environment()}  # and Serve's controller loop
-    os.environ.update(environment)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=registry.NAMESPACE,
-             logging_level="ERROR", log_to_driver=False)
-    try:
-        ray.get(local_services(settings).endpoints.remote())
-        start_serve("127.0.0.1", port, settings)
-        deploy(AppArgs(chatbot_replicas=chatbot_replicas), settings)
+    with launched(settings, num_cpus=num_cpus, chatbot_replicas=chatbot_replicas,
+                  include_dashboard=False, quiet=True) as app:
         # The warm-up the app began: wait for it, so it is not measured as the app's idle.
         ray.get(send_dispatcher(settings.actor_resources).warm.remote(settings))
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=http_timeout_s,
-                          headers={"Authorization": f"Bearer {admin_token(settings)}"}) as api:
-            yield settings, api, base
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        for name in environment:
-            os.environ.pop(name, None)
+        with app.client(timeout=http_timeout_s) as api:
+            yield settings, api, app.base_url
 
 
 def mongodb_uri(settings: Settings) -> str:

@@ -1,5 +1,8 @@
-"""`operator-comms run`: start Ray, the embedded services and the Serve applications,
-print where everything is, and stop it all on Ctrl-C. This is what `make run` calls.
+"""`operator-comms run`: start everything through the launcher, print where it is, and
+stop it all on Ctrl-C. This is what `make run` calls.
+
+`operator-comms deploy` does the same onto a running cluster and leaves it running.
+`operator-comms settings-doc --write` regenerates docs/configuration.md.
 
 `operator-comms reconcile --from 2026-11-01 --to 2026-11-30 [--dry-run]` asks the
 running app to recount a period's report roll-ups and prints what drifted.
@@ -8,48 +11,12 @@ running app to recount a period's report roll-ups and prints what drifted.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
 
 from app.core.config import ConfigError, Settings, load_settings
 from app.core.tokens import TOKEN_FILE, admin_token
-from app.observability.telemetry import ray_environment
-
-
-def _start(settings: Settings, dashboard_replicas: int, chatbot_replicas: int) -> str:
-    import ray
-
-    from actors import registry
-    from actors.local_services import local_services
-    from app.campaigns.send_tasks import worker_pool_environment
-    from deployments.main import AppArgs, deploy, start_serve
-    from deployments.options import serve_environment
-
-    # Read by the processes of a Ray started here (not by a running cluster's: there it
-    # goes in the environment of `ray start`).
-    os.environ.update(ray_environment(settings))
-    if not settings.ray_address:
-        os.environ.update(serve_environment())
-    num_cpus = None if settings.ray_address else (settings.ray_num_cpus or 8)
-    if num_cpus is not None:
-        os.environ.update(worker_pool_environment(settings, num_cpus))
-    context = ray.init(
-        address=settings.ray_address,
-        num_cpus=num_cpus,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=settings.ray_dashboard_port,
-        namespace=registry.NAMESPACE,
-        logging_level="WARNING",
-    )
-    if settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc:
-        ray.get(local_services(settings).endpoints.remote())  # start them before the app
-    start_serve(settings.http_host, settings.http_port, settings)
-    args = AppArgs(dashboard_replicas=dashboard_replicas, chatbot_replicas=chatbot_replicas)
-    deploy(args, settings)
-    return context.dashboard_url or "127.0.0.1:8265"
 
 
 def shown_token(settings: Settings, token: str) -> str:
@@ -65,8 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="operator-comms")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start everything on this machine (Ctrl-C stops it)")
-    run.add_argument("--dashboard-replicas", type=int, default=1)
-    run.add_argument("--chatbot-replicas", type=int, default=1)
+    deploy = sub.add_parser("deploy", help="deploy onto a running Ray cluster and leave it "
+                            "running (COMMS_RAY_ADDRESS, default auto)")
+    for command in (run, deploy):
+        command.add_argument("--dashboard-replicas", type=int, default=1)
+        command.add_argument("--chatbot-replicas", type=int, default=1)
+    settings_doc = sub.add_parser("settings-doc", help="print the configuration reference "
+                                  "generated from Settings (--write: to docs/configuration.md)")
+    settings_doc.add_argument("--write", action="store_true")
     reconcile = sub.add_parser("reconcile", help="recount a period's report roll-ups "
                                "from the deliveries (the app must be running)")
     reconcile.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
@@ -76,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "reconcile":
         return _reconcile(args)
+    if args.command == "settings-doc":
+        from app.core import settings_doc
+
+        if args.write:
+            settings_doc.write()
+        else:
+            print(settings_doc.render(), end="")
+        return 0
 
     try:
         settings = load_settings()
@@ -85,29 +66,45 @@ def main(argv: list[str] | None = None) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(settings)
 
+    if args.command == "deploy":
+        return _deploy(settings, args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print("operator-comms: starting Ray, the embedded services and the Serve app...",
           flush=True)
-    try:
-        ray_dashboard = _start(settings, args.dashboard_replicas, args.chatbot_replicas)
-        base = f"http://{'localhost' if settings.http_host in ('127.0.0.1', '0.0.0.0') else settings.http_host}:{settings.http_port}"  # noqa: E501
+    from deployments.launcher import launched
+
+    with launched(settings, dashboard_replicas=args.dashboard_replicas,
+                  chatbot_replicas=args.chatbot_replicas) as app:
+        shown = "localhost" if settings.http_host in ("127.0.0.1", "0.0.0.0") else None
+        base = app.base_url.replace("127.0.0.1", shown) if shown else app.base_url
         print(
             "\n"
             f"  Operator dashboard  {base}/\n"
             f"  Customer chat       {base}/chat\n"
             f"  API docs            {base}/api/docs\n"
-            f"  Ray dashboard       http://{ray_dashboard}\n"
+            f"  Ray dashboard       http://{app.ray_dashboard_url or '127.0.0.1:8265'}\n"
             f"  Admin token         {shown_token(settings, token)}\n"
             f"  Data directory      {settings.data_dir}\n"
             "\n  Ctrl-C stops everything.\n",
             flush=True,
         )
         stop.wait()
-    finally:
         print("operator-comms: stopping...", flush=True)
-        _shutdown()
+    return 0
+
+
+def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    """Deploy onto a running cluster (`COMMS_RAY_ADDRESS`, default `auto`) and leave the
+    applications and the long-lived actors running after this process ends."""
+    from deployments.launcher import launched
+
+    if not settings.ray_address:
+        settings = settings.model_copy(update={"ray_address": "auto"})
+    with launched(settings, dashboard_replicas=args.dashboard_replicas,
+                  chatbot_replicas=args.chatbot_replicas, stay_deployed=True) as app:
+        print(f"operator-comms: deployed; the API answers at {app.base_url}", flush=True)
     return 0
 
 
@@ -135,17 +132,6 @@ def _reconcile(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(response.json(), indent=2))
     return 0
-
-
-def _shutdown() -> None:
-    import ray
-    from ray import serve
-
-    if ray.is_initialized():
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
 
 
 if __name__ == "__main__":

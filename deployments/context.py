@@ -1,4 +1,6 @@
-"""What a replica holds once started: the runtime, its database, the admin token."""
+"""What a replica holds once started: the runtime, its database, the admin token. A
+replica creates no actor and changes no stored data when it starts; the launcher has
+(`deployments.cluster`)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,13 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from actors.local_services import local_services, resolve_endpoints
+from actors import registry
+from actors.local_services import resolve_endpoints
 from app.access.accounts import signing_key
-from app.audience.customers import backfill_buckets
-from app.campaigns.records import rename_launch_options
 from app.core.config import Endpoints, Settings
-from app.core.db import ensure_indexes
 from app.core.runtime import Runtime
 from app.core.tokens import admin_token
 from app.observability import telemetry
-from app.signup.store import count_earlier_records
 from deployments.limits import PublicLimits
 
 
@@ -39,14 +38,11 @@ class AppContext:
         endpoints = await resolve_endpoints(settings)
         token = admin_token(settings)
         runtime = Runtime.build(settings, endpoints, token)
-        db = runtime.database()
-        await ensure_indexes(db)
-        await backfill_buckets(db)
-        await rename_launch_options(db)
-        await count_earlier_records(db)
-        services = (local_services(settings)
+        # The launcher made the indexes, ran the migrations and started the cluster's
+        # actors (`deployments.cluster`): a replica only finds them.
+        services = (registry.find(registry.LOCAL_SERVICES)
                     if endpoints.local_sink or endpoints.local_smsc else None)
-        return cls(runtime, db, token, services, PublicLimits(settings))
+        return cls(runtime, runtime.database(), token, services, PublicLimits(settings))
 
     @functools.cached_property
     def sign_in_key(self) -> bytes:

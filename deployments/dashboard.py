@@ -10,14 +10,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 from ray import serve
 
-from actors.campaign_runner import start_runner
-from actors.marketing import marketing_actor
-from actors.rate_limiter import rate_limiter
-from actors.send_dispatcher import send_dispatcher
-from actors.signup_watcher import start_signup_watcher
-from actors.sms_gateway import sms_gateway
-from actors.webhook_sender import webhook_sender
-from app.campaigns.records import active_campaign_ids
 from app.core.config import Settings
 from deployments import options
 from deployments.context import AppContext, current, install
@@ -66,15 +58,5 @@ api.add_middleware(LimitsFirst, limits=lambda: current().limits)  # before any b
 @serve.ingress(api)
 class Dashboard:
     async def __init__(self, settings: Settings):
-        context = install(await AppContext.start(settings, "dashboard"))
-        rate_limiter(settings.actor_resources)
-        # Send workers started now, not at the first launch (in the background).
-        send_dispatcher(settings.actor_resources).warm.remote(settings)
-        marketing_actor(context.runtime)
-        webhook_sender(context.runtime)
-        sms_gateway(context.runtime)
-        if settings.signup_enabled:
-            start_signup_watcher(context.runtime)
-        # Campaigns that were running when the cluster last stopped carry on.
-        for campaign_id in await active_campaign_ids(context.db):
-            start_runner(campaign_id, context.runtime)
+        # Actors, indexes and migrations are the launcher's (`deployments.cluster`).
+        install(await AppContext.start(settings, "dashboard"))

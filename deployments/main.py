@@ -3,10 +3,12 @@
 - `operator-comms` at `/`: the Dashboard ingress (`/`, `/api`, `/unsubscribe`).
 - `operator-comms-chat` at `/chat`: the ChatBot ingress (page, REST, WebSocket).
 
-`serve run serve_config.yaml` deploys both; `deploy()` does the same from Python
-(`make run`, the tests, the benchmarks). `app` and `chat_app` are the typed builders
-the config names (`serve run deployments.main:app dashboard_replicas=2` runs one);
-unknown arguments are refused. Settings come from `COMMS_*` variables.
+`serve run serve_config.yaml` deploys both (its builders prepare the cluster first:
+`deployments.cluster`); `deploy()` does the same from the launcher
+(`deployments.launcher`: `make run`, the tests, the benchmarks). `app` and `chat_app`
+are the typed builders the config names (`serve run deployments.main:app
+dashboard_replicas=2` runs one); unknown arguments are refused. Settings come from
+`COMMS_*` variables.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from ray import serve
 from ray.serve import Application
 
 from app.core.config import ConfigError, Settings, Telemetry, load_settings
-from app.observability import tracing
+from app.observability import telemetry as telemetry_setup
 from deployments import options
 from deployments.chatbot import ChatBot
+from deployments.cluster import prepare_cluster
 from deployments.dashboard import Dashboard
 
 APP_NAME = "operator-comms"
@@ -47,13 +50,18 @@ def _args_and_settings(args: dict[str, Any] | AppArgs) -> tuple[AppArgs, Setting
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
-    """The dashboard application, as `serve run` and `serve deploy` build it."""
-    return dashboard_app(*_args_and_settings(args))
+    """The dashboard application, as `serve run` and `serve deploy` build it: the cluster
+    is prepared first (services, migrations, actors), as the launcher does."""
+    args, settings = _args_and_settings(args)
+    prepare_cluster(settings)
+    return dashboard_app(args, settings)
 
 
 def build_chat_app(args: dict[str, Any] | AppArgs) -> Application:
     """The chat application, as `serve run` and `serve deploy` build it."""
-    return chat_application(*_args_and_settings(args))
+    args, settings = _args_and_settings(args)
+    prepare_cluster(settings)
+    return chat_application(args, settings)
 
 
 def _placement(settings: Settings, defaults: dict) -> dict:
@@ -77,11 +85,11 @@ def start_serve(host: str, port: int, telemetry: Telemetry | None = None,
                 **options_: Any) -> None:
     """Start Serve's controller and proxies with the proxy's access log off (a line per
     request costs the proxy more than routing it); errors are still logged. With an OTLP
-    endpoint, Serve traces each request from the proxy on (see `app.observability.tracing`)."""
+    endpoint, Serve traces each request from the proxy on (see `app.observability.telemetry`)."""
     telemetry = telemetry or Telemetry()
     serve.start(http_options={"host": host, "port": port},
                 logging_config=options.logging_config(telemetry),
-                tracing_config=tracing.serve_tracing_config(telemetry), **options_)
+                tracing_config=telemetry_setup.serve_tracing_config(telemetry), **options_)
 
 
 def deploy(args: AppArgs, settings: Settings) -> None:

@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import ray
 import yaml
 from ray.autoscaler._private.util import validate_config
@@ -19,6 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _yaml(name: str) -> dict:
     return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.fixture
+def prepared(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The settings each build prepared the cluster with. Preparing needs a running Ray
+    and is exercised for real by the launcher's tests; here only that a build asks for
+    it, once, with the settings it parsed."""
+    calls: list = []
+    monkeypatch.setattr("deployments.main.prepare_cluster", calls.append)
+    return calls
 
 
 def test_cluster_yaml_passes_rays_autoscaler_schema() -> None:
@@ -86,13 +97,14 @@ def test_an_operators_serve_setting_wins_over_the_apps(monkeypatch) -> None:
     assert serve_environment() == {}
 
 
-def test_serve_config_passes_serves_schema_with_real_import_paths() -> None:
+def test_serve_config_passes_serves_schema_with_real_import_paths(prepared: list) -> None:
     config = ServeDeploySchema.model_validate(_yaml("serve_config.yaml"))
     assert [app.route_prefix for app in config.applications] == ["/", "/chat"]
     for app in config.applications:
         built = call_user_app_builder_with_args_if_necessary(import_attr(app.import_path),
                                                             app.args)
         assert isinstance(built, Application)
+    assert len(prepared) == 2 and all(s.mongodb_db == "operator_comms" for s in prepared)
 
 
 def test_project_version_matches_what_the_cluster_installs() -> None:
@@ -100,7 +112,7 @@ def test_project_version_matches_what_the_cluster_installs() -> None:
     assert project["name"] == "operator-comms" and project["version"]
 
 
-def test_serve_run_import_path_builds_with_cli_arguments() -> None:
+def test_serve_run_import_path_builds_with_cli_arguments(prepared: list) -> None:
     # What `serve run deployments.main:app chatbot_replicas=2` does: CLI args are strings.
     for path in ("deployments.main:app", "deployments.main:chat_app"):
         builder = import_attr(path)
@@ -109,10 +121,10 @@ def test_serve_run_import_path_builds_with_cli_arguments() -> None:
                               Application)
 
 
-def test_serve_run_refuses_unknown_arguments() -> None:
-    import pytest
+def test_serve_run_refuses_unknown_arguments(prepared: list) -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="colour"):
         call_user_app_builder_with_args_if_necessary(import_attr("deployments.main:app"),
                                                      {"colour": "red"})
+    assert prepared == []  # refused before anything is prepared

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -145,7 +144,7 @@ async def generate_customers(db: AsyncDatabase, count: int, domain: str,
                 plan=rng.choice(PLANS),
                 phone=demo_phone(rng),
                 is_client=rng.random() < 0.8,
-                tags=[tag],
+                tags=[tag] if tag else [],
             )
             for n in range(start, min(count, start + INSERT_CHUNK))
         ]
@@ -239,6 +238,7 @@ def parse_csv(text: str, tag: str | None = None, region: str = "BR"
         if problems:
             report.invalid += [{"row": row_number, **problem} for problem in problems]
             continue
+        assert email is not None  # (no email is a problem above)
         if email in seen:
             report.duplicates.append(
                 {"row": row_number, "email": email, "reason": "repeated in file"})
@@ -339,26 +339,6 @@ async def unsubscribed_since(db: AsyncDatabase, since: datetime) -> set[str]:
     """Customers who unsubscribed at or after `since` (an indexed range: few)."""
     return {doc["_id"] async for doc in db.customers.find(
         {"unsubscribed_at": {"$gte": since}}, {"_id": 1})}
-
-
-BUCKETED = {"_id": "customers-bucketed", "version": 1}
-
-
-async def backfill_buckets(db: AsyncDatabase) -> int:
-    """Give customers stored before buckets (or without `unsubscribed`) their fields,
-    once per database (a marker in `meta` saves later start-ups the scan)."""
-    if await db.meta.find_one(BUCKETED):
-        return 0
-    missing = [doc async for doc in db.customers.find(
-        {"$or": [{"shard": {"$exists": False}}, {"unsubscribed": {"$exists": False}}]},
-        {"_id": 1, "unsubscribed": 1})]
-    ops = [UpdateOne({"_id": doc["_id"]}, {"$set": {
-        "bucket": bucket_of(doc["_id"]), "shard": bucket_of(doc["_id"]) % SHARDS,
-        "unsubscribed": bool(doc.get("unsubscribed"))}}) for doc in missing]
-    for start in range(0, len(ops), INSERT_CHUNK):
-        await db.customers.bulk_write(ops[start:start + INSERT_CHUNK], ordered=False)
-    await db.meta.replace_one({"_id": BUCKETED["_id"]}, BUCKETED, upsert=True)
-    return len(ops)
 
 
 def template_variables(customer: dict) -> dict[str, Any]:

@@ -189,13 +189,6 @@ async def active_campaign_ids(db: AsyncDatabase) -> list[str]:
                                                           {"_id": 1})]
 
 
-async def rename_launch_options(db: AsyncDatabase) -> None:
-    """Campaigns stored before the rename hold their launch options under `settings`
-    (a word now kept for the environment's configuration): move them to `launch`."""
-    await db.campaigns.update_many({"settings": {"$exists": True}},
-                                   {"$rename": {"settings": "launch"}})
-
-
 async def launch_campaign(db: AsyncDatabase, campaign_id: str, options: LaunchOptions,
                           connections: int, audience_pages: int) -> dict | None:
     """draft -> running; None when not a draft. The audience is counted as the runner

@@ -1,1 +1,3 @@
-"""observability."""
+"""Traces (OpenTelemetry), JSON log lines and the environment Ray's own processes
+need for them. Uses only `app.core`.
+"""

@@ -1,11 +1,12 @@
 """Log lines of every process that runs the app's code: text or JSON, one call each.
 
 `configure(telemetry, component)` runs first thing in each replica, actor and send
-task (`app.observability.telemetry.setup`), and in Serve's proxies (from the tracing exporter Serve
-calls there, `app.observability.tracing.serve_span_processors`). With `COMMS_LOG_FORMAT=json` every
-handler Ray and Serve gave the process (the root logger's, `ray`'s, `ray.serve`'s;
-all write the worker's stderr, which Ray keeps in `logs/worker-*.err`) formats with
-python-json-logger: one object per line with the time, level, logger, message and,
+task (`app.observability.telemetry.setup`), and in Serve's proxies (from the tracing
+exporter Serve calls there, `app.observability.telemetry.serve_span_processors`). With
+`COMMS_LOG_FORMAT=json` every handler Ray and Serve gave the process (the root logger's,
+`ray`'s, `ray.serve`'s; all write the worker's stderr, which Ray keeps in
+`logs/worker-*.err`) formats with python-json-logger: one object per line with the
+time, level, logger, message and,
 where one applies, the `trace_id` and `span_id` of the current span, and the
 `request_id`, `campaign_id` and `session_id` bound with `bound(...)`. Python warnings
 go through logging too.
@@ -93,9 +94,9 @@ def configure(telemetry: Telemetry, component: str) -> None:
         # Without one, Python's last resort shows warnings only, so `COMMS_LOG_LEVEL=INFO`
         # would show nothing. The process's own stderr: in a replica `sys.stderr` may be
         # Serve's redirect into its logger, which would wrap each line in another.
-        handler = logging.StreamHandler(sys.__stderr__)
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-        root.addHandler(handler)
+        stream: logging.Handler = logging.StreamHandler(sys.__stderr__)
+        stream.setFormatter(logging.Formatter(TEXT_FORMAT))
+        root.addHandler(stream)
     if telemetry.log_format != "json":
         return
     _json = True

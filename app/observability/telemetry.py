@@ -8,6 +8,8 @@ from __future__ import annotations
 from app.core.config import Telemetry
 from app.observability import logs, tracing
 
+EXPORTER = f"{__name__}:serve_span_processors"
+
 
 def setup(telemetry: Telemetry, component: str) -> None:
     """Before the process's first database client (its commands become spans)."""
@@ -25,11 +27,26 @@ def ray_environment(telemetry: Telemetry) -> dict[str, str]:
     if telemetry.tracing:
         # The proxies' exporter reads the endpoint from here too (settings given to
         # `load_settings` as arguments, as the tests and benchmarks do, are not in it).
-        env["COMMS_OTLP_ENDPOINT"] = telemetry.otlp_endpoint
+        env["COMMS_OTLP_ENDPOINT"] = str(telemetry.otlp_endpoint)
         env["COMMS_OTLP_SAMPLE_RATIO"] = str(telemetry.otlp_sample_ratio)
-        env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"] = (
-            "app.observability.tracing:serve_span_processors")
+        env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"] = EXPORTER
         env["RAY_SERVE_TRACING_SAMPLING_RATIO"] = str(telemetry.otlp_sample_ratio)
     if telemetry.log_format == "json":
         env["RAY_SERVE_LOG_TO_STDERR"] = "0"
     return env
+
+
+def serve_span_processors() -> list:
+    """Serve's tracing exporter (`TracingConfig.exporter_import_path`): runs first in
+    each proxy and replica. The proxy runs no other code of ours, so its log lines (the
+    exporter's own warnings, say) are set up here; a replica names itself later, in its
+    constructor."""
+    settings = Telemetry()
+    logs.configure(settings, "serve")
+    return tracing.serve_processors(settings)
+
+
+def serve_tracing_config(settings: Telemetry) -> dict:
+    """What `serve.start(tracing_config=...)` gets: on with an endpoint, else off."""
+    return {"enabled": settings.tracing, "exporter_import_path": EXPORTER,
+            "sampling_ratio": settings.otlp_sample_ratio}

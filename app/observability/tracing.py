@@ -1,7 +1,7 @@
 """OpenTelemetry tracing: on when `COMMS_OTLP_ENDPOINT` is set, and then only.
 
 One trace follows a request from Serve's proxy through the replicas (Serve's own
-tracing, `TracingConfig`, which calls `serve_span_processors` in every proxy and
+tracing, `TracingConfig`, which calls `telemetry.serve_span_processors` in every proxy and
 replica), and on through the actors and send tasks it reaches: the caller hands the
 callee `carrier()`, the W3C trace context as a small dict, and the callee opens its
 span under it with `span(name, parent=carrier)`. A campaign launch is one trace (the
@@ -40,7 +40,7 @@ def _processor(settings: Telemetry):
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+    endpoint = str(settings.otlp_endpoint).rstrip("/") + "/v1/traces"
     return BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
 
 
@@ -83,16 +83,11 @@ def configure(settings: Telemetry, component: str | None = None) -> bool:
         return True
 
 
-def serve_span_processors() -> list:
-    """Serve's tracing exporter (`TracingConfig.exporter_import_path`): runs first in
-    each proxy and replica, before Serve installs its provider (which samples at the
-    config's ratio), so the service name set here is the one its provider reads."""
+def serve_processors(settings: Telemetry) -> list:
+    """The span processors of a Serve proxy or replica (none with tracing off); called
+    by `app.observability.telemetry.serve_span_processors`, Serve's exporter, before
+    Serve installs its provider, so the service name set here is the one it reads."""
     global _exporting
-    from app.observability import logs  # (logs imports this module
-    settings = Telemetry()
-    # The proxy runs no other code of ours: its log lines (the exporter's own warnings,
-    # say) are set up here; a replica names itself later, in its constructor.
-    logs.configure(settings, "serve")
     if not settings.tracing:
         return []
     with _lock:
@@ -102,13 +97,6 @@ def serve_span_processors() -> list:
         _instrument_pymongo()
         _exporting = True
         return [_processor(settings)]
-
-
-def serve_tracing_config(settings: Telemetry) -> dict:
-    """What `serve.start(tracing_config=...)` gets: on with an endpoint, else off."""
-    return {"enabled": settings.tracing,
-            "exporter_import_path": f"{__name__}:serve_span_processors",
-            "sampling_ratio": settings.otlp_sample_ratio}
 
 
 def carrier() -> dict[str, str] | None:

@@ -95,7 +95,9 @@ async def begin(db: AsyncDatabase, account: str, uidvalidity: int, uid: int, siz
                           **inbound.to_doc()},
          "$inc": {"runs": 1}},
         upsert=True)
-    return await db.inbound_mail.find_one({"_id": rid})
+    record = await db.inbound_mail.find_one({"_id": rid})
+    assert record is not None  # (just upserted)
+    return record
 
 
 def counts_key(account: str) -> str:
@@ -111,11 +113,11 @@ async def handled(db: AsyncDatabase, rid: str, kind: str, reason: str, outcome: 
               "folder": folder, "handled_at": now(),
               "campaign_id": outcome.get("campaign_id"),
               "customer_id": outcome.get("customer_id")}
-    if not await _count_once(db, rid, fields):  # counted by an earlier run
+    if not await count_once(db, rid, fields):  # counted by an earlier run
         await db.inbound_mail.update_one({"_id": rid}, {"$set": fields})
 
 
-async def _count_once(db: AsyncDatabase, rid: str, fields: dict[str, Any]) -> bool:
+async def count_once(db: AsyncDatabase, rid: str, fields: dict[str, Any]) -> bool:
     """Set `fields` and add the record to its account's counters, unless it was counted
     already (then nothing is written: False)."""
     first = await db.inbound_mail.find_one_and_update(
@@ -130,24 +132,6 @@ async def _count_once(db: AsyncDatabase, rid: str, fields: dict[str, Any]) -> bo
     await db.counters.update_one({"_id": counts_key(first["account"])}, {"$inc": inc},
                                  upsert=True)
     return True
-
-
-COUNTED = {"_id": "inbound-counted", "version": 1}
-
-
-async def count_earlier_records(db: AsyncDatabase) -> int:
-    """Count the records handled before the counters existed, once per database (a
-    marker in `meta` saves later start-ups the read)."""
-    if await db.meta.find_one(COUNTED):
-        return 0
-    n = 0
-    async for record in db.inbound_mail.find(
-            {"counted": {"$ne": True}, "state": {"$in": [HANDLED, MOVED]}},
-            {"kind": 1, "campaign_id": 1}):
-        n += await _count_once(db, record["_id"], {"kind": record.get("kind"),
-                                                   "campaign_id": record.get("campaign_id")})
-    await db.meta.replace_one({"_id": COUNTED["_id"]}, COUNTED, upsert=True)
-    return n
 
 
 async def moved(db: AsyncDatabase, rid: str) -> None:
@@ -213,6 +197,7 @@ async def _signup(db: AsyncDatabase, settings: Settings, inbound: Inbound,
             customer, created = doc, True
         except DuplicateKeyError:  # created meanwhile (or by an earlier run)
             customer = await db.customers.find_one({"email": inbound.sender})
+    assert customer is not None  # (found, made, or made meanwhile)
     if not created:
         fields: dict[str, Any] = {"signup": signup}
         if inbound.name:

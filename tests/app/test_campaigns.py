@@ -35,16 +35,6 @@ async def test_a_campaign_launches_once_and_changes_status_only_from_where_allow
     assert (await campaigns.get_campaign(db, doc["_id"]))["failure_reason"] == "bad login"
 
 
-async def test_launch_options_stored_under_the_old_name_move_to_launch(db) -> None:
-    doc = await _campaign(db)
-    await db.campaigns.update_one({"_id": doc["_id"]},
-                                  {"$set": {"settings": {"connections": 5, "workers": 2}}})
-    await campaigns.rename_launch_options(db)
-    stored = await db.campaigns.find_one({"_id": doc["_id"]})
-    assert "settings" not in stored and stored["launch"] == {"connections": 5, "workers": 2}
-    assert (await campaigns.get_campaign(db, doc["_id"]))["launch"]["connections"] == 5
-
-
 async def test_leases_end_by_the_database_clock(db) -> None:
     doc = await _campaign(db)
     before = await campaigns.database_now(db)

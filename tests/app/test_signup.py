@@ -33,18 +33,3 @@ async def test_each_message_is_counted_once_by_kind_even_when_handled_again(db) 
     assert [r["uid"] for r in view["recent"]] == [4, 3]  # newest first, a bounded page
     assert [r["uid"] for r in view["review_queue"]] == [4]
     assert "_id" not in view["recent"][0] and "pw-secret" not in str(view)
-
-
-async def test_records_handled_before_the_counters_are_counted_once_at_start_up(db) -> None:
-    rid = await _message(db, 5, SIGNUP, campaign_id="autumn")
-    key = signup.counts_key(signup.account_key(SETTINGS))
-    # As a database from before the counters holds it: no counter, no flag.
-    await db.counters.delete_one({"_id": key})
-    await db.inbound_mail.update_one({"_id": rid}, {"$unset": {"counted": 1}})
-    await db.meta.delete_one({"_id": signup.COUNTED["_id"]})
-
-    assert await signup.count_earlier_records(db) == 1
-    assert await signup.count_earlier_records(db) == 0  # once per database
-    stored = await db.counters.find_one({"_id": key})
-    assert stored["kinds"] == {SIGNUP: 1} and stored["signups_by_campaign"] == {"autumn": 1}
-    assert (await db.inbound_mail.find_one({"_id": rid}))["state"] == signup.HANDLED

@@ -15,9 +15,11 @@ import pytest
 from pymongo import monitoring
 
 from app.core.config import ConfigError, load_settings
-from app.observability import logs, tracing
+from app.observability import logs, telemetry, tracing
 from app.observability.telemetry import ray_environment
 from deployments.log_context import LogContext
+
+EXPORTER = "app.observability.telemetry:serve_span_processors"  # Serve imports it by name
 
 
 def test_tracing_is_off_without_an_endpoint_and_costs_nothing() -> None:
@@ -49,12 +51,12 @@ def test_ray_gets_serves_tracing_and_log_switches_when_they_are_on() -> None:
                              log_format="json")
     assert ray_environment(settings) == {
         "COMMS_OTLP_ENDPOINT": "http://collector:4318", "COMMS_OTLP_SAMPLE_RATIO": "0.25",
-        "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": "app.observability.tracing:serve_span_processors",
+        "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": EXPORTER,
         "RAY_SERVE_TRACING_SAMPLING_RATIO": "0.25",
         "RAY_SERVE_LOG_TO_STDERR": "0",
     }
-    assert tracing.serve_tracing_config(settings) == {
-        "enabled": True, "exporter_import_path": "app.observability.tracing:serve_span_processors",
+    assert telemetry.serve_tracing_config(settings) == {
+        "enabled": True, "exporter_import_path": EXPORTER,
         "sampling_ratio": 0.25}
 
 

@@ -18,14 +18,10 @@ from pathlib import Path
 
 import httpx
 import ray
-from ray import serve
 from ray.cluster_utils import Cluster
 
-from actors import registry
-from actors.local_services import local_services
 from app.core.config import load_settings
-from app.core.tokens import admin_token
-from deployments.main import AppArgs, deploy, start_serve
+from deployments.launcher import launched
 from embedded.processes import free_port
 from tests.utils.campaigns import wait_for as wait
 
@@ -48,43 +44,40 @@ def main(out: Path) -> None:
         "num_cpus": 2, "resources": {"comms_head": 100}})
     workers = [cluster.add_node(num_cpus=1, resources={"comms_sender": 8}) for _ in range(2)]
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, namespace=registry.NAMESPACE, logging_level="WARNING")
     port = free_port()
     settings = load_settings(
         data_dir=Path(tempfile.mkdtemp(prefix="multinode-")), http_port=port,
         mongodb_db="multinode", public_url=f"http://127.0.0.1:{port}",
+        ray_address=cluster.address,  # the launcher joins this cluster
         send_task_resources={"comms_sender": 1}, actor_resources={"comms_head": 0.01},
         send_lease_s=5.0, retry_backoff_s=0.2)
     result: dict = {"workers": [w.node_id for w in workers]}
     try:
-        services = local_services(settings)
-        ray.get(services.endpoints.remote())
-        start_serve("127.0.0.1", port, proxy_location="HeadOnly")
-        deploy(AppArgs(), settings)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                              headers={"Authorization": f"Bearer {admin_token(settings)}"})
-
-        spread_id, spread_domain = campaign(client, 200, workers=4, batch_size=10)
-        view = wait(client, spread_id, lambda v: v["status"] == "completed")
-        result["spread"] = {"by_node": view["by_node"], "sent": view["counts"]["sent"],
-                            "sink": ray.get(services.outbox_counts.remote(spread_domain))}
-
-        lost_id, lost_domain = campaign(client, 300, workers=4, batch_size=10,
-                                        rate_limit_per_s=60)
-        wait(client, lost_id, lambda v: v["counts"]["sent"] >= 60)
-        cluster.remove_node(workers[1])
-        view = wait(client, lost_id, lambda v: v["status"] == "completed")
-        result["node_lost"] = {
-            "status": view["status"], "sent": view["counts"]["sent"],
-            "by_node": view["by_node"],
-            "sink": ray.get(services.outbox_counts.remote(lost_domain)),
-            "distinct": ray.get(services.outbox_distinct_counts.remote(lost_domain)),
-        }
+        with launched(settings, proxy_location="HeadOnly") as app:
+            _scenario(app.client(timeout=60), app.services, cluster, workers, result)
     finally:
         out.write_text(json.dumps(result))
-        serve.shutdown()
-        ray.shutdown()
         cluster.shutdown()
+
+
+def _scenario(client: httpx.Client, services, cluster: Cluster, workers: list,
+              result: dict) -> None:
+    spread_id, spread_domain = campaign(client, 200, workers=4, batch_size=10)
+    view = wait(client, spread_id, lambda v: v["status"] == "completed")
+    result["spread"] = {"by_node": view["by_node"], "sent": view["counts"]["sent"],
+                        "sink": ray.get(services.outbox_counts.remote(spread_domain))}
+
+    lost_id, lost_domain = campaign(client, 300, workers=4, batch_size=10,
+                                    rate_limit_per_s=60)
+    wait(client, lost_id, lambda v: v["counts"]["sent"] >= 60)
+    cluster.remove_node(workers[1])
+    view = wait(client, lost_id, lambda v: v["status"] == "completed")
+    result["node_lost"] = {
+        "status": view["status"], "sent": view["counts"]["sent"],
+        "by_node": view["by_node"],
+        "sink": ray.get(services.outbox_counts.remote(lost_domain)),
+        "distinct": ray.get(services.outbox_distinct_counts.remote(lost_domain)),
+    }
 
 
 if __name__ == "__main__":

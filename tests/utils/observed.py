@@ -21,15 +21,9 @@ from pathlib import Path
 
 import httpx
 import ray
-from ray import serve
 
-from actors import registry
-from actors.local_services import local_services
 from app.core.config import load_settings
-from app.core.tokens import admin_token
-from app.observability.telemetry import ray_environment
-from deployments.main import AppArgs, deploy, start_serve
-from deployments.options import serve_environment
+from deployments.launcher import launched
 from embedded.processes import free_port
 from tests.utils.campaigns import create_campaign, generate_audience, launch, wait_for
 
@@ -60,28 +54,17 @@ def main(out: Path) -> None:
         mongodb_db="observed", public_url=f"http://127.0.0.1:{port}",
         admin_token=SECRET, marketing_cooldown_s=1.0)
     assert settings.tracing and settings.log_format == "json", "set COMMS_OTLP_ENDPOINT"
-    os.environ.update({**ray_environment(settings), **serve_environment()})  # as `run` does
-    ray.init(num_cpus=4, namespace=registry.NAMESPACE, logging_level="WARNING")
-    result: dict = {"session_dir": ray._private.worker._global_node.get_session_dir_path(),
-                    "secret": SECRET}
-    try:
-        services = local_services(settings)
-        ray.get(services.endpoints.remote())
-        start_serve("127.0.0.1", port, settings)
-        deploy(AppArgs(), settings)
-        base_url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(base_url=base_url, timeout=60,
-                              headers={"Authorization": f"Bearer {admin_token(settings)}"})
+    result: dict = {"secret": SECRET}
+    with launched(settings, num_cpus=4) as app:  # sets the tracing and log environment
+        result["session_dir"] = ray._private.worker._global_node.get_session_dir_path()
+        client = app.client(timeout=60)
         domain = f"observed-{uuid.uuid4().hex[:8]}.example"
         campaign_id = create_campaign(client, generate_audience(client, 40, domain))
         launch(client, campaign_id, workers=2, batch_size=10)
         view = wait_for(client, campaign_id, lambda v: v["status"] == "completed")
         result["campaign"] = {"id": campaign_id, "sent": view["counts"]["sent"]}
-        result["chat"] = chat(base_url, ["1", "1", "2"])
+        result["chat"] = chat(app.base_url, ["1", "1", "2"])
         time.sleep(3)  # the counter-offer fires after the 1 s cooldown; spans go out
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     out.write_text(json.dumps(result))
 
 
