@@ -1,4 +1,5 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv when missing.
+# `make check` is the fast tier (lint, import contracts, types, Ray-free tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench bench-audience lint clean screenshots packages
+.PHONY: run test check contracts bench bench-audience lint clean screenshots packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +35,19 @@ packages:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) packages
-	$(BIN)/ruff check .
+# Lint, import contracts and types, then every test (Ray, browser and minutes included).
+test: $(STAMP) packages contracts
 	$(BIN)/python -m pytest
+
+# The fast tier, under a minute: lint, import contracts, types and the tests that need
+# no Ray, no browser and no minutes (a database or an SMTP sink of their own at most).
+check: $(STAMP) contracts
+	$(BIN)/python -m pytest -q -m "not ray and not browser and not slow"
+
+contracts: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 screenshots: $(STAMP) packages
 	COMMS_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q

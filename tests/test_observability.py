@@ -24,6 +24,8 @@ from tests.utils.otlp_receiver import OtlpReceiver
 # (which strips them); they are Ray's protocol, not log lines.
 RAY_MARKERS = (":job_id:", ":actor_name:", ":task_name:")
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a Ray of its own, minutes
+
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory):

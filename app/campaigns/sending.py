@@ -487,6 +487,8 @@ class BatchRun:
         this one's last messages are on the wire and its outcomes are written (the
         batch boundary cost a connection a dispatch and a task start, ~50 ms)."""
         notify, self.on_draining = self.on_draining, None
+        if notify is None:
+            return
         try:
             notify()
         except Exception:  # an optimisation only: the batch goes on without it

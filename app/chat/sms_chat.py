@@ -108,6 +108,7 @@ async def converse(db: AsyncDatabase, flow: Flow, number: str, text: str,
         if match_option(flow.node(flow.start), text) is None:
             await _written(db, session_id, known, greeting, moves, consumers)
             return session_id, render(greeting)
+    assert session_id is not None  # (known, or created above)
     docs = await chat.take_turn(db, flow, session_id, known, text, moves)
     await _written(db, session_id, known, docs, moves, consumers)
     return session_id, render(docs)

@@ -68,7 +68,7 @@ async def _count_claim(db: AsyncDatabase, address: str, at: datetime) -> bool:
     counted = await db.chat_claims.find_one_and_update(
         {"_id": key}, {"$inc": {"n": 1}, "$setOnInsert": {"at": at}}, upsert=True,
         return_document=ReturnDocument.AFTER, projection={"n": 1})
-    return counted["n"] <= CLAIMS_PER_HOUR
+    return counted is not None and counted["n"] <= CLAIMS_PER_HOUR
 
 
 def _code_hash(session_id: str, code: str) -> str:
@@ -108,7 +108,9 @@ async def claim(db: AsyncDatabase, session_id: str, *, email: str | None,
     at = now or datetime.now(UTC)
     # Counted for every claim, a customer's or not, so the work done (and its time)
     # says nothing; past the bound the address gets a check nobody can pass.
-    within_bound = await _count_claim(db, email or phone, at)
+    address = email or phone
+    assert address is not None  # (one of them, checked above)
+    within_bound = await _count_claim(db, address, at)
     customer = await customer_by_address(db, email=email, phone=phone)
     if not within_bound:
         customer = None
@@ -118,7 +120,7 @@ async def claim(db: AsyncDatabase, session_id: str, *, email: str | None,
                "expires_at": at + timedelta(seconds=CODE_TTL_S), "attempts": 0}
     delivery = None
     if customer:
-        delivery = Delivery("email", email, code) if email else Delivery("sms", phone, code)
+        delivery = Delivery("email", email, code) if email else Delivery("sms", address, code)
     return Claim(pending, delivery)
 
 
@@ -159,8 +161,8 @@ def confirmation(flow: Flow, state: dict[str, Any] | None) -> Turn:
         node = flow.node((state or {}).get("node") or "")
     except KeyError:
         return Turn(dict(state or {}), [BotMessage(CONFIRMED)], [])
-    return Turn(dict(state), [BotMessage(CONFIRMED, [o.label for o in node.options], node.id)],
-                [])
+    options = [o.label for o in node.options]
+    return Turn(dict(state or {}), [BotMessage(CONFIRMED, options, node.id)], [])
 
 
 def code_text(code: str) -> str:

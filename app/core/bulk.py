@@ -52,8 +52,9 @@ class Writes:
         self.ops.append((collection, InsertOne(document, namespace=self._ns(collection))))
         return len(self.ops) - 1
 
-    def update(self, collection: str, filter: dict[str, Any], update: dict[str, Any], *,
-               upsert: bool = False) -> int:
+    def update(self, collection: str, filter: dict[str, Any],
+               update: dict[str, Any] | list[dict[str, Any]], *, upsert: bool = False) -> int:
+        """An update document, or an update pipeline (a list of stages)."""
         self.ops.append((collection, UpdateOne(filter, update, upsert=upsert,
                                                namespace=self._ns(collection))))
         return len(self.ops) - 1
@@ -74,7 +75,8 @@ class Writes:
             except ClientBulkWriteException as exc:
                 if exc.error is not None or exc.write_concern_errors:
                     raise
-                return _duplicates([(err["idx"], err) for err in exc.write_errors or []], exc)
+                errors: list[Any] = list(exc.write_errors or [])  # (the driver types them loosely)
+                return _duplicates([(err["idx"], err) for err in errors], exc)
             except InvalidOperation:  # the driver saw a server older than 8.0
                 if self.one_command:
                     raise
@@ -92,14 +94,15 @@ class Writes:
             positions.setdefault(collection, []).append(at)
         refused: set[int] = set()
         failed: BulkWriteError | None = None  # unordered: the other collections still go
-        for collection, at in positions.items():
+        for collection, places in positions.items():
             try:
-                await self.db[collection].bulk_write([ops[i][1] for i in at], ordered=False)
+                await self.db[collection].bulk_write([ops[i][1] for i in places],
+                                                     ordered=False)
             except BulkWriteError as exc:
                 try:
                     if exc.details.get("writeConcernErrors"):
                         raise
-                    refused |= _duplicates([(at[err["index"]], err)
+                    refused |= _duplicates([(places[err["index"]], err)
                                             for err in exc.details["writeErrors"]], exc)
                 except BulkWriteError:
                     failed = failed or exc

@@ -13,6 +13,7 @@ needs an index with both), so the indexes below mirror the queries exactly.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -28,10 +29,10 @@ MAX_IDLE_MS = 60_000
 # one connection and one `hello` per 30 s; a failover is still found at once, by the
 # first operation that meets it (the driver then checks every 0.5 s until a primary
 # answers). The URI can set either option (`?serverMonitoringMode=stream`).
-MONITORING = {"serverMonitoringMode": "poll", "heartbeatFrequencyMS": 30_000}
+MONITORING: dict[str, Any] = {"serverMonitoringMode": "poll", "heartbeatFrequencyMS": 30_000}
 
 
-def monitoring_options(uri: str) -> dict[str, object]:
+def monitoring_options(uri: str) -> dict[str, Any]:
     """MONITORING, less whatever the URI sets itself (its options win)."""
     named = {key.lower() for key, _ in parse_qsl(urlsplit(uri).query)}
     return {key: value for key, value in MONITORING.items() if key.lower() not in named}

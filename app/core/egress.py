@@ -95,7 +95,7 @@ async def _lookup(host: str, port: int) -> list[Address]:
             host, port, type=socket.SOCK_STREAM), RESOLVE_S)
     except (OSError, TimeoutError, UnicodeError):
         raise EgressRefused(f"{host} does not resolve") from None
-    addresses = list(dict.fromkeys(_address(info[4][0]) for info in infos))
+    addresses = list(dict.fromkeys(_address(str(info[4][0])) for info in infos))
     if not addresses:
         raise EgressRefused(f"{host} does not resolve")
     return addresses

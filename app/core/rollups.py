@@ -166,11 +166,14 @@ class Increments:
             self.keys.setdefault(_id, other.keys[_id])
             for key, value in inc.items():
                 mine[key] += value
-        for source, pick, target in ((other.min, min, self.min), (other.max, max, self.max)):
+        Extremes = dict[str, dict[str, datetime]]
+        pairs: tuple[tuple[Extremes, Any, Extremes], ...] = (
+            (other.min, min, self.min), (other.max, max, self.max))
+        for source, pick, target in pairs:
             for _id, fields in source.items():
                 have = target.setdefault(_id, {})
-                for key, value in fields.items():
-                    have[key] = pick(have.get(key, value), value)
+                for key, at in fields.items():
+                    have[key] = pick(have.get(key, at), at)
 
     def take(self) -> Increments:
         """Everything gathered so far, as a new object; this one is left empty and goes

@@ -238,7 +238,7 @@ async def pending_times(db: AsyncDatabase) -> list[float]:
 
 
 async def record_successes(db: AsyncDatabase, delivered: list[tuple[dict, int, float, datetime]],
-                           recovered: list[str] = ()) -> None:
+                           recovered: list[str] | tuple[()] = ()) -> None:
     """Messages answered 2xx (message, status code, milliseconds, when), in one bulk
     write; `recovered`: endpoints that failed before and answer again."""
     if delivered:

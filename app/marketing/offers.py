@@ -44,7 +44,7 @@ async def _moved(db: AsyncDatabase, n: int, *, to: str, from_: str | None = None
 async def recount(db: AsyncDatabase) -> dict[str, int]:
     """Set the counters from the offers themselves (the actor does this at start, so a
     crash between a change and its count heals with the next start)."""
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     async for row in await db.offers.aggregate([{"$group": {"_id": "$status",
                                                              "n": {"$sum": 1}}}]):
         if row["_id"] in counts:

@@ -268,8 +268,8 @@ def _bounce(msg: Message) -> BounceInfo | None:
         return None
     fields: dict[str, str] = {}
     try:
-        blocks = status_part.get_payload()
-        blocks = blocks if isinstance(blocks, list) else []
+        payload = status_part.get_payload()
+        blocks: list[Any] = payload if isinstance(payload, list) else []
         for block in blocks[1:] or blocks:  # per-message fields first, then recipients
             for name in ("Action", "Status", "Final-Recipient", "Original-Recipient",
                          "Diagnostic-Code"):
@@ -280,11 +280,11 @@ def _bounce(msg: Message) -> BounceInfo | None:
     original_id = None
     try:
         if original is not None and original.get_content_type() == "message/rfc822":
-            inner = original.get_payload()
-            inner = inner[0] if isinstance(inner, list) and inner else inner
+            attached: Any = original.get_payload()
+            inner = attached[0] if isinstance(attached, list) and attached else attached
             original_id = next(iter(_message_ids(_header(inner, "Message-ID"))), None)
         elif original is not None:
-            headers = original.get_payload(decode=True) or b""
+            headers: Any = original.get_payload(decode=True) or b""
             inner = message_from_bytes(headers, policy=email_policy.default)
             original_id = next(iter(_message_ids(_header(inner, "Message-ID"))), None)
     except Exception:
@@ -394,12 +394,12 @@ def authenticated(msg: Message, sender: str, authserv_id: str) -> bool:
 
 
 def _aligned(authenticated_domain: str | None, domain: str) -> bool:
-    return bool(authenticated_domain) and (
+    return authenticated_domain is not None and authenticated_domain != "" and (
         domain == authenticated_domain or domain.endswith("." + authenticated_domain))
 
 
 def _all_defects(msg: Message) -> list:
-    defects = []
+    defects: list[Any] = []
     try:
         for part in msg.walk():
             defects.extend(getattr(part, "defects", []))

@@ -15,6 +15,7 @@ import pytest
 from openpyxl import load_workbook
 from pymongo import MongoClient
 
+from app.core.config import load_settings
 from app.core.db import database, ensure_indexes
 from app.core.paging import encode_cursor
 from app.core.rollup_repair import reconcile_period
@@ -28,7 +29,6 @@ from app.reports.consolidated import (
     to_csv,
     to_xlsx,
 )
-from tests.utils.stack import Stack
 
 
 def at(day: int, hour: int = 10, minute: int = 0) -> datetime:
@@ -102,13 +102,15 @@ SEED = {
 }
 
 
+SETTINGS = load_settings()
+
+
 @pytest.fixture
-async def seeded(stack: Stack):
-    endpoints = await stack.services.endpoints.remote()
+async def seeded(mongodb_uri: str):
     name = f"reports_{uuid.uuid4().hex[:8]}"
-    db = database(endpoints.mongodb_uri, name)
+    db = database(mongodb_uri, name)
     await ensure_indexes(db)
-    sync = MongoClient(endpoints.mongodb_uri)[name]
+    sync = MongoClient(mongodb_uri)[name]
     for collection, docs in SEED.items():
         sync[collection].insert_many(docs)
     # Seeded behind the send path's back: the reports' roll-ups are recounted from it.
@@ -156,8 +158,8 @@ async def test_performance_report_for_one_campaign(seeded) -> None:
     assert report["totals"]["recipients"] == 3
 
 
-async def test_billing_report_figures(seeded, stack: Stack) -> None:
-    settings = stack.settings.model_copy(update={"billing_months": 12, "email_cost": 0.002,
+async def test_billing_report_figures(seeded) -> None:
+    settings = SETTINGS.model_copy(update={"billing_months": 12, "email_cost": 0.002,
                                                  "sms_cost": 0.01})
     report = await billing_report(seeded, settings, *PERIOD)
     assert report["currency"] == "BRL"
@@ -180,19 +182,19 @@ async def test_billing_report_figures(seeded, stack: Stack) -> None:
          "net": -0.022}]
 
 
-async def test_empty_period_is_an_empty_report(seeded, stack: Stack) -> None:
+async def test_empty_period_is_an_empty_report(seeded) -> None:
     empty = (datetime(2001, 1, 1, tzinfo=UTC), datetime(2001, 2, 1, tzinfo=UTC))
     report = await performance_report(seeded, *empty)
     assert report["campaigns"] == [] and report["totals"]["recipients"] == 0
     assert report["chat"]["sessions"] == 0 and report["marketing"]["accepted"] == 0
-    billing = await billing_report(seeded, stack.settings, *empty)
+    billing = await billing_report(seeded, SETTINGS, *empty)
     assert billing["totals"] == {"revenue": 0, "conversions": 0, "emails": 0,
                                  "sms_segments": 0, "cost": 0, "net": 0}
 
 
-async def test_csv_and_xlsx_hold_the_same_figures_as_json(seeded, stack: Stack) -> None:
+async def test_csv_and_xlsx_hold_the_same_figures_as_json(seeded) -> None:
     for report in (await performance_report(seeded, *PERIOD),
-                   await billing_report(seeded, stack.settings, *PERIOD)):
+                   await billing_report(seeded, SETTINGS, *PERIOD)):
         expected = rows(report)
         read_csv = list(csv.reader(io.StringIO(to_csv(report))))
         assert read_csv[0] == ["section", "item", "metric", "value"]

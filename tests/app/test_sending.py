@@ -22,14 +22,13 @@ from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.campaigns.sending import ROLLUP_EVERY_S, BatchJob, close_batch, run_batch, stage_finished
 from app.core import rollups
 from app.core.bulk import Writes
-from app.core.config import Endpoints
+from app.core.config import Endpoints, load_settings
 from app.core.db import database, ensure_indexes
 from app.core.runtime import Runtime
 from app.core.statuses import BatchStatus
 from app.integrations.webhooks import Subscriptions
 from embedded.processes import free_port
 from embedded.smtp_sink import SinkHandler
-from tests.utils.stack import Stack
 
 
 @pytest.fixture
@@ -59,16 +58,17 @@ def open_relay():
     controller.stop()
 
 
+SETTINGS = load_settings(send_lease_s=5.0, retry_backoff_s=0.2)
+
+
 class Batch:
     """A running campaign with one batch claimed for `claim`, as the runner makes it."""
 
-    def __init__(self, stack: Stack, count: int, claim: str = "claim-1"):
-        self.stack, self.count, self.claim = stack, count, claim
+    def __init__(self, mongodb_uri: str, count: int, claim: str = "claim-1"):
+        self.mongodb_uri, self.count, self.claim = mongodb_uri, count, claim
         self.db_name = f"send_{uuid.uuid4().hex[:8]}"
 
     async def create(self) -> Batch:
-        endpoints = await self.stack.services.endpoints.remote()
-        self.mongodb_uri = endpoints.mongodb_uri
         self.sync = MongoClient(self.mongodb_uri)[self.db_name]
         self.customer_ids = [f"c{n:03d}" for n in range(self.count)]
         self.sync.customers.insert_many([
@@ -102,7 +102,7 @@ class Batch:
             campaign_id=self.campaign["_id"], batch_id=self.batch_id,
             claim=claim or self.claim, attempt=batch["attempt"],
             customer_ids=batch["customer_ids"],
-            runtime=Runtime(self.stack.settings.model_copy(update=update),
+            runtime=Runtime(SETTINGS.model_copy(update=update),
                             Endpoints(self.mongodb_uri, "127.0.0.1", port), "k"),
             templates=self.campaign["templates"],
             connections=connections, fresh=fresh,
@@ -114,9 +114,9 @@ class Batch:
             "not_before": campaigns.now() + timedelta(seconds=30)}})
 
 
-async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay) -> None:
+async def test_bad_smtp_login_fails_the_campaign_once(mongodb_uri: str, login_relay) -> None:
     handler, port = login_relay
-    batch = await Batch(stack, 6).create()
+    batch = await Batch(mongodb_uri, 6).create()
     summary = await run_batch(batch.job(port, password="wrong"))
 
     campaign = batch.sync.campaigns.find_one({"_id": batch.campaign["_id"]})
@@ -132,11 +132,11 @@ async def test_bad_smtp_login_fails_the_campaign_once(stack: Stack, login_relay)
 
 
 async def test_right_login_sends_and_a_retried_task_sends_nothing_again(
-        stack: Stack, login_relay) -> None:
+        mongodb_uri: str, login_relay) -> None:
     """Ray retries the task of a batch claimed before (not a fresh one): the rerun
     reads what is recorded and sends none of it again."""
     handler, port = login_relay
-    batch = await Batch(stack, 5).create()
+    batch = await Batch(mongodb_uri, 5).create()
     job = batch.job(port, password="right", fresh=False)
     first = await run_batch(job)
     again = await run_batch(job)  # what Ray does when it retries a task: same claim
@@ -150,11 +150,11 @@ async def test_right_login_sends_and_a_retried_task_sends_nothing_again(
 
 
 async def test_a_task_that_starts_after_its_claim_was_given_back_sends_nothing(
-        stack: Stack, open_relay) -> None:
+        mongodb_uri: str, open_relay) -> None:
     """A task that starts late (its lease half gone, or its job does not say when it
     began) renews first; the claim is no longer its own, so it stops unsent."""
     handler, port = open_relay
-    batch = await Batch(stack, 3).create()
+    batch = await Batch(mongodb_uri, 3).create()
     batch.reclaim("claim-2")  # the sweep gave it back, and it was claimed again
     late = await run_batch(batch.job(port, claim="claim-1", lease_left_s=1))  # half gone
     unknown = await run_batch(batch.job(port, claim="claim-1", lease_left_s=None))
@@ -167,11 +167,11 @@ async def test_a_task_that_starts_after_its_claim_was_given_back_sends_nothing(
 
 
 async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
-        stack: Stack, open_relay) -> None:
+        mongodb_uri: str, open_relay) -> None:
     """A worker died after recording 3 of 7 outcomes of a fresh batch: the runner
     claims the batch again, and that run sends only the 4 without a record."""
     handler, port = open_relay
-    batch = await Batch(stack, 7).create()
+    batch = await Batch(mongodb_uri, 7).create()
     batch.reclaim("claim-2")
     job = batch.job(port, claim="claim-2", fresh=False)
     recorded = batch.customer_ids[:3]
@@ -186,12 +186,12 @@ async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
     assert batch.sync.deliveries.count_documents({"status": "sent"}) == 7
 
 
-async def test_a_stopped_batch_keeps_what_it_did_not_send(stack: Stack, open_relay) -> None:
+async def test_a_stopped_batch_keeps_what_it_did_not_send(mongodb_uri: str, open_relay) -> None:
     """Requeued (a new claim) while the first task waits for a token: the first task
     stops at its next renewal, and the new claim sends the rest, each message once."""
     handler, port = open_relay
-    batch = await Batch(stack, 5).create()
-    job = batch.job(port, connections=1, send_lease_s=3.0)
+    batch = await Batch(mongodb_uri, 5).create()
+    job = batch.job(port, connections=1, send_lease_s=3.0, lease_left_s=3.0)
     job.limits = {"relay": 1.0}
     reserved = 0
 
@@ -214,10 +214,10 @@ async def test_a_stopped_batch_keeps_what_it_did_not_send(stack: Stack, open_rel
         f"{cid}@send.example": 1 for cid in batch.customer_ids}
 
 
-async def test_temporary_failures_come_back_as_the_next_attempt(stack: Stack,
+async def test_temporary_failures_come_back_as_the_next_attempt(mongodb_uri: str,
                                                                open_relay) -> None:
     handler, port = open_relay
-    batch = await Batch(stack, 4).create()
+    batch = await Batch(mongodb_uri, 4).create()
     batch.sync.customers.update_one({"_id": "c001"}, {"$set": {
         "email": "c001+tempfail@send.example"}})
     batch.sync.customers.update_one({"_id": "c002"}, {"$set": {
@@ -259,13 +259,13 @@ class CommandCounter(monitoring.CommandListener):
 
 
 async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
-        stack: Stack, open_relay) -> None:
+        mongodb_uri: str, open_relay) -> None:
     """<= 0.1 commands per message: the task's commands, counted by PyMongo's command
     monitoring, plus the runner's share at most (insert the batch, one audience page
     read, one write of counters, roll-ups and the batch's close, were it alone in its
     round: done here as the runner does it, and counted)."""
     handler, port = open_relay
-    batch = await Batch(stack, 100).create()
+    batch = await Batch(mongodb_uri, 100).create()
     counter = CommandCounter()
     monitoring.register(counter)  # applies to clients created from here on
     uri = batch.mongodb_uri + "&appname=count-commands"  # a fresh client, listened to
@@ -314,13 +314,13 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     assert task + runner_share <= 10, counter.commands
 
 
-async def test_a_batch_tells_when_its_last_recipient_is_taken(stack: Stack,
+async def test_a_batch_tells_when_its_last_recipient_is_taken(mongodb_uri: str,
                                                               open_relay) -> None:
     """The drain notice (the runner starts the next batch on it) comes once, when the
     last message is taken: over one connection, after the others reached the relay
     and before it did."""
     handler, port = open_relay
-    batch = await Batch(stack, 5).create()
+    batch = await Batch(mongodb_uri, 5).create()
     relayed_at_notice: list[int] = []
     summary = await run_batch(batch.job(port, connections=1),
                               on_draining=lambda: relayed_at_notice.append(handler.total))
@@ -329,13 +329,13 @@ async def test_a_batch_tells_when_its_last_recipient_is_taken(stack: Stack,
 
 
 async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
-        stack: Stack, open_relay, monkeypatch: pytest.MonkeyPatch) -> None:
+        mongodb_uri: str, open_relay, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch writes its own roll-ups only while it runs (every ROLLUP_EVERY_S, here
     at every flush); those of its last flush go back in the summary, which the runner
     writes with the others of its round, so no batch ends on a write of its own."""
     from app.campaigns import sending
     handler, port = open_relay
-    batch = await Batch(stack, 12).create()
+    batch = await Batch(mongodb_uri, 12).create()
     monkeypatch.setattr(sending, "ROLLUP_EVERY_S", 0.0)
     # Four at a time, over one connection; the last four wait for the close.
     summary = await run_batch(batch.job(port, connections=1, send_flush_every=4,
@@ -351,13 +351,13 @@ async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
 
 
 async def test_an_unsubscribe_after_the_page_was_read_is_respected(
-        stack: Stack, open_relay) -> None:
+        mongodb_uri: str, open_relay) -> None:
     """The job carries the customers as the runner read them; one unsubscribes before
     the task runs: the task skips them, and reads no customer document itself."""
     from app.audience.customers import set_unsubscribed
 
     handler, port = open_relay
-    batch = await Batch(stack, 4).create()
+    batch = await Batch(mongodb_uri, 4).create()
     job = batch.job(port)
     job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))
     job.customers_read_at = campaigns.now()
@@ -379,8 +379,8 @@ def _plans(plan: dict) -> list[str]:
     return stages
 
 
-async def test_every_send_path_query_uses_an_index(stack: Stack) -> None:
-    batch = await Batch(stack, 3).create()
+async def test_every_send_path_query_uses_an_index(mongodb_uri: str) -> None:
+    batch = await Batch(mongodb_uri, 3).create()
     cid, db = batch.campaign["_id"], batch.sync
     ids = [campaigns.delivery_id(cid, c) for c in batch.customer_ids]
     shapes = {
@@ -425,13 +425,13 @@ def slow_relay():
 
 @pytest.mark.parametrize("skew_s", [-60.0, 60.0])
 async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeued(
-        stack: Stack, slow_relay, monkeypatch, skew_s: float) -> None:
+        mongodb_uri: str, slow_relay, monkeypatch, skew_s: float) -> None:
     """A send task whose renewals no longer reach the database (a partition) keeps
     sending only as long as its lease can hold; the runner's sweep gives the batch back
     by the database's clock and a run under a new claim sends the rest: each recipient
     gets one message, whatever the cut-off worker's clock says (skewed a minute)."""
     handler, port = slow_relay
-    batch = await Batch(stack, 30).create()
+    batch = await Batch(mongodb_uri, 30).create()
     renew = campaigns.renew_lease
 
     async def cut_off(db, batch_id: str, claim: str, *args, **kwargs) -> bool:

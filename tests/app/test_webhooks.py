@@ -10,18 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from app.core.db import database, ensure_indexes
+from app.core.db import database
 from app.core.statuses import WebhookStatus
 from app.integrations import webhooks
-from tests.utils.stack import Stack
-
-
-@pytest.fixture
-async def db(stack: Stack):
-    endpoints = await stack.services.endpoints.remote()
-    found = database(endpoints.mongodb_uri, f"hooks_{uuid.uuid4().hex[:8]}")
-    await ensure_indexes(found)
-    return found
 
 
 def test_headers_verify_with_the_standard_library() -> None:
@@ -96,9 +87,8 @@ async def test_failures_walk_the_schedule_then_die_disable_and_replay(db) -> Non
     assert (await webhooks.get_endpoint(db, endpoint["_id"]))["failing_since"] is None
 
 
-async def test_listeners_are_known_per_database(db, stack: Stack) -> None:
-    endpoints = await stack.services.endpoints.remote()
-    other = database(endpoints.mongodb_uri, f"hooks_{uuid.uuid4().hex[:8]}")
+async def test_listeners_are_known_per_database(db, mongodb_uri: str) -> None:
+    other = database(mongodb_uri, f"hooks_{uuid.uuid4().hex[:8]}")
     listening = await _endpoint(db, ["campaign.started"])
     listeners = webhooks.Subscriptions(ttl_s=3600)  # fresh for an hour, but per database
     assert await listeners.endpoints_for(db, "campaign.started") == [listening["_id"]]

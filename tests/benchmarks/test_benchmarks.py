@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a Ray of its own, minutes
+
 
 def run(module: str, *args: str, timeout: int = 600) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMS_", "RAY_"))}

@@ -10,12 +10,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from embedded.mongo import EmbeddedMongo
 from embedded.processes import free_port
 
 LAUNCHER = [sys.executable, "-m", "deployments.cli", "run"]
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a Ray of its own, minutes
 
 
 def _env(**extra: str) -> dict[str, str]:

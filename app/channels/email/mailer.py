@@ -251,6 +251,7 @@ class Sender:
         refusal raises as aiosmtplib's `mail` and `rcpt` do; `send` then resets the
         transaction."""
         client = self.client
+        assert client is not None  # (connected by `send` first)
         options = ([f"SIZE={len(message.data)}".encode()]
                    if client.supports_extension("size") else [])
         reply = await client.execute_command(
