@@ -1,1 +1,3 @@
-"""reports."""
+"""Consolidated reports (performance, billing) read from the roll-ups, in JSON, CSV and
+XLSX. Uses `app.core`, `app.audience` and `app.marketing` (the catalogue's prices).
+"""

@@ -1,1 +1,2 @@
-"""channels.email."""
+"""Email: SMTP sending over pooled connections, composing a campaign or offer email,
+and open and click tracking."""
