@@ -48,9 +48,11 @@ from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import hand_on
 from actors.webhook_sender import poke as webhook_poke
 from app.audience.customers import audience_page
+from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.send_tasks import SendMetrics
 from app.campaigns.sending import BatchJob, stage_finished
+from app.channels.registry import channel_named
 from app.core import bulk, rollups
 from app.core.runtime import Runtime
 from app.core.statuses import FINISHED, BatchStatus, CampaignStatus
@@ -76,7 +78,7 @@ class AudienceCursor:
         self.page, self.after = (position or [0, None])
         self.buffer: deque[dict] = deque()  # customers of the page not batched yet
         self.loaded = -1  # the page in the buffer
-        self.read_at = campaigns.now()  # when it was read
+        self.read_at = batches.now()  # when it was read
         # The audience's size so far: every page read, counted once (even across a
         # runner restart: the record says which page was counted last).
         self.seen_page, self.seen = seen_page, seen
@@ -107,7 +109,7 @@ class AudienceCursor:
         taken: list[dict] = []
         while len(taken) < n and self.page < self.pages:
             if self.loaded != self.page:
-                self.read_at = campaigns.now()
+                self.read_at = batches.now()
                 page = await audience_page(db, self.audience, self.page, self.pages)
                 if self.page > self.seen_page:
                     self.seen_page, self.seen = self.page, self.seen + len(page)
@@ -228,7 +230,7 @@ class CampaignRunner:
             now = time.monotonic()
             sample = None
             if now - last_sample >= SAMPLE_EVERY_S and not self.sampled:
-                sample = campaigns.progress_sample(self.totals)
+                sample = ledger.progress_sample(self.totals)
                 self.sampled, last_sample = True, now
                 metrics.in_flight.set(len(self.in_flight), tags={"campaign": self.campaign_id})
             # Paused or stopping: what the stopped tasks counted goes in at once.
@@ -253,13 +255,13 @@ class CampaignRunner:
         self.campaign = campaign
         self.status_now = campaign["status"]
         self.totals = Counter(campaign.get("counts", {}))  # (again after a loop crash)
-        self.seq, position = await campaigns.last_position(db, self.campaign_id)
+        self.seq, position = await batches.last_position(db, self.campaign_id)
         self.cursor = None
-        self.written_page = campaign.get(campaigns.AUDIENCE_SEEN, -1)
+        self.written_page = campaign.get(ledger.AUDIENCE_SEEN, -1)
         if not campaign.get("audience_done", True):
             self.cursor = AudienceCursor(
                 campaign["audience"], campaign.get("audience_pages", 1), position,
-                campaign.get(campaigns.AUDIENCE_SEEN, -1), campaign["counts"].get("total", 0))
+                campaign.get(ledger.AUDIENCE_SEEN, -1), campaign["counts"].get("total", 0))
         await self._recover(db)
         log.info("campaign %s: runner started (%s, %d tasks in flight, %d batches due)",
                  self.campaign_id, self.status_now, len(self.in_flight), len(self.due))
@@ -268,7 +270,7 @@ class CampaignRunner:
     async def _recover(self, db) -> None:
         """After a (re)start: adopt the tasks still in flight, queue the pending batches."""
         running = await self.dispatcher.in_flight.remote(self.campaign_id)
-        for batch in await campaigns.open_batches(db, self.campaign_id):
+        for batch in await batches.open_batches(db, self.campaign_id):
             if batch["_id"] in running:
                 self._track(running[batch["_id"]][0], batch["_id"], batch["claim"])
             elif batch["status"] == BatchStatus.PENDING:
@@ -280,11 +282,11 @@ class CampaignRunner:
         queued from outside (signup confirmations)."""
         self.status_now = await campaigns.campaign_status(db, self.campaign_id)
         keep = {batch for batch, _ in self.in_flight.values()}
-        for batch in await campaigns.requeue_expired(db, self.campaign_id, keep):
+        for batch in await batches.requeue_expired(db, self.campaign_id, keep):
             heapq.heappush(self.due, (time.time(), batch))
         if reload:
             queued = {batch for _, batch in self.due}
-            for batch in await campaigns.open_batches(db, self.campaign_id):
+            for batch in await batches.open_batches(db, self.campaign_id):
                 if batch["status"] == BatchStatus.PENDING and batch["_id"] not in queued:
                     heapq.heappush(self.due, (batch["not_before"].timestamp(), batch["_id"]))
 
@@ -307,14 +309,14 @@ class CampaignRunner:
         self.finished[ref] = asyncio.wrap_future(ref.future())
 
     async def _next_job(self, db, options: dict) -> BatchJob | None:
-        claim = campaigns.new_claim()
+        claim = batches.new_claim()
         lease_s = self.settings.send_lease_s
         if self.pending_closes and self.due and self.due[0][0] <= time.time():
             await self._write_progress(db, None)  # a batch due again is closed first
         while self.due and self.due[0][0] <= time.time():
             _, batch = heapq.heappop(self.due)
             issued = time.monotonic()  # before the write: the lease it sets ends later
-            found = await campaigns.claim_batch(db, batch, claim, lease_s)
+            found = await batches.claim_batch(db, batch, claim, lease_s)
             if found is not None:
                 return self._job(batch, claim, found["customer_ids"], found["attempt"], False,
                                  lease_s - (time.monotonic() - issued))
@@ -326,7 +328,7 @@ class CampaignRunner:
             if customers:
                 ids = [c["_id"] for c in customers]
                 issued = time.monotonic()
-                batch = await campaigns.insert_claimed_batch(
+                batch = await batches.insert_claimed_batch(
                     db, self.campaign_id, self.seq, ids, position, claim, lease_s)
                 self.seq += 1
                 if batch is None:
@@ -348,18 +350,15 @@ class CampaignRunner:
         limits = {}
         if options.get("rate_limit_per_s"):
             limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
-        channel = self.campaign.get("channel", "email")
-        if channel == "sms" and self.settings.smpp_rate_limit_per_s:
-            limits["smsc"] = self.settings.smpp_rate_limit_per_s  # parts a second
-        elif channel == "email" and self.settings.relay_rate_limit_per_s:
-            limits["relay"] = self.settings.relay_rate_limit_per_s
+        channel = channel_named(self.campaign.get("channel"))
+        limits.update(channel.relay_limit(self.settings))
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
             customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
             connections=options["connections"], fresh=fresh, lease_left_s=lease_left_s,
             limits=limits,
             limiter=self.limiter if limits else None, trace=self.trace,
-            tracking=self.campaign.get("tracking"), channel=channel, runner=self.me)
+            tracking=self.campaign.get("tracking"), channel=channel.name, runner=self.me)
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):
@@ -368,10 +367,10 @@ class CampaignRunner:
             return False  # due now: the next fill takes it
         if self.pending_closes:  # the last batches' closes, before they are counted
             await self._write_progress(db, None)
-        if await campaigns.unfinished_batches(db, self.campaign_id) > 0:
+        if await batches.unfinished_batches(db, self.campaign_id) > 0:
             return False  # claims to recover (the sweep), or batches queued meanwhile
         await self._write_progress(db, None)
-        await campaigns.reconcile(db, self.campaign_id)
+        await ledger.reconcile(db, self.campaign_id)
         counts = (await campaigns.campaign_state(db, self.campaign_id))["counts"]
         completed = await campaigns.change_status(
             db, self.campaign_id, (CampaignStatus.RUNNING,), CampaignStatus.COMPLETED,
@@ -381,8 +380,8 @@ class CampaignRunner:
         campaign = await campaigns.campaign_state(db, self.campaign_id)
         if completed:
             await hand_on(db, "campaigns", self.campaign_id)
-        await campaigns.record_progress(db, self.campaign_id, {},
-                                        campaigns.progress_sample(campaign["counts"]))
+        await ledger.record_progress(db, self.campaign_id, {},
+                                        ledger.progress_sample(campaign["counts"]))
         self.status_now = campaign["status"]
         return True
 
@@ -411,7 +410,7 @@ class CampaignRunner:
             summary = await self.finished.pop(ref)  # done: this only takes its result
         except TaskCancelledError:  # paused or cancelled: it counted what it sent itself
             webhook_poke()  # and may have stored delivery events: its summary is lost
-            await campaigns.release_batch(db, batch, claim)  # if it never started
+            await batches.release_batch(db, batch, claim)  # if it never started
             heapq.heappush(self.due, (time.time(), batch))
             return
         except Exception as exc:  # the task failed (its worker died, or it is cut off):
@@ -428,7 +427,7 @@ class CampaignRunner:
             self._add(summary)
 
     def _add(self, summary: dict) -> None:
-        inc = campaigns.summary_increments(summary)
+        inc = ledger.summary_increments(summary)
         self.pending_inc.update(inc)
         self.uncounted += 1
         if summary.get("close"):
@@ -451,12 +450,12 @@ class CampaignRunner:
         sets = None
         if self.cursor is not None and self.cursor.seen_page > self.written_page:
             sets = {"counts.total": self.cursor.seen,
-                    campaigns.AUDIENCE_SEEN: self.cursor.seen_page}
+                    ledger.AUDIENCE_SEEN: self.cursor.seen_page}
             self.written_page = self.cursor.seen_page
             self.totals["total"] = self.cursor.seen
         try:  # counters, roll-ups and the finished batches' closes: one command (app.core.bulk)
             writes = bulk.Writes(db)
-            update = campaigns.progress_update(inc, sample, sets)
+            update = ledger.progress_update(inc, sample, sets)
             if update:
                 self.pending_inc = Counter()
             closes, self.pending_closes = self.pending_closes, []

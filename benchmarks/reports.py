@@ -1,7 +1,7 @@
 """Report build time over 100,000 and 1,000,000 deliveries on the embedded database.
 
 Seeds N deliveries (ten campaigns over 30 days, a realistic mix of outcomes) through
-the send path's own bulk writes (`campaigns.write_outcomes` and the roll-up
+the send path's own bulk writes (`ledger.write_outcomes` and the roll-up
 increments of each flush, 5,000 outcomes a flush), plus chat sessions, offers and
 conversions, then times each report through the HTTP API (JSON, CSV and XLSX;
 p50/p95 over `--repeats` runs) and writes reports.json. The reports read the
@@ -25,7 +25,7 @@ import ray
 from pymongo import MongoClient
 
 from actors.local_services import local_services
-from app.campaigns import records as campaigns
+from app.campaigns import ledger
 from app.core import rollup_repair, rollups
 from app.core.db import database
 from benchmarks.harness import machine, percentile, running_app
@@ -61,7 +61,7 @@ async def seed(uri: str, name: str, count: int, already: int, rng: random.Random
 
 
 async def flush(db, inserts: list[dict]) -> None:
-    lost = await campaigns.write_outcomes(db, inserts, [])
+    lost = await ledger.write_outcomes(db, inserts, [])
     increments = rollups.Increments()
     for doc in inserts:
         if doc["_id"] not in lost:

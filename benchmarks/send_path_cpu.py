@@ -24,6 +24,7 @@ from pymongo import MongoClient
 
 from app.audience.customers import bucket_of
 from app.audience.models import Audience
+from app.campaigns import batches
 from app.campaigns import records as campaigns
 from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.campaigns.sending import BatchJob, run_batch
@@ -62,7 +63,7 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
     jobs = []
     for seq, start in enumerate(range(0, messages, 100)):
         chunk = ids[start:start + 100]
-        batch = await campaigns.insert_claimed_batch(db, doc["_id"], seq, chunk,
+        batch = await batches.insert_claimed_batch(db, doc["_id"], seq, chunk,
                                                      [1, chunk[-1]], "bench", lease_s=600)
         jobs.append(BatchJob(
             campaign_id=doc["_id"], batch_id=batch, claim="bench", attempt=0,
@@ -70,7 +71,7 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
             runtime=Runtime(settings, Endpoints(uri, "127.0.0.1", port), "bench"),
             templates=campaign["templates"], connections=connections,
             fresh=True, lease_left_s=600, customers=[customers[c] for c in chunk],
-            customers_read_at=campaigns.now()))
+            customers_read_at=batches.now()))
     return jobs
 
 

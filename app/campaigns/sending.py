@@ -42,27 +42,20 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience.customers import SEND_FIELDS, unsubscribed_since
+from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
-from app.channels.email import composer
-from app.channels.email.mailer import (
-    AUTH,
-    FAILED,
-    SENT,
-    Mail,
-    SendOutcome,
-    build_message,
-    sender_pool,
-)
-from app.channels.email.mailer import message_id as make_message_id
-from app.channels.sms import smpp as sms
+from app.channels.base import Channel, SendOutcome
+from app.channels.registry import channel_named
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.core import bulk, rollups
 from app.core.config import Settings
+from app.core.ids import delivery_id
 from app.core.runtime import Runtime
 from app.core.statuses import AttemptOutcome, DeliveryStatus
 from app.integrations import webhooks
 
 log = logging.getLogger("operator_comms.sending")
+SENT, FAILED, AUTH = AttemptOutcome.SENT, AttemptOutcome.FAILED, AttemptOutcome.AUTH
 Reserve = Callable[[dict[str, float], float], Awaitable[float]]
 Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
@@ -104,11 +97,15 @@ class BatchJob:
     # The endpoints that want delivery.status events, as the runner knows them (told of
     # every change through the API); None: this process reads them (app.integrations.webhooks).
     listeners: list[str] | None = None
-    channel: str = "email"  # or "sms": the same batch, sent over SMPP
+    channel: str = "email"  # the campaign's channel (`app.channels.registry`)
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    @property
+    def sends_by(self) -> Channel:
+        return channel_named(self.channel)
 
 
 class BatchControl:
@@ -183,7 +180,7 @@ class OutcomeRecorder:
 
     async def record(self, customer_id: str, previous: dict | None, outcome: SendOutcome,
                      latency_ms: float | None, message_id: str | None) -> str:
-        did = campaigns.delivery_id(self.job.campaign_id, customer_id)
+        did = delivery_id(self.job.campaign_id, customer_id)
         status, fields = self._fields(previous, outcome, latency_ms, message_id)
         async with self.changed:
             while self.unrecorded >= 2 * self.flush_every and self.error is None:
@@ -208,19 +205,16 @@ class OutcomeRecorder:
 
     def _fields(self, previous: dict | None, outcome: SendOutcome, latency_ms: float | None,
                 message_id: str | None) -> tuple[str, dict]:
-        at = campaigns.now()
+        at = batches.now()
         attempts = (previous or {}).get("attempts", 0) + 1
         fields: dict[str, Any] = {"last_code": outcome.code, "last_error": outcome.error,
                                   "last_attempt_at": at, "batch_id": self.job.batch_id,
                                   **self.identity}
-        if self.job.channel != "email":
-            fields["channel"] = self.job.channel
+        fields.update(self.job.sends_by.stored_fields())
         if outcome.status == SENT:
             status = DeliveryStatus.SENT
-            fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id)
-            smsc_ids = getattr(outcome, "smsc_ids", ())
-            if smsc_ids:  # an SMS: its parts, by the SMSC's ids (receipts name them)
-                fields.update(smsc_ids=list(smsc_ids), segments=len(smsc_ids))
+            fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id,
+                          **self.job.sends_by.sent_fields(outcome))
         elif outcome.status == FAILED:
             status = DeliveryStatus.FAILED
         elif outcome.status == SKIPPED:
@@ -260,7 +254,7 @@ class OutcomeRecorder:
         self.oldest = None
         try:
             writes = bulk.Writes(self.db, one_command=False)
-            placed = campaigns.stage_outcomes(writes, inserts, updates)
+            placed = ledger.stage_outcomes(writes, inserts, updates)
             # The reports' roll-ups gather over the batch and go back to the runner with
             # its counts (it writes them with the campaign's counters, for every task at
             # once); a long batch writes its own every ROLLUP_EVERY_S, but not at its
@@ -278,7 +272,7 @@ class OutcomeRecorder:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
             parts = bulk.Writes(self.db, one_command=False)
             # Where a delivery receipt finds its delivery (actors.sms_gateway).
-            campaigns.stage_sms_parts(parts, [
+            ledger.stage_sms_parts(parts, [
                 {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
                 for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
             await parts.apply()
@@ -375,8 +369,8 @@ class BatchRun:
             summary["stopped"] = "lost"
             return summary
         if not job.fresh:
-            self.records = await campaigns.recorded(self.db, [
-                campaigns.delivery_id(job.campaign_id, c) for c in job.customer_ids])
+            self.records = await ledger.recorded(self.db, [
+                delivery_id(job.campaign_id, c) for c in job.customer_ids])
         to_send, carried = self._plan()
         summary["claimed"] = len(to_send)
         if to_send:
@@ -386,18 +380,14 @@ class BatchRun:
         recorder = OutcomeRecorder(self.db, job, self.identity)
         watcher = asyncio.create_task(self._watch())
         n = min(max(1, job.connections), max(1, len(to_send)))
-        if job.channel == "sms":  # n sends at a time over the process's SMPP session
-            senders: list = sms.smpp_senders(self.settings, job.runtime.endpoints, n)
-        else:
-            senders = await sender_pool().take(self.settings, job.runtime.endpoints, n)
+        senders = await job.sends_by.open_senders(self.settings, job.runtime.endpoints, n)
         try:
             await asyncio.gather(*(self._connection(s, recorder) for s in senders))
         finally:
             self.stop.set()
             watcher.cancel()
             await recorder.close()
-            if job.channel != "sms":
-                sender_pool().give(senders)
+            job.sends_by.close_senders(senders)
         unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         retry = carried + recorder.retry_ids
         if unsent or self.stop_reason:
@@ -406,7 +396,7 @@ class BatchRun:
         else:
             attempt = job.attempt + 1
             remaining = retry
-            backoff_s = campaigns.backoff_s(attempt, self.settings.retry_backoff_s) \
+            backoff_s = batches.backoff_s(attempt, self.settings.retry_backoff_s) \
                 if retry else 0.0
         summary["close"] = {"batch": job.batch_id, "claim": job.claim,
                             "remaining": remaining, "attempt": attempt, "backoff_s": backoff_s}
@@ -449,7 +439,7 @@ class BatchRun:
 
     async def _renew(self) -> bool:
         issued = self.clock()
-        if not await campaigns.renew_lease(self.db, self.job.batch_id, self.job.claim,
+        if not await batches.renew_lease(self.db, self.job.batch_id, self.job.claim,
                                            self.lease_s, self.identity):
             return False
         self.renewed_at = issued
@@ -460,7 +450,7 @@ class BatchRun:
         """Which recipients this run sends, and which already wait for the next attempt."""
         to_send, carried = [], []
         for cid in self.job.customer_ids:
-            record = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
+            record = self.records.get(delivery_id(self.job.campaign_id, cid))
             if record is None or (record["status"] == DeliveryStatus.PENDING
                                   and record["attempts"] <= self.job.attempt):
                 to_send.append(cid)
@@ -508,15 +498,15 @@ class BatchRun:
                 return
             if self.queue.empty() and self.on_draining is not None:
                 self._draining()
-            previous = self.records.get(campaigns.delivery_id(self.job.campaign_id, cid))
+            previous = self.records.get(delivery_id(self.job.campaign_id, cid))
             outcome, latency_ms, mid = await self._send_one(cid, sender)
             if outcome is None or outcome.status == AUTH:
                 self.queue.put_nowait(cid)  # not sent: stays in the batch
                 if outcome is not None:
                     self._halt(AttemptOutcome.AUTH)
-                    relay = "SMSC bind" if self.job.channel == "sms" else "SMTP authentication"
                     await campaigns.fail_campaign(
-                        self.db, self.job.campaign_id, f"{relay} failed: {outcome.error}")
+                        self.db, self.job.campaign_id,
+                        f"{self.job.sends_by.relay} failed: {outcome.error}")
                 return
             await recorder.record(cid, previous, outcome, latency_ms, mid)
             if latency_ms is not None:
@@ -529,23 +519,18 @@ class BatchRun:
         if customer is None or customer.get("unsubscribed") is True:  # (a pending signup
             # is sent its confirmation, the one campaign it belongs to)
             return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
-        if job.channel in customer.get("opted_out", ()):  # STOP by SMS, for one
-            return SendOutcome(SKIPPED, None, f"opted out of {job.channel}"), None, None
-        did = campaigns.delivery_id(job.campaign_id, cid)
+        unreachable = job.sends_by.unreachable(customer)  # no address, or opted out (STOP)
+        if unreachable is not None:
+            return SendOutcome(SKIPPED, None, unreachable), None, None
+        did = delivery_id(job.campaign_id, cid)
         try:
-            if job.channel == "sms":
-                if not customer.get("phone"):
-                    return SendOutcome(SKIPPED, None, "no phone number"), None, None
-                message: Any = sms.Sms(customer["phone"], compose_sms(job, customer), did)
-                mid, cost = did, len(message.parts[1])  # the SMSC's rate counts parts
-            else:
-                mid = make_message_id(did, self.settings.mail_from)
-                message = build_message(compose(job, customer, mid), self.settings.mail_from)
-                cost = 1
+            composed = job.sends_by.compose(
+                compiled_templates(job.templates), customer, runtime=job.runtime,
+                delivery_id=did, tracking=job.tracking)
         except TemplateProblem as exc:
             return SendOutcome(FAILED, None, str(exc)[:300]), None, None
         if job.limits and self.reserve is not None:
-            wait = await self.reserve(job.limits, cost)
+            wait = await self.reserve(job.limits, composed.units)
             if wait > 0:
                 try:
                     await asyncio.wait_for(self.stop.wait(), timeout=wait)
@@ -558,14 +543,14 @@ class BatchRun:
             self._halt("lease lapsed")
             return None, None, None
         started = time.perf_counter()
-        outcome = await sender.send(message)
-        return outcome, (time.perf_counter() - started) * 1000, mid
+        outcome = await sender.send(composed.message)
+        return outcome, (time.perf_counter() - started) * 1000, composed.message_id
 
 
 async def close_batch(db: AsyncDatabase, summary: dict[str, Any]) -> bool:
     """Write a run's close (`summary["close"]`); False when its claim was lost."""
     close = summary["close"]
-    return await campaigns.close_batch(db, close["batch"], close["claim"],
+    return await batches.close_batch(db, close["batch"], close["claim"],
                                        remaining=close["remaining"], attempt=close["attempt"],
                                        backoff_s=close["backoff_s"])
 
@@ -581,7 +566,7 @@ def stage_finished(writes: bulk.Writes, campaign_id: str, campaign_update: dict,
         rollups.stage(writes, increments)
     for close in closes:
         writes.update("batches", {"_id": close["batch"], "claim": close["claim"]},
-                      campaigns.close_update(close["remaining"], close["attempt"],
+                      batches.close_update(close["remaining"], close["attempt"],
                                              close["backoff_s"]))
 
 
@@ -591,23 +576,7 @@ async def count_alone(job: BatchJob, summary: dict[str, Any], *, close: bool) ->
     task as cancelled). One command."""
     writes = bulk.Writes(job.runtime.database())
     stage_finished(writes, job.campaign_id,
-                   campaigns.progress_update(campaigns.summary_increments(summary), None),
+                   ledger.progress_update(ledger.summary_increments(summary), None),
                    summary.get("rollups"),
                    [summary["close"]] if close and summary.get("close") else [])
     await writes.apply()
-
-
-def compose_sms(job: BatchJob, customer: dict) -> str:
-    return composer.sms_text(compiled_templates(job.templates), customer,
-                             public_url=job.settings.public_url,
-                             secret=job.runtime.signing_secret)
-
-
-def compose(job: BatchJob, customer: dict, mid: str) -> Mail:
-    return composer.campaign_mail(compiled_templates(job.templates), customer,
-                                  public_url=job.settings.public_url,
-                                  secret=job.runtime.signing_secret, message_id=mid,
-                                  delivery_id=campaigns.delivery_id(job.campaign_id,
-                                                                    customer["_id"]),
-                                  tracking=job.tracking)
-

@@ -31,9 +31,10 @@ from pymongo.errors import DuplicateKeyError
 
 from app.audience.customers import PENDING, new_customer, set_unsubscribed
 from app.campaigns import records as campaigns
-from app.campaigns.records import now
+from app.campaigns.batches import now
 from app.channels.email.mailer import delivery_id_in
 from app.core.config import Settings
+from app.core.ids import delivery_id
 from app.core.paging import newest_first
 from app.core.rollups import key_safe
 from app.signup.inbound_mail import BOUNCE, DSN_FAILED, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
@@ -208,7 +209,7 @@ async def _signup(db: AsyncDatabase, settings: Settings, inbound: Inbound,
     return SIGNUP, inbound.reason, {
         "action": "customer_created" if created else "customer_updated",
         "customer_id": customer["_id"], "campaign_id": campaign_id,
-        "confirmation": campaigns.delivery_id(CONFIRMATIONS, customer["_id"]),
+        "confirmation": delivery_id(CONFIRMATIONS, customer["_id"]),
         "confirmation_queued": queued}
 
 

@@ -12,6 +12,7 @@ from app.access import audit
 from app.access.accounts import Principal
 from app.audience.customers import audience_pages, estimated_customers, find_by_email
 from app.campaigns import records as campaigns
+from app.campaigns import view
 from app.campaigns.models import (
     CampaignCreate,
     CampaignList,
@@ -20,8 +21,9 @@ from app.campaigns.models import (
     PreviewReply,
     PreviewRequest,
 )
+from app.channels.base import variables
 from app.channels.email import composer
-from app.channels.sms import smpp as sms
+from app.channels.registry import channel_named
 from app.channels.templates import TemplateProblem, compile_templates, render_off_loop
 from app.core.statuses import ACTIVE, CampaignStatus
 from app.core.tokens import unsubscribe_url
@@ -57,13 +59,15 @@ async def preview(context: Context, body: PreviewRequest) -> dict:
     try:
         subject, text, html = await render_off_loop(
             compile_templates(body.subject, body.body_text, body.body_html),
-            composer.variables(customer, link))
+            variables(customer, link))
     except TemplateProblem as exc:
         raise _template_error(exc) from None
     reply = {"subject": subject, "body_text": text, "body_html": html,
              "customer": customer["email"]}
-    if body.channel == "sms":
-        reply["sms"] = {"to": customer.get("phone"), **sms.describe(text)}
+    channel = channel_named(body.channel)
+    shown = channel.preview(text, customer)
+    if shown is not None:
+        reply[channel.name] = shown
     return reply
 
 
@@ -73,13 +77,13 @@ async def create(context: Context, who: Who, body: CampaignCreate) -> dict:
     """A draft campaign; templates are checked now, not at send time."""
     try:
         compiled = compile_templates(body.subject, body.body_text, body.body_html)
-        await render_off_loop(compiled, composer.variables(SAMPLE_CUSTOMER, "x"))
+        await render_off_loop(compiled, variables(SAMPLE_CUSTOMER, "x"))
     except TemplateProblem as exc:
         if "undefined" not in exc.message:  # imported columns may define more variables
             raise _template_error(exc) from None
     doc = await campaigns.create_campaign(context.db, body, created_by=who.name)
     await audit.record(context.db, who, "campaign.create", doc["_id"], {"name": body.name})
-    return campaigns.campaign_view(doc)
+    return view.campaign_view(doc)
 
 
 @router.get("", response_model=CampaignList,
@@ -89,7 +93,7 @@ async def list_all(context: Context,
                    cursor: Cursor = None) -> dict:
     """Campaigns, newest first, a page at a time (pass `next_cursor` back as `cursor`)."""
     docs, next_cursor = await paged(campaigns.list_campaigns(context.db, limit, cursor))
-    return {"campaigns": [campaigns.campaign_view(doc) for doc in docs],
+    return {"campaigns": [view.campaign_view(doc) for doc in docs],
             "next_cursor": next_cursor}
 
 
@@ -100,7 +104,7 @@ async def get_one(context: Context, campaign_id: str) -> dict:
     campaign = await _found(context, campaign_id)
     in_flight = (await tasks_in_flight(campaign_id)
                  if campaign["status"] in ACTIVE else None)
-    return campaigns.campaign_view(campaign, in_flight)
+    return view.campaign_view(campaign, in_flight)
 
 
 @router.post("/{campaign_id}/launch", status_code=202, response_model=CampaignView,
@@ -120,7 +124,7 @@ async def launch(context: Context, who: Who, campaign_id: str,
     await publish(context.db, "campaign.started", {
         "campaign_id": campaign_id, "name": launched["name"], "launch": launched["launch"]},
         key=f"campaign.started:{campaign_id}")
-    return campaigns.campaign_view(launched)
+    return view.campaign_view(launched)
 
 
 async def _transition(context: AppContext, who: Principal, campaign_id: str,
@@ -131,7 +135,7 @@ async def _transition(context: AppContext, who: Principal, campaign_id: str,
     await _status_changed(context, campaign_id, running=to == CampaignStatus.RUNNING)
     await audit.record(context.db, who, f"campaign.{action}", campaign_id,
                        {"from": campaign["status"]})
-    return campaigns.campaign_view(await _found(context, campaign_id))
+    return view.campaign_view(await _found(context, campaign_id))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignView,

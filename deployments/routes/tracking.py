@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.campaigns.records import now
+from app.campaigns.batches import now
 from app.channels.email import tracking
 from deployments.deps import Context
 

@@ -7,9 +7,11 @@ import asyncio
 from datetime import timedelta
 
 from app.audience.models import Audience
+from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.core import rollup_repair, rollups
+from app.core.ids import delivery_id
 from app.core.statuses import BatchStatus, CampaignStatus, DeliveryStatus
 
 
@@ -37,13 +39,13 @@ async def test_a_campaign_launches_once_and_changes_status_only_from_where_allow
 
 async def test_leases_end_by_the_database_clock(db) -> None:
     doc = await _campaign(db)
-    before = await campaigns.database_now(db)
-    batch = await campaigns.insert_claimed_batch(db, doc["_id"], 0, ["a"], [0, "a"], "k1",
+    before = await batches.database_now(db)
+    batch = await batches.insert_claimed_batch(db, doc["_id"], 0, ["a"], [0, "a"], "k1",
                                                  lease_s=30)
     ends = (await db.batches.find_one({"_id": batch}))["not_before"]
-    assert before + timedelta(seconds=30) <= ends <= await campaigns.database_now(db) + \
+    assert before + timedelta(seconds=30) <= ends <= await batches.database_now(db) + \
         timedelta(seconds=30)
-    assert await campaigns.close_batch(db, batch, "k1", remaining=["a"], attempt=1,
+    assert await batches.close_batch(db, batch, "k1", remaining=["a"], attempt=1,
                                        backoff_s=60)
     due = (await db.batches.find_one({"_id": batch}))["not_before"]
     assert due >= ends + timedelta(seconds=30)  # the backoff, from the database's now
@@ -51,50 +53,50 @@ async def test_leases_end_by_the_database_clock(db) -> None:
 
 async def test_a_claim_is_held_by_one_run_and_given_back_when_its_lease_runs_out(db) -> None:
     doc = await _campaign(db)
-    batch = await campaigns.insert_claimed_batch(db, doc["_id"], 0, ["a", "b"], [0, "b"],
+    batch = await batches.insert_claimed_batch(db, doc["_id"], 0, ["a", "b"], [0, "b"],
                                                  "k1", lease_s=30)
-    assert await campaigns.insert_claimed_batch(db, doc["_id"], 0, ["a"], [0, "a"], "k9",
+    assert await batches.insert_claimed_batch(db, doc["_id"], 0, ["a"], [0, "a"], "k9",
                                                 30) is None  # made before a restart
-    assert await campaigns.renew_lease(db, batch, "k1", 30, {"worker": "w"})
-    assert not await campaigns.renew_lease(db, batch, "other", 30, {"worker": "x"})
+    assert await batches.renew_lease(db, batch, "k1", 30, {"worker": "w"})
+    assert not await batches.renew_lease(db, batch, "other", 30, {"worker": "x"})
     assert (await db.batches.find_one({"_id": batch}))["worker"] == {"worker": "w"}
     # Half sent: the rest waits for attempt 1; only the claim holder could say so.
-    assert not await campaigns.close_batch(db, batch, "other", remaining=["b"], attempt=1)
-    assert await campaigns.close_batch(db, batch, "k1", remaining=["b"], attempt=1)
-    found = await campaigns.claim_batch(db, batch, "k2", lease_s=0.05)
+    assert not await batches.close_batch(db, batch, "other", remaining=["b"], attempt=1)
+    assert await batches.close_batch(db, batch, "k1", remaining=["b"], attempt=1)
+    found = await batches.claim_batch(db, batch, "k2", lease_s=0.05)
     assert found["customer_ids"] == ["b"] and found["attempt"] == 1
-    assert await campaigns.claim_batch(db, batch, "k3", lease_s=30) is None  # held
+    assert await batches.claim_batch(db, batch, "k3", lease_s=30) is None  # held
     await asyncio.sleep(0.1)
-    assert await campaigns.requeue_expired(db, doc["_id"], keep={batch}) == []
-    assert await campaigns.requeue_expired(db, doc["_id"]) == [batch]
-    assert not await campaigns.renew_lease(db, batch, "k2", 30)  # that run must stop
-    assert [b["status"] for b in await campaigns.open_batches(db, doc["_id"])] == [
+    assert await batches.requeue_expired(db, doc["_id"], keep={batch}) == []
+    assert await batches.requeue_expired(db, doc["_id"]) == [batch]
+    assert not await batches.renew_lease(db, batch, "k2", 30)  # that run must stop
+    assert [b["status"] for b in await batches.open_batches(db, doc["_id"])] == [
         BatchStatus.PENDING]
-    assert await campaigns.unfinished_batches(db, doc["_id"]) == 1
+    assert await batches.unfinished_batches(db, doc["_id"]) == 1
 
 
 async def test_an_outcome_is_recorded_once_however_many_runs_send_it(db) -> None:
     cid = (await _campaign(db))["_id"]
-    first = {"_id": campaigns.delivery_id(cid, "a"), "campaign_id": cid, "customer_id": "a",
+    first = {"_id": delivery_id(cid, "a"), "campaign_id": cid, "customer_id": "a",
              "status": DeliveryStatus.PENDING, "attempts": 1}
-    assert await campaigns.write_outcomes(db, [first], []) == set()
+    assert await ledger.write_outcomes(db, [first], []) == set()
     again = {**first, "status": DeliveryStatus.SENT}
-    lost = await campaigns.write_outcomes(db, [again], [])  # a second run's first attempt
+    lost = await ledger.write_outcomes(db, [again], [])  # a second run's first attempt
     assert lost == {first["_id"]}
-    await campaigns.write_outcomes(db, [], [(first["_id"], {"status": "sent", "attempts": 2})])
-    recorded = await campaigns.recorded(db, [first["_id"], campaigns.delivery_id(cid, "z")])
+    await ledger.write_outcomes(db, [], [(first["_id"], {"status": "sent", "attempts": 2})])
+    recorded = await ledger.recorded(db, [first["_id"], delivery_id(cid, "z")])
     assert {k: (v["status"], v["attempts"]) for k, v in recorded.items()} == {
         first["_id"]: ("sent", 2)}
 
 
 async def test_a_bounce_moves_its_delivery_counters_and_roll_ups_once(db) -> None:
     cid = (await _campaign(db))["_id"]
-    at = campaigns.now()
-    sent = {"_id": campaigns.delivery_id(cid, "a"), "campaign_id": cid, "customer_id": "a",
+    at = batches.now()
+    sent = {"_id": delivery_id(cid, "a"), "campaign_id": cid, "customer_id": "a",
             "status": "sent", "attempts": 1, "created_at": at, "last_attempt_at": at,
             "sent_at": at, "latency_ms": 12.0, "node": "n", "worker": "w", "last_code": 250}
-    await campaigns.write_outcomes(db, [sent], [])
-    await campaigns.record_progress(db, cid, {"counts.sent": 1}, None)
+    await ledger.write_outcomes(db, [sent], [])
+    await ledger.record_progress(db, cid, {"counts.sent": 1}, None)
     increments = rollups.Increments()
     increments.outcome(cid, sent, None)
     await rollups.write(db, increments)

@@ -40,3 +40,12 @@ def test_the_preview_link_unsubscribes_nobody() -> None:
     link = unsubscribe_url("https://op.example/", composer.PREVIEW_TOKEN)
     assert link == "https://op.example/unsubscribe/preview"
     assert verify_customer_token(composer.PREVIEW_TOKEN, "s3") is None
+
+
+def test_the_api_names_exactly_the_registered_channels() -> None:
+    from typing import get_args
+
+    from app.campaigns.models import Channel
+    from app.channels.registry import CHANNELS
+
+    assert set(get_args(Channel)) == set(CHANNELS)

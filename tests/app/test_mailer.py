@@ -9,6 +9,7 @@ import aiosmtplib
 import pytest
 from aiosmtplib.email import quote_address
 
+from app.channels.base import SendOutcome
 from app.channels.email.mailer import (
     AUTH,
     FAILED,
@@ -16,7 +17,6 @@ from app.channels.email.mailer import (
     SENT,
     Mail,
     Sender,
-    SendOutcome,
     build_message,
     classify,
     delivery_id_in,

@@ -17,6 +17,7 @@ from pymongo import MongoClient, monitoring
 
 from app.audience.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bucket_of
 from app.audience.models import Audience
+from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.campaigns.sending import ROLLUP_EVERY_S, BatchJob, close_batch, run_batch, stage_finished
@@ -24,6 +25,7 @@ from app.core import rollups
 from app.core.bulk import Writes
 from app.core.config import Endpoints, load_settings
 from app.core.db import database, ensure_indexes
+from app.core.ids import delivery_id
 from app.core.runtime import Runtime
 from app.core.statuses import BatchStatus
 from app.integrations.webhooks import Subscriptions
@@ -84,7 +86,7 @@ class Batch:
             created_by="test")
         self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
                                                         connections=2, audience_pages=1)
-        self.batch_id = await campaigns.insert_claimed_batch(
+        self.batch_id = await batches.insert_claimed_batch(
             self.db, doc["_id"], 0, self.customer_ids, [1, None], self.claim, lease_s=30)
         return self
 
@@ -111,7 +113,7 @@ class Batch:
     def reclaim(self, claim: str) -> None:
         self.sync.batches.update_one({"_id": self.batch_id}, {"$set": {
             "status": BatchStatus.CLAIMED, "claim": claim,
-            "not_before": campaigns.now() + timedelta(seconds=30)}})
+            "not_before": batches.now() + timedelta(seconds=30)}})
 
 
 async def test_bad_smtp_login_fails_the_campaign_once(mongodb_uri: str, login_relay) -> None:
@@ -176,7 +178,7 @@ async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
     job = batch.job(port, claim="claim-2", fresh=False)
     recorded = batch.customer_ids[:3]
     batch.sync.deliveries.insert_many([
-        {"_id": campaigns.delivery_id(job.campaign_id, cid), "campaign_id": job.campaign_id,
+        {"_id": delivery_id(job.campaign_id, cid), "campaign_id": job.campaign_id,
          "customer_id": cid, "status": "sent", "attempts": 1} for cid in recorded])
     summary = await run_batch(job)
 
@@ -271,7 +273,7 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     uri = batch.mongodb_uri + "&appname=count-commands"  # a fresh client, listened to
     job = batch.job(port, connections=4)
     job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))  # the page
-    job.customers_read_at = campaigns.now()
+    job.customers_read_at = batches.now()
     job.runtime = replace(job.runtime, endpoints=Endpoints(uri, "127.0.0.1", port))
     job.listeners = None  # no runner to say who listens: the task reads it
     started = time.monotonic()
@@ -295,7 +297,7 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     # finished in its round.
     assert counter.collections.count("rollups") <= periodic
     assert summary["rollups"].docs()[rollups.campaign_rollup_id(
-        job.campaign_id, rollups.day_of(campaigns.now()))]["counts"] == {"sent": 100}
+        job.campaign_id, rollups.day_of(batches.now()))]["counts"] == {"sent": 100}
     # Who listens for webhook events: read at most once per Subscriptions.ttl_s by a
     # process (here: the first batch on this database), not per batch.
     listeners = counter.collections.count("webhooks")
@@ -304,7 +306,7 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     # The runner's write for this task: counters, roll-ups and the close, one command.
     runner = Writes(database(uri, batch.db_name))
     stage_finished(runner, job.campaign_id,
-                   {"$inc": campaigns.summary_increments(summary)}, summary["rollups"],
+                   {"$inc": ledger.summary_increments(summary)}, summary["rollups"],
                    [summary["close"]])
     await runner.apply()
     assert len(counter.commands) - periodic - listeners == task + 1
@@ -344,9 +346,9 @@ async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
 
     written = sum(doc.get("counts", {}).get("sent", 0) for doc in batch.sync.rollups.find(
         {"_id": rollups.campaign_rollup_id(batch.campaign["_id"],
-                                           rollups.day_of(campaigns.now()))}))
+                                           rollups.day_of(batches.now()))}))
     returned = summary["rollups"].docs()[rollups.campaign_rollup_id(
-        batch.campaign["_id"], rollups.day_of(campaigns.now()))]["counts"]["sent"]
+        batch.campaign["_id"], rollups.day_of(batches.now()))]["counts"]["sent"]
     assert returned >= 1 and written + returned == 12
 
 
@@ -360,7 +362,7 @@ async def test_an_unsubscribe_after_the_page_was_read_is_respected(
     batch = await Batch(mongodb_uri, 4).create()
     job = batch.job(port)
     job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))
-    job.customers_read_at = campaigns.now()
+    job.customers_read_at = batches.now()
     assert await set_unsubscribed(batch.db, "c002", via="link")
     summary = await run_batch(job)
 
@@ -382,20 +384,20 @@ def _plans(plan: dict) -> list[str]:
 async def test_every_send_path_query_uses_an_index(mongodb_uri: str) -> None:
     batch = await Batch(mongodb_uri, 3).create()
     cid, db = batch.campaign["_id"], batch.sync
-    ids = [campaigns.delivery_id(cid, c) for c in batch.customer_ids]
+    ids = [delivery_id(cid, c) for c in batch.customer_ids]
     shapes = {
         "batches": [
             ({"_id": batch.batch_id, "claim": "x"}, None),  # renew, close
             ({"_id": batch.batch_id, "status": "pending"}, None),  # claim a pending one
             ({"campaign_id": cid, "status": {"$in": ["pending", "claimed"]}}, None),  # open
             ({"campaign_id": cid, "status": "claimed",
-              "not_before": {"$lt": campaigns.now()}}, None),  # expired leases
+              "not_before": {"$lt": batches.now()}}, None),  # expired leases
             ({"campaign_id": cid}, "seq"),  # the newest batch, for a restarted runner
         ],
         "deliveries": [({"_id": {"$in": ids}}, None)],  # what a rerun finds recorded
         "customers": [
             ({"_id": {"$in": batch.customer_ids}}, None),  # the batch's recipients
-            ({"unsubscribed_at": {"$gte": campaigns.now()}}, None),  # unsubscribed since
+            ({"unsubscribed_at": {"$gte": batches.now()}}, None),  # unsubscribed since
             (audience_page_query({"tag": "send"}, 5, AUDIENCE_BUCKETS), None),
             (audience_page_query({}, 5, AUDIENCE_BUCKETS), None),
             (audience_page_query({"tag": "send"}, 3, 32), None),  # a shard of 32 buckets
@@ -432,14 +434,14 @@ async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeu
     gets one message, whatever the cut-off worker's clock says (skewed a minute)."""
     handler, port = slow_relay
     batch = await Batch(mongodb_uri, 30).create()
-    renew = campaigns.renew_lease
+    renew = batches.renew_lease
 
     async def cut_off(db, batch_id: str, claim: str, *args, **kwargs) -> bool:
         if claim == batch.claim:
             raise ConnectionError("the database is on the other side of a partition")
         return await renew(db, batch_id, claim, *args, **kwargs)
 
-    monkeypatch.setattr(campaigns, "renew_lease", cut_off)
+    monkeypatch.setattr(batches, "renew_lease", cut_off)
     lease_s = 2.0
     batch.sync.batches.update_one({"_id": batch.batch_id}, [{"$set": {  # a 2 s lease
         "not_before": {"$add": ["$$NOW", round(lease_s * 1000)]}}}])
@@ -448,7 +450,7 @@ async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeu
         clock=lambda: time.monotonic() + skew_s, close=False))
 
     async def sweep() -> list[str]:  # as the runner's sweep does, until the lease lapsed
-        while not (requeued := await campaigns.requeue_expired(batch.db,
+        while not (requeued := await batches.requeue_expired(batch.db,
                                                                batch.campaign["_id"])):
             await asyncio.sleep(0.1)
         return requeued
@@ -457,7 +459,7 @@ async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeu
     sent_by_then = handler.total
     first = await cut
     assert handler.total == sent_by_then  # nothing went out after its lease lapsed
-    found = await campaigns.claim_batch(batch.db, batch.batch_id, "claim-2", 30)
+    found = await batches.claim_batch(batch.db, batch.batch_id, "claim-2", 30)
     rest = await run_batch(batch.job(port, claim="claim-2", fresh=False))
     assert first["stopped"] == "lease lapsed" and 0 < first["counts"]["sent"] < 30
     assert len(found["customer_ids"]) == 30  # given back whole: its close never came

@@ -9,7 +9,7 @@ the same signed unsubscribe link and List-Unsubscribe header.
 
 from __future__ import annotations
 
-from app.audience.customers import template_variables
+from app.channels.base import personalised
 from app.channels.email.mailer import Mail
 from app.channels.email.tracking import instrument
 from app.channels.templates import CompiledTemplates
@@ -20,24 +20,13 @@ CODE_SUBJECT = "Your chat code"
 PREVIEW_TOKEN = "preview"  # the preview's link, which unsubscribes nobody
 
 
-def variables(customer: dict, link: str) -> dict:
-    """What a template sees: the customer's fields and the unsubscribe link."""
-    return {**template_variables(customer), "unsubscribe_url": link}
-
-
-def render(templates: CompiledTemplates, customer: dict, link: str
-           ) -> tuple[str, str, str | None]:
-    """(subject, text, html) of the templates for this customer and unsubscribe link."""
-    return templates.render(variables(customer, link))
-
-
 def campaign_mail(templates: CompiledTemplates, customer: dict, *, public_url: str,
                   secret: str, message_id: str, delivery_id: str | None = None,
                   tracking: dict | None = None) -> Mail:
     """The customer's email; with `tracking` (opens, clicks) and its delivery id, its
     links and open pixel are the delivery's signed ones (`app.channels.email.tracking`)."""
     link = customer_unsubscribe_url(public_url, customer["_id"], secret)
-    subject, text, html = render(templates, customer, link)
+    subject, text, html = personalised(templates, customer, link)
     if tracking and delivery_id and (tracking.get("opens") or tracking.get("clicks")):
         text, html = instrument(text, html, delivery_id=delivery_id,
                                 opens=bool(tracking.get("opens")),
@@ -46,14 +35,6 @@ def campaign_mail(templates: CompiledTemplates, customer: dict, *, public_url: s
     return Mail(to_email=customer["email"], to_name=customer.get("name") or "",
                 subject=subject, text=text, html=html, message_id=message_id,
                 unsubscribe_url=link)
-
-
-def sms_text(templates: CompiledTemplates, customer: dict, *, public_url: str,
-             secret: str) -> str:
-    """An SMS campaign's text for the customer (its template is the text body; the
-    unsubscribe link is there for a template that names it)."""
-    link = customer_unsubscribe_url(public_url, customer["_id"], secret)
-    return render(templates, customer, link)[1].strip()
 
 
 def offer_mail(offer: dict, *, public_url: str, secret: str, message_id: str) -> Mail:

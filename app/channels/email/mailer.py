@@ -19,6 +19,7 @@ from email.utils import formataddr, formatdate, parseaddr
 import aiosmtplib
 from aiosmtplib.email import quote_address
 
+from app.channels.base import SendOutcome
 from app.core.config import Endpoints, Settings
 from app.core.statuses import AttemptOutcome
 
@@ -181,13 +182,6 @@ def envelope_address(address: str) -> bytes:
     if _PLAIN_MAILBOX.fullmatch(address):
         return b"<" + address.encode("ascii") + b">"
     return _quoted(address)
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    status: str  # sent | retry | failed | auth
-    code: int | None = None
-    error: str | None = None
 
 
 def classify(exc: BaseException) -> SendOutcome:

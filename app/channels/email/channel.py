@@ -1,0 +1,43 @@
+"""Email as a channel: a campaign's message is a `Mail` built into RFC 5322 bytes with a
+Message-ID derived from its delivery, sent over this process's pooled SMTP connections."""
+
+from __future__ import annotations
+
+from app.channels.base import Channel, Composed, Sender
+from app.channels.email.composer import campaign_mail
+from app.channels.email.mailer import build_message, message_id, sender_pool
+from app.channels.templates import CompiledTemplates
+from app.core.config import Endpoints, Settings
+from app.core.runtime import Runtime
+
+
+class EmailChannel(Channel):
+    name = "email"
+    relay = "SMTP authentication"
+    takes_html = True
+    needs_subject = True
+
+    def unreachable(self, customer: dict) -> str | None:
+        if not customer.get("email"):
+            return "no email address"
+        return super().unreachable(customer)
+
+    def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
+                delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
+        settings = runtime.settings
+        mid = message_id(delivery_id, settings.mail_from)
+        mail = campaign_mail(templates, customer, public_url=settings.public_url,
+                             secret=runtime.signing_secret, message_id=mid,
+                             delivery_id=delivery_id, tracking=tracking)
+        return Composed(build_message(mail, settings.mail_from), mid)
+
+    async def open_senders(self, settings: Settings, endpoints: Endpoints, n: int
+                           ) -> list[Sender]:
+        return list(await sender_pool().take(settings, endpoints, n))
+
+    def close_senders(self, senders: list[Sender]) -> None:
+        sender_pool().give(senders)  # type: ignore[arg-type]
+
+    def relay_limit(self, settings: Settings) -> dict[str, float]:
+        rate = settings.relay_rate_limit_per_s
+        return {"relay": rate} if rate else {}

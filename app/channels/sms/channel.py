@@ -1,0 +1,66 @@
+"""SMS as a channel: a campaign's text body, rendered, split into SMPP parts (GSM-7 or
+UCS-2), submitted over this process's SMPP session; its parts' SMSC ids are stored so
+delivery receipts find the delivery, and the SMSC's rate limit counts parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.channels.base import Channel, Composed, Outcome, Sender, personalised
+from app.channels.sms.smpp import Sms, describe, smpp_senders
+from app.channels.templates import CompiledTemplates
+from app.core.config import Endpoints, Settings
+from app.core.runtime import Runtime
+from app.core.tokens import customer_unsubscribe_url
+
+RECEIPTS = ("delivered", "undeliverable")  # a delivery receipt's final states
+
+
+def sms_text(templates: CompiledTemplates, customer: dict, *, public_url: str,
+             secret: str) -> str:
+    """An SMS campaign's text for the customer (its template is the text body; the
+    unsubscribe link is there for a template that names it)."""
+    link = customer_unsubscribe_url(public_url, customer["_id"], secret)
+    return personalised(templates, customer, link)[1].strip()
+
+
+class SmsChannel(Channel):
+    name = "sms"
+    relay = "SMSC bind"
+    receipts = RECEIPTS
+
+    def unreachable(self, customer: dict) -> str | None:
+        if not customer.get("phone"):
+            return "no phone number"
+        return super().unreachable(customer)
+
+    def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
+                delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
+        text = sms_text(templates, customer, public_url=runtime.settings.public_url,
+                        secret=runtime.signing_secret)
+        message = Sms(customer["phone"], text, delivery_id)
+        return Composed(message, delivery_id, units=len(message.parts[1]))
+
+    async def open_senders(self, settings: Settings, endpoints: Endpoints, n: int
+                           ) -> list[Sender]:
+        return list(smpp_senders(settings, endpoints, n))  # n at a time on one session
+
+    def stored_fields(self) -> dict[str, Any]:
+        return {"channel": self.name}
+
+    def sent_fields(self, outcome: Outcome) -> dict[str, Any]:
+        ids = getattr(outcome, "smsc_ids", ())
+        return {"smsc_ids": list(ids), "segments": len(ids)} if ids else {}
+
+    def relay_limit(self, settings: Settings) -> dict[str, float]:
+        rate = settings.smpp_rate_limit_per_s
+        return {"smsc": rate} if rate else {}  # parts a second
+
+    def delivered_rate(self, counts: dict[str, int]) -> float:
+        """Receipted as delivered to the handset, of those sent."""
+        sent = counts.get("sent", 0)
+        return round(counts.get("delivered", 0) / sent, 4) if sent else 0.0
+
+    def preview(self, text: str, customer: dict) -> dict[str, Any] | None:
+        """Where it goes, and what it costs: its encoding and parts (billed per part)."""
+        return {"to": customer.get("phone"), **describe(text)}
