@@ -50,10 +50,11 @@ from actors.webhook_sender import poke as webhook_poke
 from app.audience.customers import audience_page
 from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
+from app.campaigns.batch import BatchClose, BatchJob, BatchSummary
+from app.campaigns.rounds import record_round
 from app.campaigns.send_tasks import SendMetrics
-from app.campaigns.sending import BatchJob, stage_finished
 from app.channels.registry import channel_named
-from app.core import bulk, rollups
+from app.core import rollups
 from app.core.runtime import Runtime
 from app.core.statuses import FINISHED, BatchStatus, CampaignStatus
 from app.integrations import outbox, webhooks
@@ -158,7 +159,7 @@ class CampaignRunner:
         self.stopping = False  # in-flight tasks were asked to stop (pause, cancel)
         self.pending_inc: Counter[str] = Counter()
         self.uncounted = 0  # finished tasks whose counts are in pending_inc, not written
-        self.pending_closes: list[dict] = []  # their batches' closes, written with them
+        self.pending_closes: list[BatchClose] = []  # their batches' closes, written with them
         self.pending_rollups = rollups.Increments()
         self.progress_at = 0.0  # when the counters were last written
         self.totals: Counter[str] = Counter()
@@ -419,21 +420,21 @@ class CampaignRunner:
             log.warning("campaign %s: send task for %s failed (%s); its lease will lapse",
                         self.campaign_id, batch, type(exc).__name__)
             return
-        if summary.get("webhooks"):
+        if summary.webhooks:
             webhook_poke()
-        if summary.get("due_in_s") is not None:
-            heapq.heappush(self.due, (time.time() + summary["due_in_s"], batch))
-        if not summary.get("counted"):
+        if summary.due_in_s is not None:
+            heapq.heappush(self.due, (time.time() + summary.due_in_s, batch))
+        if not summary.counted:
             self._add(summary)
 
-    def _add(self, summary: dict) -> None:
-        inc = ledger.summary_increments(summary)
+    def _add(self, summary: BatchSummary) -> None:
+        inc = summary.increments()
         self.pending_inc.update(inc)
         self.uncounted += 1
-        if summary.get("close"):
-            self.pending_closes.append(summary["close"])
-        if summary.get("rollups"):
-            self.pending_rollups.merge(summary["rollups"])
+        if summary.close:
+            self.pending_closes.append(summary.close)
+        if summary.rollups:
+            self.pending_rollups.merge(summary.rollups)
         for key, n in inc.items():
             if key.startswith("counts."):
                 self.totals[key.removeprefix("counts.")] += n
@@ -453,18 +454,15 @@ class CampaignRunner:
                     ledger.AUDIENCE_SEEN: self.cursor.seen_page}
             self.written_page = self.cursor.seen_page
             self.totals["total"] = self.cursor.seen
-        try:  # counters, roll-ups and the finished batches' closes: one command (app.core.bulk)
-            writes = bulk.Writes(db)
+        try:  # counters, roll-ups and the finished batches' closes: one command
             update = ledger.progress_update(inc, sample, sets)
             if update:
                 self.pending_inc = Counter()
             closes, self.pending_closes = self.pending_closes, []
-            stage_finished(writes, self.campaign_id, update,
-                           self.pending_rollups.take() if self.pending_rollups else None,
-                           closes)
-            if writes:
+            if await record_round(db, self.campaign_id, update,
+                                  self.pending_rollups.take() if self.pending_rollups
+                                  else None, closes):
                 self.progress_at = time.monotonic()
-                await writes.apply()
         finally:  # a failed write loses these counts (the completion recounts them) and
             # closes (their leases run out; a rerun finds every outcome recorded), and
             self.uncounted -= counted  # must not hold tasks_in_flight above 0 for good

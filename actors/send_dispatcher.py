@@ -21,8 +21,8 @@ import time
 import ray
 
 from actors import registry
+from app.campaigns.batch import BatchJob
 from app.campaigns.send_tasks import send_batch, warm_send_worker
-from app.campaigns.sending import BatchJob
 from app.core.config import Settings, Telemetry
 from app.observability import telemetry
 

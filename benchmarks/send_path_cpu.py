@@ -26,8 +26,10 @@ from app.audience.customers import bucket_of
 from app.audience.models import Audience
 from app.campaigns import batches
 from app.campaigns import records as campaigns
+from app.campaigns.batch import BatchJob
 from app.campaigns.models import CampaignCreate, LaunchOptions
-from app.campaigns.sending import BatchJob, run_batch
+from app.campaigns.rounds import record_round
+from app.campaigns.sending import run_batch
 from app.core.config import Endpoints, load_settings
 from app.core.db import database, ensure_indexes
 from app.core.runtime import Runtime
@@ -89,7 +91,10 @@ async def measure(uri: str, sink: BenchSink, db_process: psutil.Process, message
 
     async def worker() -> None:
         while queue:
-            await run_batch(queue.pop(0))
+            job = queue.pop(0)
+            summary = await run_batch(job)  # and its close, as the runner writes it
+            await record_round(job.runtime.database(), job.campaign_id, {}, None,
+                               [summary.close] if summary.close else [])
 
     await asyncio.gather(*(worker() for _ in range(parallel)))
     after = sample()

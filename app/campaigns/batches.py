@@ -148,7 +148,8 @@ def close_update(remaining: list[str], attempt: int, backoff_s: float = 0.0
                  ) -> list[dict[str, Any]]:
     """The claim holder's close of its run, an update pipeline: done when nothing
     remains, else pending again with the recipients still to send at `attempt`, due
-    `backoff_s` after now on the database's clock (filter: `_id` and claim)."""
+    `backoff_s` after now on the database's clock (filter: `_id` and claim). Written
+    with a round's counters by `app.campaigns.rounds`, the one way a batch closes."""
     if remaining:
         fields: dict[str, Any] = {"status": BatchStatus.PENDING,
                                   "customer_ids": {"$literal": remaining}, "attempt": attempt,
@@ -156,15 +157,6 @@ def close_update(remaining: list[str], attempt: int, backoff_s: float = 0.0
     else:
         fields = {"status": BatchStatus.DONE, "done_at": "$$NOW"}
     return [{"$set": {**fields, "claim": None}}]
-
-
-async def close_batch(db: AsyncDatabase, batch: str, claim: str, *, remaining: list[str],
-                      attempt: int, backoff_s: float = 0.0) -> bool:
-    """Close a run on its own (see `close_update`); False when the claim was lost. Under
-    a runner, the close goes with its counters instead (`app.campaigns.sending.stage_finished`)."""
-    result = await db.batches.update_one({"_id": batch, "claim": claim},
-                                         close_update(remaining, attempt, backoff_s))
-    return result.matched_count == 1
 
 
 async def release_batch(db: AsyncDatabase, batch: str, claim: str) -> bool:

@@ -68,19 +68,6 @@ def stage_sms_parts(writes: bulk.Writes, parts: list[dict]) -> None:
         writes.insert("sms_parts", part)
 
 
-def summary_increments(summary: dict) -> dict[str, int]:
-    """The `$inc` for one task's outcomes (its summary)."""
-    inc: dict[str, int] = {f"counts.{status}": n for status, n in summary["counts"].items()
-                           if status in FINAL_DELIVERY and n}
-    if summary.get("retries"):
-        inc["retries"] = summary["retries"]
-    sent = summary["counts"].get(DeliveryStatus.SENT, 0)
-    if sent:
-        inc[f"by_node.{key_safe(summary['node'])}"] = sent
-        inc[f"by_worker.{key_safe(summary['worker'])}"] = sent
-    return inc
-
-
 def progress_update(inc: dict[str, int], sample: dict | None,
                     sets: dict[str, Any] | None = None) -> dict[str, Any]:
     """Counters, the audience seen so far, a timeline sample when one is due ({}: none)."""

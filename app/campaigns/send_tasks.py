@@ -34,7 +34,9 @@ import time
 import ray
 from ray.util.metrics import Counter, Gauge, Histogram
 
-from app.campaigns.sending import BatchControl, BatchJob, count_alone, run_batch
+from app.campaigns.batch import BatchControl, BatchJob, BatchSummary
+from app.campaigns.rounds import record_alone
+from app.campaigns.sending import run_batch
 from app.core.config import Settings
 from app.core.statuses import AttemptOutcome
 from app.observability import logs, telemetry, tracing
@@ -66,14 +68,14 @@ class SendMetrics:
             cls._instance = SendMetrics()
         return cls._instance
 
-    def observe_batch(self, summary: dict) -> None:
-        channel = summary.get("channel", "email")
-        for status, n in summary["counts"].items():
+    def observe_batch(self, summary: BatchSummary) -> None:
+        channel = summary.channel
+        for status, n in summary.counts.items():
             self.messages.inc(n, tags={"status": status, "channel": channel})
-        if summary["retries"]:
-            self.messages.inc(summary["retries"], tags={"status": AttemptOutcome.RETRY,
-                                                        "channel": channel})
-        for latency_ms in summary["latencies"]:
+        if summary.retries:
+            self.messages.inc(summary.retries, tags={"status": AttemptOutcome.RETRY,
+                                                     "channel": channel})
+        for latency_ms in summary.latencies:
             self.latency.observe(latency_ms)
 
 
@@ -104,7 +106,7 @@ def _draining_notice(job: BatchJob):
     return notify
 
 
-async def _batch(job: BatchJob, **context) -> dict:
+async def _batch(job: BatchJob, **context) -> BatchSummary:
     """The batch, with its campaign on the log lines and, when tracing, in a span under
     the runner's (a task of its own on the loop: what it binds stays its own)."""
     logs.bind(campaign_id=job.campaign_id)
@@ -115,11 +117,10 @@ async def _batch(job: BatchJob, **context) -> dict:
                           campaign=job.campaign_id, batch=job.batch_id, attempt=job.attempt,
                           recipients=len(job.customer_ids), node=context["node_id"]) as span:
             summary = await run_batch(job, **context)
-            span.set_attributes({f"sent.{status}": n
-                                 for status, n in summary["counts"].items()})
+            span.set_attributes({f"sent.{status}": n for status, n in summary.counts.items()})
     if log.isEnabledFor(logging.INFO):
         log.info("batch %s: %s", job.batch_id, ", ".join(
-            f"{n} {status}" for status, n in summary["counts"].items()) or "nothing to send")
+            f"{n} {status}" for status, n in summary.counts.items()) or "nothing to send")
     return summary
 
 
@@ -144,25 +145,23 @@ def worker_pool_environment(settings: Settings, num_cpus: int) -> dict[str, str]
 
 
 @ray.remote(max_retries=0, retry_exceptions=False)  # every run has a claim of its own
-def send_batch(job: BatchJob) -> dict:
+def send_batch(job: BatchJob) -> BatchSummary:
     control = BatchControl()
     reserve = _reserve_with(job.limiter) if job.limiter is not None else None
     node_id = ray.get_runtime_context().get_node_id()
     loop = worker_loop()
     telemetry.setup(job.settings, "send_task")  # before the first database client
     on_draining = _draining_notice(job) if job.runner is not None else None
-    runner_closes = job.runner is not None  # with the counters, in one command
     future = asyncio.run_coroutine_threadsafe(
         _batch(job, node_id=node_id, reserve=reserve, control=control,
-               on_draining=on_draining, close=not runner_closes), loop)
+               on_draining=on_draining), loop)
     try:
         summary = future.result()
     except KeyboardInterrupt:  # ray.cancel: stop cleanly, count what went out, report
         control.request_stop()
         summary = future.result()
-        asyncio.run_coroutine_threadsafe(
-            count_alone(job, summary, close=runner_closes), loop).result()
-        summary["counted"] = True
+        asyncio.run_coroutine_threadsafe(record_alone(job, summary), loop).result()
+        summary.counted = True
     SendMetrics.get().observe_batch(summary)
-    summary["latencies"] = []  # observed here; no need to ship them to the runner
+    summary.latencies = []  # observed here; no need to ship them to the runner
     return summary

@@ -1,18 +1,20 @@
-"""Sending one batch of a campaign: hold the claim's lease, read the recipients, render, send
-over pooled SMTP connections, record the outcomes in bulk, say how the batch closes. Pure
+"""Sending one batch of a campaign: hold the claim's lease, read the recipients, have the
+campaign's channel compose and send each message (`app.channels`), record the outcomes
+in bulk (`app.campaigns.outcomes`), say how the batch closes. Pure
 asyncio; the Ray task in `app.campaigns.send_tasks` runs it on its worker process's loop.
 
 Database work per batch, not per message: a fresh batch of 100 costs one read (who of
 its customers unsubscribed since the runner read them) and an `insert` per flush of
 outcomes. A webhook endpoint that listens for delivery events (the runner says which,
 in the job) adds one insert per flush, an SMS batch its parts. The close (what is left
-of the batch, at which attempt) goes back to the runner in the summary, with the
-counts and roll-up increments, and the runner writes it with the counters and the
-roll-ups of every task that finished in its round, in one command; it also made the
-batch's insert. A fresh batch sends under the lease that insert began, so it needs no
-command to start; a task that starts late renews first. A run that dies before its
-close is written leaves its batch claimed until the lease runs out; the rerun then
-finds every outcome recorded and sends nothing again.
+of the batch, at which attempt) goes back to the runner in the `BatchSummary`, with
+the counts and roll-up increments, and the runner writes it with the counters and the
+roll-ups of every task that finished in its round, in one command
+(`app.campaigns.rounds`); it also made the batch's insert. A fresh batch sends under
+the lease that insert began, so it needs no command to start; a task that starts late
+renews first. A run that dies before its close is written leaves its batch claimed
+until the lease runs out; the rerun then finds every outcome recorded and sends
+nothing again.
 Outcomes are flushed when `send_flush_every` have queued up, when the oldest has
 waited `send_flush_s`, and at the end; a connection waits while twice
 `send_flush_every` are unwritten. So a process killed mid-batch leaves at most that
@@ -28,15 +30,10 @@ outcomes are written: a batch boundary no longer leaves connections idle.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,15 +41,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app.audience.customers import SEND_FIELDS, unsubscribed_since
 from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
-from app.channels.base import Channel, SendOutcome
-from app.channels.registry import channel_named
+from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
+from app.campaigns.outcomes import OutcomeRecorder
+from app.channels.base import SendOutcome
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
-from app.core import bulk, rollups
-from app.core.config import Settings
 from app.core.ids import delivery_id
-from app.core.runtime import Runtime
 from app.core.statuses import AttemptOutcome, DeliveryStatus
-from app.integrations import webhooks
 
 log = logging.getLogger("operator_comms.sending")
 SENT, FAILED, AUTH = AttemptOutcome.SENT, AttemptOutcome.FAILED, AttemptOutcome.AUTH
@@ -61,77 +55,6 @@ Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
 RENEW_RETRY_S = 0.5
-
-
-@dataclass
-class BatchJob:
-    """One batch as the runner hands it to a task: its recipients and its claim."""
-
-    campaign_id: str
-    batch_id: str
-    claim: str
-    attempt: int
-    customer_ids: list[str]
-    runtime: Runtime
-    templates: dict[str, str | None]
-    connections: int
-    # Created by the runner for this claim, and submitted without Ray retries (a worker
-    # that dies fails the task; the runner claims the batch anew): nothing of it can be
-    # recorded yet, so the task reads no records. Any other run reads them first.
-    fresh: bool = False
-    # What is left of the claim's lease when the runner hands the job over, by the
-    # runner's monotonic clock (the lease's end is the database's; see `BatchRun`).
-    # None: the task renews before it sends.
-    lease_left_s: float | None = None
-    # The recipients' documents as the runner read them with the audience page, and
-    # when; the task then only asks who unsubscribed since. None: the task reads them.
-    customers: list[dict] | None = None
-    customers_read_at: datetime | None = None
-    limits: dict[str, float] = field(default_factory=dict)
-    limiter: Any = None  # the rate limiter's handle, used by the task's `reserve`
-    # The campaign runner's handle: told when every message of the batch is taken (the
-    # last ones on the wire), so the next batch's dispatch overlaps them.
-    runner: Any = None
-    trace: dict[str, str] | None = None  # the runner's span: the batch's goes under it
-    tracking: dict[str, bool] | None = None  # opens, clicks (app.channels.email.tracking)
-    # The endpoints that want delivery.status events, as the runner knows them (told of
-    # every change through the API); None: this process reads them (app.integrations.webhooks).
-    listeners: list[str] | None = None
-    channel: str = "email"  # the campaign's channel (`app.channels.registry`)
-
-    @property
-    def settings(self) -> Settings:
-        return self.runtime.settings
-
-    @property
-    def sends_by(self) -> Channel:
-        return channel_named(self.channel)
-
-
-class BatchControl:
-    """A stop request that another thread (the task's, on `ray.cancel`) can make."""
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.event: asyncio.Event | None = None
-        self.requested = False
-
-    def bind(self) -> asyncio.Event:
-        self.loop, self.event = asyncio.get_running_loop(), asyncio.Event()
-        if self.requested:
-            self.event.set()
-        return self.event
-
-    def request_stop(self) -> None:
-        self.requested = True
-        if self.loop is not None and self.event is not None:
-            self.loop.call_soon_threadsafe(self.event.set)
-
-
-def worker_identity(node_id: str | None = None) -> dict[str, Any]:
-    node = (node_id or socket.gethostname())[:12]
-    return {"node": node, "worker": f"{node[:8]}-{os.getpid()}", "worker_pid": os.getpid(),
-            "host": socket.gethostname()}
 
 
 _compiled: dict[tuple, CompiledTemplates] = {}
@@ -149,184 +72,18 @@ def compiled_templates(templates: dict[str, str | None]) -> CompiledTemplates:
     return found
 
 
-ROLLUP_EVERY_S = 5.0
-
-
-class OutcomeRecorder:
-    """Outcomes written behind the sends, in bulk, with a bound on what waits."""
-
-    def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any]):
-        self.db, self.job = db, job
-        self.identity = {"node": identity["node"], "worker": identity["worker"]}
-        self.flush_every = job.settings.send_flush_every
-        self.flush_s = job.settings.send_flush_s
-        self.inserts: list[dict] = []
-        self.updates: list[tuple[str, dict]] = []
-        self.previous: dict[str, dict] = {}  # queued updates: the record they replace
-        self.increments = rollups.Increments()  # written, not yet in the roll-ups
-        self.rollups_at = time.monotonic()
-        self.statuses: dict[str, tuple[str, str]] = {}  # queued: delivery id -> status, customer
-        self.oldest: float | None = None
-        self.counts: Counter[str] = Counter()
-        self.retry_ids: list[str] = []
-        self.latencies: list[float] = []
-        self.unrecorded = 0
-        self.webhooks = 0  # events stored for webhook endpoints (the runner pokes their actor)
-        self.changed = asyncio.Condition()
-        self.kick = asyncio.Event()
-        self.error: BaseException | None = None
-        self.closing = False
-        self.flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-
-    async def record(self, customer_id: str, previous: dict | None, outcome: SendOutcome,
-                     latency_ms: float | None, message_id: str | None) -> str:
-        did = delivery_id(self.job.campaign_id, customer_id)
-        status, fields = self._fields(previous, outcome, latency_ms, message_id)
-        async with self.changed:
-            while self.unrecorded >= 2 * self.flush_every and self.error is None:
-                await self.changed.wait()
-            if self.error is not None:
-                raise self.error
-            if previous is None:
-                self.inserts.append({"_id": did, "campaign_id": self.job.campaign_id,
-                                     "customer_id": customer_id, "created_at": fields[
-                                         "last_attempt_at"], **fields})
-            else:
-                self.updates.append((did, fields))
-                self.previous[did] = previous
-            self.statuses[did] = (status, customer_id)
-            self.unrecorded += 1
-            if self.oldest is None:  # the flush loop may sleep with no deadline: wake it
-                self.oldest = time.monotonic()  # to count this one's send_flush_s
-                self.kick.set()
-            if len(self.statuses) >= self.flush_every:
-                self.kick.set()
-        return status
-
-    def _fields(self, previous: dict | None, outcome: SendOutcome, latency_ms: float | None,
-                message_id: str | None) -> tuple[str, dict]:
-        at = batches.now()
-        attempts = (previous or {}).get("attempts", 0) + 1
-        fields: dict[str, Any] = {"last_code": outcome.code, "last_error": outcome.error,
-                                  "last_attempt_at": at, "batch_id": self.job.batch_id,
-                                  **self.identity}
-        fields.update(self.job.sends_by.stored_fields())
-        if outcome.status == SENT:
-            status = DeliveryStatus.SENT
-            fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id,
-                          **self.job.sends_by.sent_fields(outcome))
-        elif outcome.status == FAILED:
-            status = DeliveryStatus.FAILED
-        elif outcome.status == SKIPPED:
-            status, attempts = DeliveryStatus.SKIPPED, attempts - 1
-        elif attempts >= self.job.settings.send_max_attempts:
-            status = DeliveryStatus.DEAD
-        else:
-            status = DeliveryStatus.PENDING  # another attempt after the backoff
-        fields["status"] = status
-        fields["attempts"] = attempts
-        return status, fields
-
-    async def _flush_loop(self) -> None:
-        while True:
-            queued = len(self.statuses)
-            age = time.monotonic() - self.oldest if self.oldest is not None else 0.0
-            if queued and (self.closing or queued >= self.flush_every or age >= self.flush_s):
-                await self._flush()
-                continue
-            if not queued and self.closing:
-                return  # the roll-up increments left go to the runner in the summary
-            self.kick.clear()
-            timeout = max(0.0, self.flush_s - age) if queued else None
-            with contextlib.suppress(TimeoutError):  # the oldest outcome's time is up
-                await asyncio.wait_for(self.kick.wait(), timeout)
-
-    async def _flush(self) -> None:
-        """Write the queued outcomes (with the roll-ups when due), then what follows from
-        those written: their SMS parts and their webhook event. One bulk write per
-        collection, not one `bulkWrite` across them: the embedded server runs that op by
-        op, and 25 inserts cost it three times what one `insert` of 25 does
-        (`benchmarks/bulk_write.py`)."""
-        inserts, self.inserts = self.inserts, []
-        updates, self.updates = self.updates, []
-        previous, self.previous = self.previous, {}
-        statuses, self.statuses = self.statuses, {}
-        self.oldest = None
-        try:
-            writes = bulk.Writes(self.db, one_command=False)
-            placed = ledger.stage_outcomes(writes, inserts, updates)
-            # The reports' roll-ups gather over the batch and go back to the runner with
-            # its counts (it writes them with the campaign's counters, for every task at
-            # once); a long batch writes its own every ROLLUP_EVERY_S, but not at its
-            # last flush, whose increments ride in the summary like a short batch's.
-            # Every task of a campaign adds to the same document: a write per flush made
-            # them queue on it.
-            if not self.closing and time.monotonic() - self.rollups_at >= ROLLUP_EVERY_S:
-                rollups.stage(writes, self.increments)
-                self.increments, self.rollups_at = rollups.Increments(), time.monotonic()
-            lost = {placed[at] for at in await writes.apply() if at in placed}
-            written = [(doc["_id"], doc) for doc in inserts if doc["_id"] not in lost]
-            for _, doc in written:
-                self.increments.outcome(self.job.campaign_id, doc, None)
-            for did, fields in updates:
-                self.increments.outcome(self.job.campaign_id, fields, previous[did])
-            parts = bulk.Writes(self.db, one_command=False)
-            # Where a delivery receipt finds its delivery (actors.sms_gateway).
-            ledger.stage_sms_parts(parts, [
-                {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
-                for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
-            await parts.apply()
-            changed = [{"delivery_id": did, "customer_id": customer_id, "status": status}
-                       for did, (status, customer_id) in statuses.items() if did not in lost]
-            if changed:  # one event per flush, and no write at all when nobody listens
-                await self._emit(changed)
-        except BaseException as exc:  # surface it to the senders: stop sending
-            async with self.changed:
-                self.error = exc
-                self.changed.notify_all()
-            raise
-        for did, (status, customer_id) in statuses.items():
-            if did in lost:  # another run recorded it first; its count is its own
-                continue
-            if status == DeliveryStatus.PENDING:
-                self.counts[AttemptOutcome.RETRY] += 1
-                self.retry_ids.append(customer_id)
-            else:
-                self.counts[status] += 1
-        async with self.changed:
-            self.unrecorded -= len(statuses)
-            self.changed.notify_all()
-
-    async def _emit(self, changed: list[dict]) -> None:
-        """The webhook event of a flush; the outcomes are recorded whatever becomes of it."""
-        try:
-            self.webhooks += await webhooks.emit(self.db, webhooks.DELIVERY_STATUS, {
-                "campaign_id": self.job.campaign_id, "deliveries": changed},
-                endpoints=self.job.listeners)
-        except Exception:
-            log.exception("batch %s: its delivery.status event could not be stored",
-                          self.job.batch_id)
-
-    async def close(self) -> None:
-        """Wait until every outcome is written."""
-        self.closing = True
-        self.kick.set()
-        await self.flusher
-
-
 async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     reserve: Reserve | None = None,
                     control: BatchControl | None = None,
                     on_draining: Draining | None = None,
-                    close: bool = True,
-                    clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+                    clock: Callable[[], float] = time.monotonic) -> BatchSummary:
     """Send one batch; return what happened (counts by status, identity, what is next).
     `on_draining` is called once, when the last recipient is taken for sending. The
-    run's close (what is left of the batch, at which attempt) is in `summary["close"]`;
-    `close` False leaves writing it to the caller (the runner, with the counters)."""
+    run's close (what is left of the batch, at which attempt) is in `summary.close`,
+    for the runner to write with the round's counters (`app.campaigns.rounds`)."""
     db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
-                          control or BatchControl(), on_draining, close, clock).run()
+                          control or BatchControl(), on_draining, clock).run()
 
 
 class BatchRun:
@@ -334,10 +91,9 @@ class BatchRun:
 
     def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                  reserve: Reserve | None, control: BatchControl,
-                 on_draining: Draining | None = None, close_here: bool = True,
+                 on_draining: Draining | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.db, self.job, self.identity = db, job, identity
-        self.close_here = close_here
         self.reserve, self.control = reserve, control
         self.on_draining = on_draining
         self.settings = job.settings
@@ -358,21 +114,18 @@ class BatchRun:
         self.lease_until = 0.0
         self.renewed_at = 0.0  # when the last renewal (or the claim) was issued
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> BatchSummary:
         job = self.job
-        summary: dict[str, Any] = {"batch": job.batch_id, "channel": job.channel,
-                                   **self.identity, "claimed": 0,
-                                   "counts": {}, "retries": 0, "latencies": [],
-                                   "due_in_s": None, "stopped": None}
+        summary = BatchSummary.started(job, self.identity)
         self.stop = self.control.bind()
         if not await self._hold_lease():
-            summary["stopped"] = "lost"
+            summary.stopped = "lost"
             return summary
         if not job.fresh:
             self.records = await ledger.recorded(self.db, [
                 delivery_id(job.campaign_id, c) for c in job.customer_ids])
         to_send, carried = self._plan()
-        summary["claimed"] = len(to_send)
+        summary.claimed = len(to_send)
         if to_send:
             self.customers = await self._recipients(to_send)
         for cid in to_send:
@@ -398,18 +151,17 @@ class BatchRun:
             remaining = retry
             backoff_s = batches.backoff_s(attempt, self.settings.retry_backoff_s) \
                 if retry else 0.0
-        summary["close"] = {"batch": job.batch_id, "claim": job.claim,
-                            "remaining": remaining, "attempt": attempt, "backoff_s": backoff_s}
-        if self.close_here:
-            await close_batch(self.db, summary)
+        summary.close = BatchClose(job.batch_id, job.claim, remaining, attempt, backoff_s)
         if remaining:  # (if the claim was lost meanwhile, the runner's claim finds out)
-            summary["due_in_s"] = backoff_s
+            summary.due_in_s = backoff_s
         counts = dict(recorder.counts)
-        summary.update(counts=counts, retries=counts.pop(AttemptOutcome.RETRY, 0),
-                       latencies=recorder.latencies, released=len(unsent),
-                       rollups=recorder.increments.take() if recorder.increments else None,
-                       webhooks=recorder.webhooks,
-                       stopped=self.stop_reason[0] if self.stop_reason else None)
+        summary.retries = counts.pop(AttemptOutcome.RETRY, 0)
+        summary.counts = counts
+        summary.latencies = recorder.latencies
+        summary.released = len(unsent)
+        summary.rollups = recorder.increments.take() if recorder.increments else None
+        summary.webhooks = recorder.webhooks
+        summary.stopped = self.stop_reason[0] if self.stop_reason else None
         return summary
 
     async def _recipients(self, ids: list[str]) -> dict[str, dict]:
@@ -545,38 +297,3 @@ class BatchRun:
         started = time.perf_counter()
         outcome = await sender.send(composed.message)
         return outcome, (time.perf_counter() - started) * 1000, composed.message_id
-
-
-async def close_batch(db: AsyncDatabase, summary: dict[str, Any]) -> bool:
-    """Write a run's close (`summary["close"]`); False when its claim was lost."""
-    close = summary["close"]
-    return await batches.close_batch(db, close["batch"], close["claim"],
-                                       remaining=close["remaining"], attempt=close["attempt"],
-                                       backoff_s=close["backoff_s"])
-
-
-def stage_finished(writes: bulk.Writes, campaign_id: str, campaign_update: dict,
-                   increments: rollups.Increments | None, closes: list[dict]) -> None:
-    """Queue what finished runs leave to write, together: the campaign's update (its
-    counters), the roll-up increments and each run's close (`summary["close"]`). The
-    runner writes a round's this way, a cancelled task its own."""
-    if campaign_update:
-        writes.update("campaigns", {"_id": campaign_id}, campaign_update)
-    if increments:
-        rollups.stage(writes, increments)
-    for close in closes:
-        writes.update("batches", {"_id": close["batch"], "claim": close["claim"]},
-                      batches.close_update(close["remaining"], close["attempt"],
-                                             close["backoff_s"]))
-
-
-async def count_alone(job: BatchJob, summary: dict[str, Any], *, close: bool) -> None:
-    """Add a stopped batch's outcomes to the campaign's counters and roll-ups, and
-    close it if `close`: its summary does not reach the runner (Ray reports a cancelled
-    task as cancelled). One command."""
-    writes = bulk.Writes(job.runtime.database())
-    stage_finished(writes, job.campaign_id,
-                   ledger.progress_update(ledger.summary_increments(summary), None),
-                   summary.get("rollups"),
-                   [summary["close"]] if close and summary.get("close") else [])
-    await writes.apply()

@@ -7,8 +7,9 @@ import asyncio
 from datetime import timedelta
 
 from app.audience.models import Audience
-from app.campaigns import batches, ledger
+from app.campaigns import batches, ledger, rounds
 from app.campaigns import records as campaigns
+from app.campaigns.batch import BatchClose
 from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.core import rollup_repair, rollups
 from app.core.ids import delivery_id
@@ -45,8 +46,8 @@ async def test_leases_end_by_the_database_clock(db) -> None:
     ends = (await db.batches.find_one({"_id": batch}))["not_before"]
     assert before + timedelta(seconds=30) <= ends <= await batches.database_now(db) + \
         timedelta(seconds=30)
-    assert await batches.close_batch(db, batch, "k1", remaining=["a"], attempt=1,
-                                       backoff_s=60)
+    await rounds.record_round(db, doc["_id"], {}, None,
+                              [BatchClose(batch, "k1", ["a"], attempt=1, backoff_s=60)])
     due = (await db.batches.find_one({"_id": batch}))["not_before"]
     assert due >= ends + timedelta(seconds=30)  # the backoff, from the database's now
 
@@ -61,8 +62,9 @@ async def test_a_claim_is_held_by_one_run_and_given_back_when_its_lease_runs_out
     assert not await batches.renew_lease(db, batch, "other", 30, {"worker": "x"})
     assert (await db.batches.find_one({"_id": batch}))["worker"] == {"worker": "w"}
     # Half sent: the rest waits for attempt 1; only the claim holder could say so.
-    assert not await batches.close_batch(db, batch, "other", remaining=["b"], attempt=1)
-    assert await batches.close_batch(db, batch, "k1", remaining=["b"], attempt=1)
+    await rounds.record_round(db, doc["_id"], {}, None, [BatchClose(batch, "other", [], 1)])
+    assert (await db.batches.find_one({"_id": batch}))["status"] == BatchStatus.CLAIMED
+    await rounds.record_round(db, doc["_id"], {}, None, [BatchClose(batch, "k1", ["b"], 1)])
     found = await batches.claim_batch(db, batch, "k2", lease_s=0.05)
     assert found["customer_ids"] == ["b"] and found["attempt"] == 1
     assert await batches.claim_batch(db, batch, "k3", lease_s=30) is None  # held

@@ -17,10 +17,12 @@ from pymongo import MongoClient, monitoring
 
 from app.audience.customers import AUDIENCE_BUCKETS, SEND_FIELDS, audience_page_query, bucket_of
 from app.audience.models import Audience
-from app.campaigns import batches, ledger
+from app.campaigns import batches, rounds
 from app.campaigns import records as campaigns
+from app.campaigns.batch import BatchJob, BatchSummary
 from app.campaigns.models import CampaignCreate, LaunchOptions
-from app.campaigns.sending import ROLLUP_EVERY_S, BatchJob, close_batch, run_batch, stage_finished
+from app.campaigns.outcomes import ROLLUP_EVERY_S
+from app.campaigns.sending import run_batch
 from app.core import rollups
 from app.core.bulk import Writes
 from app.core.config import Endpoints, load_settings
@@ -61,6 +63,15 @@ def open_relay():
 
 
 SETTINGS = load_settings(send_lease_s=5.0, retry_backoff_s=0.2)
+
+
+async def run_and_close(job: BatchJob, **context) -> BatchSummary:
+    """Run the batch, then write its close as the runner's round does."""
+    summary = await run_batch(job, **context)
+    if summary.close is not None:
+        await rounds.record_round(job.runtime.database(), job.campaign_id, {}, None,
+                                  [summary.close])
+    return summary
 
 
 class Batch:
@@ -119,7 +130,7 @@ class Batch:
 async def test_bad_smtp_login_fails_the_campaign_once(mongodb_uri: str, login_relay) -> None:
     handler, port = login_relay
     batch = await Batch(mongodb_uri, 6).create()
-    summary = await run_batch(batch.job(port, password="wrong"))
+    summary = await run_and_close(batch.job(port, password="wrong"))
 
     campaign = batch.sync.campaigns.find_one({"_id": batch.campaign["_id"]})
     assert campaign["status"] == "failed"
@@ -130,7 +141,7 @@ async def test_bad_smtp_login_fails_the_campaign_once(mongodb_uri: str, login_re
     stored = batch.sync.batches.find_one({"_id": batch.batch_id})
     assert (stored["status"], sorted(stored["customer_ids"]), stored["attempt"]) == (
         "pending", batch.customer_ids, 0)
-    assert handler.total == 0 and summary["stopped"] == "auth"
+    assert handler.total == 0 and summary.stopped == "auth"
 
 
 async def test_right_login_sends_and_a_retried_task_sends_nothing_again(
@@ -140,11 +151,11 @@ async def test_right_login_sends_and_a_retried_task_sends_nothing_again(
     handler, port = login_relay
     batch = await Batch(mongodb_uri, 5).create()
     job = batch.job(port, password="right", fresh=False)
-    first = await run_batch(job)
-    again = await run_batch(job)  # what Ray does when it retries a task: same claim
+    first = await run_and_close(job)
+    again = await run_and_close(job)  # what Ray does when it retries a task: same claim
 
-    assert first["counts"] == {"sent": 5} and handler.total == 5
-    assert again["claimed"] == 0 and again["counts"] == {} and handler.total == 5
+    assert first.counts == {"sent": 5} and handler.total == 5
+    assert again.claimed == 0 and again.counts == {} and handler.total == 5
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
     sent = list(batch.sync.deliveries.find({}))
     assert len(sent) == 5 and {d["status"] for d in sent} == {"sent"}
@@ -158,14 +169,14 @@ async def test_a_task_that_starts_after_its_claim_was_given_back_sends_nothing(
     handler, port = open_relay
     batch = await Batch(mongodb_uri, 3).create()
     batch.reclaim("claim-2")  # the sweep gave it back, and it was claimed again
-    late = await run_batch(batch.job(port, claim="claim-1", lease_left_s=1))  # half gone
-    unknown = await run_batch(batch.job(port, claim="claim-1", lease_left_s=None))
+    late = await run_and_close(batch.job(port, claim="claim-1", lease_left_s=1))  # half gone
+    unknown = await run_and_close(batch.job(port, claim="claim-1", lease_left_s=None))
 
-    assert late["stopped"] == unknown["stopped"] == "lost" and handler.total == 0
+    assert late.stopped == unknown.stopped == "lost" and handler.total == 0
     stored = batch.sync.batches.find_one({"_id": batch.batch_id})
     assert stored["claim"] == "claim-2" and "worker" not in stored
-    on_time = await run_batch(batch.job(port, claim="claim-2", lease_left_s=None))
-    assert on_time["counts"] == {"sent": 3} and handler.total == 3
+    on_time = await run_and_close(batch.job(port, claim="claim-2", lease_left_s=None))
+    assert on_time.counts == {"sent": 3} and handler.total == 3
 
 
 async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
@@ -180,9 +191,9 @@ async def test_a_batch_whose_task_died_is_sent_again_without_repeats(
     batch.sync.deliveries.insert_many([
         {"_id": delivery_id(job.campaign_id, cid), "campaign_id": job.campaign_id,
          "customer_id": cid, "status": "sent", "attempts": 1} for cid in recorded])
-    summary = await run_batch(job)
+    summary = await run_and_close(job)
 
-    assert summary["counts"] == {"sent": 4}
+    assert summary.counts == {"sent": 4}
     assert handler.count_by_recipient("send.example") == {
         f"{cid}@send.example": 1 for cid in batch.customer_ids[3:]}
     assert batch.sync.deliveries.count_documents({"status": "sent"}) == 7
@@ -205,13 +216,13 @@ async def test_a_stopped_batch_keeps_what_it_did_not_send(mongodb_uri: str, open
                 "status": "pending", "claim": None}})
         return 0.0 if reserved == 1 else 30.0
 
-    summary = await run_batch(job, reserve=slow_after_the_first)
-    assert handler.total == 1 and summary["counts"] == {"sent": 1}
-    assert summary["stopped"] == "lease lost"
+    summary = await run_and_close(job, reserve=slow_after_the_first)
+    assert handler.total == 1 and summary.counts == {"sent": 1}
+    assert summary.stopped == "lease lost"
 
     batch.reclaim("claim-2")
-    rest = await run_batch(batch.job(port, claim="claim-2", fresh=False))
-    assert rest["counts"] == {"sent": 4}
+    rest = await run_and_close(batch.job(port, claim="claim-2", fresh=False))
+    assert rest.counts == {"sent": 4}
     assert handler.count_by_recipient("send.example") == {
         f"{cid}@send.example": 1 for cid in batch.customer_ids}
 
@@ -224,16 +235,16 @@ async def test_temporary_failures_come_back_as_the_next_attempt(mongodb_uri: str
         "email": "c001+tempfail@send.example"}})
     batch.sync.customers.update_one({"_id": "c002"}, {"$set": {
         "email": "c002+reject@send.example"}})
-    first = await run_batch(batch.job(port))
-    assert first["counts"] == {"sent": 2, "failed": 1} and first["retries"] == 1
+    first = await run_and_close(batch.job(port))
+    assert first.counts == {"sent": 2, "failed": 1} and first.retries == 1
     stored = batch.sync.batches.find_one({"_id": batch.batch_id})
     assert (stored["status"], stored["customer_ids"], stored["attempt"]) == (
         "pending", ["c001"], 1)
-    assert first["due_in_s"] is not None
+    assert first.due_in_s is not None
 
     batch.reclaim("claim-2")
-    second = await run_batch(batch.job(port, claim="claim-2", fresh=False))
-    assert second["counts"] == {"sent": 1}
+    second = await run_and_close(batch.job(port, claim="claim-2", fresh=False))
+    assert second.counts == {"sent": 1}
     delivery = batch.sync.deliveries.find_one({"customer_id": "c001"})
     assert (delivery["status"], delivery["attempts"]) == ("sent", 2)
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
@@ -277,14 +288,14 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     job.runtime = replace(job.runtime, endpoints=Endpoints(uri, "127.0.0.1", port))
     job.listeners = None  # no runner to say who listens: the task reads it
     started = time.monotonic()
-    summary = await run_batch(job, close=False)  # as under a runner
+    summary = await run_batch(job)  # the runner writes its close
     # A batch that runs long (a loaded machine) writes its own roll-ups every
     # ROLLUP_EVERY_S, and renews its lease every third of it: allowed for, the count
     # stays exact.
     ran_s = time.monotonic() - started
     periodic = int(ran_s // ROLLUP_EVERY_S) + int(ran_s // (job.settings.send_lease_s / 3))
 
-    assert summary["counts"] == {"sent": 100} and handler.total == 100
+    assert summary.counts == {"sent": 100} and handler.total == 100
     print(f"one batch of 100: task commands {counter.commands} on {counter.collections}")
     flushes = counter.collections.count("deliveries")
     assert flushes <= 100 // job.settings.send_flush_every + 1
@@ -292,11 +303,11 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     assert counter.collections.count("batches") == int(
         ran_s // (job.settings.send_lease_s / 3))
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "claimed"
-    assert summary["close"]["remaining"] == []
+    assert summary.close.remaining == []
     # The roll-up increments go back to the runner, which writes them with the others
     # finished in its round.
     assert counter.collections.count("rollups") <= periodic
-    assert summary["rollups"].docs()[rollups.campaign_rollup_id(
+    assert summary.rollups.docs()[rollups.campaign_rollup_id(
         job.campaign_id, rollups.day_of(batches.now()))]["counts"] == {"sent": 100}
     # Who listens for webhook events: read at most once per Subscriptions.ttl_s by a
     # process (here: the first batch on this database), not per batch.
@@ -305,9 +316,8 @@ async def test_one_batch_of_100_costs_the_database_a_handful_of_commands(
     task = len(counter.commands) - periodic - listeners
     # The runner's write for this task: counters, roll-ups and the close, one command.
     runner = Writes(database(uri, batch.db_name))
-    stage_finished(runner, job.campaign_id,
-                   {"$inc": ledger.summary_increments(summary)}, summary["rollups"],
-                   [summary["close"]])
+    rounds.stage_round(runner, job.campaign_id, {"$inc": summary.increments()},
+                       summary.rollups, [summary.close])
     await runner.apply()
     assert len(counter.commands) - periodic - listeners == task + 1
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
@@ -324,9 +334,9 @@ async def test_a_batch_tells_when_its_last_recipient_is_taken(mongodb_uri: str,
     handler, port = open_relay
     batch = await Batch(mongodb_uri, 5).create()
     relayed_at_notice: list[int] = []
-    summary = await run_batch(batch.job(port, connections=1),
+    summary = await run_and_close(batch.job(port, connections=1),
                               on_draining=lambda: relayed_at_notice.append(handler.total))
-    assert summary["counts"] == {"sent": 5} and handler.total == 5
+    assert summary.counts == {"sent": 5} and handler.total == 5
     assert relayed_at_notice == [4]
 
 
@@ -335,19 +345,19 @@ async def test_a_long_batch_leaves_its_last_roll_ups_to_the_runner(
     """A batch writes its own roll-ups only while it runs (every ROLLUP_EVERY_S, here
     at every flush); those of its last flush go back in the summary, which the runner
     writes with the others of its round, so no batch ends on a write of its own."""
-    from app.campaigns import sending
+    from app.campaigns import outcomes
     handler, port = open_relay
     batch = await Batch(mongodb_uri, 12).create()
-    monkeypatch.setattr(sending, "ROLLUP_EVERY_S", 0.0)
+    monkeypatch.setattr(outcomes, "ROLLUP_EVERY_S", 0.0)
     # Four at a time, over one connection; the last four wait for the close.
-    summary = await run_batch(batch.job(port, connections=1, send_flush_every=4,
-                                        send_flush_s=60.0))
-    assert summary["counts"] == {"sent": 12} and handler.total == 12
+    summary = await run_and_close(batch.job(port, connections=1, send_flush_every=4,
+                                            send_flush_s=60.0))
+    assert summary.counts == {"sent": 12} and handler.total == 12
 
     written = sum(doc.get("counts", {}).get("sent", 0) for doc in batch.sync.rollups.find(
         {"_id": rollups.campaign_rollup_id(batch.campaign["_id"],
                                            rollups.day_of(batches.now()))}))
-    returned = summary["rollups"].docs()[rollups.campaign_rollup_id(
+    returned = summary.rollups.docs()[rollups.campaign_rollup_id(
         batch.campaign["_id"], rollups.day_of(batches.now()))]["counts"]["sent"]
     assert returned >= 1 and written + returned == 12
 
@@ -364,9 +374,9 @@ async def test_an_unsubscribe_after_the_page_was_read_is_respected(
     job.customers = list(batch.sync.customers.find({}, SEND_FIELDS).sort("_id", 1))
     job.customers_read_at = batches.now()
     assert await set_unsubscribed(batch.db, "c002", via="link")
-    summary = await run_batch(job)
+    summary = await run_and_close(job)
 
-    assert summary["counts"] == {"sent": 3, "skipped": 1}
+    assert summary.counts == {"sent": 3, "skipped": 1}
     assert "c002@send.example" not in handler.count_by_recipient("send.example")
     assert batch.sync.deliveries.find_one({"customer_id": "c002"})["status"] == "skipped"
 
@@ -447,7 +457,7 @@ async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeu
         "not_before": {"$add": ["$$NOW", round(lease_s * 1000)]}}}])
     cut = asyncio.create_task(run_batch(
         batch.job(port, connections=1, send_lease_s=lease_s, lease_left_s=lease_s),
-        clock=lambda: time.monotonic() + skew_s, close=False))
+        clock=lambda: time.monotonic() + skew_s))
 
     async def sweep() -> list[str]:  # as the runner's sweep does, until the lease lapsed
         while not (requeued := await batches.requeue_expired(batch.db,
@@ -460,11 +470,12 @@ async def test_a_task_cut_off_from_the_database_stops_before_its_batch_is_requeu
     first = await cut
     assert handler.total == sent_by_then  # nothing went out after its lease lapsed
     found = await batches.claim_batch(batch.db, batch.batch_id, "claim-2", 30)
-    rest = await run_batch(batch.job(port, claim="claim-2", fresh=False))
-    assert first["stopped"] == "lease lapsed" and 0 < first["counts"]["sent"] < 30
+    rest = await run_and_close(batch.job(port, claim="claim-2", fresh=False))
+    assert first.stopped == "lease lapsed" and 0 < first.counts["sent"] < 30
     assert len(found["customer_ids"]) == 30  # given back whole: its close never came
-    assert rest["counts"] == {"sent": 30 - first["counts"]["sent"]}
+    assert rest.counts == {"sent": 30 - first.counts["sent"]}
     assert handler.count_by_recipient("send.example") == {
         f"{cid}@send.example": 1 for cid in batch.customer_ids}
     # Its late close is refused by the claim, like anything else it would still write.
-    assert not await close_batch(batch.db, first)
+    await rounds.record_round(batch.db, batch.campaign["_id"], {}, None, [first.close])
+    assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
