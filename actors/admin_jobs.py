@@ -22,7 +22,7 @@ import ray
 
 from actors import registry
 from app.audience import jobs
-from app.audience.customers import check_csv, generate_customers, import_csv
+from app.audience.imports import check_csv, generate_customers, import_csv
 from app.audience.xlsx_audience import xlsx_to_csv
 from app.core.config import Settings
 from app.core.db import close_clients

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ray
 
 from actors import registry
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from embedded.mongo import EmbeddedMongo
 from embedded.processes import free_port
 from embedded.smsc import Smsc

@@ -30,8 +30,9 @@ from app.campaigns.batch import BatchJob
 from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.campaigns.rounds import record_round
 from app.campaigns.sending import run_batch
-from app.core.config import Endpoints, load_settings
+from app.core.config import load_settings
 from app.core.db import database, ensure_indexes
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from benchmarks.harness import machine
 from benchmarks.scaling import raw_pipeline

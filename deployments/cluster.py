@@ -17,8 +17,9 @@ from actors.cluster import start_actors
 from actors.local_services import local_services
 from app import migrations
 from app.campaigns.records import active_campaign_ids
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
 from app.core.db import close_clients, ensure_indexes
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.tokens import admin_token
 

@@ -13,7 +13,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from actors import registry
 from actors.local_services import resolve_endpoints
 from app.access.accounts import signing_key
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.tokens import admin_token
 from app.observability import telemetry

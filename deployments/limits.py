@@ -33,7 +33,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from app.audience.customers import MAX_IMPORT_BYTES
+from app.audience.imports import MAX_IMPORT_BYTES
 from app.core.config import Settings
 from app.core.ratelimit import KeyedLimits
 

@@ -18,7 +18,7 @@ import zipfile
 from datetime import date, datetime, time
 from typing import Any
 
-from app.audience.customers import MAX_IMPORT_ROWS, CsvRejected
+from app.audience.imports import MAX_IMPORT_ROWS, CsvRejected
 
 ZIP_MAGIC = b"PK\x03\x04"
 # A sheet of MAX_IMPORT_ROWS rows of a dozen short cells unpacks to well under 512

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Protocol
 
 from app.audience.customers import template_variables
 from app.channels.templates import CompiledTemplates
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 
 

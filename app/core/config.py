@@ -11,7 +11,6 @@ validation failure into one readable line naming the variable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -82,7 +81,6 @@ class Settings(Telemetry):
     mail_from: str = "Operator <no-reply@operator.example>"
     """the From header of every email"""
 
-    # Phone numbers written without a country code are read in this region (ISO 3166).
     default_region: str = Field(default="BR", pattern=r"^[A-Z]{2}$")
     """phone numbers written without a country code are read in this region (ISO 3166);
     every phone is kept in E.164"""
@@ -109,9 +107,7 @@ class Settings(Telemetry):
     """SMS parts a second to the SMSC, shared by every task; unset: no cap"""
     smpp_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """how long a submit waits for its answer (then it is retried)"""
-    # Keywords a customer texts (any case, accents ignored), answered before the chatbot:
-    # a stop word suppresses the number for SMS and is confirmed once; a help word gets
-    # the operator's help text.
+    # Keywords a customer texts, answered before the chatbot.
     sms_stop_keywords: list[str] = Field(
         default_factory=lambda: ["STOP", "PARAR", "SAIR", "CANCELAR"], min_length=1)
     """a text that is only one of these words (any case, accents ignored) suppresses the
@@ -141,10 +137,8 @@ class Settings(Telemetry):
     """attempts before a delivery is `dead`"""
     send_task_cpus: float = Field(default=0.125, gt=0, le=4)
     """logical CPUs one send task asks Ray for"""
-    # Send worker processes started when the app starts and kept idle between
-    # campaigns, so a launch of up to this many tasks sends at once instead of waiting
-    # for Ray to start processes (a few at a time per node, a second or two of CPU
-    # each). 0: Ray starts them on demand.
+    # Warm workers: a launch of up to this many tasks sends at once instead of waiting
+    # for Ray to start processes (a few at a time per node, a second or two of CPU each).
     send_warm_workers: int = Field(default=8, ge=0, le=256)
     """send worker processes started with the app and kept idle between campaigns; best a
     little above the largest `workers` launched (0: Ray starts them at launch)"""
@@ -156,23 +150,19 @@ class Settings(Telemetry):
     end is set and judged by the database's clock)"""
     retry_backoff_s: float = Field(default=1.0, gt=0, le=3600)
     """first retry delay; doubles per attempt, with full jitter"""
-    # Outcomes are written in bulk: when this many have queued up, or the oldest has
-    # waited send_flush_s. A worker killed mid-batch can leave up to twice this many
-    # messages sent but unrecorded, which go out again (same Message-ID) on the rerun.
+    # Outcomes are written in bulk; what a killed worker had unwritten goes out again
+    # (same Message-ID) on the rerun.
     send_flush_every: int = Field(default=25, ge=1, le=10_000)
     """outcomes written per bulk insert; a killed worker can leave up to twice this many
     sent but unrecorded"""
     send_flush_s: float = Field(default=2.0, gt=0, le=60)
     """the longest an outcome waits before its bulk insert"""
 
-    # Where local state lives: embedded database, outbox, generated admin token.
     data_dir: Path = Path(".data")
     """embedded database, outbox, generated admin token"""
     admin_token: SecretStr | None = None
     """bearer token for `/api` (16 or more characters); unset: generated and kept in
     `<data_dir>/admin_token`"""
-    # The admin token is the way in until an admin user exists; set false then, and it
-    # opens nothing (while no enabled admin user exists it still does: no lock-out).
     admin_token_enabled: bool = True
     """`false` once an admin user exists: the admin token then opens nothing (while no
     enabled admin user exists it still does)"""
@@ -197,7 +187,6 @@ class Settings(Telemetry):
     trust_forwarded_for: bool = False  # behind a load balancer that sets X-Forwarded-For
     """behind a load balancer: the client address is the last hop of `X-Forwarded-For`"""
 
-    # Admin jobs (customer generation and import) that run at once; the rest queue.
     admin_jobs_at_once: int = Field(default=2, ge=1, le=32)
     """customer generations and imports that run at once; the rest wait `queued`"""
 
@@ -234,14 +223,12 @@ class Settings(Telemetry):
     """an endpoint whose every attempt failed this long is disabled when a message dies"""
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     """one webhook attempt's timeout"""
-    # Where webhooks may go besides the public internet: host names, addresses or
-    # networks (JSON list, e.g. ["crm.internal", "10.20.0.0/16"]). Loopback, private,
-    # link-local and the cluster's own addresses are refused unless listed here.
+    # Where webhooks may go besides the public internet.
     egress_allow: list[str] = Field(default_factory=list, max_length=100)
     """JSON list of host names, addresses or networks webhooks may reach although internal
     (loopback, private, link-local and the cluster's own addresses are refused otherwise)"""
 
-    # Billing report: months of revenue counted per conversion, cost of one email.
+    # Billing report.
     billing_months: int = Field(default=12, ge=1, le=120)
     """months of revenue counted per conversion in the billing report"""
     email_cost: float = Field(default=0.002, ge=0)
@@ -273,8 +260,6 @@ class Settings(Telemetry):
     """how long one IMAP command may wait for its answer"""
     imap_max_message_bytes: int = Field(default=2_000_000, ge=10_000)
     """larger messages are not downloaded: their headers go to review"""
-    # Matched as whole words, case- and accent-insensitive, in the subject and the
-    # reply's own text (quoted lines ignored). Unsubscribe is checked first.
     signup_keywords: list[str] = Field(default_factory=lambda: [
         "cadastro", "cadastrar", "quero", "inscrever", "assinar", "tenho interesse",
         "sign up", "signup", "subscribe", "join", "interested", "i want"], min_length=1)
@@ -377,31 +362,6 @@ class Settings(Telemetry):
         if self.smpp_password is not None:
             return self.smpp_password.get_secret_value()
         return "local" if self.embedded_smsc else ""
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Resolved addresses of MongoDB and the SMTP relay (configured or embedded)."""
-
-    mongodb_uri: str
-    smtp_host: str
-    smtp_port: int
-    local_sink: bool = False
-    smpp_host: str = ""
-    smpp_port: int = 0
-    local_smsc: bool = False
-
-    @classmethod
-    def configured(cls, settings: Settings) -> Endpoints:
-        assert settings.mongodb_uri is not None and settings.smtp_host is not None
-        assert settings.smpp_host is not None
-        return cls(settings.mongodb_uri.get_secret_value(), settings.smtp_host,
-                   settings.smtp_port, smpp_host=settings.smpp_host,
-                   smpp_port=settings.smpp_port)
-
-    def __repr__(self) -> str:  # the URI may carry a password: never print it
-        return (f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port}, "
-                f"smpp={self.smpp_host}:{self.smpp_port})")
 
 
 SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password",

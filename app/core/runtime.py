@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
 from app.core.db import database
+from app.core.endpoints import Endpoints
 from app.core.tokens import (
     CONFIRM,
     customer_unsubscribe_url,

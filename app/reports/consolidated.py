@@ -31,7 +31,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.audience.customers import looks_like_formula
+from app.audience.imports import looks_like_formula
 from app.core import rollups
 from app.core.config import Settings
 from app.core.paging import EARLIEST, LATEST

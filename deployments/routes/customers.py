@@ -15,7 +15,7 @@ from actors.admin_jobs import GENERATE, IMPORT, admin_jobs
 from app.access import audit
 from app.access.accounts import Principal
 from app.audience import customers as audience
-from app.audience import jobs, xlsx_audience
+from app.audience import imports, jobs, xlsx_audience
 from app.audience.models import (
     CustomerList,
     GenerateCustomers,
@@ -55,7 +55,7 @@ async def _start(context: Context, who: Principal, response: Response, kind: str
 async def generate(context: Context, who: Who, body: GenerateCustomers, response: Response,
                    wait: Wait = False) -> dict:
     """Make N demo customers, tagged so a campaign can target exactly them (a job)."""
-    batch, tag = audience.generation_tag(body.tag)
+    batch, tag = imports.generation_tag(body.tag)
     shown = {"count": body.count, "domain": body.domain, "tag": tag}
     return await _start(context, who, response, GENERATE, body.count, shown,
                         {**shown, "batch": batch}, wait)
@@ -75,8 +75,8 @@ async def import_customers(
 ) -> dict:
     """Import the valid rows; report invalid ones and duplicates by row number (a job;
     a file that cannot be imported at all is refused at once)."""
-    raw = await file.read(audience.MAX_IMPORT_BYTES + 1)
-    if len(raw) > audience.MAX_IMPORT_BYTES:  # the body's bound lets the form's framing in
+    raw = await file.read(imports.MAX_IMPORT_BYTES + 1)
+    if len(raw) > imports.MAX_IMPORT_BYTES:  # the body's bound lets the form's framing in
         raise HTTPException(413, [{"field": "file", "message": "larger than 20 MiB"}])
     try:
         if xlsx_audience.is_xlsx(raw):  # read in the job; here only its header and size
@@ -88,9 +88,9 @@ async def import_customers(
             except UnicodeDecodeError:
                 raise HTTPException(422, [{"field": "file", "message": "neither UTF-8 text "
                                            "(CSV) nor an XLSX workbook"}]) from None
-            rows = audience.check_csv(text)
+            rows = imports.check_csv(text)
             params = {"text": text}
-    except audience.CsvRejected as exc:
+    except imports.CsvRejected as exc:
         raise HTTPException(422, [{"field": exc.field, "message": str(exc)}]) from None
     return await _start(context, who, response, IMPORT, rows, {"tag": tag, "rows": rows},
                         {**params, "tag": tag, "rows": rows}, wait)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from app.channels.registry import CHANNELS, channel_named
 from app.channels.sms.smpp import SmsOutcome
 from app.channels.templates import compile_templates
-from app.core.config import Endpoints, load_settings
+from app.core.config import load_settings
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.tokens import verify_customer_token
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.audience.customers import (
-    CsvRejected,
-    audience_filter,
-    check_csv,
-    parse_csv,
-    template_variables,
-)
+from app.audience.customers import audience_filter, template_variables
+from app.audience.imports import CsvRejected, check_csv, parse_csv
 
 
 def test_report_names_bad_rows_and_keeps_good_ones() -> None:
@@ -107,7 +102,7 @@ def test_values_a_spreadsheet_would_run_as_formulas_are_refused_per_row() -> Non
 def test_demo_phones_are_valid_and_never_one_the_embedded_smsc_fails_on_purpose() -> None:
     import random
 
-    from app.audience.customers import demo_phone
+    from app.audience.imports import demo_phone
     from app.audience.phones import SIMULATED, e164
 
     rng = random.Random(7)

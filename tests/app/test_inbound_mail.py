@@ -15,9 +15,8 @@ from app.signup.inbound_mail import (
     Rules,
     classify,
     describe_too_large,
-    find_keyword,
-    own_text,
 )
+from app.signup.reply_text import find_keyword, own_text
 
 RULES = Rules.from_settings(load_settings())
 CAMPAIGN_ID = "<0123456789abcdef0123456789abcdef@operator.example>"

@@ -24,7 +24,8 @@ from app.channels.email.mailer import (
     message_id,
     one_line,
 )
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from embedded.smtp_sink import SmtpSink
 
 

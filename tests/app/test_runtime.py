@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.tokens import unsubscribe_secret
 

@@ -25,8 +25,9 @@ from app.campaigns.outcomes import ROLLUP_EVERY_S
 from app.campaigns.sending import run_batch
 from app.core import rollups
 from app.core.bulk import Writes
-from app.core.config import Endpoints, load_settings
+from app.core.config import load_settings
 from app.core.db import database, ensure_indexes
+from app.core.endpoints import Endpoints
 from app.core.ids import delivery_id
 from app.core.runtime import Runtime
 from app.core.statuses import BatchStatus

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from openpyxl import Workbook
 
-from app.audience.customers import CsvRejected, parse_csv
+from app.audience.imports import CsvRejected, parse_csv
 from app.audience.xlsx_audience import check_xlsx, is_xlsx, xlsx_to_csv
 
 HEADER = ["email", "name", "plan", "phone", "since", None]  # a blank header cell at the end

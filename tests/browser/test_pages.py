@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from app.audience.customers import demo_phone
+from app.audience.imports import demo_phone
 from tests.deployments.test_signup import deliver
 from tests.utils import mail_samples
 from tests.utils.campaigns import create_campaign, import_audience, launch

@@ -165,7 +165,8 @@ async def test_the_admin_token_can_be_disabled_once_an_admin_user_exists(db) -> 
     from fastapi.security import HTTPAuthorizationCredentials
 
     from app.access import accounts
-    from app.core.config import Endpoints, load_settings
+    from app.core.config import load_settings
+    from app.core.endpoints import Endpoints
     from app.core.runtime import Runtime
     from deployments.context import AppContext
     from deployments.deps import authenticate

@@ -7,7 +7,8 @@ from app.channels.base import Channel, Composed, Sender
 from app.channels.email.composer import campaign_mail
 from app.channels.email.mailer import build_message, message_id, sender_pool
 from app.channels.templates import CompiledTemplates
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 
 

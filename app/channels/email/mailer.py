@@ -20,7 +20,8 @@ import aiosmtplib
 from aiosmtplib.email import quote_address
 
 from app.channels.base import SendOutcome
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.statuses import AttemptOutcome
 
 SENT, RETRY, FAILED, AUTH = AttemptOutcome

@@ -9,7 +9,8 @@ from typing import Any
 from app.channels.base import Channel, Composed, Outcome, Sender, personalised
 from app.channels.sms.smpp import Sms, describe, smpp_senders
 from app.channels.templates import CompiledTemplates
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.tokens import customer_unsubscribe_url
 

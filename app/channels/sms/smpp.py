@@ -42,7 +42,8 @@ from aiosmpplib import (
 )
 from aiosmpplib.utils import detect_format, split_sms_udh
 
-from app.core.config import Endpoints, Settings
+from app.core.config import Settings
+from app.core.endpoints import Endpoints
 from app.core.statuses import AttemptOutcome
 
 SENT, RETRY, FAILED, AUTH = AttemptOutcome

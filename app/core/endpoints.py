@@ -1,0 +1,33 @@
+"""Where MongoDB, the SMTP relay and the SMSC are, once resolved: the configured ones, or
+the embedded ones the local-services actor started."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.config import Settings
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Resolved addresses of MongoDB and the SMTP relay (configured or embedded)."""
+
+    mongodb_uri: str
+    smtp_host: str
+    smtp_port: int
+    local_sink: bool = False
+    smpp_host: str = ""
+    smpp_port: int = 0
+    local_smsc: bool = False
+
+    @classmethod
+    def configured(cls, settings: Settings) -> Endpoints:
+        assert settings.mongodb_uri is not None and settings.smtp_host is not None
+        assert settings.smpp_host is not None
+        return cls(settings.mongodb_uri.get_secret_value(), settings.smtp_host,
+                   settings.smtp_port, smpp_host=settings.smpp_host,
+                   smpp_port=settings.smpp_port)
+
+    def __repr__(self) -> str:  # the URI may carry a password: never print it
+        return (f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port}, "
+                f"smpp={self.smpp_host}:{self.smpp_port})")
