@@ -2,9 +2,10 @@
 mode.
 
 One detached, named actor per Ray cluster, so every replica, actor and task reaches
-the same two servers; it hands out their addresses and answers outbox queries. It is
-only created when MongoDB or SMTP is not configured. Teardown: it ends with the Ray
-cluster (`serve run`, `make run` and the tests start a local one), or
+the same servers; it hands out their addresses and answers outbox queries. The
+launcher creates it when MongoDB, SMTP or SMPP is not configured
+(`deployments.cluster`). Teardown: it ends with the Ray cluster (`serve run`,
+`make run` and the tests start a local one), or
 `ray.kill(ray.get_actor("local-services", namespace="operator-comms"))`; its child
 database process dies with it.
 """

@@ -1,7 +1,8 @@
 """The rate-limiter actor: token buckets shared by every send task in the cluster.
 
-Keys are "relay" (the global cap on the SMTP relay) and "campaign:<id>" (a
-campaign's own cap). Tasks reserve a token per message and sleep the returned delay.
+Keys are a channel's relay cap ("relay" for the SMTP relay, "smsc" for the SMSC: see
+`Channel.relay_limit`) and "campaign:<id>" (a campaign's own cap). Tasks reserve the
+units of each message (an SMS's parts) and sleep the returned delay.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ class Lane:
 
     def __init__(self, sender: WebhookSender, endpoint: dict):
         self.sender, self.endpoint = sender, endpoint
-        self.shape = (endpoint.get("ordered", False), endpoint.get("max_in_flight", 4))
+        self.shape = (endpoint.get("ordered", False),
+                      endpoint.get("max_in_flight", webhooks.DEFAULT_MAX_IN_FLIGHT))
         self.failing = endpoint.get("failing_since") is not None
         # (0, creation time when ordered, id, tie-breaker, message); (1,) stops a worker
         self.queue: asyncio.PriorityQueue[tuple[Any, ...]] = asyncio.PriorityQueue()

@@ -79,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
                   chatbot_replicas=args.chatbot_replicas) as app:
         shown = "localhost" if settings.http_host in ("127.0.0.1", "0.0.0.0") else None
         base = app.base_url.replace("127.0.0.1", shown) if shown else app.base_url
+        ray_dashboard = app.ray_dashboard_url or f"127.0.0.1:{settings.ray_dashboard_port}"
         print(
             "\n"
             f"  Operator dashboard  {base}/\n"
             f"  Customer chat       {base}/chat\n"
             f"  API docs            {base}/api/docs\n"
-            f"  Ray dashboard       http://{app.ray_dashboard_url or '127.0.0.1:8265'}\n"
+            f"  Ray dashboard       http://{ray_dashboard}\n"
             f"  Admin token         {shown_token(settings, token)}\n"
             f"  Data directory      {settings.data_dir}\n"
             "\n  Ctrl-C stops everything.\n",

@@ -11,11 +11,11 @@ import os
 
 from app.core.config import Telemetry
 
-# Serve's controller reconciles every 0.1 s by default, idle or not: on the project's
-# 2-core machine that was 34 ms of CPU a second, and with the GCS calls each pass makes
-# about 45 of the idle app's 320. Every 0.5 s it costs 11 (and the GCS 12 less); a
-# change (a replica to replace, a deployment to roll out) waits at most half a second
-# longer. Read by the controller when it starts, so it goes in Ray's environment.
+# Serve's controller reconciles every 0.1 s by default, idle or not: with the GCS calls
+# each pass makes, the largest part of the idle app's CPU on a small machine. Every
+# 0.5 s costs a fifth of that; a change (a replica to replace, a deployment to roll
+# out) waits at most half a second longer. Read by the controller when it starts, so
+# it goes in Ray's environment.
 SERVE_ENVIRONMENT = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
 
 

@@ -1,8 +1,9 @@
 """MongoDB access: one lazily created `AsyncMongoClient` per process, and the indexes.
 
 PyMongo's async client belongs to the event loop that first uses it, so the cache is
-keyed by (URI, loop): a Serve replica keeps one for its life, a send task that runs
-`asyncio.run` per batch gets a fresh one each time.
+keyed by (URI, loop): a Serve replica, an actor, and a send worker process (whose
+batches all run on its one loop thread, `app.campaigns.send_tasks.worker_loop`) each
+keep one for their life.
 
 Every hot query has an index that holds all of its filter fields. Real MongoDB would
 intersect or partly use indexes; the embedded SecantusDB's planner scans the whole
@@ -83,10 +84,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "users": [IndexModel([("api_keys.id", ASCENDING)])],
     "audit": [IndexModel([("at", DESCENDING), ("_id", DESCENDING)])],
     # The send path writes one delivery per message, and on the embedded database any
-    # secondary index sends each insert down a per-document slow path (0.086 against
-    # 0.027 ms of server CPU per delivery, standalone): deliveries keep only `_id`. The
-    # send path reads them by `_id`; a period's recount finds them through its batches
-    # (`rollup_repair.deliveries_created_between`).
+    # secondary index sends each insert down a per-document slow path (several times
+    # the server's CPU per delivery; `benchmarks.send_path_cpu`): deliveries keep only
+    # `_id`. The send path reads them by `_id`; a period's recount finds them through
+    # its batches (`rollup_repair.deliveries_created_between`).
     "deliveries": [],
     "batches": [
         # renew, close: {_id, claim} (`runs` was a start counter of earlier releases)

@@ -28,8 +28,10 @@ and one per day for the chat and its offers, `_id` `chat|<day>`, `kind: "chat"`:
 - `offers_sent`, `accepted`, `accept_s.<s>`: counter-offers sent and accepted that
   day, with the time to accept in the same kind of buckets (seconds).
 
-The send task adds its batch's increments in one bulk write after the batch's
-deliveries (`write`); a conversion adds its own when it is first stored; a chat
+A send task's increments go back to the runner in its summary, and the runner writes
+a round's with the campaign's counters and the batches' closes in one command
+(`app.campaigns.rounds`; a batch that runs long writes its own as it goes); a
+conversion adds its own when it is first stored; a chat
 replica adds its sessions' moves with its summaries, every second, and its events'
 when it stores them; the marketing actor its offers' with each batch. A writer that
 dies between its two writes leaves a drift, which `fold` + `reconcile` repair: at a

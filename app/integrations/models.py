@@ -11,7 +11,7 @@ from pydantic import (
 )
 
 from app.core.models import Any_, Reply, Strict
-from app.integrations.webhooks import EVENT_TYPES
+from app.integrations.webhooks import DEFAULT_MAX_IN_FLIGHT, EVENT_TYPES
 
 
 class Outbox(Reply):
@@ -44,7 +44,7 @@ class NewWebhook(WebhookEvents):
     events: list[EventType] = Field(min_length=1, max_length=20)
     description: str | None = Field(default=None, max_length=200)
     ordered: bool = Field(default=False, description="one at a time, in creation order")
-    max_in_flight: int = Field(default=4, ge=1, le=32)
+    max_in_flight: int = Field(default=DEFAULT_MAX_IN_FLIGHT, ge=1, le=32)
 
 
 class WebhookChange(WebhookEvents):

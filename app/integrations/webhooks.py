@@ -52,6 +52,7 @@ EVENT_TYPES = {
     "handoff.requested": "a chat asked for a human agent",
 }
 HISTORY = 10  # attempts kept on a message
+DEFAULT_MAX_IN_FLIGHT = 4  # attempts at once to an unordered endpoint
 ENDPOINT_FIELDS = {"url": 1, "events": 1, "ordered": 1, "max_in_flight": 1, "enabled": 1}
 
 
@@ -97,7 +98,8 @@ def url_for_log(url: str) -> str:
 def endpoint_view(doc: dict, *, secret: bool = False) -> dict[str, Any]:
     view = {"id": doc["_id"], "url": doc["url"], "events": doc["events"],
             "description": doc.get("description"), "ordered": doc.get("ordered", False),
-            "max_in_flight": doc.get("max_in_flight", 4), "enabled": doc.get("enabled", True),
+            "max_in_flight": doc.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT),
+            "enabled": doc.get("enabled", True),
             "disabled_reason": doc.get("disabled_reason"),
             "failing_since": _iso(doc.get("failing_since")),
             "created_at": _iso(doc.get("created_at")), "created_by": doc.get("created_by")}
