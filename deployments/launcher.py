@@ -30,6 +30,7 @@ from deployments.cluster import prepare_cluster
 from deployments.main import AppArgs, deploy, start_serve
 from deployments.options import serve_environment
 
+RAY_DASHBOARD_PORT = Settings.model_fields["ray_dashboard_port"].default  # Ray's own
 DEFAULT_NUM_CPUS = 8  # logical CPUs of a Ray the launcher starts (replicas and send
 # tasks ask for fractions of one; `COMMS_RAY_NUM_CPUS` overrides)
 
@@ -70,8 +71,11 @@ def launched(settings: Settings, *, num_cpus: int | None = None, dashboard_repli
         environment.update(serve_environment())  # Serve's controller loop
         init_options = {"num_cpus": cpus, "include_dashboard": include_dashboard}
         if include_dashboard:
+            # On Ray's own default port Ray moves to the next free one when it is taken
+            # (another Ray on this machine); a port the operator chose is kept or fails.
+            port = settings.ray_dashboard_port
             init_options.update(dashboard_host="127.0.0.1",
-                                dashboard_port=settings.ray_dashboard_port)
+                                dashboard_port=None if port == RAY_DASHBOARD_PORT else port)
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)  # read by the processes of a Ray started here
     context = ray.init(address=settings.ray_address, namespace=registry.NAMESPACE,

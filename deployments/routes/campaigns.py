@@ -12,7 +12,6 @@ from app.access import audit
 from app.access.accounts import Principal
 from app.audience.customers import audience_pages, estimated_customers, find_by_email
 from app.campaigns import records as campaigns
-from app.campaigns import view
 from app.campaigns.models import (
     CampaignCreate,
     CampaignList,
@@ -21,6 +20,7 @@ from app.campaigns.models import (
     PreviewReply,
     PreviewRequest,
 )
+from app.campaigns.view import campaign_view
 from app.channels.base import variables
 from app.channels.email import composer
 from app.channels.registry import channel_named
@@ -83,7 +83,7 @@ async def create(context: Context, who: Who, body: CampaignCreate) -> dict:
             raise _template_error(exc) from None
     doc = await campaigns.create_campaign(context.db, body, created_by=who.name)
     await audit.record(context.db, who, "campaign.create", doc["_id"], {"name": body.name})
-    return view.campaign_view(doc)
+    return campaign_view(doc)
 
 
 @router.get("", response_model=CampaignList,
@@ -93,7 +93,7 @@ async def list_all(context: Context,
                    cursor: Cursor = None) -> dict:
     """Campaigns, newest first, a page at a time (pass `next_cursor` back as `cursor`)."""
     docs, next_cursor = await paged(campaigns.list_campaigns(context.db, limit, cursor))
-    return {"campaigns": [view.campaign_view(doc) for doc in docs],
+    return {"campaigns": [campaign_view(doc) for doc in docs],
             "next_cursor": next_cursor}
 
 
@@ -104,7 +104,7 @@ async def get_one(context: Context, campaign_id: str) -> dict:
     campaign = await _found(context, campaign_id)
     in_flight = (await tasks_in_flight(campaign_id)
                  if campaign["status"] in ACTIVE else None)
-    return view.campaign_view(campaign, in_flight)
+    return campaign_view(campaign, in_flight)
 
 
 @router.post("/{campaign_id}/launch", status_code=202, response_model=CampaignView,
@@ -124,7 +124,7 @@ async def launch(context: Context, who: Who, campaign_id: str,
     await publish(context.db, "campaign.started", {
         "campaign_id": campaign_id, "name": launched["name"], "launch": launched["launch"]},
         key=f"campaign.started:{campaign_id}")
-    return view.campaign_view(launched)
+    return campaign_view(launched)
 
 
 async def _transition(context: AppContext, who: Principal, campaign_id: str,
@@ -135,7 +135,7 @@ async def _transition(context: AppContext, who: Principal, campaign_id: str,
     await _status_changed(context, campaign_id, running=to == CampaignStatus.RUNNING)
     await audit.record(context.db, who, f"campaign.{action}", campaign_id,
                        {"from": campaign["status"]})
-    return view.campaign_view(await _found(context, campaign_id))
+    return campaign_view(await _found(context, campaign_id))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignView,

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from actors.campaign_runner import tasks_in_flight
 from actors.chat_hub import with_presence
 from app.campaigns import records as campaigns
-from app.campaigns import view
+from app.campaigns.view import campaign_view
 from app.chat.sessions import session_overview
 from app.core.models import SystemView
 from app.core.statuses import ACTIVE
@@ -36,14 +36,14 @@ async def snapshot(context, campaign_id: str | None) -> dict:
         campaigns.list_campaigns(context.db, 20), marketing_overview(context.db, 10),
         session_overview(context.db, 20))
     chat = await with_presence(chat, context.settings.actor_resources)
-    view = {"campaigns": [view.campaign_view(doc) for doc in docs],
+    view = {"campaigns": [campaign_view(doc) for doc in docs],
             "marketing": market, "chat": chat, "campaign": None}
     if campaign_id:
         doc = await campaigns.get_campaign(context.db, campaign_id)
         if doc is not None:
             in_flight = (await tasks_in_flight(campaign_id)
                          if doc["status"] in ACTIVE else None)
-            view["campaign"] = view.campaign_view(doc, in_flight)
+            view["campaign"] = campaign_view(doc, in_flight)
     return view
 
 
