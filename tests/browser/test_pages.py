@@ -25,6 +25,30 @@ def no_sideways_scroll(page: Page) -> bool:
 
 
 PASSWORD = "a browser's password"
+# Each console section, and an element only it shows.
+SECTIONS = {"campaigns": "#campaigns-table", "audience": "#gen-button",
+            "chat": "#sessions-table", "marketing": "#marketing-stats",
+            "reports": "#report-show", "signup": "#signup-state",
+            "integrations": "#webhook-form", "system": "#system-health",
+            "audit": "#audit-table"}
+
+
+def open_section(page: Page, section: str) -> None:
+    page.click(f"#sections a[data-section={section}]")
+    expect(page.locator(SECTIONS[section])).to_be_visible()
+
+
+def throughput_points(page: Page) -> int:
+    """Points of the campaign's throughput chart, once it has any (polled: the page's
+    CSP refuses the string evaluation of Playwright's wait_for_function)."""
+    for _ in range(100):
+        points = page.evaluate("(() => { const c = window.Chart && Chart.getChart("
+                               "'throughput-chart'); return c ? c.data.datasets[0].data"
+                               ".length : 0; })()")
+        if points:
+            return points
+        page.wait_for_timeout(100)
+    return 0
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +62,10 @@ def operator(stack: Stack) -> str:
     return name
 
 
-def sign_in(page: Page, stack: Stack, username: str, password: str = PASSWORD) -> None:
-    page.goto(stack.base_url + "/")
+def sign_in(page: Page, stack: Stack, username: str, password: str = PASSWORD,
+            section: str = "campaigns") -> None:
+    """Sign in on the console's `section` (its URL: /#/<section>)."""
+    page.goto(f"{stack.base_url}/#/{section}")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#signin-button")
@@ -67,6 +93,7 @@ def test_the_first_admin_is_made_with_the_admin_token_then_signs_in(browser,
     page.click("#first-admin-button")
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#whoami")).to_have_text(f"{name} · admin")
+    open_section(page, "audit")
     expect(page.locator("#audit-table")).to_contain_text("user.create")
     page.close()
 
@@ -102,11 +129,13 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack, operator: st
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#preview")).to_contain_text("Subject: Ana, your Basic plan can do more")
 
+    open_section(page, "audience")
     page.fill("#gen-count", "200")
     page.click("#gen-button")
     expect(page.locator("#gen-result")).to_contain_text("Created 200 customers", timeout=60_000)
     tag = page.input_value("#audience-tag")
     assert tag.startswith("demo-")
+    open_section(page, "campaigns")
 
     page.fill("#workers", "2")
     page.fill("#batch-size", "10")
@@ -122,21 +151,25 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack, operator: st
     # The chart shows the same spread: more than one bar in "sent by worker".
     bars = page.evaluate("Chart.getChart('workers-chart').data.labels.length")
     assert bars > 1
+    assert throughput_points(page) >= 2  # the series it had, from the launch on
+    campaign_id = page.evaluate("location.hash").rsplit("/", 1)[1]
+    page.screenshot(path=str(screenshot_dir / "dashboard-desktop.png"))
 
     # The outbox: these 200 arrived (filter on the batch id in their addresses).
+    open_section(page, "system")
     page.fill("#outbox-filter", tag.removeprefix("demo-"))
     page.click("#outbox-refresh")
     expect(page.locator("#outbox-total")).to_contain_text("200 matching", timeout=30_000)
     page.locator("#outbox-table tbody tr").first.click()
     expect(page.locator("#outbox-raw")).to_contain_text("List-Unsubscribe: <")
     expect(page.locator("#system-health")).to_contain_text("MongoDB")
-    page.screenshot(path=str(screenshot_dir / "dashboard-desktop.png"), full_page=True)
 
+    # Opened after it ended, by its own URL: the detail, and the series it had.
     phone = browser.new_page(viewport=PHONE)
-    sign_in(phone, stack, operator)
+    sign_in(phone, stack, operator, section=f"campaigns/{campaign_id}")
     expect(phone.locator("#app")).to_be_visible()
-    phone.locator("#campaigns-table tbody tr").first.click()
-    expect(phone.locator("#detail-progress")).to_have_text(re.compile(r"\d+%"))
+    expect(phone.locator("#detail-progress")).to_have_text("100%")
+    assert throughput_points(phone) >= 2
     assert no_sideways_scroll(phone)
     phone.locator("#campaign-detail").scroll_into_view_if_needed()
     phone.wait_for_timeout(600)  # let the progress bar's transition finish for the picture
@@ -189,7 +222,7 @@ def test_chat_refusal_brings_an_offer_card_to_accept(browser, stack: Stack, oper
 def test_reports_panel_shows_figures_charts_and_downloads(browser, stack: Stack, operator: str,
                                                           screenshot_dir: Path) -> None:
     page = browser.new_page(viewport=DESKTOP, accept_downloads=True)
-    sign_in(page, stack, operator)
+    sign_in(page, stack, operator, section="reports")
     expect(page.locator("#app")).to_be_visible()
     page.click("#report-show")
     figures = page.locator("#report-figures")
@@ -216,7 +249,7 @@ def test_signup_panel_shows_the_review_queue(browser, stack: Stack, operator: st
     with stack.client() as api:
         deliver(stack, api, odd.raw, keen.raw)
     page = browser.new_page(viewport=DESKTOP)
-    sign_in(page, stack, operator)
+    sign_in(page, stack, operator, section="signup")
     expect(page.locator("#signup-state")).to_contain_text("watcher running")
     review = page.locator("#review-table")
     expect(review).to_contain_text("Lojas em Recife", timeout=30_000)
@@ -235,7 +268,7 @@ def test_the_dashboard_shows_a_chat_online_while_its_page_is_open(browser, stack
     expect(chat.locator(".bubble.bot").last).to_contain_text("Are you already a client?")
     session_id = chat.evaluate("JSON.parse(localStorage.getItem('comms-chat')).id")
     dashboard = browser.new_page(viewport=DESKTOP)
-    sign_in(dashboard, stack, operator)
+    sign_in(dashboard, stack, operator, section="chat")
     row = dashboard.locator(f'#sessions-table tr[data-session="{session_id}"]')
     expect(row).to_contain_text("● online", timeout=30_000)
     chat.close()  # the socket closes with the page
@@ -248,7 +281,7 @@ def test_webhooks_panel_adds_an_endpoint_lists_its_dead_letters_and_replays(
     """An endpoint on a closed port: the secret is shown once, its event dies (the test
     stack retries for about a second), the panel shows it dead, and replays it."""
     page = browser.new_page(viewport=DESKTOP)
-    sign_in(page, stack, operator)
+    sign_in(page, stack, operator, section="integrations")
     url = f"http://127.0.0.77:9/browser-{uuid.uuid4().hex[:6]}"  # allowed, closed
     page.fill("#webhook-url", url)
     page.fill("#webhook-events", "campaign.started")
@@ -275,7 +308,7 @@ def test_webhooks_panel_adds_an_endpoint_lists_its_dead_letters_and_replays(
 def test_the_outbox_panel_sends_an_sms_as_a_customer_and_shows_the_bots_answer(
         browser, stack: Stack, operator: str) -> None:
     page = browser.new_page(viewport=DESKTOP)
-    sign_in(page, stack, operator)
+    sign_in(page, stack, operator, section="system")
     expect(page.locator("#app")).to_be_visible()
     number = demo_phone(random.Random())  # a number the embedded SMSC does not fail
     page.fill("#sms-from", number)
@@ -289,4 +322,28 @@ def test_the_outbox_panel_sends_an_sms_as_a_customer_and_shows_the_bots_answer(
     page.fill("#sms-text", "1")
     page.click("#sms-form button[type=submit]")
     expect(page.locator("#sms-error")).to_contain_text("body.source")
+    page.close()
+
+
+def test_each_console_section_opens_by_its_url_and_shows_only_its_own(
+        browser, stack: Stack, operator: str) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, operator)
+    for section, content in SECTIONS.items():
+        page.goto(f"{stack.base_url}/#/{section}")
+        expect(page.locator(content)).to_be_visible()
+        assert page.locator(content).bounding_box()["y"] < DESKTOP["height"]  # no scrolling
+        for other, elsewhere in SECTIONS.items():
+            if other != section:
+                expect(page.locator(elsewhere)).to_be_hidden()
+        expect(page.locator(f"#sections a[data-section={section}]")).to_have_attribute(
+            "aria-current", "page")
+    # A campaign's own URL opens its detail.
+    domain = unique_domain("deeplink")
+    with stack.client() as api:
+        import_audience(api, [f"a@{domain}"], tag=domain)
+        campaign_id = create_campaign(api, domain)
+        name = api.get(f"/api/campaigns/{campaign_id}").json()["name"]
+    page.goto(f"{stack.base_url}/#/campaigns/{campaign_id}")
+    expect(page.locator("#detail-name")).to_have_text(name)
     page.close()
