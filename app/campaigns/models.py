@@ -72,14 +72,25 @@ class LaunchOptions(Strict):
                                     description="SMTP connections per send task")
 
 
+class Sample(Reply):
+    """The campaign's counts at one moment of its run (the throughput series)."""
+
+    t: str
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
 class CampaignView(Reply):
     id: str
     name: str
     status: CampaignStatus
-    audience: Any_ | None
+    channel: Channel = "email"
+    audience: Audience | None
     templates: Any_ | None
-    launch: Any_ | None = Field(description="the launch options: workers, batch size, "
-                                            "rate limit, connections")
+    tracking: Tracking
+    launch: LaunchOptions | None = Field(description="the launch options, as launched "
+                                                     "(connections resolved)")
     counts: dict[str, int] = Field(description="recipients by delivery status, and total")
     retries: int
     audience_counted: bool = Field(description="false while the audience is still read")
@@ -90,7 +101,9 @@ class CampaignView(Reply):
     elapsed_s: float
     by_node: dict[str, int]
     by_worker: dict[str, int]
-    timeline: list[Any_]
+    rates: dict[str, float] = Field(description="delivered (the channel's meaning), opened "
+                                                "and clicked (of those sent)")
+    timeline: list[Sample]
     failure_reason: str | None
     created_at: str
     launched_at: str | None
