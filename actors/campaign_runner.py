@@ -5,7 +5,7 @@ holds one page, not the audience), cuts it into batches, inserts each batch alre
 claimed and hands it to a send task, keeping `workers` tasks sending. A task tells
 the runner when its batch drains (every recipient taken, the last messages on the
 wire); the runner starts the next batch then, beside it, so the boundary (collect,
-claim, dispatch, task start: ~50 ms) does not leave connections idle. The first
+claim, dispatch, task start) does not leave connections idle. The first
 `workers` batches grow from batch_size / workers to batch_size (`first_wave_size`), so
 the tasks' boundaries stay spread in time rather than all coming at once, every batch. Finished
 tasks return their counts, roll-up increments and their batch's close through Ray, and

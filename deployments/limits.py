@@ -10,9 +10,9 @@ the byte that crosses it. Both apps take `MAX_BODY_BYTES`; the audience import i
 The limits of `RATE_RULES` run in `LimitsFirst`, an ASGI middleware in front of the
 app, so a refused client costs no body read, no parse and no database; paths are
 matched within the app's prefix (`root_path`, `/chat` for the chat). It also refuses
-a body of unknown length (chunked, 411): measured, Serve's proxy passed 36-52 MiB of a
-chunked 50 MiB body to the replica before the limit could stop it, and the replicas
-grew by 60-80 MiB.
+a body of unknown length (chunked, 411): Serve's proxy hands the replica most of a
+chunked body before any limit in the app can stop it (docs/security.md has the
+measurement).
 
 Buckets live in each replica (`app.core.ratelimit.KeyedLimits`, a minute's worth of burst,
 bounded in keys): a session's turns carry `x-session-id` and reach one replica, so its

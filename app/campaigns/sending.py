@@ -226,8 +226,8 @@ class BatchRun:
 
     def _draining(self) -> None:
         """The last recipient is taken: the runner may start the next batch now, while
-        this one's last messages are on the wire and its outcomes are written (the
-        batch boundary cost a connection a dispatch and a task start, ~50 ms)."""
+        this one's last messages are on the wire and its outcomes are written (else
+        the boundary leaves its connections idle through a dispatch and a task start)."""
         notify, self.on_draining = self.on_draining, None
         if notify is None:
             return
