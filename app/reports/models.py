@@ -88,14 +88,8 @@ class BillingTotals(Reply):
     net: float
 
 
-class BillingDay(Reply):
+class BillingDay(BillingTotals):
     day: str
-    revenue: float
-    conversions: int
-    emails: int
-    sms_segments: int
-    cost: float
-    net: float
 
 
 class CampaignCost(Reply):
