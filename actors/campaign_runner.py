@@ -135,7 +135,7 @@ def first_wave_size(seq: int, batch_size: int, workers: int) -> int:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class CampaignRunner:
+class CampaignRunner(registry.MadeWithRuntime):
     def __init__(self, campaign_id: str, runtime: Runtime,
                  trace: dict[str, str] | None = None):
         self.campaign_id = campaign_id
@@ -482,12 +482,15 @@ class CampaignRunner:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
-def start_runner(campaign_id: str, runtime: Runtime):
+def start_runner(campaign_id: str, runtime: Runtime, replace_older: bool = False):
     """The campaign's runner, created if it is not running (idempotent); its spans go
-    under the caller's (the launch request's)."""
-    return registry.get_or_create(CampaignRunner, registry.runner_name(campaign_id),
-                                  campaign_id, runtime, tracing.carrier(),
-                                  resources=runtime.settings.actor_resources)
+    under the caller's (the launch request's). With `replace_older`, a runner that runs
+    with another runtime is replaced (the launcher; the campaign resumes from its
+    ledger, as after a runner's crash)."""
+    return registry.get_or_create(
+        CampaignRunner, registry.runner_name(campaign_id), campaign_id, runtime,
+        tracing.carrier(), resources=runtime.settings.actor_resources,
+        fingerprint=runtime.fingerprint() if replace_older else None)
 
 
 def find_runner(campaign_id: str):

@@ -21,16 +21,18 @@ from app.core.runtime import Runtime
 
 def start_actors(runtime: Runtime, running_campaigns: list[str]) -> None:
     """Start every long-lived actor, begin warming the send workers, and give each
-    campaign that was running when the cluster last stopped its runner again."""
+    campaign that was running when the cluster last stopped its runner again. Actors
+    made with a runtime (settings, endpoints, keys) other than `runtime` are replaced,
+    so a redeploy's changed SMTP password or a rotated key reaches them."""
     settings = runtime.settings
     rate_limiter(settings.actor_resources)
     send_dispatcher(settings.actor_resources).warm.remote(settings)
     chat_hub(settings.actor_resources)
     admin_jobs(settings)
-    marketing_actor(runtime)
-    webhook_sender(runtime)
-    sms_gateway(runtime)
+    marketing_actor(runtime, replace_older=True)
+    webhook_sender(runtime, replace_older=True)
+    sms_gateway(runtime, replace_older=True)
     if settings.signup_enabled:
-        start_signup_watcher(runtime)
+        start_signup_watcher(runtime, replace_older=True)
     for campaign_id in running_campaigns:
-        start_runner(campaign_id, runtime)
+        start_runner(campaign_id, runtime, replace_older=True)

@@ -47,7 +47,7 @@ EXPIRE_EVERY_S = 30.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000)
-class MarketingActor:
+class MarketingActor(registry.MadeWithRuntime):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.settings = settings = runtime.settings
@@ -299,7 +299,7 @@ class MarketingActor:
 
     def _mail_for(self, offer: dict) -> Mail:
         return composer.offer_mail(
-            offer, public_url=self.settings.public_url, secret=self.runtime.signing_secret,
+            offer, public_url=self.settings.public_url, key=self.runtime.link_key,
             message_id=message_id(f"offer:{offer['_id']}", self.settings.mail_from))
 
 
@@ -321,7 +321,9 @@ def _offer_event(offer: dict) -> dict:
             "discount_pct": offer.get("discount_pct")}
 
 
-def marketing_actor(runtime: Runtime):
-    """The cluster's marketing actor, created on first use (idempotent)."""
-    return registry.get_or_create(MarketingActor, registry.MARKETING, runtime,
-                                  resources=runtime.settings.actor_resources)
+def marketing_actor(runtime: Runtime, replace_older: bool = False):
+    """The cluster's marketing actor, created on first use (idempotent); with
+    `replace_older`, replaced if it runs with another runtime (the launcher)."""
+    return registry.get_or_create(
+        MarketingActor, registry.MARKETING, runtime, resources=runtime.settings.actor_resources,
+        fingerprint=runtime.fingerprint() if replace_older else None)

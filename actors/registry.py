@@ -3,16 +3,23 @@
 All of operator-comms' actors are detached and named in namespace `operator-comms`,
 so any process of the cluster finds them, `ray list actors` and the Ray dashboard show
 them by these names, and `ray.kill(ray.get_actor(name, namespace=NAMESPACE))` stops one.
+The launcher replaces those made with a runtime other than its own (`get_or_create`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import ray
 from ray.actor import ActorClass, ActorHandle
 
+from app.core.runtime import Runtime
+
 NAMESPACE = "operator-comms"
+REPLACE_WAIT_S = 30.0
+log = logging.getLogger("operator_comms.actors")
 
 ADMIN_JOBS = "admin-jobs"  # generations and imports, a few at a time
 LOCAL_SERVICES = "local-services"  # the embedded database, SMTP sink, SMSC (local mode)
@@ -25,15 +32,45 @@ SMS_GATEWAY = "sms-gateway"
 WEBHOOKS = "webhooks"
 
 
+class MadeWithRuntime:
+    """Base of an actor made with a runtime: it tells which (`get_or_create`)."""
+
+    runtime: Runtime
+
+    async def fingerprint(self) -> str:
+        return self.runtime.fingerprint()
+
+
 def runner_name(campaign_id: str) -> str:
     """A campaign's runner, one per running campaign."""
     return f"campaign-{campaign_id}"
 
 
 def get_or_create(actor_class: ActorClass, name: str, *args: Any,
-                  resources: dict[str, float] | None = None) -> ActorHandle:
+                  resources: dict[str, float] | None = None,
+                  fingerprint: str | None = None) -> ActorHandle:
     """The named detached actor, created with `args` if it is not running (a running
-    one keeps the arguments it was created with)."""
+    one keeps the arguments it was created with).
+
+    With `fingerprint` (the launcher's, `Runtime.fingerprint`), a running actor whose
+    own `fingerprint()` differs (settings, endpoints or keys changed since it was made)
+    is killed and made again with `args`; its work is durable, as every actor's is
+    across a kill."""
+    handle = _named(actor_class, name, args, resources)
+    if fingerprint is None or ray.get(handle.fingerprint.remote()) == fingerprint:
+        return handle
+    log.info("actor %s runs with older settings or keys: replacing it", name)
+    ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + REPLACE_WAIT_S
+    while find(name) is not None:  # the name is free once the kill is done
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"actor {name} did not stop within {REPLACE_WAIT_S} s")
+        time.sleep(0.1)
+    return _named(actor_class, name, args, resources)
+
+
+def _named(actor_class: ActorClass, name: str, args: tuple[Any, ...],
+           resources: dict[str, float] | None) -> ActorHandle:
     return actor_class.options(name=name, namespace=NAMESPACE, lifetime="detached",
                                get_if_exists=True, resources=resources or {}).remote(*args)
 

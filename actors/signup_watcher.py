@@ -33,7 +33,7 @@ MAX_RUNS = 3
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class SignupWatcher:
+class SignupWatcher(registry.MadeWithRuntime):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.settings = settings = runtime.settings
@@ -121,10 +121,13 @@ class SignupWatcher:
         await signup.advance(db, self.account, uidvalidity, uid)
 
 
-def start_signup_watcher(runtime: Runtime):
-    """The watcher, created if it is not running (idempotent)."""
-    return registry.get_or_create(SignupWatcher, registry.SIGNUP_WATCHER, runtime,
-                                  resources=runtime.settings.actor_resources)
+def start_signup_watcher(runtime: Runtime, replace_older: bool = False):
+    """The watcher, created if it is not running (idempotent); with `replace_older`,
+    replaced if it runs with another runtime (the launcher)."""
+    return registry.get_or_create(
+        SignupWatcher, registry.SIGNUP_WATCHER, runtime,
+        resources=runtime.settings.actor_resources,
+        fingerprint=runtime.fingerprint() if replace_older else None)
 
 
 def find_signup_watcher():

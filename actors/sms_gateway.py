@@ -41,7 +41,7 @@ ROUND_S = 0.25
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=100)
-class SmsGateway:
+class SmsGateway(registry.MadeWithRuntime):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         settings = runtime.settings
@@ -153,7 +153,9 @@ class SmsGateway:
                 asyncio.get_running_loop().call_later(1.0, self.arrived.set)
 
 
-def sms_gateway(runtime: Runtime):
-    """The cluster's SMS gateway, created on first use (idempotent)."""
-    return registry.get_or_create(SmsGateway, registry.SMS_GATEWAY, runtime,
-                                  resources=runtime.settings.actor_resources)
+def sms_gateway(runtime: Runtime, replace_older: bool = False):
+    """The cluster's SMS gateway, created on first use (idempotent); with
+    `replace_older`, replaced if it runs with another runtime (the launcher)."""
+    return registry.get_or_create(
+        SmsGateway, registry.SMS_GATEWAY, runtime, resources=runtime.settings.actor_resources,
+        fingerprint=runtime.fingerprint() if replace_older else None)

@@ -91,7 +91,7 @@ class Lane:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000)
-class WebhookSender:
+class WebhookSender(registry.MadeWithRuntime):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.settings = runtime.settings
@@ -286,10 +286,12 @@ def egress_policy(settings: Settings) -> EgressPolicy:
     return EgressPolicy(settings.egress_allow, own)
 
 
-def webhook_sender(runtime: Runtime):
-    """The cluster's webhook actor, created on first use (idempotent)."""
-    return registry.get_or_create(WebhookSender, registry.WEBHOOKS, runtime,
-                                  resources=runtime.settings.actor_resources)
+def webhook_sender(runtime: Runtime, replace_older: bool = False):
+    """The cluster's webhook actor, created on first use (idempotent); with
+    `replace_older`, replaced if it runs with another runtime (the launcher)."""
+    return registry.get_or_create(
+        WebhookSender, registry.WEBHOOKS, runtime, resources=runtime.settings.actor_resources,
+        fingerprint=runtime.fingerprint() if replace_older else None)
 
 
 _handle: Any = None

@@ -60,6 +60,7 @@ from actors.local_services import local_services
 from app.channels.email.mailer import Mail, build_message, message_id
 from app.core.config import Settings
 from app.core.db import monitoring_options
+from app.core.signing_keys import LINKS, KeyRing
 from app.core.tokens import customer_unsubscribe_url
 from benchmarks.harness import (
     CpuWatch,
@@ -79,6 +80,7 @@ OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS, OC_WIDE, OC_WIDE_OWN = (
     "operator-comms (many connections, own app start)")
 SMS_TEXT = "Ola {{ first_name }}, seu plano {{ plan }} pode ir para Turbo por R$ 129,90."
 RAW_FROM = Settings.model_fields["mail_from"].default  # the app's default sender
+RAW_KEY = KeyRing.of("raw").signing(LINKS)  # a link key of the app's shape
 CPU_CEILING = 800  # messages/s assumed possible here, for sizing rows only (doubled if short)
 def row_stats(sink: BenchSink, started: float, messages: int) -> dict:
     return arrival_stats(sorted(sink.stats()["arrivals"].values()), started, messages)
@@ -211,7 +213,7 @@ async def raw_pipeline(port: int, messages: int, connections: int) -> float:
             # The bytes the app's campaign sends: its template, a signed unsubscribe link
             # in the body and the headers, a Message-ID made from a delivery id (ids of
             # the app's shape: 32 hex digits).
-            link = customer_unsubscribe_url(f"http://127.0.0.1:{port}", f"{n:032x}", "raw")
+            link = customer_unsubscribe_url(f"http://127.0.0.1:{port}", f"{n:032x}", RAW_KEY)
             mail = Mail(to_email=f"raw{n}@bench.example", to_name="Ana Silva",
                         subject="Hello Ana", text=f"Dear Ana Silva, your plan is Basic.\n{link}",
                         message_id=message_id(f"{0:024x}:{n:032x}", RAW_FROM),

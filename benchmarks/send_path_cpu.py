@@ -34,6 +34,7 @@ from app.core.config import load_settings
 from app.core.db import database, ensure_indexes
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
+from app.core.signing_keys import KeyRing
 from benchmarks.harness import machine
 from benchmarks.scaling import raw_pipeline
 from benchmarks.smtp_sink import BenchSink
@@ -71,7 +72,7 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
         jobs.append(BatchJob(
             campaign_id=doc["_id"], batch_id=batch, claim="bench", attempt=0,
             customer_ids=chunk,
-            runtime=Runtime(settings, Endpoints(uri, "127.0.0.1", port), "bench"),
+            runtime=Runtime(settings, Endpoints(uri, "127.0.0.1", port), KeyRing.of("bench")),
             templates=campaign["templates"], connections=connections,
             fresh=True, lease_left_s=600, customers=[customers[c] for c in chunk],
             customers_read_at=batches.now()))

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.access import accounts
 from app.access.accounts import Principal, Role
 from app.core.paging import BadCursor
+from app.core.signing_keys import SIGN_IN
 from app.core.tokens import tokens_match
 from deployments.context import AppContext, current
 
@@ -45,7 +46,8 @@ async def authenticate(context: AppContext, credentials: HTTPAuthorizationCreden
     if given.startswith(accounts.KEY_PREFIX):
         principal = await accounts.check_api_key(context.db, given)
     else:
-        principal = accounts.read_token(given, context.sign_in_key)
+        runtime = await context.runtime_for(SIGN_IN, accounts.token_kid(given))
+        principal = accounts.read_token(given, runtime.keys)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                             "not signed in: the token or API key is not valid (or expired)",

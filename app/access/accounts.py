@@ -6,7 +6,8 @@ nothing; an operator also runs campaigns, customers and chat handoffs; an admin 
 manages users and repairs reports. The generated admin token stays as the bootstrap
 identity (an admin, named `admin-token`) that creates the first admin user.
 
-A sign-in token carries the user's name and role and lasts TOKEN_TTL_S, so a role
+A sign-in token carries the user's name and role, names the stored sign-in key that
+signed it (`app.core.signing_keys`) and lasts TOKEN_TTL_S, so a role
 change or a disabled account takes effect at the next sign-in. An API key is
 `ock_<id>_<secret>`; only a SHA-256 of the secret is stored, and every use reads the
 key and its user, so revoking a key or disabling its user takes effect at once.
@@ -30,6 +31,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from app.core.signing_keys import SIGN_IN, KeyRing, SigningKey
 
 TOKEN_TTL_S = 3600
 KEY_PREFIX = "ock_"
@@ -74,12 +77,6 @@ class AccountProblem(ValueError):
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def signing_key(admin_token: str) -> bytes:
-    """The key sign-in tokens are signed with, derived so the admin token never signs."""
-    return hmac.new(admin_token.encode(), b"operator-comms/sign-in-tokens",
-                    hashlib.sha256).digest()
 
 
 def user_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -146,19 +143,36 @@ async def check_password(db: AsyncDatabase, username: str, password: str
     return Principal(doc["_id"], Role(doc["role"]), "password")
 
 
-def issue_token(principal: Principal, key: bytes, at: datetime | None = None
+def issue_token(principal: Principal, key: SigningKey, at: datetime | None = None
                 ) -> tuple[str, datetime]:
+    """A sign-in token signed with `key` (the current sign-in key), naming it by `kid`."""
     issued = at or now()
     expires = issued + timedelta(seconds=TOKEN_TTL_S)
     token = jwt.encode({"sub": principal.name, "role": principal.role, "iat": issued,
-                        "exp": expires}, key, algorithm="HS256")
+                        "exp": expires}, key.secret, algorithm="HS256",
+                       headers={"kid": key.kid})
     return token, expires
 
 
-def read_token(token: str, key: bytes) -> Principal | None:
-    """The principal a sign-in token names; None if it is forged, garbled or expired."""
+def token_kid(token: str) -> str | None:
+    """The id of the key a sign-in token says signed it (unverified), or None."""
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp"]})
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
+
+
+def read_token(token: str, keys: KeyRing) -> Principal | None:
+    """The principal a sign-in token names; None if it is forged, garbled, expired, or
+    signed by a key that is retired or unknown."""
+    kid = token_kid(token)
+    key = keys.verifying(SIGN_IN, kid) if kid is not None else None
+    if key is None:
+        return None
+    try:
+        claims = jwt.decode(token, key.secret, algorithms=["HS256"],
+                            options={"require": ["exp"]})
         return Principal(str(claims["sub"]), Role(claims["role"]), "password")
     except (jwt.PyJWTError, KeyError, ValueError):
         return None

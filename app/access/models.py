@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -87,3 +87,22 @@ class AuditEntry(Reply):
 class AuditList(Reply):
     entries: list[AuditEntry]
     next_cursor: str | None
+
+
+class NewSigningKey(Strict):
+    purpose: Literal["links", "sign-in"] = Field(description=(
+        "links: unsubscribe, signup-confirmation and tracking links; sign-in: operator "
+        "tokens"))
+
+
+class SigningKeyView(Reply):
+    kid: str
+    purpose: str
+    current: bool = Field(description="this key signs new tokens of its purpose")
+    created_at: str
+    retired_at: str | None = Field(description="set: it verifies nothing any more")
+    verify_only: bool = Field(description="the legacy key: it verifies, never signs")
+
+
+class SigningKeyList(Reply):
+    keys: list[SigningKeyView]

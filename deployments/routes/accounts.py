@@ -20,6 +20,7 @@ from app.access.models import (
     UserList,
     UserView,
 )
+from app.core.signing_keys import SIGN_IN
 from deployments.deps import AdminOnly, Context, Cursor, Signed, Who, found, paged
 
 auth_router = APIRouter(prefix="/auth", tags=["accounts"])
@@ -35,7 +36,8 @@ async def sign_in(context: Context, body: SignIn) -> dict:
     if principal is None:
         raise HTTPException(401, "wrong user name or password",
                             headers={"WWW-Authenticate": "Bearer"})
-    token, expires = accounts.issue_token(principal, context.sign_in_key)
+    runtime = await context.runtime_for(SIGN_IN)
+    token, expires = accounts.issue_token(principal, runtime.keys.signing(SIGN_IN))
     return {"token": token, "token_type": "bearer", "expires_at": expires.isoformat(),
             "username": principal.name, "role": principal.role}
 

@@ -14,6 +14,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.core.runtime import Runtime
+from app.core.signing_keys import LINKS
+from app.core.tokens import kid_of
 from deployments.context import AppContext
 from deployments.limits import retry_after
 
@@ -51,9 +54,9 @@ def notice(title: str, text: str, status: int = 200, button: str | None = None,
                         headers=headers)
 
 
-def link_customer(context: AppContext, request: Request, token: str,
-                  verify: Callable[[str], str | None], what: str
-                  ) -> tuple[str | None, HTMLResponse | None]:
+async def link_customer(context: AppContext, request: Request, token: str,
+                        verify: Callable[[Runtime, str], str | None], what: str
+                        ) -> tuple[str | None, HTMLResponse | None]:
     """(the customer a link's token names, None) or (None, the page to answer instead:
     429 over the per-address limit of customer links, 404 for a token that `verify`
     does not accept, alike for every forged one)."""
@@ -62,16 +65,16 @@ def link_customer(context: AppContext, request: Request, token: str,
     if wait > 0:
         return None, notice("Too many requests", "Please try again in a minute.", 429,
                             headers={"Retry-After": str(retry_after(wait))})
-    customer_id = verify(token)
+    customer_id = verify(await context.runtime_for(LINKS, kid_of(token)), token)
     if customer_id is None:
         return None, notice("Link not valid", f"This {what} link is not valid.", 404)
     return customer_id, None
 
 
-def link_question(context: AppContext, request: Request, token: str,
-                  verify: Callable[[str], str | None], what: str, *, title: str, text: str,
-                  button: str) -> HTMLResponse:
+async def link_question(context: AppContext, request: Request, token: str,
+                        verify: Callable[[Runtime, str], str | None], what: str, *,
+                        title: str, text: str, button: str) -> HTMLResponse:
     """A customer link's GET: the question and its button, changing nothing (mail
     scanners fetch every link); the POST to the same URL acts."""
-    _, refused = link_customer(context, request, token, verify, what)
+    _, refused = await link_customer(context, request, token, verify, what)
     return refused or notice(title, text, button=button)

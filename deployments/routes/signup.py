@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from actors.signup_watcher import find_signup_watcher
 from app.audience.customers import confirm_signup
+from app.core.runtime import Runtime
 from app.signup.models import Poked, SignupOverview
 from app.signup.store import overview
 from deployments.deps import Context, Signed
@@ -56,16 +57,16 @@ async def poll_now(context: Context) -> dict:
 @confirm_router.get("/signup/confirm/{token}", response_class=HTMLResponse)
 async def confirm_page(context: Context, request: Request, token: str) -> HTMLResponse:
     """The link in a signup's confirmation email: asks (changes nothing)."""
-    return link_question(context, request, token, context.runtime.customer_confirming,
-                         "confirmation", title="Confirm your signup?", button="Confirm",
-                         text="You will receive our offers by email.")
+    return await link_question(context, request, token, Runtime.customer_confirming,
+                               "confirmation", title="Confirm your signup?",
+                               button="Confirm", text="You will receive our offers by email.")
 
 
 @confirm_router.post("/signup/confirm/{token}", response_class=HTMLResponse)
 async def confirm(context: Context, request: Request, token: str) -> HTMLResponse:
     """Confirm the signup: the address receives campaigns from now on."""
-    customer_id, refused = link_customer(context, request, token,
-                                         context.runtime.customer_confirming, "confirmation")
+    customer_id, refused = await link_customer(context, request, token,
+                                               Runtime.customer_confirming, "confirmation")
     if refused is not None:
         return refused
     await confirm_signup(context.db, customer_id)  # a second click changes nothing

@@ -12,6 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.campaigns.batches import now
 from app.channels.email import tracking
+from app.core.signing_keys import LINKS
+from app.core.tokens import kid_of
 from deployments.deps import Context
 
 router = APIRouter(tags=["tracking"])
@@ -30,7 +32,8 @@ def not_valid() -> HTMLResponse:
                 "type": "string", "format": "binary"}}}}, **REFUSED})
 async def opened(context: Context, token: str) -> Response:
     """An email was opened (its HTML's image was fetched): a 1x1 transparent GIF."""
-    delivery_id = tracking.verify(tracking.OPEN, token, context.runtime.signing_secret)
+    runtime = await context.runtime_for(LINKS, kid_of(token))
+    delivery_id = tracking.verify(tracking.OPEN, token, runtime.keys)
     if delivery_id is None:
         return not_valid()
     await tracking.record(context.db, tracking.OPEN, delivery_id, now())
@@ -43,7 +46,8 @@ async def clicked(context: Context, token: str,
                   u: Annotated[str, Query(max_length=4000, description="the link")]
                   ) -> Response:
     """A link in an email was followed: record it and go there."""
-    delivery_id = tracking.verify(tracking.CLICK, token, context.runtime.signing_secret, u)
+    runtime = await context.runtime_for(LINKS, kid_of(token))
+    delivery_id = tracking.verify(tracking.CLICK, token, runtime.keys, u)
     if delivery_id is None or not u.lower().startswith(("http://", "https://")):
         return not_valid()
     await tracking.record(context.db, tracking.CLICK, delivery_id, now())

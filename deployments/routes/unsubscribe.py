@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from actors.webhook_sender import hand_on
 from app.audience.customers import set_unsubscribed
+from app.core.runtime import Runtime
 from deployments.deps import Context
 from deployments.routes.pages import link_customer, link_question, notice
 
@@ -20,16 +21,16 @@ router = APIRouter(tags=["unsubscribe"])
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_page(context: Context, request: Request, token: str) -> HTMLResponse:
     """The link in the email: asks to confirm (changes nothing)."""
-    return link_question(context, request, token, context.runtime.customer_from_token,
-                         "unsubscribe", title="Unsubscribe?", button="Unsubscribe",
-                         text="You will receive no more campaign emails from us.")
+    return await link_question(context, request, token, Runtime.customer_from_token,
+                               "unsubscribe", title="Unsubscribe?", button="Unsubscribe",
+                               text="You will receive no more campaign emails from us.")
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe(context: Context, request: Request, token: str) -> HTMLResponse:
     """Unsubscribe: the page's button, and RFC 8058 one-click from mail clients."""
-    customer_id, refused = link_customer(context, request, token,
-                                         context.runtime.customer_from_token, "unsubscribe")
+    customer_id, refused = await link_customer(context, request, token,
+                                               Runtime.customer_from_token, "unsubscribe")
     if refused is not None:
         return refused
     if not await set_unsubscribed(context.db, customer_id, via="link"):

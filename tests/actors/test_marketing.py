@@ -294,6 +294,7 @@ async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wai
     on and a 1 s wait, over the shared chat hub, database and sink."""
     from actors.marketing import MarketingActor
     from app.core.runtime import Runtime
+    from app.core.signing_keys import KeyRing
 
     domain = unique_domain("live")
     api.post("/api/customers/generate?wait=true",
@@ -303,7 +304,7 @@ async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wai
     endpoints = await stack.services.endpoints.remote()
     settings = stack.settings.model_copy(update={"marketing_prefer_live": True,
                                                  "marketing_email_wait_s": 1.0})
-    actor = MarketingActor.remote(Runtime.build(settings, endpoints, stack.token))
+    actor = MarketingActor.remote(Runtime.build(settings, endpoints, KeyRing.of("k")))
     live, offline = _session(stack), _session(stack)  # the events below name the customers
     hub = registry.find(registry.CHAT_HUB)
     url = stack.base_url.replace("http", "ws") + f"/chat/ws/{live['session_id']}"

@@ -168,14 +168,15 @@ async def test_the_admin_token_can_be_disabled_once_an_admin_user_exists(db) -> 
     from app.core.config import load_settings
     from app.core.endpoints import Endpoints
     from app.core.runtime import Runtime
+    from app.core.signing_keys import KeyRing
     from deployments.context import AppContext
     from deployments.deps import authenticate
     from deployments.limits import PublicLimits
 
     token = "an-admin-token-long-enough-to-be-accepted-0123"
     settings = load_settings(admin_token=token, admin_token_enabled=False)
-    context = AppContext(Runtime(settings, Endpoints("mongodb://unused", "127.0.0.1", 25), "k"),
-                         db, token, None, PublicLimits(settings))
+    context = AppContext(Runtime(settings, Endpoints("mongodb://unused", "127.0.0.1", 25),
+                                 KeyRing.of("k")), db, token, None, PublicLimits(settings))
     bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
     # No admin user yet: the token still opens (no lock-out).
     assert await authenticate(context, bearer) == accounts.BOOTSTRAP

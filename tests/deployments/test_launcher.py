@@ -39,3 +39,33 @@ def test_a_dashboard_replica_starts_no_actor_and_the_launcher_restores_them(
         prepare_cluster(stack.settings)  # idempotent: what is running stays, the rest starts
     assert registry.find(registry.RATE_LIMITER) is not None
     assert registry.find(registry.MARKETING) is not None
+
+
+def test_a_redeploy_with_changed_settings_replaces_the_actors_made_with_them(
+        stack: Stack) -> None:
+    """A long-lived actor keeps the runtime it was made with; a deploy whose settings
+    differ (here one marketing setting) replaces those made with a runtime, and leaves
+    the others, and a deploy with the same settings changes nothing."""
+    holders = (registry.MARKETING, registry.WEBHOOKS, registry.SMS_GATEWAY,
+               registry.SIGNUP_WATCHER)
+
+    def ids() -> dict[str, str]:
+        return {name: registry.find(name)._actor_id.hex()
+                for name in (*holders, registry.RATE_LIMITER)}
+
+    prepare_cluster(stack.settings)  # as the stack's own runtime, whatever ran before
+    before = ids()
+    prepare_cluster(stack.settings)
+    assert ids() == before  # nothing changed, nothing replaced
+    changed = stack.settings.model_copy(update={"marketing_email_wait_s": 7.5})
+    try:
+        runtime = prepare_cluster(changed)
+        after = ids()
+        assert all(after[name] != before[name] for name in holders), (before, after)
+        assert after[registry.RATE_LIMITER] == before[registry.RATE_LIMITER]
+        marketing = registry.find(registry.MARKETING)
+        assert ray.get(marketing.fingerprint.remote()) == runtime.fingerprint()
+    finally:
+        prepare_cluster(stack.settings)
+    assert ray.get(registry.find(registry.MARKETING).fingerprint.remote()) != \
+        runtime.fingerprint()

@@ -63,10 +63,10 @@ def test_opens_and_clicks_are_recorded_once_per_delivery_and_reported(
         token = _local(link).split("/t/c/", 1)[1].split("?", 1)[0]
         elsewhere = public.get(f"/t/c/{token}?u=https%3A%2F%2Fevil.example%2F",
                                follow_redirects=False)
-        payload, mac = token.split(".")
+        payload, mac, kid = token.split(".")
         other_mac = ("A" if mac[0] != "A" else "B") + mac[1:]
-        existing = public.get(f"/t/o/{payload}.{other_mac}.gif")
-        missing = public.get(f"/t/o/bm9ib2R5OmF0YWxs.{other_mac}.gif")  # "nobody:atall"
+        existing = public.get(f"/t/o/{payload}.{other_mac}.{kid}.gif")
+        missing = public.get(f"/t/o/bm9ib2R5OmF0YWxs.{other_mac}.{kid}.gif")  # "nobody:atall"
         for refused in (elsewhere, existing, missing):
             assert refused.status_code == 404 and "location" not in refused.headers
         assert existing.text == missing.text

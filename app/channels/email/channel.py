@@ -28,7 +28,7 @@ class EmailChannel(Channel):
         settings = runtime.settings
         mid = message_id(delivery_id, settings.mail_from)
         mail = campaign_mail(templates, customer, public_url=settings.public_url,
-                             secret=runtime.signing_secret, message_id=mid,
+                             key=runtime.link_key, message_id=mid,
                              delivery_id=delivery_id, tracking=tracking)
         return Composed(build_message(mail, settings.mail_from), mid)
 

@@ -7,9 +7,10 @@ Optional per campaign (`tracking.opens`, `tracking.clicks`). When on, each email
   `/t/c/<token>?u=<the link>`, which records the click and redirects there. The
   unsubscribe link is left as it is.
 
-A token is the delivery id and an HMAC (keyed from the app's signing secret, never the
-admin token) over the kind, the delivery id and, for a click, the link: a token cannot
-be made for another delivery, nor turned into a redirect to another address. A token
+A token is the delivery id, an HMAC (keyed from a stored link key,
+`app.core.signing_keys`) over the kind, the delivery id and, for a click, the link, and
+the key's id: a token cannot be made for another delivery, nor turned into a redirect
+to another address, and it keeps working until its key is retired. A token
 that fails the check is refused before anything is read, so the answer says nothing
 about whether a delivery exists.
 
@@ -32,6 +33,8 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.core import rollups
+from app.core.signing_keys import LINKS, KeyRing, SigningKey
+from app.core.tokens import opened, same_token, with_kid
 
 OPEN, CLICK = "opened", "clicked"
 PIXEL_GIF = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -45,45 +48,44 @@ def _key(secret: str) -> bytes:
     return hashlib.sha256(b"operator-comms/tracking/" + secret.encode()).digest()
 
 
+def sign(kind: str, delivery_id: str, key: SigningKey, url: str = "") -> str:
+    mac = hmac.new(_key(key.secret), f"{kind}\n{delivery_id}\n{url}".encode(),
+                   hashlib.sha256).digest()[:16]
+    return with_kid(f"{_b64(delivery_id.encode())}.{_b64(mac)}", key)
+
+
+def verify(kind: str, token: str, keys: KeyRing, url: str = "") -> str | None:
+    """The delivery id the token was signed for (with this link), or None."""
+    parts = opened(token)
+    key = keys.verifying(LINKS, parts[1]) if parts else None
+    if parts is None or key is None:
+        return None
+    delivery_id = parts[0]
+    return delivery_id if same_token(sign(kind, delivery_id, key, url), token) else None
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def sign(kind: str, delivery_id: str, secret: str, url: str = "") -> str:
-    mac = hmac.new(_key(secret), f"{kind}\n{delivery_id}\n{url}".encode(),
-                   hashlib.sha256).digest()[:16]
-    return f"{_b64(delivery_id.encode())}.{_b64(mac)}"
+def open_url(public_url: str, delivery_id: str, key: SigningKey) -> str:
+    return f"{public_url.rstrip('/')}/t/o/{sign(OPEN, delivery_id, key)}.gif"
 
 
-def verify(kind: str, token: str, secret: str, url: str = "") -> str | None:
-    """The delivery id the token was signed for (with this link), or None."""
-    payload, _, _mac = token.partition(".")
-    try:
-        delivery_id = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    expected = sign(kind, delivery_id, secret, url)
-    return delivery_id if hmac.compare_digest(expected.encode(), token.encode()) else None
-
-
-def open_url(public_url: str, delivery_id: str, secret: str) -> str:
-    return f"{public_url.rstrip('/')}/t/o/{sign(OPEN, delivery_id, secret)}.gif"
-
-
-def click_url(public_url: str, delivery_id: str, secret: str, url: str) -> str:
-    return (f"{public_url.rstrip('/')}/t/c/{sign(CLICK, delivery_id, secret, url)}"
+def click_url(public_url: str, delivery_id: str, key: SigningKey, url: str) -> str:
+    return (f"{public_url.rstrip('/')}/t/c/{sign(CLICK, delivery_id, key, url)}"
             f"?u={quote(url, safe='')}")
 
 
 def instrument(text: str, html_body: str | None, *, delivery_id: str, opens: bool,
-               clicks: bool, public_url: str, secret: str, keep: tuple[str, ...] = ()
+               clicks: bool, public_url: str, key: SigningKey, keep: tuple[str, ...] = ()
                ) -> tuple[str, str | None]:
     """The email's text and HTML with tracked links and the open pixel; links in
     `keep` (the unsubscribe link) stay as they are."""
     def tracked(url: str) -> str:
         if url in keep:
             return url
-        return click_url(public_url, delivery_id, secret, url)
+        return click_url(public_url, delivery_id, key, url)
 
     if clicks:
         text = _BARE_URL.sub(lambda m: tracked(m.group(0)), text)
@@ -92,7 +94,7 @@ def instrument(text: str, html_body: str | None, *, delivery_id: str, opens: boo
                 lambda m: m.group(1) + m.group(2) + html.escape(
                     tracked(html.unescape(m.group(3)))) + m.group(2), html_body)
     if opens and html_body is not None:
-        pixel = (f'<img src="{html.escape(open_url(public_url, delivery_id, secret))}" '
+        pixel = (f'<img src="{html.escape(open_url(public_url, delivery_id, key))}" '
                  'width="1" height="1" alt="" style="display:none">')
         ends = list(_BODY_END.finditer(html_body))
         html_body = (html_body[:ends[-1].start()] + pixel + html_body[ends[-1].start():]

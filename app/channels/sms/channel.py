@@ -12,16 +12,17 @@ from app.channels.templates import CompiledTemplates
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
+from app.core.signing_keys import SigningKey
 from app.core.tokens import customer_unsubscribe_url
 
 RECEIPTS = ("delivered", "undeliverable")  # a delivery receipt's final states
 
 
 def sms_text(templates: CompiledTemplates, customer: dict, *, public_url: str,
-             secret: str) -> str:
+             key: SigningKey) -> str:
     """An SMS campaign's text for the customer (its template is the text body; the
     unsubscribe link is there for a template that names it)."""
-    link = customer_unsubscribe_url(public_url, customer["_id"], secret)
+    link = customer_unsubscribe_url(public_url, customer["_id"], key)
     return personalised(templates, customer, link)[1].strip()
 
 
@@ -38,7 +39,7 @@ class SmsChannel(Channel):
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
                 delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
         text = sms_text(templates, customer, public_url=runtime.settings.public_url,
-                        secret=runtime.signing_secret)
+                        key=runtime.link_key)
         message = Sms(customer["phone"], text, delivery_id)
         return Composed(message, delivery_id, units=len(message.parts[1]))
 

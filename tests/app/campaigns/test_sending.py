@@ -30,6 +30,7 @@ from app.core.db import database, ensure_indexes
 from app.core.endpoints import Endpoints
 from app.core.ids import delivery_id
 from app.core.runtime import Runtime
+from app.core.signing_keys import KeyRing
 from app.core.statuses import BatchStatus
 from app.integrations.webhooks import Subscriptions
 from embedded.processes import free_port
@@ -117,7 +118,7 @@ class Batch:
             claim=claim or self.claim, attempt=batch["attempt"],
             customer_ids=batch["customer_ids"],
             runtime=Runtime(SETTINGS.model_copy(update=update),
-                            Endpoints(self.mongodb_uri, "127.0.0.1", port), "k"),
+                            Endpoints(self.mongodb_uri, "127.0.0.1", port), KeyRing.of("k")),
             templates=self.campaign["templates"],
             connections=connections, fresh=fresh,
             lease_left_s=lease_left_s)

@@ -9,11 +9,13 @@ from app.channels.templates import compile_templates
 from app.core.config import load_settings
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
+from app.core.signing_keys import KeyRing
 from app.core.tokens import verify_customer_token
 
 SETTINGS = load_settings(public_url="https://op.example", relay_rate_limit_per_s=40,
                          smpp_rate_limit_per_s=5)
-RUNTIME = Runtime(SETTINGS, Endpoints("mongodb://x", "127.0.0.1", 25), "s3")
+KEYS = KeyRing.of("s3")
+RUNTIME = Runtime(SETTINGS, Endpoints("mongodb://x", "127.0.0.1", 25), KEYS)
 CUSTOMER = {"_id": "k1", "email": "ana@example.pt", "name": "Ana Silva", "plan": "Basic",
             "phone": "+5511987650001"}
 TEMPLATES = compile_templates("Hi {{ first_name }}", "Plan {{ plan }} {{ unsubscribe_url }}")
@@ -33,7 +35,7 @@ def test_email_composes_a_message_whose_id_follows_the_delivery() -> None:
     data = first.message.data.decode()
     assert "Subject: Hi Ana" in data and f"Message-ID: {first.message_id}" in data
     link = data.split("Plan Basic ", 1)[1].split()[0]
-    assert verify_customer_token(link.rsplit("/", 1)[1], "s3") == "k1"
+    assert verify_customer_token(link.rsplit("/", 1)[1], KEYS) == "k1"
 
 
 def test_sms_composes_parts_and_counts_them_for_the_smsc_rate() -> None:

@@ -6,30 +6,36 @@ import dataclasses
 import pickle
 
 import pytest
+from pydantic import SecretStr
 
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
-from app.core.tokens import unsubscribe_secret
+from app.core.signing_keys import LINKS, KeyRing
 
 
 def _runtime() -> Runtime:
     settings = Settings(public_url="https://op.example/", mongodb_db="rt")
     endpoints = Endpoints("mongodb://user:pw-in-uri@db.example/", "smtp.example", 2525)
-    return Runtime.build(settings, endpoints, "admin-token-0123456789")
+    return Runtime.build(settings, endpoints, KeyRing.of("link-secret-0123456789"))
 
 
 def test_its_repr_shows_neither_the_secret_nor_the_database_password() -> None:
     runtime = _runtime()
     shown = repr(runtime)
-    assert runtime.signing_secret not in shown and "pw-in-uri" not in shown
-    assert "admin-token" not in shown and "smtp.example" in shown
+    assert "link-secret" not in shown and "pw-in-uri" not in shown
+    assert "smtp.example" in shown
 
 
-def test_the_signing_secret_is_derived_from_the_admin_token_not_the_token() -> None:
+def test_its_fingerprint_follows_settings_secrets_and_keys() -> None:
     runtime = _runtime()
-    assert runtime.signing_secret == unsubscribe_secret("admin-token-0123456789")
-    assert runtime.signing_secret != "admin-token-0123456789"
+    assert runtime.fingerprint() == _runtime().fingerprint()
+    changed_password = dataclasses.replace(runtime, settings=runtime.settings.model_copy(
+        update={"smtp_password": SecretStr("a-new-relay-password")}))
+    other_keys = dataclasses.replace(runtime, keys=KeyRing.of("another-secret"))
+    prints = {runtime.fingerprint(), changed_password.fingerprint(), other_keys.fingerprint()}
+    assert len(prints) == 3
+    assert "a-new-relay-password" not in changed_password.fingerprint()
 
 
 def test_the_unsubscribe_links_it_builds_verify_and_others_do_not() -> None:
@@ -38,7 +44,11 @@ def test_the_unsubscribe_links_it_builds_verify_and_others_do_not() -> None:
     assert url.startswith("https://op.example/unsubscribe/")
     token = url.rsplit("/", 1)[1]
     assert runtime.customer_from_token(token) == "cust-7"
-    other = dataclasses.replace(runtime, signing_secret="another")
+    assert runtime.confirm_url("cust-7") != url
+    assert runtime.customer_confirming(runtime.confirm_url("cust-7").rsplit("/", 1)[1]) == "cust-7"
+    assert runtime.customer_confirming(token) is None  # an unsubscribe link confirms nothing
+    assert runtime.link_key == runtime.keys.signing(LINKS)
+    other = dataclasses.replace(runtime, keys=KeyRing.of("another"))
     assert other.customer_from_token(token) is None
     assert runtime.customer_from_token(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
 
@@ -46,5 +56,5 @@ def test_the_unsubscribe_links_it_builds_verify_and_others_do_not() -> None:
 def test_it_is_frozen_and_survives_pickling_as_ray_ships_it() -> None:
     runtime = _runtime()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        runtime.signing_secret = "x"  # type: ignore[misc]
+        runtime.keys = KeyRing()  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(runtime)) == runtime
