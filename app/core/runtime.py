@@ -5,7 +5,7 @@ A replica builds it at start-up (`deployments.context`) and hands it to the acto
 runners it starts; a runner hands it to its send tasks inside each `BatchJob`. Frozen
 and picklable, so Ray ships it as is. Its repr hides the keys (and `Endpoints` hides the
 database URI), so logging it is safe. Its `fingerprint` changes with any setting,
-endpoint or key, so the launcher can tell a long-lived actor that runs with an older one.
+endpoint or link key, so the launcher can tell a long-lived actor that runs with an older one.
 """
 
 from __future__ import annotations
@@ -64,11 +64,12 @@ class Runtime:
         return verify_customer_token(token, self.keys, CONFIRM)
 
     def fingerprint(self) -> str:
-        """A digest of every setting (secrets included), endpoint and key: equal for two
-        runtimes that would behave alike. Shows nothing of what it digests."""
+        """A digest of every setting (secrets included), endpoint and link key: equal for
+        two runtimes whose actors would behave alike (actors sign links, never sign-in
+        tokens). Shows nothing of what it digests."""
         def plain(value: Any) -> Any:
             return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
         text = json.dumps([self.settings.model_dump(), asdict(self.endpoints)],
                           default=plain, sort_keys=True)
-        return hashlib.sha256(f"{text}\n{self.keys.fingerprint()}".encode()).hexdigest()
+        return hashlib.sha256(f"{text}\n{self.keys.fingerprint(LINKS)}".encode()).hexdigest()

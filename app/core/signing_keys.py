@@ -93,10 +93,11 @@ class KeyRing:
         return [k.view(current.get(k.purpose) == k.kid)
                 for k in sorted(self.keys, key=lambda k: (k.purpose, k.created_at))]
 
-    def fingerprint(self) -> str:
-        """Changes when a key is added or retired (the launcher compares it)."""
-        text = "\n".join(f"{k.purpose}/{k.kid}/{k.secret}/{k.retired_at}" for k in
-                         sorted(self.keys, key=lambda k: (k.purpose, k.kid)))
+    def fingerprint(self, purpose: str) -> str:
+        """Changes when a key of `purpose` is added or retired (the launcher compares
+        the link keys' of the actors that sign links)."""
+        text = "\n".join(f"{k.kid}/{k.secret}/{k.retired_at}" for k in
+                         sorted(self.keys, key=lambda k: k.kid) if k.purpose == purpose)
         return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -1,8 +1,8 @@
 """Signing-key routes (admins only): list the keys, add one that signs from now on, and
 retire an old one (`app.core.signing_keys`). Never shows a secret.
 
-Adding a key replaces the long-lived actors and running campaigns' runners, so they
-sign with it at once; the older keys keep verifying until retired. Other replicas pick
+Adding a link key replaces the long-lived actors and running campaigns' runners, so
+they sign with it at once; the older keys keep verifying until retired. Other replicas pick
 the new key up at their next check (`deployments.context`).
 """
 
@@ -36,8 +36,9 @@ async def rotate(context: Context, who: Who, body: NewSigningKey) -> dict:
                        {"purpose": key.purpose})
     context.keys_loaded = float("-inf")  # reload now
     runtime = await context.runtime_for(key.purpose)
-    running = await active_campaign_ids(context.db)
-    await asyncio.to_thread(start_actors, runtime, running)
+    if key.purpose == signing_keys.LINKS:  # actors sign links; sign-in is the replicas'
+        running = await active_campaign_ids(context.db)
+        await asyncio.to_thread(start_actors, runtime, running)
     return key.view(current=True)
 
 

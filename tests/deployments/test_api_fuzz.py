@@ -6,7 +6,8 @@ answer matches the schema its operation declares (status, content type, body). A
 number of examples per operation keeps `make test` within budget.
 
 Left out: `GET /api/live`, an endless event stream (its own test reads it). Generated
-customer counts are capped so a fuzzed generation job stays small.
+customer counts are capped so a fuzzed generation job stays small, and a fuzzed new
+signing key is a sign-in key (a link key replaces the long-lived actors: its own test).
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def _small(case) -> None:
     if (case.path == "/api/webhooks" and case.method == "POST" and isinstance(body, dict)
             and isinstance(body.get("url"), str)):
         body["url"] = FUZZ_HOOK_URL
+    if (case.path == "/api/signing-keys" and case.method == "POST" and isinstance(body, dict)
+            and body.get("purpose") == "links"):
+        body["purpose"] = "sign-in"  # a link key replaces the actors; its own test does it
 
 
 @pytest.fixture(scope="module", autouse=True)

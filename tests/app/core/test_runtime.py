@@ -36,6 +36,11 @@ def test_its_fingerprint_follows_settings_secrets_and_keys() -> None:
     prints = {runtime.fingerprint(), changed_password.fingerprint(), other_keys.fingerprint()}
     assert len(prints) == 3
     assert "a-new-relay-password" not in changed_password.fingerprint()
+    # A new sign-in key changes nothing an actor does (actors sign links only).
+    links = tuple(k for k in runtime.keys.keys if k.purpose == LINKS)
+    other_sign_in = dataclasses.replace(runtime, keys=KeyRing(
+        links + tuple(k for k in KeyRing.of("x").keys if k.purpose != LINKS)))
+    assert other_sign_in.fingerprint() == runtime.fingerprint()
 
 
 def test_the_unsubscribe_links_it_builds_verify_and_others_do_not() -> None:
