@@ -372,12 +372,15 @@ class CampaignRunner(registry.MadeWithRuntime):
             return False  # claims to recover (the sweep), or batches queued meanwhile
         await self._write_progress(db, None)
         await ledger.reconcile(db, self.campaign_id)
-        counts = (await campaigns.campaign_state(db, self.campaign_id))["counts"]
+        state = await campaigns.campaign_state(db, self.campaign_id)
+        counts, rounds = state["counts"], state.get("retry_rounds", 0)
         completed = await campaigns.change_status(
             db, self.campaign_id, (CampaignStatus.RUNNING,), CampaignStatus.COMPLETED,
             event=outbox.entry("campaign.completed",
-                               {"campaign_id": self.campaign_id, "counts": counts},
-                               key=f"campaign.completed:{self.campaign_id}"))
+                               {"campaign_id": self.campaign_id, "counts": counts,
+                                "retry_round": rounds},
+                               key=f"campaign.completed:{self.campaign_id}"
+                                   + (f":retry{rounds}" if rounds else "")))
         campaign = await campaigns.campaign_state(db, self.campaign_id)
         if completed:
             await hand_on(db, "campaigns", self.campaign_id)

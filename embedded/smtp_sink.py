@@ -5,7 +5,7 @@ application sends to it through aiosmtplib exactly as it would to a relay. It st
 every message in a Maildir under `<data_dir>/outbox` and keeps an index for the
 dashboard's outbox view. Like Amazon SES's mailbox simulator, it answers for
 simulator addresses: a local part with `+reject` gets 550, one with `+tempfail` gets
-451 the first time, and one with `+hold` is held in DATA (up to HOLD_S) the first
+451 the first time (`+tempfail3`: the first three times), and one with `+hold` is held in DATA (up to HOLD_S) the first
 time, and dropped if the client goes away meanwhile, so tests can kill a sender at a
 known point.
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import threading
+import re
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -30,6 +31,7 @@ from embedded.processes import free_port
 
 OUTBOX_INDEX_LIMIT = 200_000
 HOLD_S = 30.0
+_TEMPFAIL = re.compile(r"\+tempfail(\d*)")
 
 
 @dataclass
@@ -50,7 +52,7 @@ class SinkHandler:
         self.delay_s = delay_s
         self.index: deque[OutboxEntry] = deque(maxlen=OUTBOX_INDEX_LIMIT)
         self.total = 0
-        self._tempfailed: set[str] = set()
+        self._tempfailed: Counter[str] = Counter()
         self._held: set[str] = set()
         self.holding: set[str] = set()
         self._lock = threading.Lock()
@@ -62,10 +64,11 @@ class SinkHandler:
         if "+reject" in local:
             return "550 5.1.1 Simulated permanent rejection"
         if "+tempfail" in local:
+            times = _TEMPFAIL.search(local)
             with self._lock:
-                first = address not in self._tempfailed
-                self._tempfailed.add(address)
-            if first:
+                self._tempfailed[address] += 1
+                failing = self._tempfailed[address] <= int(times.group(1) or 1)
+            if failing:
                 return "451 4.3.0 Simulated temporary failure, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"

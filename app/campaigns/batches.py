@@ -91,13 +91,17 @@ async def insert_claimed_batch(db: AsyncDatabase, campaign_id: str, seq: int,
 
 
 async def insert_pending_batch(db: AsyncDatabase, campaign_id: str, key: str,
-                               customer_ids: list[str]) -> bool:
-    """A batch created outside the runner (a signup confirmation); False if it exists."""
+                               customer_ids: list[str], *, new_recipients: bool = True
+                               ) -> bool:
+    """A batch created outside the runner (a signup confirmation, a retry of failed
+    sends); False if it exists. `new_recipients=False`: its customers are recipients of
+    earlier batches already (the recount finds their deliveries through those)."""
     created = now()
     try:
         await db.batches.insert_one({
             "_id": f"{campaign_id}:{key}", "campaign_id": campaign_id, "seq": None,
-            "customer_ids": customer_ids, "recipients": customer_ids, "attempt": 0,
+            "customer_ids": customer_ids,
+            "recipients": customer_ids if new_recipients else [], "attempt": 0,
             "status": BatchStatus.PENDING, "claim": None,
             "not_before": created, "created_at": created})
     except DuplicateKeyError:

@@ -93,6 +93,7 @@ class CampaignView(Reply):
                                                      "(connections resolved)")
     counts: dict[str, int] = Field(description="recipients by delivery status, and total")
     retries: int
+    retry_rounds: int = Field(default=0, description="times its failed sends were retried")
     audience_counted: bool = Field(description="false while the audience is still read")
     progress: float
     throughput_per_s: float
@@ -123,3 +124,9 @@ class PreviewReply(Reply):
     customer: str
     sms: dict[str, Any] | None = Field(
         default=None, description="an SMS's encoding (GSM-7 or UCS-2), segments, characters")
+
+
+class RetryReply(Reply):
+    round: int = Field(description="this retry round's number (1 for the first)")
+    retrying: int = Field(description="deliveries sent again")
+    by_status: dict[str, int] = Field(description="of those, how many were dead or failed")

@@ -37,6 +37,7 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
         "id": doc["_id"], "name": doc["name"], "status": doc["status"],
         "audience": doc.get("audience"), "templates": doc.get("templates"),
         "launch": doc.get("launch"), "counts": counts, "retries": doc.get("retries", 0),
+        "retry_rounds": doc.get("retry_rounds", 0),
         # False while the runner is still streaming the audience (total still growing).
         "audience_counted": bool(doc.get("audience_done",
                                                 doc["status"] != CampaignStatus.RUNNING)),

@@ -214,6 +214,16 @@ class Increments:
             first["first_sent"] = min(first.get("first_sent", new["sent_at"]), new["sent_at"])
             last["last_sent"] = max(last.get("last_sent", new["sent_at"]), new["sent_at"])
 
+    def reopened(self, campaign_id: str, previous: dict) -> None:
+        """A failed or dead delivery set pending again (retry failed): its outcome, its
+        failure code and its retries are taken back; its next outcome adds anew."""
+        created = previous.get("created_at") or previous["last_attempt_at"]
+        inc = self.inc[self._doc(campaign_id, day_of(created))]
+        inc[f"counts.{previous['status']}"] -= 1
+        inc[f"counts.{DeliveryStatus.PENDING}"] += 1
+        inc["retries"] -= _retries(previous)
+        inc[f"failures.{key_safe(previous.get('last_code'))}"] -= 1
+
     def receipted(self, campaign_id: str, created_at: datetime, outcome: str) -> None:
         """An SMS's delivery receipt settled it (`delivered`, `undeliverable`)."""
         self.inc[self._doc(campaign_id, day_of(created_at))][f"receipts.{outcome}"] += 1

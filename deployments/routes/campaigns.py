@@ -12,6 +12,7 @@ from app.access import audit
 from app.access.accounts import Principal
 from app.audience.customers import audience_pages, estimated_customers, find_by_email
 from app.campaigns import records as campaigns
+from app.campaigns import retry
 from app.campaigns.models import (
     CampaignCreate,
     CampaignList,
@@ -19,6 +20,7 @@ from app.campaigns.models import (
     LaunchOptions,
     PreviewReply,
     PreviewRequest,
+    RetryReply,
 )
 from app.campaigns.view import campaign_view
 from app.channels.base import variables
@@ -160,6 +162,21 @@ async def cancel(context: Context, who: Who, campaign_id: str) -> dict:
     """Stop for good; what was not sent stays pending."""
     return await _transition(context, who, campaign_id, (*ACTIVE, CampaignStatus.DRAFT),
                              CampaignStatus.CANCELLED, "cancel")
+
+
+@router.post("/{campaign_id}/retry-failed", status_code=202, response_model=RetryReply)
+async def retry_failed(context: Context, who: Who, campaign_id: str) -> dict:
+    """Send again, once, exactly the deliveries of a completed campaign whose last outcome
+    was a failure (`dead` or `failed`); nobody who was sent or skipped."""
+    campaign = await _found(context, campaign_id)
+    started = await retry.retry_failed(context.db, campaign_id)
+    if started is None:
+        raise HTTPException(409, f"campaign is {campaign['status']}; only a completed "
+                                 "campaign can retry its failed sends")
+    if started["retrying"]:
+        await _status_changed(context, campaign_id, running=True)
+    await audit.record(context.db, who, "campaign.retry_failed", campaign_id, started)
+    return started
 
 
 async def _status_changed(context: AppContext, campaign_id: str, *, running: bool) -> None:

@@ -115,6 +115,48 @@ def test_temporary_failures_retry_permanent_ones_fail(stack: Stack, api) -> None
             assert (delivery["status"], delivery["attempts"]) == ("sent", 2)
 
 
+def test_retry_failed_sends_exactly_the_failed_once_more(stack: Stack, api) -> None:
+    """5% dead (451 past every attempt), 5% failed (550): a retry round sends those two
+    again and nobody else; the dead one gets through, the refused one is refused again,
+    and the counters, the report and the roll-ups all show the campaign as it is now."""
+    domain = unique_domain("retryfailed")
+    attempts = stack.settings.send_max_attempts
+    ok = [f"ok{n}@{domain}" for n in range(18)]
+    dead, refused = f"d+tempfail{attempts}@{domain}", f"r+reject@{domain}"
+    import_audience(api, [*ok, dead, refused], tag=domain)
+    campaign_id = create_campaign(api, domain)
+    assert api.post(f"/api/campaigns/{campaign_id}/retry-failed").status_code == 409  # draft
+    launch(api, campaign_id, workers=2, batch_size=5)
+    view = wait_for(api, campaign_id, finished)
+    assert (view["counts"]["sent"], view["counts"]["dead"], view["counts"]["failed"]) == (
+        18, 1, 1)
+
+    started = api.post(f"/api/campaigns/{campaign_id}/retry-failed")
+    assert started.status_code == 202, started.text
+    assert started.json() == {"round": 1, "retrying": 2, "by_status": {"dead": 1, "failed": 1}}
+    view = wait_for(api, campaign_id, finished)
+    assert view["status"] == "completed" and view["retry_rounds"] == 1
+    assert (view["counts"]["sent"], view["counts"]["dead"], view["counts"]["failed"],
+            view["counts"]["pending"]) == (19, 0, 1, 0)
+    assert sink_counts(stack, domain) == {address: 1 for address in [*ok, dead]}
+    db = mongo(stack)
+    by_email = {db.customers.find_one({"_id": d["customer_id"]})["email"]: d
+                for d in db.deliveries.find({"campaign_id": campaign_id})}
+    assert (by_email[dead]["status"], by_email[dead]["retried_from"]) == ("sent", "dead")
+    assert (by_email[refused]["status"], by_email[refused]["attempts"]) == ("failed", 1)
+    assert not [e for e in ok if "retry_round" in by_email[e]]
+    today = datetime.now(UTC).date()
+    span = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
+    [row] = api.get("/api/reports/performance",
+                    params={**span, "campaign": campaign_id}).json()["campaigns"]
+    assert (row["sent"], row["dead"], row["failed"]) == (19, 0, 1)
+    drift = api.post("/api/reports/reconcile", params={**span, "dry_run": "true"}).json()
+    assert not [d for d in drift["drift"] if d["id"].startswith(campaign_id)], drift
+    audit = api.get("/api/audit").json()["entries"]
+    assert any(e["action"] == "campaign.retry_failed" and e["target"] == campaign_id
+               for e in audit)
+
+
 def test_send_worker_killed_mid_batch_sends_nothing_twice(stack: Stack, api) -> None:
     domain = unique_domain("killworker")
     emails = [f"c{n}@{domain}" for n in range(39)] + [f"held+hold@{domain}"]

@@ -107,6 +107,7 @@ export function renderDetail(c) {
   $("pause").disabled = c.status !== "running";
   $("resume").disabled = c.status !== "paused";
   $("cancel").disabled = !["running", "paused"].includes(c.status);
+  $("retry-failed").disabled = c.status !== "completed" || !(c.counts.failed + c.counts.dead);
   chart("throughput-chart", "line", ...throughput(c), "msg/s");
   const workers = Object.entries(c.by_worker || {}).sort((a, b) => b[1] - a[1]);
   $("worker-count").textContent = workers.length;
@@ -115,7 +116,7 @@ export function renderDetail(c) {
   chart("nodes-chart", "bar", nodes.map((n) => n[0]), nodes.map((n) => n[1]), "sent");
 }
 
-for (const action of ["pause", "resume", "cancel"]) {
+for (const action of ["pause", "resume", "cancel", "retry-failed"]) {
   $(action).addEventListener("click", async () => {
     if (!state.selected) return;
     try {
