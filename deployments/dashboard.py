@@ -29,6 +29,7 @@ from deployments.routes import (
     signing_keys,
     signup,
     sms,
+    suppressions,
     system,
     tracking,
     unsubscribe,
@@ -42,7 +43,8 @@ api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
                chat.admin_router, marketing.router, live.router, reports.router,
-               signup.router, sms.router, webhooks.router, signing_keys.router)
+               signup.router, sms.router, webhooks.router, signing_keys.router,
+               suppressions.router)
 for router in API_ROUTERS:
     api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)
 for router in (unsubscribe.router, signup.confirm_router, tracking.router,

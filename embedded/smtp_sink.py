@@ -5,17 +5,17 @@ application sends to it through aiosmtplib exactly as it would to a relay. It st
 every message in a Maildir under `<data_dir>/outbox` and keeps an index for the
 dashboard's outbox view. Like Amazon SES's mailbox simulator, it answers for
 simulator addresses: a local part with `+reject` gets 550, one with `+tempfail` gets
-451 the first time (`+tempfail3`: the first three times), and one with `+hold` is held in DATA (up to HOLD_S) the first
-time, and dropped if the client goes away meanwhile, so tests can kill a sender at a
-known point.
+451 the first time (`+tempfail3`: the first three times), and one with `+hold` is held
+in DATA (up to HOLD_S) the first time, and dropped if the client goes away meanwhile,
+so tests can kill a sender at a known point.
 """
 
 from __future__ import annotations
 
 import asyncio
 import mailbox
-import threading
 import re
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass

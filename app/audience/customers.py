@@ -15,9 +15,11 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
+from app.audience import suppressions
 from app.audience.models import Audience
+from app.audience.suppressions import CHANGED
 from app.core.paging import newest_first
 from app.integrations import outbox
 
@@ -71,12 +73,16 @@ def new_customer(email: str, name: str, *, plan: str = "Basic", phone: str | Non
 async def insert_customers(db: AsyncDatabase, docs: list[dict],
                            progress: Callable[[int], Awaitable[None]] | None = None
                            ) -> tuple[int, set[str]]:
-    """Insert what is new; return (inserted, emails that already existed)."""
+    """Insert what is new, with the suppression list applied to it; return (inserted,
+    emails that already existed)."""
     inserted, duplicates = 0, set()
+    any_suppressed = await db.suppressions.estimated_document_count() > 0
     for start in range(0, len(docs), INSERT_CHUNK):
         if progress is not None and start:
             await progress(start)
         chunk = docs[start:start + INSERT_CHUNK]
+        if any_suppressed:  # (one read a chunk; none while the list is empty)
+            await suppressions.apply_to(db, chunk)
         try:
             result = await db.customers.insert_many(chunk, ordered=False)
             inserted += len(result.inserted_ids)
@@ -158,12 +164,6 @@ async def audience_page(db: AsyncDatabase, audience: dict, page: int,
                   key=lambda doc: doc["_id"])
 
 
-async def unsubscribed_since(db: AsyncDatabase, since: datetime) -> set[str]:
-    """Customers who unsubscribed at or after `since` (an indexed range: few)."""
-    return {doc["_id"] async for doc in db.customers.find(
-        {"unsubscribed_at": {"$gte": since}}, {"_id": 1})}
-
-
 def template_variables(customer: dict) -> dict[str, Any]:
     """What a template may use: the customer's fields and any imported extra columns."""
     variables = dict(customer.get("vars") or {})
@@ -178,31 +178,18 @@ async def set_unsubscribed(db: AsyncDatabase, customer_id: str, via: str) -> boo
     `customer.unsubscribed` event goes in the same update (`app.integrations.outbox`); the caller
     hands it on."""
     at = datetime.now(UTC)
-    changed = await db.customers.update_one(
+    changed = await db.customers.find_one_and_update(
         {"_id": customer_id, "unsubscribed": {"$ne": True}},
-        {"$set": {"unsubscribed": True, "unsubscribed_at": at},
+        {"$set": {"unsubscribed": True, "unsubscribed_at": at, CHANGED: at},
          "$push": {"outbox": outbox.entry("customer.unsubscribed",
-                                          {"customer_id": customer_id, "via": via})}})
-    if changed.matched_count:
+                                          {"customer_id": customer_id, "via": via})}},
+        projection={"email": 1})
+    if changed is not None:
+        if changed.get("email"):  # on the one list too (its view, export and lift)
+            await suppressions.suppress(db, [suppressions.Entry(
+                suppressions.ALL, changed["email"], suppressions.UNSUBSCRIBE, {"via": via})])
         return True
     return await db.customers.count_documents({"_id": customer_id}, limit=1) == 1
-
-
-async def opt_out(db: AsyncDatabase, *, phone: str, channel: str, reason: str) -> bool:
-    """This number takes no more messages on `channel` (an SMS STOP): recorded in
-    `suppressions`, and on the customers who have it, whom the send path then skips.
-    True the first time (the one that is confirmed to the sender)."""
-    at = datetime.now(UTC)
-    try:
-        await db.suppressions.insert_one({"_id": f"{channel}:{phone}", "channel": channel,
-                                          "address": phone, "reason": reason, "at": at})
-        first = True
-    except DuplicateKeyError:
-        first = False
-    await db.customers.update_many(
-        {"phone": phone, "opted_out": {"$ne": channel}},
-        {"$addToSet": {"opted_out": channel}, "$set": {f"opted_out_at.{channel}": at}})
-    return first
 
 
 PENDING = "pending"  # `unsubscribed` of an email signup until its link is followed
@@ -213,7 +200,8 @@ async def confirm_signup(db: AsyncDatabase, customer_id: str) -> bool:
     it was not pending (confirmed before, unsubscribed, or no such customer)."""
     result = await db.customers.update_one(
         {"_id": customer_id, "unsubscribed": PENDING},
-        {"$set": {"unsubscribed": False, "consent_at": datetime.now(UTC)}})
+        {"$set": {"unsubscribed": False, "consent_at": datetime.now(UTC),
+                  CHANGED: datetime.now(UTC)}})
     return result.modified_count == 1
 
 

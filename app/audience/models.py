@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import (
     Field,
 )
@@ -70,3 +72,28 @@ class CustomerList(Reply):
                                                 "null on the last page")
     estimated_total: int = Field(description="about how many match (from a 1/1,024 "
                                              "sample): an estimate, not a count")
+
+
+SuppressedChannel = Literal["email", "sms", "all"]
+
+
+class NewSuppression(Strict):
+    channel: SuppressedChannel = Field(description="the channel, or `all` (unsubscribed)")
+    address: str = Field(min_length=3, max_length=320,
+                         description="an email address, or a phone number in E.164")
+    note: str | None = Field(default=None, max_length=300)
+
+
+class SuppressionView(Reply):
+    channel: str
+    address: str
+    reason: str = Field(description="hard-bounce, soft-bounces, complaint, unsubscribe, "
+                                    "stop, blocked or operator")
+    detail: Any_
+    at: str
+
+
+class SuppressionList(Reply):
+    suppressions: list[SuppressionView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; "
+                                                "null on the last page")

@@ -1,7 +1,9 @@
 """Outcomes of a batch's sends, written behind the sends in bulk with a bound on what
 waits: a process killed mid-batch leaves at most twice `send_flush_every` messages sent
 but unrecorded. A flush writes the outcomes (inserts for first attempts, updates for
-retries), then the SMS parts that receipts will name and one webhook event; the
+retries), then the SMS parts that receipts will name, the addresses its failures put
+on the suppression list (a hard bounce at once; a dead send counts toward
+`soft_bounce_limit`; no command when there are none) and one webhook event; the
 roll-ups gather over the batch and go back to the runner with its summary (a long
 batch writes its own every ROLLUP_EVERY_S)."""
 
@@ -16,6 +18,8 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.audience import suppressions
+from app.audience.suppressions import Entry
 from app.campaigns import batches, ledger
 from app.campaigns.batch import BatchJob
 from app.channels.base import Outcome
@@ -52,6 +56,7 @@ class OutcomeRecorder:
         self.latencies: list[float] = []
         self.unrecorded = 0
         self.webhooks = 0  # events stored for webhook endpoints (the runner pokes their actor)
+        self.bounced: dict[str, tuple[str, Entry]] = {}  # queued: delivery id -> (status, entry)
         self.changed = asyncio.Condition()
         self.kick = asyncio.Event()
         self.error: BaseException | None = None
@@ -59,9 +64,12 @@ class OutcomeRecorder:
         self.flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def record(self, customer_id: str, previous: dict | None, outcome: Outcome,
-                     latency_ms: float | None, message_id: str | None) -> str:
+                     latency_ms: float | None, message_id: str | None,
+                     address: str | None = None) -> str:
+        """Queue one outcome (`address`: where it was sent, for the suppression list)."""
         did = delivery_id(self.job.campaign_id, customer_id)
         status, fields = self._fields(previous, outcome, latency_ms, message_id)
+        bounced = self._bounce(status, outcome, address)
         async with self.changed:
             while self.unrecorded >= 2 * self.flush_every and self.error is None:
                 await self.changed.wait()
@@ -75,6 +83,8 @@ class OutcomeRecorder:
                 self.updates.append((did, fields))
                 self.previous[did] = previous
             self.statuses[did] = (status, customer_id)
+            if bounced is not None:
+                self.bounced[did] = (status, bounced)
             self.unrecorded += 1
             if self.oldest is None:  # the flush loop may sleep with no deadline: wake it
                 self.oldest = time.monotonic()  # to count this one's send_flush_s
@@ -82,6 +92,19 @@ class OutcomeRecorder:
             if len(self.statuses) >= self.flush_every:
                 self.kick.set()
         return status
+
+    def _bounce(self, status: str, outcome: Outcome, address: str | None) -> Entry | None:
+        """The suppression a failure asks for: hard (the channel says the address is
+        dead) or a soft bounce to count (every attempt failed transiently)."""
+        channel = self.job.sends_by
+        if address is None or status not in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
+            return None
+        detail = {"campaign_id": self.job.campaign_id, "code": outcome.code}
+        if status == DeliveryStatus.DEAD:
+            return Entry(channel.name, address, suppressions.SOFT_BOUNCES, detail)
+        hard = channel.hard_bounce(outcome)
+        return Entry(channel.name, address, suppressions.HARD_BOUNCE,
+                     {**detail, "status": hard}) if hard else None
 
     def _fields(self, previous: dict | None, outcome: Outcome, latency_ms: float | None,
                 message_id: str | None) -> tuple[str, dict]:
@@ -131,6 +154,7 @@ class OutcomeRecorder:
         updates, self.updates = self.updates, []
         previous, self.previous = self.previous, {}
         statuses, self.statuses = self.statuses, {}
+        bounced, self.bounced = self.bounced, {}
         self.oldest = None
         try:
             writes = bulk.Writes(self.db, one_command=False)
@@ -156,6 +180,9 @@ class OutcomeRecorder:
                 {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
                 for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
             await parts.apply()
+            if bounced:  # (no command for a flush without failures)
+                await self._suppress([entry for did, (status, entry) in bounced.items()
+                                      if did not in lost])
             changed = [{"delivery_id": did, "customer_id": customer_id, "status": status}
                        for did, (status, customer_id) in statuses.items() if did not in lost]
             if changed:  # one event per flush, and no write at all when nobody listens
@@ -176,6 +203,15 @@ class OutcomeRecorder:
         async with self.changed:
             self.unrecorded -= len(statuses)
             self.changed.notify_all()
+
+    async def _suppress(self, entries: list[Entry]) -> None:
+        """Hard bounces onto the list; soft ones counted, those at the limit onto it."""
+        hard = [e for e in entries if e.reason == suppressions.HARD_BOUNCE]
+        soft = [e for e in entries if e.reason == suppressions.SOFT_BOUNCES]
+        if soft:
+            hard += await suppressions.count_soft_bounces(
+                self.db, soft, self.job.settings.soft_bounce_limit)
+        await suppressions.suppress(self.db, hard)
 
     async def _emit(self, changed: list[dict]) -> None:
         """The webhook event of a flush; the outcomes are recorded whatever becomes of it."""

@@ -38,7 +38,8 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.audience.customers import SEND_FIELDS, unsubscribed_since
+from app.audience.customers import SEND_FIELDS
+from app.audience.suppressions import consent_changed_since
 from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
@@ -166,15 +167,16 @@ class BatchRun:
 
     async def _recipients(self, ids: list[str]) -> dict[str, dict]:
         """The customers to send to, fresh as of now: their documents from the page the
-        runner read, less whoever unsubscribed since (clock skew between nodes covered
-        by a margin), or read here when the job carries none."""
+        runner read, with the consent of those whose consent changed since (an
+        unsubscribe, a suppression; clock skew between nodes covered by a margin), or
+        read here when the job carries none."""
         job = self.job
         if job.customers is None or job.customers_read_at is None:
             return {c["_id"]: c async for c in self.db.customers.find(
                 {"_id": {"$in": ids}}, SEND_FIELDS)}
-        gone = await unsubscribed_since(self.db, job.customers_read_at - CLOCK_MARGIN)
+        changed = await consent_changed_since(self.db, job.customers_read_at - CLOCK_MARGIN)
         wanted = set(ids)
-        return {c["_id"]: ({**c, "unsubscribed": True} if c["_id"] in gone else c)
+        return {c["_id"]: ({**c, **changed[c["_id"]]} if c["_id"] in changed else c)
                 for c in job.customers if c["_id"] in wanted}
 
     async def _hold_lease(self) -> bool:
@@ -260,7 +262,9 @@ class BatchRun:
                         self.db, self.job.campaign_id,
                         f"{self.job.sends_by.relay} failed: {outcome.error}")
                 return
-            await recorder.record(cid, previous, outcome, latency_ms, mid)
+            customer = self.customers.get(cid)
+            await recorder.record(cid, previous, outcome, latency_ms, mid,
+                                  self.job.sends_by.address_of(customer) if customer else None)
             if latency_ms is not None:
                 recorder.latencies.append(latency_ms)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from app.audience.customers import template_variables
+from app.audience.suppressions import ALL
 from app.channels.templates import CompiledTemplates
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
@@ -72,8 +73,9 @@ class Channel(ABC):
 
     def unreachable(self, customer: dict) -> str | None:
         """Why this customer cannot be sent to by this channel (None: they can)."""
-        if self.name in customer.get("opted_out", ()):
-            return f"opted out of {self.name}"
+        opted_out = customer.get("opted_out", ())
+        if self.name in opted_out or ALL in opted_out:
+            return f"suppressed for {self.name}"
         return None
 
     @abstractmethod
@@ -97,6 +99,15 @@ class Channel(ABC):
     def sent_fields(self, outcome: Outcome) -> dict[str, Any]:
         """What a sent outcome adds to its delivery (an SMS's part ids, say)."""
         return {}
+
+    def address_of(self, customer: dict) -> str | None:
+        """The address this channel sends the customer to (its suppression list key)."""
+        return None
+
+    def hard_bounce(self, outcome: Outcome) -> str | None:
+        """Why this failed outcome means the address takes nothing more on this channel
+        (a mailbox that does not exist, a number that is not valid); None otherwise."""
+        return None
 
     def relay_limit(self, settings: Settings) -> dict[str, float]:
         """The relay's rate limit shared by every task (key: units a second), if set."""

@@ -10,8 +10,9 @@ conversation answers the greeting when it is one of its options (a customer repl
 acceptance) go to the same consumers as the web chat's, then are stored.
 
 A text that is only a stop word (STOP, PARAR, SAIR, CANCELAR by default) never
-reaches the bot: the number is suppressed for SMS (`app.audience.customers.opt_out`) and told
-so once; a help word gets the operator's help text.
+reaches the bot: the number is suppressed for SMS (`app.audience.suppressions`) and told
+so once; a start word (START, UNSTOP, VOLTAR) lifts that, the customer's own opt-in; a
+help word gets the operator's help text.
 
 The session is a chat session like any other (channel `sms`), so the dashboard's chat
 panel shows the conversation, and a counter-offer the marketing actor puts in its
@@ -28,7 +29,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from app.audience.customers import opt_out
+from app.audience import suppressions
 from app.chat import sessions as chat
 from app.chat import verification
 from app.chat.flow_engine import Flow, match_option, normalise
@@ -66,21 +67,30 @@ class Keywords:
     stop_reply: str
     help: frozenset[str]
     help_text: str
+    start: frozenset[str] = frozenset()
+    start_reply: str = ""
 
     @classmethod
     def of(cls, settings: Settings) -> Keywords:
         return cls(frozenset(map(normalise, settings.sms_stop_keywords)), settings.sms_stop_reply,
-                   frozenset(map(normalise, settings.sms_help_keywords)), settings.sms_help_text)
+                   frozenset(map(normalise, settings.sms_help_keywords)), settings.sms_help_text,
+                   frozenset(map(normalise, settings.sms_start_keywords)),
+                   settings.sms_start_reply)
 
 
 async def inbound(db: AsyncDatabase, flow: Flow, number: str, text: str,
                   consumers: dict[str, Consumer], keywords: Keywords) -> tuple[str, str]:
     """Take a customer's SMS; returns (the answer's reference, the answer to send back,
-    empty for none). STOP and HELP words are answered before the chatbot sees them."""
+    empty for none). STOP, START and HELP words are answered before the chatbot sees
+    them."""
     said = normalise(text)
     if said in keywords.stop:
-        first = await opt_out(db, phone=number, channel="sms", reason="stop")
+        first = await suppressions.suppress(db, [suppressions.Entry(
+            "sms", number, suppressions.STOP, {"text": text[:40]})])
         return f"stop:{number}", keywords.stop_reply if first else ""
+    if said in keywords.start:
+        lifted = await suppressions.lift(db, "sms", number)
+        return f"start:{number}", keywords.start_reply if lifted else ""
     if said in keywords.help:
         return f"help:{number}", keywords.help_text
     session_id, answer = await converse(db, flow, number, text, consumers)

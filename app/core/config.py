@@ -116,6 +116,17 @@ class Settings(Telemetry):
         default="You will get no more SMS from us. Reply HELP for help.", min_length=1,
         max_length=160)
     """the one confirmation a stop word gets"""
+    sms_start_keywords: list[str] = Field(
+        default_factory=lambda: ["START", "UNSTOP", "VOLTAR"])
+    """a text that is only one of these words lifts the number's SMS suppression (the
+    customer's own opt-in)"""
+    sms_start_reply: str = Field(
+        default="You will get our SMS again. Reply STOP to stop.", min_length=1,
+        max_length=160)
+    """the one confirmation a start word gets"""
+    soft_bounce_limit: int = Field(default=3, ge=1, le=100)
+    """an address whose sends end dead (every attempt a transient failure) this many
+    times is suppressed for that channel"""
     sms_help_keywords: list[str] = Field(default_factory=lambda: ["HELP", "AJUDA"])
     """a text that is only one of these words gets the help text"""
     sms_help_text: str = Field(

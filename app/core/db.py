@@ -72,8 +72,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("bucket", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         IndexModel([("shard", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
         IndexModel([("unsubscribed", ASCENDING), ("tags", ASCENDING)]),
-        # a send checks who unsubscribed since its page was read
+        # a send checks whose consent changed since its page was read
         IndexModel([("unsubscribed_at", ASCENDING)], sparse=True),
+        IndexModel([("consent_changed_at", ASCENDING)], sparse=True),
         IndexModel([("outbox.key", ASCENDING)], sparse=True),  # events left (outbox)
         # the customer list's pages, all or by tag (app.core.paging)
         IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
@@ -82,6 +83,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "campaigns": [IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
                   IndexModel([("outbox.key", ASCENDING)], sparse=True)],
     "users": [IndexModel([("api_keys.id", ASCENDING)])],
+    # the suppression list's pages, all or by channel (app.core.paging)
+    "suppressions": [IndexModel([("at", DESCENDING), ("_id", DESCENDING)]),
+                     IndexModel([("channel", ASCENDING), ("at", DESCENDING),
+                                 ("_id", DESCENDING)])],
     "audit": [IndexModel([("at", DESCENDING), ("_id", DESCENDING)])],
     # The send path writes one delivery per message, and on the embedded database any
     # secondary index sends each insert down a per-document slow path (several times

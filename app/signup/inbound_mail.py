@@ -2,6 +2,8 @@
 
 Pure functions, no I/O. A message is one of:
 - `bounce`: a delivery status notification (RFC 3464) about a message we sent;
+- `complaint`: a feedback report (ARF, RFC 5965): a recipient marked our message as
+  spam at their mailbox provider;
 - `unsubscribe` / `signup`: a person's reply whose own text (quoted lines and the
   quoted original left out) holds a configured keyword; unsubscribe wins, so
   "não quero mais" is not read as "quero";
@@ -36,6 +38,7 @@ from app.channels.email.mailer import one_line
 from app.signup.reply_text import REPLY_PREFIX, TEXT_LIMIT, find_keyword, html_to_text, own_text
 
 SIGNUP, UNSUBSCRIBE, BOUNCE, REVIEW = "signup", "unsubscribe", "bounce", "review"
+COMPLAINT = "complaint"
 BROKEN_MIME = (StartBoundaryNotFoundDefect, CloseBoundaryNotFoundDefect,
                MultipartInvariantViolationDefect, NoBoundaryInMultipartDefect)
 SNIPPET = 300
@@ -55,6 +58,13 @@ class BounceInfo:
 
 
 @dataclass
+class ComplaintInfo:
+    feedback_type: str  # abuse, fraud, virus, other... (RFC 5965)
+    recipient: str | None  # Original-Rcpt-To
+    original_message_id: str | None
+
+
+@dataclass
 class Inbound:
     kind: str
     reason: str
@@ -66,6 +76,7 @@ class Inbound:
     snippet: str = ""
     attachments: list[str] = field(default_factory=list)
     bounce: BounceInfo | None = None
+    complaint: ComplaintInfo | None = None
     keyword: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -199,18 +210,7 @@ def _bounce(msg: Message) -> BounceInfo | None:
                     fields[name] = one_line(str(block.get(name)))[:300]
     except Exception:
         pass
-    original_id = None
-    try:
-        if original is not None and original.get_content_type() == "message/rfc822":
-            attached: Any = original.get_payload()
-            inner = attached[0] if isinstance(attached, list) and attached else attached
-            original_id = next(iter(_message_ids(_header(inner, "Message-ID"))), None)
-        elif original is not None:
-            headers: Any = original.get_payload(decode=True) or b""
-            inner = message_from_bytes(headers, policy=email_policy.default)
-            original_id = next(iter(_message_ids(_header(inner, "Message-ID"))), None)
-    except Exception:
-        original_id = None
+    original_id = _original_message_id(original)
     diagnostic = fields.get("Diagnostic-Code")
     code = re.search(r"\b([245]\d\d)\b", diagnostic or "")
     recipient = fields.get("Final-Recipient") or fields.get("Original-Recipient")
@@ -219,6 +219,52 @@ def _bounce(msg: Message) -> BounceInfo | None:
         recipient=recipient.split(";")[-1].strip() if recipient else None,
         diagnostic=diagnostic, smtp_code=int(code.group(1)) if code else None,
         original_message_id=original_id)
+
+
+def _original_message_id(original: Message | None) -> str | None:
+    """The Message-ID of the original a report attaches (whole, or its headers)."""
+    try:
+        if original is not None and original.get_content_type() == "message/rfc822":
+            attached: Any = original.get_payload()
+            inner = attached[0] if isinstance(attached, list) and attached else attached
+            return next(iter(_message_ids(_header(inner, "Message-ID"))), None)
+        if original is not None:
+            headers: Any = original.get_payload(decode=True) or b""
+            inner = message_from_bytes(headers, policy=email_policy.default)
+            return next(iter(_message_ids(_header(inner, "Message-ID"))), None)
+    except Exception:
+        return None
+    return None
+
+
+def _address_or_none(raw: str) -> str | None:
+    try:
+        return normalise_email(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _complaint(msg: Message) -> ComplaintInfo | None:
+    """A feedback report's type, recipient and original Message-ID, if this is one."""
+    report = original = None
+    try:
+        for part in msg.walk():
+            kind = part.get_content_type()
+            if kind == "message/feedback-report" and report is None:
+                report = part
+            elif kind in ("message/rfc822", "text/rfc822-headers") and original is None:
+                original = part
+        if report is None:
+            return None
+        payload: Any = report.get_payload()
+        fields = payload[0] if isinstance(payload, list) and payload else report
+        recipient = one_line(str(fields.get("Original-Rcpt-To") or ""))[:300]
+        return ComplaintInfo(
+            feedback_type=one_line(str(fields.get("Feedback-Type") or "other"))[:40].lower(),
+            recipient=_address_or_none(recipient.strip("<> ")),
+            original_message_id=_original_message_id(original))
+    except Exception:
+        return None
 
 
 def parse_headers(raw: bytes) -> Message:
@@ -249,6 +295,11 @@ def classify(raw: bytes, rules: Rules) -> Inbound:
                     message_id=next(iter(_message_ids(_header(msg, "Message-ID"))), None),
                     references=references, attachments=_attachments(msg))
 
+    complaint = _complaint(msg)
+    if complaint is not None:
+        found.kind, found.complaint = COMPLAINT, complaint
+        found.reason = f"feedback report: {complaint.feedback_type}"
+        return found
     bounce = _bounce(msg)
     if bounce is not None:
         found.kind, found.bounce = BOUNCE, bounce

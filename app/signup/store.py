@@ -29,15 +29,25 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from app.audience import suppressions
 from app.audience.customers import PENDING, new_customer, set_unsubscribed
 from app.campaigns import records as campaigns
 from app.campaigns.batches import now
+from app.channels.email.channel import dead_mailbox
 from app.channels.email.mailer import delivery_id_in
 from app.core.config import Settings
 from app.core.ids import delivery_id
 from app.core.paging import newest_first
 from app.core.rollups import key_safe
-from app.signup.inbound_mail import BOUNCE, DSN_FAILED, REVIEW, SIGNUP, UNSUBSCRIBE, Inbound
+from app.signup.inbound_mail import (
+    BOUNCE,
+    COMPLAINT,
+    DSN_FAILED,
+    REVIEW,
+    SIGNUP,
+    UNSUBSCRIBE,
+    Inbound,
+)
 
 CONFIRMATIONS = "signup-confirmations"
 SIGNUP_TAG = "email-signup"
@@ -153,6 +163,8 @@ async def apply(db: AsyncDatabase, settings: Settings, inbound: Inbound,
         return await _unsubscribe(db, inbound)
     if inbound.kind == BOUNCE:
         return await _bounce(db, inbound)
+    if inbound.kind == COMPLAINT:
+        return await _complaint(db, inbound)
     return REVIEW, inbound.reason, {"action": "review"}
 
 
@@ -243,10 +255,37 @@ async def _bounce(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[s
     reason = bounce.diagnostic or f"bounced: {bounce.status or DSN_FAILED}"
     bounced = {"last_code": bounce.smtp_code, "last_error": reason, "bounced_at": now(),
                "bounce": {"status": bounce.status, "recipient": bounce.recipient}}
+    address = (customer or {}).get("email")
+    dead = dead_mailbox(bounce.status) and address is not None
+    if dead and address:  # the address is gone: on the suppression list
+        await suppressions.suppress(db, [suppressions.Entry(
+            "email", address, suppressions.HARD_BOUNCE,
+            {"status": bounce.status, "campaign_id": delivery["campaign_id"], "via": "dsn"})])
     if await campaigns.record_bounce(db, delivery, bounced):
-        return BOUNCE, inbound.reason, {"action": "delivery_failed", **outcome}
+        return BOUNCE, inbound.reason, {"action": "delivery_failed", **outcome,
+                                        "suppressed": bool(dead)}
     return BOUNCE, inbound.reason, {"action": f"delivery already {delivery['status']}",
                                     **outcome}
+
+
+async def _complaint(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dict[str, Any]]:
+    """A recipient marked our message as spam: their address gets no more email."""
+    complaint = inbound.complaint
+    assert complaint is not None
+    delivery = (await delivery_sent_as(db, complaint.original_message_id)
+                if complaint.original_message_id else None)
+    customer = await db.customers.find_one(
+        {"_id": delivery["customer_id"]} if delivery else {"email": complaint.recipient},
+        {"email": 1}) if delivery or complaint.recipient else None
+    if customer is None or not customer.get("email"):
+        return REVIEW, "complaint about a message or address we do not know", {
+            "action": "review"}
+    campaign_id = delivery["campaign_id"] if delivery else None
+    await suppressions.suppress(db, [suppressions.Entry(
+        "email", customer["email"], suppressions.COMPLAINT,
+        {"feedback_type": complaint.feedback_type, "campaign_id": campaign_id})])
+    return COMPLAINT, inbound.reason, {"action": "suppressed", "customer_id": customer["_id"],
+                                       "campaign_id": campaign_id}
 
 
 # Confirmations: one standing campaign, sent by its runner ---------------------------------

@@ -16,7 +16,7 @@ from imapclient import IMAPClient
 from actors.signup_watcher import find_signup_watcher
 from tests.deployments.test_campaigns import mongo, sink_counts
 from tests.utils.campaigns import create_campaign, finished, import_audience, launch, wait_for
-from tests.utils.mail_samples import bounce_for, reply
+from tests.utils.mail_samples import bounce_for, complaint_for, reply
 from tests.utils.stack import Stack, unique_domain
 from tests.utils.waiting import wait_until
 
@@ -174,6 +174,30 @@ def test_a_bounce_marks_its_delivery_failed(stack: Stack, api) -> None:
     counts = api.get(f"/api/campaigns/{campaign_id}").json()["counts"]
     assert (counts["sent"], counts["failed"]) == (1, 1)
     assert dsn.message_id in message_ids_in(stack, "Processed")
+    # 5.1.1: the mailbox does not exist, so the address is on the suppression list.
+    assert record["outcome"]["suppressed"] is True
+    listed = api.get("/api/suppressions", params={"channel": "email"}).json()["suppressions"]
+    [entry] = [e for e in listed if e["address"] == email]
+    assert entry["reason"] == "hard-bounce" and entry["detail"]["via"] == "dsn"
+
+
+def test_a_complaint_suppresses_its_address_for_email(stack: Stack, api) -> None:
+    domain = unique_domain("complaint")
+    campaign_id, deliveries = sent_campaign(stack, api, domain, 2)
+    db = mongo(stack)
+    annoyed, other = deliveries
+    email = db.customers.find_one({"_id": annoyed["customer_id"]})["email"]
+    report = complaint_for(email, annoyed["message_id"])
+    deliver(stack, api, report.raw)
+    [record] = handled_records(db, [report.message_id])
+
+    assert record["kind"] == "complaint" and record["outcome"]["action"] == "suppressed"
+    assert record["outcome"]["campaign_id"] == campaign_id
+    listed = api.get("/api/suppressions", params={"channel": "email"}).json()["suppressions"]
+    [entry] = [e for e in listed if e["address"] == email]
+    assert (entry["reason"], entry["detail"]["feedback_type"]) == ("complaint", "abuse")
+    assert db.customers.find_one({"_id": annoyed["customer_id"]})["opted_out"] == ["email"]
+    assert "opted_out" not in db.customers.find_one({"_id": other["customer_id"]})
 
 
 def test_malformed_mail_goes_to_review_and_the_watcher_keeps_running(stack: Stack,

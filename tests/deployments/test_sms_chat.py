@@ -95,6 +95,24 @@ def test_stop_by_sms_suppresses_the_number_for_the_next_sms_campaign(
     assert len(texts) == 2 and not any(t.startswith("Hello") for t in texts)
     assert _texts_to(stack, numbers[4][1:]) == ["Hello C4"]  # the others got theirs
 
+    # On the one list: the STOP, and the number the SMSC called invalid (…0001).
+    listed = {e["address"]: e for e in api.get(
+        "/api/suppressions", params={"channel": "sms"}).json()["suppressions"]}
+    assert listed[stopper]["reason"] == "stop"
+    assert (listed[numbers[1]]["reason"], listed[numbers[1]]["detail"]["status"]) == (
+        "hard-bounce", "ESME_RINVDSTADR")
+    # START is the customer's own opt-in: it lifts theirs (confirmed once).
+    say("start")
+    assert _next_text(stack, digits, 2) == stack.settings.sms_start_reply
+    again = api.post("/api/campaigns", json={"name": "after start", "channel": "sms",
+                                             "body_text": "Again {{ first_name }}",
+                                             "audience": {"tag": tag}}).json()["id"]
+    launch(api, again, workers=2, batch_size=10)
+    view = wait_for(api, again, finished)
+    assert view["counts"]["skipped"] == 1  # the invalid number, not tried again
+    assert _texts_to(stack, digits)[-1] == "Again C5"
+    assert not [t for t in _texts_to(stack, numbers[1][1:]) if t.startswith("Again")]
+
 
 def test_a_customer_sms_answered_to_the_smsc_is_taken_after_the_gateway_restarts(
         stack: Stack, api: httpx.Client) -> None:

@@ -76,3 +76,38 @@ Message-ID: {original_message_id}\r
 --dsn-boundary--\r
 """
     return Sample(raw.encode(), mid)
+
+
+def complaint_for(recipient: str, original_message_id: str) -> Sample:
+    """A feedback report (ARF, RFC 5965): the recipient marked our message as spam."""
+    mid = new_message_id().replace("prospect.example", "fbl.prospect.example")
+    raw = f"""From: Feedback Loop <fbl@fbl.prospect.example>\r
+To: abuse@operator.example\r
+Subject: FW: Oferta: sign up for Turbo\r
+Message-ID: {mid}\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf-boundary"\r
+\r
+--arf-boundary\r
+Content-Type: text/plain; charset=us-ascii\r
+\r
+This is an email abuse report for a message you sent.\r
+--arf-boundary\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: abuse\r
+User-Agent: ProspectFBL/1.0\r
+Version: 1\r
+Original-Rcpt-To: <{recipient}>\r
+\r
+--arf-boundary\r
+Content-Type: text/rfc822-headers\r
+\r
+From: Operator <no-reply@operator.example>\r
+To: {recipient}\r
+Subject: Oferta: sign up for Turbo\r
+Message-ID: {original_message_id}\r
+\r
+--arf-boundary--\r
+"""
+    return Sample(raw.encode(), mid)

@@ -3,13 +3,25 @@ Message-ID derived from its delivery, sent over this process's pooled SMTP conne
 
 from __future__ import annotations
 
-from app.channels.base import Channel, Composed, Sender
+import re
+
+from app.channels.base import Channel, Composed, Outcome, Sender
 from app.channels.email.composer import campaign_mail
 from app.channels.email.mailer import build_message, message_id, sender_pool
 from app.channels.templates import CompiledTemplates
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
+from app.core.statuses import AttemptOutcome
+
+ENHANCED = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")  # RFC 3463, first in the text
+HARD_STATUS = re.compile(r"5\.1\.\d+$|5\.2\.1$")
+
+
+def dead_mailbox(status: str | None) -> bool:
+    """Whether an RFC 3463 status says the address takes no mail (5.1.x: bad mailbox or
+    domain; 5.2.1: mailbox disabled), at send time or in a DSN."""
+    return bool(status and HARD_STATUS.match(status.strip()))
 
 
 class EmailChannel(Channel):
@@ -22,6 +34,18 @@ class EmailChannel(Channel):
         if not customer.get("email"):
             return "no email address"
         return super().unreachable(customer)
+
+    def address_of(self, customer: dict) -> str | None:
+        email = customer.get("email")
+        return email.strip().lower() if email else None
+
+    def hard_bounce(self, outcome: Outcome) -> str | None:
+        """RFC 3463 5.1.x (bad mailbox or domain) and 5.2.1 (mailbox disabled): the
+        address is dead. Other 5xx (policy, content, size) say nothing of the address."""
+        if outcome.status != AttemptOutcome.FAILED:
+            return None
+        found = ENHANCED.match(outcome.error or "")
+        return found.group(1) if found and dead_mailbox(found.group(1)) else None
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
                 delivery_id: str, tracking: dict[str, bool] | None) -> Composed:

@@ -13,9 +13,11 @@ from app.core.config import Settings
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.signing_keys import SigningKey
+from app.core.statuses import AttemptOutcome
 from app.core.tokens import customer_unsubscribe_url
 
 RECEIPTS = ("delivered", "undeliverable")  # a delivery receipt's final states
+INVALID_NUMBER = 0x0B  # SMPP 3.4 ESME_RINVDSTADR: invalid destination address
 
 
 def sms_text(templates: CompiledTemplates, customer: dict, *, public_url: str,
@@ -35,6 +37,15 @@ class SmsChannel(Channel):
         if not customer.get("phone"):
             return "no phone number"
         return super().unreachable(customer)
+
+    def address_of(self, customer: dict) -> str | None:
+        return customer.get("phone")
+
+    def hard_bounce(self, outcome: Outcome) -> str | None:
+        """The SMSC says the number is not valid (ESME_RINVDSTADR)."""
+        if outcome.status == AttemptOutcome.FAILED and outcome.code == INVALID_NUMBER:
+            return "ESME_RINVDSTADR"
+        return None
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
                 delivery_id: str, tracking: dict[str, bool] | None) -> Composed:

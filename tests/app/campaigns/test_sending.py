@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -95,6 +95,20 @@ class Batch:
         await ensure_indexes(self.db)
         doc = await campaigns.create_campaign(
             self.db, CampaignCreate(name="send", subject="Hi {{ first_name }}",
+                                    body_text="Plan {{ plan }}", audience=Audience(tag="send")),
+            created_by="test")
+        self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
+                                                        connections=2, audience_pages=1)
+        self.batch_id = await batches.insert_claimed_batch(
+            self.db, doc["_id"], 0, self.customer_ids, [1, None], self.claim, lease_s=30)
+        return self
+
+    async def create_on(self, other: Batch) -> Batch:
+        """A second campaign over `other`'s customers (same database), one batch claimed."""
+        self.db_name, self.sync, self.db = other.db_name, other.sync, other.db
+        self.customer_ids = other.customer_ids
+        doc = await campaigns.create_campaign(
+            self.db, CampaignCreate(name="again", subject="Hi {{ first_name }}",
                                     body_text="Plan {{ plan }}", audience=Audience(tag="send")),
             created_by="test")
         self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
@@ -250,6 +264,42 @@ async def test_temporary_failures_come_back_as_the_next_attempt(mongodb_uri: str
     delivery = batch.sync.deliveries.find_one({"customer_id": "c001"})
     assert (delivery["status"], delivery["attempts"]) == ("sent", 2)
     assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
+
+
+async def test_a_dead_mailbox_and_too_many_soft_bounces_go_on_the_list(mongodb_uri: str,
+                                                                       open_relay) -> None:
+    """550 5.1.1 at send time suppresses the address for email at once; a send that ends
+    dead counts a soft bounce, and at the limit the address is suppressed too. The next
+    batch to them skips both, without a command per message."""
+    handler, port = open_relay
+    batch = await Batch(mongodb_uri, 4).create()
+    batch.sync.customers.update_one({"_id": "c001"}, {"$set": {
+        "email": "c001+tempfail9@send.example"}})
+    batch.sync.customers.update_one({"_id": "c002"}, {"$set": {
+        "email": "c002+reject@send.example"}})
+    first = await run_and_close(batch.job(port, send_max_attempts=1, soft_bounce_limit=1))
+    assert first.counts == {"sent": 2, "failed": 1, "dead": 1}
+    listed = {d["_id"]: d for d in batch.sync.suppressions.find()}
+    assert set(listed) == {"email:c001+tempfail9@send.example",
+                           "email:c002+reject@send.example"}
+    assert listed["email:c002+reject@send.example"]["reason"] == "hard-bounce"
+    assert listed["email:c002+reject@send.example"]["detail"]["status"] == "5.1.1"
+    assert listed["email:c001+tempfail9@send.example"]["reason"] == "soft-bounces"
+    for cid in ("c001", "c002"):
+        assert batch.sync.customers.find_one({"_id": cid})["opted_out"] == ["email"]
+
+    # The next campaign's batch, its customers read before the suppression: the batch's
+    # one read of whose consent changed since finds them.
+    again = await Batch(mongodb_uri, 0).create_on(batch)
+    job = again.job(port)
+    job.customers = [{**c, "opted_out": []} for c in batch.sync.customers.find()]
+    job.customers_read_at = datetime.now(UTC) - timedelta(minutes=5)
+    second = await run_and_close(job)
+    assert second.counts == {"sent": 2, "skipped": 2}
+    skipped = {d["customer_id"]: d["last_error"] for d in again.sync.deliveries.find(
+        {"campaign_id": again.campaign["_id"], "status": "skipped"})}
+    assert skipped == {"c001": "suppressed for email", "c002": "suppressed for email"}
+    assert handler.count_by_recipient("send.example")["c000@send.example"] == 2
 
 
 class CommandCounter(monitoring.CommandListener):

@@ -55,7 +55,7 @@ def test_who_a_channel_cannot_reach() -> None:
     assert email.unreachable(CUSTOMER) is None and sms.unreachable(CUSTOMER) is None
     assert sms.unreachable({**CUSTOMER, "phone": None}) == "no phone number"
     stopped = {**CUSTOMER, "opted_out": ["sms"]}  # texted STOP
-    assert sms.unreachable(stopped) == "opted out of sms"
+    assert sms.unreachable(stopped) == "suppressed for sms"
     assert email.unreachable(stopped) is None
 
 

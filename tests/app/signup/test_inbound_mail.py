@@ -9,6 +9,7 @@ import pytest
 from app.core.config import load_settings
 from app.signup.inbound_mail import (
     BOUNCE,
+    COMPLAINT,
     REVIEW,
     SIGNUP,
     UNSUBSCRIBE,
@@ -17,6 +18,7 @@ from app.signup.inbound_mail import (
     describe_too_large,
 )
 from app.signup.reply_text import find_keyword, own_text
+from tests.utils.mail_samples import complaint_for
 
 RULES = Rules.from_settings(load_settings())
 CAMPAIGN_ID = "<0123456789abcdef0123456789abcdef@operator.example>"
@@ -123,6 +125,17 @@ def test_a_bounce_with_the_whole_original_attached() -> None:
     raw = DSN.format(mid=CAMPAIGN_ID).replace("text/rfc822-headers", "message/rfc822")
     found = classify(raw.encode(), RULES)
     assert found.kind == BOUNCE and found.bounce.original_message_id == CAMPAIGN_ID
+
+
+def test_a_feedback_report_is_a_complaint_naming_the_original_and_recipient() -> None:
+    found = classify(complaint_for("Ana@Prospect.example", CAMPAIGN_ID).raw, RULES)
+    assert found.kind == COMPLAINT and found.bounce is None
+    assert found.complaint is not None
+    assert found.complaint.feedback_type == "abuse"
+    assert found.complaint.recipient == "ana@prospect.example"
+    assert found.complaint.original_message_id == CAMPAIGN_ID
+    broken = complaint_for("not an address", CAMPAIGN_ID).raw
+    assert classify(broken, RULES).complaint.recipient is None  # kept, not raised
 
 
 def test_an_out_of_office_reply_goes_to_review() -> None:
