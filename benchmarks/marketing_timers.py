@@ -50,17 +50,22 @@ def new_sessions(db, n: int) -> list[str]:
     return sessions
 
 
-def restart_and_reload(actor, pending: int) -> dict:
+def restart_and_reload(actor, pending: int, timeout_s: float = 600) -> dict:
     """Kill the actor (it restarts and reloads every offer still to fire); its stats
-    once it holds `pending` of them."""
+    once it holds `pending` of them, counting those it fired since it restarted (on a
+    busy machine the restart can outlast an offer's lead, which then fires at once)."""
     ray.kill(actor, no_restart=False)
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             stats = ray.get(actor.stats.remote(), timeout=60)
-            if stats["pending"] >= pending:
+            if stats["pending"] + stats["fired"] >= pending:
                 return stats
         except Exception:
             pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the marketing actor did not reload {pending} offers "
+                               f"within {timeout_s} s")
         time.sleep(0.2)
 
 
