@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.campaigns.caps import Cap
 from app.channels.base import Channel
 from app.channels.registry import channel_named
 from app.core.config import Settings
@@ -57,6 +58,7 @@ class BatchJob:
     # every change through the API); None: this process reads them (app.integrations.webhooks).
     listeners: list[str] | None = None
     channel: str = "email"  # the campaign's channel (`app.channels.registry`)
+    cap: Cap | None = None  # the frequency cap its sends keep to (`app.campaigns.caps`)
 
     @property
     def settings(self) -> Settings:

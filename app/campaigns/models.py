@@ -64,12 +64,20 @@ class PreviewRequest(Templates):
     customer_email: str | None = Field(default=None, max_length=320)
 
 
+class FrequencyCap(Strict):
+    messages: int = Field(ge=1, le=50, description="at most this many campaign messages")
+    days: float = Field(gt=0, le=365, description="per customer in this many days")
+
+
 class LaunchOptions(Strict):
     workers: int = Field(default=4, ge=1, le=512, description="send tasks in flight")
     batch_size: int = Field(default=50, ge=1, le=5000)
     rate_limit_per_s: float | None = Field(default=None, gt=0, le=100_000)
     connections: int | None = Field(default=None, ge=1, le=64,
                                     description="SMTP connections per send task")
+    frequency_cap: FrequencyCap | Literal["off"] | None = Field(default=None, description=(
+        "this campaign's frequency cap across campaigns and channels; `off` for none; "
+        "unset: the operator's (COMMS_FREQUENCY_CAP_MESSAGES)"))
 
 
 class Sample(Reply):

@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience import suppressions
 from app.audience.suppressions import Entry
-from app.campaigns import batches, ledger
+from app.campaigns import batches, caps, ledger
 from app.campaigns.batch import BatchJob
 from app.channels.base import Outcome
 from app.core import bulk, rollups
@@ -180,6 +180,10 @@ class OutcomeRecorder:
                 {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
                 for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
             await parts.apply()
+            sent = [customer_id for did, (status, customer_id) in statuses.items()
+                    if status == DeliveryStatus.SENT and did not in lost]
+            if self.job.cap is not None and sent:  # (no command without a cap)
+                await caps.note_sent(self.db, sent, batches.now())
             if bounced:  # (no command for a flush without failures)
                 await self._suppress([entry for did, (status, entry) in bounced.items()
                                       if did not in lost])

@@ -109,7 +109,7 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
 RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1, "tracking": 1,
                  "channel": 1,
                  "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
-                 "counts": 1, "retries": 1, "retry_rounds": 1}
+                 "counts": 1, "retries": 1, "retry_rounds": 1, "kind": 1}
 
 
 async def campaign_state(db: AsyncDatabase, campaign_id: str) -> dict | None:

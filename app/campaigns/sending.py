@@ -40,7 +40,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience.customers import SEND_FIELDS
 from app.audience.suppressions import consent_changed_since
-from app.campaigns import batches, ledger
+from app.campaigns import batches, caps, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
 from app.campaigns.outcomes import OutcomeRecorder
@@ -102,6 +102,7 @@ class BatchRun:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.records: dict[str, dict] = {}
         self.customers: dict[str, dict] = {}
+        self.recent: dict[str, list] = {}  # last sends of its customers, under a cap
         # A message goes out only while this task knows its lease holds: until lease_s
         # after its last renewal was *issued*, by its own monotonic clock. The database
         # set that lease's end from its own clock when the renewal arrived, later, so
@@ -129,6 +130,8 @@ class BatchRun:
         summary.claimed = len(to_send)
         if to_send:
             self.customers = await self._recipients(to_send)
+            if job.cap is not None:  # who another campaign messaged meanwhile counts too
+                self.recent = await caps.recent_sends(self.db, to_send)
         for cid in to_send:
             self.queue.put_nowait(cid)
         recorder = OutcomeRecorder(self.db, job, self.identity)
@@ -278,6 +281,8 @@ class BatchRun:
         unreachable = job.sends_by.unreachable(customer)  # no address, or opted out (STOP)
         if unreachable is not None:
             return SendOutcome(SKIPPED, None, unreachable), None, None
+        if job.cap is not None and job.cap.reached(self.recent.get(cid, ()), batches.now()):
+            return SendOutcome(SKIPPED, None, job.cap.reason), None, None
         did = delivery_id(job.campaign_id, cid)
         try:
             composed = job.sends_by.compose(

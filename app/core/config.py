@@ -146,6 +146,12 @@ class Settings(Telemetry):
     """SMTP connections driven at once by one send task (a campaign may override it)"""
     send_max_attempts: int = Field(default=3, ge=1, le=20)
     """attempts before a delivery is `dead`"""
+    frequency_cap_messages: int | None = Field(default=None, ge=1, le=50)
+    """at most this many campaign messages per customer in `frequency_cap_days`, across
+    campaigns and channels (unset: no cap; a campaign may set its own or turn it off;
+    transactional messages such as signup confirmations are exempt)"""
+    frequency_cap_days: float = Field(default=7.0, gt=0, le=365)
+    """the rolling period of the frequency cap, in days"""
     send_task_cpus: float = Field(default=0.125, gt=0, le=4)
     """logical CPUs one send task asks Ray for"""
     # Warm workers: a launch of up to this many tasks sends at once instead of waiting
