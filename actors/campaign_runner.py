@@ -52,6 +52,7 @@ from app.campaigns import batches, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchJob, BatchSummary
 from app.campaigns.caps import cap_for
+from app.campaigns.quiet_hours import windows_for
 from app.campaigns.rounds import record_round
 from app.campaigns.send_tasks import SendMetrics
 from app.channels.registry import channel_named
@@ -361,7 +362,8 @@ class CampaignRunner(registry.MadeWithRuntime):
             limits=limits,
             limiter=self.limiter if limits else None, trace=self.trace,
             tracking=self.campaign.get("tracking"), channel=channel.name, runner=self.me,
-            cap=cap_for(self.campaign, self.settings))
+            cap=cap_for(self.campaign, self.settings),
+            windows=windows_for(self.campaign, self.settings, channel.name))
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):

@@ -21,6 +21,7 @@ from app.core.config import Settings
 from app.core.rollups import Increments, key_safe
 from app.core.runtime import Runtime
 from app.core.statuses import FINAL_DELIVERY, DeliveryStatus
+from app.core.windows import Window
 
 
 @dataclass
@@ -59,6 +60,7 @@ class BatchJob:
     listeners: list[str] | None = None
     channel: str = "email"  # the campaign's channel (`app.channels.registry`)
     cap: Cap | None = None  # the frequency cap its sends keep to (`app.campaigns.caps`)
+    windows: tuple[Window, ...] = ()  # send windows (`app.campaigns.quiet_hours`)
 
     @property
     def settings(self) -> Settings:
@@ -125,6 +127,7 @@ class BatchSummary:
     retries: int = 0  # outcomes that wait for another attempt
     latencies: list[float] = field(default_factory=list)  # ms, of the sends
     released: int = 0  # recipients left unsent (stopped)
+    waiting: int = 0  # recipients outside their send window, due when it opens
     due_in_s: float | None = None  # when the batch is due again (None: not)
     stopped: str | None = None  # lost, lease lost, lease lapsed, auth, pause...
     close: BatchClose | None = None

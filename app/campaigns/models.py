@@ -14,6 +14,7 @@ from app.audience.models import Audience
 from app.channels.registry import channel_named
 from app.core.models import Any_, Name, Reply, Strict
 from app.core.statuses import CampaignStatus
+from app.core.windows import Window
 
 Channel = Literal["email", "sms"]  # the names in `app.channels.registry` (a test checks)
 
@@ -78,6 +79,16 @@ class LaunchOptions(Strict):
     frequency_cap: FrequencyCap | Literal["off"] | None = Field(default=None, description=(
         "this campaign's frequency cap across campaigns and channels; `off` for none; "
         "unset: the operator's (COMMS_FREQUENCY_CAP_MESSAGES)"))
+    send_window: str | None = Field(default=None, max_length=11, description=(
+        "HH:MM-HH:MM in each recipient's local time: messages outside it wait for it "
+        "(the channel's window, COMMS_SEND_WINDOWS, applies too)"))
+
+    @field_validator("send_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            Window.parse(value)  # ValueError: a 422 naming the field
+        return value
 
 
 class Sample(Reply):

@@ -33,14 +33,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience.customers import SEND_FIELDS
 from app.audience.suppressions import consent_changed_since
-from app.campaigns import batches, caps, ledger
+from app.campaigns import batches, caps, ledger, quiet_hours
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
 from app.campaigns.outcomes import OutcomeRecorder
@@ -77,14 +77,15 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     reserve: Reserve | None = None,
                     control: BatchControl | None = None,
                     on_draining: Draining | None = None,
-                    clock: Callable[[], float] = time.monotonic) -> BatchSummary:
+                    clock: Callable[[], float] = time.monotonic,
+                    wall_clock: Callable[[], datetime] = batches.now) -> BatchSummary:
     """Send one batch; return what happened (counts by status, identity, what is next).
     `on_draining` is called once, when the last recipient is taken for sending. The
     run's close (what is left of the batch, at which attempt) is in `summary.close`,
     for the runner to write with the round's counters (`app.campaigns.rounds`)."""
     db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
-                          control or BatchControl(), on_draining, clock).run()
+                          control or BatchControl(), on_draining, clock, wall_clock).run()
 
 
 class BatchRun:
@@ -93,8 +94,12 @@ class BatchRun:
     def __init__(self, db: AsyncDatabase, job: BatchJob, identity: dict[str, Any],
                  reserve: Reserve | None, control: BatchControl,
                  on_draining: Draining | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = batches.now):
         self.db, self.job, self.identity = db, job, identity
+        self.wall_clock = wall_clock  # local times of send windows (tests inject it)
+        self.waiting: list[str] = []  # outside their send window
+        self.wait_s = 0.0  # until the first of them may be sent
         self.reserve, self.control = reserve, control
         self.on_draining = on_draining
         self.settings = job.settings
@@ -130,6 +135,14 @@ class BatchRun:
         summary.claimed = len(to_send)
         if to_send:
             self.customers = await self._recipients(to_send)
+            if job.windows:  # outside their window: left for when it opens
+                self.waiting, wait = quiet_hours.outside(
+                    job.windows, self.customers, to_send, self.settings.default_timezone,
+                    self.wall_clock())
+                if self.waiting:
+                    held = set(self.waiting)
+                    to_send = [cid for cid in to_send if cid not in held]
+                    self.wait_s = wait.total_seconds() if wait else 0.0
             if job.cap is not None:  # who another campaign messaged meanwhile counts too
                 self.recent = await caps.recent_sends(self.db, to_send)
         for cid in to_send:
@@ -149,12 +162,15 @@ class BatchRun:
         retry = carried + recorder.retry_ids
         if unsent or self.stop_reason:
             # Stopped (pause, cancel, lease, bad login): what is left keeps its attempt.
-            remaining, attempt, backoff_s = unsent + retry, job.attempt, 0.0
+            remaining, attempt, backoff_s = unsent + retry + self.waiting, job.attempt, 0.0
         else:
-            attempt = job.attempt + 1
-            remaining = retry
-            backoff_s = batches.backoff_s(attempt, self.settings.retry_backoff_s) \
-                if retry else 0.0
+            # Retries come back after their backoff, at the next attempt; recipients
+            # outside their window when it opens (waiting is not an attempt).
+            attempt = job.attempt + 1 if retry else job.attempt
+            remaining = retry + self.waiting
+            due = ([batches.backoff_s(attempt, self.settings.retry_backoff_s)] if retry
+                   else []) + ([self.wait_s] if self.waiting else [])
+            backoff_s = min(due) if due else 0.0
         summary.close = BatchClose(job.batch_id, job.claim, remaining, attempt, backoff_s)
         if remaining:  # (if the claim was lost meanwhile, the runner's claim finds out)
             summary.due_in_s = backoff_s
@@ -163,6 +179,7 @@ class BatchRun:
         summary.counts = counts
         summary.latencies = recorder.latencies
         summary.released = len(unsent)
+        summary.waiting = len(self.waiting)
         summary.rollups = recorder.increments.take() if recorder.increments else None
         summary.webhooks = recorder.webhooks
         summary.stopped = self.stop_reason[0] if self.stop_reason else None

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.core.windows import Window
 
 ENV_PREFIX = "COMMS_"
 
@@ -82,6 +85,12 @@ class Settings(Telemetry):
     """the From header of every email"""
 
     default_region: str = Field(default="BR", pattern=r"^[A-Z]{2}$")
+    default_timezone: str = "America/Sao_Paulo"
+    """the time zone of a customer whose own (a `timezone` attribute) and whose phone's
+    are unknown, for send windows"""
+    send_windows: dict[str, str] = Field(default_factory=dict)
+    """each channel's send window in the recipient's local time, e.g. `{"sms":
+    "08:00-21:00"}` (marketing campaigns only; a campaign's own window applies too)"""
     """phone numbers written without a country code are read in this region (ISO 3166);
     every phone is kept in E.164"""
 
@@ -328,6 +337,22 @@ class Settings(Telemetry):
     def _absolute_data_dir(cls, value: Path) -> Path:
         # Ray workers run in other directories: pin the path to where settings were read.
         return value.expanduser().resolve()
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"no such time zone: {value!r} (an IANA name)") from None
+        return value
+
+    @field_validator("send_windows")
+    @classmethod
+    def _windows(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            Window.parse(text)  # ValueError names what is wrong
+        return value
 
     @field_validator("admin_token")
     @classmethod

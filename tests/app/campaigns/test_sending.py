@@ -32,6 +32,7 @@ from app.core.ids import delivery_id
 from app.core.runtime import Runtime
 from app.core.signing_keys import KeyRing
 from app.core.statuses import BatchStatus
+from app.core.windows import Window
 from app.integrations.webhooks import Subscriptions
 from embedded.processes import free_port
 from embedded.smtp_sink import SinkHandler
@@ -300,6 +301,51 @@ async def test_a_dead_mailbox_and_too_many_soft_bounces_go_on_the_list(mongodb_u
         {"campaign_id": again.campaign["_id"], "status": "skipped"})}
     assert skipped == {"c001": "suppressed for email", "c002": "suppressed for email"}
     assert handler.count_by_recipient("send.example")["c000@send.example"] == 2
+
+
+async def test_recipients_in_three_zones_are_sent_only_inside_their_window(
+        mongodb_uri: str, open_relay) -> None:
+    """08:00-21:00 local, with the wall clock injected: at 22:30 UTC only São Paulo
+    (19:30) is inside; the batch closes with Tokyo (07:30) and Lisbon (22:30) pending,
+    due when Tokyo opens (no task waits: the runner's heap holds the time), then Tokyo
+    at 23:00 UTC, then Lisbon at 08:00 UTC. Each gets one message; waiting is no attempt."""
+    handler, port = open_relay
+    batch = await Batch(mongodb_uri, 3).create()
+    zones = {"c000": {"phone": "+5511987650005"}, "c001": {"phone": "+81312345678"},
+             "c002": {"timezone": "Europe/Lisbon"}}
+    for cid, fields in zones.items():
+        batch.sync.customers.update_one({"_id": cid}, {"$set": fields})
+    windows = (Window.parse("08:00-21:00"),)
+    at = datetime(2026, 12, 7, 22, 30, tzinfo=UTC)
+
+    def job(claim: str, fresh: bool) -> BatchJob:
+        made = batch.job(port, claim=claim, fresh=fresh)
+        made.windows = windows
+        return made
+
+    first = await run_and_close(job("claim-1", True), wall_clock=lambda: at)
+    assert first.counts == {"sent": 1} and first.waiting == 2
+    assert first.due_in_s == 1800  # Tokyo's 08:00
+    stored = batch.sync.batches.find_one({"_id": batch.batch_id})
+    assert (stored["status"], sorted(stored["customer_ids"]), stored["attempt"],
+            stored["claim"]) == ("pending", ["c001", "c002"], 0, None)
+    now = batch.sync.command("serverStatus")["localTime"].replace(tzinfo=UTC)
+    assert timedelta(minutes=29) < stored["not_before"].replace(tzinfo=UTC) - now \
+        <= timedelta(minutes=30)
+
+    batch.reclaim("claim-2")
+    second = await run_and_close(job("claim-2", False),
+                                 wall_clock=lambda: at + timedelta(minutes=30))
+    assert second.counts == {"sent": 1} and second.waiting == 1
+    assert second.due_in_s == 9 * 3600  # Lisbon's 08:00, at 08:00 UTC
+    batch.reclaim("claim-3")
+    third = await run_and_close(job("claim-3", False),
+                                wall_clock=lambda: at + timedelta(hours=9, minutes=30))
+    assert third.counts == {"sent": 1} and third.waiting == 0
+    assert batch.sync.batches.find_one({"_id": batch.batch_id})["status"] == "done"
+    assert handler.count_by_recipient("send.example") == {
+        f"{cid}@send.example": 1 for cid in zones}
+    assert {d["attempts"] for d in batch.sync.deliveries.find()} == {1}
 
 
 class CommandCounter(monitoring.CommandListener):
