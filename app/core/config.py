@@ -85,14 +85,14 @@ class Settings(Telemetry):
     """the From header of every email"""
 
     default_region: str = Field(default="BR", pattern=r"^[A-Z]{2}$")
+    """phone numbers written without a country code are read in this region (ISO 3166);
+    every phone is kept in E.164"""
     default_timezone: str = "America/Sao_Paulo"
     """the time zone of a customer whose own (a `timezone` attribute) and whose phone's
     are unknown, for send windows"""
     send_windows: dict[str, str] = Field(default_factory=dict)
     """each channel's send window in the recipient's local time, e.g. `{"sms":
     "08:00-21:00"}` (marketing campaigns only; a campaign's own window applies too)"""
-    """phone numbers written without a country code are read in this region (ISO 3166);
-    every phone is kept in E.164"""
 
     # SMPP 3.4 SMSC for SMS campaigns: unset host means "start the embedded SMSC". Send
     # tasks bind as transmitters; the SMS gateway actor binds as a transceiver and
