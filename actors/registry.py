@@ -75,6 +75,26 @@ def _named(actor_class: ActorClass, name: str, args: tuple[Any, ...],
                                get_if_exists=True, resources=resources or {}).remote(*args)
 
 
+class Named:
+    """A named actor's handle for a process that lives long (a replica, an actor),
+    looked up again every REFRESH_S: a handle follows the actor it was made for, and
+    the launcher may have replaced that actor under the same name (`get_or_create`).
+    A call in the moment between fails; the caller's durable record (an outbox, a due
+    message) carries it to the next try."""
+
+    REFRESH_S = 10.0
+
+    def __init__(self, name: str):
+        self.name = name
+        self.handle: ActorHandle | None = None
+        self.found_at = float("-inf")
+
+    def __call__(self) -> ActorHandle | None:
+        if self.handle is None or time.monotonic() - self.found_at > self.REFRESH_S:
+            self.handle, self.found_at = find(self.name), time.monotonic()
+        return self.handle
+
+
 def find(name: str) -> ActorHandle | None:
     """The named actor if it is running, else None."""
     try:

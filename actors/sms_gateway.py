@@ -53,11 +53,13 @@ class SmsGateway(registry.MadeWithRuntime):
                        "mobile_originated": 0, "replies": 0}
         self.flow = load_flow()
         self.keywords = sms_chat.Keywords.of(settings)
-        marketing = marketing_actor(runtime)
+        marketing_actor(runtime)  # made if it is not running; followed by name after
+        marketing = registry.Named(registry.MARKETING)
         self.consumers = {
-            "offer_refused": lambda event: marketing.handle_refusal.remote(event),
-            "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
-            "offer_accepted": lambda event: marketing.handle_upgrade.remote(event)}
+            "offer_refused": lambda event: marketing().handle_refusal.remote(event),
+            "counter_offer_accepted": lambda event: marketing().handle_acceptance.remote(
+                event),
+            "offer_accepted": lambda event: marketing().handle_upgrade.remote(event)}
         self.session = SmppSession(settings, runtime.endpoints, BindMode.TRANSCEIVER,
                                    on_deliver=self.inbound)
         loop = asyncio.get_running_loop()

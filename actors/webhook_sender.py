@@ -294,17 +294,16 @@ def webhook_sender(runtime: Runtime, replace_older: bool = False):
         fingerprint=runtime.fingerprint() if replace_older else None)
 
 
-_handle: Any = None
+_sender = registry.Named(registry.WEBHOOKS)
 
 
 def poke() -> None:
     """Tell the webhook actor that events were stored (if it runs; it reads them at
-    start otherwise). Does not wait; the handle is looked up once per process."""
-    global _handle
-    if _handle is None:
-        _handle = registry.find(registry.WEBHOOKS)
-    if _handle is not None:
-        _handle.poke.remote()
+    start otherwise). Does not wait; the handle is looked up again every few seconds
+    (`registry.Named`)."""
+    handle = _sender()
+    if handle is not None:
+        handle.poke.remote()
 
 
 async def hand_on(db: AsyncDatabase, collection: str, doc_id: str) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from ray import serve
 
+from actors import registry
 from actors.chat_hub import HubDoorbell, chat_hub
 from actors.marketing import marketing_actor
 from actors.sms_gateway import sms_gateway
@@ -45,14 +46,16 @@ class ChatBot:
     async def __init__(self, settings: Settings):
         context = await AppContext.start(settings, "chatbot")
         hub = chat_hub(settings.actor_resources)
-        marketing = marketing_actor(context.runtime)
+        marketing_actor(context.runtime)  # (started by the launcher; made if it is not)
+        marketing = registry.Named(registry.MARKETING)  # followed when it is replaced
         context.conversations = Conversations(
             context.db, load_flow(), where=serve.get_replica_context().replica_id.unique_id,
             consumers={
-                "offer_refused": lambda event: marketing.handle_refusal.remote(
+                "offer_refused": lambda event: marketing().handle_refusal.remote(
                     event, trace=tracing.carrier()),
-                "counter_offer_accepted": lambda event: marketing.handle_acceptance.remote(event),
-                "offer_accepted": lambda event: marketing.handle_upgrade.remote(event),
+                "counter_offer_accepted": lambda event: marketing().handle_acceptance.remote(
+                    event),
+                "offer_accepted": lambda event: marketing().handle_upgrade.remote(event),
                 "handoff_requested": lambda event: publish(context.db, "handoff.requested", {
                     "session_id": event["session_id"], "customer_id": event.get("customer_id"),
                     "at": event["created_at"]}, key=f"handoff:{event['_id']}"),
