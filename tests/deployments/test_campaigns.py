@@ -116,9 +116,10 @@ def test_temporary_failures_retry_permanent_ones_fail(stack: Stack, api) -> None
 
 
 def test_retry_failed_sends_exactly_the_failed_once_more(stack: Stack, api) -> None:
-    """5% dead (451 past every attempt), 5% failed (550): a retry round sends those two
-    again and nobody else; the dead one gets through, the refused one is refused again,
-    and the counters, the report and the roll-ups all show the campaign as it is now."""
+    """5% dead (451 past every attempt), 5% failed (550 5.1.1): a retry round takes
+    those two again and nobody else; the dead one gets through, the refused one is now
+    on the suppression list and skipped, and the counters, the report and the roll-ups
+    all show the campaign as it is now."""
     domain = unique_domain("retryfailed")
     attempts = stack.settings.send_max_attempts
     ok = [f"ok{n}@{domain}" for n in range(18)]
@@ -136,20 +137,23 @@ def test_retry_failed_sends_exactly_the_failed_once_more(stack: Stack, api) -> N
     assert started.json() == {"round": 1, "retrying": 2, "by_status": {"dead": 1, "failed": 1}}
     view = wait_for(api, campaign_id, finished)
     assert view["status"] == "completed" and view["retry_rounds"] == 1
+    # The refused one's 550 5.1.1 put its address on the suppression list: the retry
+    # skips it, as it would any suppressed address.
     assert (view["counts"]["sent"], view["counts"]["dead"], view["counts"]["failed"],
-            view["counts"]["pending"]) == (19, 0, 1, 0)
+            view["counts"]["skipped"], view["counts"]["pending"]) == (19, 0, 0, 1, 0)
     assert sink_counts(stack, domain) == {address: 1 for address in [*ok, dead]}
     db = mongo(stack)
     by_email = {db.customers.find_one({"_id": d["customer_id"]})["email"]: d
                 for d in db.deliveries.find({"campaign_id": campaign_id})}
     assert (by_email[dead]["status"], by_email[dead]["retried_from"]) == ("sent", "dead")
-    assert (by_email[refused]["status"], by_email[refused]["attempts"]) == ("failed", 1)
+    assert (by_email[refused]["status"], by_email[refused]["last_error"]) == (
+        "skipped", "suppressed for email")
     assert not [e for e in ok if "retry_round" in by_email[e]]
     today = datetime.now(UTC).date()
     span = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
     [row] = api.get("/api/reports/performance",
                     params={**span, "campaign": campaign_id}).json()["campaigns"]
-    assert (row["sent"], row["dead"], row["failed"]) == (19, 0, 1)
+    assert (row["sent"], row["dead"], row["failed"], row["skipped"]) == (19, 0, 0, 1)
     drift = api.post("/api/reports/reconcile", params={**span, "dry_run": "true"}).json()
     assert not [d for d in drift["drift"] if d["id"].startswith(campaign_id)], drift
     audit = api.get("/api/audit").json()["entries"]
