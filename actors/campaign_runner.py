@@ -38,6 +38,7 @@ import heapq
 import logging
 import time
 from collections import Counter, deque
+from datetime import UTC, datetime
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
@@ -70,6 +71,13 @@ SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 0.5
 SWEEP_EVERY_S = 5.0  # at least; a third of the lease when that is longer
 LISTENERS_FRESH_S = 60.0  # webhook endpoints read again (the API also tells of changes)
+
+
+def _not_yet(options: dict) -> bool:
+    """A scheduled campaign before its start time."""
+    start_at = options.get("start_at")
+    return start_at is not None and start_at.replace(tzinfo=start_at.tzinfo or UTC) > \
+        datetime.now(UTC)
 
 
 class AudienceCursor:
@@ -295,6 +303,8 @@ class CampaignRunner(registry.MadeWithRuntime):
 
     async def _fill(self, db) -> None:
         options = self.campaign["launch"]
+        if _not_yet(options):  # scheduled: the loop wakes each second, reads nothing
+            return
         while self._sending() < options["workers"]:
             job = await self._next_job(db, options)
             if job is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     Field,
     ValidationInfo,
     field_validator,
@@ -79,6 +80,9 @@ class LaunchOptions(Strict):
     frequency_cap: FrequencyCap | Literal["off"] | None = Field(default=None, description=(
         "this campaign's frequency cap across campaigns and channels; `off` for none; "
         "unset: the operator's (COMMS_FREQUENCY_CAP_MESSAGES)"))
+    start_at: AwareDatetime | None = Field(default=None, description=(
+        "send from this time on (with its offset, e.g. 2026-12-24T10:00:00-03:00); at "
+        "launch it must be in the future, within a year"))
     send_window: str | None = Field(default=None, max_length=11, description=(
         "HH:MM-HH:MM in each recipient's local time: messages outside it wait for it "
         "(the channel's window, COMMS_SEND_WINDOWS, applies too)"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -13,6 +14,7 @@ from app.access.accounts import Principal
 from app.audience.customers import audience_pages, estimated_customers, find_by_email
 from app.campaigns import records as campaigns
 from app.campaigns import retry
+from app.campaigns.batches import now
 from app.campaigns.models import (
     CampaignCreate,
     CampaignList,
@@ -113,8 +115,13 @@ async def get_one(context: Context, campaign_id: str) -> dict:
              response_model_exclude_unset=True)
 async def launch(context: Context, who: Who, campaign_id: str,
                  options: LaunchOptions | None = None) -> dict:
-    """Start sending: W send tasks in flight, B per batch, R messages/s at most."""
+    """Start sending: W send tasks in flight, B per batch, R messages/s at most; from
+    `start_at` on, when given."""
     campaign = await _found(context, campaign_id)
+    start_at = options.start_at if options else None
+    if start_at is not None and not (now() < start_at < now() + timedelta(days=366)):
+        raise HTTPException(422, [{"field": "body.start_at",
+                                   "message": "must be in the future, within a year"}])
     pages = audience_pages(await estimated_customers(context.db))
     launched = await campaigns.launch_campaign(
         context.db, campaign_id, options or LaunchOptions(), context.settings.send_connections,

@@ -39,3 +39,31 @@ def test_a_campaign_waits_for_the_window_then_sends_everyone_once(stack: Stack, 
     arrivals = [datetime.fromisoformat(m["received_at"]) for m in api.get(
         "/api/outbox", params={"to": people[0]}).json()["messages"]]
     assert arrivals and all(at >= opens for at in arrivals)
+
+
+def test_a_scheduled_campaign_sends_from_its_start_time(stack: Stack, api) -> None:
+    domain = unique_domain("scheduled")
+    people = [f"s{n}@{domain}" for n in range(2)]
+    import_audience(api, people, tag=domain)
+    campaign_id = create_campaign(api, domain)
+    past = datetime.now(ZoneInfo("UTC")) - timedelta(minutes=1)
+    refused = api.post(f"/api/campaigns/{campaign_id}/launch",
+                       json={"start_at": past.isoformat()})
+    assert refused.status_code == 422 and "body.start_at" in refused.text
+    naive = api.post(f"/api/campaigns/{campaign_id}/launch",
+                     json={"start_at": "2031-01-01T10:00:00"})  # no offset: ambiguous
+    assert naive.status_code == 422 and "start_at" in naive.text
+    start = (datetime.now(ZoneInfo("America/Sao_Paulo")) + timedelta(seconds=20)).replace(
+        microsecond=0)
+    launch(api, campaign_id, workers=1, start_at=start.isoformat())
+
+    time.sleep(5)
+    view = api.get(f"/api/campaigns/{campaign_id}").json()
+    assert view["status"] == "running" and view["counts"]["sent"] == 0
+    assert datetime.fromisoformat(view["launch"]["start_at"]) == start
+    assert sink_counts(stack, domain) == {}
+    view = wait_for(api, campaign_id, finished)
+    assert view["counts"]["sent"] == 2
+    arrivals = [datetime.fromisoformat(m["received_at"]) for person in people
+                for m in api.get("/api/outbox", params={"to": person}).json()["messages"]]
+    assert len(arrivals) == 2 and all(at >= start for at in arrivals)
