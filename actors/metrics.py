@@ -8,19 +8,23 @@ once per process, where its metrics are recorded.
 
 from __future__ import annotations
 
-from ray.util.metrics import Counter
+from ray.util.metrics import Counter, Gauge
 
 from app.campaigns.send_tasks import SendMetrics
 
 CHAT_TURNS = "comms_chat_turns_total"
 OFFERS = "comms_offers_total"
 WEBHOOK_ATTEMPTS = "comms_webhook_attempts_total"
+ROUTE_RATE = "comms_route_rate_per_s"
+ROUTE_THROTTLED = "comms_route_throttled_total"
 
 EXPORTED = {
     **SendMetrics.EXPORTED,
     CHAT_TURNS: "counter",
     OFFERS: "counter",
     WEBHOOK_ATTEMPTS: "counter",
+    ROUTE_RATE: "gauge",
+    ROUTE_THROTTLED: "counter",
 }
 
 
@@ -74,3 +78,30 @@ class WebhookMetrics:
         if cls._instance is None:
             cls._instance = WebhookMetrics()
         return cls._instance
+
+
+class RouteMetrics:
+    """A route's adapted rate and its "slow down" answers, by route (relay, smsc); in
+    the rate limiter."""
+
+    _instance: RouteMetrics | None = None
+
+    def __init__(self) -> None:
+        self.rate = Gauge(ROUTE_RATE, description="A route's adapted send rate (units/s).",
+                          tag_keys=("route",))
+        self.throttled = Counter(ROUTE_THROTTLED, description=(
+            "Answers asking to slow down; their messages were deferred."),
+            tag_keys=("route",))
+
+    @classmethod
+    def get(cls) -> RouteMetrics:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def observe(self, routes: dict[str, dict], heard: dict[str, tuple[int, int]]) -> None:
+        for route, (_clean, throttled) in heard.items():
+            if route in routes:
+                self.rate.set(float(routes[route]["rate_per_s"]), tags={"route": route})
+            if throttled:
+                self.throttled.inc(throttled, tags={"route": route})

@@ -2,7 +2,10 @@
 
 Keys are a channel's relay cap ("relay" for the SMTP relay, "smsc" for the SMSC: see
 `Channel.relay_limit`) and "campaign:<id>" (a campaign's own cap). Tasks reserve the
-units of each message (an SMS's parts) and sleep the returned delay.
+units of each message (an SMS's parts) and sleep the returned delay. With each
+reservation a task says how the route answered since its last one (clean, "slow
+down"), and the route's rate adapts (`app.core.ratelimit.AdaptiveRate`); `routes()`
+shows each route's rate for the dashboard, and the metrics carry it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import ray
 
 from actors import registry
+from actors.metrics import RouteMetrics
 from app.core.config import Telemetry
 from app.core.ratelimit import RateLimits
 from app.observability import telemetry
@@ -21,8 +25,15 @@ class RateLimiter:
         telemetry.setup(Telemetry(), "rate_limiter")  # from the environment
         self.limits = RateLimits()
 
-    async def reserve(self, limits: dict[str, float], n: float = 1.0) -> float:
-        return self.limits.reserve(limits, n)
+    async def reserve(self, limits: dict[str, float], n: float = 1.0,
+                      heard: dict[str, tuple[int, int]] | None = None) -> float:
+        wait = self.limits.reserve(limits, n, heard)
+        if heard:
+            RouteMetrics.get().observe(self.limits.routes(), heard)
+        return wait
+
+    async def routes(self) -> dict:
+        return self.limits.routes()
 
     async def forget(self, key: str) -> None:
         self.limits.forget(key)

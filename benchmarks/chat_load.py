@@ -118,10 +118,15 @@ def main() -> None:
                         help="how long to count the idle app's database commands first")
     parser.add_argument("--paced-users", type=int, default=50)
     parser.add_argument("--flood-seconds", type=int, default=15)
+    parser.add_argument("--sessions-per-ip", type=int, default=None,
+                        help="the app's per-address session limit a minute (default: the "
+                             "app's); a short flood on a slow machine meets a low one")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results, closed = [], {}
-    with running_app(chatbot_replicas=args.replicas, trust_forwarded_for=True) as (
+    limit = ({"limit_chat_sessions_per_ip": args.sessions_per_ip}
+             if args.sessions_per_ip is not None else {})
+    with running_app(chatbot_replicas=args.replicas, trust_forwarded_for=True, **limit) as (
             settings, _api, base):
         serve.run(noop_app, name="noop", route_prefix="/noop")
         mongo = MongoClient(mongodb_uri(settings))

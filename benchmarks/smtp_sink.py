@@ -23,13 +23,18 @@ from email.parser import BytesHeaderParser
 
 from aiosmtpd.smtp import SMTP
 
+from app.core.ratelimit import TokenBucket
 from embedded.processes import free_port
 
 
 class BenchHandler:
     def __init__(self, delay_s: float = 0.05, tempfail_rate: float = 0.0,
-                 reject_rate: float = 0.0, seed: int = 7):
+                 reject_rate: float = 0.0, seed: int = 7,
+                 throttle_per_s: float | None = None):
         self.delay_s = delay_s
+        # Above this rate of recipients: "421 ... slow down", as a throttling relay.
+        self.throttle = TokenBucket(throttle_per_s) if throttle_per_s else None
+        self.throttled = 0
         self.tempfail_rate = tempfail_rate
         self.reject_rate = reject_rate
         self.random = random.Random(seed)
@@ -40,6 +45,9 @@ class BenchHandler:
         self.parser = BytesHeaderParser()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.throttle is not None and self.throttle.take() > 0:
+            self.throttled += 1
+            return "421 4.7.0 Too many messages, slow down"
         roll = self.random.random()
         if roll < self.reject_rate:
             self.refused += 1
@@ -62,7 +70,7 @@ class BenchHandler:
     def snapshot(self) -> dict:
         with self.lock:
             return {"accepted": self.accepted, "refused": self.refused,
-                    "arrivals": dict(self.arrivals)}
+                    "throttled": self.throttled, "arrivals": dict(self.arrivals)}
 
     def count(self) -> int:
         with self.lock:
@@ -70,7 +78,7 @@ class BenchHandler:
 
     def reset(self) -> None:
         with self.lock:
-            self.accepted = self.refused = 0
+            self.accepted = self.refused = self.throttled = 0
             self.arrivals = {}
 
 
@@ -85,9 +93,9 @@ def listening_socket(port: int) -> socket.socket:
 
 
 def serve(conn, port: int, delay_s: float, tempfail_rate: float, reject_rate: float,
-          seed: int) -> None:
+          seed: int, throttle_per_s: float | None = None) -> None:
     """One sink process: the SMTP server on a loop thread, commands over the pipe."""
-    handler = BenchHandler(delay_s, tempfail_rate, reject_rate, seed)
+    handler = BenchHandler(delay_s, tempfail_rate, reject_rate, seed, throttle_per_s)
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(loop.create_server(
         lambda: SMTP(handler, hostname="bench-sink", loop=loop), sock=listening_socket(port)))
@@ -112,8 +120,11 @@ class BenchSink:
     """`processes` sink processes sharing one loopback port."""
 
     def __init__(self, delay_ms: float = 50.0, tempfail_rate: float = 0.0,
-                 reject_rate: float = 0.0, port: int | None = None, processes: int = 1):
+                 reject_rate: float = 0.0, port: int | None = None, processes: int = 1,
+                 throttle_per_s: float | None = None):
         self.delay_s = delay_ms / 1000
+        # (each process throttles at its share: one process for an exact limit)
+        self.throttle_per_s = throttle_per_s / processes if throttle_per_s else None
         self.rates = (tempfail_rate, reject_rate)
         self.port = port or free_port()
         self.processes = processes
@@ -124,7 +135,7 @@ class BenchSink:
         for n in range(self.processes):
             parent, child = context.Pipe()
             process = context.Process(target=serve, daemon=True, args=(
-                child, self.port, self.delay_s, *self.rates, 7 + n))
+                child, self.port, self.delay_s, *self.rates, 7 + n, self.throttle_per_s))
             process.start()
             self.workers.append((process, parent))
         for process, parent in self.workers:
@@ -139,10 +150,11 @@ class BenchSink:
 
     def stats(self) -> dict:
         """accepted, refused and the arrival time of each Message-ID, over all processes."""
-        merged = {"accepted": 0, "refused": 0, "arrivals": {}}
+        merged = {"accepted": 0, "refused": 0, "throttled": 0, "arrivals": {}}
         for part in self._ask("stats"):
             merged["accepted"] += part["accepted"]
             merged["refused"] += part["refused"]
+            merged["throttled"] += part["throttled"]
             merged["arrivals"].update(part["arrivals"])
         return merged
 

@@ -7,7 +7,8 @@ dashboard's outbox view. Like Amazon SES's mailbox simulator, it answers for
 simulator addresses: a local part with `+reject` gets 550, one with `+tempfail` gets
 451 the first time (`+tempfail3`: the first three times), and one with `+hold` is held
 in DATA (up to HOLD_S) the first time, and dropped if the client goes away meanwhile,
-so tests can kill a sender at a known point.
+so tests can kill a sender at a known point. With `throttle_per_s`, it answers
+"421 4.7.0 ... slow down" to recipients beyond that rate, as a relay that throttles.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from app.core.ratelimit import TokenBucket
 from embedded.processes import free_port
 
 OUTBOX_INDEX_LIMIT = 200_000
@@ -47,9 +49,12 @@ class OutboxEntry:
 class SinkHandler:
     """aiosmtpd handler: simulate relay answers, store and index what is accepted."""
 
-    def __init__(self, maildir: Path | None, delay_s: float = 0.0):
+    def __init__(self, maildir: Path | None, delay_s: float = 0.0,
+                 throttle_per_s: float | None = None):
         self.maildir = mailbox.Maildir(maildir, create=True) if maildir else None
         self.delay_s = delay_s
+        self.throttle = TokenBucket(throttle_per_s) if throttle_per_s else None
+        self.throttled = 0
         self.index: deque[OutboxEntry] = deque(maxlen=OUTBOX_INDEX_LIMIT)
         self.total = 0
         self._tempfailed: Counter[str] = Counter()
@@ -61,6 +66,9 @@ class SinkHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         local = address.split("@", 1)[0].lower()
+        if self.throttle is not None and self.throttle.take() > 0:
+            self.throttled += 1
+            return "421 4.7.0 Too many messages, slow down"
         if "+reject" in local:
             return "550 5.1.1 Simulated permanent rejection"
         if "+tempfail" in local:

@@ -128,6 +128,7 @@ class BatchSummary:
     latencies: list[float] = field(default_factory=list)  # ms, of the sends
     released: int = 0  # recipients left unsent (stopped)
     waiting: int = 0  # recipients outside their send window, due when it opens
+    deferred: int = 0  # sends put back after a "slow down" answer (no attempt counted)
     due_in_s: float | None = None  # when the batch is due again (None: not)
     stopped: str | None = None  # lost, lease lost, lease lapsed, auth, pause...
     close: BatchClose | None = None

@@ -94,8 +94,9 @@ def worker_loop() -> asyncio.AbstractEventLoop:
 
 
 def _reserve_with(limiter):
-    async def reserve(limits: dict[str, float], n: float) -> float:
-        return await limiter.reserve.remote(limits, n)
+    async def reserve(limits: dict[str, float], n: float,
+                      heard: dict[str, tuple[int, int]] | None = None) -> float:
+        return await limiter.reserve.remote(limits, n, heard)  # (the answers ride along)
     return reserve
 
 

@@ -51,11 +51,15 @@ from app.core.statuses import AttemptOutcome, DeliveryStatus
 
 log = logging.getLogger("operator_comms.sending")
 SENT, FAILED, AUTH = AttemptOutcome.SENT, AttemptOutcome.FAILED, AttemptOutcome.AUTH
-Reserve = Callable[[dict[str, float], float], Awaitable[float]]
+# (limits, units, answers heard per route since the last call) -> seconds to wait
+Reserve = Callable[[dict[str, float], float, dict[str, tuple[int, int]] | None],
+                   Awaitable[float]]
 Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
 RENEW_RETRY_S = 0.5
+MAX_DEFERRALS = 10  # "slow down" answers one recipient may get in a run before it is
+# recorded as a transient failure (its attempt counted) like any other
 
 
 _compiled: dict[tuple, CompiledTemplates] = {}
@@ -98,6 +102,13 @@ class BatchRun:
                  wall_clock: Callable[[], datetime] = batches.now):
         self.db, self.job, self.identity = db, job, identity
         self.wall_clock = wall_clock  # local times of send windows (tests inject it)
+        # The route (relay, SMSC) whose shared rate adapts to its answers, when the
+        # campaign's sends are limited by it: "slow down" answers defer the message
+        # (requeued here, no attempt counted) and are told to the limiter.
+        route = next(iter(job.sends_by.relay_limit(job.settings)), None)
+        self.route = route if route is not None and route in job.limits else None
+        self.heard = [0, 0]  # clean, throttled answers since the last reservation
+        self.deferrals: dict[str, int] = {}
         self.waiting: list[str] = []  # outside their send window
         self.wait_s = 0.0  # until the first of them may be sent
         self.reserve, self.control = reserve, control
@@ -180,6 +191,7 @@ class BatchRun:
         summary.latencies = recorder.latencies
         summary.released = len(unsent)
         summary.waiting = len(self.waiting)
+        summary.deferred = sum(min(n, MAX_DEFERRALS) for n in self.deferrals.values())
         summary.rollups = recorder.increments.take() if recorder.increments else None
         summary.webhooks = recorder.webhooks
         summary.stopped = self.stop_reason[0] if self.stop_reason else None
@@ -274,6 +286,8 @@ class BatchRun:
                 self._draining()
             previous = self.records.get(delivery_id(self.job.campaign_id, cid))
             outcome, latency_ms, mid = await self._send_one(cid, sender)
+            if outcome is not None and self._deferred(cid, outcome):
+                continue
             if outcome is None or outcome.status == AUTH:
                 self.queue.put_nowait(cid)  # not sent: stays in the batch
                 if outcome is not None:
@@ -287,6 +301,28 @@ class BatchRun:
                                   self.job.sends_by.address_of(customer) if customer else None)
             if latency_ms is not None:
                 recorder.latencies.append(latency_ms)
+
+    def _deferred(self, cid: str, outcome: SendOutcome) -> bool:
+        """Tell the route's rate what this answer was; a "slow down" answer puts the
+        recipient back in the queue (True), up to MAX_DEFERRALS times."""
+        if self.route is None or outcome.code is None:
+            return False  # not adapting, or no answer at all (a connection problem)
+        if not self.job.sends_by.throttled(outcome):
+            self.heard[0] += 1
+            return False
+        self.heard[1] += 1
+        times = self.deferrals[cid] = self.deferrals.get(cid, 0) + 1
+        if times > MAX_DEFERRALS:
+            return False
+        self.queue.put_nowait(cid)
+        return True
+
+    def _take_heard(self) -> dict[str, tuple[int, int]] | None:
+        if self.route is None or self.heard == [0, 0]:
+            return None
+        clean, throttled = self.heard
+        self.heard = [0, 0]
+        return {self.route: (clean, throttled)}
 
     async def _send_one(self, cid: str, sender
                         ) -> tuple[SendOutcome | None, float | None, str | None]:
@@ -308,7 +344,7 @@ class BatchRun:
         except TemplateProblem as exc:
             return SendOutcome(FAILED, None, str(exc)[:300]), None, None
         if job.limits and self.reserve is not None:
-            wait = await self.reserve(job.limits, composed.units)
+            wait = await self.reserve(job.limits, composed.units, self._take_heard())
             if wait > 0:
                 try:
                     await asyncio.wait_for(self.stop.wait(), timeout=wait)

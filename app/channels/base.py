@@ -109,6 +109,11 @@ class Channel(ABC):
         (a mailbox that does not exist, a number that is not valid); None otherwise."""
         return None
 
+    def throttled(self, outcome: Outcome) -> bool:
+        """Whether this answer says "slow down" (the route's rate adapts, and the
+        message is deferred rather than retried as a failure)."""
+        return False
+
     def relay_limit(self, settings: Settings) -> dict[str, float]:
         """The relay's rate limit shared by every task (key: units a second), if set."""
         return {}

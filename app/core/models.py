@@ -63,6 +63,20 @@ class Health(Reply):
     mode: dict[str, str]
 
 
+class RouteView(Reply):
+    rate_per_s: float = Field(description="the rate the route adapted to, now")
+    ceiling_per_s: float = Field(description="the operator's ceiling for it")
+    throttled: int = Field(description="'slow down' answers heard (messages deferred)")
+    clean: int = Field(description="other answers heard")
+    cuts: int = Field(description="times the rate was cut")
+    last_throttled_s_ago: float | None
+
+
+class Routes(Reply):
+    routes: dict[str, RouteView] = Field(description=(
+        "each route that adapts (relay, smsc), by name; empty until one has answered"))
+
+
 class SystemView(Reply):
     nodes: list[Any_]
     health: Health

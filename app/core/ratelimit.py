@@ -5,6 +5,11 @@ A reservation always succeeds and returns the delay before the tokens are really
 there, so callers sleep once instead of polling; the bucket goes into debt, which
 keeps concurrent callers fairly spaced (the send path's throttling).
 
+A route's bucket (a relay, an SMSC) can adapt (`AdaptiveRate`): the senders tell it,
+with their next reservation, how many answers were clean and how many said "slow
+down"; it drops multiplicatively on the latter and climbs additively on the former,
+never above the operator's ceiling.
+
 `take` never goes into debt: it is for refusing work (abuse limits on the public
 endpoints, `KeyedLimits`), where a refused caller must not push the next one back.
 """
@@ -53,16 +58,74 @@ class TokenBucket:
         self.tokens = min(self.tokens, self.burst)
 
 
+class AdaptiveRate:
+    """A route's rate between a floor and the operator's ceiling (AIMD, as TCP does):
+    a throttling answer multiplies it by DECREASE, at most once per HOLD_S (answers to
+    messages sent before a cut say nothing new about the cut rate); clean answers raise
+    it by INCREASE of the ceiling per second they keep coming."""
+
+    DECREASE = 0.7
+    HOLD_S = 1.0
+    INCREASE = 0.05  # of the ceiling, per second of clean answers
+    FLOOR = 0.02  # of the ceiling
+
+    def __init__(self, ceiling: float, clock: Callable[[], float] = time.monotonic):
+        self.ceiling = self.rate = ceiling
+        self.clock = clock
+        self.cut_at = float("-inf")
+        self.raised_at = clock()
+        self.throttled = self.clean = 0  # answers heard, for the dashboard and metrics
+        self.cuts = 0
+        self.last_throttled_at: float | None = None
+
+    def heard(self, clean: int, throttled: int) -> None:
+        now = self.clock()
+        self.clean += clean
+        self.throttled += throttled
+        if throttled:
+            self.last_throttled_at = now
+            if now - self.cut_at >= self.HOLD_S:
+                self.rate = max(self.ceiling * self.FLOOR, self.rate * self.DECREASE)
+                self.cut_at = self.raised_at = now
+                self.cuts += 1
+            return
+        if clean:
+            self.rate = min(self.ceiling, self.rate + self.ceiling * self.INCREASE * max(
+                0.0, now - self.raised_at))
+        self.raised_at = now
+
+    def set_ceiling(self, ceiling: float) -> None:
+        self.ceiling = ceiling
+        self.rate = min(self.rate, ceiling)
+
+
 class RateLimits:
-    """Buckets by key ("relay", "campaign:<id>"), each reservation across several."""
+    """Buckets by key ("relay", "campaign:<id>"), each reservation across several; a
+    key that hears answers (`reserve`'s `heard`) adapts its rate (`AdaptiveRate`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self.buckets: dict[str, TokenBucket] = {}
+        self.adaptive: dict[str, AdaptiveRate] = {}
 
-    def reserve(self, limits: dict[str, float], n: float = 1.0) -> float:
+    def reserve(self, limits: dict[str, float], n: float = 1.0,
+                heard: dict[str, tuple[int, int]] | None = None) -> float:
+        """Reserve n units under every limit; `heard`: per key, the (clean, throttled)
+        answers its caller got since its last reservation."""
+        for key, (clean, throttled) in (heard or {}).items():
+            ceiling = limits.get(key)
+            if ceiling is None:
+                continue
+            route = self.adaptive.get(key)
+            if route is None:
+                route = self.adaptive[key] = AdaptiveRate(ceiling, self.clock)
+            elif route.ceiling != ceiling:
+                route.set_ceiling(ceiling)
+            route.heard(clean, throttled)
         waits = [0.0]
-        for key, rate in limits.items():
+        for key, ceiling in limits.items():
+            route = self.adaptive.get(key)
+            rate = min(ceiling, route.rate) if route is not None else ceiling
             bucket = self.buckets.get(key)
             if bucket is None:
                 bucket = self.buckets[key] = TokenBucket(rate, clock=self.clock)
@@ -71,8 +134,18 @@ class RateLimits:
             waits.append(bucket.reserve(n))
         return max(waits)
 
+    def routes(self) -> dict[str, dict[str, float | int | None]]:
+        """Each adapting route: its rate now, its ceiling, what it heard."""
+        now = self.clock()
+        return {key: {"rate_per_s": round(r.rate, 2), "ceiling_per_s": r.ceiling,
+                      "throttled": r.throttled, "clean": r.clean, "cuts": r.cuts,
+                      "last_throttled_s_ago": None if r.last_throttled_at is None
+                      else round(now - r.last_throttled_at, 1)}
+                for key, r in self.adaptive.items()}
+
     def forget(self, key: str) -> None:
         self.buckets.pop(key, None)
+        self.adaptive.pop(key, None)
 
 
 class KeyedLimits:

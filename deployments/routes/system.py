@@ -10,8 +10,9 @@ import ray
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from actors import registry
 from app.channels.email.mailer import smtp_ping
-from app.core.models import Health, Liveness
+from app.core.models import Health, Liveness, Routes
 from app.integrations.models import Outbox
 from deployments.deps import Context, Signed
 
@@ -96,6 +97,13 @@ def _sink(context: Context):
     if context.local_services is None or not context.endpoints.local_sink:
         raise HTTPException(404, "no outbox: SMTP goes to an external relay (COMMS_SMTP_HOST)")
     return context.local_services
+
+
+@router.get("/routes", dependencies=[Signed], response_model=Routes)
+async def routes() -> dict:
+    """Each route's adapted rate, its ceiling and the "slow down" answers it heard."""
+    limiter = registry.find(registry.RATE_LIMITER)
+    return {"routes": await limiter.routes.remote() if limiter is not None else {}}
 
 
 @router.get("/outbox", dependencies=[Signed], response_model=Outbox,

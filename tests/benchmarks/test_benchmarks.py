@@ -79,7 +79,8 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
 def test_chat_load_runs_locust_and_writes_percentiles(tmp_path: Path) -> None:
     run("benchmarks.chat_load", "--users", "3", "--seconds", "6", "--closed-users", "2",
         "--closed-seconds", "4", "--closed-rounds", "1", "--idle-seconds", "1",
-        "--paced-users", "2", "--flood-seconds", "4", "--out", str(tmp_path))
+        "--paced-users", "2", "--flood-seconds", "4", "--sessions-per-ip", "20",
+        "--out", str(tmp_path))  # (a flood of 4 s meets 20 a minute on any machine)
     data = json.loads((tmp_path / "chat.json").read_text())
     [row] = data["results"]
     assert row["users"] == 3 and row["requests"] > 0
@@ -173,6 +174,20 @@ def test_send_path_cpu_compares_the_send_path_with_raw(tmp_path: Path) -> None:
     for part in ("send_path", "raw"):
         assert data[part]["messages_per_s"] > 0 and data[part]["sender_cpu_ms"] > 0
     assert data["send_path"]["database_cpu_ms"] > 0  # it recorded outcomes; raw did not
+
+
+def test_throttle_compares_the_adaptive_rate_with_fixed_limits(tmp_path: Path) -> None:
+    run("benchmarks.throttle", "--limits", "40", "--seconds", "3", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "throttle.json").read_text())
+    assert [r["mode"] for r in data["runs"]] == ["adaptive", "fixed_above", "fixed_below"]
+    for row in data["runs"]:  # every recipient sent once, whatever the relay said
+        assert row["outcomes"] == {"sent": 120} and row["accepted"] == 120
+        assert row["accepted_per_s"] and row["ideal_s"] == 3.0
+    assert data["runs"][1]["deferrals"] > 0  # the fixed rate above the limit was told off
+    assert set(data["targets"][0]) == {"relay_limit_per_s", "adaptive_within_15pct_of_ideal",
+                                       "adaptive_5x_fewer_deferrals_than_fixed_above",
+                                       "nothing_failed"}
+    assert (tmp_path / "throttle.png").stat().st_size > 0
 
 
 def _row_at(rate: float, tries: list[int]):

@@ -30,7 +30,23 @@ def test_public_health_is_liveness_only_and_the_details_need_a_sign_in(stack: St
     assert body["mode"] == {"mongodb": "embedded", "smtp": "embedded", "smpp": "embedded"}
 
 
-@pytest.mark.parametrize("path", ["/api/outbox", "/api/outbox/missing"])
+def test_a_routes_adapted_rate_is_live_for_operators(stack: Stack, api) -> None:
+    """What send tasks tell the rate limiter (a route's clean and "slow down" answers,
+    with a reservation) is what /api/routes shows."""
+    import ray
+
+    from actors import registry
+
+    limiter = registry.find(registry.RATE_LIMITER)
+    ray.get(limiter.reserve.remote({"probe-route": 50.0}, 1, {"probe-route": (3, 2)}))
+    route = api.get("/api/routes").json()["routes"]["probe-route"]
+    assert (route["rate_per_s"], route["ceiling_per_s"]) == (35.0, 50.0)
+    assert (route["throttled"], route["clean"], route["cuts"]) == (2, 3, 1)
+    ray.get(limiter.forget.remote("probe-route"))
+    assert "probe-route" not in api.get("/api/routes").json()["routes"]
+
+
+@pytest.mark.parametrize("path", ["/api/outbox", "/api/outbox/missing", "/api/routes"])
 def test_admin_routes_need_the_token(stack: Stack, path: str) -> None:
     with stack.client(admin=False) as client:
         assert client.get(path).status_code == 401

@@ -16,6 +16,7 @@ from app.core.statuses import AttemptOutcome
 
 ENHANCED = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")  # RFC 3463, first in the text
 HARD_STATUS = re.compile(r"5\.1\.\d+$|5\.2\.1$")
+SLOW_DOWN = re.compile(r"throttl|rate limit|too many|slow down", re.IGNORECASE)
 
 
 def dead_mailbox(status: str | None) -> bool:
@@ -46,6 +47,21 @@ class EmailChannel(Channel):
             return None
         found = ENHANCED.match(outcome.error or "")
         return found.group(1) if found and dead_mailbox(found.group(1)) else None
+
+    def throttled(self, outcome: Outcome) -> bool:
+        """421 and 454 (SES's "Throttling failure"); 450-452 when their RFC 3463 status
+        or text is about rate or load (4.7.x policy, 4.3.2 not accepting, 4.4.5
+        congestion): not a mailbox's own trouble, such as greylisting's 451 4.3.0."""
+        if outcome.status != AttemptOutcome.RETRY or outcome.code is None:
+            return False
+        if outcome.code in (421, 454):
+            return True
+        if outcome.code not in (450, 451, 452):
+            return False
+        found = ENHANCED.match(outcome.error or "")
+        status = found.group(1) if found else ""
+        return status.startswith("4.7.") or status in ("4.3.2", "4.4.5") or bool(
+            SLOW_DOWN.search(outcome.error or ""))
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
                 delivery_id: str, tracking: dict[str, bool] | None) -> Composed:

@@ -18,6 +18,7 @@ from app.core.tokens import customer_unsubscribe_url
 
 RECEIPTS = ("delivered", "undeliverable")  # a delivery receipt's final states
 INVALID_NUMBER = 0x0B  # SMPP 3.4 ESME_RINVDSTADR: invalid destination address
+SLOW_DOWN = (0x58, 0x14)  # ESME_RTHROTTLED, ESME_RMSGQFUL
 
 
 def sms_text(templates: CompiledTemplates, customer: dict, *, public_url: str,
@@ -46,6 +47,10 @@ class SmsChannel(Channel):
         if outcome.status == AttemptOutcome.FAILED and outcome.code == INVALID_NUMBER:
             return "ESME_RINVDSTADR"
         return None
+
+    def throttled(self, outcome: Outcome) -> bool:
+        """ESME_RTHROTTLED and ESME_RMSGQFUL: the SMSC asks us to slow down."""
+        return outcome.status == AttemptOutcome.RETRY and outcome.code in SLOW_DOWN
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
                 delivery_id: str, tracking: dict[str, bool] | None) -> Composed:

@@ -18,6 +18,10 @@ export async function refreshSystem() {
     $("tasks-count").textContent = s.running_tasks ? s.running_tasks.length : "?";
     fillTable("nodes-table", s.nodes.map((n) => row([n.id, n.ip, n.cpus, n.alive ? "yes" : "no"])));
     if (!s.local_mode) $("outbox").classList.add("hidden");
+    const routes = (await api("/api/routes")).routes;
+    fillTable("routes-table", Object.entries(routes).map(([name, r]) => row([
+      name, r.rate_per_s, r.ceiling_per_s, r.throttled,
+      r.last_throttled_s_ago === null ? "–" : `${r.last_throttled_s_ago} s ago`])));
   } catch (err) { /* shown as down on the next try */ }
 }
 every(5000, "system", refreshSystem);

@@ -29,6 +29,7 @@ from app.core.config import load_settings
 from app.core.db import database, ensure_indexes
 from app.core.endpoints import Endpoints
 from app.core.ids import delivery_id
+from app.core.ratelimit import RateLimits
 from app.core.runtime import Runtime
 from app.core.signing_keys import KeyRing
 from app.core.statuses import BatchStatus
@@ -225,7 +226,7 @@ async def test_a_stopped_batch_keeps_what_it_did_not_send(mongodb_uri: str, open
     job.limits = {"relay": 1.0}
     reserved = 0
 
-    async def slow_after_the_first(limits: dict, n: float) -> float:
+    async def slow_after_the_first(limits: dict, n: float, heard: dict | None) -> float:
         nonlocal reserved
         reserved += 1
         if reserved == 2:  # the first went out: the runner's sweep takes the batch back
@@ -346,6 +347,36 @@ async def test_recipients_in_three_zones_are_sent_only_inside_their_window(
     assert handler.count_by_recipient("send.example") == {
         f"{cid}@send.example": 1 for cid in zones}
     assert {d["attempts"] for d in batch.sync.deliveries.find()} == {1}
+
+
+async def test_a_relay_that_says_slow_down_is_sent_at_a_rate_it_takes(mongodb_uri: str
+                                                                       ) -> None:
+    """A relay answering 421 above 20 messages/s, and the operator's ceiling at 60/s:
+    every recipient is sent once and none fails, the "slow down" answers defer their
+    message (no attempt counted), and the route's rate comes down near the relay's."""
+    handler = SinkHandler(None, throttle_per_s=20)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        batch = await Batch(mongodb_uri, 120).create()
+        limits = RateLimits()
+
+        async def reserve(wanted: dict, n: float, heard: dict | None = None) -> float:
+            return limits.reserve(wanted, n, heard)  # as the rate limiter actor does
+
+        job = batch.job(port, connections=4, relay_rate_limit_per_s=60)
+        job.limits = {"relay": 60}
+        summary = await run_and_close(job, reserve=reserve)
+    finally:
+        controller.stop()
+    assert summary.counts == {"sent": 120} and summary.retries == 0
+    assert summary.deferred == handler.throttled > 0
+    assert handler.count_by_recipient("send.example") == {
+        f"{cid}@send.example": 1 for cid in batch.customer_ids}
+    assert {d["attempts"] for d in batch.sync.deliveries.find()} == {1}
+    route = limits.routes()["relay"]
+    assert route["cuts"] >= 1 and 8 <= route["rate_per_s"] <= 32, route
 
 
 class CommandCounter(monitoring.CommandListener):

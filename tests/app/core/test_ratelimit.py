@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.ratelimit import KeyedLimits, RateLimits, TokenBucket
+from app.core.ratelimit import AdaptiveRate, KeyedLimits, RateLimits, TokenBucket
 
 
 class FakeClock:
@@ -110,3 +110,41 @@ def test_keyed_limits_forget_the_least_recent_key_beyond_their_bound() -> None:
 def test_keyed_limits_of_zero_are_off() -> None:
     limits = KeyedLimits(per_minute=0)
     assert all(limits.check("x") == 0 for _ in range(1000)) and not limits.buckets
+
+
+def test_a_route_slows_down_multiplicatively_and_recovers_additively() -> None:
+    clock = FakeClock()
+    route = AdaptiveRate(100.0, clock)
+    route.heard(clean=0, throttled=3)
+    assert route.rate == 70.0 and route.cuts == 1
+    clock.advance(0.5)
+    route.heard(clean=0, throttled=5)  # within the hold: answers to the old rate
+    assert route.rate == 70.0
+    clock.advance(1.0)
+    route.heard(clean=0, throttled=1)
+    assert route.rate == 49.0 and route.throttled == 9
+    clock.advance(2.0)
+    route.heard(clean=10, throttled=0)  # two seconds of clean answers: +5% a second
+    assert route.rate == 59.0
+    clock.advance(100.0)
+    route.heard(clean=1, throttled=0)
+    assert route.rate == 100.0  # never above the operator's ceiling
+    for _ in range(50):
+        clock.advance(1.0)
+        route.heard(clean=0, throttled=1)
+    assert route.rate == 2.0  # nor below its floor
+
+
+def test_limits_use_the_adapted_rate_of_a_route_that_hears_answers() -> None:
+    clock = FakeClock()
+    limits = RateLimits(clock)
+    assert limits.reserve({"relay": 10.0}, 1) == 0.0
+    assert limits.routes() == {}  # nothing heard: a fixed rate
+    limits.reserve({"relay": 10.0}, 1, {"relay": (0, 1)})
+    route = limits.routes()["relay"]
+    assert (route["rate_per_s"], route["ceiling_per_s"], route["throttled"]) == (7.0, 10.0, 1)
+    assert limits.buckets["relay"].rate == 7.0
+    limits.reserve({"relay": 5.0}, 1, {"relay": (1, 0)})  # the operator lowered it
+    assert limits.routes()["relay"]["rate_per_s"] == 5.0
+    limits.forget("relay")
+    assert limits.routes() == {}
