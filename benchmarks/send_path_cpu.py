@@ -48,11 +48,15 @@ def cpu_s(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list[BatchJob]:
-    db = database(uri, "cpu")
+async def jobs_for(uri: str, port: int, messages: int, connections: int,
+                   db_name: str = "cpu", limits: dict[str, float] | None = None,
+                   **settings) -> list[BatchJob]:
+    """Batches of 100 as the runner hands them to send tasks, over `messages` new
+    customers (`settings`: the app's, overridden; `limits`: the rates they keep to)."""
+    db = database(uri, db_name)
     await ensure_indexes(db)
     ids = [f"c{n:06d}" for n in range(messages)]
-    MongoClient(uri)["cpu"].customers.insert_many([
+    MongoClient(uri)[db_name].customers.insert_many([
         {"_id": c, "email": f"{c}@bench.example", "name": f"Ana Silva {c}", "plan": "Basic",
          "tags": ["t"], "unsubscribed": False, "bucket": bucket_of(c),
          "shard": bucket_of(c) % 32} for c in ids])
@@ -62,7 +66,8 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
         audience=Audience(tag="t")), created_by="bench")
     campaign = await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(),
                                                connections=connections, audience_pages=1)
-    settings = load_settings(mongodb_db="cpu", data_dir=Path(tempfile.mkdtemp()))
+    app_settings = load_settings(mongodb_db=db_name, data_dir=Path(tempfile.mkdtemp()),
+                                 **settings)
     customers = {c["_id"]: c async for c in db.customers.find({})}
     jobs = []
     for seq, start in enumerate(range(0, messages, 100)):
@@ -72,10 +77,11 @@ async def jobs_for(uri: str, port: int, messages: int, connections: int) -> list
         jobs.append(BatchJob(
             campaign_id=doc["_id"], batch_id=batch, claim="bench", attempt=0,
             customer_ids=chunk,
-            runtime=Runtime(settings, Endpoints(uri, "127.0.0.1", port), KeyRing.of("bench")),
+            runtime=Runtime(app_settings, Endpoints(uri, "127.0.0.1", port),
+                            KeyRing.of("bench")),
             templates=campaign["templates"], connections=connections,
             fresh=True, lease_left_s=600, customers=[customers[c] for c in chunk],
-            customers_read_at=batches.now()))
+            customers_read_at=batches.now(), limits=dict(limits or {})))
     return jobs
 
 

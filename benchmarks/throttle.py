@@ -24,72 +24,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from pymongo import MongoClient
-
-from app.audience.customers import bucket_of
-from app.audience.models import Audience
-from app.campaigns import batches
-from app.campaigns import records as campaigns
-from app.campaigns.batch import BatchJob
-from app.campaigns.models import CampaignCreate, LaunchOptions
 from app.campaigns.rounds import record_round
 from app.campaigns.sending import run_batch
-from app.core.config import load_settings
-from app.core.db import close_clients, database, ensure_indexes
-from app.core.endpoints import Endpoints
+from app.core.db import close_clients
 from app.core.ratelimit import RateLimits
-from app.core.runtime import Runtime
-from app.core.signing_keys import KeyRing
 from benchmarks.harness import machine
+from benchmarks.send_path_cpu import jobs_for
 from benchmarks.smtp_sink import BenchSink
 from embedded.mongo import EmbeddedMongo
 
 RESULTS = Path(__file__).parent / "results"
 MODES = {"adaptive": (1.2, True), "fixed_above": (1.2, False), "fixed_below": (0.8, False)}
-BATCH = 100
 CONNECTIONS = 4
 PARALLEL = 2  # batches at once, as two send tasks
-
-
-async def jobs_for(uri: str, db_name: str, port: int, messages: int, ceiling: float
-                   ) -> list[BatchJob]:
-    db = database(uri, db_name)
-    await ensure_indexes(db)
-    ids = [f"c{n:06d}" for n in range(messages)]
-    MongoClient(uri)[db_name].customers.insert_many([
-        {"_id": c, "email": f"{c}@bench.example", "name": f"Ana Silva {c}", "plan": "Basic",
-         "tags": ["t"], "unsubscribed": False, "bucket": bucket_of(c),
-         "shard": bucket_of(c) % 32} for c in ids])
-    doc = await campaigns.create_campaign(db, CampaignCreate(
-        name="throttle", subject="Hello {{ first_name }}",
-        body_text="Dear {{ name }}, your plan is {{ plan }}.\n{{ unsubscribe_url }}",
-        audience=Audience(tag="t")), created_by="bench")
-    campaign = await campaigns.launch_campaign(db, doc["_id"], LaunchOptions(),
-                                               connections=CONNECTIONS, audience_pages=1)
-    settings = load_settings(mongodb_db=db_name, data_dir=Path(tempfile.mkdtemp()),
-                             relay_rate_limit_per_s=ceiling)
-    runtime = Runtime(settings, Endpoints(uri, "127.0.0.1", port), KeyRing.of("bench"))
-    customers = {c["_id"]: c async for c in db.customers.find({})}
-    jobs = []
-    for seq, start in enumerate(range(0, messages, BATCH)):
-        chunk = ids[start:start + BATCH]
-        batch = await batches.insert_claimed_batch(db, doc["_id"], seq, chunk,
-                                                     [1, chunk[-1]], "bench", lease_s=600)
-        jobs.append(BatchJob(
-            campaign_id=doc["_id"], batch_id=batch, claim="bench", attempt=0,
-            customer_ids=chunk, runtime=runtime, templates=campaign["templates"],
-            connections=CONNECTIONS, fresh=True, lease_left_s=600,
-            customers=[customers[c] for c in chunk], customers_read_at=batches.now(),
-            limits={"relay": ceiling}))
-    return jobs
 
 
 async def run_mode(uri: str, limit: float, mode: str, messages: int) -> dict:
     share, adapting = MODES[mode]
     ceiling = limit * share
     with BenchSink(delay_ms=0, processes=1, throttle_per_s=limit) as sink:
-        jobs = await jobs_for(uri, f"throttle_{mode}_{int(limit)}", sink.port, messages,
-                              ceiling)
+        jobs = await jobs_for(uri, sink.port, messages, CONNECTIONS,
+                              db_name=f"throttle_{mode}_{int(limit)}",
+                              limits={"relay": ceiling}, relay_rate_limit_per_s=ceiling)
         limits = RateLimits()
         rates: list[tuple[float, float]] = []
 

@@ -95,22 +95,18 @@ class Batch:
             for cid in self.customer_ids])
         self.db = database(self.mongodb_uri, self.db_name)
         await ensure_indexes(self.db)
-        doc = await campaigns.create_campaign(
-            self.db, CampaignCreate(name="send", subject="Hi {{ first_name }}",
-                                    body_text="Plan {{ plan }}", audience=Audience(tag="send")),
-            created_by="test")
-        self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
-                                                        connections=2, audience_pages=1)
-        self.batch_id = await batches.insert_claimed_batch(
-            self.db, doc["_id"], 0, self.customer_ids, [1, None], self.claim, lease_s=30)
-        return self
+        return await self._launched("send")
 
     async def create_on(self, other: Batch) -> Batch:
         """A second campaign over `other`'s customers (same database), one batch claimed."""
         self.db_name, self.sync, self.db = other.db_name, other.sync, other.db
         self.customer_ids = other.customer_ids
+        return await self._launched("again")
+
+    async def _launched(self, name: str) -> Batch:
+        """A running campaign to the customers, with one batch claimed for `claim`."""
         doc = await campaigns.create_campaign(
-            self.db, CampaignCreate(name="again", subject="Hi {{ first_name }}",
+            self.db, CampaignCreate(name=name, subject="Hi {{ first_name }}",
                                     body_text="Plan {{ plan }}", audience=Audience(tag="send")),
             created_by="test")
         self.campaign = await campaigns.launch_campaign(self.db, doc["_id"], LaunchOptions(),
