@@ -19,7 +19,8 @@ def test_a_campaign_waits_for_the_window_then_sends_everyone_once(stack: Stack, 
     import_audience(api, people, tag=domain)
     zone = ZoneInfo(stack.settings.default_timezone)
     local = datetime.now(zone)
-    opens = (local + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    # The next minute that starts at least 15 s from now (windows are whole minutes).
+    opens = (local + timedelta(seconds=75)).replace(second=0, microsecond=0)
     window = f"{opens:%H:%M}-{opens + timedelta(hours=2):%H:%M}"
     campaign_id = create_campaign(api, domain)
     bad = api.post(f"/api/campaigns/{campaign_id}/launch", json={"send_window": "9-17"})
@@ -33,7 +34,7 @@ def test_a_campaign_waits_for_the_window_then_sends_everyone_once(stack: Stack, 
     assert view["tasks_in_flight"] == 0  # waiting holds no worker
     assert sink_counts(stack, domain) == {}
 
-    view = wait_for(api, campaign_id, finished, timeout_s=300)
+    view = wait_for(api, campaign_id, finished, timeout_s=240)
     assert (view["status"], view["counts"]["sent"]) == ("completed", 3)
     assert sink_counts(stack, domain) == {person: 1 for person in people}
     arrivals = [datetime.fromisoformat(m["received_at"]) for m in api.get(
