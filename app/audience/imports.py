@@ -15,25 +15,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience.customers import INSERT_CHUNK, insert_customers, new_customer, normalise_email
 from app.audience.phones import SIMULATED, e164
+from app.core.spreadsheets import looks_like_formula
 
 PLANS = ("Basic", "Plus", "Turbo", "Family")
 
 CORE_COLUMNS = ("email", "name", "plan", "phone")
 
 
-# A value a spreadsheet would run as a formula when someone opens an export of it
-# (CSV injection, OWASP): refused on import. Phones may start with "+", so not them.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def looks_like_formula(value: str) -> bool:
-    if not value.startswith(FORMULA_STARTS):
-        return False
-    try:
-        float(value)  # "-12.50" is a number, not a formula
-    except ValueError:
-        return True
-    return False
+# A value a spreadsheet would run as a formula (`app.core.spreadsheets`) is refused on
+# import. Phones may start with "+", so not them.
 
 
 FIRST = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "Iris", "João")

@@ -29,6 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from app.core.paging import newest_first
+from app.core.spreadsheets import safe_cell
 
 ALL = "all"  # every channel: an unsubscribe
 HARD_BOUNCE, SOFT_BOUNCES, COMPLAINT = "hard-bounce", "soft-bounces", "complaint"
@@ -120,8 +121,8 @@ async def export_csv(db: AsyncDatabase, channel: str | None) -> str:
     writer.writerow(["channel", "address", "reason", "at"])
     async for doc in db.suppressions.find({"channel": channel} if channel else {}).sort(
             [("at", 1), ("_id", 1)]):
-        writer.writerow([doc["channel"], doc["address"], doc["reason"],
-                         doc["at"].isoformat()])
+        writer.writerow([safe_cell(doc["channel"]), safe_cell(doc["address"]),
+                         safe_cell(doc["reason"]), doc["at"].isoformat()])
     return out.getvalue()
 
 

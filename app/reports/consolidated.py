@@ -31,10 +31,10 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.audience.imports import looks_like_formula
 from app.core import rollups
 from app.core.config import Settings
 from app.core.paging import EARLIEST, LATEST
+from app.core.spreadsheets import safe_cell
 from app.core.statuses import DeliveryStatus
 from app.marketing.catalogue import catalogue
 
@@ -253,11 +253,8 @@ def rows(report: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str, 
 
 def cell(value: Any) -> Any:
     """A text a spreadsheet would run as a formula (a campaign named "=HYPERLINK(...)")
-    gets a leading apostrophe, as OWASP advises against CSV injection; numbers stay
-    numbers."""
-    if isinstance(value, str) and looks_like_formula(value):
-        return "'" + value
-    return value
+    gets a leading apostrophe (`app.core.spreadsheets`); numbers stay numbers."""
+    return safe_cell(value)
 
 
 def to_csv(report: dict[str, Any]) -> str:

@@ -73,6 +73,15 @@ async def test_new_customers_get_the_list_applied_as_they_are_imported(db) -> No
     assert stored["gil@x.example"]["unsubscribed"] is False
 
 
+async def test_the_export_shows_a_formula_looking_address_as_text(db) -> None:
+    """"=cmd|..."@x.example is a valid address; opened in a spreadsheet, the export must
+    not run it (OWASP CSV injection)."""
+    address = "=hyperlink(evil)@x.example"
+    await suppressions.suppress(db, [Entry("email", address, suppressions.OPERATOR)])
+    exported = await suppressions.export_csv(db, "email")
+    assert f"email,'{address}," in exported and f",{address}," not in exported
+
+
 async def test_soft_bounces_count_to_the_limit(db) -> None:
     entry = Entry("email", "hal@x.example", suppressions.SOFT_BOUNCES)
     assert await suppressions.count_soft_bounces(db, [entry], limit=3) == []
