@@ -272,15 +272,15 @@ async def _complaint(db: AsyncDatabase, inbound: Inbound) -> tuple[str, str, dic
     """A recipient marked our message as spam: their address gets no more email."""
     complaint = inbound.complaint
     assert complaint is not None
+    # Only a report about a message we sent counts: anyone can mail a report naming
+    # any address, and one that names none of ours goes to a person.
     delivery = (await delivery_sent_as(db, complaint.original_message_id)
                 if complaint.original_message_id else None)
-    customer = await db.customers.find_one(
-        {"_id": delivery["customer_id"]} if delivery else {"email": complaint.recipient},
-        {"email": 1}) if delivery or complaint.recipient else None
-    if customer is None or not customer.get("email"):
-        return REVIEW, "complaint about a message or address we do not know", {
-            "action": "review"}
-    campaign_id = delivery["campaign_id"] if delivery else None
+    customer = await db.customers.find_one({"_id": delivery["customer_id"]},
+                                           {"email": 1}) if delivery else None
+    if delivery is None or customer is None or not customer.get("email"):
+        return REVIEW, "complaint about a message we did not send", {"action": "review"}
+    campaign_id = delivery["campaign_id"]
     await suppressions.suppress(db, [suppressions.Entry(
         "email", customer["email"], suppressions.COMPLAINT,
         {"feedback_type": complaint.feedback_type, "campaign_id": campaign_id})])
