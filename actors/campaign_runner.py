@@ -57,6 +57,7 @@ from app.campaigns.quiet_hours import windows_for
 from app.campaigns.rounds import record_round
 from app.campaigns.send_tasks import SendMetrics
 from app.channels.registry import channel_named
+from app.channels.routing import route_limits
 from app.core import rollups
 from app.core.runtime import Runtime
 from app.core.statuses import FINISHED, BatchStatus, CampaignStatus
@@ -364,13 +365,14 @@ class CampaignRunner(registry.MadeWithRuntime):
         if options.get("rate_limit_per_s"):
             limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
         channel = channel_named(self.campaign.get("channel"))
-        limits.update(channel.relay_limit(self.settings))
+        routes = channel.routes(self.settings, self.runtime.endpoints)
+        limits.update(route_limits(routes))
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
             customer_ids=ids, runtime=self.runtime, templates=self.campaign["templates"],
             connections=options["connections"], fresh=fresh, lease_left_s=lease_left_s,
             limits=limits,
-            limiter=self.limiter if limits else None, trace=self.trace,
+            limiter=self.limiter if limits or len(routes) > 1 else None, trace=self.trace,
             tracking=self.campaign.get("tracking"), channel=channel.name, runner=self.me,
             cap=cap_for(self.campaign, self.settings),
             windows=windows_for(self.campaign, self.settings, channel.name))

@@ -31,7 +31,9 @@ from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
 from actors.webhook_sender import publish
 from app.channels.email import composer
-from app.channels.email.mailer import RETRY, SENT, Mail, SenderPool, build_message, message_id
+from app.channels.email.mailer import RETRY, SENT, Mail, build_message, message_id
+from app.channels.registry import CHANNELS
+from app.channels.routing import close_routed, routed_senders, send_moving
 from app.chat import sms_chat
 from app.core.runtime import Runtime
 from app.core.statuses import OfferStatus
@@ -61,7 +63,6 @@ class MarketingActor(registry.MadeWithRuntime):
         self.hub = chat_hub(settings.actor_resources)
         self.fired = 0
         self.batches = 0
-        self.senders = SenderPool()
         self.sleeper = asyncio.get_running_loop().create_task(self._run())
 
     @property
@@ -276,14 +277,15 @@ class MarketingActor(registry.MadeWithRuntime):
             queue.put_nowait(offer)
         sent: dict[str, bool] = {}
         transient: set[str] = set()
-        senders = await self.senders.take(self.settings, self.runtime.endpoints,
-                                          min(MAIL_CONNECTIONS, len(offers)))
+        email = CHANNELS["email"]
+        senders = routed_senders(email, self.settings, self.runtime.endpoints,
+                                 min(MAIL_CONNECTIONS, len(offers)))
 
         async def drain(sender) -> None:
             while not queue.empty():
                 offer = queue.get_nowait()
-                outcome = await sender.send(build_message(self._mail_for(offer),
-                                                          self.settings.mail_from))
+                outcome = await send_moving(sender, build_message(
+                    self._mail_for(offer), self.settings.mail_from))
                 sent[offer["_id"]] = outcome.status == SENT
                 if outcome.status == RETRY:
                     transient.add(offer["_id"])
@@ -294,7 +296,7 @@ class MarketingActor(registry.MadeWithRuntime):
         try:
             await asyncio.gather(*(drain(sender) for sender in senders))
         finally:
-            self.senders.give(senders)
+            close_routed(email, senders)
         return sent, transient
 
     def _mail_for(self, offer: dict) -> Mail:

@@ -17,6 +17,7 @@ OFFERS = "comms_offers_total"
 WEBHOOK_ATTEMPTS = "comms_webhook_attempts_total"
 ROUTE_RATE = "comms_route_rate_per_s"
 ROUTE_THROTTLED = "comms_route_throttled_total"
+ROUTE_UP = "comms_route_up"
 
 EXPORTED = {
     **SendMetrics.EXPORTED,
@@ -25,6 +26,7 @@ EXPORTED = {
     WEBHOOK_ATTEMPTS: "counter",
     ROUTE_RATE: "gauge",
     ROUTE_THROTTLED: "counter",
+    ROUTE_UP: "gauge",
 }
 
 
@@ -81,8 +83,8 @@ class WebhookMetrics:
 
 
 class RouteMetrics:
-    """A route's adapted rate and its "slow down" answers, by route (relay, smsc); in
-    the rate limiter."""
+    """A route's adapted rate, its "slow down" answers and whether it is in service, by
+    route (relay, smsc, relay:<name>...); in the rate limiter."""
 
     _instance: RouteMetrics | None = None
 
@@ -91,6 +93,9 @@ class RouteMetrics:
                           tag_keys=("route",))
         self.throttled = Counter(ROUTE_THROTTLED, description=(
             "Answers asking to slow down; their messages were deferred."),
+            tag_keys=("route",))
+        self.up = Gauge(ROUTE_UP, description=(
+            "1 while a route is in service, 0 while a breaker has it out."),
             tag_keys=("route",))
 
     @classmethod
@@ -105,3 +110,6 @@ class RouteMetrics:
                 self.rate.set(float(routes[route]["rate_per_s"]), tags={"route": route})
             if throttled:
                 self.throttled.inc(throttled, tags={"route": route})
+
+    def in_service(self, route: str, up: bool) -> None:
+        self.up.set(1.0 if up else 0.0, tags={"route": route})

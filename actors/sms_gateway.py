@@ -1,4 +1,4 @@
-"""The SMS gateway: one detached actor holding a transceiver bind to the SMSC, which
+"""The SMS gateway: one detached actor holding a transceiver bind to each SMSC, which
 is where the SMSC sends what comes back: delivery receipts and customers' own
 messages. Send tasks bind as transmitters and never see them.
 
@@ -30,7 +30,7 @@ from actors.marketing import marketing_actor
 from app.audience.phones import e164
 from app.channels.sms import inbox as sms_inbox
 from app.channels.sms.receipts import Receipt, apply, stored_waiting
-from app.channels.sms.smpp import SENT, SmppSession, Sms
+from app.channels.sms.smpp import SENT, SmppSession, Sms, further_smscs, main_smsc
 from app.chat import sms_chat
 from app.chat.flow_engine import load_flow
 from app.core.runtime import Runtime
@@ -60,8 +60,13 @@ class SmsGateway(registry.MadeWithRuntime):
             "counter_offer_accepted": lambda event: marketing().handle_acceptance.remote(
                 event),
             "offer_accepted": lambda event: marketing().handle_upgrade.remote(event)}
-        self.session = SmppSession(settings, runtime.endpoints, BindMode.TRANSCEIVER,
-                                   on_deliver=self.inbound)
+        self.session = SmppSession(settings, main_smsc(settings, runtime.endpoints),
+                                   BindMode.TRANSCEIVER, on_deliver=self.inbound)
+        # Receipts come back over a bind to the SMSC that took the message: one to each
+        # further SMSC too (the chat's own texts go over the main one).
+        self.further = [SmppSession(settings, smsc, BindMode.TRANSCEIVER,
+                                    on_deliver=self.inbound)
+                        for _, smsc in further_smscs(settings)]
         loop = asyncio.get_running_loop()
         self.rounds = loop.create_task(self._rounds())
         self.chats = loop.create_task(self._chats())

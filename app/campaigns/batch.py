@@ -129,6 +129,7 @@ class BatchSummary:
     released: int = 0  # recipients left unsent (stopped)
     waiting: int = 0  # recipients outside their send window, due when it opens
     deferred: int = 0  # sends put back after a "slow down" answer (no attempt counted)
+    rerouted: int = 0  # sends put back because their route failed and another took over
     due_in_s: float | None = None  # when the batch is due again (None: not)
     stopped: str | None = None  # lost, lease lost, lease lapsed, auth, pause...
     close: BatchClose | None = None

@@ -100,6 +100,12 @@ def _reserve_with(limiter):
     return reserve
 
 
+def _report_with(limiter):
+    def report(route: str, in_service: bool, error: str | None) -> None:
+        limiter.route_event.remote(route, in_service, error)  # (a transition: rare)
+    return report
+
+
 def _draining_notice(job: BatchJob):
     """Tells the runner the batch drains (fire and forget: nothing waits for it)."""
     def notify() -> None:
@@ -149,13 +155,14 @@ def worker_pool_environment(settings: Settings, num_cpus: int) -> dict[str, str]
 def send_batch(job: BatchJob) -> BatchSummary:
     control = BatchControl()
     reserve = _reserve_with(job.limiter) if job.limiter is not None else None
+    report = _report_with(job.limiter) if job.limiter is not None else None
     node_id = ray.get_runtime_context().get_node_id()
     loop = worker_loop()
     telemetry.setup(job.settings, "send_task")  # before the first database client
     on_draining = _draining_notice(job) if job.runner is not None else None
     future = asyncio.run_coroutine_threadsafe(
         _batch(job, node_id=node_id, reserve=reserve, control=control,
-               on_draining=on_draining), loop)
+               on_draining=on_draining, report=report), loop)
     try:
         summary = future.result()
     except KeyboardInterrupt:  # ray.cancel: stop cleanly, count what went out, report

@@ -44,7 +44,8 @@ from app.campaigns import batches, caps, ledger, quiet_hours
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
 from app.campaigns.outcomes import OutcomeRecorder
-from app.channels.base import SendOutcome
+from app.channels.base import Route, SendOutcome
+from app.channels.routing import Report, RoutedSender, close_routed, routed_senders
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.core.ids import delivery_id
 from app.core.statuses import AttemptOutcome, DeliveryStatus
@@ -54,6 +55,7 @@ SENT, FAILED, AUTH = AttemptOutcome.SENT, AttemptOutcome.FAILED, AttemptOutcome.
 # (limits, units, answers heard per route since the last call) -> seconds to wait
 Reserve = Callable[[dict[str, float], float, dict[str, tuple[int, int]] | None],
                    Awaitable[float]]
+# (route key, in service, its last error): a route's breaker opened or closed here
 Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)
@@ -82,14 +84,17 @@ async def run_batch(job: BatchJob, *, node_id: str | None = None,
                     control: BatchControl | None = None,
                     on_draining: Draining | None = None,
                     clock: Callable[[], float] = time.monotonic,
-                    wall_clock: Callable[[], datetime] = batches.now) -> BatchSummary:
+                    wall_clock: Callable[[], datetime] = batches.now,
+                    report: Report | None = None) -> BatchSummary:
     """Send one batch; return what happened (counts by status, identity, what is next).
-    `on_draining` is called once, when the last recipient is taken for sending. The
+    `on_draining` is called once, when the last recipient is taken for sending;
+    `report` when one of the channel's routes goes out of service or back. The
     run's close (what is left of the batch, at which attempt) is in `summary.close`,
     for the runner to write with the round's counters (`app.campaigns.rounds`)."""
     db = job.runtime.database()
     return await BatchRun(db, job, worker_identity(node_id), reserve,
-                          control or BatchControl(), on_draining, clock, wall_clock).run()
+                          control or BatchControl(), on_draining, clock, wall_clock,
+                          report).run()
 
 
 class BatchRun:
@@ -99,16 +104,21 @@ class BatchRun:
                  reserve: Reserve | None, control: BatchControl,
                  on_draining: Draining | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], datetime] = batches.now):
+                 wall_clock: Callable[[], datetime] = batches.now,
+                 report: Report | None = None):
         self.db, self.job, self.identity = db, job, identity
         self.wall_clock = wall_clock  # local times of send windows (tests inject it)
-        # The route (relay, SMSC) whose shared rate adapts to its answers, when the
-        # campaign's sends are limited by it: "slow down" answers defer the message
-        # (requeued here, no attempt counted) and are told to the limiter.
-        route = next(iter(job.sends_by.relay_limit(job.settings)), None)
-        self.route = route if route is not None and route in job.limits else None
-        self.heard = [0, 0]  # clean, throttled answers since the last reservation
-        self.deferrals: dict[str, int] = {}
+        # The channel's routes (relays, SMSCs; `app.channels.routing`): each connection
+        # is on one, chosen by weight among those in service. A route with a ceiling
+        # has a shared rate that adapts to its answers: "slow down" answers defer the
+        # message (requeued here, no attempt counted) and are told to the limiter; a
+        # route that fails hands its message to another (requeued too).
+        self.routes = job.sends_by.routes(job.settings, job.runtime.endpoints)
+        self.route_keys = {route.key for route in self.routes}
+        self.report = report
+        self.heard: dict[str, list[int]] = {}  # clean, throttled answers per route
+        self.deferrals: dict[str, int] = {}  # requeues per recipient, either way
+        self.deferred = self.rerouted = 0
         self.waiting: list[str] = []  # outside their send window
         self.wait_s = 0.0  # until the first of them may be sent
         self.reserve, self.control = reserve, control
@@ -161,14 +171,15 @@ class BatchRun:
         recorder = OutcomeRecorder(self.db, job, self.identity)
         watcher = asyncio.create_task(self._watch())
         n = min(max(1, job.connections), max(1, len(to_send)))
-        senders = await job.sends_by.open_senders(self.settings, job.runtime.endpoints, n)
+        senders = routed_senders(job.sends_by, self.settings, job.runtime.endpoints, n,
+                                 self.report)
         try:
             await asyncio.gather(*(self._connection(s, recorder) for s in senders))
         finally:
             self.stop.set()
             watcher.cancel()
             await recorder.close()
-            job.sends_by.close_senders(senders)
+            close_routed(job.sends_by, senders)
         unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         retry = carried + recorder.retry_ids
         if unsent or self.stop_reason:
@@ -191,7 +202,8 @@ class BatchRun:
         summary.latencies = recorder.latencies
         summary.released = len(unsent)
         summary.waiting = len(self.waiting)
-        summary.deferred = sum(min(n, MAX_DEFERRALS) for n in self.deferrals.values())
+        summary.deferred = self.deferred
+        summary.rerouted = self.rerouted
         summary.rollups = recorder.increments.take() if recorder.increments else None
         summary.webhooks = recorder.webhooks
         summary.stopped = self.stop_reason[0] if self.stop_reason else None
@@ -276,7 +288,7 @@ class BatchRun:
             self.stop_reason.append(reason)
         self.stop.set()
 
-    async def _connection(self, sender, recorder: OutcomeRecorder) -> None:
+    async def _connection(self, sender: RoutedSender, recorder: OutcomeRecorder) -> None:
         while not self.stop.is_set():
             try:
                 cid = self.queue.get_nowait()
@@ -286,7 +298,8 @@ class BatchRun:
                 self._draining()
             previous = self.records.get(delivery_id(self.job.campaign_id, cid))
             outcome, latency_ms, mid = await self._send_one(cid, sender)
-            if outcome is not None and self._deferred(cid, outcome):
+            if outcome is not None and (self._deferred(cid, outcome, sender)
+                                        or self._moved(cid, sender)):
                 continue
             if outcome is None or outcome.status == AUTH:
                 self.queue.put_nowait(cid)  # not sent: stays in the batch
@@ -302,29 +315,54 @@ class BatchRun:
             if latency_ms is not None:
                 recorder.latencies.append(latency_ms)
 
-    def _deferred(self, cid: str, outcome: SendOutcome) -> bool:
+    def _deferred(self, cid: str, outcome: SendOutcome, sender: RoutedSender) -> bool:
         """Tell the route's rate what this answer was; a "slow down" answer puts the
         recipient back in the queue (True), up to MAX_DEFERRALS times."""
-        if self.route is None or outcome.code is None:
+        route = sender.used
+        if route is None or route.key not in self.job.limits or outcome.code is None:
             return False  # not adapting, or no answer at all (a connection problem)
+        heard = self.heard.setdefault(route.key, [0, 0])
         if not self.job.sends_by.throttled(outcome):
-            self.heard[0] += 1
+            heard[0] += 1
             return False
-        self.heard[1] += 1
+        heard[1] += 1
+        if not self._requeue(cid):
+            return False
+        self.deferred += 1
+        return True
+
+    def _moved(self, cid: str, sender: RoutedSender) -> bool:
+        """The message's route failed and the connection moved to another: the
+        recipient goes back in the queue for it (True), up to MAX_DEFERRALS times."""
+        if not sender.moved:
+            return False
+        self.rerouted += 1
+        return self._requeue(cid)
+
+    def _requeue(self, cid: str) -> bool:
+        """Back in the queue unless this recipient was put back MAX_DEFERRALS times."""
         times = self.deferrals[cid] = self.deferrals.get(cid, 0) + 1
         if times > MAX_DEFERRALS:
             return False
         self.queue.put_nowait(cid)
         return True
 
-    def _take_heard(self) -> dict[str, tuple[int, int]] | None:
-        if self.route is None or self.heard == [0, 0]:
-            return None
-        clean, throttled = self.heard
-        self.heard = [0, 0]
-        return {self.route: (clean, throttled)}
+    def _limits_for(self, route: Route | None) -> dict[str, float]:
+        """The job's limits less those of the routes this send does not take."""
+        limits = self.job.limits
+        if len(self.routes) == 1:
+            return limits
+        return {key: rate for key, rate in limits.items()
+                if key not in self.route_keys or (route is not None and key == route.key)}
 
-    async def _send_one(self, cid: str, sender
+    def _take_heard(self) -> dict[str, tuple[int, int]] | None:
+        if not self.heard:
+            return None
+        heard = {key: (clean, throttled) for key, (clean, throttled) in self.heard.items()}
+        self.heard = {}
+        return heard
+
+    async def _send_one(self, cid: str, sender: RoutedSender
                         ) -> tuple[SendOutcome | None, float | None, str | None]:
         job = self.job
         customer = self.customers.get(cid)
@@ -343,8 +381,9 @@ class BatchRun:
                 delivery_id=did, tracking=job.tracking)
         except TemplateProblem as exc:
             return SendOutcome(FAILED, None, str(exc)[:300]), None, None
-        if job.limits and self.reserve is not None:
-            wait = await self.reserve(job.limits, composed.units, self._take_heard())
+        limits = self._limits_for(sender.route())
+        if limits and self.reserve is not None:
+            wait = await self.reserve(limits, composed.units, self._take_heard())
             if wait > 0:
                 try:
                     await asyncio.wait_for(self.stop.wait(), timeout=wait)

@@ -8,6 +8,7 @@ holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -35,6 +36,16 @@ class SendOutcome:
     status: str  # sent | retry | failed | auth (a refused login) | skipped
     code: int | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way out for a channel's messages (a relay, an SMSC; `app.channels.routing`)."""
+
+    key: str  # "relay", "relay:backup": its name in rates, health and metrics
+    weight: float
+    ceiling: float | None  # units a second across the cluster (None: no cap)
+    target: Hashable  # the channel's connection details (host, port, login)
 
 
 class Outcome(Protocol):
@@ -84,12 +95,16 @@ class Channel(ABC):
         """The customer's message of a campaign (raises TemplateProblem)."""
 
     @abstractmethod
-    async def open_senders(self, settings: Settings, endpoints: Endpoints, n: int
-                           ) -> list[Sender]:
-        """n senders, each sending one message at a time."""
+    def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:
+        """Where this channel's messages may go: the main relay first, then the further
+        ones of the settings (each with its weight and ceiling)."""
 
-    def close_senders(self, senders: list[Sender]) -> None:
-        """The batch is done with these senders (a pool may keep them)."""
+    @abstractmethod
+    async def open_sender(self, settings: Settings, route: Route) -> Sender:
+        """A sender over the route, sending one message at a time."""
+
+    def close_senders(self, route: Route, senders: list[Sender]) -> None:
+        """The batch is done with these senders of the route (a pool may keep them)."""
         return None
 
     def stored_fields(self) -> dict[str, Any]:
@@ -113,10 +128,6 @@ class Channel(ABC):
         """Whether this answer says "slow down" (the route's rate adapts, and the
         message is deferred rather than retried as a failure)."""
         return False
-
-    def relay_limit(self, settings: Settings) -> dict[str, float]:
-        """The relay's rate limit shared by every task (key: units a second), if set."""
-        return {}
 
     def delivered_rate(self, counts: dict[str, int]) -> float:
         """The campaign view's delivered rate: accepted by the relay, of those attempted."""

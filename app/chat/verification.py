@@ -31,7 +31,9 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.channels.email.composer import code_mail
-from app.channels.email.mailer import SENT, Sender, build_message, message_id
+from app.channels.email.mailer import SENT, build_message, message_id
+from app.channels.registry import CHANNELS
+from app.channels.routing import RoutedSender, routed_senders, send_moving
 from app.chat.flow_engine import BotMessage, Flow, Turn
 from app.core.runtime import Runtime
 
@@ -181,7 +183,7 @@ class CodeCourier:
     def __init__(self, runtime: Runtime, send_texts: SmsSend) -> None:
         self.runtime = runtime
         self.send_texts = send_texts
-        self.sender: Sender | None = None
+        self.sender: RoutedSender | None = None
 
     async def __call__(self, delivery: Delivery) -> bool:
         settings = self.runtime.settings
@@ -191,8 +193,9 @@ class CodeCourier:
             sent = await self.send_texts([(delivery.address, text, reference)])
             return sent.get(reference, False)
         if self.sender is None:
-            self.sender = Sender(settings, self.runtime.endpoints)
+            self.sender = routed_senders(CHANNELS["email"], settings,
+                                         self.runtime.endpoints, 1)[0]
         mail = code_mail(delivery.address, text,
                          message_id=message_id(reference, settings.mail_from))
-        outcome = await self.sender.send(build_message(mail, settings.mail_from))
+        outcome = await send_moving(self.sender, build_message(mail, settings.mail_from))
         return outcome.status == SENT

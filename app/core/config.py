@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.windows import Window
@@ -28,6 +36,43 @@ class ConfigError(ValueError):
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+RouteName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+
+
+class FurtherRoute(BaseModel):
+    """A relay or SMSC beside the main one: its name (its key is `relay:<name>` or
+    `smsc:<name>` on the dashboard and in metrics), its share and its ceiling."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: RouteName
+    host: str = Field(min_length=1, max_length=253)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    rate_limit_per_s: float | None = Field(default=None, gt=0)
+
+
+class FurtherRelay(FurtherRoute):
+    """Another SMTP relay (e.g. a second provider)."""
+
+    port: Port = 587
+    user: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    tls: bool = False
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> Self:
+        if self.starttls and self.tls:
+            raise ValueError("starttls and tls are exclusive")
+        return self
+
+
+class FurtherSmsc(FurtherRoute):
+    """Another SMPP 3.4 SMSC (e.g. a second aggregator)."""
+
+    port: Port = 2775
+    system_id: str = Field(default="comms", min_length=1, max_length=15)
+    password: SecretStr | None = None
 
 
 class Telemetry(BaseSettings):
@@ -81,6 +126,14 @@ class Settings(Telemetry):
     """implicit TLS (exclusive with `COMMS_SMTP_STARTTLS`)"""
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     """how long one SMTP command may wait for its answer"""
+    smtp_weight: float = Field(default=1.0, gt=0, le=1000)
+    """the main relay's share of the messages when there are further relays"""
+    smtp_routes: list[FurtherRelay] = Field(default_factory=list, max_length=16)
+    """further SMTP relays, as JSON: `[{"name": "backup", "host": "...", "port": 587,
+    "user": "...", "password": "...", "starttls": true, "weight": 1,
+    "rate_limit_per_s": 50}]`; messages are shared by weight, and a relay that refuses
+    connections, times out or refuses the login is taken out for a while
+    (`route_breaker_*`) while the others carry its share"""
     mail_from: str = "Operator <no-reply@operator.example>"
     """the From header of every email"""
 
@@ -116,6 +169,18 @@ class Settings(Telemetry):
     """SMS parts a second to the SMSC, shared by every task; unset: no cap"""
     smpp_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """how long a submit waits for its answer (then it is retried)"""
+    smpp_weight: float = Field(default=1.0, gt=0, le=1000)
+    """the main SMSC's share of the messages when there are further SMSCs"""
+    smpp_routes: list[FurtherSmsc] = Field(default_factory=list, max_length=16)
+    """further SMSCs, as JSON: `[{"name": "backup", "host": "...", "port": 2775,
+    "system_id": "...", "password": "...", "weight": 1, "rate_limit_per_s": 100}]`;
+    shared and taken out like `COMMS_SMTP_ROUTES`"""
+    route_breaker_failures: int = Field(default=3, ge=1, le=100)
+    """connection failures in a row (or one refused login) that take a relay or SMSC
+    out while another is there to carry its messages"""
+    route_breaker_open_s: float = Field(default=30.0, gt=0, le=3600)
+    """how long a route stays out before one connection tries it again (doubling each
+    time it fails again, up to ten times as long)"""
     # Keywords a customer texts, answered before the chatbot.
     sms_stop_keywords: list[str] = Field(
         default_factory=lambda: ["STOP", "PARAR", "SAIR", "CANCELAR"], min_length=1)
@@ -354,6 +419,15 @@ class Settings(Telemetry):
             Window.parse(text)  # ValueError names what is wrong
         return value
 
+    @field_validator("smtp_routes", "smpp_routes")
+    @classmethod
+    def _unique_names(cls, value: list[FurtherRoute]) -> list[FurtherRoute]:
+        names = [route.name for route in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"route names must differ: {', '.join(repeated)} repeats")
+        return value
+
     @field_validator("admin_token")
     @classmethod
     def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -407,7 +481,7 @@ class Settings(Telemetry):
 
 
 SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password",
-                 "smpp_password"}
+                 "smpp_password", "password"}  # ("password": a further route's)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -424,7 +498,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in error["loc"])
         name = f"{ENV_PREFIX}{field.upper()}"
         given = error.get("input")
-        shown = "" if field in SECRET_FIELDS else given
+        shown = "" if any(str(part) in SECRET_FIELDS for part in error["loc"]) else given
         hint = f" (got {shown!r})" if isinstance(shown, str | int | float) and shown != "" else ""
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}: {message}{hint}" if field else message)

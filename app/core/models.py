@@ -60,21 +60,32 @@ class Health(Reply):
     mongodb: Check
     smtp: Check
     ray: Check
+    routes: dict[str, Check] = Field(default_factory=dict, description=(
+        "each relay and SMSC: down while a breaker has it out"))
     mode: dict[str, str]
 
 
 class RouteView(Reply):
-    rate_per_s: float = Field(description="the rate the route adapted to, now")
-    ceiling_per_s: float = Field(description="the operator's ceiling for it")
-    throttled: int = Field(description="'slow down' answers heard (messages deferred)")
-    clean: int = Field(description="other answers heard")
-    cuts: int = Field(description="times the rate was cut")
-    last_throttled_s_ago: float | None
+    channel: str = Field(description="the channel it carries (email, sms)")
+    weight: float = Field(description="its share of the channel's messages")
+    state: str = Field(description="in service, or out (a breaker took it out)")
+    out_for_s: float | None = Field(default=None, description="seconds out, while out")
+    outages: int = Field(default=0, description="times a breaker took it out")
+    last_error: str | None = Field(default=None, description="why it last went out")
+    rate_per_s: float | None = Field(default=None, description=(
+        "the rate the route adapted to, now (routes with a ceiling, once they answered)"))
+    ceiling_per_s: float | None = Field(default=None, description=(
+        "the operator's ceiling for it (none: no cap)"))
+    throttled: int = Field(default=0, description=(
+        "'slow down' answers heard (messages deferred)"))
+    clean: int = Field(default=0, description="other answers heard")
+    cuts: int = Field(default=0, description="times the rate was cut")
+    last_throttled_s_ago: float | None = None
 
 
 class Routes(Reply):
     routes: dict[str, RouteView] = Field(description=(
-        "each route that adapts (relay, smsc), by name; empty until one has answered"))
+        "every relay and SMSC by route key (relay, relay:<name>, smsc, smsc:<name>)"))
 
 
 class SystemView(Reply):

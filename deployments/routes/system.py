@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from actors import registry
 from app.channels.email.mailer import smtp_ping
+from app.channels.registry import routes_view
 from app.core.models import Health, Liveness, Routes
 from app.integrations.models import Outbox
 from deployments.deps import Context, Signed
@@ -39,14 +40,22 @@ async def _ray_status() -> dict:
 
 async def checks(context) -> tuple[dict, int]:
     """The detailed checks (an SMTP login when a password is set): (body, status)."""
-    mongodb, smtp, ray_state = await asyncio.gather(
+    mongodb, smtp, ray_state, heard = await asyncio.gather(
         _check(_mongodb_status(context)),
         _check(smtp_ping(context.settings, context.endpoints)),
         _check(_ray_status()),
+        _heard_of_routes(),
     )
     parts = {"mongodb": mongodb, "smtp": smtp, "ray": ray_state}
     down = [name for name, check in parts.items() if check["status"] != "up"]
+    route_checks = {key: {"status": "up"} if route["state"] == "in service" else
+                    {"status": "down", "error": route.get("last_error")}
+                    for key, route in routes_view(context.settings, context.endpoints,
+                                                  heard).items()}
+    down += [f"route {key}" for key, check in route_checks.items()
+             if check["status"] != "up"]
     body = {"status": "ok" if not down else "degraded", "down": down, **parts,
+            "routes": route_checks,
             "mode": {"mongodb": "embedded" if context.settings.embedded_mongodb else "external",
                      "smtp": "embedded" if context.settings.embedded_smtp else "external",
                      "smpp": "embedded" if context.settings.embedded_smsc else "external"}}
@@ -99,11 +108,25 @@ def _sink(context: Context):
     return context.local_services
 
 
-@router.get("/routes", dependencies=[Signed], response_model=Routes)
-async def routes() -> dict:
-    """Each route's adapted rate, its ceiling and the "slow down" answers it heard."""
+async def _heard_of_routes() -> dict:
+    """What the rate limiter heard of each route ({} when it cannot say: the routes are
+    then shown as configured, in service)."""
     limiter = registry.find(registry.RATE_LIMITER)
-    return {"routes": await limiter.routes.remote() if limiter is not None else {}}
+    if limiter is None:
+        return {}
+    try:
+        return await asyncio.wait_for(limiter.routes.remote(), 5.0)
+    except Exception:
+        return {}
+
+
+@router.get("/routes", dependencies=[Signed], response_model=Routes,
+            response_model_exclude_none=True)
+async def routes(context: Context) -> dict:
+    """Every relay and SMSC: weight, ceiling, in service or out (and why), the rate it
+    adapted to and the "slow down" answers it heard."""
+    return {"routes": routes_view(context.settings, context.endpoints,
+                                  await _heard_of_routes())}
 
 
 @router.get("/outbox", dependencies=[Signed], response_model=Outbox,

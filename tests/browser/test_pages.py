@@ -163,6 +163,8 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack, operator: st
     page.locator("#outbox-table tbody tr").first.click()
     expect(page.locator("#outbox-raw")).to_contain_text("List-Unsubscribe: <")
     expect(page.locator("#system-health")).to_contain_text("MongoDB")
+    relay = page.locator("#routes-table tbody tr", has_text="relay")
+    expect(relay).to_contain_text("in service")  # the relay that carried the campaign
 
     # Opened after it ended, by its own URL: the detail, and the series it had.
     phone = browser.new_page(viewport=PHONE)

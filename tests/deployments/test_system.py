@@ -30,20 +30,35 @@ def test_public_health_is_liveness_only_and_the_details_need_a_sign_in(stack: St
     assert body["mode"] == {"mongodb": "embedded", "smtp": "embedded", "smpp": "embedded"}
 
 
-def test_a_routes_adapted_rate_is_live_for_operators(stack: Stack, api) -> None:
-    """What send tasks tell the rate limiter (a route's clean and "slow down" answers,
-    with a reservation) is what /api/routes shows."""
-    import ray
-
+def test_every_route_its_rate_and_its_health_are_live_for_operators(stack: Stack, api
+                                                                     ) -> None:
+    """/api/routes lists each configured relay and SMSC; what send tasks tell the rate
+    limiter (a route's clean and "slow down" answers with a reservation; a breaker
+    taking it out, or hearing it again) shows there, and an outage in the health."""
     from actors import registry
 
+    routes = api.get("/api/routes").json()["routes"]
+    assert {routes["relay"]["channel"], routes["smsc"]["channel"]} == {"email", "sms"}
+    assert routes["relay"]["state"] == "in service" and routes["relay"]["weight"] == 1.0
     limiter = registry.find(registry.RATE_LIMITER)
-    ray.get(limiter.reserve.remote({"probe-route": 50.0}, 1, {"probe-route": (3, 2)}))
-    route = api.get("/api/routes").json()["routes"]["probe-route"]
-    assert (route["rate_per_s"], route["ceiling_per_s"]) == (35.0, 50.0)
-    assert (route["throttled"], route["clean"], route["cuts"]) == (2, 3, 1)
-    ray.get(limiter.forget.remote("probe-route"))
-    assert "probe-route" not in api.get("/api/routes").json()["routes"]
+    try:
+        ray.get(limiter.reserve.remote({"relay": 50.0}, 1, {"relay": (3, 2)}))
+        route = api.get("/api/routes").json()["routes"]["relay"]
+        assert (route["rate_per_s"], route["ceiling_per_s"]) == (35.0, 50.0)
+        assert (route["throttled"], route["clean"], route["cuts"]) == (2, 3, 1)
+        ray.get(limiter.route_event.remote("smsc", False, "ConnectionRefusedError"))
+        route = api.get("/api/routes").json()["routes"]["smsc"]
+        assert (route["state"], route["outages"]) == ("out", 1)
+        assert route["last_error"] == "ConnectionRefusedError"
+        details = api.get("/api/health/details")
+        assert details.status_code == 503 and details.json()["down"] == ["route smsc"]
+        assert details.json()["routes"]["smsc"] == {"status": "down",
+                                                    "error": "ConnectionRefusedError"}
+    finally:
+        ray.get(limiter.route_event.remote("smsc", True, None))
+        ray.get(limiter.forget.remote("relay"))
+    assert api.get("/api/health/details").status_code == 200
+    assert "rate_per_s" not in api.get("/api/routes").json()["routes"]["relay"]
 
 
 @pytest.mark.parametrize("path", ["/api/outbox", "/api/outbox/missing", "/api/routes"])

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import re
 
-from app.channels.base import Channel, Composed, Outcome, Sender
+from app.channels.base import Channel, Composed, Outcome, Route, Sender
 from app.channels.email.composer import campaign_mail
-from app.channels.email.mailer import build_message, message_id, sender_pool
+from app.channels.email.mailer import (
+    SmtpRelay,
+    build_message,
+    further_relays,
+    main_relay,
+    message_id,
+    sender_pool,
+)
 from app.channels.templates import CompiledTemplates
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
@@ -72,13 +79,18 @@ class EmailChannel(Channel):
                              delivery_id=delivery_id, tracking=tracking)
         return Composed(build_message(mail, settings.mail_from), mid)
 
-    async def open_senders(self, settings: Settings, endpoints: Endpoints, n: int
-                           ) -> list[Sender]:
-        return list(await sender_pool().take(settings, endpoints, n))
+    def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:
+        """The main relay ("relay", capped by `relay_rate_limit_per_s`), then each of
+        `smtp_routes` ("relay:<name>")."""
+        main = Route("relay", settings.smtp_weight, settings.relay_rate_limit_per_s,
+                     main_relay(settings, endpoints))
+        return [main, *(Route(f"relay:{further.name}", further.weight,
+                              further.rate_limit_per_s, relay)
+                        for further, relay in further_relays(settings))]
 
-    def close_senders(self, senders: list[Sender]) -> None:
+    async def open_sender(self, settings: Settings, route: Route) -> Sender:
+        assert isinstance(route.target, SmtpRelay)
+        return (await sender_pool().take(route.target, 1))[0]
+
+    def close_senders(self, route: Route, senders: list[Sender]) -> None:
         sender_pool().give(senders)  # type: ignore[arg-type]
-
-    def relay_limit(self, settings: Settings) -> dict[str, float]:
-        rate = settings.relay_rate_limit_per_s
-        return {"relay": rate} if rate else {}

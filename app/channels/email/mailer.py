@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
@@ -20,7 +20,7 @@ import aiosmtplib
 from aiosmtplib.email import quote_address
 
 from app.channels.base import SendOutcome
-from app.core.config import Settings
+from app.core.config import FurtherRelay, Settings
 from app.core.endpoints import Endpoints
 from app.core.statuses import AttemptOutcome
 
@@ -197,17 +197,38 @@ def classify(exc: BaseException) -> SendOutcome:
     return SendOutcome(RETRY, None, one_line(f"{type(exc).__name__}: {exc}")[:300])
 
 
-def smtp_client(settings: Settings, endpoints: Endpoints) -> aiosmtplib.SMTP:
+@dataclass(frozen=True)
+class SmtpRelay:
+    """Where and how to reach one relay (a route's target; the password never printed)."""
+
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    starttls: bool = False
+    timeout_s: float = 30.0
+
+
+def main_relay(settings: Settings, endpoints: Endpoints) -> SmtpRelay:
+    """The relay of `COMMS_SMTP_*` (or the embedded sink the launcher started)."""
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    return aiosmtplib.SMTP(
-        hostname=endpoints.smtp_host,
-        port=endpoints.smtp_port,
-        username=settings.smtp_user,
-        password=password,
-        use_tls=settings.smtp_tls,
-        start_tls=settings.smtp_starttls,
-        timeout=settings.smtp_timeout_s,
-    )
+    return SmtpRelay(endpoints.smtp_host, endpoints.smtp_port, settings.smtp_user, password,
+                     settings.smtp_tls, settings.smtp_starttls, settings.smtp_timeout_s)
+
+
+def further_relays(settings: Settings) -> list[tuple[FurtherRelay, SmtpRelay]]:
+    """The further relays of `COMMS_SMTP_ROUTES`, with how to reach each."""
+    return [(route, SmtpRelay(
+        route.host, route.port, route.user,
+        route.password.get_secret_value() if route.password else None, route.tls,
+        route.starttls, settings.smtp_timeout_s)) for route in settings.smtp_routes]
+
+
+def smtp_client(relay: SmtpRelay) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(hostname=relay.host, port=relay.port, username=relay.user,
+                           password=relay.password, use_tls=relay.tls,
+                           start_tls=relay.starttls, timeout=relay.timeout_s)
 
 
 class Sender:
@@ -219,9 +240,8 @@ class Sender:
 
     IDLE_CHECK_S = 5.0
 
-    def __init__(self, settings: Settings, endpoints: Endpoints):
-        self.settings = settings
-        self.endpoints = endpoints
+    def __init__(self, relay: SmtpRelay):
+        self.relay = relay
         self.client: aiosmtplib.SMTP | None = None
         self.last_used = time.monotonic()
 
@@ -269,7 +289,7 @@ class Sender:
                 return
             except Exception:
                 await self.close()
-        self.client = smtp_client(self.settings, self.endpoints)
+        self.client = smtp_client(self.relay)
         await self.client.connect()
         if self.client.is_ehlo_or_helo_needed:  # no login or STARTTLS said EHLO yet:
             try:  # the relay's extensions (SIZE) are known from here
@@ -305,23 +325,16 @@ class SenderPool:
     MAX_IDLE = 64
 
     def __init__(self) -> None:
-        self.idle: dict[tuple, list[Sender]] = {}
+        self.idle: dict[SmtpRelay, list[Sender]] = {}
 
-    @staticmethod
-    def key(settings: Settings, endpoints: Endpoints) -> tuple:
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        return (endpoints.smtp_host, endpoints.smtp_port, settings.smtp_user,
-                hashlib.sha256((password or "").encode()).hexdigest(), settings.smtp_tls,
-                settings.smtp_starttls)
-
-    async def take(self, settings: Settings, endpoints: Endpoints, n: int) -> list[Sender]:
-        idle = self.idle.setdefault(self.key(settings, endpoints), [])
+    async def take(self, relay: SmtpRelay, n: int) -> list[Sender]:
+        idle = self.idle.setdefault(relay, [])
         taken = [idle.pop() for _ in range(min(n, len(idle)))]
-        return taken + [Sender(settings, endpoints) for _ in range(n - len(taken))]
+        return taken + [Sender(relay) for _ in range(n - len(taken))]
 
     def give(self, senders: list[Sender]) -> None:
         for sender in senders:
-            idle = self.idle.setdefault(self.key(sender.settings, sender.endpoints), [])
+            idle = self.idle.setdefault(sender.relay, [])
             if sender.client is not None and sender.client.is_connected and (
                     len(idle) < self.MAX_IDLE):
                 idle.append(sender)
@@ -343,7 +356,7 @@ def sender_pool() -> SenderPool:
 
 async def smtp_ping(settings: Settings, endpoints: Endpoints) -> None:
     """Connect, say NOOP and leave; raises when the relay cannot be reached."""
-    client = smtp_client(settings, endpoints)
+    client = smtp_client(main_relay(settings, endpoints))
     client.timeout = min(settings.smtp_timeout_s, 5.0)
     await client.connect()
     try:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.channels.base import Channel, Composed, Outcome, Sender, personalised
-from app.channels.sms.smpp import Sms, describe, smpp_senders
+from app.channels.base import Channel, Composed, Outcome, Route, Sender, personalised
+from app.channels.sms.smpp import Sms, Smsc, describe, further_smscs, main_smsc, smpp_sender
 from app.channels.templates import CompiledTemplates
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
@@ -59,9 +59,18 @@ class SmsChannel(Channel):
         message = Sms(customer["phone"], text, delivery_id)
         return Composed(message, delivery_id, units=len(message.parts[1]))
 
-    async def open_senders(self, settings: Settings, endpoints: Endpoints, n: int
-                           ) -> list[Sender]:
-        return list(smpp_senders(settings, endpoints, n))  # n at a time on one session
+    def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:
+        """The main SMSC ("smsc", capped by `smpp_rate_limit_per_s` in parts a second),
+        then each of `smpp_routes` ("smsc:<name>")."""
+        main = Route("smsc", settings.smpp_weight, settings.smpp_rate_limit_per_s,
+                     main_smsc(settings, endpoints))
+        return [main, *(Route(f"smsc:{further.name}", further.weight,
+                              further.rate_limit_per_s, smsc)
+                        for further, smsc in further_smscs(settings))]
+
+    async def open_sender(self, settings: Settings, route: Route) -> Sender:
+        assert isinstance(route.target, Smsc)
+        return smpp_sender(settings, route.target)  # the process's session to it
 
     def stored_fields(self) -> dict[str, Any]:
         return {"channel": self.name}
@@ -69,10 +78,6 @@ class SmsChannel(Channel):
     def sent_fields(self, outcome: Outcome) -> dict[str, Any]:
         ids = getattr(outcome, "smsc_ids", ())
         return {"smsc_ids": list(ids), "segments": len(ids)} if ids else {}
-
-    def relay_limit(self, settings: Settings) -> dict[str, float]:
-        rate = settings.smpp_rate_limit_per_s
-        return {"smsc": rate} if rate else {}  # parts a second
 
     def delivered_rate(self, counts: dict[str, int]) -> float:
         """Receipted as delivered to the handset, of those sent."""

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiosmpplib import (
     ESME,
@@ -42,7 +42,7 @@ from aiosmpplib import (
 )
 from aiosmpplib.utils import detect_format, split_sms_udh
 
-from app.core.config import Settings
+from app.core.config import FurtherSmsc, Settings
 from app.core.endpoints import Endpoints
 from app.core.statuses import AttemptOutcome
 
@@ -57,6 +57,29 @@ TRANSIENT = {SmppCommandStatus.ESME_RTHROTTLED, SmppCommandStatus.ESME_RMSGQFUL,
              SmppCommandStatus.ESME_RX_T_APPN}
 LOGIN = {SmppCommandStatus.ESME_RBINDFAIL, SmppCommandStatus.ESME_RINVPASWD,
          SmppCommandStatus.ESME_RINVSYSID}
+
+
+@dataclass(frozen=True)
+class Smsc:
+    """Where and as whom to bind (a route's target; the password never printed)."""
+
+    host: str
+    port: int
+    system_id: str
+    password: str = field(default="", repr=False)
+
+
+def main_smsc(settings: Settings, endpoints: Endpoints) -> Smsc:
+    """The SMSC of `COMMS_SMPP_*` (or the embedded one the launcher started)."""
+    return Smsc(endpoints.smpp_host, endpoints.smpp_port, settings.smpp_system_id,
+                settings.smpp_login())
+
+
+def further_smscs(settings: Settings) -> list[tuple[FurtherSmsc, Smsc]]:
+    """The further SMSCs of `COMMS_SMPP_ROUTES`, with how to bind to each."""
+    return [(route, Smsc(route.host, route.port, route.system_id,
+                         route.password.get_secret_value() if route.password else ""))
+            for route in settings.smpp_routes]
 
 
 @dataclass(frozen=True)
@@ -162,7 +185,7 @@ class SmppSession:
     (receipts, customers' messages; aiosmpplib answers each after the call, and after
     the awaitable it returns, if any)."""
 
-    def __init__(self, settings: Settings, endpoints: Endpoints,
+    def __init__(self, settings: Settings, smsc: Smsc,
                  bind_mode: BindMode = BindMode.TRANSMITTER,
                  on_deliver: Callable[[DeliverSm], Awaitable[None] | None] | None = None):
         self.settings = settings
@@ -172,8 +195,8 @@ class SmppSession:
         self.refused: SmppCommandStatus | None = None
         self.sequence = 0
         self.esme = ESME(
-            smsc_host=endpoints.smpp_host, smsc_port=endpoints.smpp_port,
-            system_id=settings.smpp_system_id, password=settings.smpp_login(),
+            smsc_host=smsc.host, smsc_port=smsc.port,
+            system_id=smsc.system_id, password=smsc.password,
             bind_mode=bind_mode, hook=_Answers(self), log_level="ERROR",
             throttle_handler=Backoff(),
             socket_timeout=settings.smpp_timeout_s,
@@ -258,15 +281,13 @@ class SmppSender:
         return await self.session.send(sms)
 
 
-_sessions: dict[tuple, SmppSession] = {}
+_sessions: dict[tuple[int, Smsc], SmppSession] = {}
 
 
-def smpp_senders(settings: Settings, endpoints: Endpoints, n: int) -> list[SmppSender]:
-    """n handles on this process's session to the SMSC (made on first use)."""
-    loop = asyncio.get_running_loop()
-    key = (id(loop), endpoints.smpp_host, endpoints.smpp_port, settings.smpp_system_id,
-           hashlib.sha256(settings.smpp_login().encode()).hexdigest())
+def smpp_sender(settings: Settings, smsc: Smsc) -> SmppSender:
+    """A handle on this process's session to the SMSC (made on first use)."""
+    key = (id(asyncio.get_running_loop()), smsc)
     session = _sessions.get(key)
     if session is None or session.task.done():
-        session = _sessions[key] = SmppSession(settings, endpoints)
-    return [SmppSender(session) for _ in range(n)]
+        session = _sessions[key] = SmppSession(settings, smsc)
+    return SmppSender(session)

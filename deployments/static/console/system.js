@@ -20,8 +20,10 @@ export async function refreshSystem() {
     if (!s.local_mode) $("outbox").classList.add("hidden");
     const routes = (await api("/api/routes")).routes;
     fillTable("routes-table", Object.entries(routes).map(([name, r]) => row([
-      name, r.rate_per_s, r.ceiling_per_s, r.throttled,
-      r.last_throttled_s_ago === null ? "–" : `${r.last_throttled_s_ago} s ago`])));
+      name, r.weight,
+      r.state === "out" ? `out ${r.out_for_s} s: ${r.last_error ?? ""}` : r.state,
+      r.rate_per_s ?? "–", r.ceiling_per_s ?? "none", r.throttled ?? 0,
+      r.last_throttled_s_ago == null ? "–" : `${r.last_throttled_s_ago} s ago`])));
   } catch (err) { /* shown as down on the next try */ }
 }
 every(5000, "system", refreshSystem);

@@ -4,8 +4,10 @@ logins, reruns of a batch, lost claims, and what one batch costs the database.""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +27,7 @@ from app.campaigns.outcomes import ROLLUP_EVERY_S
 from app.campaigns.sending import run_batch
 from app.core import rollups
 from app.core.bulk import Writes
-from app.core.config import load_settings
+from app.core.config import FurtherRelay, load_settings
 from app.core.db import database, ensure_indexes
 from app.core.endpoints import Endpoints
 from app.core.ids import delivery_id
@@ -373,6 +375,61 @@ async def test_a_relay_that_says_slow_down_is_sent_at_a_rate_it_takes(mongodb_ur
     assert {d["attempts"] for d in batch.sync.deliveries.find()} == {1}
     route = limits.routes()["relay"]
     assert route["cuts"] >= 1 and 8 <= route["rate_per_s"] <= 32, route
+
+
+class StopsAccepting(SinkHandler):
+    """A relay that takes `accept` messages, then goes away: the connection of the next
+    one is dropped before it is taken, and its port refuses connections from then on."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__(None)
+        self.accept = accept
+        self.controller: Controller | None = None
+        self.gone = threading.Event()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.total >= self.accept:
+            if not self.gone.is_set():
+                self.gone.set()
+                threading.Thread(target=self.controller.stop).start()  # (not on its loop)
+            server.transport.close()
+            return "421 4.3.2 Shutting down"  # (never read: the connection is gone)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+async def test_a_relay_that_stops_accepting_mid_campaign_leaves_its_share_to_the_other(
+        mongodb_uri: str) -> None:
+    """Two relays, the main one carrying nearly all (weight 100 to 1), goes away after
+    some 40 messages: the
+    batch completes over the other, every recipient sent exactly once (nothing was in
+    flight: the main relay took no message it did not answer), nothing failed, and the
+    worker said the main relay was out."""
+    main = StopsAccepting(accept=40)
+    main_port, backup_port = free_port(), free_port()
+    main.controller = Controller(main, hostname="127.0.0.1", port=main_port)
+    backup = SinkHandler(None)
+    backup_controller = Controller(backup, hostname="127.0.0.1", port=backup_port)
+    main.controller.start()
+    backup_controller.start()
+    events: list[tuple] = []
+    try:
+        batch = await Batch(mongodb_uri, 200).create()
+        job = batch.job(main_port, connections=4, smtp_weight=100, route_breaker_failures=2,
+                        smtp_routes=[FurtherRelay(name="backup", host="127.0.0.1",
+                                                  port=backup_port)])
+        summary = await run_and_close(job, report=lambda *event: events.append(event))
+    finally:
+        backup_controller.stop()
+        if not main.gone.is_set():
+            main.controller.stop()
+    assert main.gone.is_set() and 40 <= main.total < 200  # (RCPTs in flight at 40 went on)
+    assert summary.counts == {"sent": 200} and summary.retries == 0
+    assert summary.rerouted >= 1 and summary.stopped is None
+    received = Counter(main.count_by_recipient("send.example"))
+    received.update(backup.count_by_recipient("send.example"))
+    assert received == {f"{cid}@send.example": 1 for cid in batch.customer_ids}
+    assert {d["attempts"] for d in batch.sync.deliveries.find()} == {1}
+    assert [(route, up) for route, up, _ in events] == [("relay", False)]
 
 
 class CommandCounter(monitoring.CommandListener):

@@ -4,6 +4,7 @@ cannot reach, what a sent outcome adds to the delivery, and its relay's limit.""
 from __future__ import annotations
 
 from app.channels.registry import CHANNELS, channel_named
+from app.channels.routing import route_limits
 from app.channels.sms.smpp import SmsOutcome
 from app.channels.templates import compile_templates
 from app.core.config import load_settings
@@ -59,14 +60,27 @@ def test_who_a_channel_cannot_reach() -> None:
     assert email.unreachable(stopped) is None
 
 
-def test_what_a_channel_adds_to_its_deliveries_and_its_relay_limit() -> None:
+def test_what_a_channel_adds_to_its_deliveries_and_its_routes() -> None:
     email, sms = channel_named("email"), channel_named("sms")
     assert email.stored_fields() == {} and sms.stored_fields() == {"channel": "sms"}
     sent = SmsOutcome("sent", 0, None, ("id1", "id2"))
     assert sms.sent_fields(sent) == {"smsc_ids": ["id1", "id2"], "segments": 2}
-    assert email.relay_limit(SETTINGS) == {"relay": 40}
-    assert sms.relay_limit(SETTINGS) == {"smsc": 5}
-    assert email.relay_limit(load_settings()) == {}
+    endpoints = RUNTIME.endpoints
+    assert route_limits(email.routes(SETTINGS, endpoints)) == {"relay": 40}
+    assert route_limits(sms.routes(SETTINGS, endpoints)) == {"smsc": 5}
+    assert route_limits(email.routes(load_settings(), endpoints)) == {}
+    further = load_settings(
+        smtp_weight=3, smtp_routes=[{"name": "backup", "host": "mx2.example", "port": 25,
+                                     "password": "pw-of-backup", "rate_limit_per_s": 9}],
+        smpp_routes=[{"name": "second", "host": "smsc2.example", "weight": 2}])
+    relays = email.routes(further, endpoints)
+    assert [(r.key, r.weight, r.ceiling) for r in relays] == [
+        ("relay", 3.0, None), ("relay:backup", 1.0, 9.0)]
+    assert relays[1].target.host == "mx2.example" and relays[1].target.port == 25
+    assert "pw-of-backup" not in repr(relays)  # a route's login never printed
+    smscs = sms.routes(further, endpoints)
+    assert [(r.key, r.weight) for r in smscs] == [("smsc", 1.0), ("smsc:second", 2.0)]
+    assert relays[0].target.host == "127.0.0.1"  # the main one: the resolved endpoints
 
 
 def test_delivered_rates_and_previews_by_channel() -> None:

@@ -17,6 +17,7 @@ from app.channels.email.mailer import (
     SENT,
     Mail,
     Sender,
+    SmtpRelay,
     build_message,
     classify,
     delivery_id_in,
@@ -24,8 +25,6 @@ from app.channels.email.mailer import (
     message_id,
     one_line,
 )
-from app.core.config import Settings
-from app.core.endpoints import Endpoints
 from embedded.smtp_sink import SmtpSink
 
 
@@ -146,7 +145,7 @@ def send_in_turn(host: str, port: int, messages: list) -> tuple[list[SendOutcome
     connection that carried the first carried them all."""
 
     async def run() -> tuple[list[SendOutcome], bool]:
-        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
+        sender = Sender(SmtpRelay(host, port))
         outcomes = [await sender.send(messages[0])]
         first = sender.client
         outcomes += [await sender.send(message) for message in messages[1:]]
@@ -232,7 +231,7 @@ def test_a_relay_that_refuses_ehlo_is_greeted_with_helo_and_still_sends() -> Non
                                  text="Hello.\n"), "ops@operator.example")
 
     async def send() -> SendOutcome:
-        sender = Sender(Settings(), Endpoints("mongodb://unused", host, port))
+        sender = Sender(SmtpRelay(host, port))
         try:
             return await sender.send(message)
         finally:
@@ -258,7 +257,7 @@ def test_a_relay_that_stops_answering_costs_one_timeout_and_a_new_connection() -
                    for to in ("a+hold@x.example", "b@x.example"))
 
     async def send_both() -> tuple[SendOutcome, bool, SendOutcome]:
-        sender = Sender(Settings(smtp_timeout_s=0.5), Endpoints("mongodb://unused", host, port))
+        sender = Sender(SmtpRelay(host, port, timeout_s=0.5))
         first = await sender.send(held)
         dropped = sender.client is None
         second = await sender.send(plain)
