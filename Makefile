@@ -37,7 +37,7 @@ packages:
 
 # Lint, import contracts and types, then every test (Ray, browser and minutes included).
 test: $(STAMP) packages contracts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # The fast tier, under a minute: lint, import contracts, types and the tests that need
 # no Ray, no browser and no minutes (a database or an SMTP sink of their own at most).
