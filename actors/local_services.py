@@ -1,5 +1,5 @@
-"""The local-services actor: owns the embedded SecantusDB, SMTP sink and SMSC of local
-mode.
+"""The local-services actor: owns the embedded SecantusDB, SMTP sink, SMSC and Telegram
+Bot API server of local mode.
 
 One detached, named actor per Ray cluster, so every replica, actor and task reaches
 the same servers; it hands out their addresses and answers outbox queries. The
@@ -21,14 +21,16 @@ from embedded.mongo import EmbeddedMongo
 from embedded.processes import free_port
 from embedded.smsc import Smsc
 from embedded.smtp_sink import SmtpSink
+from embedded.telegram_api import TelegramApi
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
 class LocalServices:
     def __init__(self, settings: Settings, mongo_port: int, smtp_port: int,
-                 smpp_port: int | None = None):
+                 smpp_port: int | None = None, telegram_port: int | None = None):
         self.settings = settings
         self.mongo = self.sink = self.smsc = None
+        self.telegram: TelegramApi | None = None
         mongodb_uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
         if settings.embedded_mongodb:
             self.mongo = EmbeddedMongo(settings.data_dir, port=mongo_port)
@@ -43,10 +45,17 @@ class LocalServices:
                              receipt_delay_s=settings.smsc_receipt_delay_s, port=smpp_port,
                              submit_delay_s=settings.smsc_submit_delay_s)
             smpp_host, smpp = self.smsc.start()
+        telegram_api = settings.telegram_api_url
+        if settings.embedded_telegram:
+            self.telegram = TelegramApi(port=telegram_port,
+                                        latency_s=settings.local_telegram_latency_s)
+            telegram_api = self.telegram.start()
         self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
                                     smtp_port=port, local_sink=self.sink is not None,
                                     smpp_host=smpp_host, smpp_port=smpp,
-                                    local_smsc=self.smsc is not None)
+                                    local_smsc=self.smsc is not None,
+                                    telegram_api=telegram_api,
+                                    local_telegram=self.telegram is not None)
 
     def endpoints(self) -> Endpoints:
         return self._endpoints
@@ -92,7 +101,37 @@ class LocalServices:
         self.smsc.inject_mo(source, destination, text)
         return True
 
+    def telegram_say(self, chat_id: int, text: str, first_name: str = "Customer") -> int:
+        """A customer of the embedded Bot API writes to the bot (delivered to the
+        webhook before this returns); the update's id."""
+        return self._telegram().say(chat_id, text, first_name)
+
+    def telegram_press(self, chat_id: int, data: str) -> int:
+        return self._telegram().press(chat_id, data)
+
+    def telegram_block(self, chat_id: int, tell: bool = True) -> int | None:
+        return self._telegram().block(chat_id, tell)
+
+    def telegram_sent(self, chat_id: int | None = None) -> list[dict]:
+        return self._telegram().sent(chat_id)
+
+    def telegram_sent_counts(self) -> dict[int, int]:
+        return self._telegram().sent_counts()
+
+    def telegram_webhook(self) -> dict[str, str]:
+        return {"url": self._telegram().webhook.get("url", "")}
+
+    def telegram_deliver_raw(self, body: bytes, secret: str | None) -> int:
+        return self._telegram().deliver_raw(body, secret)
+
+    def _telegram(self) -> TelegramApi:
+        if self.telegram is None:
+            raise RuntimeError("no embedded Telegram Bot API: COMMS_TELEGRAM_BOT_TOKEN is set")
+        return self.telegram
+
     def __ray_shutdown__(self) -> None:
+        if self.telegram:
+            self.telegram.stop()
         if self.smsc:
             self.smsc.stop()
         if self.sink:
@@ -104,14 +143,15 @@ class LocalServices:
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
     return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
-                                  free_port(), free_port(), free_port(),
+                                  free_port(), free_port(), free_port(), free_port(),
                                   resources=settings.actor_resources)
 
 
 async def resolve_endpoints(settings: Settings) -> Endpoints:
     """Where MongoDB, SMTP and the SMSC are: configured ones, or the embedded ones (whose
     actor the launcher started; this only finds it)."""
-    if not (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc):
+    if not (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc
+            or settings.embedded_telegram):
         return Endpoints.configured(settings)
     services = registry.find(registry.LOCAL_SERVICES)
     if services is None:

@@ -8,7 +8,8 @@ atomic claim in `app.marketing.offers` makes sure none fires twice. Offers due t
 fire as one batch (a few database commands for the batch, see `app.marketing.offers`): they
 go to the customers' inboxes, one call rings the chat hub for open WebSockets, and
 those with an email are mailed over pooled SMTP connections (the campaigns' sender),
-and those whose conversation is held by SMS are texted through the SMS gateway.
+and those whose conversation is held by SMS are texted through the SMS gateway, those
+held in Telegram sent by the bot.
 
 Teardown: it ends with the Ray cluster, or `ray.kill(ray.get_actor("marketing",
 namespace="operator-comms"))`; scheduled offers wait in MongoDB for the next one.
@@ -34,7 +35,9 @@ from app.channels.email import composer
 from app.channels.email.mailer import RETRY, SENT, Mail, build_message, message_id
 from app.channels.registry import CHANNELS
 from app.channels.routing import close_routed, routed_senders, send_moving
-from app.chat import sms_chat
+from app.channels.telegram.api import TelegramMessage, TelegramSender
+from app.channels.telegram.channel import bot_login
+from app.chat import sms_chat, telegram_chat
 from app.core.runtime import Runtime
 from app.core.statuses import OfferStatus
 from app.marketing import offers as marketing
@@ -178,6 +181,7 @@ class MarketingActor(registry.MadeWithRuntime):
                 self.hub.publish_many.remote(rings)  # a wake-up: the inbox holds them
             fired = [offer for offer in offers if offer["_id"] in written]
             texted = await self._text([o for o in fired if o.get("sms_to")])
+            texted |= await self._telegram([o for o in fired if o.get("telegram_to")])
             to_mail, later = await self._choose_mail([o for o in fired if o.get("email")])
             emailed, failed_now = await self._mail(to_mail)
             for offer_id in failed_now:  # a transient failure: tried again, durably
@@ -264,6 +268,26 @@ class MarketingActor(registry.MadeWithRuntime):
             (offer["sms_to"], sms_chat.render(marketing.offer_messages(offer)),
              f"offer:{offer['_id']}") for offer in offers])
         return {offer["_id"]: sent.get(f"offer:{offer['_id']}", False) for offer in offers}
+
+    async def _telegram(self, offers: list[dict]) -> dict[str, bool]:
+        """Counter-offers to conversations held in Telegram, by the bot, with the
+        offer's options as buttons; offer id -> accepted by the Bot API."""
+        if not offers:
+            return {}
+        sender = TelegramSender(bot_login(self.settings, self.runtime.endpoints))
+        sent = {}
+        for offer in offers:
+            reply = telegram_chat.render(int(offer["telegram_to"]),
+                                         marketing.offer_messages(offer))
+            if reply is None:
+                continue
+            outcome = await sender.send(TelegramMessage(
+                reply.chat_id, reply.text, f"offer:{offer['_id']}", reply.options))
+            sent[offer["_id"]] = outcome.status == SENT
+            if outcome.status != SENT:
+                log.warning("offer %s: Telegram message not sent (%s %s)", offer["_id"],
+                            outcome.code, outcome.error)
+        return sent
 
     async def _mail(self, offers: list[dict]) -> tuple[dict[str, bool], set[str]]:
         """Mail the offers over a few pooled connections: (offer id -> sent, the ids that

@@ -27,13 +27,14 @@ from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
 from deployments.limits import MAX_BODY_BYTES, LimitsFirst
 from deployments.log_context import LogContext
-from deployments.routes import chat
+from deployments.routes import chat, telegram
 from deployments.security import SecurityHeaders
 
 chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/docs",
                    openapi_url="/api/openapi.json", telemetry=options.FASTAPI_TELEMETRY,
                    max_body_size=MAX_BODY_BYTES)
 chat_api.include_router(chat.router, responses=DOCUMENTED_ERRORS)
+chat_api.include_router(telegram.router, responses=DOCUMENTED_ERRORS)
 install_error_handlers(chat_api)
 chat_api.add_middleware(SecurityHeaders)
 chat_api.add_middleware(LogContext)

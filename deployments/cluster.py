@@ -9,15 +9,20 @@ the applications' builders when `serve run` or `serve deploy` builds them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
+from telegram.error import TelegramError
 
 from actors.cluster import start_actors
 from actors.local_services import local_services
 from app import migrations
 from app.campaigns.records import active_campaign_ids
+from app.channels.telegram.api import set_webhook
+from app.channels.telegram.channel import bot_login
+from app.channels.telegram.updates import webhook_secret
 from app.core import signing_keys
 from app.core.config import Settings
 from app.core.db import close_clients, database, ensure_indexes
@@ -25,10 +30,14 @@ from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.signing_keys import KeyRing
 from app.core.tokens import admin_token
+from deployments import options
+
+log = logging.getLogger("operator_comms.launcher")
 
 
 def _embedded(settings: Settings) -> bool:
-    return settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc
+    return (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc
+            or settings.embedded_telegram)
 
 
 def _run_async(work: Any) -> Any:
@@ -60,4 +69,19 @@ def prepare_cluster(settings: Settings) -> Runtime:
     keys, running = _run_async(database_work)
     runtime = Runtime.build(settings, resolved, keys)
     start_actors(runtime, running)
+    _run_async(lambda: _telegram_webhook(runtime))
     return runtime
+
+
+async def _telegram_webhook(runtime: Runtime) -> None:
+    """Have the Bot API post our bot's updates to the chat app's webhook, with a secret
+    from the current link key (set again on every deploy, so it follows a rotation). A
+    Bot API that refuses (an unreachable URL, a bad token) is logged, not fatal: email,
+    SMS and the web chat do not need it."""
+    settings = runtime.settings
+    url = f"{settings.public_url.rstrip('/')}{options.CHAT_PREFIX}/telegram/webhook"
+    try:
+        await set_webhook(bot_login(settings, runtime.endpoints), url,
+                          webhook_secret(runtime.link_key))
+    except TelegramError as exc:
+        log.warning("Telegram: the webhook %s was not set (%s)", url, exc)

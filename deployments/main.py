@@ -29,7 +29,7 @@ from deployments.dashboard import Dashboard
 
 APP_NAME = "operator-comms"
 CHAT_APP_NAME = "operator-comms-chat"
-CHAT_PREFIX = "/chat"
+CHAT_PREFIX = options.CHAT_PREFIX
 
 
 class AppArgs(BaseModel):

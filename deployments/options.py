@@ -16,6 +16,7 @@ from app.core.config import Telemetry
 # 0.5 s costs a fifth of that; a change (a replica to replace, a deployment to roll
 # out) waits at most half a second longer. Read by the controller when it starts, so
 # it goes in Ray's environment.
+CHAT_PREFIX = "/chat"  # where the chat application is served (its webhooks under it)
 SERVE_ENVIRONMENT = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
 
 

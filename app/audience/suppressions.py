@@ -34,7 +34,8 @@ from app.core.spreadsheets import safe_cell
 ALL = "all"  # every channel: an unsubscribe
 HARD_BOUNCE, SOFT_BOUNCES, COMPLAINT = "hard-bounce", "soft-bounces", "complaint"
 UNSUBSCRIBE, STOP, BLOCKED, OPERATOR = "unsubscribe", "stop", "blocked", "operator"
-ADDRESS_FIELDS = {"email": "email", "sms": "phone"}  # where a customer keeps the address
+ADDRESS_FIELDS = {"email": "email", "sms": "phone",  # where a customer keeps the address
+                  "telegram": "telegram.chat_id"}
 CHANGED = "consent_changed_at"  # on a customer: when its consent last changed (indexed)
 DUPLICATE = 11000
 

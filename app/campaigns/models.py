@@ -17,7 +17,8 @@ from app.core.models import Any_, Name, Reply, Strict
 from app.core.statuses import CampaignStatus
 from app.core.windows import Window
 
-Channel = Literal["email", "sms"]  # the names in `app.channels.registry` (a test checks)
+Channel = Literal["email", "sms", "telegram"]  # the names in `app.channels.registry` (a test
+# checks)
 
 
 class Templates(Strict):

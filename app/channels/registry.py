@@ -8,11 +8,13 @@ from typing import Any
 from app.channels.base import Channel
 from app.channels.email.channel import EmailChannel
 from app.channels.sms.channel import SmsChannel
+from app.channels.telegram.channel import TelegramChannel
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
 
 CHANNELS: dict[str, Channel] = {channel.name: channel
-                                for channel in (EmailChannel(), SmsChannel())}
+                                for channel in (EmailChannel(), SmsChannel(),
+                                                TelegramChannel())}
 DEFAULT = "email"
 
 

@@ -181,7 +181,24 @@ class Settings(Telemetry):
     route_breaker_open_s: float = Field(default=30.0, gt=0, le=3600)
     """how long a route stays out before one connection tries it again (doubling each
     time it fails again, up to ten times as long)"""
-    # Keywords a customer texts, answered before the chatbot.
+    # Telegram: unset token means "start the embedded Bot API server" (local mode).
+    telegram_bot_token: SecretStr | None = None
+    """the bot's token from @BotFather (never logged or returned); unset: the embedded
+    Bot API server of local mode and its bot"""
+    telegram_api_url: str = Field(default="https://api.telegram.org",
+                                  pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    """the Bot API's base URL (a self-hosted Bot API server, say); ignored while the
+    token is unset"""
+    telegram_bot_username: str = Field(default="operator_bot",
+                                       pattern=r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
+    """the bot's username, for the `https://t.me/<username>?start=...` links that tie a
+    customer's chat to them"""
+    local_telegram_latency_s: float = Field(default=0.0, ge=0, le=10)
+    """how long the embedded Bot API server takes to answer each call (benchmarks)"""
+    telegram_rate_limit_per_s: float | None = Field(default=30.0, gt=0)
+    """messages a second to the Bot API across the cluster (Telegram's broadcast limit is
+    about 30); unset: no cap"""
+
     sms_stop_keywords: list[str] = Field(
         default_factory=lambda: ["STOP", "PARAR", "SAIR", "CANCELAR"], min_length=1)
     """a text that is only one of these words (any case, accents ignored) suppresses the
@@ -473,6 +490,10 @@ class Settings(Telemetry):
     def embedded_smsc(self) -> bool:
         return self.smpp_host is None
 
+    @property
+    def embedded_telegram(self) -> bool:
+        return self.telegram_bot_token is None
+
     def smpp_login(self) -> str:
         """The SMSC password (the embedded SMSC's when none is configured)."""
         if self.smpp_password is not None:
@@ -480,8 +501,9 @@ class Settings(Telemetry):
         return "local" if self.embedded_smsc else ""
 
 
+# ("password": a further route's)
 SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password",
-                 "smpp_password", "password"}  # ("password": a further route's)
+                 "smpp_password", "password", "telegram_bot_token"}
 
 
 def load_settings(**overrides: Any) -> Settings:

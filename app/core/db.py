@@ -64,9 +64,12 @@ async def close_clients() -> None:
 
 
 INDEXES: dict[str, list[IndexModel]] = {
+    "channel_inbox": [IndexModel([("channel", ASCENDING), ("address", ASCENDING),
+                                  ("taken", ASCENDING), ("seq", ASCENDING)])],
     "customers": [
         IndexModel([("email", ASCENDING)], unique=True),
         IndexModel([("phone", ASCENDING)]),
+        IndexModel([("telegram.chat_id", ASCENDING)]),  # whose chat a Telegram update is
         IndexModel([("unsubscribed", ASCENDING), ("_id", ASCENDING)]),
         # audience pages: {bucket or shard, unsubscribed, tags} (neither for one page)
         IndexModel([("bucket", ASCENDING), ("unsubscribed", ASCENDING), ("tags", ASCENDING)]),

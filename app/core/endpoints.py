@@ -1,5 +1,5 @@
-"""Where MongoDB, the SMTP relay and the SMSC are, once resolved: the configured ones, or
-the embedded ones the local-services actor started."""
+"""Where MongoDB, the SMTP relay, the SMSC and the Telegram Bot API are, once resolved:
+the configured ones, or the embedded ones the local-services actor started."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class Endpoints:
     smpp_host: str = ""
     smpp_port: int = 0
     local_smsc: bool = False
+    telegram_api: str = ""  # the Bot API's base URL (configured, or the embedded server's)
+    local_telegram: bool = False
 
     @classmethod
     def configured(cls, settings: Settings) -> Endpoints:
@@ -26,8 +28,8 @@ class Endpoints:
         assert settings.smpp_host is not None
         return cls(settings.mongodb_uri.get_secret_value(), settings.smtp_host,
                    settings.smtp_port, smpp_host=settings.smpp_host,
-                   smpp_port=settings.smpp_port)
+                   smpp_port=settings.smpp_port, telegram_api=settings.telegram_api_url)
 
     def __repr__(self) -> str:  # the URI may carry a password: never print it
         return (f"Endpoints(mongodb=<hidden>, smtp={self.smtp_host}:{self.smtp_port}, "
-                f"smpp={self.smpp_host}:{self.smpp_port})")
+                f"smpp={self.smpp_host}:{self.smpp_port}, telegram={self.telegram_api})")

@@ -85,8 +85,9 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
             return None, "already offered within the window"
     session = await db.chat_sessions.find_one({"_id": event["session_id"]},
                                               {"channel": 1, "contact": 1}) or {}
-    sms_to = (session.get("contact") or {}).get("phone") if session.get("channel") == "sms" \
-        else None
+    contact = session.get("contact") or {}
+    sms_to = contact.get("phone") if session.get("channel") == "sms" else None
+    telegram_to = contact.get("telegram") if session.get("channel") == "telegram" else None
     created = now()
     fire_at = created + timedelta(seconds=settings.marketing_cooldown_s
                                   if delay_s is None else delay_s)
@@ -98,6 +99,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         "fire_at": fire_at,
         "expires_at": fire_at + timedelta(seconds=settings.marketing_offer_ttl_s),
         **({"sms_to": sms_to} if sms_to else {}),  # a conversation by SMS: texted too
+        **({"telegram_to": telegram_to} if telegram_to else {}),  # ... or in Telegram
     }
     try:
         await db.offers.insert_one(offer)
@@ -147,7 +149,8 @@ def _counter_offer(offer: dict):
 
 
 def offer_messages(offer: dict) -> list[dict]:
-    """The counter-offer's messages as the inbox holds them (for an SMS of them)."""
+    """The counter-offer's messages as the inbox holds them (for an SMS or a Telegram
+    message of them)."""
     return [{"role": "marketing", "text": m.text, "options": m.options}
             for m in _counter_offer(offer).messages]
 

@@ -89,6 +89,9 @@ def configure(telemetry: Telemetry, component: str) -> None:
         return
     _configured = True
     logging.getLogger(APP_LOGGER).setLevel(telemetry.log_level)
+    for noisy in ("httpx", "httpcore", "telegram"):  # their INFO lines show request URLs,
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # and a Bot API URL holds the
+        # bot's token
     root = logging.getLogger()
     if not root.handlers:
         # Without one, Python's last resort shows warnings only, so `COMMS_LOG_LEVEL=INFO`

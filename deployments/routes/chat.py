@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.chat_hub import with_presence
 from actors.metrics import ChatMetrics
+from app.channels.telegram import linking
 from app.chat import sessions as chat
 from app.chat.conversations import Bell, Conversations
 from app.chat.models import (
@@ -149,6 +150,33 @@ async def send_message(session_id: str, body: CustomerText,
         return {"messages": _messages(docs)}
     except chat.SessionNotFound:
         raise _not_found(session_id) from None
+
+
+class TelegramLinkReply(BaseModel):
+    link: str = Field(description="https://t.me/<bot>?start=...: this customer's chat")
+
+
+@router.post("/api/sessions/{session_id}/telegram-link", response_model=TelegramLinkReply,
+             responses={409: {"description": "the session is not verified"}})
+async def telegram_link(session_id: str, context: Context,
+                        authorization: SessionToken = None) -> dict:
+    """A verified customer's deep link to go on in Telegram (it ties their chat to them;
+    `app.channels.telegram.linking`). A session not verified gets none: a typed address
+    proves nothing."""
+    token = _token(authorization)
+    try:
+        known = await _talk().open(session_id, token)
+    except chat.SessionNotFound:
+        raise _not_found(session_id) from None
+    if known.customer_id is None:
+        raise HTTPException(409, "verify the session first: a Telegram link is for a "
+                                 "verified customer")
+    runtime = await context.runtime_for("links")
+    try:
+        return {"link": linking.deep_link(context.settings.telegram_bot_username,
+                                          known.customer_id, runtime.link_key)}
+    except linking.TooLong:  # (ids this system makes fit; an imported legacy id may not)
+        raise HTTPException(409, "this customer's id does not fit a Telegram link") from None
 
 
 @router.get("/api/sessions/{session_id}/messages", response_model=InboxReply,

@@ -1,4 +1,5 @@
-"""Audience routes: demo customers, CSV or XLSX import with a per-row report, a listing.
+"""Audience routes: demo customers, CSV or XLSX import with a per-row report, a listing,
+a customer's Telegram link.
 
 Generating and importing run as admin jobs (`actors.admin_jobs`), off this replica:
 the answer is 202 with the job's id at once (follow it at `/api/jobs/{id}`), or, with
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, HTTPException, Path, Query, Response, UploadFile
+from pydantic import BaseModel, Field
 
 from actors.admin_jobs import GENERATE, IMPORT, admin_jobs
 from app.access import audit
@@ -23,6 +25,7 @@ from app.audience.models import (
     ImportResult,
     JobStarted,
 )
+from app.channels.telegram import linking
 from app.core.models import Tag
 from deployments.deps import Context, Cursor, Signed, Who, paged
 from deployments.limits import IMPORT_BODY_BYTES
@@ -111,3 +114,26 @@ async def list_customers(
     customers = [{**doc, "id": doc.pop("_id"), "created_at": doc["created_at"].isoformat()}
                  for doc in page]
     return {"customers": customers, "next_cursor": next_cursor, "estimated_total": estimate}
+
+
+class TelegramLink(BaseModel):
+    link: str = Field(description=(
+        "https://t.me/<bot>?start=<signed>: opened by the customer, it ties their "
+        "Telegram chat to them"))
+
+
+@router.post("/{customer_id}/telegram-link", response_model=TelegramLink)
+async def telegram_link(context: Context, who: Who,
+                        customer_id: Annotated[str, Path(max_length=36)]) -> dict:
+    """A deep link that ties whoever opens it in Telegram to this customer (give it to
+    them only: an email, a verified chat). Operators; audited."""
+    if await context.db.customers.find_one({"_id": customer_id}, {"_id": 1}) is None:
+        raise HTTPException(404, f"no customer {customer_id!r}")
+    runtime = await context.runtime_for("links")
+    try:
+        link = linking.deep_link(context.settings.telegram_bot_username, customer_id,
+                                 runtime.link_key)
+    except linking.TooLong as exc:
+        raise HTTPException(422, f"path.customer_id: {exc}") from None
+    await audit.record(context.db, who, "telegram.link", customer_id)
+    return {"link": link}

@@ -3,6 +3,9 @@ cannot reach, what a sent outcome adds to the delivery, and its relay's limit.""
 
 from __future__ import annotations
 
+from typing import get_args
+
+from app.campaigns.models import Channel as CampaignChannel
 from app.channels.registry import CHANNELS, channel_named
 from app.channels.routing import route_limits
 from app.channels.sms.smpp import SmsOutcome
@@ -90,4 +93,9 @@ def test_delivered_rates_and_previews_by_channel() -> None:
     assert channel_named("email").preview("hi", CUSTOMER) is None
     assert channel_named("sms").preview("hi", CUSTOMER) == {
         "to": "+5511987650001", "encoding": "GSM-7", "segments": 1, "characters": 2}
-    assert set(CHANNELS) == {"email", "sms"}
+    linked = {**CUSTOMER, "telegram": {"chat_id": "777"}}
+    assert channel_named("telegram").preview("hi", linked) == {"to": "777", "characters": 2,
+                                                               "fits": True}
+    assert channel_named("telegram").unreachable(CUSTOMER) == "no Telegram chat linked"
+    assert channel_named("telegram").unreachable(linked) is None
+    assert set(CHANNELS) == set(get_args(CampaignChannel)) == {"email", "sms", "telegram"}
