@@ -365,7 +365,9 @@ class CampaignRunner(registry.MadeWithRuntime):
         if options.get("rate_limit_per_s"):
             limits[f"campaign:{self.campaign_id}"] = options["rate_limit_per_s"]
         channel = channel_named(self.campaign.get("channel"))
-        routes = channel.routes(self.settings, self.runtime.endpoints)
+        fallback = [channel_named(name) for name in self.campaign.get("fallback", ())]
+        routes = [route for each in (channel, *fallback)
+                  for route in each.routes(self.settings, self.runtime.endpoints)]
         limits.update(route_limits(routes))
         return BatchJob(
             campaign_id=self.campaign_id, batch_id=batch, claim=claim, attempt=attempt,
@@ -375,7 +377,9 @@ class CampaignRunner(registry.MadeWithRuntime):
             limiter=self.limiter if limits or len(routes) > 1 else None, trace=self.trace,
             tracking=self.campaign.get("tracking"), channel=channel.name, runner=self.me,
             cap=cap_for(self.campaign, self.settings),
-            windows=windows_for(self.campaign, self.settings, channel.name))
+            windows=windows_for(self.campaign, self.settings, channel.name),
+            fallback=tuple((each.name, windows_for(self.campaign, self.settings, each.name))
+                           for each in fallback))
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):

@@ -61,6 +61,9 @@ class BatchJob:
     channel: str = "email"  # the campaign's channel (`app.channels.registry`)
     cap: Cap | None = None  # the frequency cap its sends keep to (`app.campaigns.caps`)
     windows: tuple[Window, ...] = ()  # send windows (`app.campaigns.quiet_hours`)
+    # The channels to try, in order, for a recipient `channel` cannot reach, each with
+    # its send windows.
+    fallback: tuple[tuple[str, tuple[Window, ...]], ...] = ()
 
     @property
     def settings(self) -> Settings:

@@ -21,31 +21,48 @@ Channel = Literal["email", "sms", "telegram"]  # the names in `app.channels.regi
 # checks)
 
 
+def _rule(info: ValidationInfo) -> list:
+    """The campaign's channel and its fallback, as validated so far."""
+    return [channel_named(name) for name in
+            [info.data.get("channel"), *(info.data.get("fallback") or [])]]
+
+
 class Templates(Strict):
     """What a campaign says: an email's subject and bodies, or an SMS's text (body_text;
     an SMS has no subject or HTML)."""
 
     channel: Channel = "email"
+    fallback: list[Channel] = Field(default_factory=list, max_length=3, description=(
+        "channels to try, in order, for a recipient the campaign's channel cannot reach "
+        "(no address or linked chat there, or suppressed there); one message per "
+        "recipient whichever carries it"))
     subject: str = Field(default="", max_length=1000, validate_default=True,
-                         description="email: required")
+                         description="email (or an email fallback): required")
     body_text: str = Field(min_length=1, max_length=200_000,
                            description="the email's text part, or the SMS text")
     body_html: str | None = Field(default=None, max_length=500_000, description="email only")
 
+    @field_validator("fallback")
+    @classmethod
+    def _each_channel_once(cls, fallback: list[str], info: ValidationInfo) -> list[str]:
+        rule = [info.data.get("channel") or "email", *fallback]
+        if len(set(rule)) != len(rule):
+            raise ValueError("each channel at most once, the campaign's own not again")
+        return fallback
+
     @field_validator("subject")
     @classmethod
     def _email_has_a_subject(cls, subject: str, info: ValidationInfo) -> str:
-        channel = channel_named(info.data.get("channel"))
-        if channel.needs_subject and not subject.strip():
-            raise ValueError(f"an {channel.name} campaign needs a subject")
+        for channel in _rule(info):
+            if channel.needs_subject and not subject.strip():
+                raise ValueError(f"an {channel.name} campaign (or fallback) needs a subject")
         return subject
 
     @field_validator("body_html")
     @classmethod
     def _sms_has_no_html(cls, body_html: str | None, info: ValidationInfo) -> str | None:
-        channel = channel_named(info.data.get("channel"))
-        if body_html and not channel.takes_html:
-            raise ValueError(f"an {channel.name} campaign has no HTML body")
+        if body_html and not any(channel.takes_html for channel in _rule(info)):
+            raise ValueError(f"an {info.data.get('channel')} campaign has no HTML body")
         return body_html
 
 
@@ -110,6 +127,8 @@ class CampaignView(Reply):
     name: str
     status: CampaignStatus
     channel: Channel = "email"
+    fallback: list[Channel] = Field(default_factory=list, description=(
+        "the channels tried, in order, for whom the channel cannot reach"))
     audience: Audience | None
     templates: Any_ | None
     tracking: Tracking

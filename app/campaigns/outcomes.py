@@ -22,7 +22,7 @@ from app.audience import suppressions
 from app.audience.suppressions import Entry
 from app.campaigns import batches, caps, ledger
 from app.campaigns.batch import BatchJob
-from app.channels.base import Outcome
+from app.channels.base import Channel, Outcome
 from app.core import bulk, rollups
 from app.core.ids import delivery_id
 from app.core.statuses import AttemptOutcome, DeliveryStatus
@@ -65,11 +65,13 @@ class OutcomeRecorder:
 
     async def record(self, customer_id: str, previous: dict | None, outcome: Outcome,
                      latency_ms: float | None, message_id: str | None,
-                     address: str | None = None) -> str:
-        """Queue one outcome (`address`: where it was sent, for the suppression list)."""
+                     address: str | None = None, channel: Channel | None = None) -> str:
+        """Queue one outcome (`address`: where it was sent, for the suppression list;
+        `channel`: what carried it, the campaign's unless a fallback did)."""
         did = delivery_id(self.job.campaign_id, customer_id)
-        status, fields = self._fields(previous, outcome, latency_ms, message_id)
-        bounced = self._bounce(status, outcome, address)
+        channel = channel or self.job.sends_by
+        status, fields = self._fields(previous, outcome, latency_ms, message_id, channel)
+        bounced = self._bounce(status, outcome, address, channel)
         async with self.changed:
             while self.unrecorded >= 2 * self.flush_every and self.error is None:
                 await self.changed.wait()
@@ -93,10 +95,10 @@ class OutcomeRecorder:
                 self.kick.set()
         return status
 
-    def _bounce(self, status: str, outcome: Outcome, address: str | None) -> Entry | None:
+    def _bounce(self, status: str, outcome: Outcome, address: str | None,
+                channel: Channel) -> Entry | None:
         """The suppression a failure asks for: hard (the channel says the address is
         dead) or a soft bounce to count (every attempt failed transiently)."""
-        channel = self.job.sends_by
         if address is None or status not in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
             return None
         detail = {"campaign_id": self.job.campaign_id, "code": outcome.code}
@@ -107,17 +109,19 @@ class OutcomeRecorder:
                      {**detail, "status": hard}) if hard else None
 
     def _fields(self, previous: dict | None, outcome: Outcome, latency_ms: float | None,
-                message_id: str | None) -> tuple[str, dict]:
+                message_id: str | None, channel: Channel) -> tuple[str, dict]:
         at = batches.now()
         attempts = (previous or {}).get("attempts", 0) + 1
         fields: dict[str, Any] = {"last_code": outcome.code, "last_error": outcome.error,
                                   "last_attempt_at": at, "batch_id": self.job.batch_id,
                                   **self.identity}
-        fields.update(self.job.sends_by.stored_fields())
+        fields.update(channel.stored_fields())
+        if self.job.fallback:  # which channel carried it, email too
+            fields["channel"] = channel.name
         if outcome.status == SENT:
             status = DeliveryStatus.SENT
             fields.update(sent_at=at, latency_ms=latency_ms, message_id=message_id,
-                          **self.job.sends_by.sent_fields(outcome))
+                          **channel.sent_fields(outcome))
         elif outcome.status == FAILED:
             status = DeliveryStatus.FAILED
         elif outcome.status == SKIPPED:

@@ -44,7 +44,8 @@ from app.campaigns import batches, caps, ledger, quiet_hours
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
 from app.campaigns.outcomes import OutcomeRecorder
-from app.channels.base import Route, SendOutcome
+from app.channels.base import Channel, Route, SendOutcome
+from app.channels.registry import channel_named
 from app.channels.routing import Report, RoutedSender, close_routed, routed_senders
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.core.ids import delivery_id
@@ -113,7 +114,14 @@ class BatchRun:
         # has a shared rate that adapts to its answers: "slow down" answers defer the
         # message (requeued here, no attempt counted) and are told to the limiter; a
         # route that fails hands its message to another (requeued too).
-        self.routes = job.sends_by.routes(job.settings, job.runtime.endpoints)
+        # A recipient the campaign's channel cannot reach goes by the first of its
+        # fallback channels that can (`chosen`); each connection has a sender per
+        # channel it uses.
+        self.channels = [job.sends_by, *(channel_named(name) for name, _ in job.fallback)]
+        self.windows = {job.channel: job.windows, **dict(job.fallback)}
+        self.chosen: dict[str, Channel] = {}
+        self.routes = [route for channel in self.channels
+                       for route in channel.routes(job.settings, job.runtime.endpoints)]
         self.route_keys = {route.key for route in self.routes}
         self.report = report
         self.heard: dict[str, list[int]] = {}  # clean, throttled answers per route
@@ -156,14 +164,10 @@ class BatchRun:
         summary.claimed = len(to_send)
         if to_send:
             self.customers = await self._recipients(to_send)
-            if job.windows:  # outside their window: left for when it opens
-                self.waiting, wait = quiet_hours.outside(
-                    job.windows, self.customers, to_send, self.settings.default_timezone,
-                    self.wall_clock())
-                if self.waiting:
-                    held = set(self.waiting)
-                    to_send = [cid for cid in to_send if cid not in held]
-                    self.wait_s = wait.total_seconds() if wait else 0.0
+            if job.fallback:
+                self.chosen = self._choose(to_send)
+            if any(self.windows.values()):  # outside their window: left for when it opens
+                to_send = self._hold_outside_windows(to_send)
             if job.cap is not None:  # who another campaign messaged meanwhile counts too
                 self.recent = await caps.recent_sends(self.db, to_send)
         for cid in to_send:
@@ -171,15 +175,16 @@ class BatchRun:
         recorder = OutcomeRecorder(self.db, job, self.identity)
         watcher = asyncio.create_task(self._watch())
         n = min(max(1, job.connections), max(1, len(to_send)))
-        senders = routed_senders(job.sends_by, self.settings, job.runtime.endpoints, n,
-                                 self.report)
+        connections: list[dict[str, RoutedSender]] = [{} for _ in range(n)]
         try:
-            await asyncio.gather(*(self._connection(s, recorder) for s in senders))
+            await asyncio.gather(*(self._connection(c, recorder) for c in connections))
         finally:
             self.stop.set()
             watcher.cancel()
             await recorder.close()
-            close_routed(job.sends_by, senders)
+            for channel in self.channels:
+                close_routed(channel, [c[channel.name] for c in connections
+                                       if channel.name in c])
         unsent = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         retry = carried + recorder.retry_ids
         if unsent or self.stop_reason:
@@ -208,6 +213,54 @@ class BatchRun:
         summary.webhooks = recorder.webhooks
         summary.stopped = self.stop_reason[0] if self.stop_reason else None
         return summary
+
+    def _choose(self, ids: list[str]) -> dict[str, Channel]:
+        """Each recipient's channel: the campaign's, or the first fallback that can
+        reach them when it cannot (absent: none can; the campaign's says why)."""
+        chosen = {}
+        for cid in ids:
+            customer = self.customers.get(cid)
+            if customer is None:
+                continue
+            found = next((c for c in self.channels if c.unreachable(customer) is None), None)
+            if found is not None:
+                chosen[cid] = found
+        return chosen
+
+    def _channel_of(self, cid: str) -> Channel:
+        return self.chosen.get(cid, self.job.sends_by)
+
+    def _hold_outside_windows(self, to_send: list[str]) -> list[str]:
+        """Leave out who is outside the send window of the channel they go by (they
+        wait for it); the rest, to send now."""
+        by_channel: dict[str, list[str]] = {}
+        for cid in to_send:
+            by_channel.setdefault(self._channel_of(cid).name, []).append(cid)
+        first: float | None = None
+        for name, ids in by_channel.items():
+            windows = self.windows.get(name, ())
+            if not windows:
+                continue
+            waiting, wait = quiet_hours.outside(windows, self.customers, ids,
+                                                self.settings.default_timezone,
+                                                self.wall_clock())
+            self.waiting += waiting
+            if waiting and wait is not None:
+                seconds = wait.total_seconds()
+                first = seconds if first is None else min(first, seconds)
+        if self.waiting:
+            self.wait_s = first or 0.0
+            held = set(self.waiting)
+            return [cid for cid in to_send if cid not in held]
+        return to_send
+
+    def _sender(self, connection: dict[str, RoutedSender], channel: Channel) -> RoutedSender:
+        """The connection's sender for the channel (made on its first message)."""
+        sender = connection.get(channel.name)
+        if sender is None:
+            sender = connection[channel.name] = routed_senders(
+                channel, self.settings, self.job.runtime.endpoints, 1, self.report)[0]
+        return sender
 
     async def _recipients(self, ids: list[str]) -> dict[str, dict]:
         """The customers to send to, fresh as of now: their documents from the page the
@@ -288,7 +341,8 @@ class BatchRun:
             self.stop_reason.append(reason)
         self.stop.set()
 
-    async def _connection(self, sender: RoutedSender, recorder: OutcomeRecorder) -> None:
+    async def _connection(self, connection: dict[str, RoutedSender],
+                          recorder: OutcomeRecorder) -> None:
         while not self.stop.is_set():
             try:
                 cid = self.queue.get_nowait()
@@ -297,7 +351,9 @@ class BatchRun:
             if self.queue.empty() and self.on_draining is not None:
                 self._draining()
             previous = self.records.get(delivery_id(self.job.campaign_id, cid))
-            outcome, latency_ms, mid = await self._send_one(cid, sender)
+            channel = self._channel_of(cid)
+            sender = self._sender(connection, channel)
+            outcome, latency_ms, mid = await self._send_one(cid, sender, channel)
             if outcome is not None and (self._deferred(cid, outcome, sender)
                                         or self._moved(cid, sender)):
                 continue
@@ -307,11 +363,12 @@ class BatchRun:
                     self._halt(AttemptOutcome.AUTH)
                     await campaigns.fail_campaign(
                         self.db, self.job.campaign_id,
-                        f"{self.job.sends_by.relay} failed: {outcome.error}")
+                        f"{channel.relay} failed: {outcome.error}")
                 return
             customer = self.customers.get(cid)
             await recorder.record(cid, previous, outcome, latency_ms, mid,
-                                  self.job.sends_by.address_of(customer) if customer else None)
+                                  channel.address_of(customer) if customer else None,
+                                  channel)
             if latency_ms is not None:
                 recorder.latencies.append(latency_ms)
 
@@ -322,7 +379,7 @@ class BatchRun:
         if route is None or route.key not in self.job.limits or outcome.code is None:
             return False  # not adapting, or no answer at all (a connection problem)
         heard = self.heard.setdefault(route.key, [0, 0])
-        if not self.job.sends_by.throttled(outcome):
+        if not self._channel_of(cid).throttled(outcome):
             heard[0] += 1
             return False
         heard[1] += 1
@@ -351,7 +408,7 @@ class BatchRun:
         """The job's limits less those of the routes this send does not take."""
         limits = self.job.limits
         if len(self.routes) == 1:
-            return limits
+            return limits  # (the one route's, or none)
         return {key: rate for key, rate in limits.items()
                 if key not in self.route_keys or (route is not None and key == route.key)}
 
@@ -362,21 +419,21 @@ class BatchRun:
         self.heard = {}
         return heard
 
-    async def _send_one(self, cid: str, sender: RoutedSender
+    async def _send_one(self, cid: str, sender: RoutedSender, channel: Channel
                         ) -> tuple[SendOutcome | None, float | None, str | None]:
         job = self.job
         customer = self.customers.get(cid)
         if customer is None or customer.get("unsubscribed") is True:  # (a pending signup
             # is sent its confirmation, the one campaign it belongs to)
             return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
-        unreachable = job.sends_by.unreachable(customer)  # no address, or opted out (STOP)
+        unreachable = channel.unreachable(customer)  # no address, or opted out (STOP)
         if unreachable is not None:
             return SendOutcome(SKIPPED, None, unreachable), None, None
         if job.cap is not None and job.cap.reached(self.recent.get(cid, ()), batches.now()):
             return SendOutcome(SKIPPED, None, job.cap.reason), None, None
         did = delivery_id(job.campaign_id, cid)
         try:
-            composed = job.sends_by.compose(
+            composed = channel.compose(
                 compiled_templates(job.templates), customer, runtime=job.runtime,
                 delivery_id=did, tracking=job.tracking)
         except TemplateProblem as exc:

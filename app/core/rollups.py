@@ -61,7 +61,8 @@ STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
             DeliveryStatus.PENDING, DeliveryStatus.SKIPPED)
 DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
                    "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1,
-                   "opened.first": 1, "clicked.first": 1, "receipt": 1, "segments": 1}
+                   "opened.first": 1, "clicked.first": 1, "receipt": 1, "segments": 1,
+                   "channel": 1}
 ENGAGEMENT = ("opened", "clicked")
 
 
@@ -241,10 +242,13 @@ class Increments:
         inc[f"by_worker.{key_safe(doc.get('worker'))}"] += sign
         # Billing counts the send on the day it happened: an email, or an SMS's parts.
         billed = self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]
+        channel = doc.get("channel")
         if doc.get("segments"):
             billed["sms_segments"] += sign * doc["segments"]
-        else:
+        elif channel in (None, "email"):
             billed["emails"] += sign
+        else:  # a Telegram message, say: neither an email nor SMS parts
+            billed[f"messages.{key_safe(channel)}"] += sign
 
     def bounced(self, campaign_id: str, delivery: dict, fields: dict) -> None:
         """A sent delivery bounced: it moves to `fields["status"]` (failed), and what

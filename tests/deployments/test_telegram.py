@@ -62,6 +62,17 @@ def _link(stack: Stack, api: httpx.Client, customer_id: str, chat_id: int) -> No
     ray.get(stack.services.telegram_say.remote(chat_id, f"/start {parameter}"))
 
 
+def _sent_campaign(api: httpx.Client, tag: str, **fields: object) -> tuple[str, dict]:
+    """A Telegram campaign to the tag, launched and finished: (its id, its view)."""
+    created = api.post("/api/campaigns", json={
+        "name": "tg", "channel": "telegram", "body_text": "Hi {{ first_name }}, news!",
+        "audience": {"tag": tag}, **fields})
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    launch(api, campaign_id)
+    return campaign_id, wait_for(api, campaign_id, finished)
+
+
 def test_the_bot_flow_over_telegram_ends_in_the_counter_offer_there(
         stack: Stack, api: httpx.Client) -> None:
     _, [customer_id] = _customers(api, 1)
@@ -155,13 +166,7 @@ def test_a_telegram_campaign_reaches_the_linked_once_and_learns_who_blocked(
     told, quiet = chats[ids[3]], chats[ids[4]]
     ray.get(stack.services.telegram_block.remote(told))  # the bot hears of it
     ray.get(stack.services.telegram_block.remote(quiet, False))  # it learns at send
-    created = api.post("/api/campaigns", json={
-        "name": "tg", "channel": "telegram", "body_text": "Hi {{ first_name }}, news!",
-        "audience": {"tag": tag}})
-    assert created.status_code == 201, created.text
-    campaign_id = created.json()["id"]
-    launch(api, campaign_id)
-    view = wait_for(api, campaign_id, finished)
+    campaign_id, view = _sent_campaign(api, tag)
     assert view["counts"]["sent"] == 3, view["counts"]
     assert view["counts"]["failed"] == 1 and view["counts"]["skipped"] == 2
     counts = ray.get(stack.services.telegram_sent_counts.remote())
@@ -177,3 +182,26 @@ def test_a_telegram_campaign_reaches_the_linked_once_and_learns_who_blocked(
     assert reasons[ids[4]][0] == "failed"
     listed = {e["address"]: e["reason"] for e in db.suppressions.find({"channel": "telegram"})}
     assert listed[str(told)] == "blocked" and listed[str(quiet)] == "hard-bounce"
+
+
+def test_a_campaign_falls_back_to_email_for_whom_telegram_cannot_reach(
+        stack: Stack, api: httpx.Client) -> None:
+    """Through the runner: "telegram, then email". The linked get Telegram, the
+    unlinked and the one who blocked the bot get email; one message each."""
+    tag, ids = _customers(api, 3)
+    linked, blocked = _chat_id(), _chat_id()
+    _link(stack, api, ids[0], linked)
+    _link(stack, api, ids[1], blocked)
+    _bot_said(stack, blocked, 0)
+    ray.get(stack.services.telegram_block.remote(blocked))
+    campaign_id, view = _sent_campaign(api, tag, fallback=["email"], subject="News")
+    carried = {d["customer_id"]: (d["status"], d.get("channel"), d.get("last_error"))
+               for d in _database(stack).deliveries.find({"campaign_id": campaign_id})}
+    assert view["fallback"] == ["email"] and view["counts"]["sent"] == 3, carried
+    texts = [m["text"] for m in ray.get(stack.services.telegram_sent.remote(linked))]
+    assert texts.count("Hi T0, news!") == 1
+    mailed = ray.get(stack.services.outbox_counts.remote(tag))
+    assert mailed == {f"t1@{tag}": 1, f"t2@{tag}": 1}
+    carried = {d["customer_id"]: d["channel"]
+               for d in _database(stack).deliveries.find({"campaign_id": campaign_id})}
+    assert carried == {ids[0]: "telegram", ids[1]: "email", ids[2]: "email"}

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from app.audience.models import Audience
 from app.campaigns import batches, ledger, rounds
 from app.campaigns import records as campaigns
@@ -134,3 +137,20 @@ async def test_a_standing_campaign_takes_each_recipient_once_and_reopens(db) -> 
     assert campaign["status"] == "completed" and campaign["counts"]["total"] == 1
     assert await campaigns.reopen_standing_campaign(db, "standing")
     assert await campaigns.campaign_status(db, "standing") == "running"
+
+
+def test_a_fallback_rule_names_each_channel_once_and_the_templates_fit_all() -> None:
+    audience = Audience(tag="t")
+    rule = CampaignCreate(name="r", channel="telegram", fallback=["sms", "email"],
+                          subject="Hi", body_text="Hello", body_html="<p>Hello</p>",
+                          audience=audience)
+    assert rule.fallback == ["sms", "email"]  # HTML for the email that may carry it
+    for bad, field in (({"fallback": ["telegram"]}, "fallback"),
+                       ({"fallback": ["sms", "sms"]}, "fallback"),
+                       ({"fallback": ["email"], "subject": ""}, "subject"),
+                       ({"fallback": ["sms"], "body_html": "<p>x</p>"}, "body_html")):
+        with pytest.raises(ValidationError) as refused:
+            CampaignCreate.model_validate({"name": "r", "channel": "telegram",
+                                           "body_text": "Hello", "subject": "Hi",
+                                           "audience": {"tag": "t"}, **bad})
+        assert [e["loc"][0] for e in refused.value.errors()] == [field], bad

@@ -122,3 +122,14 @@ def test_a_bounce_leaves_the_roll_ups_as_a_recount_would() -> None:
     assert docs["c|2026-11-10"]["counts"] == {"failed": 1}
     assert docs["c|2026-11-10"]["failures"] == {"550": 1}
     assert docs["c|2026-11-10"]["first_sent"] == sent["sent_at"]
+
+
+def test_billing_counts_an_email_an_sms_s_parts_and_other_messages_apart() -> None:
+    base = {"campaign_id": "c", "status": "sent", "attempts": 1, "created_at": at(10),
+            "last_attempt_at": at(10), "sent_at": at(10, 1), "node": "n", "worker": "w"}
+    increments = rollups.Increments()
+    for n, extra in enumerate(({}, {"channel": "email"}, {"channel": "sms", "segments": 3},
+                               {"channel": "telegram"})):
+        increments.outcome("c", {**base, "_id": f"c:{n}", **extra}, None)
+    day = increments.docs()["c|2026-11-10"]
+    assert (day["emails"], day["sms_segments"], day["messages"]) == (2, 3, {"telegram": 1})
