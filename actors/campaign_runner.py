@@ -379,7 +379,8 @@ class CampaignRunner(registry.MadeWithRuntime):
             cap=cap_for(self.campaign, self.settings),
             windows=windows_for(self.campaign, self.settings, channel.name),
             fallback=tuple((each.name, windows_for(self.campaign, self.settings, each.name))
-                           for each in fallback))
+                           for each in fallback),
+            customers_choice=bool(self.campaign.get("customers_choice")))
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):

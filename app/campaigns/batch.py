@@ -64,6 +64,7 @@ class BatchJob:
     # The channels to try, in order, for a recipient `channel` cannot reach, each with
     # its send windows.
     fallback: tuple[tuple[str, tuple[Window, ...]], ...] = ()
+    customers_choice: bool = False  # a customer's `preferred_channel` goes first
 
     @property
     def settings(self) -> Settings:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from app.audience.models import Audience
@@ -78,6 +79,16 @@ class CampaignCreate(Templates):
     name: Name
     audience: Audience = Field(default_factory=Audience)
     tracking: Tracking = Field(default_factory=Tracking)
+    customers_choice: bool = Field(default=False, description=(
+        "a customer's own `preferred_channel` (an imported column), when it is one of "
+        "the campaign's channels and reaches them, goes first; needs a fallback"))
+
+    @model_validator(mode="after")
+    def _a_choice_needs_channels(self) -> Self:
+        if self.customers_choice and not self.fallback:
+            raise ValueError("customers_choice needs a fallback: with one channel there "
+                             "is nothing to choose")
+        return self
 
 
 class PreviewRequest(Templates):
@@ -129,6 +140,8 @@ class CampaignView(Reply):
     channel: Channel = "email"
     fallback: list[Channel] = Field(default_factory=list, description=(
         "the channels tried, in order, for whom the channel cannot reach"))
+    customers_choice: bool = Field(default=False, description=(
+        "a customer's own preferred channel goes first"))
     audience: Audience | None
     templates: Any_ | None
     tracking: Tracking

@@ -34,6 +34,7 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
         "tracking": spec.tracking.model_dump(),
         "channel": spec.channel,
         **({"fallback": spec.fallback} if spec.fallback else {}),
+        **({"customers_choice": True} if spec.customers_choice else {}),
         "status": CampaignStatus.DRAFT,
         "counts": empty_counts(),
         "retries": 0,
@@ -108,7 +109,7 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
 
 
 RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1, "tracking": 1,
-                 "channel": 1, "fallback": 1,
+                 "channel": 1, "fallback": 1, "customers_choice": 1,
                  "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
                  "counts": 1, "retries": 1, "retry_rounds": 1, "kind": 1}
 

@@ -68,6 +68,12 @@ MAX_DEFERRALS = 10  # "slow down" answers one recipient may get in a run before 
 _compiled: dict[tuple, CompiledTemplates] = {}
 
 
+def preferred_channel(customer: dict) -> str | None:
+    """The channel a customer said they prefer (an imported `preferred_channel`)."""
+    said = (customer.get("vars") or {}).get("preferred_channel")
+    return said.strip().lower() if isinstance(said, str) else None
+
+
 def compiled_templates(templates: dict[str, str | None]) -> CompiledTemplates:
     """Templates compile once per campaign per process (workers run many batches)."""
     key = (templates.get("subject") or "", templates.get("body_text") or "",
@@ -216,13 +222,18 @@ class BatchRun:
 
     def _choose(self, ids: list[str]) -> dict[str, Channel]:
         """Each recipient's channel: the campaign's, or the first fallback that can
-        reach them when it cannot (absent: none can; the campaign's says why)."""
+        reach them when it cannot (absent: none can; the campaign's says why); with
+        `customers_choice`, the customer's own preferred channel first."""
         chosen = {}
         for cid in ids:
             customer = self.customers.get(cid)
             if customer is None:
                 continue
-            found = next((c for c in self.channels if c.unreachable(customer) is None), None)
+            order = self.channels
+            if self.job.customers_choice:
+                preferred = preferred_channel(customer)
+                order = sorted(order, key=lambda c: c.name != preferred)  # (stable)
+            found = next((c for c in order if c.unreachable(customer) is None), None)
             if found is not None:
                 chosen[cid] = found
         return chosen

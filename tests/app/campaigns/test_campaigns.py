@@ -154,3 +154,6 @@ def test_a_fallback_rule_names_each_channel_once_and_the_templates_fit_all() -> 
                                            "body_text": "Hello", "subject": "Hi",
                                            "audience": {"tag": "t"}, **bad})
         assert [e["loc"][0] for e in refused.value.errors()] == [field], bad
+    with pytest.raises(ValidationError, match="customers_choice needs a fallback"):
+        CampaignCreate(name="r", channel="sms", body_text="Hello", audience=audience,
+                       customers_choice=True)

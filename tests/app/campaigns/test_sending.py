@@ -438,15 +438,16 @@ async def test_a_fallback_rule_sends_each_recipient_one_message_on_the_first_cha
         mongodb_uri: str, open_relay) -> None:
     """Telegram, then SMS, then email: a linked chat gets Telegram; a phone without one,
     SMS; an email only, email; one suppressed for Telegram, the next that reaches them;
-    one nothing reaches is skipped with Telegram's reason. One message each, and each
-    delivery says which channel carried it."""
+    one nothing reaches is skipped with Telegram's reason; one who prefers SMS (and the
+    campaign lets customers choose) gets SMS. One message each, and each delivery says
+    which channel carried it."""
     handler, port = open_relay
     bot_api, smsc = TelegramApi(), Smsc(receipt_delay_s=60)
     bot_api.start()
     smsc_host, smsc_port = smsc.start()
     try:
-        batch = await Batch(mongodb_uri, 5).create()
-        by_telegram, by_sms, by_email, suppressed, nobody = batch.customer_ids
+        batch = await Batch(mongodb_uri, 6).create()
+        by_telegram, by_sms, by_email, suppressed, nobody, chooser = batch.customer_ids
         bot_api.chat(4242).opened = True
         batch.sync.customers.update_one({"_id": by_telegram}, {"$set": {
             "telegram": {"chat_id": "4242"}, "phone": "+5511900005555"}})
@@ -454,8 +455,12 @@ async def test_a_fallback_rule_sends_each_recipient_one_message_on_the_first_cha
         batch.sync.customers.update_one({"_id": suppressed}, {"$set": {
             "telegram": {"chat_id": "4343"}, "opted_out": ["telegram"]}})
         batch.sync.customers.update_one({"_id": nobody}, {"$set": {"opted_out": ["email"]}})
+        batch.sync.customers.update_one({"_id": chooser}, {"$set": {  # reachable on all
+            "telegram": {"chat_id": "4242"}, "phone": "+5511900007777",
+            "vars": {"preferred_channel": "SMS"}}})
         job = batch.job(port, connections=3)
         job = replace(job, channel="telegram", fallback=(("sms", ()), ("email", ())),
+                      customers_choice=True,
                       runtime=replace(job.runtime, endpoints=replace(
                           job.runtime.endpoints, smpp_host=smsc_host, smpp_port=smsc_port,
                           telegram_api=bot_api.url)))
@@ -463,16 +468,16 @@ async def test_a_fallback_rule_sends_each_recipient_one_message_on_the_first_cha
     finally:
         bot_api.stop()
         smsc.stop()
-    assert summary.counts == {"sent": 4, "skipped": 1}, summary.counts
-    assert [m["text"] for m in bot_api.sent(4242)] == ["Plan Basic"]
-    assert smsc.count_by_number() == {"5511900006666": 1}
+    assert summary.counts == {"sent": 5, "skipped": 1}, summary.counts
+    assert [m["text"] for m in bot_api.sent(4242)] == ["Plan Basic"]  # not the chooser's
+    assert smsc.count_by_number() == {"5511900006666": 1, "5511900007777": 1}
     assert handler.count_by_recipient("send.example") == {
         f"{by_email}@send.example": 1, f"{suppressed}@send.example": 1}
     carried = {d["customer_id"]: (d["status"], d.get("channel"))
                for d in batch.sync.deliveries.find()}
     assert carried == {by_telegram: ("sent", "telegram"), by_sms: ("sent", "sms"),
                        by_email: ("sent", "email"), suppressed: ("sent", "email"),
-                       nobody: ("skipped", "telegram")}
+                       nobody: ("skipped", "telegram"), chooser: ("sent", "sms")}
     reason = batch.sync.deliveries.find_one({"customer_id": nobody})["last_error"]
     assert reason == "no Telegram chat linked"
 
