@@ -69,13 +69,14 @@ def prepare_cluster(settings: Settings) -> Runtime:
     keys, running = _run_async(database_work)
     runtime = Runtime.build(settings, resolved, keys)
     start_actors(runtime, running)
-    _run_async(lambda: _telegram_webhook(runtime))
+    _run_async(lambda: set_telegram_webhook(runtime))
     return runtime
 
 
-async def _telegram_webhook(runtime: Runtime) -> None:
+async def set_telegram_webhook(runtime: Runtime) -> None:
     """Have the Bot API post our bot's updates to the chat app's webhook, with a secret
-    from the current link key (set again on every deploy, so it follows a rotation). A
+    from the current link key (set again on every deploy and link-key rotation, so an
+    old key can be retired). A
     Bot API that refuses (an unreachable URL, a bad token) is logged, not fatal: email,
     SMS and the web chat do not need it."""
     settings = runtime.settings

@@ -56,7 +56,6 @@ SENT, FAILED, AUTH = AttemptOutcome.SENT, AttemptOutcome.FAILED, AttemptOutcome.
 # (limits, units, answers heard per route since the last call) -> seconds to wait
 Reserve = Callable[[dict[str, float], float, dict[str, tuple[int, int]] | None],
                    Awaitable[float]]
-# (route key, in service, its last error): a route's breaker opened or closed here
 Draining = Callable[[], None]
 SKIPPED = DeliveryStatus.SKIPPED  # the outcome of a recipient who is gone
 CLOCK_MARGIN = timedelta(seconds=60)

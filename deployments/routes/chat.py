@@ -165,16 +165,21 @@ async def telegram_link(session_id: str, context: Context,
     proves nothing."""
     token = _token(authorization)
     try:
-        known = await _talk().open(session_id, token)
+        await _talk().open(session_id, token)
     except chat.SessionNotFound:
         raise _not_found(session_id) from None
-    if known.customer_id is None:
+    # Who the session is, from the record: a verification taken by another replica is
+    # not in this one's memory.
+    session = await context.db.chat_sessions.find_one({"_id": session_id},
+                                                      {"customer_id": 1}) or {}
+    customer_id = session.get("customer_id")
+    if customer_id is None:
         raise HTTPException(409, "verify the session first: a Telegram link is for a "
                                  "verified customer")
     runtime = await context.runtime_for("links")
     try:
         return {"link": linking.deep_link(context.settings.telegram_bot_username,
-                                          known.customer_id, runtime.link_key)}
+                                          customer_id, runtime.link_key)}
     except linking.TooLong:  # (ids this system makes fit; an imported legacy id may not)
         raise HTTPException(409, "this customer's id does not fit a Telegram link") from None
 

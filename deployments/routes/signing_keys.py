@@ -2,8 +2,9 @@
 retire an old one (`app.core.signing_keys`). Never shows a secret.
 
 Adding a link key replaces the long-lived actors and running campaigns' runners, so
-they sign with it at once; the older keys keep verifying until retired. Other replicas pick
-the new key up at their next check (`deployments.context`).
+they sign with it at once, and gives the Telegram webhook the secret it derives; the
+older keys keep verifying until retired. Other replicas pick the new key up at their
+next check (`deployments.context`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from app.access import audit
 from app.access.models import NewSigningKey, SigningKeyList, SigningKeyView
 from app.campaigns.records import active_campaign_ids
 from app.core import signing_keys
+from deployments.cluster import set_telegram_webhook
 from deployments.deps import AdminOnly, Context, Who
 
 router = APIRouter(prefix="/signing-keys", tags=["accounts"], dependencies=[AdminOnly])
@@ -39,6 +41,7 @@ async def rotate(context: Context, who: Who, body: NewSigningKey) -> dict:
     if key.purpose == signing_keys.LINKS:  # actors sign links; sign-in is the replicas'
         running = await active_campaign_ids(context.db)
         await asyncio.to_thread(start_actors, runtime, running)
+        await set_telegram_webhook(runtime)  # its secret comes from the link key
     return key.view(current=True)
 
 

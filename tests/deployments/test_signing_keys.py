@@ -4,9 +4,11 @@ long-lived actors are replaced so they sign with the new key; sign-in tokens ali
 
 from __future__ import annotations
 
+import random
 import re
 
 import httpx
+import ray
 
 from actors import registry
 from tests.utils.campaigns import create_campaign, finished, import_audience, launch, wait_for
@@ -62,6 +64,11 @@ def test_a_new_link_key_signs_new_mail_old_links_work_until_retired(
         assert retired.status_code == 200 and retired.json()["retired_at"]
         assert public.get(f"/unsubscribe/{before}").status_code == 404
         assert public.get(f"/unsubscribe/{after}").status_code == 200
+    # The Telegram webhook's secret comes from the link key: it was set anew, so the
+    # bot still hears its customers with the first key retired.
+    chat_id = random.randrange(10**9, 2 * 10**9)
+    ray.get(stack.services.telegram_say.remote(chat_id, "/start"))
+    assert ray.get(stack.services.telegram_sent.remote(chat_id)), "the bot did not answer"
     actions = [e["action"] for e in api.get("/api/audit").json()["entries"][:5]]
     assert {"signing_key.rotate", "signing_key.retire"} <= set(actions)
 
