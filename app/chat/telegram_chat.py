@@ -1,6 +1,8 @@
 """The chatbot over Telegram: a private chat with the bot is a conversation
 (`app.chat.channel_chat`, keyed by the chat id), its questions' options inline
-buttons, a press taken as the option's number.
+buttons, a press taken as the option's number. The webhook stores each update
+(`app.channels.inbox`); `take_waiting` takes the chat's stored updates in order and
+sends the answers.
 
 Identity is proven, never typed: a chat is tied to a customer only by `/start
 <parameter>` from a deep link we signed (`app.channels.telegram.linking`: an email, a
@@ -18,10 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
+from telegram.error import TelegramError
 
 from app.audience import suppressions
+from app.channels import inbox
 from app.channels.telegram import linking
-from app.channels.telegram.updates import BLOCKED, UNBLOCKED, Inbound
+from app.channels.telegram.api import SENT, BotLogin, TelegramMessage, TelegramSender
+from app.channels.telegram.updates import BLOCKED, UNBLOCKED, Inbound, Update, inbound
 from app.chat import channel_chat
 from app.chat.channel_chat import Consumer
 from app.chat.flow_engine import Flow
@@ -65,6 +70,29 @@ async def link(db: AsyncDatabase, chat_id: int, customer_id: str) -> bool:
     if done.matched_count:
         await suppressions.lift(db, CHANNEL, address)
     return done.matched_count == 1
+
+
+async def take_waiting(db: AsyncDatabase, flow: Flow, chat_id: int, keys: KeyRing,
+                       consumers: dict[str, Consumer], login: BotLogin) -> None:
+    """Take the chat's stored updates not taken yet, in order (`app.channels.inbox`),
+    and send the bot's answers (a pressed button is acknowledged first)."""
+    sender = TelegramSender(login)
+    for doc in await inbox.claim_waiting(db, CHANNEL, str(chat_id)):
+        waiting = inbound(Update.model_validate(doc["update"]))
+        if waiting is None:
+            continue
+        reply = await take(db, flow, waiting, keys, consumers)
+        if waiting.callback_id is not None:
+            try:
+                await sender.bot.answer_callback_query(waiting.callback_id)
+            except TelegramError:
+                log.info("update %s: the button press was not acknowledged", doc["_id"])
+        if reply is not None:
+            outcome = await sender.send(TelegramMessage(reply.chat_id, reply.text,
+                                                        f"turn:{doc['_id']}", reply.options))
+            if outcome.status != SENT:
+                log.warning("update %s: the answer was not sent (%s %s)", doc["_id"],
+                            outcome.code, outcome.error)
 
 
 async def take(db: AsyncDatabase, flow: Flow, update: Inbound, keys: KeyRing,

@@ -9,16 +9,11 @@ other (`deployments.limits`); a malformed update is a 422 naming the field.
 
 from __future__ import annotations
 
-import json
-import logging
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
-from telegram.error import TelegramError
 
 from app.channels import inbox
-from app.channels.telegram.api import TelegramMessage, TelegramSender, bot_for
 from app.channels.telegram.channel import bot_login
 from app.channels.telegram.updates import SECRET_HEADER, Update, genuine, inbound
 from app.chat import telegram_chat
@@ -27,7 +22,6 @@ from app.chat.telegram_chat import CHANNEL
 from deployments.deps import Context
 
 router = APIRouter(tags=["telegram"])
-log = logging.getLogger("operator_comms.telegram")
 FLOW = load_flow()
 
 
@@ -51,26 +45,11 @@ async def telegram_webhook(request: Request, context: Context) -> dict:
     taken = inbound(update)
     if taken is None:
         return {"ok": True}  # (a group's message, a sticker: nothing for the bot)
-    address = str(taken.chat_id)
-    await inbox.store(context.db, CHANNEL, str(update.update_id), address, update.update_id,
-                      json.loads(body))
-    login = bot_login(context.settings, context.endpoints)
-    sender = TelegramSender(login)
-    consumers = context.conversations.consumers if context.conversations else {}
-    for doc in await inbox.claim_waiting(context.db, CHANNEL, address):
-        waiting = inbound(Update.model_validate(doc["update"]))
-        if waiting is None:
-            continue
-        reply = await telegram_chat.take(context.db, FLOW, waiting, runtime.keys, consumers)
-        if waiting.callback_id is not None:
-            try:
-                await bot_for(login).answer_callback_query(waiting.callback_id)
-            except TelegramError:
-                log.info("update %s: the button press was not acknowledged", doc["_id"])
-        if reply is not None:
-            outcome = await sender.send(TelegramMessage(reply.chat_id, reply.text,
-                                                        f"turn:{doc['_id']}", reply.options))
-            if outcome.status != "sent":
-                log.warning("update %s: the answer was not sent (%s %s)", doc["_id"],
-                            outcome.code, outcome.error)
+    await inbox.store(context.db, CHANNEL, str(update.update_id), str(taken.chat_id),
+                      update.update_id, update.model_dump(mode="json", by_alias=True,
+                                                          exclude_unset=True))
+    await telegram_chat.take_waiting(
+        context.db, FLOW, taken.chat_id, runtime.keys,
+        context.conversations.consumers if context.conversations else {},
+        bot_login(context.settings, context.endpoints))
     return {"ok": True}
