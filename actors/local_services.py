@@ -18,7 +18,7 @@ from actors import registry
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
 from embedded.mongo import EmbeddedMongo
-from embedded.processes import free_port
+from embedded.processes import free_ports
 from embedded.smsc import Smsc
 from embedded.smtp_sink import SmtpSink
 from embedded.telegram_api import TelegramApi
@@ -142,8 +142,9 @@ class LocalServices:
 
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
+    # Four distinct ports, none the app's own HTTP port (chosen before, bound after).
     return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
-                                  free_port(), free_port(), free_port(), free_port(),
+                                  *free_ports(4, avoid={settings.http_port}),
                                   resources=settings.actor_resources)
 
 

@@ -6,12 +6,25 @@ from __future__ import annotations
 import ctypes
 import signal
 import socket
+from collections.abc import Collection
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_ports(n: int, avoid: Collection[int] = (), host: str = "127.0.0.1"
+               ) -> list[int]:
+    """n distinct free ports, none of `avoid` (a port chosen for another server that
+    has not bound it yet): each closed socket's port may be handed out again."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port(host)
+        if port not in avoid and port not in ports:
+            ports.append(port)
+    return ports
 
 
 def die_with_parent() -> None:
