@@ -8,7 +8,7 @@ holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -46,6 +46,14 @@ class Route:
     weight: float
     ceiling: float | None  # units a second across the cluster (None: no cap)
     target: Hashable  # the channel's connection details (host, port, login)
+
+
+def main_then_further(key: str, main: Route, further: Iterable[tuple[Any, Hashable]]
+                      ) -> list[Route]:
+    """A channel's routes: its main one, then each further one of the settings (a
+    `FurtherRoute` with its target) as "<key>:<name>"."""
+    return [main, *(Route(f"{key}:{route.name}", route.weight, route.rate_limit_per_s,
+                          target) for route, target in further)]
 
 
 class Outcome(Protocol):

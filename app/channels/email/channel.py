@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from app.channels.base import Channel, Composed, Outcome, Route, Sender
+from app.channels.base import Channel, Composed, Outcome, Route, Sender, main_then_further
 from app.channels.email.composer import campaign_mail
 from app.channels.email.mailer import (
     SmtpRelay,
@@ -82,11 +82,9 @@ class EmailChannel(Channel):
     def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:
         """The main relay ("relay", capped by `relay_rate_limit_per_s`), then each of
         `smtp_routes` ("relay:<name>")."""
-        main = Route("relay", settings.smtp_weight, settings.relay_rate_limit_per_s,
-                     main_relay(settings, endpoints))
-        return [main, *(Route(f"relay:{further.name}", further.weight,
-                              further.rate_limit_per_s, relay)
-                        for further, relay in further_relays(settings))]
+        return main_then_further("relay", Route(
+            "relay", settings.smtp_weight, settings.relay_rate_limit_per_s,
+            main_relay(settings, endpoints)), further_relays(settings))
 
     async def open_sender(self, settings: Settings, route: Route) -> Sender:
         assert isinstance(route.target, SmtpRelay)

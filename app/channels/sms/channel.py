@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.channels.base import Channel, Composed, Outcome, Route, Sender, personalised
+from app.channels.base import (
+    Channel,
+    Composed,
+    Outcome,
+    Route,
+    Sender,
+    main_then_further,
+    personalised,
+)
 from app.channels.sms.smpp import Sms, Smsc, describe, further_smscs, main_smsc, smpp_sender
 from app.channels.templates import CompiledTemplates
 from app.core.config import Settings
@@ -62,11 +70,9 @@ class SmsChannel(Channel):
     def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:
         """The main SMSC ("smsc", capped by `smpp_rate_limit_per_s` in parts a second),
         then each of `smpp_routes` ("smsc:<name>")."""
-        main = Route("smsc", settings.smpp_weight, settings.smpp_rate_limit_per_s,
-                     main_smsc(settings, endpoints))
-        return [main, *(Route(f"smsc:{further.name}", further.weight,
-                              further.rate_limit_per_s, smsc)
-                        for further, smsc in further_smscs(settings))]
+        return main_then_further("smsc", Route(
+            "smsc", settings.smpp_weight, settings.smpp_rate_limit_per_s,
+            main_smsc(settings, endpoints)), further_smscs(settings))
 
     async def open_sender(self, settings: Settings, route: Route) -> Sender:
         assert isinstance(route.target, Smsc)
