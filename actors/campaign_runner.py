@@ -49,13 +49,14 @@ from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import hand_on
 from actors.webhook_sender import poke as webhook_poke
 from app.audience.customers import audience_page
-from app.campaigns import batches, ledger
+from app.campaigns import batches, fallback, ledger
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchJob, BatchSummary
 from app.campaigns.caps import cap_for
 from app.campaigns.quiet_hours import windows_for
 from app.campaigns.rounds import record_round
 from app.campaigns.send_tasks import SendMetrics
+from app.channels import statuses as channel_statuses
 from app.channels.registry import channel_named
 from app.channels.routing import route_limits
 from app.core import rollups
@@ -175,6 +176,10 @@ class CampaignRunner(registry.MadeWithRuntime):
         self.progress_at = 0.0  # when the counters were last written
         self.totals: Counter[str] = Counter()
         self.sampled = True
+        # Messages a further channel of the rule waits on (`app.campaigns.fallback`),
+        # as of the last sweep: the campaign completes once there are none.
+        self.awaiting = 0
+        self.moved_on_at = 0.0
         # Who listens for delivery.status, handed to every batch: read when the runner
         # starts, again when the API says the endpoints changed (`webhooks_changed`), and
         # at least every LISTENERS_FRESH_S; not by each send process every few seconds.
@@ -291,11 +296,14 @@ class CampaignRunner(registry.MadeWithRuntime):
 
     async def _look_again(self, db, reload: bool) -> None:
         """Status from the record; expired leases back to pending; on a poke, batches
-        queued from outside (signup confirmations)."""
+        queued from outside (signup confirmations); messages its channel did not
+        confirm in time moved on to the next channel of the rule."""
         self.status_now = await campaigns.campaign_status(db, self.campaign_id)
         keep = {batch for batch, _ in self.in_flight.values()}
         for batch in await batches.requeue_expired(db, self.campaign_id, keep):
             heapq.heappush(self.due, (time.time(), batch))
+        if self.status_now == CampaignStatus.RUNNING and self._confirm() is not None:
+            await self._move_on(db)
         if reload:
             queued = {batch for _, batch in self.due}
             for batch in await batches.open_batches(db, self.campaign_id):
@@ -358,6 +366,22 @@ class CampaignRunner(registry.MadeWithRuntime):
                 self.cursor = None
         return None
 
+    def _confirm(self) -> fallback.Confirm | None:
+        within = self.campaign.get("fallback_after_s")
+        return fallback.Confirm(within, self.campaign.get("confirm") or fallback.DELIVERED
+                                ) if within and self.campaign.get("fallback") else None
+
+    async def _move_on(self, db) -> None:
+        """Apply the statuses the rule's channels stored (a webhook's round may have met
+        messages not recorded yet), then move due waits on to their next channel."""
+        for name in (self.campaign.get("channel"), *self.campaign.get("fallback", ())):
+            if channel_named(name).status_field:
+                await channel_statuses.apply_waiting(db, channel_named(name).name)
+        while (batch := await fallback.move_due(db, self.campaign_id,
+                                                await batches.database_now(db))):
+            heapq.heappush(self.due, (time.time(), batch))
+        self.awaiting = await fallback.awaiting(db, self.campaign_id)
+
     def _job(self, batch: str, claim: str, ids: list[str], attempt: int,
              fresh: bool, lease_left_s: float) -> BatchJob:
         options = self.campaign["launch"]
@@ -380,7 +404,8 @@ class CampaignRunner(registry.MadeWithRuntime):
             windows=windows_for(self.campaign, self.settings, channel.name),
             fallback=tuple((each.name, windows_for(self.campaign, self.settings, each.name))
                            for each in fallback),
-            customers_choice=bool(self.campaign.get("customers_choice")))
+            customers_choice=bool(self.campaign.get("customers_choice")),
+            confirm=self._confirm(), channel_options=self.campaign.get("channel_options", {}))
 
     async def _complete_if_done(self, db) -> bool:
         if self.cursor is not None or (self.due and self.due[0][0] > time.time()):
@@ -391,6 +416,13 @@ class CampaignRunner(registry.MadeWithRuntime):
             await self._write_progress(db, None)
         if await batches.unfinished_batches(db, self.campaign_id) > 0:
             return False  # claims to recover (the sweep), or batches queued meanwhile
+        if self._confirm() is not None:
+            if self.awaiting or time.monotonic() - self.moved_on_at < 1.0:
+                return False  # messages wait for their confirmation (the sweep moves
+            await self._move_on(db)  # the due ones on); once none is left, look again
+            self.moved_on_at = time.monotonic()
+            if self.awaiting or self.due:
+                return False
         await self._write_progress(db, None)
         await ledger.reconcile(db, self.campaign_id)
         state = await campaigns.campaign_state(db, self.campaign_id)

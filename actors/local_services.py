@@ -1,5 +1,5 @@
-"""The local-services actor: owns the embedded SecantusDB, SMTP sink, SMSC and Telegram
-Bot API server of local mode.
+"""The local-services actor: owns the embedded SecantusDB, SMTP sink, SMSC, Telegram
+Bot API server and WhatsApp Cloud API server of local mode.
 
 One detached, named actor per Ray cluster, so every replica, actor and task reaches
 the same servers; it hands out their addresses and answers outbox queries. The
@@ -22,15 +22,18 @@ from embedded.processes import free_ports
 from embedded.smsc import Smsc
 from embedded.smtp_sink import SmtpSink
 from embedded.telegram_api import TelegramApi
+from embedded.whatsapp_api import WhatsAppApi
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
 class LocalServices:
     def __init__(self, settings: Settings, mongo_port: int, smtp_port: int,
-                 smpp_port: int | None = None, telegram_port: int | None = None):
+                 smpp_port: int | None = None, telegram_port: int | None = None,
+                 whatsapp_port: int | None = None):
         self.settings = settings
         self.mongo = self.sink = self.smsc = None
         self.telegram: TelegramApi | None = None
+        self.whatsapp: WhatsAppApi | None = None
         mongodb_uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
         if settings.embedded_mongodb:
             self.mongo = EmbeddedMongo(settings.data_dir, port=mongo_port)
@@ -50,12 +53,23 @@ class LocalServices:
             self.telegram = TelegramApi(port=telegram_port,
                                         latency_s=settings.local_telegram_latency_s)
             telegram_api = self.telegram.start()
+        whatsapp_api = settings.whatsapp_api_url
+        if settings.embedded_whatsapp:
+            self.whatsapp = WhatsAppApi(
+                phone_number_id=settings.whatsapp_phone_number_id,
+                app_id=settings.whatsapp_app_id, port=whatsapp_port,
+                latency_s=settings.local_whatsapp_latency_s)
+            whatsapp_api = self.whatsapp.start()
         self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
                                     smtp_port=port, local_sink=self.sink is not None,
                                     smpp_host=smpp_host, smpp_port=smpp,
                                     local_smsc=self.smsc is not None,
                                     telegram_api=telegram_api,
-                                    local_telegram=self.telegram is not None)
+                                    local_telegram=self.telegram is not None,
+                                    whatsapp_api=whatsapp_api,
+                                    local_whatsapp=self.whatsapp is not None,
+                                    local_whatsapp_secret=self.whatsapp.app_secret
+                                    if self.whatsapp else "")
 
     def endpoints(self) -> Endpoints:
         return self._endpoints
@@ -124,12 +138,56 @@ class LocalServices:
     def telegram_deliver_raw(self, body: bytes, secret: str | None) -> int:
         return self._telegram().deliver_raw(body, secret)
 
+    def whatsapp_register(self, wa_id: str, name: str = "Customer",
+                          reads: bool = True) -> None:
+        """A number of the embedded Cloud API has WhatsApp (`reads`: its customer reads
+        what arrives)."""
+        self._whatsapp().register(wa_id, name, reads)
+
+    def whatsapp_say(self, wa_id: str, text: str) -> str:
+        """The customer writes to the business (delivered to the webhook before this
+        returns); the message's id."""
+        return self._whatsapp().say(wa_id, text)
+
+    def whatsapp_press(self, wa_id: str, option_id: str) -> str:
+        return self._whatsapp().press(wa_id, option_id)
+
+    def whatsapp_read(self, wa_id: str) -> int:
+        return self._whatsapp().read(wa_id)
+
+    def whatsapp_block(self, wa_id: str) -> None:
+        self._whatsapp().block(wa_id)
+
+    def whatsapp_sent(self, wa_id: str | None = None) -> list[dict]:
+        return self._whatsapp().sent(wa_id)
+
+    def whatsapp_sent_counts(self) -> dict[str, int]:
+        return self._whatsapp().sent_counts()
+
+    def whatsapp_webhook(self) -> dict[str, str]:
+        return {"url": self._whatsapp().webhook.get("url", "")}
+
+    def whatsapp_deliver_raw(self, body: bytes, signature: str | None) -> int:
+        return self._whatsapp().deliver_raw(body, signature)
+
+    def whatsapp_pending_statuses(self) -> int:
+        """Statuses not posted to the webhook yet."""
+        return len(self._whatsapp().pending_statuses)
+
+    def _whatsapp(self) -> WhatsAppApi:
+        if self.whatsapp is None:
+            raise RuntimeError("no embedded WhatsApp Cloud API: COMMS_WHATSAPP_ACCESS_TOKEN "
+                               "is set")
+        return self.whatsapp
+
     def _telegram(self) -> TelegramApi:
         if self.telegram is None:
             raise RuntimeError("no embedded Telegram Bot API: COMMS_TELEGRAM_BOT_TOKEN is set")
         return self.telegram
 
     def __ray_shutdown__(self) -> None:
+        if self.whatsapp:
+            self.whatsapp.stop()
         if self.telegram:
             self.telegram.stop()
         if self.smsc:
@@ -142,9 +200,9 @@ class LocalServices:
 
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
-    # Four distinct ports, none the app's own HTTP port (chosen before, bound after).
+    # Distinct ports, none the app's own HTTP port (chosen before, bound after).
     return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
-                                  *free_ports(4, avoid={settings.http_port}),
+                                  *free_ports(5, avoid={settings.http_port}),
                                   resources=settings.actor_resources)
 
 
@@ -152,7 +210,7 @@ async def resolve_endpoints(settings: Settings) -> Endpoints:
     """Where MongoDB, SMTP and the SMSC are: configured ones, or the embedded ones (whose
     actor the launcher started; this only finds it)."""
     if not (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc
-            or settings.embedded_telegram):
+            or settings.embedded_telegram or settings.embedded_whatsapp):
         return Endpoints.configured(settings)
     services = registry.find(registry.LOCAL_SERVICES)
     if services is None:

@@ -37,7 +37,9 @@ from app.channels.registry import CHANNELS
 from app.channels.routing import close_routed, routed_senders, send_moving
 from app.channels.telegram.api import TelegramMessage, TelegramSender
 from app.channels.telegram.channel import bot_login
-from app.chat import sms_chat, telegram_chat
+from app.channels.whatsapp.api import WhatsAppMessage, WhatsAppSender
+from app.channels.whatsapp.channel import cloud_login
+from app.chat import channel_chat, sms_chat, telegram_chat
 from app.core.runtime import Runtime
 from app.core.statuses import OfferStatus
 from app.marketing import offers as marketing
@@ -182,6 +184,7 @@ class MarketingActor(registry.MadeWithRuntime):
             fired = [offer for offer in offers if offer["_id"] in written]
             texted = await self._text([o for o in fired if o.get("sms_to")])
             texted |= await self._telegram([o for o in fired if o.get("telegram_to")])
+            texted |= await self._whatsapp([o for o in fired if o.get("whatsapp_to")])
             to_mail, later = await self._choose_mail([o for o in fired if o.get("email")])
             emailed, failed_now = await self._mail(to_mail)
             for offer_id in failed_now:  # a transient failure: tried again, durably
@@ -286,6 +289,29 @@ class MarketingActor(registry.MadeWithRuntime):
             sent[offer["_id"]] = outcome.status == SENT
             if outcome.status != SENT:
                 log.warning("offer %s: Telegram message not sent (%s %s)", offer["_id"],
+                            outcome.code, outcome.error)
+        return sent
+
+    async def _whatsapp(self, offers: list[dict]) -> dict[str, bool]:
+        """Counter-offers to conversations held in WhatsApp, with the offer's options as
+        reply buttons (free text: the customer wrote within the cooldown, so WhatsApp's
+        24-hour window is open; outside it the Cloud API reports the message failed,
+        and the offer is in the inbox and the email all the same); offer id ->
+        accepted by the Cloud API."""
+        if not offers:
+            return {}
+        sender = WhatsAppSender(cloud_login(self.settings, self.runtime.endpoints))
+        sent = {}
+        for offer in offers:
+            turn = channel_chat.said(marketing.offer_messages(offer))
+            if turn is None:
+                continue
+            outcome = await sender.send(WhatsAppMessage(
+                offer["whatsapp_to"], f"offer:{offer['_id']}", text=turn[0],
+                options=turn[1]))
+            sent[offer["_id"]] = outcome.status == SENT
+            if outcome.status != SENT:
+                log.warning("offer %s: WhatsApp message not sent (%s %s)", offer["_id"],
                             outcome.code, outcome.error)
         return sent
 

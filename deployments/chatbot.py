@@ -9,6 +9,8 @@ sessions with a socket held elsewhere.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 from ray import serve
 
@@ -23,11 +25,12 @@ from app.chat.verification import CodeCourier
 from app.core.config import Settings
 from app.observability import tracing
 from deployments import options
+from deployments.cluster import subscribe_whatsapp_when_up
 from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
 from deployments.limits import MAX_BODY_BYTES, LimitsFirst
 from deployments.log_context import LogContext
-from deployments.routes import chat, telegram
+from deployments.routes import chat, telegram, whatsapp
 from deployments.security import SecurityHeaders
 
 chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/docs",
@@ -35,6 +38,7 @@ chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/
                    max_body_size=MAX_BODY_BYTES)
 chat_api.include_router(chat.router, responses=DOCUMENTED_ERRORS)
 chat_api.include_router(telegram.router, responses=DOCUMENTED_ERRORS)
+chat_api.include_router(whatsapp.router, responses=DOCUMENTED_ERRORS)
 install_error_handlers(chat_api)
 chat_api.add_middleware(SecurityHeaders)
 chat_api.add_middleware(LogContext)
@@ -65,6 +69,8 @@ class ChatBot:
             send_code=CodeCourier(context.runtime, lambda texts: sms_gateway(
                 context.runtime).send_texts.remote(texts)))
         install(context)
+        self.subscribing = asyncio.get_running_loop().create_task(
+            subscribe_whatsapp_when_up(context.runtime))  # (its handshake needs us up)
         self.conversations = context.conversations
         self.background = self.conversations.run_in_background()
 

@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import ray
 from telegram.error import TelegramError
 
@@ -23,6 +24,8 @@ from app.campaigns.records import active_campaign_ids
 from app.channels.telegram.api import set_webhook
 from app.channels.telegram.channel import bot_login
 from app.channels.telegram.updates import webhook_secret
+from app.channels.whatsapp.api import subscribe_webhook
+from app.channels.whatsapp.webhook import verify_token
 from app.core import signing_keys
 from app.core.config import Settings
 from app.core.db import close_clients, database, ensure_indexes
@@ -37,7 +40,7 @@ log = logging.getLogger("operator_comms.launcher")
 
 def _embedded(settings: Settings) -> bool:
     return (settings.embedded_mongodb or settings.embedded_smtp or settings.embedded_smsc
-            or settings.embedded_telegram)
+            or settings.embedded_telegram or settings.embedded_whatsapp)
 
 
 def _run_async(work: Any) -> Any:
@@ -86,3 +89,35 @@ async def set_telegram_webhook(runtime: Runtime) -> None:
                           webhook_secret(runtime.link_key))
     except TelegramError as exc:
         log.warning("Telegram: the webhook %s was not set (%s)", url, exc)
+
+
+async def subscribe_whatsapp_webhook(runtime: Runtime) -> bool:
+    """Point the Meta app's WhatsApp webhook at the chat app (`POST /{app-id}/
+    subscriptions` with the app's token), with a verify token from the current link key;
+    the Cloud API checks it at once through our handshake route, so this is done once
+    the chat app answers (`subscribe_whatsapp_when_up`) and again on a link-key
+    rotation. False (logged) if it was refused."""
+    settings, endpoints = runtime.settings, runtime.endpoints
+    url = f"{settings.public_url.rstrip('/')}{options.CHAT_PREFIX}/whatsapp/webhook"
+    secret = settings.whatsapp_secret(endpoints.local_whatsapp_secret)
+    try:
+        await subscribe_webhook(endpoints.whatsapp_api or settings.whatsapp_api_url,
+                                settings.whatsapp_api_version, settings.whatsapp_app_id,
+                                f"{settings.whatsapp_app_id}|{secret}", url,
+                                verify_token(runtime.link_key))
+    except (RuntimeError, httpx.HTTPError) as exc:
+        log.info("WhatsApp: the webhook %s was not subscribed (%s)", url,
+                 str(exc).replace(secret, "<secret>") if secret else exc)
+        return False
+    return True
+
+
+async def subscribe_whatsapp_when_up(runtime: Runtime, tries: int = 30,
+                                     every_s: float = 2.0) -> None:
+    """Subscribe the WhatsApp webhook once the chat app answers its handshake (a chat
+    replica calls this after it starts; every replica may: it is idempotent)."""
+    for _ in range(tries):
+        await asyncio.sleep(every_s)
+        if await subscribe_whatsapp_webhook(runtime):
+            return
+    log.warning("WhatsApp: the webhook was not subscribed after %d tries", tries)

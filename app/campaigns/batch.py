@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.campaigns.caps import Cap
+from app.campaigns.fallback import Confirm
 from app.channels.base import Channel
 from app.channels.registry import channel_named
 from app.core.config import Settings
@@ -65,6 +66,11 @@ class BatchJob:
     # its send windows.
     fallback: tuple[tuple[str, tuple[Window, ...]], ...] = ()
     customers_choice: bool = False  # a customer's `preferred_channel` goes first
+    # How long a channel of the rule that is not the recipient's last has to confirm a
+    # message (`app.campaigns.fallback`); None: only who it cannot reach, or who it
+    # refuses at once, goes by the next one.
+    confirm: Confirm | None = None
+    channel_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # by channel
 
     @property
     def settings(self) -> Settings:

@@ -38,7 +38,7 @@ async def recorded(db: AsyncDatabase, ids: list[str]) -> dict[str, dict]:
     if not ids:
         return {}
     return {doc["_id"]: doc async for doc in db.deliveries.find(
-        {"_id": {"$in": ids}}, {"status": 1, "attempts": 1, "created_at": 1})}
+        {"_id": {"$in": ids}}, {"status": 1, "attempts": 1, "created_at": 1, "tried": 1})}
 
 
 def stage_outcomes(writes: bulk.Writes, inserts: list[dict],

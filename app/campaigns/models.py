@@ -13,13 +13,13 @@ from pydantic import (
 )
 
 from app.audience.models import Audience
-from app.channels.registry import channel_named
+from app.channels.registry import ChannelOptions, channel_named
 from app.core.models import Any_, Name, Reply, Strict
 from app.core.statuses import CampaignStatus
 from app.core.windows import Window
 
-Channel = Literal["email", "sms", "telegram"]  # the names in `app.channels.registry` (a test
-# checks)
+# The names in `app.channels.registry` (a test checks).
+Channel = Literal["email", "sms", "telegram", "whatsapp"]
 
 
 def _rule(info: ValidationInfo) -> list:
@@ -42,6 +42,8 @@ class Templates(Strict):
     body_text: str = Field(min_length=1, max_length=200_000,
                            description="the email's text part, or the SMS text")
     body_html: str | None = Field(default=None, max_length=500_000, description="email only")
+    channel_options: ChannelOptions = Field(default_factory=ChannelOptions, description=(
+        "what a channel needs beyond the text (WhatsApp: its approved template)"))
 
     @field_validator("fallback")
     @classmethod
@@ -82,12 +84,21 @@ class CampaignCreate(Templates):
     customers_choice: bool = Field(default=False, description=(
         "a customer's own `preferred_channel` (an imported column), when it is one of "
         "the campaign's channels and reaches them, goes first; needs a fallback"))
+    fallback_after_s: int | None = Field(default=None, ge=10, le=7 * 86400, description=(
+        "a message a channel of the rule does not confirm within this many seconds (or "
+        "that it reports failed) goes by the next channel; unset: only who a channel "
+        "cannot reach, or refuses at once, goes by the next"))
+    confirm: Literal["delivered", "read"] = Field(default="delivered", description=(
+        "what confirms a message for `fallback_after_s`: its delivery (a WhatsApp or "
+        "SMS receipt), or its reading (a WhatsApp read receipt, an email's open)"))
 
     @model_validator(mode="after")
     def _a_choice_needs_channels(self) -> Self:
         if self.customers_choice and not self.fallback:
             raise ValueError("customers_choice needs a fallback: with one channel there "
                              "is nothing to choose")
+        if self.fallback_after_s is not None and not self.fallback:
+            raise ValueError("fallback_after_s needs a fallback: a channel to go by next")
         return self
 
 
@@ -142,6 +153,12 @@ class CampaignView(Reply):
         "the channels tried, in order, for whom the channel cannot reach"))
     customers_choice: bool = Field(default=False, description=(
         "a customer's own preferred channel goes first"))
+    fallback_after_s: int | None = Field(default=None, description=(
+        "the time a channel of the rule has to confirm a message"))
+    confirm: Literal["delivered", "read"] = "delivered"
+    funnel: dict[str, dict[str, int]] = Field(default_factory=dict, description=(
+        "per channel that carried messages: sent, delivered, read, clicked, "
+        "undeliverable (where the channel reports them)"))
     audience: Audience | None
     templates: Any_ | None
     tracking: Tracking

@@ -20,8 +20,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience import suppressions
 from app.audience.suppressions import Entry
-from app.campaigns import batches, caps, ledger
+from app.campaigns import batches, caps, fallback, ledger
 from app.campaigns.batch import BatchJob
+from app.channels import statuses as channel_statuses
 from app.channels.base import Channel, Outcome
 from app.core import bulk, rollups
 from app.core.ids import delivery_id
@@ -57,6 +58,9 @@ class OutcomeRecorder:
         self.unrecorded = 0
         self.webhooks = 0  # events stored for webhook endpoints (the runner pokes their actor)
         self.bounced: dict[str, tuple[str, Entry]] = {}  # queued: delivery id -> (status, entry)
+        # queued: delivery id -> (channel, its message id), where a later status finds it
+        self.refs: dict[str, tuple[str, str]] = {}
+        self.waits: dict[str, dict] = {}  # queued: delivery id -> its fallback wait
         self.changed = asyncio.Condition()
         self.kick = asyncio.Event()
         self.error: BaseException | None = None
@@ -65,12 +69,17 @@ class OutcomeRecorder:
 
     async def record(self, customer_id: str, previous: dict | None, outcome: Outcome,
                      latency_ms: float | None, message_id: str | None,
-                     address: str | None = None, channel: Channel | None = None) -> str:
+                     address: str | None = None, channel: Channel | None = None,
+                     extra: dict[str, Any] | None = None, waits: str | None = None) -> str:
         """Queue one outcome (`address`: where it was sent, for the suppression list;
-        `channel`: what carried it, the campaign's unless a fallback did)."""
+        `channel`: what carried it, the campaign's unless a fallback did; `extra`: more
+        fields of the record, as the channels it tried; `waits`: what must confirm it
+        in time, else a further channel of the rule takes it)."""
         did = delivery_id(self.job.campaign_id, customer_id)
         channel = channel or self.job.sends_by
         status, fields = self._fields(previous, outcome, latency_ms, message_id, channel)
+        if extra:
+            fields.update(extra)
         bounced = self._bounce(status, outcome, address, channel)
         async with self.changed:
             while self.unrecorded >= 2 * self.flush_every and self.error is None:
@@ -85,6 +94,15 @@ class OutcomeRecorder:
                 self.updates.append((did, fields))
                 self.previous[did] = previous
             self.statuses[did] = (status, customer_id)
+            if status == DeliveryStatus.SENT:
+                ref = fields.get(channel.status_field) if channel.status_field else None
+                if ref:
+                    self.refs[did] = (channel.name, str(ref))
+                if waits and self.job.confirm is not None:
+                    self.waits[did] = fallback.wait_doc(did, self.job.campaign_id,
+                                                        customer_id, channel.name,
+                                                        self.job.confirm, waits,
+                                                        fields["sent_at"])
             if bounced is not None:
                 self.bounced[did] = (status, bounced)
             self.unrecorded += 1
@@ -159,6 +177,8 @@ class OutcomeRecorder:
         previous, self.previous = self.previous, {}
         statuses, self.statuses = self.statuses, {}
         bounced, self.bounced = self.bounced, {}
+        refs, self.refs = self.refs, {}
+        waits, self.waits = self.waits, {}
         self.oldest = None
         try:
             writes = bulk.Writes(self.db, one_command=False)
@@ -183,6 +203,15 @@ class OutcomeRecorder:
             ledger.stage_sms_parts(parts, [
                 {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
                 for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
+            # Where a later status finds it (app.campaigns.statuses), and its fallback.
+            by_channel: dict[str, list[tuple[str, str, str]]] = {}
+            for did, (name, ref) in refs.items():
+                if did not in lost:
+                    by_channel.setdefault(name, []).append((ref, did, self.job.campaign_id))
+            for name, channel_refs in by_channel.items():
+                channel_statuses.stage_messages(parts, name, channel_refs)
+            fallback.stage_waits(parts, [wait for did, wait in waits.items()
+                                         if did not in lost])
             await parts.apply()
             sent = [customer_id for did, (status, customer_id) in statuses.items()
                     if status == DeliveryStatus.SENT and did not in lost]

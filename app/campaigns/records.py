@@ -35,6 +35,10 @@ async def create_campaign(db: AsyncDatabase, spec: CampaignCreate, created_by: s
         "channel": spec.channel,
         **({"fallback": spec.fallback} if spec.fallback else {}),
         **({"customers_choice": True} if spec.customers_choice else {}),
+        **({"fallback_after_s": spec.fallback_after_s, "confirm": spec.confirm}
+           if spec.fallback_after_s else {}),
+        **({"channel_options": spec.channel_options.model_dump(exclude_none=True)}
+           if spec.channel_options.model_dump(exclude_none=True) else {}),
         "status": CampaignStatus.DRAFT,
         "counts": empty_counts(),
         "retries": 0,
@@ -110,6 +114,7 @@ async def get_campaign(db: AsyncDatabase, campaign_id: str) -> dict | None:
 
 RUNNER_FIELDS = {"status": 1, "launch": 1, "templates": 1, "audience": 1, "tracking": 1,
                  "channel": 1, "fallback": 1, "customers_choice": 1,
+                 "fallback_after_s": 1, "confirm": 1, "channel_options": 1,
                  "audience_pages": 1, "audience_done": 1, "audience_seen_page": 1,
                  "counts": 1, "retries": 1, "retry_rounds": 1, "kind": 1}
 

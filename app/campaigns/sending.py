@@ -40,7 +40,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience.customers import SEND_FIELDS
 from app.audience.suppressions import consent_changed_since
-from app.campaigns import batches, caps, ledger, quiet_hours
+from app.campaigns import batches, caps, fallback, ledger, quiet_hours
 from app.campaigns import records as campaigns
 from app.campaigns.batch import BatchClose, BatchControl, BatchJob, BatchSummary, worker_identity
 from app.campaigns.outcomes import OutcomeRecorder
@@ -125,6 +125,12 @@ class BatchRun:
         self.channels = [job.sends_by, *(channel_named(name) for name, _ in job.fallback)]
         self.windows = {job.channel: job.windows, **dict(job.fallback)}
         self.chosen: dict[str, Channel] = {}
+        # Each recipient's channels of the rule still to go by, in order (the first is
+        # theirs now): a channel that refuses them at once hands them to the next one;
+        # one that is not their last waits for its confirmation (`fallback_waits`).
+        self.ahead: dict[str, list[Channel]] = {}
+        self.tried: dict[str, list[dict]] = {}  # this run's refusals, per recipient
+        self.exhausted: set[str] = set()  # moved on from every channel that reaches them
         self.routes = [route for channel in self.channels
                        for route in channel.routes(job.settings, job.runtime.endpoints)]
         self.route_keys = {route.key for route in self.routes}
@@ -222,7 +228,9 @@ class BatchRun:
     def _choose(self, ids: list[str]) -> dict[str, Channel]:
         """Each recipient's channel: the campaign's, or the first fallback that can
         reach them when it cannot (absent: none can; the campaign's says why); with
-        `customers_choice`, the customer's own preferred channel first."""
+        `customers_choice`, the customer's own preferred channel first. Channels the
+        recipient's delivery already went by (`tried`, moved on after its send) are
+        not taken again."""
         chosen = {}
         for cid in ids:
             customer = self.customers.get(cid)
@@ -232,13 +240,46 @@ class BatchRun:
             if self.job.customers_choice:
                 preferred = preferred_channel(customer)
                 order = sorted(order, key=lambda c: c.name != preferred)  # (stable)
-            found = next((c for c in order if c.unreachable(customer) is None), None)
-            if found is not None:
-                chosen[cid] = found
+            record = self.records.get(delivery_id(self.job.campaign_id, cid)) or {}
+            gone = {entry.get("channel") for entry in record.get("tried") or ()}
+            order = [c for c in order if c.name not in gone]
+            ahead = [c for c in order if c.unreachable(customer) is None]
+            self.ahead[cid] = ahead
+            if ahead:
+                chosen[cid] = ahead[0]
+            elif gone:  # every channel left is tried or cannot reach them
+                self.exhausted.add(cid)
         return chosen
 
     def _channel_of(self, cid: str) -> Channel:
         return self.chosen.get(cid, self.job.sends_by)
+
+    def _next_channel(self, cid: str, channel: Channel, outcome: SendOutcome) -> bool:
+        """The channel refused this recipient for good: the next one of their rule
+        takes them, in this run (True), if there is one."""
+        ahead = self.ahead.get(cid)
+        if not ahead or len(ahead) < 2 or ahead[0] is not channel:
+            return False
+        ahead.pop(0)
+        self.chosen[cid] = ahead[0]
+        self.tried.setdefault(cid, []).append({
+            "channel": channel.name, "last_code": outcome.code,
+            "last_error": outcome.error, "why": "failed", "left_at": batches.now()})
+        self.queue.put_nowait(cid)
+        return True
+
+    def _extra(self, cid: str, previous: dict | None, channel: Channel
+               ) -> tuple[dict | None, str | None]:
+        """What the record adds for a rule (the channels tried), and what must confirm
+        the message before a further channel of the rule takes it (None: nothing)."""
+        if not self.job.fallback:
+            return None, None
+        tried = self.tried.get(cid)
+        extra = {"tried": [*((previous or {}).get("tried") or ()), *tried]} if tried else None
+        if self.job.confirm is None or len(self.ahead.get(cid) or ()) < 2:
+            return extra, None
+        return extra, fallback.wait_level(self.job.confirm, channel.confirms,
+                                          bool((self.job.tracking or {}).get("opens")))
 
     def _hold_outside_windows(self, to_send: list[str]) -> list[str]:
         """Leave out who is outside the send window of the channel they go by (they
@@ -367,6 +408,9 @@ class BatchRun:
             if outcome is not None and (self._deferred(cid, outcome, sender)
                                         or self._moved(cid, sender)):
                 continue
+            if (outcome is not None and outcome.status == FAILED and self.job.fallback
+                    and self._next_channel(cid, channel, outcome)):
+                continue
             if outcome is None or outcome.status == AUTH:
                 self.queue.put_nowait(cid)  # not sent: stays in the batch
                 if outcome is not None:
@@ -376,9 +420,10 @@ class BatchRun:
                         f"{channel.relay} failed: {outcome.error}")
                 return
             customer = self.customers.get(cid)
+            extra, waits = self._extra(cid, previous, channel)
             await recorder.record(cid, previous, outcome, latency_ms, mid,
                                   channel.address_of(customer) if customer else None,
-                                  channel)
+                                  channel, extra, waits)
             if latency_ms is not None:
                 recorder.latencies.append(latency_ms)
 
@@ -436,6 +481,9 @@ class BatchRun:
         if customer is None or customer.get("unsubscribed") is True:  # (a pending signup
             # is sent its confirmation, the one campaign it belongs to)
             return SendOutcome(SKIPPED, None, "unsubscribed or removed"), None, None
+        if cid in self.exhausted:
+            return SendOutcome(SKIPPED, None, "no channel of the rule reaches them"), \
+                None, None
         unreachable = channel.unreachable(customer)  # no address, or opted out (STOP)
         if unreachable is not None:
             return SendOutcome(SKIPPED, None, unreachable), None, None
@@ -445,7 +493,8 @@ class BatchRun:
         try:
             composed = channel.compose(
                 compiled_templates(job.templates), customer, runtime=job.runtime,
-                delivery_id=did, tracking=job.tracking)
+                delivery_id=did, tracking=job.tracking,
+                options=job.channel_options.get(channel.name))
         except TemplateProblem as exc:
             return SendOutcome(FAILED, None, str(exc)[:300]), None, None
         limits = self._limits_for(sender.route())

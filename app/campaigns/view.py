@@ -51,6 +51,8 @@ def campaign_view(doc: dict, in_flight: int | None = None) -> dict[str, Any]:
         "tracking": doc.get("tracking") or {"opens": False, "clicks": False},
         "channel": channel.name, "fallback": doc.get("fallback", []),
         "customers_choice": doc.get("customers_choice", False),
+        "fallback_after_s": doc.get("fallback_after_s"),
+        "confirm": doc.get("confirm", "delivered"),
         "throughput_per_s": round(throughput, 2),
         "recent_throughput_per_s": round(recent, 2) if recent is not None else None,
         "eta_s": round(eta, 1) if eta is not None else None,

@@ -8,7 +8,7 @@ holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -89,6 +89,12 @@ class Channel(ABC):
     receipts: ClassVar[tuple[str, ...]] = ()  # counts a delivery receipt adds (delivered..)
     takes_html: ClassVar[bool] = False  # whether a campaign may give an HTML body
     needs_subject: ClassVar[bool] = False  # whether a campaign must give a subject
+    confirms: ClassVar[tuple[str, ...]] = ()  # what it reports of a message later
+    # (delivered, read): what may confirm it for a fallback rule (`app.campaigns.fallback`)
+    status_field: ClassVar[str | None] = None  # where a delivery keeps the channel's id
+    # of the message, when the channel reports statuses later (`app.campaigns.statuses`)
+    options_model: ClassVar[type | None] = None  # a campaign's options for this channel
+    # (a pydantic model: a WhatsApp template, say), given to `compose`
 
     def unreachable(self, customer: dict) -> str | None:
         """Why this customer cannot be sent to by this channel (None: they can)."""
@@ -99,8 +105,10 @@ class Channel(ABC):
 
     @abstractmethod
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
-                delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
-        """The customer's message of a campaign (raises TemplateProblem)."""
+                delivery_id: str, tracking: dict[str, bool] | None,
+                options: Mapping[str, Any] | None = None) -> Composed:
+        """The customer's message of a campaign (raises TemplateProblem); `options` the
+        campaign's for this channel (`options_model`), if any."""
 
     @abstractmethod
     def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from app.channels.base import Channel
 from app.channels.email.channel import EmailChannel
 from app.channels.sms.channel import SmsChannel
 from app.channels.telegram.channel import TelegramChannel
+from app.channels.whatsapp.channel import WhatsAppChannel, WhatsAppOptions
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
+from app.core.models import Strict
 
 CHANNELS: dict[str, Channel] = {channel.name: channel
                                 for channel in (EmailChannel(), SmsChannel(),
-                                                TelegramChannel())}
+                                                TelegramChannel(), WhatsAppChannel())}
 DEFAULT = "email"
+
+
+class ChannelOptions(Strict):
+    """A campaign's options for the channels that take some, by channel name."""
+
+    whatsapp: WhatsAppOptions | None = Field(default=None, description=(
+        "the approved template for customers outside WhatsApp's 24-hour window"))
 
 
 def channel_named(name: str | None) -> Channel:

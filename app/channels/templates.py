@@ -117,6 +117,16 @@ def compile_templates(subject: str, body_text: str, body_html: str | None = None
     )
 
 
+def compile_text(field: str, source: str) -> Any:
+    """One text template of a channel's own (a WhatsApp template's parameter, say)."""
+    return _compile(field, source, _text_env)
+
+
+def render_text(field: str, template: Any, variables: dict[str, Any]) -> str:
+    """Render one of `compile_text`'s (raises TemplateProblem naming the field)."""
+    return _render(field, template, variables)
+
+
 def _compile(field: str, source: str, env: SandboxedEnvironment):
     try:
         return env.from_string(source)

@@ -41,6 +41,17 @@ class Conversation:
     customer_id: Callable[[], Awaitable[str | None]]
 
 
+def said(docs: list[dict]) -> tuple[str, tuple[str, ...]] | None:
+    """The bot's messages of a turn as one message: its text, and the last question's
+    options (buttons, where the channel has them); None: nothing to say."""
+    bot = [doc for doc in docs if doc["role"] != "customer"]
+    if not bot:
+        return None
+    options = next((tuple(doc["options"]) for doc in reversed(bot) if doc.get("options")),
+                   ())
+    return "\n\n".join(doc["text"] for doc in bot), options
+
+
 async def forget(db: AsyncDatabase, channel: str, address: str) -> None:
     """The next message on this address starts a new conversation (a new session)."""
     await db[f"{channel}_chats"].delete_one({"_id": address})

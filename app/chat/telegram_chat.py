@@ -47,12 +47,8 @@ class Reply:
 
 def render(chat_id: int, docs: list[dict]) -> Reply | None:
     """The bot's messages of a turn as one Telegram message (None: nothing to say)."""
-    said = [doc for doc in docs if doc["role"] != "customer"]
-    if not said:
-        return None
-    options = next((tuple(doc["options"]) for doc in reversed(said) if doc.get("options")),
-                   ())
-    return Reply(chat_id, "\n\n".join(doc["text"] for doc in said), options)
+    turn = channel_chat.said(docs)
+    return Reply(chat_id, *turn) if turn is not None else None
 
 
 async def customer_of_chat(db: AsyncDatabase, chat_id: int) -> str | None:

@@ -198,6 +198,28 @@ class Settings(Telemetry):
     telegram_rate_limit_per_s: float | None = Field(default=30.0, gt=0)
     """messages a second to the Bot API across the cluster (Telegram's broadcast limit is
     about 30); unset: no cap"""
+    # WhatsApp: unset access token means "start the embedded Cloud API server".
+    whatsapp_access_token: SecretStr | None = None
+    """the Cloud API's access token (a system user's; never logged or returned); unset:
+    the embedded Cloud API server of local mode"""
+    whatsapp_app_secret: SecretStr | None = None
+    """the Meta app's secret: the webhook's `X-Hub-Signature-256` is checked with it
+    (required with the access token; local mode uses the embedded server's)"""
+    whatsapp_app_id: str = Field(default="100000000000002", pattern=r"^[0-9]{1,32}$")
+    """the Meta app's id: the launcher subscribes its WhatsApp webhook on each deploy"""
+    whatsapp_phone_number_id: str = Field(default="100000000000001",
+                                          pattern=r"^[0-9]{1,32}$")
+    """the business phone number's id, that campaigns and the bot send from"""
+    whatsapp_api_url: str = Field(default="https://graph.facebook.com",
+                                  pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    """the Cloud API's base URL; ignored while the access token is unset"""
+    whatsapp_api_version: str = Field(default="v21.0", pattern=r"^v[0-9]{1,3}\.[0-9]$")
+    """the Graph API version in every request's path"""
+    whatsapp_rate_limit_per_s: float | None = Field(default=80.0, gt=0)
+    """messages a second to the Cloud API across the cluster (a number's default
+    throughput is 80); unset: no cap"""
+    local_whatsapp_latency_s: float = Field(default=0.0, ge=0, le=10)
+    """how long the embedded Cloud API server takes to answer each call (benchmarks)"""
 
     sms_stop_keywords: list[str] = Field(
         default_factory=lambda: ["STOP", "PARAR", "SAIR", "CANCELAR"], min_length=1)
@@ -474,6 +496,20 @@ class Settings(Telemetry):
                              "COMMS_IMAP_PASSWORD are required too")
         return self
 
+    @model_validator(mode="after")
+    def _whatsapp_signatures(self) -> Self:
+        if self.whatsapp_access_token and not self.whatsapp_app_secret:
+            raise ValueError("COMMS_WHATSAPP_ACCESS_TOKEN is set: COMMS_WHATSAPP_APP_SECRET "
+                             "is required too (the webhook's signatures are checked with it)")
+        return self
+
+    def whatsapp_secret(self, local_secret: str) -> str:
+        """The app secret that signs the WhatsApp webhook (the embedded server's in local
+        mode)."""
+        if self.whatsapp_app_secret is not None:
+            return self.whatsapp_app_secret.get_secret_value()
+        return local_secret if self.embedded_whatsapp else ""
+
     @property
     def signup_enabled(self) -> bool:
         return bool(self.imap_host)
@@ -494,6 +530,10 @@ class Settings(Telemetry):
     def embedded_telegram(self) -> bool:
         return self.telegram_bot_token is None
 
+    @property
+    def embedded_whatsapp(self) -> bool:
+        return self.whatsapp_access_token is None
+
     def smpp_login(self) -> str:
         """The SMSC password (the embedded SMSC's when none is configured)."""
         if self.smpp_password is not None:
@@ -503,7 +543,8 @@ class Settings(Telemetry):
 
 # ("password": a further route's)
 SECRET_FIELDS = {"admin_token", "smtp_password", "mongodb_uri", "imap_password",
-                 "smpp_password", "password", "telegram_bot_token"}
+                 "smpp_password", "password", "telegram_bot_token",
+                 "whatsapp_access_token", "whatsapp_app_secret"}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -66,6 +66,9 @@ async def close_clients() -> None:
 INDEXES: dict[str, list[IndexModel]] = {
     "channel_inbox": [IndexModel([("channel", ASCENDING), ("address", ASCENDING),
                                   ("taken", ASCENDING), ("seq", ASCENDING)])],
+    # a fallback rule's waits: a campaign's due ones, and how many are left
+    "fallback_waits": [IndexModel([("campaign_id", ASCENDING), ("due_at", ASCENDING)])],
+    "channel_statuses": [IndexModel([("channel", ASCENDING), ("received_at", ASCENDING)])],
     "customers": [
         IndexModel([("email", ASCENDING)], unique=True),
         IndexModel([("phone", ASCENDING)]),

@@ -62,8 +62,19 @@ STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD,
 DELIVERY_FIELDS = {"campaign_id": 1, "status": 1, "attempts": 1, "created_at": 1,
                    "sent_at": 1, "latency_ms": 1, "last_code": 1, "node": 1, "worker": 1,
                    "opened.first": 1, "clicked.first": 1, "receipt": 1, "segments": 1,
-                   "channel": 1}
+                   "channel": 1, "tried": 1}
 ENGAGEMENT = ("opened", "clicked")
+FUNNEL_STAGE = {"opened": "read", "clicked": "clicked"}  # an email's open is its read
+FUNNEL = ("sent", "delivered", "read", "clicked", "undeliverable")
+
+
+def channel_of(doc: dict) -> str:
+    """The channel that carried a delivery (or one of its earlier tries): recorded on
+    every delivery of a fallback rule and of the messaging channels; an SMS has parts."""
+    channel = doc.get("channel")
+    if channel:
+        return key_safe(channel)
+    return "sms" if doc.get("segments") else "email"
 
 
 def _aware(at: datetime) -> datetime:
@@ -201,14 +212,22 @@ class Increments:
         inc["retries"] += _retries(new) - (_retries(previous) if previous else 0)
         if new["status"] == DeliveryStatus.SENT:
             self.sent(campaign_id, _id, new)
+            inc[f"funnel.{channel_of(new)}.sent"] += 1
         elif new["status"] in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
             inc[f"failures.{key_safe(new.get('last_code'))}"] += 1
+        if previous is not None and previous["status"] == DeliveryStatus.SENT:
+            inc[f"funnel.{channel_of(previous)}.sent"] -= 1  # (a bounce after the send)
         if previous is None:  # a fold from the record: its opens and clicks so far
             for kind in ENGAGEMENT:
                 if (new.get(kind) or {}).get("first") is not None:
                     inc[kind] += 1
             if new.get("receipt"):
                 inc[f"receipts.{new['receipt']}"] += 1
+            self.funnel_of(inc, new, sent=False)  # (its send counted above)
+            for earlier in new.get("tried") or ():  # sent by a channel a fallback followed:
+                if earlier.get("sent_at") is not None:  # billed, and in its channel's
+                    self.billed(campaign_id, earlier)  # funnel, all the same
+                    self.funnel_of(inc, earlier, sent=True)
         if new.get("sent_at") is not None:  # sent (and perhaps bounced since)
             first = self.min.setdefault(_id, {})
             last = self.max.setdefault(_id, {})
@@ -225,22 +244,65 @@ class Increments:
         inc["retries"] -= _retries(previous)
         inc[f"failures.{key_safe(previous.get('last_code'))}"] -= 1
 
-    def receipted(self, campaign_id: str, created_at: datetime, outcome: str) -> None:
-        """An SMS's delivery receipt settled it (`delivered`, `undeliverable`)."""
-        self.inc[self._doc(campaign_id, day_of(created_at))][f"receipts.{outcome}"] += 1
+    def receipted(self, campaign_id: str, created_at: datetime, outcome: str,
+                  channel: str = "sms") -> None:
+        """A delivery receipt or status settled it (`delivered`, `undeliverable`)."""
+        inc = self.inc[self._doc(campaign_id, day_of(created_at))]
+        inc[f"receipts.{outcome}"] += 1
+        inc[f"funnel.{key_safe(channel)}.{outcome}"] += 1
 
-    def engaged(self, campaign_id: str, created_at: datetime, kind: str) -> None:
-        """A delivery's first open or click (`kind`), on its creation day."""
-        self.inc[self._doc(campaign_id, day_of(created_at))][kind] += 1
+    def engaged(self, campaign_id: str, created_at: datetime, kind: str,
+                channel: str = "email") -> None:
+        """A delivery's first open (or read) or click (`kind`), on its creation day."""
+        inc = self.inc[self._doc(campaign_id, day_of(created_at))]
+        inc[kind] += 1
+        inc[f"funnel.{key_safe(channel)}.{FUNNEL_STAGE[kind]}"] += 1
 
-    def sent(self, campaign_id: str, _id: str, doc: dict, sign: int = 1) -> None:
-        """What a send adds (sign -1: takes back): latency, node, worker, billed email."""
+    @staticmethod
+    def funnel_of(inc: defaultdict[str, float], doc: dict, sent: bool) -> None:
+        """A delivery's (or an earlier channel's) funnel stages, from its record."""
+        channel = channel_of(doc)
+        if sent:
+            inc[f"funnel.{channel}.sent"] += 1
+        if doc.get("receipt"):
+            inc[f"funnel.{channel}.{doc['receipt']}"] += 1
+        for kind in ENGAGEMENT:
+            if (doc.get(kind) or {}).get("first") is not None:
+                inc[f"funnel.{channel}.{FUNNEL_STAGE[kind]}"] += 1
+
+    def sent(self, campaign_id: str, _id: str, doc: dict, sign: int = 1,
+             billing: bool = True) -> None:
+        """What a send adds (sign -1: takes back): latency, node, worker, billed email
+        (`billing=False`: all but the bill, for a send that was made and is moved on)."""
         inc = self.inc[_id]
         if doc.get("latency_ms") is not None:
             inc[f"latency.{bucket(doc['latency_ms'])}"] += sign
         inc[f"by_node.{key_safe(doc.get('node'))}"] += sign
         inc[f"by_worker.{key_safe(doc.get('worker'))}"] += sign
-        # Billing counts the send on the day it happened: an email, or an SMS's parts.
+        if billing:
+            self.billed(campaign_id, doc, sign)
+
+    def moved_on(self, campaign_id: str, previous: dict) -> None:
+        """A sent delivery its channel did not confirm, set pending for the next channel
+        of its campaign's fallback rule: its outcome and what its send added are taken
+        back, but not the bill (the message was sent); its next outcome adds anew."""
+        created = previous.get("created_at") or previous["last_attempt_at"]
+        _id = self._doc(campaign_id, day_of(created))
+        inc = self.inc[_id]
+        inc[f"counts.{previous['status']}"] -= 1
+        inc[f"counts.{DeliveryStatus.PENDING}"] += 1
+        inc["retries"] -= _retries(previous)
+        if previous.get("sent_at") is not None:
+            self.sent(campaign_id, _id, previous, sign=-1, billing=False)
+        if previous.get("receipt"):
+            inc[f"receipts.{previous['receipt']}"] -= 1
+        for kind in ENGAGEMENT:
+            if (previous.get(kind) or {}).get("first") is not None:
+                inc[kind] -= 1
+
+    def billed(self, campaign_id: str, doc: dict, sign: int = 1) -> None:
+        """Billing counts a send on the day it happened: an email, an SMS's parts, or a
+        message of another channel."""
         billed = self.inc[self._doc(campaign_id, day_of(doc["sent_at"]))]
         channel = doc.get("channel")
         if doc.get("segments"):
@@ -266,11 +328,11 @@ class Increments:
             doc: dict[str, Any] = dict(self.keys[_id])
             for key, value in inc.items():
                 if value:
-                    field, _, sub = key.partition(".")
-                    if sub:
-                        doc.setdefault(field, {})[sub] = int(value)
-                    else:
-                        doc[field] = int(value)
+                    *path, leaf = key.split(".")  # funnel.<channel>.<stage>: two deep
+                    inner = doc
+                    for field in path:
+                        inner = inner.setdefault(field, {})
+                    inner[leaf] = int(value)
             doc.update(self.min.get(_id, {}))
             doc.update(self.max.get(_id, {}))
             out[_id] = doc
@@ -347,3 +409,25 @@ async def sessions_ever(db: AsyncDatabase) -> int:
     days = await db.rollups.find({"kind": CHAT, "day": {"$gte": ""}},
                                  {"sessions": 1}).to_list()
     return sum(doc.get("sessions", 0) for doc in days)
+
+
+async def campaign_funnel(db: AsyncDatabase, campaign_id: str) -> dict[str, dict[str, int]]:
+    """The campaign's funnel per channel, from its roll-ups (a few documents: one a day;
+    read by `_id` prefix, an index range)."""
+    prefix = campaign_rollup_id(campaign_id, "")
+    docs = await db.rollups.find({"_id": {"$gte": prefix, "$lt": prefix + "\uffff"}},
+                                 {"funnel": 1}).to_list()
+    return merged_funnel(docs)
+
+
+def merged_funnel(docs: list[dict]) -> dict[str, dict[str, int]]:
+    """Roll-ups' funnels added up: channel -> stage -> count (stages in FUNNEL order,
+    those with nothing left out)."""
+    total: dict[str, dict[str, int]] = {}
+    for doc in docs:
+        for channel, stages in (doc.get("funnel") or {}).items():
+            row = total.setdefault(channel, {})
+            for stage, n in stages.items():
+                row[stage] = row.get(stage, 0) + int(n)
+    return {channel: {stage: row[stage] for stage in FUNNEL if row.get(stage)}
+            for channel, row in sorted(total.items()) if any(row.values())}

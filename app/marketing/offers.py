@@ -88,6 +88,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
     contact = session.get("contact") or {}
     sms_to = contact.get("phone") if session.get("channel") == "sms" else None
     telegram_to = contact.get("telegram") if session.get("channel") == "telegram" else None
+    whatsapp_to = contact.get("whatsapp") if session.get("channel") == "whatsapp" else None
     created = now()
     fire_at = created + timedelta(seconds=settings.marketing_cooldown_s
                                   if delay_s is None else delay_s)
@@ -100,6 +101,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         "expires_at": fire_at + timedelta(seconds=settings.marketing_offer_ttl_s),
         **({"sms_to": sms_to} if sms_to else {}),  # a conversation by SMS: texted too
         **({"telegram_to": telegram_to} if telegram_to else {}),  # ... or in Telegram
+        **({"whatsapp_to": whatsapp_to} if whatsapp_to else {}),  # ... or in WhatsApp
     }
     try:
         await db.offers.insert_one(offer)

@@ -85,7 +85,9 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
     for doc in await rollups.read(db, rollups.CAMPAIGN, start, end, campaign_id):
         row = per_campaign.setdefault(doc["campaign_id"], {
             "counts": {}, "retries": 0, "latency": {}, "failures": {}, "by_node": {},
-            "by_worker": {}, "first_sent": None, "last_sent": None, "opened": 0, "clicked": 0})
+            "by_worker": {}, "first_sent": None, "last_sent": None, "opened": 0, "clicked": 0,
+            "days": []})
+        row["days"].append(doc)
         for field in ("counts", "latency", "failures", "by_node", "by_worker"):
             for key, n in (doc.get(field) or {}).items():
                 row[field][key] = row[field].get(key, 0) + n
@@ -120,11 +122,14 @@ async def performance_report(db: AsyncDatabase, start: datetime, end: datetime,
             "failures_by_code": {code: n for code, n in row["failures"].items() if n},
             "by_node": {k: n for k, n in row["by_node"].items() if n},
             "by_worker": {k: n for k, n in row["by_worker"].items() if n},
+            # per channel that carried its messages: sent, delivered, read, clicked
+            "funnel": rollups.merged_funnel(row["days"]),
         })
     totals = {key: sum(c[key] for c in campaigns)
               for key in ("recipients", DeliveryStatus.SENT, DeliveryStatus.FAILED,
                           DeliveryStatus.DEAD, DeliveryStatus.PENDING, "retries",
                           *rollups.ENGAGEMENT)}
+    totals["funnel"] = rollups.merged_funnel([{"funnel": c["funnel"]} for c in campaigns])
     totals["delivery_rate"] = _rate(totals[DeliveryStatus.SENT], totals["recipients"])
     totals["open_rate"] = _rate(totals["opened"], totals[DeliveryStatus.SENT])
     totals["click_rate"] = _rate(totals["clicked"], totals[DeliveryStatus.SENT])

@@ -6,6 +6,9 @@ from pydantic import Field
 
 from app.core.models import Any_, Period, Reply
 
+FUNNEL = ("per channel that carried messages: sent, delivered, read, clicked, "
+          "undeliverable, where the channel reports them (an email's open is its read)")
+
 
 class CampaignPerformance(Reply):
     campaign_id: str
@@ -28,6 +31,7 @@ class CampaignPerformance(Reply):
     failures_by_code: dict[str, int]
     by_node: dict[str, int]
     by_worker: dict[str, int]
+    funnel: dict[str, dict[str, int]] = Field(default_factory=dict, description=FUNNEL)
 
 
 class PerformanceTotals(Reply):
@@ -42,6 +46,7 @@ class PerformanceTotals(Reply):
     delivery_rate: float
     open_rate: float
     click_rate: float
+    funnel: dict[str, dict[str, int]] = Field(default_factory=dict, description=FUNNEL)
 
 
 class DropOff(Reply):

@@ -29,6 +29,7 @@ from app.channels.base import variables
 from app.channels.email import composer
 from app.channels.registry import channel_named
 from app.channels.templates import TemplateProblem, compile_templates, render_off_loop
+from app.core import rollups
 from app.core.statuses import ACTIVE, CampaignStatus
 from app.core.tokens import unsubscribe_url
 from deployments.context import AppContext
@@ -108,7 +109,9 @@ async def get_one(context: Context, campaign_id: str) -> dict:
     campaign = await _found(context, campaign_id)
     in_flight = (await tasks_in_flight(campaign_id)
                  if campaign["status"] in ACTIVE else None)
-    return campaign_view(campaign, in_flight)
+    view = campaign_view(campaign, in_flight)
+    view["funnel"] = await rollups.campaign_funnel(context.db, campaign_id)
+    return view
 
 
 @router.post("/{campaign_id}/launch", status_code=202, response_model=CampaignView,

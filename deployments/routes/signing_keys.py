@@ -18,7 +18,7 @@ from app.access import audit
 from app.access.models import NewSigningKey, SigningKeyList, SigningKeyView
 from app.campaigns.records import active_campaign_ids
 from app.core import signing_keys
-from deployments.cluster import set_telegram_webhook
+from deployments.cluster import set_telegram_webhook, subscribe_whatsapp_webhook
 from deployments.deps import AdminOnly, Context, Who
 
 router = APIRouter(prefix="/signing-keys", tags=["accounts"], dependencies=[AdminOnly])
@@ -42,6 +42,7 @@ async def rotate(context: Context, who: Who, body: NewSigningKey) -> dict:
         running = await active_campaign_ids(context.db)
         await asyncio.to_thread(start_actors, runtime, running)
         await set_telegram_webhook(runtime)  # its secret comes from the link key
+        await subscribe_whatsapp_webhook(runtime)  # and the verify token
     return key.view(current=True)
 
 

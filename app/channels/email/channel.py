@@ -4,6 +4,8 @@ Message-ID derived from its delivery, sent over this process's pooled SMTP conne
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from app.channels.base import Channel, Composed, Outcome, Route, Sender, main_then_further
 from app.channels.email.composer import campaign_mail
@@ -33,6 +35,7 @@ def dead_mailbox(status: str | None) -> bool:
 
 
 class EmailChannel(Channel):
+    confirms = ("read",)  # an open, where opens are tracked
     name = "email"
     relay = "SMTP authentication"
     takes_html = True
@@ -71,7 +74,8 @@ class EmailChannel(Channel):
             SLOW_DOWN.search(outcome.error or ""))
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
-                delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
+                delivery_id: str, tracking: dict[str, bool] | None,
+                options: Mapping[str, Any] | None = None) -> Composed:
         settings = runtime.settings
         mid = message_id(delivery_id, settings.mail_from)
         mail = campaign_mail(templates, customer, public_url=settings.public_url,

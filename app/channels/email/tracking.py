@@ -32,6 +32,7 @@ from urllib.parse import quote
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.channels import confirmations as fallback
 from app.core import rollups
 from app.core.signing_keys import LINKS, KeyRing, SigningKey
 from app.core.tokens import opened, same_token, with_kid
@@ -108,7 +109,7 @@ async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -
     first = await db.deliveries.find_one_and_update(
         {"_id": delivery_id, f"{kind}.first": {"$exists": False}},
         {"$set": {f"{kind}.first": at, f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}},
-        projection={"campaign_id": 1, "created_at": 1, "last_attempt_at": 1},
+        projection={"campaign_id": 1, "created_at": 1, "last_attempt_at": 1, "channel": 1},
         return_document=ReturnDocument.AFTER)
     if first is None:
         await db.deliveries.update_one({"_id": delivery_id}, {
@@ -118,6 +119,9 @@ async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -
                                   {"$inc": {f"counts.{kind}": 1}})
     increments = rollups.Increments()
     increments.engaged(first["campaign_id"],
-                       first.get("created_at") or first["last_attempt_at"], kind)
+                       first.get("created_at") or first["last_attempt_at"], kind,
+                       first.get("channel") or "email")
     await rollups.write(db, increments)
+    if kind == OPEN:  # read: a fallback rule's wait for it ends
+        await fallback.confirmed(db, [delivery_id], fallback.READ)
     return True

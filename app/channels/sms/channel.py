@@ -4,6 +4,7 @@ delivery receipts find the delivery, and the SMSC's rate limit counts parts."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from app.channels.base import (
@@ -41,6 +42,7 @@ class SmsChannel(Channel):
     name = "sms"
     relay = "SMSC bind"
     receipts = RECEIPTS
+    confirms = ("delivered",)
 
     def unreachable(self, customer: dict) -> str | None:
         if not customer.get("phone"):
@@ -61,7 +63,8 @@ class SmsChannel(Channel):
         return outcome.status == AttemptOutcome.RETRY and outcome.code in SLOW_DOWN
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
-                delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
+                delivery_id: str, tracking: dict[str, bool] | None,
+                options: Mapping[str, Any] | None = None) -> Composed:
         text = sms_text(templates, customer, public_url=runtime.settings.public_url,
                         key=runtime.link_key)
         message = Sms(customer["phone"], text, delivery_id)

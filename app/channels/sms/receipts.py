@@ -28,6 +28,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from app.channels import confirmations as fallback
 from app.core import rollups
 
 DELIVERED, UNDELIVERABLE = "delivered", "undeliverable"
@@ -127,6 +128,9 @@ async def apply(db: AsyncDatabase, receipts: list[Receipt]) -> tuple[dict, list[
             result = await db.deliveries.update_many(
                 {"_id": {"$in": [d["_id"] for d in docs]}, "receipt": {"$exists": False}},
                 {"$set": {"receipt": outcome, "receipt_at": at}})
+            settled = [d["_id"] for d in docs]  # a fallback rule's wait ends, or is due
+            await (fallback.confirmed(db, settled, DELIVERED) if outcome == DELIVERED
+                   else fallback.failed(db, settled))
             if result.modified_count:
                 inc[f"counts.{outcome}"] = result.modified_count
                 counts[outcome] = counts.get(outcome, 0) + result.modified_count

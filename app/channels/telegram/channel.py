@@ -5,6 +5,7 @@ Telegram; 429 slows the route down."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from app.channels.base import Channel, Composed, Outcome, Route, Sender, personalised
@@ -57,7 +58,8 @@ class TelegramChannel(Channel):
         return outcome.status == AttemptOutcome.RETRY and outcome.code == 429
 
     def compose(self, templates: CompiledTemplates, customer: dict, *, runtime: Runtime,
-                delivery_id: str, tracking: dict[str, bool] | None) -> Composed:
+                delivery_id: str, tracking: dict[str, bool] | None,
+                options: Mapping[str, Any] | None = None) -> Composed:
         link = customer_unsubscribe_url(runtime.settings.public_url, customer["_id"],
                                         runtime.link_key)
         text = personalised(templates, customer, link)[1].strip()

@@ -1,0 +1,166 @@
+"""What a messaging channel later says of the messages it accepted (a WhatsApp status:
+sent, delivered, read, failed), stored first, then applied to the deliveries in bulk.
+
+The webhook stores a notification's statuses (`store`: one insert, `_id`
+`<channel>:<message id>:<status>`, so a redelivered status is known) before it answers
+200, then applies every stored status of the channel not applied yet (`apply_waiting`),
+its own and any a stopped replica left. A status finds its delivery through
+`channel_messages` (written with the send's outcomes, like `sms_parts`); one whose
+message is not recorded yet (the send's flush has not landed) waits for a later round,
+for up to MATCH_FOR_S.
+
+On the delivery: `delivered` sets `receipt: delivered` (once), `read` sets `opened`
+(once; a read message was delivered too), `failed` sets `receipt: undeliverable` with
+the channel's error; each first one counts in the campaign (`counts.delivered`,
+`counts.opened`, `counts.undeliverable`) and in its roll-up and channel funnel, and
+settles or triggers the campaign's fallback (`app.campaigns.fallback`). Conditional
+writes make a repeated or reordered status count nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from app.channels import confirmations as fallback
+from app.core import bulk, rollups
+
+MATCH_FOR_S = 600.0
+APPLY_AT_ONCE = 5000
+DELIVERED, UNDELIVERABLE, READ, FAILED = "delivered", "undeliverable", "read", "failed"
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    message_id: str  # the channel's id of our message
+    status: str  # sent | delivered | read | failed
+    at: datetime
+    error_code: int | None = None
+    error: str | None = None
+
+
+def stage_messages(writes: bulk.Writes, channel: str, refs: list[tuple[str, str, str]]
+                   ) -> None:
+    """Where a status finds its delivery: (message id, delivery id, campaign id)."""
+    for message_id, delivery_id, campaign_id in refs:
+        writes.insert("channel_messages", {"_id": f"{channel}:{message_id}",
+                                           "delivery_id": delivery_id,
+                                           "campaign_id": campaign_id})
+
+
+async def store(db: AsyncDatabase, channel: str, statuses: list[ChannelStatus]) -> int:
+    """Keep the statuses (before the provider hears we have them); how many were new."""
+    if not statuses:
+        return 0
+    docs = [{"_id": f"{channel}:{s.message_id}:{s.status}", "channel": channel,
+             "message_id": s.message_id, "status": s.status, "at": s.at,
+             "error_code": s.error_code, "error": s.error,
+             "received_at": datetime.now(UTC)} for s in statuses]
+    try:
+        return len((await db.channel_statuses.insert_many(docs, ordered=False)).inserted_ids)
+    except BulkWriteError as exc:  # a redelivered notification
+        if any(error["code"] != 11000 for error in exc.details["writeErrors"]):
+            raise
+        return exc.details["nInserted"]
+
+
+async def apply_waiting(db: AsyncDatabase, channel: str) -> dict[str, int]:
+    """Apply the channel's stored statuses; counts of what changed."""
+    waiting = [doc async for doc in db.channel_statuses.find(
+        {"channel": channel}).sort("received_at", 1).limit(APPLY_AT_ONCE)]
+    if not waiting:
+        return {}
+    refs = {doc["_id"].partition(":")[2]: doc async for doc in db.channel_messages.find(
+        {"_id": {"$in": sorted({f"{channel}:{w['message_id']}" for w in waiting})}})}
+    expired = datetime.now(UTC) - timedelta(seconds=MATCH_FOR_S)
+    matched = [w for w in waiting if w["message_id"] in refs]
+    done = [w["_id"] for w in matched] + [
+        w["_id"] for w in waiting if w["message_id"] not in refs
+        and _aware(w["received_at"]) < expired]
+    counts: dict[str, int] = {"unmatched": len(waiting) - len(matched)}
+    if matched:
+        counts |= await _apply(db, channel, matched, refs)
+    if done:
+        await db.channel_statuses.delete_many({"_id": {"$in": done}})
+    return counts
+
+
+async def _apply(db: AsyncDatabase, channel: str, matched: list[dict],
+                 refs: dict[str, dict]) -> dict[str, int]:
+    by_status: dict[str, dict[str, dict]] = defaultdict(dict)  # status -> delivery -> doc
+    for status in matched:
+        by_status[status["status"]][refs[status["message_id"]]["delivery_id"]] = status
+    delivered = {**by_status[DELIVERED], **by_status[READ]}  # a read one was delivered
+    ids = sorted(set(delivered) | set(by_status[FAILED]))
+    deliveries = {doc["_id"]: doc async for doc in db.deliveries.find(
+        {"_id": {"$in": ids}}, {"campaign_id": 1, "created_at": 1, "last_attempt_at": 1,
+                                "receipt": 1, "opened.first": 1})}
+    counts: dict[str, int] = {}
+    increments = rollups.Increments()
+    inc: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    async def settle(field_missing: str, wanted: dict[str, dict], sets: Any,
+                     counted: str, note: Any) -> list[str]:
+        fresh = [d for d in wanted if d in deliveries
+                 and not _has(deliveries[d], field_missing)]
+        if not fresh:
+            return []
+        result = await db.deliveries.update_many(
+            {"_id": {"$in": fresh}, field_missing: {"$exists": False}}, sets(wanted, fresh))
+        if result.modified_count:
+            counts[counted] = counts.get(counted, 0) + result.modified_count
+            for d in fresh:  # (exact unless another round settled some meanwhile)
+                doc = deliveries[d]
+                inc[doc["campaign_id"]][f"counts.{counted}"] += 1
+                note(doc)
+            return fresh
+        return []
+
+    def first_at(wanted: dict[str, dict], fresh: list[str]) -> datetime:  # (the round's)
+        return min(wanted[d]["at"] for d in fresh)
+
+    created = lambda doc: doc.get("created_at") or doc["last_attempt_at"]  # noqa: E731
+    await settle("receipt", delivered, lambda w, f: {"$set": {
+        "receipt": DELIVERED, "receipt_at": first_at(w, f)}}, DELIVERED,
+        lambda doc: increments.receipted(doc["campaign_id"], created(doc), DELIVERED,
+                                         channel))
+    by_error: dict[tuple, dict[str, dict]] = defaultdict(dict)  # one write per error
+    for d, status in by_status[FAILED].items():
+        by_error[(status["error_code"], status["error"])][d] = status
+    for (code, error), failures in by_error.items():
+        await settle("receipt", failures, lambda w, f, code=code, error=error: {"$set": {
+            "receipt": UNDELIVERABLE, "receipt_at": first_at(w, f), "last_code": code,
+            "last_error": error}}, UNDELIVERABLE,
+            lambda doc: increments.receipted(doc["campaign_id"], created(doc),
+                                             UNDELIVERABLE, channel))
+    await settle("opened.first", by_status[READ], lambda w, f: {"$set": {
+        "opened": {"first": first_at(w, f), "last": first_at(w, f), "count": 1}}},
+        "opened", lambda doc: increments.engaged(doc["campaign_id"], created(doc),
+                                                 "opened", channel))
+    await fallback.confirmed(db, [d for d in by_status[DELIVERED] if d in deliveries],
+                             DELIVERED)
+    await fallback.confirmed(db, [d for d in by_status[READ] if d in deliveries], READ)
+    await fallback.failed(db, [d for d in by_status[FAILED] if d in deliveries])
+    for campaign_id, changes in inc.items():
+        await db.campaigns.update_one({"_id": campaign_id}, {"$inc": dict(changes)})
+    if increments:
+        await rollups.write(db, increments)
+    return counts
+
+
+def _has(doc: dict, dotted: str) -> bool:
+    value: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
