@@ -373,6 +373,7 @@ class WhatsAppApi:
             self.loop.call_soon(started.set)
             self.loop.run_until_complete(self.server.serve())
             pump.cancel()
+            self.loop.run_until_complete(asyncio.gather(pump, return_exceptions=True))
 
         self.thread = threading.Thread(target=run, name="whatsapp-api", daemon=True)
         self.thread.start()

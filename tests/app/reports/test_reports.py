@@ -134,17 +134,21 @@ async def test_performance_report_figures(seeded) -> None:
         "opened": 2, "clicked": 1, "open_rate": 0.5, "click_rate": 0.25,
         "throughput_per_min": 1.33, "latency_p50_ms": 20.0, "latency_p95_ms": 40.0,
         "failures_by_code": {"550": 1, "451": 1},
-        "by_node": {"n1": 3, "n2": 1}, "by_worker": {"w1": 2, "w2": 1, "w3": 1}}
+        "by_node": {"n1": 3, "n2": 1}, "by_worker": {"w1": 2, "w2": 1, "w3": 1},
+        "funnel": {"email": {"sent": 4, "read": 2, "clicked": 1}}}
     assert summer == {
         "campaign_id": "c2", "name": "Summer", "recipients": 3, "sent": 2, "failed": 0,
         "dead": 0, "pending": 1, "skipped": 0, "delivery_rate": 0.6667, "retries": 0,
         "opened": 1, "clicked": 0, "open_rate": 0.5, "click_rate": 0.0,
         "throughput_per_min": None, "latency_p50_ms": 5.0, "latency_p95_ms": 15.0,
-        "failures_by_code": {}, "by_node": {"n2": 2}, "by_worker": {"w4": 2}}
+        "failures_by_code": {}, "by_node": {"n2": 2}, "by_worker": {"w4": 2},
+        "funnel": {"email": {"sent": 1, "read": 1}, "sms": {"sent": 1}}}
     assert report["totals"] == {"recipients": 9, "sent": 6, "failed": 1, "dead": 1,
                                 "pending": 1, "retries": 3, "delivery_rate": 0.6667,
                                 "opened": 3, "clicked": 1, "open_rate": 0.5,
-                                "click_rate": 0.1667}
+                                "click_rate": 0.1667,
+                                "funnel": {"email": {"sent": 5, "read": 3, "clicked": 1},
+                                           "sms": {"sent": 1}}}
     assert report["chat"] == {
         "sessions": 4, "completed": 2, "completion_rate": 0.5, "handoffs": 1,
         "drop_off": [{"node": "turbo_offer", "sessions": 1}, {"node": "upgrade", "sessions": 1}]}
