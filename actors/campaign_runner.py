@@ -44,6 +44,7 @@ import ray
 from ray.exceptions import RayError, TaskCancelledError
 
 from actors import registry
+from actors.metrics import FunnelMetrics
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
 from actors.webhook_sender import hand_on
@@ -491,6 +492,8 @@ class CampaignRunner(registry.MadeWithRuntime):
             self.pending_closes.append(summary.close)
         if summary.rollups:
             self.pending_rollups.merge(summary.rollups)
+            for doc in summary.rollups.inc.values():
+                FunnelMetrics.get().from_rollups(doc)
         for key, n in inc.items():
             if key.startswith("counts."):
                 self.totals[key.removeprefix("counts.")] += n

@@ -1,5 +1,5 @@
 """The local-services actor: owns the embedded SecantusDB, SMTP sink, SMSC, Telegram
-Bot API server and WhatsApp Cloud API server of local mode.
+Bot API server, WhatsApp Cloud API server and web push service of local mode.
 
 One detached, named actor per Ray cluster, so every replica, actor and task reaches
 the same servers; it hands out their addresses and answers outbox queries. The
@@ -19,6 +19,7 @@ from app.core.config import Settings
 from app.core.endpoints import Endpoints
 from embedded.mongo import EmbeddedMongo
 from embedded.processes import free_ports
+from embedded.push_service import PushService
 from embedded.smsc import Smsc
 from embedded.smtp_sink import SmtpSink
 from embedded.telegram_api import TelegramApi
@@ -29,7 +30,7 @@ from embedded.whatsapp_api import WhatsAppApi
 class LocalServices:
     def __init__(self, settings: Settings, mongo_port: int, smtp_port: int,
                  smpp_port: int | None = None, telegram_port: int | None = None,
-                 whatsapp_port: int | None = None):
+                 whatsapp_port: int | None = None, push_port: int | None = None):
         self.settings = settings
         self.mongo = self.sink = self.smsc = None
         self.telegram: TelegramApi | None = None
@@ -60,6 +61,8 @@ class LocalServices:
                 app_id=settings.whatsapp_app_id, port=whatsapp_port,
                 latency_s=settings.local_whatsapp_latency_s)
             whatsapp_api = self.whatsapp.start()
+        self.push = PushService(port=push_port)  # browsers' push service, and browsers
+        push_service = self.push.start()
         self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
                                     smtp_port=port, local_sink=self.sink is not None,
                                     smpp_host=smpp_host, smpp_port=smpp,
@@ -69,7 +72,7 @@ class LocalServices:
                                     whatsapp_api=whatsapp_api,
                                     local_whatsapp=self.whatsapp is not None,
                                     local_whatsapp_secret=self.whatsapp.app_secret
-                                    if self.whatsapp else "")
+                                    if self.whatsapp else "", local_push=push_service)
 
     def endpoints(self) -> Endpoints:
         return self._endpoints
@@ -174,6 +177,18 @@ class LocalServices:
         """Statuses not posted to the webhook yet."""
         return len(self._whatsapp().pending_statuses)
 
+    def push_subscribe(self, server_key: str | None = None) -> dict:
+        """A browser's new push subscription on the embedded push service (what
+        `pushManager.subscribe()` gives a page)."""
+        return self.push.subscribe(server_key)
+
+    def push_unsubscribe(self, endpoint: str) -> None:
+        self.push.unsubscribe(endpoint)
+
+    def push_received(self, endpoint: str) -> list[bytes]:
+        """What the browser of this subscription got, decrypted."""
+        return self.push.received(endpoint)
+
     def _whatsapp(self) -> WhatsAppApi:
         if self.whatsapp is None:
             raise RuntimeError("no embedded WhatsApp Cloud API: COMMS_WHATSAPP_ACCESS_TOKEN "
@@ -186,6 +201,7 @@ class LocalServices:
         return self.telegram
 
     def __ray_shutdown__(self) -> None:
+        self.push.stop()
         if self.whatsapp:
             self.whatsapp.stop()
         if self.telegram:
@@ -202,7 +218,7 @@ def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
     # Distinct ports, none the app's own HTTP port (chosen before, bound after).
     return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
-                                  *free_ports(5, avoid={settings.http_port}),
+                                  *free_ports(6, avoid={settings.http_port}),
                                   resources=settings.actor_resources)
 
 

@@ -37,6 +37,9 @@ from app.channels.registry import CHANNELS
 from app.channels.routing import close_routed, routed_senders, send_moving
 from app.channels.telegram.api import TelegramMessage, TelegramSender
 from app.channels.telegram.channel import bot_login
+from app.channels.webpush import subscriptions
+from app.channels.webpush.channel import notification, push_login, subscription_of
+from app.channels.webpush.push import GONE, Push, PushSender
 from app.channels.whatsapp.api import WhatsAppMessage, WhatsAppSender
 from app.channels.whatsapp.channel import cloud_login
 from app.chat import channel_chat, sms_chat, telegram_chat
@@ -185,6 +188,7 @@ class MarketingActor(registry.MadeWithRuntime):
             texted = await self._text([o for o in fired if o.get("sms_to")])
             texted |= await self._telegram([o for o in fired if o.get("telegram_to")])
             texted |= await self._whatsapp([o for o in fired if o.get("whatsapp_to")])
+            await self._push([o for o in fired if o.get("customer_id")])
             to_mail, later = await self._choose_mail([o for o in fired if o.get("email")])
             emailed, failed_now = await self._mail(to_mail)
             for offer_id in failed_now:  # a transient failure: tried again, durably
@@ -314,6 +318,35 @@ class MarketingActor(registry.MadeWithRuntime):
                 log.warning("offer %s: WhatsApp message not sent (%s %s)", offer["_id"],
                             outcome.code, outcome.error)
         return sent
+
+    async def _push(self, offers: list[dict]) -> None:
+        """Counter-offers as notifications to the browsers their customers subscribed
+        (one read for the batch); a subscription the push service says is gone is
+        dropped."""
+        if not offers:
+            return
+        subscribed = {doc["_id"]: subscription_of(doc) async for doc in self.db.customers.find(
+            {"_id": {"$in": [o["customer_id"] for o in offers]},
+             "webpush.endpoint": {"$exists": True}, "opted_out": {"$ne": "webpush"}},
+            {"webpush": 1})}
+        if not subscribed:
+            return
+        sender = PushSender(push_login(self.settings, self.runtime.endpoints))
+        chat_url = f"{self.settings.public_url.rstrip('/')}/chat/"
+        gone = []
+        for offer in offers:
+            subscription = subscribed.get(offer["customer_id"])
+            if subscription is None:
+                continue
+            outcome = await sender.send(Push(subscription, notification(
+                "Special offer for you", offer["text"], url=chat_url,
+                tag=f"offer:{offer['_id']}"), f"offer:{offer['_id']}"))
+            if outcome.code in GONE:
+                gone.append(subscription.endpoint)
+            elif outcome.status != SENT:
+                log.warning("offer %s: push not sent (%s %s)", offer["_id"], outcome.code,
+                            outcome.error)
+        await subscriptions.drop(self.db, gone)
 
     async def _mail(self, offers: list[dict]) -> tuple[dict[str, bool], set[str]]:
         """Mail the offers over a few pooled connections: (offer id -> sent, the ids that

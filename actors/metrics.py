@@ -18,6 +18,7 @@ WEBHOOK_ATTEMPTS = "comms_webhook_attempts_total"
 ROUTE_RATE = "comms_route_rate_per_s"
 ROUTE_THROTTLED = "comms_route_throttled_total"
 ROUTE_UP = "comms_route_up"
+FUNNEL = "comms_funnel_total"
 
 EXPORTED = {
     **SendMetrics.EXPORTED,
@@ -27,6 +28,7 @@ EXPORTED = {
     ROUTE_RATE: "gauge",
     ROUTE_THROTTLED: "counter",
     ROUTE_UP: "gauge",
+    FUNNEL: "counter",
 }
 
 
@@ -113,3 +115,37 @@ class RouteMetrics:
 
     def in_service(self, route: str, up: bool) -> None:
         self.up.set(1.0 if up else 0.0, tags={"route": route})
+
+
+class FunnelMetrics:
+    """Messages by channel and funnel stage (sent, delivered, read, clicked,
+    undeliverable), counted where each stage is learnt: the runner for sends (from its
+    tasks' roll-up increments), the webhooks and the SMS gateway for statuses and
+    receipts, the tracking routes for reads and clicks."""
+
+    _instance: FunnelMetrics | None = None
+    STAGE = {"opened": "read", "clicked": "clicked", "delivered": "delivered",
+             "undeliverable": "undeliverable", "sent": "sent", "read": "read"}
+
+    def __init__(self) -> None:
+        self.messages = Counter(FUNNEL, description="Messages by channel and funnel stage.",
+                                tag_keys=("channel", "stage"))
+
+    @classmethod
+    def get(cls) -> FunnelMetrics:
+        if cls._instance is None:
+            cls._instance = FunnelMetrics()
+        return cls._instance
+
+    def count(self, channel: str, counts: dict[str, int]) -> None:
+        """Counts by stage (or by what a status set: opened is a read)."""
+        for stage, n in counts.items():
+            if n > 0 and stage in self.STAGE:
+                self.messages.inc(n, tags={"channel": channel, "stage": self.STAGE[stage]})
+
+    def from_rollups(self, increments: dict[str, float]) -> None:
+        """The `funnel.<channel>.<stage>` of roll-up increments (a batch's sends)."""
+        for key, n in increments.items():
+            if key.startswith("funnel.") and n > 0:
+                _, channel, stage = key.split(".", 2)
+                self.messages.inc(n, tags={"channel": channel, "stage": stage})

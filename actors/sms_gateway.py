@@ -27,6 +27,7 @@ from aiosmpplib import BindMode, DeliverSm
 
 from actors import registry
 from actors.marketing import marketing_actor
+from actors.metrics import FunnelMetrics
 from app.audience.phones import e164
 from app.channels.sms import inbox as sms_inbox
 from app.channels.sms.receipts import Receipt, apply, stored_waiting
@@ -153,6 +154,7 @@ class SmsGateway(registry.MadeWithRuntime):
                               len(receipts))
                 later, counts = receipts, {}
                 await asyncio.sleep(1.0)
+            FunnelMetrics.get().count("sms", counts)
             for key, n in counts.items():
                 self.counts[key] = self.counts.get(key, 0) + n
             if later:  # parts not recorded yet: look again in a while

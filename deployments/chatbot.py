@@ -30,7 +30,7 @@ from deployments.context import AppContext, current, install
 from deployments.errors import DOCUMENTED_ERRORS, install_error_handlers
 from deployments.limits import MAX_BODY_BYTES, LimitsFirst
 from deployments.log_context import LogContext
-from deployments.routes import chat, telegram, whatsapp
+from deployments.routes import chat, push, telegram, whatsapp
 from deployments.security import SecurityHeaders
 
 chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/docs",
@@ -39,6 +39,7 @@ chat_api = FastAPI(title="operator-comms chat", version="0.1.0", docs_url="/api/
 chat_api.include_router(chat.router, responses=DOCUMENTED_ERRORS)
 chat_api.include_router(telegram.router, responses=DOCUMENTED_ERRORS)
 chat_api.include_router(whatsapp.router, responses=DOCUMENTED_ERRORS)
+chat_api.include_router(push.router, responses=DOCUMENTED_ERRORS)
 install_error_handlers(chat_api)
 chat_api.add_middleware(SecurityHeaders)
 chat_api.add_middleware(LogContext)

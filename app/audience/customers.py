@@ -152,7 +152,8 @@ def audience_matches(audience: dict, customer: dict) -> bool:
 
 # What a send needs of a customer (templates, address, consent), read with the page.
 SEND_FIELDS = {"email": 1, "name": 1, "plan": 1, "phone": 1, "is_client": 1,
-               "unsubscribed": 1, "opted_out": 1, "vars": 1, "timezone": 1, "telegram": 1}
+               "unsubscribed": 1, "opted_out": 1, "vars": 1, "timezone": 1, "telegram": 1,
+               "whatsapp": 1, "webpush": 1}
 
 
 async def audience_page(db: AsyncDatabase, audience: dict, page: int,

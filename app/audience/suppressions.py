@@ -35,7 +35,8 @@ ALL = "all"  # every channel: an unsubscribe
 HARD_BOUNCE, SOFT_BOUNCES, COMPLAINT = "hard-bounce", "soft-bounces", "complaint"
 UNSUBSCRIBE, STOP, BLOCKED, OPERATOR = "unsubscribe", "stop", "blocked", "operator"
 ADDRESS_FIELDS = {"email": "email", "sms": "phone",  # where a customer keeps the address
-                  "telegram": "telegram.chat_id", "whatsapp": "phone"}
+                  "telegram": "telegram.chat_id", "whatsapp": "phone",
+                  "webpush": "webpush.endpoint"}
 CHANGED = "consent_changed_at"  # on a customer: when its consent last changed (indexed)
 DUPLICATE = 11000
 

@@ -19,7 +19,7 @@ from app.core.statuses import CampaignStatus
 from app.core.windows import Window
 
 # The names in `app.channels.registry` (a test checks).
-Channel = Literal["email", "sms", "telegram", "whatsapp"]
+Channel = Literal["email", "sms", "telegram", "whatsapp", "webpush"]
 
 
 def _rule(info: ValidationInfo) -> list:

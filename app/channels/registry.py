@@ -11,6 +11,7 @@ from app.channels.base import Channel
 from app.channels.email.channel import EmailChannel
 from app.channels.sms.channel import SmsChannel
 from app.channels.telegram.channel import TelegramChannel
+from app.channels.webpush.channel import WebPushChannel
 from app.channels.whatsapp.channel import WhatsAppChannel, WhatsAppOptions
 from app.core.config import Settings
 from app.core.endpoints import Endpoints
@@ -18,7 +19,8 @@ from app.core.models import Strict
 
 CHANNELS: dict[str, Channel] = {channel.name: channel
                                 for channel in (EmailChannel(), SmsChannel(),
-                                                TelegramChannel(), WhatsAppChannel())}
+                                                TelegramChannel(), WhatsAppChannel(),
+                                                WebPushChannel())}
 DEFAULT = "email"
 
 

@@ -19,7 +19,10 @@ writes make a repeated or reordered status count nothing twice.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +33,9 @@ from pymongo.errors import BulkWriteError
 from app.channels import confirmations as fallback
 from app.core import bulk, rollups
 
+log = logging.getLogger("operator_comms.statuses")
 MATCH_FOR_S = 600.0
+ROUND_S = 0.5  # how long a round waits for more statuses to store before it applies
 APPLY_AT_ONCE = 5000
 DELIVERED, UNDELIVERABLE, READ, FAILED = "delivered", "undeliverable", "read", "failed"
 
@@ -164,3 +169,36 @@ def _has(doc: dict, dotted: str) -> bool:
 
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+class Applier:
+    """Applies a channel's stored statuses in rounds, not per notification: a webhook
+    that stored some asks for a round (`soon`); the round starts ROUND_S later and takes
+    every status stored by then, and one more follows if more were asked for meanwhile.
+    A provider that posts each status alone (the Cloud API mostly does) costs one insert
+    per notification, and a handful of commands per round."""
+
+    def __init__(self, db: AsyncDatabase, channel: str, round_s: float = ROUND_S,
+                 on_applied: Callable[[dict[str, int]], None] | None = None):
+        self.db, self.channel, self.round_s = db, channel, round_s
+        self.on_applied = on_applied  # what a round changed (metrics)
+        self.task: asyncio.Task | None = None
+        self.again = False
+
+    def soon(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.again = True
+            return
+        self.task = asyncio.get_running_loop().create_task(self._rounds())
+
+    async def _rounds(self) -> None:
+        self.again = True
+        while self.again:
+            self.again = False
+            await asyncio.sleep(self.round_s)
+            try:
+                counts = await apply_waiting(self.db, self.channel)
+                if self.on_applied is not None:
+                    self.on_applied(counts)
+            except Exception:  # stored: the next round (or the runner's sweep) applies them
+                log.exception("%s statuses: a round failed", self.channel)

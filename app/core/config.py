@@ -220,6 +220,19 @@ class Settings(Telemetry):
     throughput is 80); unset: no cap"""
     local_whatsapp_latency_s: float = Field(default=0.0, ge=0, le=10)
     """how long the embedded Cloud API server takes to answer each call (benchmarks)"""
+    # Web push: our VAPID key pair is made on first run and kept in the database.
+    webpush_contact: str = Field(default="mailto:noc@operator.example",
+                                 pattern=r"^(mailto:[^\s@]+@[^\s@]+|https://\S+)$")
+    """how push services may reach us (the VAPID `sub` claim): mailto: or https:"""
+    webpush_title: str = Field(default="Your operator", min_length=1, max_length=120)
+    """a notification's title when the campaign has no subject"""
+    webpush_services: list[str] = Field(default_factory=lambda: [
+        "fcm.googleapis.com", "updates.push.services.mozilla.com", "*.notify.windows.com",
+        "*.push.apple.com"], max_length=50)
+    """the push services a browser's subscription may point at (host patterns, HTTPS
+    only; or an exact `http://host:port` origin): we post to nothing else"""
+    webpush_rate_limit_per_s: float | None = Field(default=500.0, gt=0)
+    """pushes a second across the cluster; unset: no cap"""
 
     sms_stop_keywords: list[str] = Field(
         default_factory=lambda: ["STOP", "PARAR", "SAIR", "CANCELAR"], min_length=1)

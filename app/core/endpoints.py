@@ -26,6 +26,7 @@ class Endpoints:
     local_whatsapp: bool = False
     local_whatsapp_secret: str = field(default="", repr=False)  # the embedded server's app
     # secret (its webhook signatures); a configured Cloud API's is a setting
+    local_push: str = ""  # the embedded push service's origin (local mode), allowed too
 
     @classmethod
     def configured(cls, settings: Settings) -> Endpoints:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from actors.metrics import FunnelMetrics
 from app.campaigns.batches import now
 from app.channels.email import tracking
 from app.core.signing_keys import LINKS
@@ -36,7 +37,9 @@ async def opened(context: Context, token: str) -> Response:
     delivery_id = tracking.verify(tracking.OPEN, token, runtime.keys)
     if delivery_id is None:
         return not_valid()
-    await tracking.record(context.db, tracking.OPEN, delivery_id, now())
+    channel = await tracking.record(context.db, tracking.OPEN, delivery_id, now())
+    if channel is not None:
+        FunnelMetrics.get().count(channel, {"opened": 1})
     return Response(tracking.PIXEL_GIF, media_type="image/gif", headers=NO_STORE)
 
 
@@ -50,5 +53,7 @@ async def clicked(context: Context, token: str,
     delivery_id = tracking.verify(tracking.CLICK, token, runtime.keys, u)
     if delivery_id is None or not u.lower().startswith(("http://", "https://")):
         return not_valid()
-    await tracking.record(context.db, tracking.CLICK, delivery_id, now())
+    channel = await tracking.record(context.db, tracking.CLICK, delivery_id, now())
+    if channel is not None:
+        FunnelMetrics.get().count(channel, {"clicked": 1})
     return RedirectResponse(u, 302, headers=NO_STORE)

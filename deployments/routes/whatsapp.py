@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from actors.metrics import FunnelMetrics
 from app.channels import statuses as channel_statuses
 from app.channels.whatsapp.channel import cloud_login
 from app.channels.whatsapp.webhook import (
@@ -90,5 +91,18 @@ async def whatsapp_webhook(request: Request, context: Context) -> dict:
     for wa_id in dict.fromkeys(message.wa_id for message in messages):
         await whatsapp_chat.take_waiting(context.db, FLOW, wa_id, consumers, keywords, login)
     if reported:
-        await channel_statuses.apply_waiting(context.db, CHANNEL)
+        _applier(context).soon()
     return {"ok": True}
+
+
+_appliers: dict[int, channel_statuses.Applier] = {}
+
+
+def _applier(context: Context) -> channel_statuses.Applier:
+    """This replica's round-maker for WhatsApp statuses."""
+    found = _appliers.get(id(context.db))
+    if found is None:
+        found = _appliers[id(context.db)] = channel_statuses.Applier(
+            context.db, CHANNEL,
+            on_applied=lambda counts: FunnelMetrics.get().count(CHANNEL, counts))
+    return found

@@ -130,6 +130,44 @@ $("clear").addEventListener("click", async () => {
   data.messages.forEach(render);
 });
 
+// Notifications (web push): offered where the browser has push; kept for a verified
+// customer only (the server says 409 otherwise).
+function urlBytes(text) {
+  const b64 = (text + "=".repeat((4 - text.length % 4) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+async function subscribeToPush() {
+  const registration = await navigator.serviceWorker.register("/chat/push-sw.js",
+                                                              { scope: "/chat/" });
+  if (await Notification.requestPermission() !== "granted") {
+    banner("Notifications are blocked for this site.", "down");
+    return;
+  }
+  const key = (await (await fetch("/chat/api/push/key")).json()).public_key;
+  let subscription;
+  try {
+    subscription = await registration.pushManager.subscribe({
+      userVisibleOnly: true, applicationServerKey: urlBytes(key) });
+  } catch (error) {
+    banner(`Notifications are not available in this browser (${error.message}).`, "down");
+    return;
+  }
+  const response = await fetch(`/chat/api/sessions/${session.id}/push-subscription`, {
+    method: "POST", body: JSON.stringify(subscription.toJSON()),
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${session.token}`,
+               "x-session-id": session.id } });
+  if (response.status === 409) banner("Tell us who you are in the chat first.", "down");
+  else if (response.ok) banner("Notifications are on.", "up");
+  else banner("Notifications could not be turned on.", "down");
+}
+
+if ("serviceWorker" in navigator && "PushManager" in window) {
+  $("notify").hidden = false;
+  $("notify").addEventListener("click", () => subscribeToPush().catch(
+    (error) => banner(`Notifications could not be turned on (${error.message}).`, "down")));
+}
+
 (async () => {
   if (!session) await newSession();
   connect();

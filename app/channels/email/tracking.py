@@ -103,9 +103,10 @@ def instrument(text: str, html_body: str | None, *, delivery_id: str, opens: boo
     return text, html_body
 
 
-async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -> bool:
-    """A hit on a delivery; True when it was the delivery's first of this kind (then the
-    campaign and its roll-up count it). No delivery: nothing is written."""
+async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -> str | None:
+    """A hit on a delivery; the channel that carried it when it was the delivery's first
+    of this kind (then the campaign and its roll-up count it), else None. No delivery:
+    nothing is written."""
     first = await db.deliveries.find_one_and_update(
         {"_id": delivery_id, f"{kind}.first": {"$exists": False}},
         {"$set": {f"{kind}.first": at, f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}},
@@ -114,7 +115,7 @@ async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -
     if first is None:
         await db.deliveries.update_one({"_id": delivery_id}, {
             "$set": {f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}})
-        return False
+        return None
     await db.campaigns.update_one({"_id": first["campaign_id"]},
                                   {"$inc": {f"counts.{kind}": 1}})
     increments = rollups.Increments()
@@ -124,4 +125,4 @@ async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -
     await rollups.write(db, increments)
     if kind == OPEN:  # read: a fallback rule's wait for it ends
         await fallback.confirmed(db, [delivery_id], fallback.READ)
-    return True
+    return first.get("channel") or "email"

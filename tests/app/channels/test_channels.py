@@ -99,4 +99,4 @@ def test_delivered_rates_and_previews_by_channel() -> None:
     assert channel_named("telegram").unreachable(CUSTOMER) == "no Telegram chat linked"
     assert channel_named("telegram").unreachable(linked) is None
     assert set(CHANNELS) == set(get_args(CampaignChannel)) == {
-        "email", "sms", "telegram", "whatsapp"}
+        "email", "sms", "telegram", "whatsapp", "webpush"}

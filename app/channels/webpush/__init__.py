@@ -1,0 +1,1 @@
+"""Web push: the VAPID keys, the channel, and the customers' subscriptions."""
