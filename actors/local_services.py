@@ -135,6 +135,18 @@ class LocalServices:
     def telegram_sent_counts(self) -> dict[int, int]:
         return self._telegram().sent_counts()
 
+    def telegram_open_chats(self, chat_ids: list[int]) -> None:
+        self._telegram().open_chats(chat_ids)
+
+    def telegram_arrivals(self, since: float = 0.0) -> list[float]:
+        return self._telegram().arrivals(since)
+
+    def whatsapp_register_many(self, wa_ids: list[str], reads: bool = True) -> None:
+        self._whatsapp().register_many(wa_ids, reads)
+
+    def whatsapp_arrivals(self, since: float = 0.0) -> list[float]:
+        return self._whatsapp().arrivals(since)
+
     def telegram_webhook(self) -> dict[str, str]:
         return {"url": self._telegram().webhook.get("url", "")}
 

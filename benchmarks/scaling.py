@@ -54,7 +54,7 @@ from pathlib import Path
 
 import aiosmtplib
 import ray
-from pymongo import MongoClient
+from pymongo import MongoClient, UpdateOne
 
 from actors.local_services import local_services
 from app.channels.email.mailer import Mail, build_message, message_id
@@ -78,6 +78,9 @@ OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS, OC_WIDE, OC_WIDE_OWN = (
     "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
     "operator-comms (many connections)",
     "operator-comms (many connections, own app start)")
+OC_TELEGRAM, OC_WHATSAPP = ("operator-comms Telegram (local Bot API)",
+                            "operator-comms WhatsApp (local Cloud API)")
+MESSAGING = (OC_SMS, OC_TELEGRAM, OC_WHATSAPP)  # rows timed by their provider's arrivals
 SMS_TEXT = "Ola {{ first_name }}, seu plano {{ plan }} pode ir para Turbo por R$ 129,90."
 RAW_FROM = Settings.model_fields["mail_from"].default  # the app's default sender
 RAW_KEY = KeyRing.of("raw").signing(LINKS)  # a link key of the app's shape
@@ -277,8 +280,14 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
     # batches that start while others drain.
     most = max(workers for _, workers, _, _ in runs)
     warm = most + max(2, most // 4)
+    # The messaging rows' providers answer each call after the same delay; their
+    # ceilings (Telegram's 30/s, a number's 80/s) are lifted: the rows measure the send
+    # path, not the provider's policy.
     with running_app(smtp_host="127.0.0.1", smtp_port=sink.port, send_lease_s=60,
                      smsc_submit_delay_s=delay / 1000, send_warm_workers=warm,
+                     local_telegram_latency_s=delay / 1000,
+                     local_whatsapp_latency_s=delay / 1000,
+                     telegram_rate_limit_per_s=None, whatsapp_rate_limit_per_s=None,
                      ) as (settings, api, _base):
         services = local_services(settings)
         uri = mongodb_uri(settings)
@@ -286,6 +295,30 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
         # streaming monitor sent two `hello`s per 10 s, counted as the campaign's.
         mongo = MongoClient(uri, **monitoring_options(uri))
         audiences = Audiences(api)
+        reachable: set[tuple[str, str]] = set()  # (system, tag) made reachable
+
+        def reach(system: str, tag: str) -> None:
+            """Link the tag's customers' Telegram chats, or give their numbers WhatsApp,
+            at the local providers (once per tag)."""
+            if system not in (OC_TELEGRAM, OC_WHATSAPP) or (system, tag) in reachable:
+                return
+            db = mongo[settings.mongodb_db]
+            docs = list(db.customers.find({"tags": tag}, {"phone": 1}).sort("_id", 1))
+            if system == OC_TELEGRAM:
+                chats = [2_000_000_000 + n for n in range(len(docs))]
+                db.customers.bulk_write([
+                    UpdateOne({"_id": d["_id"]}, {"$set": {"telegram": {"chat_id": str(chat)}}})
+                    for d, chat in zip(docs, chats, strict=True)])
+                ray.get(services.telegram_open_chats.remote(chats))
+            else:
+                ray.get(services.whatsapp_register_many.remote(
+                    ["".join(ch for ch in d["phone"] if ch.isdigit()) for d in docs]))
+            reachable.add((system, tag))
+
+        def arrivals(system: str, since: float) -> list[float]:
+            remote = {OC_SMS: services.sms_arrivals, OC_TELEGRAM: services.telegram_arrivals,
+                      OC_WHATSAPP: services.whatsapp_arrivals}[system]
+            return ray.get(remote.remote(since))
         audiences.tag(smallest)
         idle_from, idle_ops, idle_cpu = time.time(), opcount(mongo), CpuWatch()
         time.sleep(5)
@@ -296,9 +329,17 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
             conns = connections or settings.send_connections
 
             def run(messages: int, workers=workers, conns=conns, batch_size=batch_size,
-                    sms=system == OC_SMS) -> dict:
+                    system=system) -> dict:
+                messaging = system in MESSAGING
                 tag = audiences.tag(messages)
-                body = ({"channel": "sms", "body_text": SMS_TEXT} if sms else {
+                reach(system, tag)
+                body = ({"channel": "sms", "body_text": SMS_TEXT} if system == OC_SMS else
+                        {"channel": "telegram", "body_text": SMS_TEXT}
+                        if system == OC_TELEGRAM else
+                        {"channel": "whatsapp", "body_text": SMS_TEXT, "channel_options": {
+                            "whatsapp": {"template": "campaign_message",
+                                         "parameters": [SMS_TEXT]}}}
+                        if system == OC_WHATSAPP else {
                     "subject": "Hello {{ first_name }}",
                     "body_text": "Dear {{ name }}, your plan is {{ plan }}.\n"
                                  "{{ unsubscribe_url }}"})
@@ -316,9 +357,9 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                 # The SMSC's arrivals come back whole from its actor: asked 5 times a
                 # second, not 20, so the asking does not load the process it measures.
                 marks = wait_marking(
-                    (lambda: len(ray.get(services.sms_arrivals.remote(started)))) if sms
+                    (lambda: len(arrivals(system, started))) if messaging
                     else sink.accepted, messages, 1800, lambda: opcount(mongo),
-                    poll_s=0.2 if sms else 0.05)
+                    poll_s=0.2 if messaging else 0.05)
                 elapsed = time.time() - started
                 cpu = watch.done(elapsed)
                 while (view := api.get(f"/api/campaigns/{campaign_id}").json())[
@@ -326,9 +367,8 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
                     time.sleep(0.5)
                 ops = opcount(mongo) - ops_before - 1
                 net = ops - background * (time.time() - started)
-                stats = (arrival_stats(sorted(ray.get(services.sms_arrivals.remote(started))),
-                                       started, messages) if sms
-                         else row_stats(sink, started, messages))
+                stats = (arrival_stats(sorted(arrivals(system, started)), started, messages)
+                         if messaging else row_stats(sink, started, messages))
                 delivered = max(1, stats["messages"])
                 steady = None
                 if 0.1 in marks and 0.9 in marks:  # each mark's serverStatus counts once
@@ -419,7 +459,8 @@ def chart(results: list[dict], path: Path, meta: dict) -> None:
     styles = {OC: ("o-", "#5b2a86"), OC_DEFAULT: ("s-", "#c0398a"),
               OC_WIDE: ("*", "#d62728"), OC_WIDE_OWN: ("P", "#ff7f0e"),
               PREFORK: ("^--", "#1f6fb2"),
-              OC_SMS: ("D-", "#6b6b6b")}
+              OC_SMS: ("D-", "#6b6b6b"), OC_TELEGRAM: ("v", "#229ed9"),
+              OC_WHATSAPP: ("X", "#25d366")}
     for ax, delay in zip(axes[0], delays, strict=True):
         rows = [r for r in results if r["sink_delay_ms"] == delay]
         for system, (marker, colour) in styles.items():
@@ -499,7 +540,7 @@ def targets(results: list[dict], rate: str = "steady_messages_per_s") -> dict:
     # Email rows at batch size 100 (the issue's), in the steady window: the work per
     # batch. The whole campaign's figure adds its fixed commands (launch, the runner's
     # start, completion: about 25), which a short row at a slow relay spreads thin.
-    email = [r for r in results if r.get("batch_size") == 100 and r["system"] != OC_SMS]
+    email = [r for r in results if r.get("batch_size") == 100 and r["system"] not in MESSAGING]
     per_message = [r["db_commands_per_message_steady"] for r in email
                    if r.get("db_commands_per_message_steady") is not None]
     if per_message:
@@ -508,6 +549,13 @@ def targets(results: list[dict], rate: str = "steady_messages_per_s") -> dict:
     whole = [r["db_commands_per_message"] for r in email if "db_commands_per_message" in r]
     if whole:
         found["db_commands_per_message_whole_campaign_max"] = max(whole)
+    for system, key in ((OC_TELEGRAM, "telegram"), (OC_WHATSAPP, "whatsapp")):
+        rows = [r for r in results if r["system"] == system and r["workers"] == 8
+                and r.get("db_commands_per_message_steady") is not None]
+        if rows:
+            worst = max(r["db_commands_per_message_steady"] for r in rows)
+            found[f"{key}_w8_db_commands_per_message"] = worst
+            found[f"{key}_w8_db_commands_per_message_met"] = worst <= 0.1
     return found
 
 
@@ -537,6 +585,9 @@ def main() -> None:
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     parser.add_argument("--sms-workers", type=int, nargs="*", default=[8],
                         help="SMS campaign rows (default connections) at these W")
+    parser.add_argument("--messaging-workers", type=int, nargs="*", default=[8],
+                        help="Telegram and WhatsApp campaign rows (default connections), "
+                        "against the local providers answering after the same delay")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -562,7 +613,9 @@ def main() -> None:
                 (OC_DEFAULT, w, None, size) for w in args.default_workers] + [
                 (OC_WIDE, w, args.wide_connections, args.wide_batch_size)
                 for w in args.wide_workers] + [
-                (OC_SMS, w, None, size) for w in args.sms_workers]
+                (OC_SMS, w, None, size) for w in args.sms_workers] + [
+                (system, w, None, size) for system in (OC_TELEGRAM, OC_WHATSAPP)
+                for w in args.messaging_workers]
             shared = app_rows(sink, delay, runs, per_worker, *bounds)
             results += shared
             if args.wide_own_start and args.wide_workers:

@@ -4,12 +4,34 @@ child that dies with the process that started it."""
 from __future__ import annotations
 
 import ctypes
+import random
 import signal
 import socket
 from collections.abc import Collection
+from pathlib import Path
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, below the ephemeral range: a server binds it a moment later, and a
+    port of that range may meanwhile be taken by an outgoing connection (a client's
+    socket), which made a server's bind fail now and then."""
+    top = _ephemeral_low() - 1
+    for _ in range(50):
+        port = random.randint(max(1025, top - 12_000), top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

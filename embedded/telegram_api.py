@@ -78,6 +78,7 @@ class TelegramApi:
         self.update_ids = itertools.count(1)
         self.message_ids = itertools.count(1)
         self.deliveries: dict[str, int] = defaultdict(int)  # webhook answers by status
+        self.arrived: list[float] = []  # when each message the bot sent was accepted
         self.lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: uvicorn.Server | None = None
@@ -156,6 +157,7 @@ class TelegramApi:
             if markup:
                 message["reply_markup"] = markup
             chat.sent.append(message)
+            self.arrived.append(time.time())
         return JSONResponse({"ok": True, "result": message})
 
     def _api_answerCallbackQuery(self, params: dict) -> JSONResponse:  # noqa: N802
@@ -225,6 +227,16 @@ class TelegramApi:
             chats = [self.chats[chat_id]] if chat_id is not None else list(
                 self.chats.values())
             return [message for chat in chats if chat for message in chat.sent]
+
+    def open_chats(self, chat_ids: list[int]) -> None:
+        """These customers pressed Start (benchmarks: many chats at once)."""
+        with self.lock:
+            for chat_id in chat_ids:
+                self.chats.setdefault(chat_id, Chat(chat_id, "Customer")).opened = True
+
+    def arrivals(self, since: float = 0.0) -> list[float]:
+        with self.lock:
+            return [t for t in self.arrived if t >= since]
 
     def sent_counts(self) -> dict[int, int]:
         with self.lock:

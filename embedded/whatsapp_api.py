@@ -106,6 +106,7 @@ class WhatsAppApi:
         self.deliveries: dict[str, int] = defaultdict(int)  # webhook answers by status
         self.lock = threading.Lock()
         self.pending_statuses: list[dict] = []
+        self.arrived: list[float] = []  # when each accepted message was accepted
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wake: asyncio.Event | None = None
         self.server: uvicorn.Server | None = None
@@ -180,6 +181,8 @@ class WhatsAppApi:
         wamid = self._wamid()
         message["id"] = wamid
         self._accepted(message)
+        with self.lock:
+            self.arrived.append(time.time())
         return JSONResponse({"messaging_product": "whatsapp",
                              "contacts": [{"input": to, "wa_id": to}],
                              "messages": [{"id": wamid}]})
@@ -241,6 +244,16 @@ class WhatsAppApi:
         with self.lock:
             number = self.numbers.setdefault(wa_id, Number(wa_id, name))
             number.reads = reads
+
+    def register_many(self, wa_ids: list[str], reads: bool = True) -> None:
+        """Many numbers have WhatsApp (benchmarks)."""
+        with self.lock:
+            for wa_id in wa_ids:
+                self.numbers.setdefault(wa_id, Number(wa_id, "Customer")).reads = reads
+
+    def arrivals(self, since: float = 0.0) -> list[float]:
+        with self.lock:
+            return [t for t in self.arrived if t >= since]
 
     def say(self, wa_id: str, text: str) -> str:
         """The customer writes to the business; the message's id."""

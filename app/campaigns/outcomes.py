@@ -199,19 +199,22 @@ class OutcomeRecorder:
             for did, fields in updates:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
             parts = bulk.Writes(self.db, one_command=False)
+            # The fallback waits first: a receipt or status can only find its delivery
+            # once its SMS parts or message id below are written, and must then find
+            # the wait it ends (written after, a wait would outlive its confirmation).
+            fallback.stage_waits(parts, [wait for did, wait in waits.items()
+                                         if did not in lost])
             # Where a delivery receipt finds its delivery (actors.sms_gateway).
             ledger.stage_sms_parts(parts, [
                 {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
                 for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
-            # Where a later status finds it (app.campaigns.statuses), and its fallback.
+            # Where a later status finds it (app.channels.statuses).
             by_channel: dict[str, list[tuple[str, str, str]]] = {}
             for did, (name, ref) in refs.items():
                 if did not in lost:
                     by_channel.setdefault(name, []).append((ref, did, self.job.campaign_id))
             for name, channel_refs in by_channel.items():
                 channel_statuses.stage_messages(parts, name, channel_refs)
-            fallback.stage_waits(parts, [wait for did, wait in waits.items()
-                                         if did not in lost])
             await parts.apply()
             sent = [customer_id for did, (status, customer_id) in statuses.items()
                     if status == DeliveryStatus.SENT and did not in lost]

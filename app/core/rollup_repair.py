@@ -173,9 +173,35 @@ async def reconcile_period(db: AsyncDatabase, start: datetime, end: datetime,
     return await reconcile(db, expected, stored, apply=apply)
 
 
+LATE = ("receipts", "opened", "clicked")  # written by receipts, statuses and hits, which
+LATE_STAGES = ("delivered", "read", "clicked", "undeliverable")  # go on after completion
+
+
+def _with_late_as_stored(expected: dict[str, dict], stored: list[dict]) -> dict[str, dict]:
+    """The recount, with the figures that receipts, statuses and tracking hits still
+    write kept as stored: a delivery they changed a moment before its roll-up's `$inc`
+    lands would be counted by the repair, then again by that `$inc`."""
+    have = {doc["_id"]: doc for doc in stored}
+    out = {}
+    for _id, doc in expected.items():
+        doc = {k: v for k, v in doc.items() if k not in LATE}
+        got = have.get(_id, {})
+        doc.update({k: got[k] for k in LATE if k in got})
+        funnel = {channel: {s: n for s, n in stages.items() if s not in LATE_STAGES}
+                  for channel, stages in (doc.get("funnel") or {}).items()}
+        for channel, stages in (got.get("funnel") or {}).items():
+            funnel.setdefault(channel, {}).update(
+                {s: n for s, n in stages.items() if s in LATE_STAGES})
+        if funnel:
+            doc["funnel"] = funnel
+        out[_id] = doc
+    return out
+
+
 async def reconcile_campaign(db: AsyncDatabase, campaign_id: str,
                              increments: Increments) -> dict[str, Any]:
     """Compare one campaign's roll-ups with `increments` folded from all its
-    deliveries (at its completion), and repair them."""
+    deliveries (at its completion), and repair them: all but what receipts, statuses
+    and tracking hits still write (`reconcile_period` repairs those too)."""
     stored = await db.rollups.find({"kind": CAMPAIGN, "campaign_id": campaign_id}).to_list()
-    return await reconcile(db, increments.docs(), stored)
+    return await reconcile(db, _with_late_as_stored(increments.docs(), stored), stored)

@@ -45,8 +45,12 @@ class Taken(BaseModel):
     ok: bool = Field(description="the notification is stored (and its turns taken)")
 
 
-@router.get("/whatsapp/webhook", response_class=PlainTextResponse,
-            responses={403: {"description": "not our verify token"}})
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/InvalidInput"}}}
+
+
+@router.get("/whatsapp/webhook", response_class=PlainTextResponse, responses={
+    403: {"description": "not our verify token", "content": {"application/json": {}}},
+    422: {"description": "Bad input: each problem names its field", "content": _JSON_ERROR}})
 async def whatsapp_handshake(
         context: Context,
         mode: str | None = Query(default=None, alias="hub.mode", max_length=32),

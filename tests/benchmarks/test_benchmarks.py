@@ -29,13 +29,16 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
         "5", "0", "--batch-size", "10", "--min-seconds", "0.5", "--smallest", "30",
         "--largest", "60", "--gevent-greenlets", "4", "--sms-workers", "2",
         "--wide-workers", "1", "--wide-connections", "3", "--wide-batch-size", "20",
-        "--min-batches", "4", "--out", str(tmp_path), timeout=900)
+        "--min-batches", "4", "--messaging-workers", "2", "--out", str(tmp_path),
+        timeout=900)
     data = json.loads((tmp_path / "scaling.json").read_text())
     rows = data["results"]
     systems = {"operator-comms", "operator-comms (default connections)", "celery prefork",
                "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
                "operator-comms (many connections)",
-               "operator-comms (many connections, own app start)"}
+               "operator-comms (many connections, own app start)",
+               "operator-comms Telegram (local Bot API)",
+               "operator-comms WhatsApp (local Cloud API)"}
     for delay in (5.0, 0.0):
         assert {(r["system"], r["workers"]) for r in rows if r["sink_delay_ms"] == delay} == {
             ("celery prefork", 1), ("celery prefork", 2), ("celery gevent", 4),
@@ -43,7 +46,9 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
             ("operator-comms (default connections)", 2),
             ("operator-comms (many connections)", 1),
             ("operator-comms (many connections, own app start)", 1),
-            ("operator-comms SMS (embedded SMSC)", 2)}
+            ("operator-comms SMS (embedded SMSC)", 2),
+            ("operator-comms Telegram (local Bot API)", 2),
+            ("operator-comms WhatsApp (local Cloud API)", 2)}
         raws = [r for r in rows if r["sink_delay_ms"] == delay and r["workers"] == "raw"]
         assert [r["measured"] for r in raws] == ["before the app", "after the app"]
         # Four batches of 10 a worker at least, for both systems at the same W.

@@ -349,3 +349,22 @@ def test_each_console_section_opens_by_its_url_and_shows_only_its_own(
     page.goto(f"{stack.base_url}/#/campaigns/{campaign_id}")
     expect(page.locator("#detail-name")).to_have_text(name)
     page.close()
+
+
+def test_the_chat_page_offers_notifications_through_its_service_worker(browser,
+                                                                       stack: Stack) -> None:
+    """The page's side of web push: the button registers the service worker under
+    /chat/ and asks for a subscription. Headless Chromium refuses push registration here
+    (it would need Google's FCM): the page says so instead of failing silently. The
+    rest (a subscription's push, decrypted) is proven with the local push service in
+    tests/deployments/test_webpush.py."""
+    page = browser.new_page(viewport=DESKTOP, permissions=["notifications"])
+    page.goto(stack.base_url + "/chat")
+    page.get_by_role("button", name="Get notifications").click()
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text(re.compile(
+        r"Notifications are not available in this browser|Tell us who you are"),
+        timeout=20_000)
+    script = page.evaluate("""navigator.serviceWorker.getRegistration('/chat/').then(
+        (r) => r && (r.active || r.waiting || r.installing).scriptURL)""")
+    assert script == f"{stack.base_url}/chat/push-sw.js"

@@ -133,3 +133,22 @@ def test_billing_counts_an_email_an_sms_s_parts_and_other_messages_apart() -> No
         increments.outcome("c", {**base, "_id": f"c:{n}", **extra}, None)
     day = increments.docs()["c|2026-11-10"]
     assert (day["emails"], day["sms_segments"], day["messages"]) == (2, 3, {"telegram": 1})
+
+
+def test_the_completion_repair_leaves_what_late_writers_count_as_stored() -> None:
+    """Receipts, statuses and tracking hits go on after a campaign completes: the
+    completion's repair must not count one whose delivery changed a moment before its
+    roll-up's increment lands (it would then be counted twice)."""
+    recount = {"c|2026-11-10": {"kind": "campaign", "campaign_id": "c", "day": "2026-11-10",
+                                "counts": {"sent": 2}, "opened": 2,
+                                "receipts": {"delivered": 2},
+                                "funnel": {"whatsapp": {"sent": 2, "delivered": 2,
+                                                        "read": 2}}}}
+    stored = [{"_id": "c|2026-11-10", "kind": "campaign", "campaign_id": "c",
+               "day": "2026-11-10", "counts": {"sent": 1}, "opened": 1,
+               "receipts": {"delivered": 1},
+               "funnel": {"whatsapp": {"sent": 1, "delivered": 1, "read": 1}}}]
+    [kept] = rollup_repair._with_late_as_stored(recount, stored).values()
+    assert kept["counts"] == {"sent": 2}  # what sends wrote is repaired
+    assert kept["funnel"]["whatsapp"] == {"sent": 2, "delivered": 1, "read": 1}
+    assert (kept["opened"], kept["receipts"]) == (1, {"delivered": 1})  # as stored
