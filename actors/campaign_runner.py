@@ -376,7 +376,7 @@ class CampaignRunner(registry.MadeWithRuntime):
         """Apply the statuses the rule's channels stored (a webhook's round may have met
         messages not recorded yet), then move due waits on to their next channel."""
         for name in (self.campaign.get("channel"), *self.campaign.get("fallback", ())):
-            if channel_named(name).status_field:
+            if channel_named(name).reports_statuses:
                 await channel_statuses.apply_waiting(db, channel_named(name).name)
         while (batch := await fallback.move_due(db, self.campaign_id,
                                                 await batches.database_now(db))):

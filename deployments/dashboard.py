@@ -24,6 +24,7 @@ from deployments.routes import (
     jobs,
     live,
     marketing,
+    messaging,
     pages,
     reports,
     signing_keys,
@@ -43,7 +44,8 @@ api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
                chat.admin_router, marketing.router, live.router, reports.router,
-               signup.router, sms.router, webhooks.router, signing_keys.router,
+               signup.router, sms.router, messaging.router, webhooks.router,
+               signing_keys.router,
                suppressions.router)
 for router in API_ROUTERS:
     api.include_router(router, prefix="/api", responses=DOCUMENTED_ERRORS)

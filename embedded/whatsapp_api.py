@@ -73,7 +73,8 @@ class Number:
     blocked: bool = False  # blocked the business
     last_inbound: float = 0.0  # their last message to the business (the 24-hour window)
     sent: list[dict] = field(default_factory=list)  # what the business sent, in order
-    unread: list[str] = field(default_factory=list)  # delivered, not read yet
+    unread: list[tuple[str, str | None]] = field(default_factory=list)  # delivered, not
+    # read yet: (message id, its callback data)
 
 
 def _error(status: int, code: int, message: str, kind: str = "OAuthException"
@@ -147,6 +148,9 @@ class WhatsAppApi:
         if body.get("messaging_product") != "whatsapp" or not to.isdigit():
             return _error(400, 100, "(#100) Invalid parameter")
         message: dict[str, Any] = {"to": to, "type": kind}
+        callback = body.get("biz_opaque_callback_data")
+        if isinstance(callback, str) and callback:
+            message["callback"] = callback[:512]  # echoed in each of its statuses
         if kind == "text":
             text = (body.get("text") or {}).get("body") or ""
             if not text.strip() or len(text) > 4096:
@@ -189,27 +193,30 @@ class WhatsAppApi:
 
     def _accepted(self, message: dict) -> None:
         """What becomes of an accepted message: its statuses, queued for the webhook."""
-        to, now = message["to"], time.time()
+        to, now, key = message["to"], time.time(), (message["id"], message.get("callback"))
         with self.lock:
             number = self.numbers.get(to)
             if number is None or number.blocked:
-                self._status(message["id"], to, "failed", 131026, "Message undeliverable")
+                self._status(key, to, "failed", 131026, "Message undeliverable")
                 return
             if message["type"] != "template" and now - number.last_inbound > WINDOW_S:
-                self._status(message["id"], to, "failed", 131047, "Re-engagement message")
+                self._status(key, to, "failed", 131047, "Re-engagement message")
                 return
-            number.sent.append(message)
-            self._status(message["id"], to, "sent")
-            self._status(message["id"], to, "delivered")
+            number.sent.append({**message, "at": now})
+            self._status(key, to, "sent")
+            self._status(key, to, "delivered")
             if number.reads:
-                self._status(message["id"], to, "read")
+                self._status(key, to, "read")
             else:
-                number.unread.append(message["id"])
+                number.unread.append(key)
 
-    def _status(self, wamid: str, to: str, status: str, code: int | None = None,
-                title: str = "") -> None:
+    def _status(self, key: tuple[str, str | None], to: str, status: str,
+                code: int | None = None, title: str = "") -> None:
+        wamid, callback = key
         entry: dict[str, Any] = {"id": wamid, "status": status,
                                  "timestamp": str(int(time.time())), "recipient_id": to}
+        if callback:
+            entry["biz_opaque_callback_data"] = callback
         if code is not None:
             entry["errors"] = [{"code": code, "title": title, "message": title,
                                 "error_data": {"details": title}}]
@@ -279,8 +286,8 @@ class WhatsAppApi:
         with self.lock:
             number = self.numbers[wa_id]
             unread, number.unread = number.unread, []
-            for wamid in unread:
-                self._status(wamid, wa_id, "read")
+            for key in unread:
+                self._status(key, wa_id, "read")
         return len(unread)
 
     def block(self, wa_id: str) -> None:

@@ -39,6 +39,8 @@ from app.core.statuses import DeliveryStatus
 
 MOVE_AT_ONCE = 1000  # waits moved on per sweep (the rest at the next one)
 # What a delivery keeps of a channel it leaves (its funnel, its bill), and unsets.
+UNSET = ("latency_ms", "smsc_ids", "awaits", "receipt_round", "opened_round",
+         "wa_message_id", "telegram_message_id")  # (the channel's own, not kept)
 KEPT = ("channel", "sent_at", "receipt", "receipt_at", "opened", "clicked", "segments",
         "last_code", "last_error", "message_id")
 
@@ -109,8 +111,7 @@ async def move_due(db: AsyncDatabase, campaign_id: str, now: datetime) -> str | 
             writes.update("deliveries", {"_id": doc["_id"], "status": DeliveryStatus.SENT}, {
                 "$set": {"status": DeliveryStatus.PENDING, "attempts": 0},
                 "$push": {"tried": {**leaving, "why": why, "left_at": now}},
-                "$unset": {k: "" for k in (*KEPT, "latency_ms", "smsc_ids",
-                                            "wa_message_id", "telegram_message_id")}})
+                "$unset": {k: "" for k in (*KEPT, *UNSET)}})
             increments.moved_on(campaign_id, doc)
         await writes.apply()
         await rollups.write(db, increments)

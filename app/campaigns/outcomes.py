@@ -22,7 +22,6 @@ from app.audience import suppressions
 from app.audience.suppressions import Entry
 from app.campaigns import batches, caps, fallback, ledger
 from app.campaigns.batch import BatchJob
-from app.channels import statuses as channel_statuses
 from app.channels.base import Channel, Outcome
 from app.core import bulk, rollups
 from app.core.ids import delivery_id
@@ -58,8 +57,6 @@ class OutcomeRecorder:
         self.unrecorded = 0
         self.webhooks = 0  # events stored for webhook endpoints (the runner pokes their actor)
         self.bounced: dict[str, tuple[str, Entry]] = {}  # queued: delivery id -> (status, entry)
-        # queued: delivery id -> (channel, its message id), where a later status finds it
-        self.refs: dict[str, tuple[str, str]] = {}
         self.waits: dict[str, dict] = {}  # queued: delivery id -> its fallback wait
         self.changed = asyncio.Condition()
         self.kick = asyncio.Event()
@@ -80,6 +77,11 @@ class OutcomeRecorder:
         status, fields = self._fields(previous, outcome, latency_ms, message_id, channel)
         if extra:
             fields.update(extra)
+        wait = None
+        if waits and self.job.confirm is not None and fields["status"] == DeliveryStatus.SENT:
+            fields["awaits"] = waits  # (a receipt or status then ends its fallback wait)
+            wait = fallback.wait_doc(did, self.job.campaign_id, customer_id, channel.name,
+                                     self.job.confirm, waits, fields["sent_at"])
         bounced = self._bounce(status, outcome, address, channel)
         async with self.changed:
             while self.unrecorded >= 2 * self.flush_every and self.error is None:
@@ -94,15 +96,8 @@ class OutcomeRecorder:
                 self.updates.append((did, fields))
                 self.previous[did] = previous
             self.statuses[did] = (status, customer_id)
-            if status == DeliveryStatus.SENT:
-                ref = fields.get(channel.status_field) if channel.status_field else None
-                if ref:
-                    self.refs[did] = (channel.name, str(ref))
-                if waits and self.job.confirm is not None:
-                    self.waits[did] = fallback.wait_doc(did, self.job.campaign_id,
-                                                        customer_id, channel.name,
-                                                        self.job.confirm, waits,
-                                                        fields["sent_at"])
+            if wait is not None:  # (sent, with a further channel waiting on it)
+                self.waits[did] = wait
             if bounced is not None:
                 self.bounced[did] = (status, bounced)
             self.unrecorded += 1
@@ -177,11 +172,14 @@ class OutcomeRecorder:
         previous, self.previous = self.previous, {}
         statuses, self.statuses = self.statuses, {}
         bounced, self.bounced = self.bounced, {}
-        refs, self.refs = self.refs, {}
         waits, self.waits = self.waits, {}
         self.oldest = None
         try:
             writes = bulk.Writes(self.db, one_command=False)
+            # The fallback waits first: a receipt or status that settles a wait can only
+            # find its delivery once the outcomes (or SMS parts) after it are written, so
+            # it finds the wait too (written after, a wait would outlive it).
+            fallback.stage_waits(writes, list(waits.values()))
             placed = ledger.stage_outcomes(writes, inserts, updates)
             # The reports' roll-ups gather over the batch and go back to the runner with
             # its counts (it writes them with the campaign's counters, for every task at
@@ -199,22 +197,10 @@ class OutcomeRecorder:
             for did, fields in updates:
                 self.increments.outcome(self.job.campaign_id, fields, previous[did])
             parts = bulk.Writes(self.db, one_command=False)
-            # The fallback waits first: a receipt or status can only find its delivery
-            # once its SMS parts or message id below are written, and must then find
-            # the wait it ends (written after, a wait would outlive its confirmation).
-            fallback.stage_waits(parts, [wait for did, wait in waits.items()
-                                         if did not in lost])
             # Where a delivery receipt finds its delivery (actors.sms_gateway).
             ledger.stage_sms_parts(parts, [
                 {"_id": part, "delivery_id": did, "campaign_id": self.job.campaign_id}
                 for did, fields in (*written, *updates) for part in fields.get("smsc_ids", ())])
-            # Where a later status finds it (app.channels.statuses).
-            by_channel: dict[str, list[tuple[str, str, str]]] = {}
-            for did, (name, ref) in refs.items():
-                if did not in lost:
-                    by_channel.setdefault(name, []).append((ref, did, self.job.campaign_id))
-            for name, channel_refs in by_channel.items():
-                channel_statuses.stage_messages(parts, name, channel_refs)
             await parts.apply()
             sent = [customer_id for did, (status, customer_id) in statuses.items()
                     if status == DeliveryStatus.SENT and did not in lost]

@@ -91,8 +91,8 @@ class Channel(ABC):
     needs_subject: ClassVar[bool] = False  # whether a campaign must give a subject
     confirms: ClassVar[tuple[str, ...]] = ()  # what it reports of a message later
     # (delivered, read): what may confirm it for a fallback rule (`app.campaigns.fallback`)
-    status_field: ClassVar[str | None] = None  # where a delivery keeps the channel's id
-    # of the message, when the channel reports statuses later (`app.campaigns.statuses`)
+    reports_statuses: ClassVar[bool] = False  # its provider posts statuses later, each
+    # naming the delivery (`app.channels.statuses`)
     options_model: ClassVar[type | None] = None  # a campaign's options for this channel
     # (a pydantic model: a WhatsApp template, say), given to `compose`
 

@@ -1,26 +1,31 @@
 """What a messaging channel later says of the messages it accepted (a WhatsApp status:
 sent, delivered, read, failed), stored first, then applied to the deliveries in bulk.
 
-The webhook stores a notification's statuses (`store`: one insert, `_id`
+A campaign's message names its delivery to the provider (WhatsApp's
+`biz_opaque_callback_data`), and each of its statuses names it back, so a status finds
+its delivery by `_id`: nothing is written at send time to map them. The webhook stores
+a notification's statuses of campaign messages (`store`: one insert, `_id`
 `<channel>:<message id>:<status>`, so a redelivered status is known) before it answers
-200, then applies every stored status of the channel not applied yet (`apply_waiting`),
-its own and any a stopped replica left. A status finds its delivery through
-`channel_messages` (written with the send's outcomes, like `sms_parts`); one whose
-message is not recorded yet (the send's flush has not landed) waits for a later round,
-for up to MATCH_FOR_S.
+200; rounds (`Applier`, or the campaign runner's sweep) apply every stored status not
+applied yet. One whose delivery is not recorded yet (the send's flush has not landed)
+waits for a later round, for up to MATCH_FOR_S.
 
 On the delivery: `delivered` sets `receipt: delivered` (once), `read` sets `opened`
 (once; a read message was delivered too), `failed` sets `receipt: undeliverable` with
 the channel's error; each first one counts in the campaign (`counts.delivered`,
 `counts.opened`, `counts.undeliverable`) and in its roll-up and channel funnel, and
-settles or triggers the campaign's fallback (`app.campaigns.fallback`). Conditional
-writes make a repeated or reordered status count nothing twice.
+settles or triggers the fallback wait of a delivery that has one (`awaits`, set with
+its outcome; `app.channels.confirmations`). Conditional writes make a repeated or
+reordered status count nothing twice; rounds may overlap (each replica's, the runner's
+sweep), so each write marks what its round set (`receipt_round`, `opened_round`), and a
+round that changed fewer deliveries than it asked for counts only those it marked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,11 +36,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from app.channels import confirmations as fallback
-from app.core import bulk, rollups
+from app.core import rollups
 
 log = logging.getLogger("operator_comms.statuses")
 MATCH_FOR_S = 600.0
-ROUND_S = 0.5  # how long a round waits for more statuses to store before it applies
+ROUND_S = 1.0  # how long a round waits for more statuses to store before it applies
 APPLY_AT_ONCE = 5000
 DELIVERED, UNDELIVERABLE, READ, FAILED = "delivered", "undeliverable", "read", "failed"
 
@@ -45,17 +50,9 @@ class ChannelStatus:
     message_id: str  # the channel's id of our message
     status: str  # sent | delivered | read | failed
     at: datetime
+    delivery_id: str  # what the message's callback data named
     error_code: int | None = None
     error: str | None = None
-
-
-def stage_messages(writes: bulk.Writes, channel: str, refs: list[tuple[str, str, str]]
-                   ) -> None:
-    """Where a status finds its delivery: (message id, delivery id, campaign id)."""
-    for message_id, delivery_id, campaign_id in refs:
-        writes.insert("channel_messages", {"_id": f"{channel}:{message_id}",
-                                           "delivery_id": delivery_id,
-                                           "campaign_id": campaign_id})
 
 
 async def store(db: AsyncDatabase, channel: str, statuses: list[ChannelStatus]) -> int:
@@ -63,7 +60,8 @@ async def store(db: AsyncDatabase, channel: str, statuses: list[ChannelStatus]) 
     if not statuses:
         return 0
     docs = [{"_id": f"{channel}:{s.message_id}:{s.status}", "channel": channel,
-             "message_id": s.message_id, "status": s.status, "at": s.at,
+             "message_id": s.message_id, "delivery_id": s.delivery_id,
+             "status": s.status, "at": s.at,
              "error_code": s.error_code, "error": s.error,
              "received_at": datetime.now(UTC)} for s in statuses]
     try:
@@ -80,34 +78,34 @@ async def apply_waiting(db: AsyncDatabase, channel: str) -> dict[str, int]:
         {"channel": channel}).sort("received_at", 1).limit(APPLY_AT_ONCE)]
     if not waiting:
         return {}
-    refs = {doc["_id"].partition(":")[2]: doc async for doc in db.channel_messages.find(
-        {"_id": {"$in": sorted({f"{channel}:{w['message_id']}" for w in waiting})}})}
+    deliveries = {doc["_id"]: doc async for doc in db.deliveries.find(
+        {"_id": {"$in": sorted({w["delivery_id"] for w in waiting})}},
+        {"campaign_id": 1, "created_at": 1, "last_attempt_at": 1, "receipt": 1,
+         "opened.first": 1, "awaits": 1})}
     expired = datetime.now(UTC) - timedelta(seconds=MATCH_FOR_S)
-    matched = [w for w in waiting if w["message_id"] in refs]
+    matched = [w for w in waiting if w["delivery_id"] in deliveries]
     done = [w["_id"] for w in matched] + [
-        w["_id"] for w in waiting if w["message_id"] not in refs
+        w["_id"] for w in waiting if w["delivery_id"] not in deliveries
         and _aware(w["received_at"]) < expired]
     counts: dict[str, int] = {"unmatched": len(waiting) - len(matched)}
     if matched:
-        counts |= await _apply(db, channel, matched, refs)
+        counts |= await _apply(db, channel, matched, deliveries)
     if done:
         await db.channel_statuses.delete_many({"_id": {"$in": done}})
     return counts
 
 
 async def _apply(db: AsyncDatabase, channel: str, matched: list[dict],
-                 refs: dict[str, dict]) -> dict[str, int]:
+                 deliveries: dict[str, dict]) -> dict[str, int]:
     by_status: dict[str, dict[str, dict]] = defaultdict(dict)  # status -> delivery -> doc
     for status in matched:
-        by_status[status["status"]][refs[status["message_id"]]["delivery_id"]] = status
+        by_status[status["status"]][status["delivery_id"]] = status
     delivered = {**by_status[DELIVERED], **by_status[READ]}  # a read one was delivered
-    ids = sorted(set(delivered) | set(by_status[FAILED]))
-    deliveries = {doc["_id"]: doc async for doc in db.deliveries.find(
-        {"_id": {"$in": ids}}, {"campaign_id": 1, "created_at": 1, "last_attempt_at": 1,
-                                "receipt": 1, "opened.first": 1})}
     counts: dict[str, int] = {}
     increments = rollups.Increments()
     inc: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    round_id = uuid.uuid4().hex  # marks what this round set (rounds may overlap)
 
     async def settle(field_missing: str, wanted: dict[str, dict], sets: Any,
                      counted: str, note: Any) -> list[str]:
@@ -115,16 +113,21 @@ async def _apply(db: AsyncDatabase, channel: str, matched: list[dict],
                  and not _has(deliveries[d], field_missing)]
         if not fresh:
             return []
+        marker = f"{field_missing.partition('.')[0]}_round"
+        update = sets(wanted, fresh)
+        update["$set"][marker] = round_id
         result = await db.deliveries.update_many(
-            {"_id": {"$in": fresh}, field_missing: {"$exists": False}}, sets(wanted, fresh))
-        if result.modified_count:
-            counts[counted] = counts.get(counted, 0) + result.modified_count
-            for d in fresh:  # (exact unless another round settled some meanwhile)
-                doc = deliveries[d]
-                inc[doc["campaign_id"]][f"counts.{counted}"] += 1
-                note(doc)
-            return fresh
-        return []
+            {"_id": {"$in": fresh}, field_missing: {"$exists": False}}, update)
+        ours = fresh
+        if result.modified_count != len(fresh):  # another round set some first: count
+            ours = [doc["_id"] async for doc in db.deliveries.find(  # only this one's
+                {"_id": {"$in": fresh}, marker: round_id}, {"_id": 1})]
+        counts[counted] = counts.get(counted, 0) + len(ours)
+        for d in ours:
+            doc = deliveries[d]
+            inc[doc["campaign_id"]][f"counts.{counted}"] += 1
+            note(doc)
+        return ours
 
     def first_at(wanted: dict[str, dict], fresh: list[str]) -> datetime:  # (the round's)
         return min(wanted[d]["at"] for d in fresh)
@@ -147,10 +150,12 @@ async def _apply(db: AsyncDatabase, channel: str, matched: list[dict],
         "opened": {"first": first_at(w, f), "last": first_at(w, f), "count": 1}}},
         "opened", lambda doc: increments.engaged(doc["campaign_id"], created(doc),
                                                  "opened", channel))
-    await fallback.confirmed(db, [d for d in by_status[DELIVERED] if d in deliveries],
-                             DELIVERED)
-    await fallback.confirmed(db, [d for d in by_status[READ] if d in deliveries], READ)
-    await fallback.failed(db, [d for d in by_status[FAILED] if d in deliveries])
+    def waiting_for(found: dict[str, dict]) -> list[str]:  # (only these have a wait)
+        return [d for d in found if deliveries.get(d, {}).get("awaits")]
+
+    await fallback.confirmed(db, waiting_for(by_status[DELIVERED]), DELIVERED)
+    await fallback.confirmed(db, waiting_for(by_status[READ]), READ)
+    await fallback.failed(db, waiting_for(by_status[FAILED]))
     for campaign_id, changes in inc.items():
         await db.campaigns.update_one({"_id": campaign_id}, {"$inc": dict(changes)})
     if increments:

@@ -86,9 +86,11 @@ async def whatsapp_webhook(request: Request, context: Context) -> dict:
     seq = time.time_ns()
     for n, message in enumerate(messages):
         await whatsapp_chat.store(context.db, message, seq + n)
-    await channel_statuses.store(context.db, CHANNEL, [
-        channel_statuses.ChannelStatus(s.message_id, s.status, s.at, s.error_code, s.error)
-        for s in reported])
+    reported = [s for s in reported if s.delivery_id]  # a campaign message's (the bot's
+    await channel_statuses.store(context.db, CHANNEL, [  # replies and offers: not kept)
+        channel_statuses.ChannelStatus(s.message_id, s.status, s.at, s.delivery_id,
+                                       s.error_code, s.error)
+        for s in reported if s.delivery_id])
     keywords = Keywords.of(context.settings)
     login = cloud_login(context.settings, context.endpoints)
     consumers = context.conversations.consumers if context.conversations else {}

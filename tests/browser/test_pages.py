@@ -327,6 +327,26 @@ def test_the_outbox_panel_sends_an_sms_as_a_customer_and_shows_the_bots_answer(
     page.close()
 
 
+def test_the_outbox_panel_talks_to_the_bot_on_whatsapp_as_a_customer(
+        browser, stack: Stack, operator: str) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, operator, section="system")
+    expect(page.locator("#app")).to_be_visible()
+    number = demo_phone(random.Random())
+    page.select_option("#im-app", "whatsapp")
+    page.fill("#im-from", number)
+    page.fill("#im-text", "hello")
+    page.click("#im-form button[type=submit]")
+    answers = page.locator("#im-table tbody tr", has_text=number.lstrip("+"))
+    expect(answers.first).to_contain_text("Are you already a client?", timeout=30_000)
+    expect(answers.first).to_contain_text("Yes · No")  # the reply buttons
+    page.fill("#im-from", "not a number")
+    page.fill("#im-text", "1")
+    page.click("#im-form button[type=submit]")
+    expect(page.locator("#im-error")).to_contain_text("body.sender")
+    page.close()
+
+
 def test_each_console_section_opens_by_its_url_and_shows_only_its_own(
         browser, stack: Stack, operator: str) -> None:
     page = browser.new_page(viewport=DESKTOP)

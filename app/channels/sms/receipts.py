@@ -103,7 +103,8 @@ async def apply(db: AsyncDatabase, receipts: list[Receipt]) -> tuple[dict, list[
     deliveries = {doc["_id"]: doc async for doc in db.deliveries.find(
         {"_id": {"$in": sorted({doc["delivery_id"] for doc in known.values()})},
          "receipt": {"$exists": False}},
-        {"smsc_ids": 1, "campaign_id": 1, "created_at": 1, "last_attempt_at": 1})}
+        {"smsc_ids": 1, "campaign_id": 1, "created_at": 1, "last_attempt_at": 1,
+         "awaits": 1})}
     others = {p for d in deliveries.values() for p in d.get("smsc_ids", ()) if p not in known}
     states = {i: latest[i].stat for i in known}
     if others:
@@ -128,7 +129,8 @@ async def apply(db: AsyncDatabase, receipts: list[Receipt]) -> tuple[dict, list[
             result = await db.deliveries.update_many(
                 {"_id": {"$in": [d["_id"] for d in docs]}, "receipt": {"$exists": False}},
                 {"$set": {"receipt": outcome, "receipt_at": at}})
-            settled = [d["_id"] for d in docs]  # a fallback rule's wait ends, or is due
+            settled = [d["_id"] for d in docs if d.get("awaits")]  # a fallback wait ends
+            # (or is due); none is asked for where no delivery has one
             await (fallback.confirmed(db, settled, DELIVERED) if outcome == DELIVERED
                    else fallback.failed(db, settled))
             if result.modified_count:

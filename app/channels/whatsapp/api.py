@@ -5,7 +5,9 @@ base URL and API version settings (a local server in local mode and tests).
 sends a text, a template (with its body parameters) or an interactive message (up to
 three reply buttons, or a list of up to ten rows); the answer names the message
 (`messages[0].id`, a "wamid"), whose later fate (sent, delivered, read, failed) the
-Cloud API posts to our webhook (`app.channels.whatsapp.webhook`).
+Cloud API posts to our webhook (`app.channels.whatsapp.webhook`); a campaign's message
+carries its delivery's id in `biz_opaque_callback_data`, which every status of it
+echoes, so a status finds its delivery by `_id` with nothing written to map them.
 
 Outcomes: accepted is sent (its wamid kept); a refused token (HTTP 401, error 190) is a
 refused login; the throughput errors (130429, 131056, 80007, or HTTP 429) are "slow
@@ -61,6 +63,7 @@ class WhatsAppMessage:
     text: str = ""
     options: tuple[str, ...] = ()  # reply buttons (or list rows); a reply names its number
     template: TemplateCall | None = None  # outside the 24-hour window, only a template
+    delivery_id: str | None = None  # a campaign's: echoed in the message's statuses
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ def payload(message: WhatsAppMessage) -> dict[str, Any]:
     """The request body for the message, as the Cloud API documents it."""
     body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
                             "to": message.to}
+    if message.delivery_id is not None:  # the Cloud API puts it in every status of it
+        body["biz_opaque_callback_data"] = message.delivery_id
     if message.template is not None:
         template: dict[str, Any] = {"name": message.template.name,
                                     "language": {"code": message.template.language}}

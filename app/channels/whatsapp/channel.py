@@ -110,7 +110,7 @@ class WhatsAppChannel(Channel):
     relay = "WhatsApp access token"
     receipts = RECEIPTS
     confirms = ("delivered", "read")
-    status_field = STATUS_FIELD
+    reports_statuses = True
     options_model = WhatsAppOptions
 
     def unreachable(self, customer: dict) -> str | None:
@@ -139,14 +139,16 @@ class WhatsAppChannel(Channel):
                                         runtime.link_key)
         if in_window(customer):
             text = personalised(templates, customer, link)[1].strip()
-            return Composed(WhatsAppMessage(wa_id, delivery_id, text=text), delivery_id)
+            return Composed(WhatsAppMessage(wa_id, delivery_id, text=text,
+                                            delivery_id=delivery_id), delivery_id)
         if not options:
             raise TemplateProblem("whatsapp.template", "outside WhatsApp's 24-hour window "
                                   "only an approved template may be sent, and the "
                                   "campaign names none")
         call = template_call(WhatsAppOptions.model_validate(options),
                              variables(customer, link))
-        return Composed(WhatsAppMessage(wa_id, delivery_id, template=call), delivery_id)
+        return Composed(WhatsAppMessage(wa_id, delivery_id, template=call,
+                                        delivery_id=delivery_id), delivery_id)
 
     def routes(self, settings: Settings, endpoints: Endpoints) -> list[Route]:
         return [Route("whatsapp", 1.0, settings.whatsapp_rate_limit_per_s,

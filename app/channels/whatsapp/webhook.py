@@ -92,6 +92,7 @@ class Status(_Loose):
     status: str = Field(max_length=32)
     timestamp: str = Field(max_length=16)
     recipient_id: str = Field(default="", max_length=32)
+    biz_opaque_callback_data: str | None = Field(default=None, max_length=512)
     errors: list[Error] = Field(default_factory=list, max_length=10)
 
 
@@ -136,6 +137,7 @@ class MessageStatus:
     at: datetime
     error_code: int | None = None
     error: str | None = None
+    delivery_id: str | None = None  # a campaign message's (its callback data)
 
 
 def _when(timestamp: str) -> datetime:
@@ -175,5 +177,6 @@ def statuses(notification: Notification) -> list[MessageStatus]:
             error = status.errors[0] if status.errors else None
             found.append(MessageStatus(status.id, status.status, _when(status.timestamp),
                                        error.code if error else None,
-                                       error.title[:300] if error else None))
+                                       error.title[:300] if error else None,
+                                       status.biz_opaque_callback_data))
     return found

@@ -8,14 +8,15 @@ import { refreshWebhooks } from "./integrations.js";
 import { startLive } from "./live.js";
 import { showReports } from "./reports.js";
 import { refreshSignup } from "./signup.js";
-import { refreshOutbox, refreshSms, refreshSystem } from "./system.js";
+import { refreshMessaging, refreshOutbox, refreshSms, refreshSystem } from "./system.js";
 
 export const SECTIONS = ["campaigns", "audience", "chat", "marketing", "reports", "signup",
                          "integrations", "system", "audit"];
 // What a section loads when it opens (the live stream feeds the others as it comes).
 const ON_OPEN = {
   reports: showReports, signup: refreshSignup, integrations: refreshWebhooks,
-  system: () => { refreshSystem(); refreshOutbox(); refreshSms(); }, audit: refreshAudit,
+  system: () => { refreshSystem(); refreshOutbox(); refreshSms(); refreshMessaging(); },
+  audit: refreshAudit,
 };
 
 function route() {

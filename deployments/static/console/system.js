@@ -70,6 +70,28 @@ $("sms-form").addEventListener("submit", async (event) => {
     setTimeout(refreshSms, 1000);
   } catch (err) { $("sms-error").textContent = err.message; }
 });
+export async function refreshMessaging() {
+  const app = $("im-app").value;
+  try {
+    const data = await api(`/api/messaging/${app}/outbox?limit=15`);
+    fillTable("im-table", data.messages.map((m) => row([
+      m.at ? new Date(m.at * 1000).toLocaleTimeString() : "", m.to,
+      m.template ? `[${m.template}] ${m.text}` : m.text, (m.options || []).join(" · ")])),
+    "Nothing sent yet.");
+  } catch (err) { $("im-error").textContent = err.status === 404 ? "" : err.message; }
+}
+$("im-app").addEventListener("change", refreshMessaging);
+$("im-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("im-error").textContent = "";
+  try {
+    await api(`/api/messaging/${$("im-app").value}/simulate-inbound`, { method: "POST",
+      body: { sender: $("im-from").value.trim(), text: $("im-text").value } });
+    $("im-text").value = "";
+    refreshMessaging();
+  } catch (err) { $("im-error").textContent = err.message; }
+});
 every(3000, "system", refreshSms);
+every(3000, "system", refreshMessaging);
 every(3000, "system", refreshOutbox);
 
