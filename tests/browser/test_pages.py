@@ -147,6 +147,10 @@ def test_dashboard_generate_launch_and_watch(browser, stack: Stack, operator: st
     expect(page.locator("#detail-sent")).to_have_text("200")
     expect(page.locator("#detail-clicked")).to_have_text("0 (0.0%)")  # tracked, none yet
     expect(page.locator("#detail-opened")).to_have_text("–")  # not tracked
+    funnel = page.locator("#funnel-table tbody tr")  # per channel: email sent 200
+    expect(funnel).to_have_count(1)
+    expect(funnel.first).to_contain_text("email")
+    expect(funnel.first.locator("td").nth(1)).to_have_text("200")
     assert int(page.inner_text("#worker-count")) > 1
     # The chart shows the same spread: more than one bar in "sent by worker".
     bars = page.evaluate("Chart.getChart('workers-chart').data.labels.length")

@@ -100,6 +100,10 @@ export function renderDetail(c) {
     ? `${c.counts.delivered} (${(c.rates.delivered * 100).toFixed(1)}%)` : "–";
   $("detail-opened").textContent = engaged("opened", c.tracking.opens);
   $("detail-clicked").textContent = engaged("clicked", c.tracking.clicks);
+  // The funnel per channel that carried its messages (where the channel reports it).
+  fillTable("funnel-table", Object.entries(c.funnel || {}).map(([channel, f]) => row([
+    channel, f.sent ?? 0, f.delivered ?? "–", f.read ?? "–", f.clicked ?? "–",
+    f.undeliverable ?? "–"])), "Nothing sent yet.");
   $("detail-rate").textContent = (c.recent_throughput_per_s ?? c.throughput_per_s).toFixed(1);
   $("detail-eta").textContent = eta(c.eta_s);
   $("detail-inflight").textContent = c.tasks_in_flight ?? "–";
