@@ -30,7 +30,11 @@ def subscription_of(customer: dict) -> Subscription | None:
 
 
 def push_login(settings: Settings, endpoints: Endpoints) -> PushLogin:
-    return PushLogin(settings.webpush_contact, endpoints.mongodb_uri, settings.mongodb_db)
+    """Our key's whereabouts, and the push services a send may go to (a subscription
+    kept before the operator narrowed them is refused at send time)."""
+    return PushLogin(settings.webpush_contact, endpoints.mongodb_uri, settings.mongodb_db,
+                     (*settings.webpush_services,
+                      *([endpoints.local_push] if endpoints.local_push else [])))
 
 
 def notification(title: str, body: str, *, url: str, tag: str, seen: str | None = None,

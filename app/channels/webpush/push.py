@@ -65,6 +65,7 @@ class PushLogin:
     contact: str  # mailto: or https: the push service may reach us at
     mongodb_uri: str = field(repr=False)
     mongodb_db: str = ""
+    services: tuple[str, ...] = ()  # the push services allowed now (checked at each send)
 
 
 def allowed(endpoint: str, services: list[str]) -> bool:
@@ -129,6 +130,10 @@ class PushSender:
         return dict(cached[1])
 
     async def send(self, push: Push) -> PushOutcome:
+        if self.login.services and not allowed(push.subscription.endpoint,
+                                               list(self.login.services)):
+            return PushOutcome(FAILED, None, "the subscription's push service is not "
+                               "allowed (COMMS_WEBPUSH_SERVICES)")
         data = json.dumps(push.payload, separators=(",", ":"))
         await self._key()
         try:

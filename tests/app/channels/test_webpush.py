@@ -97,3 +97,13 @@ def test_a_subscription_holds_a_p256_point_and_sixteen_bytes() -> None:
                  {"p256dh": good["keys"]["p256dh"]}):
         with pytest.raises(ValidationError):
             PushSubscription.model_validate({"endpoint": good["endpoint"], "keys": keys})
+
+
+async def test_a_push_service_no_longer_allowed_is_not_posted_to(service: PushService) -> None:
+    keys = vapid.new_keys()
+    browser = service.subscribe(keys.public_key)
+    narrowed = PushLogin(LOGIN.contact, LOGIN.mongodb_uri, LOGIN.mongodb_db,
+                         ("fcm.googleapis.com",))
+    outcome = await PushSender(narrowed, keys).send(Push(_subscription(browser), {}, "o5"))
+    assert outcome.status == FAILED and "not allowed" in (outcome.error or "")
+    assert service.received(browser["endpoint"]) == []
