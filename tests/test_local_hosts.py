@@ -1,0 +1,46 @@
+"""`deploy/local-hosts.sh`: hosts on this machine for `ray up cluster-local.yaml` (the
+`ray up` issue, item 1). Network namespaces on a bridge, each with its own address and
+an SSH server: reachable from here and from each other by SSH, and gone without a
+trace (namespace, link, address, process) after `down`."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local-hosts.sh"
+pytestmark = pytest.mark.slow  # (as root: network namespaces; CI runs as root)
+
+
+def hosts(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=600, check=check)
+
+
+def addresses() -> str:
+    return subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+
+
+def test_hosts_answer_by_ssh_on_their_own_addresses_and_leave_nothing_behind() -> None:
+    before = addresses()
+    try:
+        up = hosts("up", "2")
+        assert "occ-host1 10.231.0.11 up" in up.stdout and "occ-host2 10.231.0.12 up" in up.stdout
+        for i, address in ((1, "10.231.0.11"), (2, "10.231.0.12")):
+            own = hosts("ssh", str(i), "--", "ip -4 -o addr show eth0").stdout
+            assert f"{address}/24" in own
+        # One host reaches the other's SSH server across the bridge.
+        probe = ("python3 -c \"import socket; socket.create_connection(("
+                 "'10.231.0.12', 22), 3); print('reached')\"")
+        assert hosts("ssh", "1", "--", probe).stdout.strip() == "reached"
+    finally:
+        hosts("down")
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "occ-host" not in listed
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "occ-br0" not in links and "occ-v" not in links
+    sshd = subprocess.run(["pgrep", "-af", "sshd -f"], capture_output=True, text=True).stdout
+    assert ".local-hosts" not in sshd
+    assert addresses() == before  # no address left, none touched
