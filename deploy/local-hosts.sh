@@ -2,7 +2,8 @@
 # Hosts on this machine for `ray up cluster-local.yaml`: N Linux network namespaces on
 # one bridge, each with its own address on a private range used only inside them and
 # an SSH server that takes a key this script makes. They share this machine's files
-# and programs (the venv, the checkout), as cloud VMs share an image.
+# and programs (the venv, the checkout), as cloud VMs share an image, but each has its
+# own /tmp (where Ray keeps its sessions).
 #
 #   deploy/local-hosts.sh up N     make occ-host1..N (10.231.0.11..), sshd in each
 #   deploy/local-hosts.sh down     every namespace, address, link and process it made, gone
@@ -78,7 +79,10 @@ StrictModes no
 AcceptEnv OCC_*
 CONF
     if ! { [ -f "$STATE/sshd_$i.pid" ] && kill -0 "$(cat "$STATE/sshd_$i.pid")" 2>/dev/null; }; then
-      ip netns exec "$ns" /usr/sbin/sshd -f "$STATE/sshd_$i.conf"
+      # Its own /tmp (a mount namespace with a private tmpfs), so each host's Ray keeps
+      # its session directory to itself, as on separate machines.
+      ip netns exec "$ns" unshare --mount --propagation private sh -c \
+        "mount -t tmpfs -o size=4g,mode=1777 occ-tmp /tmp && exec /usr/sbin/sshd -f '$STATE/sshd_$i.conf'"
     fi
   done
   for i in $(seq 1 "$n"); do  # answering before we say they are up

@@ -35,6 +35,11 @@ def test_hosts_answer_by_ssh_on_their_own_addresses_and_leave_nothing_behind() -
         probe = ("python3 -c \"import socket; socket.create_connection(("
                  "'10.231.0.12', 22), 3); print('reached')\"")
         assert hosts("ssh", "1", "--", probe).stdout.strip() == "reached"
+        # Each host has its own /tmp (Ray's sessions live there), not this machine's.
+        hosts("ssh", "1", "--", "echo one > /tmp/occ-probe")
+        assert hosts("ssh", "1", "--", "cat /tmp/occ-probe").stdout.strip() == "one"
+        assert hosts("ssh", "2", "--", "test -e /tmp/occ-probe", check=False).returncode == 1
+        assert not Path("/tmp/occ-probe").exists()
     finally:
         hosts("down")
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
