@@ -21,6 +21,7 @@ from actors.chat_hub import with_presence
 from app.campaigns import records as campaigns
 from app.campaigns.view import campaign_view
 from app.chat.sessions import session_overview
+from app.core import rollups
 from app.core.models import SystemView
 from app.core.statuses import ACTIVE
 from app.marketing.offers import marketing_overview
@@ -44,6 +45,8 @@ async def snapshot(context, campaign_id: str | None) -> dict:
             in_flight = (await tasks_in_flight(campaign_id)
                          if doc["status"] in ACTIVE else None)
             view["campaign"] = campaign_view(doc, in_flight)
+            view["campaign"]["funnel"] = await rollups.campaign_funnel(context.db,
+                                                                       campaign_id)
     return view
 
 
