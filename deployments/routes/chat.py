@@ -156,6 +156,25 @@ class TelegramLinkReply(BaseModel):
     link: str = Field(description="https://t.me/<bot>?start=...: this customer's chat")
 
 
+async def verified_customer(context: Context, session_id: str,
+                            authorization: str | None, what: str) -> str:
+    """The customer a session proved it is (its token checked; 404 for a session that
+    is not this token's, 409 for one not verified: a typed address proves nothing).
+    Read from the record: a verification taken by another replica is not in this
+    one's memory."""
+    try:
+        await _talk().open(session_id, _token(authorization))
+    except chat.SessionNotFound:
+        raise _not_found(session_id) from None
+    session = await context.db.chat_sessions.find_one({"_id": session_id},
+                                                      {"customer_id": 1}) or {}
+    customer_id = session.get("customer_id")
+    if customer_id is None:
+        raise HTTPException(409, f"verify the session first: {what} is for a verified "
+                                 "customer")
+    return customer_id
+
+
 @router.post("/api/sessions/{session_id}/telegram-link", response_model=TelegramLinkReply,
              responses={409: {"description": "the session is not verified"}})
 async def telegram_link(session_id: str, context: Context,
@@ -163,19 +182,8 @@ async def telegram_link(session_id: str, context: Context,
     """A verified customer's deep link to go on in Telegram (it ties their chat to them;
     `app.channels.telegram.linking`). A session not verified gets none: a typed address
     proves nothing."""
-    token = _token(authorization)
-    try:
-        await _talk().open(session_id, token)
-    except chat.SessionNotFound:
-        raise _not_found(session_id) from None
-    # Who the session is, from the record: a verification taken by another replica is
-    # not in this one's memory.
-    session = await context.db.chat_sessions.find_one({"_id": session_id},
-                                                      {"customer_id": 1}) or {}
-    customer_id = session.get("customer_id")
-    if customer_id is None:
-        raise HTTPException(409, "verify the session first: a Telegram link is for a "
-                                 "verified customer")
+    customer_id = await verified_customer(context, session_id, authorization,
+                                          "a Telegram link")
     runtime = await context.runtime_for("links")
     try:
         return {"link": linking.deep_link(context.settings.telegram_bot_username,

@@ -12,9 +12,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from app.channels.webpush import subscriptions, vapid
-from app.chat import sessions as chat
 from deployments.deps import Context
-from deployments.routes.chat import SessionToken, _not_found, _talk, _token
+from deployments.routes.chat import SessionToken, verified_customer
 from deployments.routes.pages import STATIC
 
 router = APIRouter(tags=["push"])
@@ -49,17 +48,8 @@ async def subscribe(session_id: str, body: subscriptions.PushSubscription,
                     context: Context, authorization: SessionToken = None) -> dict:
     """Keep a verified customer's browser subscription: offers and campaigns may then
     reach them by notification."""
-    token = _token(authorization)
-    try:
-        await _talk().open(session_id, token)
-    except chat.SessionNotFound:
-        raise _not_found(session_id) from None
-    session = await context.db.chat_sessions.find_one({"_id": session_id},
-                                                      {"customer_id": 1}) or {}
-    customer_id = session.get("customer_id")
-    if customer_id is None:
-        raise HTTPException(409, "verify the session first: notifications are for a "
-                                 "verified customer")
+    customer_id = await verified_customer(context, session_id, authorization,
+                                          "notifications")
     if not subscriptions.endpoint_allowed(body.endpoint, context.settings.webpush_services,
                                           context.endpoints.local_push):
         raise HTTPException(422, [{"field": "body.endpoint",
