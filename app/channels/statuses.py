@@ -16,9 +16,11 @@ the channel's error; each first one counts in the campaign (`counts.delivered`,
 `counts.opened`, `counts.undeliverable`) and in its roll-up and channel funnel, and
 settles or triggers the fallback wait of a delivery that has one (`awaits`, set with
 its outcome; `app.channels.confirmations`). Conditional writes make a repeated or
-reordered status count nothing twice; rounds may overlap (each replica's, the runner's
-sweep), so each write marks what its round set (`receipt_round`, `opened_round`), and a
-round that changed fewer deliveries than it asked for counts only those it marked.
+reordered status count nothing twice, and each names the channel (a delivery a
+fallback moved on to another channel takes nothing more from this one); rounds may
+overlap (each replica's, the runner's sweep), so each write marks what its round set
+(`receipt_round`, `opened_round`), and a round that changed fewer deliveries than it
+asked for counts only those it marked.
 """
 
 from __future__ import annotations
@@ -81,13 +83,17 @@ async def apply_waiting(db: AsyncDatabase, channel: str) -> dict[str, int]:
     deliveries = {doc["_id"]: doc async for doc in db.deliveries.find(
         {"_id": {"$in": sorted({w["delivery_id"] for w in waiting})}},
         {"campaign_id": 1, "created_at": 1, "last_attempt_at": 1, "receipt": 1,
-         "opened.first": 1, "awaits": 1})}
+         "opened.first": 1, "awaits": 1, "channel": 1})}
     expired = datetime.now(UTC) - timedelta(seconds=MATCH_FOR_S)
-    matched = [w for w in waiting if w["delivery_id"] in deliveries]
-    done = [w["_id"] for w in matched] + [
+    found = [w for w in waiting if w["delivery_id"] in deliveries]
+    # A delivery a fallback moved on to another channel ignores what this one says now.
+    matched = [w for w in found if deliveries[w["delivery_id"]].get("channel") == channel]
+    done = [w["_id"] for w in found] + [
         w["_id"] for w in waiting if w["delivery_id"] not in deliveries
         and _aware(w["received_at"]) < expired]
-    counts: dict[str, int] = {"unmatched": len(waiting) - len(matched)}
+    counts: dict[str, int] = {"unmatched": len(waiting) - len(found)}
+    if len(found) > len(matched):
+        counts["left"] = len(found) - len(matched)
     if matched:
         counts |= await _apply(db, channel, matched, deliveries)
     if done:
@@ -116,8 +122,9 @@ async def _apply(db: AsyncDatabase, channel: str, matched: list[dict],
         marker = f"{field_missing.partition('.')[0]}_round"
         update = sets(wanted, fresh)
         update["$set"][marker] = round_id
-        result = await db.deliveries.update_many(
-            {"_id": {"$in": fresh}, field_missing: {"$exists": False}}, update)
+        result = await db.deliveries.update_many(  # (still on this channel: a round that
+            {"_id": {"$in": fresh}, field_missing: {"$exists": False},  # read it before a
+             "channel": channel}, update)  # fallback moved it on writes nothing)
         ours = fresh
         if result.modified_count != len(fresh):  # another round set some first: count
             ours = [doc["_id"] async for doc in db.deliveries.find(  # only this one's
@@ -153,9 +160,9 @@ async def _apply(db: AsyncDatabase, channel: str, matched: list[dict],
     def waiting_for(found: dict[str, dict]) -> list[str]:  # (only these have a wait)
         return [d for d in found if deliveries.get(d, {}).get("awaits")]
 
-    await fallback.confirmed(db, waiting_for(by_status[DELIVERED]), DELIVERED)
-    await fallback.confirmed(db, waiting_for(by_status[READ]), READ)
-    await fallback.failed(db, waiting_for(by_status[FAILED]))
+    await fallback.confirmed(db, channel, waiting_for(by_status[DELIVERED]), DELIVERED)
+    await fallback.confirmed(db, channel, waiting_for(by_status[READ]), READ)
+    await fallback.failed(db, channel, waiting_for(by_status[FAILED]))
     for campaign_id, changes in inc.items():
         await db.campaigns.update_one({"_id": campaign_id}, {"$inc": dict(changes)})
     if increments:

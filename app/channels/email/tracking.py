@@ -123,6 +123,7 @@ async def record(db: AsyncDatabase, kind: str, delivery_id: str, at: datetime) -
                        first.get("created_at") or first["last_attempt_at"], kind,
                        first.get("channel") or "email")
     await rollups.write(db, increments)
+    channel = first.get("channel") or "email"
     if kind == OPEN:  # read: a fallback rule's wait for it ends
-        await fallback.confirmed(db, [delivery_id], fallback.READ)
-    return first.get("channel") or "email"
+        await fallback.confirmed(db, channel, [delivery_id], fallback.READ)
+    return channel

@@ -31,6 +31,7 @@ from pymongo.errors import BulkWriteError
 from app.channels import confirmations as fallback
 from app.core import rollups
 
+CHANNEL = "sms"  # (a delivery a fallback moved on to another channel takes no receipt)
 DELIVERED, UNDELIVERABLE = "delivered", "undeliverable"
 FINAL_FAILURES = {"UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"}
 MATCH_FOR_S = 600.0  # how long a receipt waits for its part to be recorded
@@ -102,7 +103,7 @@ async def apply(db: AsyncDatabase, receipts: list[Receipt]) -> tuple[dict, list[
         for i in known], ordered=False)
     deliveries = {doc["_id"]: doc async for doc in db.deliveries.find(
         {"_id": {"$in": sorted({doc["delivery_id"] for doc in known.values()})},
-         "receipt": {"$exists": False}},
+         "receipt": {"$exists": False}, "channel": CHANNEL},
         {"smsc_ids": 1, "campaign_id": 1, "created_at": 1, "last_attempt_at": 1,
          "awaits": 1})}
     others = {p for d in deliveries.values() for p in d.get("smsc_ids", ()) if p not in known}
@@ -127,12 +128,13 @@ async def apply(db: AsyncDatabase, receipts: list[Receipt]) -> tuple[dict, list[
         inc: dict[str, int] = {}
         for outcome, docs in by_outcome.items():
             result = await db.deliveries.update_many(
-                {"_id": {"$in": [d["_id"] for d in docs]}, "receipt": {"$exists": False}},
+                {"_id": {"$in": [d["_id"] for d in docs]}, "receipt": {"$exists": False},
+                 "channel": CHANNEL},  # (not one a fallback has moved on meanwhile)
                 {"$set": {"receipt": outcome, "receipt_at": at}})
             settled = [d["_id"] for d in docs if d.get("awaits")]  # a fallback wait ends
             # (or is due); none is asked for where no delivery has one
-            await (fallback.confirmed(db, settled, DELIVERED) if outcome == DELIVERED
-                   else fallback.failed(db, settled))
+            await (fallback.confirmed(db, CHANNEL, settled, DELIVERED)
+                   if outcome == DELIVERED else fallback.failed(db, CHANNEL, settled))
             if result.modified_count:
                 inc[f"counts.{outcome}"] = result.modified_count
                 counts[outcome] = counts.get(outcome, 0) + result.modified_count

@@ -39,7 +39,7 @@ async def test_a_due_wait_moves_its_delivery_on_and_one_not_due_stays(db) -> Non
         fallback.wait_doc(due, cid, "c0", "whatsapp", confirm, "read", NOW),
         fallback.wait_doc(later, cid, "c1", "whatsapp", confirm, "read",
                           NOW + timedelta(minutes=5))])
-    await fallback.failed(db, [])  # (nothing to do: no command)
+    await fallback.failed(db, "whatsapp", [])  # (nothing to do: no command)
     batch = await fallback.move_due(db, cid, NOW + timedelta(seconds=61))
     assert batch is not None
     stored = await db.batches.find_one({"_id": batch})
@@ -86,4 +86,35 @@ async def test_overlapping_status_rounds_count_each_status_once(db) -> None:
     assert (campaign["counts"]["delivered"], campaign["counts"]["opened"]) == (40, 40)
     [rollup] = await db.rollups.find({"campaign_id": cid}).to_list()
     assert rollup["funnel"]["whatsapp"] == {"delivered": 40, "read": 40}
+    assert await db.channel_statuses.count_documents({}) == 0
+
+
+async def test_a_late_status_of_the_channel_a_delivery_left_changes_nothing_on_the_next(
+        db) -> None:
+    """A WhatsApp `failed` moves the delivery on to SMS; the same status applied again
+    (a redelivery, or an overlapping round) must neither mark the SMS message
+    undeliverable nor make its wait due."""
+    cid, [did] = await _sent(db, 1)
+    confirm = fallback.Confirm(60, "read")
+    await db.fallback_waits.insert_one(
+        fallback.wait_doc(did, cid, "c0", "whatsapp", confirm, "read", NOW))
+    failure = statuses.ChannelStatus("wamid.0", "failed", NOW, did, 131026, "undeliverable")
+    await statuses.store(db, "whatsapp", [failure])
+    assert (await statuses.apply_waiting(db, "whatsapp"))["undeliverable"] == 1
+    assert await fallback.move_due(db, cid, NOW) is not None
+    # The SMS send is recorded (as its outcome's flush writes it), with its own wait.
+    await db.deliveries.update_one({"_id": did}, {"$set": {
+        "status": "sent", "channel": "sms", "sent_at": NOW, "awaits": "delivered",
+        "smsc_ids": ["smsc-0"]}})
+    await db.fallback_waits.insert_one(
+        fallback.wait_doc(did, cid, "c0", "sms", confirm, "delivered", NOW))
+    await db.channel_statuses.delete_many({})
+    await statuses.store(db, "whatsapp", [failure])  # again
+    counts = await statuses.apply_waiting(db, "whatsapp")
+    assert counts == {"unmatched": 0, "left": 1}
+    delivery = await db.deliveries.find_one({"_id": did})
+    assert "receipt" not in delivery and delivery["channel"] == "sms"
+    wait = await db.fallback_waits.find_one({"_id": did})
+    assert wait["channel"] == "sms" and not wait.get("failed")
+    assert await fallback.move_due(db, cid, NOW + timedelta(seconds=1)) is None
     assert await db.channel_statuses.count_documents({}) == 0

@@ -67,7 +67,8 @@ async def test_a_receipt_that_arrives_before_its_part_is_stored_until_it_matches
     [recovered] = await stored_waiting(db)
     assert (recovered.smsc_id, recovered.stat, recovered.stored) == ("smsc-1", "DELIVRD", True)
 
-    await db.deliveries.insert_one({"_id": "c1:k1", "campaign_id": "c1", "smsc_ids": ["smsc-1"],
+    await db.deliveries.insert_one({"_id": "c1:k1", "campaign_id": "c1", "channel": "sms",
+                                    "smsc_ids": ["smsc-1"],
                                     "created_at": datetime.now(UTC)})
     await db.sms_parts.insert_one({"_id": "smsc-1", "delivery_id": "c1:k1",
                                    "campaign_id": "c1"})
