@@ -32,36 +32,38 @@ class LocalServices:
                  smpp_port: int | None = None, telegram_port: int | None = None,
                  whatsapp_port: int | None = None, push_port: int | None = None):
         self.settings = settings
+        host = str(settings.local_services_host)  # (127.0.0.1, or the head's address)
         self.mongo = self.sink = self.smsc = None
         self.telegram: TelegramApi | None = None
         self.whatsapp: WhatsAppApi | None = None
         mongodb_uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else ""
         if settings.embedded_mongodb:
-            self.mongo = EmbeddedMongo(settings.data_dir, port=mongo_port)
+            self.mongo = EmbeddedMongo(settings.data_dir, host=host, port=mongo_port)
             mongodb_uri = self.mongo.start()
         smtp_host, port = settings.smtp_host or "", settings.smtp_port
         if settings.embedded_smtp:
-            self.sink = SmtpSink(settings.data_dir / "outbox", port=smtp_port)
+            self.sink = SmtpSink(settings.data_dir / "outbox", host=host, port=smtp_port)
             smtp_host, port = self.sink.start()
         smpp_host, smpp = settings.smpp_host or "", settings.smpp_port
         if settings.embedded_smsc:
             self.smsc = Smsc(settings.smpp_system_id, settings.smpp_login(),
-                             receipt_delay_s=settings.smsc_receipt_delay_s, port=smpp_port,
+                             receipt_delay_s=settings.smsc_receipt_delay_s, host=host,
+                             port=smpp_port,
                              submit_delay_s=settings.smsc_submit_delay_s)
             smpp_host, smpp = self.smsc.start()
         telegram_api = settings.telegram_api_url
         if settings.embedded_telegram:
-            self.telegram = TelegramApi(port=telegram_port,
+            self.telegram = TelegramApi(host=host, port=telegram_port,
                                         latency_s=settings.local_telegram_latency_s)
             telegram_api = self.telegram.start()
         whatsapp_api = settings.whatsapp_api_url
         if settings.embedded_whatsapp:
             self.whatsapp = WhatsAppApi(
                 phone_number_id=settings.whatsapp_phone_number_id,
-                app_id=settings.whatsapp_app_id, port=whatsapp_port,
+                app_id=settings.whatsapp_app_id, host=host, port=whatsapp_port,
                 latency_s=settings.local_whatsapp_latency_s)
             whatsapp_api = self.whatsapp.start()
-        self.push = PushService(port=push_port)  # browsers' push service, and browsers
+        self.push = PushService(host=host, port=push_port)  # browsers' push service
         push_service = self.push.start()
         self._endpoints = Endpoints(mongodb_uri=mongodb_uri, smtp_host=smtp_host,
                                     smtp_port=port, local_sink=self.sink is not None,
@@ -229,8 +231,14 @@ class LocalServices:
 def local_services(settings: Settings):
     """The cluster's local-services actor, created on first use (idempotent)."""
     # Distinct ports, none the app's own HTTP port (chosen before, bound after).
-    return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings,
-                                  *free_ports(6, avoid={settings.http_port}),
+    # (Chosen where this runs: the head, as a rule, where they will listen; elsewhere,
+    # ports free on this host's loopback.)
+    host = str(settings.local_services_host)
+    try:
+        ports = free_ports(6, avoid={settings.http_port}, host=host)
+    except OSError:  # not an address of this host
+        ports = free_ports(6, avoid={settings.http_port})
+    return registry.get_or_create(LocalServices, registry.LOCAL_SERVICES, settings, *ports,
                                   resources=settings.actor_resources)
 
 

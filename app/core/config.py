@@ -11,6 +11,7 @@ validation failure into one readable line naming the variable.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     SecretStr,
     ValidationError,
     field_validator,
@@ -303,6 +305,10 @@ class Settings(Telemetry):
 
     data_dir: Path = Path(".data")
     """embedded database, outbox, generated admin token"""
+    local_services_host: IPvAnyAddress = Field(default=IPv4Address("127.0.0.1"))
+    """the address the embedded services (database, SMTP sink, SMSC, messaging and push
+    stand-ins) listen on and are reached at: this machine only, by default; the head's
+    own address on a cluster whose other hosts use them (`cluster-local.yaml`)"""
     admin_token: SecretStr | None = None
     """bearer token for `/api` (16 or more characters); unset: generated and kept in
     `<data_dir>/admin_token`"""
