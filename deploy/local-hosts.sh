@@ -2,8 +2,9 @@
 # Hosts on this machine for `ray up cluster-local.yaml`: N Linux network namespaces on
 # one bridge, each with its own address on a private range used only inside them and
 # an SSH server that takes a key this script makes. They share this machine's files
-# and programs (the venv, the checkout), as cloud VMs share an image, but each has its
-# own /tmp (where Ray keeps its sessions).
+# and programs (the checkout's .venv is their image), as cloud VMs share an image, but
+# each has its own processes, /tmp and /dev/shm (where Ray keeps its session, its
+# object store, and what `ray stop` stops).
 #
 #   deploy/local-hosts.sh up N     make occ-host1..N (10.231.0.11..), sshd in each
 #   deploy/local-hosts.sh down     every namespace, address, link and process it made, gone
@@ -12,8 +13,9 @@
 #
 # Installs openssh-server and rsync from Debian when missing. Touches no address or
 # link outside the ones it made (bridge occ-br0, veths occ-v<I>, namespaces occ-host<I>).
-# Needs root (network namespaces). State (keys, sshd configs, pid files) lives under
+# Needs root (namespaces). State (keys, sshd configs, the env file) lives under
 # $OCC_HOSTS_DIR (default: deploy/.local-hosts), removed by `down` except the keys.
+# The env file cluster-local.yaml copies to the hosts is written there at `up`.
 set -euo pipefail
 
 PREFIX=${OCC_HOSTS_PREFIX:-10.231.0}   # a /24 used only by these hosts
@@ -21,6 +23,7 @@ BRIDGE=occ-br0
 HERE=$(cd "$(dirname "$0")" && pwd)
 STATE=${OCC_HOSTS_DIR:-$HERE/.local-hosts}
 KEY=$STATE/id_ed25519
+IMAGE=${OCC_HOSTS_IMAGE:-$(cd "$HERE/.." && pwd)/.venv}  # the hosts' Python environment
 
 address() { echo "$PREFIX.$((10 + $1))"; }
 namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^occ-host[0-9]+$' || true; }
@@ -69,7 +72,7 @@ up() {
 ListenAddress $addr
 Port 22
 HostKey $STATE/host_key
-PidFile $STATE/sshd_$i.pid
+PidFile none
 AuthorizedKeysFile $STATE/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -78,13 +81,26 @@ UsePAM no
 StrictModes no
 AcceptEnv OCC_*
 CONF
-    if ! { [ -f "$STATE/sshd_$i.pid" ] && kill -0 "$(cat "$STATE/sshd_$i.pid")" 2>/dev/null; }; then
-      # Its own /tmp (a mount namespace with a private tmpfs), so each host's Ray keeps
-      # its session directory to itself, as on separate machines.
-      ip netns exec "$ns" unshare --mount --propagation private sh -c \
-        "mount -t tmpfs -o size=4g,mode=1777 occ-tmp /tmp && exec /usr/sbin/sshd -f '$STATE/sshd_$i.conf'"
+    if [ -z "$(ip netns pids "$ns")" ]; then
+      # Its own processes, /tmp and /dev/shm (PID and mount namespaces, private tmpfs):
+      # each host's Ray keeps its session, its object store and its `ray stop` to
+      # itself, as on separate machines. sshd is the host's first process: stopping it
+      # stops the host. The image (this checkout's Python environment) is at
+      # /tmp/occ-image on every host, on the PATH of its login shells (its own
+      # /etc/profile.d), as Ray is on a cloud image's: `ray up` and `ray down` run
+      # plain `ray start` and `ray stop` there.
+      setsid ip netns exec "$ns" unshare --mount --pid --fork --mount-proc \
+        --propagation private sh -c "mount -t tmpfs -o size=4g,mode=1777 occ-tmp /tmp &&
+          mount -t tmpfs -o size=2g,mode=1777 occ-shm /dev/shm &&
+          ln -s '$IMAGE' /tmp/occ-image &&
+          cp -a /etc/profile.d /tmp/.occ-profile.d &&
+          mount -t tmpfs -o size=1m,mode=755 occ-profile /etc/profile.d &&
+          cp -a /tmp/.occ-profile.d/. /etc/profile.d/ &&
+          echo 'PATH=/tmp/occ-image/bin:\$PATH' > /etc/profile.d/occ-image.sh &&
+          exec /usr/sbin/sshd -D -f '$STATE/sshd_$i.conf'" </dev/null >/dev/null 2>&1 &
     fi
   done
+  env_file "$n"
   for i in $(seq 1 "$n"); do  # answering before we say they are up
     for _ in $(seq 1 50); do
       ssh_to "$i" true 2>/dev/null && break
@@ -93,6 +109,27 @@ CONF
     ssh_to "$i" true
     echo "occ-host$i $(address "$i") up"
   done
+}
+
+# What cluster-local.yaml's hosts read before `ray start` (as ~/.operator-comms.env on
+# AWS): a fresh admin token and Ray auth token, kept until `down`, and the embedded services on the head's
+# address (host 1), where the workers reach them.
+env_file() {
+  local file=$STATE/operator-comms.env
+  [ -f "$file" ] && return 0
+  umask 077
+  cat > "$file" <<ENV
+COMMS_ADMIN_TOKEN='$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')'
+COMMS_LOCAL_SERVICES_HOST='$(address 1)'
+COMMS_PUBLIC_URL='http://$(address 1):8000'
+COMMS_DATA_DIR='/tmp/operator-comms-data'
+COMMS_SEND_TASK_RESOURCES='{"comms_sender": 1}'
+COMMS_SEND_TASK_CPUS='0.0625'
+COMMS_ACTOR_RESOURCES='{"comms_head": 0.01}'
+RAY_SERVE_CONTROL_LOOP_INTERVAL_S='0.5'
+RAY_AUTH_MODE='token'
+RAY_AUTH_TOKEN='$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')'
+ENV
 }
 
 ssh_to() {
@@ -114,7 +151,7 @@ down() {
     ip link del "$link" 2>/dev/null || true
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
-  rm -f "$STATE"/sshd_*.conf "$STATE"/sshd_*.pid
+  rm -f "$STATE"/sshd_*.conf "$STATE"/operator-comms.env
 }
 
 status() {

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     settings_doc = sub.add_parser("settings-doc", help="print the configuration reference "
                                   "generated from Settings (--write: to docs/configuration.md)")
     settings_doc.add_argument("--write", action="store_true")
+    cluster_files = sub.add_parser("cluster-files", help="render cluster.yaml and "
+                                   "cluster-local.yaml from deploy/cluster.yaml.j2 (--write)")
+    cluster_files.add_argument("--write", action="store_true")
     reconcile = sub.add_parser("reconcile", help="recount a period's report roll-ups "
                                "from the deliveries (the app must be running)")
     reconcile.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "reconcile":
         return _reconcile(args)
+    if args.command == "cluster-files":
+        from deployments import cluster_files
+
+        if args.write:
+            cluster_files.write()
+        stale = cluster_files.stale()
+        print("stale: " + ", ".join(stale) if stale else "cluster files agree")
+        return 1 if stale else 0
     if args.command == "settings-doc":
         from app.core import settings_doc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -128,3 +129,48 @@ def test_serve_run_refuses_unknown_arguments(prepared: list) -> None:
         call_user_app_builder_with_args_if_necessary(import_attr("deployments.main:app"),
                                                      {"colour": "red"})
     assert prepared == []  # refused before anything is prepared
+
+
+def test_both_cluster_files_are_rendered_from_one_template() -> None:
+    """cluster.yaml and cluster-local.yaml are written by `operator-comms cluster-files
+    --write` from deploy/cluster.yaml.j2; an edit of one alone fails here."""
+    from deployments import cluster_files
+
+    assert cluster_files.stale() == []
+
+
+def _resources(command: str) -> dict:
+    found = re.search(r"--resources='([^']+)'", command)
+    assert found, command
+    return json.loads(found.group(1))
+
+
+def test_the_local_cluster_starts_the_nodes_the_cloud_one_does() -> None:
+    """Everything but the provider agrees: each node's resources, the env file sourced
+    before `ray start`, the dashboard on 127.0.0.1, the code mounted, the same Ray."""
+    cloud, local = _yaml("cluster.yaml"), _yaml("cluster-local.yaml")
+    validate_config(local)
+    assert local["provider"]["type"] == "local" and len(local["provider"]["worker_ips"]) == 2
+    types = cloud["available_node_types"]
+    head_start = local["head_start_ray_commands"][-1]
+    worker_start = local["worker_start_ray_commands"][-1]
+    assert _resources(head_start) == types[cloud["head_node_type"]]["resources"]
+    assert _resources(worker_start) == types["ray.worker.sender"]["resources"]
+    for config in (cloud, local):
+        [env_file] = [dest for dest in config["file_mounts"] if dest.endswith(".env")]
+        for start in (config["head_start_ray_commands"][-1],
+                      config["worker_start_ray_commands"][-1]):
+            assert f"set -a && . {env_file} && set +a" in start
+            assert "ray start" in start and "0.0.0.0" not in start
+        assert "--dashboard-host=127.0.0.1" in config["head_start_ray_commands"][-1]
+        assert "." in config["file_mounts"].values()
+
+    def stripped(command: str) -> str:  # the local additions and paths taken out
+        command = command.replace(
+            "export PYTHONPATH=/tmp/operator-comms RAY_enable_autoscaler_v2=0 && ", "")
+        command = re.sub(r" --resources='[^']+' --object-store-memory=\d+", "", command)
+        return command.replace("/tmp/", "/home/ubuntu/")
+
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert [stripped(c) for c in local[commands]] == cloud[commands]
+    assert f"'{ray.__version__}'" in local["setup_commands"][0]

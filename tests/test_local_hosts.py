@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import ray
 
 SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "local-hosts.sh"
 pytestmark = pytest.mark.slow  # (as root: network namespaces; CI runs as root)
@@ -40,12 +41,19 @@ def test_hosts_answer_by_ssh_on_their_own_addresses_and_leave_nothing_behind() -
         assert hosts("ssh", "1", "--", "cat /tmp/occ-probe").stdout.strip() == "one"
         assert hosts("ssh", "2", "--", "test -e /tmp/occ-probe", check=False).returncode == 1
         assert not Path("/tmp/occ-probe").exists()
+        # And its own processes: what `ray stop` on one host sees and stops is its own.
+        seen = hosts("ssh", "1", "--", "ps -eo args").stdout
+        assert "sshd_1.conf" in seen and "sshd_2.conf" not in seen and "pytest" not in seen
+        # Its image: this checkout's Python environment, at the same path on every host.
+        version = hosts("ssh", "2", "--", "/tmp/occ-image/bin/python -c "
+                        "'import ray; print(ray.__version__)'").stdout.strip()
+        assert version == ray.__version__
     finally:
         hosts("down")
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "occ-host" not in listed
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "occ-br0" not in links and "occ-v" not in links
-    sshd = subprocess.run(["pgrep", "-af", "sshd -f"], capture_output=True, text=True).stdout
+    sshd = subprocess.run(["pgrep", "-af", "sshd"], capture_output=True, text=True).stdout
     assert ".local-hosts" not in sshd
     assert addresses() == before  # no address left, none touched
