@@ -78,6 +78,7 @@ OC, OC_DEFAULT, PREFORK, GEVENT, RAW, OC_SMS, OC_WIDE, OC_WIDE_OWN = (
     "celery gevent", "raw aiosmtplib", "operator-comms SMS (embedded SMSC)",
     "operator-comms (many connections)",
     "operator-comms (many connections, own app start)")
+OC_CLUSTER = "operator-comms on 3 local hosts (default connections)"
 OC_TELEGRAM, OC_WHATSAPP = ("operator-comms Telegram (local Bot API)",
                             "operator-comms WhatsApp (local Cloud API)")
 MESSAGING = (OC_SMS, OC_TELEGRAM, OC_WHATSAPP)  # rows timed by their provider's arrivals
@@ -399,6 +400,79 @@ def app_rows(sink: BenchSink, delay: float, runs: list[tuple[str, int, int | Non
     return rows
 
 
+def cluster_rows(delay: float, workers: list[int], sink_processes: int, batch_size: int,
+                 min_seconds: float, smallest: int, largest: int) -> list[dict]:
+    """operator-comms on three hosts of this machine (`ray up cluster-local.yaml`: the
+    head, two send worker hosts; benchmarks.local_cluster): email campaigns through the
+    head's API with the app's default connections per task, into a sink of the same
+    delay on this machine's bridge address, beside the one-process rows of the same
+    shape (OC_DEFAULT). Node boundaries cost object transfers, remote actor calls and
+    the database over a network; the cores are the same two."""
+    from benchmarks import local_cluster
+
+    rows = []
+    local_cluster.hosts_up()
+    try:
+        with BenchSink(delay_ms=delay, processes=sink_processes,
+                       host=local_cluster.BRIDGE) as sink:
+            local_cluster.set_env(COMMS_SMTP_HOST=local_cluster.BRIDGE,
+                                  COMMS_SMTP_PORT=str(sink.port), COMMS_SEND_LEASE_S="60")
+            local_cluster.cluster_up()
+            uri = local_cluster.probe("endpoints")["mongodb_uri"]
+            mongo = MongoClient(uri, **monitoring_options(uri))
+            with local_cluster.admin_client(timeout=120) as api:
+                audiences = Audiences(api)
+                audiences.tag(smallest)
+                idle_from, idle_ops = time.time(), opcount(mongo)
+                time.sleep(5)
+                background = (opcount(mongo) - idle_ops - 1) / (time.time() - idle_from)
+                for w in workers:
+                    def run(messages: int, w: int = w) -> dict:
+                        created = api.post("/api/campaigns", json={
+                            "name": f"cluster W={w}", "subject": "Hello {{ first_name }}",
+                            "body_text": "Dear {{ name }}, your plan is {{ plan }}.\n"
+                                         "{{ unsubscribe_url }}",
+                            "audience": {"tag": audiences.tag(messages)}})
+                        created.raise_for_status()
+                        campaign_id = created.json()["id"]
+                        sink.reset()
+                        ops_before, watch, started = opcount(mongo), CpuWatch(), time.time()
+                        api.post(f"/api/campaigns/{campaign_id}/launch", json={
+                            "workers": w, "batch_size": batch_size}).raise_for_status()
+                        marks = wait_marking(sink.accepted, messages, 1800,
+                                             lambda: opcount(mongo))
+                        cpu = watch.done(time.time() - started)  # (every host's)
+                        while (view := api.get(f"/api/campaigns/{campaign_id}").json())[
+                                "status"] not in ("completed", "failed", "cancelled"):
+                            time.sleep(0.5)
+                        stats = row_stats(sink, started, messages)
+                        steady = None
+                        if 0.1 in marks and 0.9 in marks:
+                            (ops_low, n_low, t_low), (ops_high, n_high, t_high) = (
+                                marks[0.1], marks[0.9])
+                            net = ops_high - ops_low - 1 - background * (t_high - t_low)
+                            steady = round(max(0.0, net) / max(1, n_high - n_low), 4)
+                        ops = opcount(mongo) - ops_before - 1
+                        delivered = max(1, stats["messages"])
+                        net = ops - background * (time.time() - started)
+                        return {**stats, **cpu, "status": view["status"],
+                                "sent_recorded": view["counts"]["sent"],
+                                "by_node": view["by_node"], "db_commands": ops,
+                                "db_commands_per_message": round(max(0.0, net) / delivered,
+                                                                 4),
+                                "db_commands_per_message_steady": steady}
+
+                    row = {"sink_delay_ms": delay, "system": OC_CLUSTER, "workers": w,
+                           "connections_per_worker": 8, "batch_size": batch_size,
+                           **sized_runs(run, estimate(delay, w, 8), min_seconds,
+                                        smallest, largest)}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    finally:
+        local_cluster.cluster_down()
+    return rows
+
+
 # outputs ----------------------------------------------------------------------------------
 
 
@@ -588,6 +662,9 @@ def main() -> None:
     parser.add_argument("--messaging-workers", type=int, nargs="*", default=[8],
                         help="Telegram and WhatsApp campaign rows (default connections), "
                         "against the local providers answering after the same delay")
+    parser.add_argument("--cluster-workers", type=int, nargs="*", default=[2, 4, 8],
+                        help="W of the rows on three local hosts (ray up cluster-local.yaml;"
+                        " root), at the first delay above 0; none: skip them")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -628,6 +705,9 @@ def main() -> None:
                     for w in args.wide_workers], per_worker, *bounds, measured=seen)
             results.append(raw_row(sink, delay, args.raw_connections, *bounds,
                                    measured="after the app"))
+        if args.cluster_workers and delay == next((d for d in args.delays if d > 0), None):
+            results += cluster_rows(delay, args.cluster_workers, args.sink_processes,
+                                    args.batch_size, *bounds)
     meta["targets"] = targets(results)
     meta["targets_from_launch"] = targets(results, "messages_per_s")
     write_outputs(results, meta, args.out)

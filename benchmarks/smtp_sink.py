@@ -82,23 +82,24 @@ class BenchHandler:
             self.arrivals = {}
 
 
-def listening_socket(port: int) -> socket.socket:
+def listening_socket(port: int, host: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
+    sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
     return sock
 
 
 def serve(conn, port: int, delay_s: float, tempfail_rate: float, reject_rate: float,
-          seed: int, throttle_per_s: float | None = None) -> None:
+          seed: int, throttle_per_s: float | None = None, host: str = "127.0.0.1") -> None:
     """One sink process: the SMTP server on a loop thread, commands over the pipe."""
     handler = BenchHandler(delay_s, tempfail_rate, reject_rate, seed, throttle_per_s)
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(loop.create_server(
-        lambda: SMTP(handler, hostname="bench-sink", loop=loop), sock=listening_socket(port)))
+        lambda: SMTP(handler, hostname="bench-sink", loop=loop),
+        sock=listening_socket(port, host)))
     threading.Thread(target=loop.run_forever, daemon=True).start()
     conn.send("ready")
     while True:
@@ -117,16 +118,17 @@ def serve(conn, port: int, delay_s: float, tempfail_rate: float, reject_rate: fl
 
 
 class BenchSink:
-    """`processes` sink processes sharing one loopback port."""
+    """`processes` sink processes sharing one port (on loopback, or `host`)."""
 
     def __init__(self, delay_ms: float = 50.0, tempfail_rate: float = 0.0,
                  reject_rate: float = 0.0, port: int | None = None, processes: int = 1,
-                 throttle_per_s: float | None = None):
+                 throttle_per_s: float | None = None, host: str = "127.0.0.1"):
         self.delay_s = delay_ms / 1000
         # (each process throttles at its share: one process for an exact limit)
         self.throttle_per_s = throttle_per_s / processes if throttle_per_s else None
         self.rates = (tempfail_rate, reject_rate)
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.processes = processes
         self.workers: list[tuple[multiprocessing.Process, object]] = []
 
@@ -135,7 +137,8 @@ class BenchSink:
         for n in range(self.processes):
             parent, child = context.Pipe()
             process = context.Process(target=serve, daemon=True, args=(
-                child, self.port, self.delay_s, *self.rates, 7 + n, self.throttle_per_s))
+                child, self.port, self.delay_s, *self.rates, 7 + n, self.throttle_per_s,
+                self.host))
             process.start()
             self.workers.append((process, parent))
         for process, parent in self.workers:

@@ -11,93 +11,48 @@ The scenario runs once (module fixture); each test asserts one part of what it s
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from benchmarks.local_cluster import (
+    API,
+    HEAD,
+    WORKERS,
+    admin_client,
+    cluster_down,
+    cluster_up,
+    hosts,
+    hosts_up,
+    probe,
+    until,
+)
+
 pytestmark = pytest.mark.slow  # (root: namespaces; about 5 minutes)
 
-ROOT = Path(__file__).resolve().parents[1]
-HOSTS = ROOT / "deploy" / "local-hosts.sh"
-BIN = Path(sys.executable).parent
-HEAD, WORKERS = "10.231.0.11", ("10.231.0.12", "10.231.0.13")
-API = f"http://{HEAD}:8000"
-ON_NODE = "/tmp/operator-comms/deploy/on-node"  # the node's env file, image and code
-STATE = Path("/tmp/ray/cluster-operator-comms-local.state")  # the local provider's
 RECIPIENTS, WORKERS_W = 5000, 8
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMS_", "RAY_"))}
-    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
-    return env
-
-
-def sh(*command: str, timeout: float = 300, check: bool = True
-       ) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} -> {done.returncode}\n"
-                             f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-    return done
-
-
-def on_head(command: str, timeout: float = 120) -> str:
-    """`ray exec cluster-local.yaml CMD`: what an operator runs on the head."""
-    return sh(str(BIN / "ray"), "exec", "cluster-local.yaml", command,
-              timeout=timeout).stdout
-
-
-def probe(*args: str) -> object:
-    out = on_head(f"{ON_NODE} python -m tests.utils.cluster_probe " + " ".join(args))
-    [line] = [line for line in out.splitlines() if line.startswith("PROBE ")]
-    return json.loads(line[len("PROBE "):])
 
 
 def reaches(host: int, address: str, port: int) -> bool:
     """Whether host I (1 = the head) can open a TCP connection to address:port."""
     code = (f"import socket; socket.create_connection(('{address}', {port}), 3); "
             "print('reached')")
-    done = sh(str(HOSTS), "ssh", str(host), "--", f'python3 -c "{code}"', check=False)
+    done = hosts("ssh", str(host), "--", f'python3 -c "{code}"', check=False)
     return done.stdout.strip() == "reached"
-
-
-def until(check, timeout: float, what: str, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def addresses() -> str:
     return subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
 
 
-def token() -> str:
-    for line in (ROOT / "deploy/.local-hosts/operator-comms.env").read_text().splitlines():
-        if line.startswith("COMMS_ADMIN_TOKEN="):
-            return line.split("=", 1)[1].strip("'")
-    raise AssertionError("no admin token in the local hosts' env file")
-
-
 @pytest.fixture(scope="module")
 def seen() -> Iterator[dict]:
     before = addresses()
-    sh(str(HOSTS), "down")
-    STATE.unlink(missing_ok=True)
     seen: dict = {"timings": {}}
     started = time.monotonic()
 
@@ -105,38 +60,22 @@ def seen() -> Iterator[dict]:
         seen["timings"][step] = round(time.monotonic() - started, 1)
 
     try:
-        sh(str(HOSTS), "up", "3")
+        hosts_up()
         mark("hosts up")
-        sh(str(BIN / "ray"), "up", "cluster-local.yaml", "-y", "--no-config-cache",
-           timeout=400)
-        mark("ray up")
-        nodes = until(lambda: (n := probe("nodes")) and len(n) == 3 and n, 240,
-                      "the head and two worker nodes")
-        mark("workers joined")
+        nodes = cluster_up()  # ray up, the nodes joined, serve deploy, the API answering
+        mark("serve deployed")
         seen["nodes"] = {node["ip"]: node for node in nodes}
         seen["dashboard"] = {"head": reaches(1, "127.0.0.1", 8265),
                              "worker": reaches(2, HEAD, 8265),
                              "here": _open(HEAD, 8265)}
-        on_head(f"{ON_NODE} serve deploy serve_config.yaml")
-        with httpx.Client(base_url=API, timeout=60,
-                          headers={"Authorization": f"Bearer {token()}"}) as api:
-            until(lambda: _answers(api), 300, "the API on the head's address")
-            mark("serve deployed")
+        with admin_client() as api:
             _first_campaign(api)
             seen["metrics"] = _metrics()
             mark("metrics seen")
             _campaign(api, seen, mark)
         mark("campaign done")
     finally:
-        seen["ray_down"] = sh(str(BIN / "ray"), "down", "cluster-local.yaml", "-y",
-                              timeout=300, check=False).returncode
-        # (With the local provider `ray down` stops the head's Ray; a worker's raylet
-        # exits once it has lost the head for a while, or with its host.)
-        seen["ray_left_on_head"] = sh(str(HOSTS), "ssh", "1", "--",
-                                      "pgrep -c -f '[r]aylet|[g]cs_server' || true",
-                                      check=False).stdout.strip()
-        sh(str(HOSTS), "down", check=False)
-        STATE.unlink(missing_ok=True)
+        seen |= cluster_down()
         mark("down")
         seen["left"] = {
             "namespaces": subprocess.run(["ip", "netns", "list"], capture_output=True,
@@ -156,14 +95,6 @@ def _open(address: str, port: int) -> bool:
         socket.create_connection((address, port), 3).close()
         return True
     except OSError:
-        return False
-
-
-def _answers(api: httpx.Client) -> bool:
-    try:
-        return api.get("/api/campaigns").status_code == 200 and httpx.get(
-            f"{API}/chat/api/health", timeout=10).status_code == 200
-    except httpx.HTTPError:
         return False
 
 
@@ -211,8 +142,7 @@ def _metrics() -> dict:
     """The Prometheus service-discovery file Ray keeps on the head, and the app's series
     each host answers on its own address (a host's node agent lists them; the head also
     lists the autoscaler's and the dashboard's own endpoints)."""
-    raw = sh(str(HOSTS), "ssh", "1", "--",
-             "cat /tmp/ray/prom_metrics_service_discovery.json").stdout
+    raw = hosts("ssh", "1", "--", "cat /tmp/ray/prom_metrics_service_discovery.json").stdout
     targets = [t for group in json.loads(raw) for t in group["targets"]]
 
     def comms_series(target: str) -> set[str]:

@@ -30,6 +30,7 @@ def test_scaling_writes_json_csv_markdown_and_chart(tmp_path: Path) -> None:
         "--largest", "60", "--gevent-greenlets", "4", "--sms-workers", "2",
         "--wide-workers", "1", "--wide-connections", "3", "--wide-batch-size", "20",
         "--min-batches", "4", "--messaging-workers", "2", "--out", str(tmp_path),
+        "--cluster-workers",  # (none: the cluster rows' machinery is tests/test_cluster_local)
         timeout=900)
     data = json.loads((tmp_path / "scaling.json").read_text())
     rows = data["results"]
