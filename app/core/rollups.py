@@ -228,11 +228,17 @@ class Increments:
                 if earlier.get("sent_at") is not None:  # billed, and in its channel's
                     self.billed(campaign_id, earlier)  # funnel, all the same
                     self.funnel_of(inc, earlier, sent=True)
-        if new.get("sent_at") is not None:  # sent (and perhaps bounced since)
-            first = self.min.setdefault(_id, {})
-            last = self.max.setdefault(_id, {})
-            first["first_sent"] = min(first.get("first_sent", new["sent_at"]), new["sent_at"])
-            last["last_sent"] = max(last.get("last_sent", new["sent_at"]), new["sent_at"])
+        sends = [new] if previous is not None else [*(new.get("tried") or ()), new]
+        for send in sends:  # (from the record: earlier channels' sends were sends too)
+            if send.get("sent_at") is not None:  # sent (and perhaps bounced since)
+                self.sent_between(_id, send["sent_at"])
+
+    def sent_between(self, _id: str, sent_at: datetime) -> None:
+        """A send at `sent_at` widens its roll-up's first and last send times."""
+        first = self.min.setdefault(_id, {})
+        last = self.max.setdefault(_id, {})
+        first["first_sent"] = min(first.get("first_sent", sent_at), sent_at)
+        last["last_sent"] = max(last.get("last_sent", sent_at), sent_at)
 
     def reopened(self, campaign_id: str, previous: dict) -> None:
         """A failed or dead delivery set pending again (retry failed): its outcome, its

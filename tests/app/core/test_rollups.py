@@ -152,3 +152,24 @@ def test_the_completion_repair_leaves_what_late_writers_count_as_stored() -> Non
     assert kept["counts"] == {"sent": 2}  # what sends wrote is repaired
     assert kept["funnel"]["whatsapp"] == {"sent": 2, "delivered": 1, "read": 1}
     assert (kept["opened"], kept["receipts"]) == (1, {"delivered": 1})  # as stored
+
+
+def test_a_send_a_fallback_moved_on_still_counts_for_the_first_send_time() -> None:
+    """WhatsApp sent first, not confirmed, SMS later: the campaign's first send is the
+    WhatsApp one, as it happened and in a recount of the record (its `tried`)."""
+    whatsapp = {"_id": "c:1", "campaign_id": "c", "status": "sent", "attempts": 1,
+                "created_at": at(10), "last_attempt_at": at(10), "sent_at": at(10, 1),
+                "channel": "whatsapp", "node": "n1", "worker": "w1"}
+    increments = rollups.Increments()
+    increments.outcome("c", whatsapp, None)
+    increments.moved_on("c", whatsapp)
+    pending = {k: v for k, v in whatsapp.items() if k not in ("sent_at", "channel")} | {
+        "status": "pending", "attempts": 0,
+        "tried": [{"channel": "whatsapp", "sent_at": at(10, 1), "why": "failed"}]}
+    sms = {**pending, "status": "sent", "attempts": 1, "channel": "sms", "segments": 1,
+           "sent_at": at(10, 5), "last_attempt_at": at(10, 5)}
+    increments.outcome("c", sms, pending)
+    recount = rollup_repair.fold([sms])
+    assert recount["c|2026-11-10"]["first_sent"] == at(10, 1)
+    assert increments.docs()["c|2026-11-10"]["first_sent"] == at(10, 1)
+    assert recount["c|2026-11-10"]["last_sent"] == at(10, 5)
