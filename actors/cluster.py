@@ -10,6 +10,7 @@ from __future__ import annotations
 from actors.admin_jobs import admin_jobs
 from actors.campaign_runner import start_runner
 from actors.chat_hub import chat_hub
+from actors.journeys import journey_shards
 from actors.marketing import marketing_actor
 from actors.rate_limiter import rate_limiter
 from actors.send_dispatcher import send_dispatcher
@@ -30,6 +31,7 @@ def start_actors(runtime: Runtime, running_campaigns: list[str]) -> None:
     chat_hub(settings.actor_resources)
     admin_jobs(settings)
     marketing_actor(runtime, replace_older=True)
+    journey_shards(runtime, replace_older=True)
     webhook_sender(runtime, replace_older=True)
     sms_gateway(runtime, replace_older=True)
     if settings.signup_enabled:

@@ -126,7 +126,7 @@ class MarketingActor(registry.MadeWithRuntime):
                 if lateness else None
 
         return {"pending": len(self.heap), "fired": self.fired, "batches": self.batches,
-                "rss_mb": _rss_mb(),
+                "rss_mb": telemetry.rss_mb(),
                 "lateness_p50_ms": pct(0.5), "lateness_p99_ms": pct(0.99)}
 
     async def _run(self) -> None:
@@ -386,18 +386,6 @@ class MarketingActor(registry.MadeWithRuntime):
         return composer.offer_mail(
             offer, public_url=self.settings.public_url, key=self.runtime.link_key,
             message_id=message_id(f"offer:{offer['_id']}", self.settings.mail_from))
-
-
-def _rss_mb() -> float | None:
-    """This process's resident memory (Linux), for the stats."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
 
 
 def _offer_event(offer: dict) -> dict:

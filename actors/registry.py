@@ -28,6 +28,7 @@ CHAT_HUB = "chat-hub"
 RATE_LIMITER = "rate-limiter"
 SEND_DISPATCHER = "send-dispatcher"
 SIGNUP_WATCHER = "signup-watcher"
+JOURNEY_SHARD = "journey-shard-{}"  # journey-shard-0 .. N-1
 SMS_GATEWAY = "sms-gateway"
 WEBHOOKS = "webhooks"
 
@@ -48,15 +49,16 @@ def runner_name(campaign_id: str) -> str:
 
 def get_or_create(actor_class: ActorClass, name: str, *args: Any,
                   resources: dict[str, float] | None = None,
-                  fingerprint: str | None = None) -> ActorHandle:
+                  fingerprint: str | None = None, spread: bool = False) -> ActorHandle:
     """The named detached actor, created with `args` if it is not running (a running
     one keeps the arguments it was created with).
 
     With `fingerprint` (the launcher's, `Runtime.fingerprint`), a running actor whose
     own `fingerprint()` differs (settings, endpoints or keys changed since it was made)
     is killed and made again with `args`; its work is durable, as every actor's is
-    across a kill."""
-    handle = _named(actor_class, name, args, resources)
+    across a kill. With `spread`, Ray places it on the node with the fewest actors
+    (shards of one kind, each on its own node while there are nodes)."""
+    handle = _named(actor_class, name, args, resources, spread)
     if fingerprint is None or ray.get(handle.fingerprint.remote()) == fingerprint:
         return handle
     log.info("actor %s runs with older settings or keys: replacing it", name)
@@ -66,13 +68,15 @@ def get_or_create(actor_class: ActorClass, name: str, *args: Any,
         if time.monotonic() > deadline:
             raise TimeoutError(f"actor {name} did not stop within {REPLACE_WAIT_S} s")
         time.sleep(0.1)
-    return _named(actor_class, name, args, resources)
+    return _named(actor_class, name, args, resources, spread)
 
 
 def _named(actor_class: ActorClass, name: str, args: tuple[Any, ...],
-           resources: dict[str, float] | None) -> ActorHandle:
+           resources: dict[str, float] | None, spread: bool = False) -> ActorHandle:
     return actor_class.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                               get_if_exists=True, resources=resources or {}).remote(*args)
+                               get_if_exists=True, resources=resources or {},
+                               scheduling_strategy="SPREAD" if spread else "DEFAULT"
+                               ).remote(*args)
 
 
 class Named:

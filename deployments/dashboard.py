@@ -22,6 +22,7 @@ from deployments.routes import (
     chat,
     customers,
     jobs,
+    journeys,
     live,
     marketing,
     messaging,
@@ -43,7 +44,7 @@ api = FastAPI(title="operator-comms", version="0.1.0", docs_url="/api/docs",
               max_body_size=MAX_BODY_BYTES)
 API_ROUTERS = (system.router, accounts.auth_router, accounts.users_router,
                accounts.audit_router, customers.router, jobs.router, campaigns.router,
-               chat.admin_router, marketing.router, live.router, reports.router,
+               chat.admin_router, marketing.router, journeys.router, live.router, reports.router,
                signup.router, sms.router, messaging.router, webhooks.router,
                signing_keys.router,
                suppressions.router)

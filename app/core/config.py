@@ -362,6 +362,10 @@ class Settings(Telemetry):
                 "R$ {price} a month instead of R$ {full_price}.", min_length=1, max_length=500)
     """the offer's text (`{discount}`, `{plan}`, `{price}`, `{full_price}`)"""
 
+    # Journeys.
+    journey_shards: int = Field(default=4, ge=1, le=64)
+    """journey shard actors: customers are hashed to them (spread over the nodes)"""
+
     # Outbound webhooks: the wait before each retry (Standard Webhooks' schedule,
     # about 27 hours in all), then dead; an endpoint failing that long is disabled.
     webhook_retry_s: list[float] = Field(

@@ -146,6 +146,19 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("endpoint_id", ASCENDING), ("status", ASCENDING),
                     ("created_at", DESCENDING), ("_id", DESCENDING)]),
     ],
+    "journeys": [IndexModel([("key", ASCENDING), ("version", DESCENDING)], unique=True),
+                 IndexModel([("status", ASCENDING)])],
+    "journey_enrollments": [
+        IndexModel([("bucket", ASCENDING), ("status", ASCENDING)]),  # a shard's load
+        IndexModel([("customer_id", ASCENDING)]),  # an event's customer
+        IndexModel([("key", ASCENDING), ("status", ASCENDING)]),  # an archive
+        IndexModel([("has_outbox", ASCENDING), ("bucket", ASCENDING)]),
+    ],
+    "journey_events": [IndexModel([("taken", ASCENDING), ("bucket", ASCENDING),
+                                   ("stored_at", ASCENDING)])],
+    "journey_counts": [IndexModel([("version_id", ASCENDING)]),
+                       IndexModel([("shard", ASCENDING)])],
+    "journey_sends": [IndexModel([("enrollment_id", ASCENDING)])],
     "offers": [
         IndexModel([("_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)]),
         IndexModel([("status", ASCENDING), ("fire_at", ASCENDING)]),

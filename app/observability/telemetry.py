@@ -17,6 +17,18 @@ def setup(telemetry: Telemetry, component: str) -> None:
     tracing.configure(telemetry, component)
 
 
+def rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux; None elsewhere), for actors' stats."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def ray_environment(telemetry: Telemetry) -> dict[str, str]:
     """What Ray's processes need in their environment when Ray starts (`operator-comms
     run` sets it before starting a local Ray; on a cluster it goes in the env file that

@@ -1,0 +1,294 @@
+"""Where each customer is in each journey, and the events that move them, in MongoDB.
+
+An enrollment is one customer's time through one journey version: its `_id` is the
+journey and the customer (and, for a journey that may be entered again, the entry
+event), so the same entry event twice enrols once. Every move is a compare-and-swap on
+its `seq`: of two shards or two rounds walking the same move, one writes it. A move's
+sends and attribute changes go into the enrollment's `outbox` in the same write, so a
+shard killed after the move and before the send finds them there when it restarts
+(the send's key, and so its Message-ID, is the same).
+
+Customers are hashed to 1,024 buckets (`app.audience.customers.bucket_of`); shard i of
+N owns the buckets b with b % N == i, so a change of N needs no rewrite.
+
+Events are stored first (`store_events`, keyed by their id), handed to their shard at
+once, and marked taken once it has walked them; a shard sweeps its untaken events, so
+an event whose hand-off failed is late, never lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import UpdateMany, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from app.audience.customers import AUDIENCE_BUCKETS, bucket_of
+from app.journeys.engine import Move, SendAction, SetAction
+
+ACTIVE, DONE = "active", "done"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def shard_of(customer_id: str, shards: int) -> int:
+    return bucket_of(customer_id) % shards
+
+
+def buckets_of(shard: int, shards: int) -> list[int]:
+    return [b for b in range(AUDIENCE_BUCKETS) if b % shards == shard]
+
+
+def enrollment_id(version_id: str, customer_id: str, event_id: str, reentry: bool) -> str:
+    key = version_id.partition("@")[0]
+    return f"{key}|{customer_id}|{event_id}" if reentry else f"{key}|{customer_id}"
+
+
+def send_key(enrollment: dict[str, Any], step: str, seq: int) -> str:
+    """A step's send: the enrollment, its version, the step and the move that sent it
+    (a step a customer passes again later is a new send)."""
+    return f"j|{enrollment['_id']}|{enrollment['version']}|{step}|{seq}"
+
+
+def outbox_items(enrollment: dict[str, Any], move: Move, seq: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for action in move.actions:
+        if isinstance(action, SendAction):
+            items.append({"key": send_key(enrollment, action.step, seq), "kind": "send",
+                          "step": action.step, "channel": action.channel})
+        elif isinstance(action, SetAction):
+            items.append({"key": f"set|{enrollment['_id']}|{action.step}|{seq}",
+                          "kind": "set", "attribute": action.attribute,
+                          "value": action.value})
+    return items
+
+
+def _state(move: Move, at: datetime) -> dict[str, Any]:
+    if move.left is not None:
+        return {"status": DONE, "left": move.left, "left_at": at, "step": None}
+    return {"status": ACTIVE, "step": move.step, "due_at": move.due_at,
+            "waiting_for": move.waiting_for}
+
+
+def new_enrollment(_id: str, version: dict[str, Any], customer_id: str, event: dict,
+                   move: Move, at: datetime) -> dict[str, Any]:
+    doc = {"_id": _id, "key": version["key"], "version": version["version"],
+           "version_id": version["_id"], "customer_id": customer_id,
+           "bucket": bucket_of(customer_id), "entered_at": at, "entry_event": event["_id"],
+           "seq": 1, "updated_at": at, "arms": dict(move.arms), **_state(move, at)}
+    doc["outbox"] = outbox_items(doc, move, 1)
+    doc["has_outbox"] = bool(doc["outbox"])
+    return {k: v for k, v in doc.items() if v is not None or k == "step"}
+
+
+async def enrol(db: AsyncDatabase, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert new enrollments; those already there (the same entry again) are left
+    out of what is returned."""
+    if not docs:
+        return []
+    try:
+        await db.journey_enrollments.insert_many(docs, ordered=False)
+        return docs
+    except BulkWriteError as exc:
+        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+            raise
+        refused = {e["index"] for e in exc.details["writeErrors"]}
+        return [doc for n, doc in enumerate(docs) if n not in refused]
+
+
+def move_update(enrollment: dict[str, Any], move: Move, at: datetime) -> tuple[UpdateOne, dict]:
+    """The compare-and-swap write of a move, and the enrollment as it will be."""
+    seq = enrollment["seq"] + 1
+    state = _state(move, at)
+    items = outbox_items(enrollment, move, seq)
+    sets = {**{k: v for k, v in state.items() if v is not None}, "seq": seq, "updated_at": at,
+            "last_move": uuid.uuid4().hex[:16],
+            **{f"arms.{step}": arm for step, arm in move.arms.items()}}
+    unset = {k: "" for k in ("due_at", "waiting_for") if state.get(k) is None}
+    update: dict[str, Any] = {"$set": sets}
+    if unset:
+        update["$unset"] = unset
+    if items:
+        update["$push"] = {"outbox": {"$each": items}}
+        sets["has_outbox"] = True
+    after = {**enrollment, **sets, "outbox": [*enrollment.get("outbox", []), *items]}
+    for key in unset:
+        after.pop(key, None)
+    return UpdateOne({"_id": enrollment["_id"], "seq": enrollment["seq"], "status": ACTIVE},
+                     update), after
+
+
+async def apply_moves(db: AsyncDatabase, updates: list[tuple[UpdateOne, dict]]
+                      ) -> list[dict[str, Any]]:
+    """Write the moves (one command); the enrollments whose move was written (a
+    move that lost its compare-and-swap was walked by someone else)."""
+    if not updates:
+        return []
+    result = await db.journey_enrollments.bulk_write([u for u, _ in updates], ordered=False)
+    if result.modified_count == len(updates):
+        return [after for _, after in updates]
+    ids = [after["_id"] for _, after in updates]
+    marks = {doc["_id"]: doc.get("last_move") async for doc in db.journey_enrollments.find(
+        {"_id": {"$in": ids}}, {"last_move": 1})}
+    # (a compare-and-swap that won left its mark; one that lost found another there)
+    return [after for _, after in updates if marks.get(after["_id"]) == after["last_move"]]
+
+
+async def clear_outbox(db: AsyncDatabase, done: dict[str, tuple[int, list[str]]]) -> None:
+    """Take the done items out of their enrollments' outboxes (enrollment id -> (its
+    seq when they were pushed, the item keys)), one command."""
+    if not done:
+        return
+    ops: list[Any] = []
+    for _id, (seq, keys) in done.items():
+        ops.append(UpdateOne({"_id": _id}, {"$pull": {"outbox": {"key": {"$in": keys}}}}))
+        ops.append(UpdateOne({"_id": _id, "seq": seq, "outbox": {"$size": 0}},
+                             {"$set": {"has_outbox": False}}))
+    await db.journey_enrollments.bulk_write(ops, ordered=True)
+
+
+async def active_of(db: AsyncDatabase, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    return await db.journey_enrollments.find({"_id": {"$in": ids}}).to_list()
+
+
+async def waiting_customers(db: AsyncDatabase, customer_ids: list[str]) -> list[dict[str, Any]]:
+    """The active enrollments of these customers (one read)."""
+    if not customer_ids:
+        return []
+    return [doc for doc in await db.journey_enrollments.find(
+        {"customer_id": {"$in": customer_ids}}).to_list() if doc["status"] == ACTIVE]
+
+
+async def timers(db: AsyncDatabase, buckets: list[int]) -> list[tuple[float, str, int]]:
+    """(due, enrollment id, seq) of every active enrollment of these buckets that waits."""
+    return [(doc["due_at"].timestamp(), doc["_id"], doc["seq"])
+            async for doc in db.journey_enrollments.find(
+                {"bucket": {"$in": buckets}, "status": ACTIVE}, {"due_at": 1, "seq": 1})
+            if doc.get("due_at") is not None]
+
+
+async def with_outbox(db: AsyncDatabase, buckets: list[int]) -> list[dict[str, Any]]:
+    """Enrollments of these buckets with sends or changes not yet made."""
+    return await db.journey_enrollments.find(
+        {"has_outbox": True, "bucket": {"$in": buckets}}).to_list()
+
+
+# Events -------------------------------------------------------------------------------
+
+async def store_events(db: AsyncDatabase, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the events (each `{_id, type, customer_id, ...}`); those kept before (the
+    same id again) are left out of what is returned."""
+    docs = [{**event, "bucket": bucket_of(event["customer_id"]), "taken": False,
+             "stored_at": now()} for event in events]
+    if not docs:
+        return []
+    try:
+        await db.journey_events.insert_many(docs, ordered=False)
+        return docs
+    except BulkWriteError as exc:
+        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+            raise
+        refused = {e["index"] for e in exc.details["writeErrors"]}
+        return [doc for n, doc in enumerate(docs) if n not in refused]
+
+
+async def untaken_events(db: AsyncDatabase, buckets: list[int], before: datetime,
+                         limit: int = 5_000) -> list[dict[str, Any]]:
+    return await db.journey_events.find(
+        {"taken": False, "bucket": {"$in": buckets}, "stored_at": {"$lt": before}}
+    ).limit(limit).to_list()
+
+
+async def mark_taken(db: AsyncDatabase, event_ids: list[str]) -> None:
+    if event_ids:
+        await db.journey_events.update_many({"_id": {"$in": event_ids}},
+                                            {"$set": {"taken": True, "taken_at": now()}})
+
+
+# Counts per step ----------------------------------------------------------------------
+
+class Tally:
+    """Counts a shard's moves make, written as one bulk of `$inc` per round: per
+    journey version, who is at each step, each way out of a step, entries, exits."""
+
+    def __init__(self) -> None:
+        self.inc: defaultdict[str, defaultdict[str, int]] = defaultdict(
+            lambda: defaultdict(int))
+
+    def entered(self, version_id: str, move: Move) -> None:
+        self.inc[version_id]["entered"] += 1
+        self._went(version_id, None, move)
+
+    def moved(self, version_id: str, before: str | None, move: Move) -> None:
+        self._went(version_id, before, move)
+
+    def left(self, version_id: str, before: str | None, why: str) -> None:
+        if before:
+            self.inc[version_id][f"at.{before}"] -= 1
+        self.inc[version_id][f"left.{why}"] += 1
+
+    def _went(self, version_id: str, before: str | None, move: Move) -> None:
+        inc = self.inc[version_id]
+        if before:
+            inc[f"at.{before}"] -= 1
+        for step, way in move.passed:
+            inc[f"passed.{step}.{way}"] += 1
+        if move.left is not None:
+            inc[f"left.{move.left}"] += 1
+        else:
+            inc[f"at.{move.step}"] += 1
+
+    async def write(self, db: AsyncDatabase, shard: int) -> None:
+        if not self.inc:
+            return
+        ops = [UpdateOne({"_id": f"{version_id}#{shard}"},
+                         {"$inc": {k: v for k, v in inc.items() if v},
+                          "$setOnInsert": {"version_id": version_id, "shard": shard}},
+                         upsert=True)
+               for version_id, inc in self.inc.items() if any(inc.values())]
+        self.inc.clear()
+        if ops:
+            await db.journey_counts.bulk_write(ops, ordered=False)
+
+
+async def recount(db: AsyncDatabase, shard: int, buckets: list[int]) -> None:
+    """Set this shard's counts of who is at each step from its enrollments (at its
+    start: a kill between a move and its count heals here)."""
+    at: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+    async for doc in db.journey_enrollments.find(
+            {"bucket": {"$in": buckets}, "status": ACTIVE}, {"version_id": 1, "step": 1}):
+        at[doc["version_id"]][doc["step"]] += 1
+    await db.journey_counts.bulk_write([UpdateMany(
+        {"shard": shard}, {"$set": {"at": {}}})] + [
+        UpdateOne({"_id": f"{version_id}#{shard}"},
+                  {"$set": {"at": dict(steps), "version_id": version_id, "shard": shard}},
+                  upsert=True) for version_id, steps in at.items()], ordered=True)
+
+
+async def counts(db: AsyncDatabase, version_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Version id -> its counts summed over shards: `entered`, `at` (step -> customers
+    there now), `passed` (step -> way -> customers), `left` (why -> customers)."""
+    out: dict[str, dict[str, Any]] = {v: {"entered": 0, "at": {}, "passed": {}, "left": {}}
+                                      for v in version_ids}
+    async for doc in db.journey_counts.find({"version_id": {"$in": version_ids}}):
+        total = out[doc["version_id"]]
+        total["entered"] += doc.get("entered", 0)
+        for step, n in (doc.get("at") or {}).items():
+            total["at"][step] = total["at"].get(step, 0) + n
+        for why, n in (doc.get("left") or {}).items():
+            total["left"][why] = total["left"].get(why, 0) + n
+        for step, ways in (doc.get("passed") or {}).items():
+            mine = total["passed"].setdefault(step, {})
+            for way, n in ways.items():
+                mine[way] = mine.get(way, 0) + n
+    for total in out.values():
+        total["at"] = {step: n for step, n in total["at"].items() if n > 0}
+    return out

@@ -1,0 +1,164 @@
+"""A journey step's sends and attribute changes, made from enrollments' outboxes.
+
+A send goes through its channel's `Channel` (compose, routes, senders) as a campaign's
+does; its key (`j|<enrollment>|<version>|<step>|<move>`) is its delivery id, so its
+Message-ID and tracked links are its own, and one already recorded in
+`journey_sends` is not sent again. Whoever unsubscribed, or opted out of the channel,
+is skipped (read at send time). A transient failure stays in the outbox for the next
+round; anything else is recorded and taken out.
+
+A tracked open or click of a journey email (`record_hit`) becomes a
+`delivery.opened` / `delivery.clicked` event for the enrollment that sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from app.audience.customers import SEND_FIELDS
+from app.channels.base import SendOutcome
+from app.channels.registry import CHANNELS
+from app.channels.routing import close_routed, routed_senders, send_moving
+from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
+from app.core.runtime import Runtime
+from app.journeys.definition import Journey, Send
+
+log = logging.getLogger("operator_comms.journeys")
+CONNECTIONS = 4  # per channel, per round
+SENT, RETRY = "sent", "retry"
+PREFIX = "j|"
+
+
+def is_journey_send(delivery_id: str) -> bool:
+    return delivery_id.startswith(PREFIX)
+
+
+class Sender:
+    """Makes outbox items for one shard; compiled templates are kept per step."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.templates: dict[tuple[str, str], CompiledTemplates] = {}
+
+    def _templates(self, version_id: str, step: Send) -> CompiledTemplates:
+        key = (version_id, step.id)
+        if key not in self.templates:
+            self.templates[key] = compile_templates(step.subject, step.text, step.html)
+        return self.templates[key]
+
+    async def make(self, db: AsyncDatabase, enrollments: list[dict[str, Any]],
+                   journeys: dict[str, Journey]) -> dict[str, list[str]]:
+        """Make the outbox items of these enrollments; enrollment id -> the keys of
+        the items done (made, or settled for good)."""
+        items = [(e, item) for e in enrollments for item in e.get("outbox") or ()]
+        if not items:
+            return {}
+        done: dict[str, list[str]] = {}
+        sets = [(e, item) for e, item in items if item["kind"] == "set"]
+        if sets:
+            await db.customers.bulk_write([UpdateOne(
+                {"_id": e["customer_id"]}, {"$set": {item["attribute"]: item["value"]}})
+                for e, item in sets], ordered=False)
+            for e, item in sets:
+                done.setdefault(e["_id"], []).append(item["key"])
+        sends = [(e, item) for e, item in items if item["kind"] == "send"]
+        if sends:
+            recorded = {doc["_id"] async for doc in db.journey_sends.find(
+                {"_id": {"$in": [item["key"] for _, item in sends]}}, {"_id": 1})}
+            customers = {doc["_id"]: doc async for doc in db.customers.find(
+                {"_id": {"$in": list({e["customer_id"] for e, _ in sends})}},
+                {**SEND_FIELDS, "vars": 1})}
+            to_send = []
+            for e, item in sends:
+                if item["key"] in recorded:
+                    done.setdefault(e["_id"], []).append(item["key"])
+                else:
+                    to_send.append((e, item))
+            outcomes = await self._send(to_send, customers, journeys)
+            records = []
+            for (e, item), outcome in zip(to_send, outcomes, strict=True):
+                if outcome.status == RETRY:
+                    log.warning("journey send %s: %s; tried again next round", item["key"],
+                                outcome.error)
+                    continue
+                done.setdefault(e["_id"], []).append(item["key"])
+                records.append({"_id": item["key"], "enrollment_id": e["_id"],
+                                "customer_id": e["customer_id"], "key": e["key"],
+                                "version": e["version"], "step": item["step"],
+                                "channel": item["channel"], "status": outcome.status,
+                                "error": outcome.error, "at": datetime.now(UTC)})
+            if records:
+                try:
+                    await db.journey_sends.insert_many(records, ordered=False)
+                except BulkWriteError as exc:  # (recorded by a round before: the same)
+                    if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+                        raise
+        return done
+
+    async def _send(self, sends: list[tuple[dict, dict]], customers: dict[str, dict],
+                    journeys: dict[str, Journey]) -> list[SendOutcome]:
+        outcomes: list[SendOutcome | None] = [None] * len(sends)
+        by_channel: dict[str, list[int]] = {}
+        composed: dict[int, Any] = {}
+        for n, (enrollment, item) in enumerate(sends):
+            customer = customers.get(enrollment["customer_id"])
+            channel = CHANNELS[item["channel"]]
+            step = journeys[enrollment["version_id"]].step(item["step"])
+            if customer is None or customer.get("unsubscribed") is True:
+                outcomes[n] = SendOutcome("skipped", None, "unsubscribed or removed")
+                continue
+            if (why := channel.unreachable(customer)) is not None:
+                outcomes[n] = SendOutcome("skipped", None, why)
+                continue
+            assert isinstance(step, Send)
+            try:
+                composed[n] = channel.compose(
+                    self._templates(enrollment["version_id"], step), customer,
+                    runtime=self.runtime, delivery_id=item["key"],
+                    tracking={"opens": step.track, "clicks": step.track})
+            except TemplateProblem as exc:
+                outcomes[n] = SendOutcome("failed", None, str(exc)[:300])
+                continue
+            by_channel.setdefault(item["channel"], []).append(n)
+        for name, indexes in by_channel.items():
+            channel = CHANNELS[name]
+            queue = list(indexes)
+            senders = routed_senders(channel, self.runtime.settings, self.runtime.endpoints,
+                                     min(CONNECTIONS, len(queue)))
+
+            async def drain(sender: Any, queue: list[int]) -> None:
+                while queue:
+                    n = queue.pop()
+                    outcomes[n] = await send_moving(sender, composed[n].message)
+
+            try:
+                await asyncio.gather(*(drain(sender, queue) for sender in senders))
+            finally:
+                close_routed(channel, senders)
+        return [o if o is not None else SendOutcome(RETRY, None, "not sent")
+                for o in outcomes]
+
+
+async def record_hit(db: AsyncDatabase, kind: str, send_key: str, at: datetime
+                     ) -> dict[str, Any] | None:
+    """A tracked open or click (`kind`: opened, clicked) of a journey send: recorded
+    on the send; its first makes the enrollment's `delivery.<kind>` event (returned)."""
+    first = await db.journey_sends.find_one_and_update(
+        {"_id": send_key, f"{kind}.first": {"$exists": False}},
+        {"$set": {f"{kind}.first": at, f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}},
+        projection={"enrollment_id": 1, "customer_id": 1, "step": 1},
+        return_document=ReturnDocument.AFTER)
+    if first is None:
+        await db.journey_sends.update_one({"_id": send_key}, {
+            "$set": {f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}})
+        return None
+    return {"_id": f"{kind}:{send_key}", "type": f"delivery.{kind}",
+            "customer_id": first["customer_id"], "enrollment_id": first["enrollment_id"],
+            "at": at}

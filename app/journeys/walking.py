@@ -1,0 +1,188 @@
+"""What one journey shard does with a round of events or due timers (no Ray here: the
+shard actor, `actors.journeys`, holds the timers and calls these).
+
+A round costs a few commands whatever its size: one read of the enrollments it moves,
+one of their customers, one bulk write of the moves (compare-and-swap each), the
+sends, one bulk write taking them out of the outboxes, one of the counts. Each
+returns the timers the moves set, for the shard's heap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.audience.customers import SEND_FIELDS
+from app.core.runtime import Runtime
+from app.journeys import engine, enrollments, store
+from app.journeys.definition import Journey
+from app.journeys.engine import Entered, EventHeard, TimerFired
+from app.journeys.sending import Sender
+
+log = logging.getLogger("operator_comms.journeys")
+Timer = tuple[float, str, int]  # (due, enrollment id, seq)
+CUSTOMER_FIELDS = {**SEND_FIELDS, "timezone": 1, "vars": 1}
+REFRESH_S = 10.0
+
+
+class ShardWork:
+    def __init__(self, runtime: Runtime, shard: int, shards: int):
+        self.runtime = runtime
+        self.shard, self.shards = shard, shards
+        self.buckets = enrollments.buckets_of(shard, shards)
+        self.journeys: dict[str, Journey] = {}  # version id -> definition (immutable)
+        self.entries: dict[str, list[dict[str, Any]]] = {}  # event type -> published
+        self.refreshed = float("-inf")
+        self.sender = Sender(runtime)
+        self.counts = {"moves": 0, "entered": 0, "sends": 0, "rounds": 0, "lost_cas": 0}
+
+    @property
+    def db(self) -> AsyncDatabase:
+        return self.runtime.database()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def refresh(self, force: bool = False) -> None:
+        """The published versions (what events enter), read again every REFRESH_S."""
+        if not force and time.monotonic() - self.refreshed < REFRESH_S:
+            return
+        entries: dict[str, list[dict[str, Any]]] = {}
+        for doc in await store.published(self.db):
+            self.journeys.setdefault(doc["_id"], Journey.model_validate(doc["definition"]))
+            entries.setdefault(self.journeys[doc["_id"]].entry.event, []).append(doc)
+        self.entries, self.refreshed = entries, time.monotonic()
+
+    async def _definitions(self, version_ids: set[str]) -> None:
+        missing = [v for v in version_ids if v not in self.journeys]
+        if missing:
+            self.journeys.update(await store.definitions(self.db, missing))
+
+    async def start(self) -> list[Timer]:
+        """At the shard's (re)start: its counts recounted, outboxes a kill left made,
+        and every waiting customer's timer."""
+        await self.refresh(force=True)
+        await enrollments.recount(self.db, self.shard, self.buckets)
+        await self.flush_outboxes()
+        return await enrollments.timers(self.db, self.buckets)
+
+    async def flush_outboxes(self) -> int:
+        """Make what outboxes hold (after a kill, or a transient failure)."""
+        pending = await enrollments.with_outbox(self.db, self.buckets)
+        await self._make(pending)
+        return len(pending)
+
+    async def hear(self, events: list[dict[str, Any]]) -> list[Timer]:
+        """A round of stored events: entries, waits that end, conversions."""
+        await self.refresh()
+        at = self.now()
+        customer_ids = list({e["customer_id"] for e in events})
+        customers = {doc["_id"]: doc async for doc in self.db.customers.find(
+            {"_id": {"$in": customer_ids}}, CUSTOMER_FIELDS)}
+        inside = await enrollments.waiting_customers(self.db, customer_ids)
+        await self._definitions({e["version_id"] for e in inside})
+        tally = enrollments.Tally()
+        updates, deferred, moved_now = [], [], set()
+        for event in sorted(events, key=lambda e: e.get("at") or at):
+            for enrollment in inside:
+                if enrollment["customer_id"] != event["customer_id"]:
+                    continue
+                journey = self.journeys[enrollment["version_id"]]
+                heard = event["type"] in journey.exit_on or (
+                    enrollment.get("waiting_for") == event["type"]
+                    and event.get("enrollment_id") in (None, enrollment["_id"]))
+                if not heard:
+                    continue
+                if enrollment["_id"] in moved_now:  # one move per round; the next waits
+                    deferred.append(event["_id"])
+                    continue
+                move = engine.move(journey, customers.get(enrollment["customer_id"], {}),
+                                   at=enrollment["step"], trigger=EventHeard(event["type"]),
+                                   now=at, enrollment_id=enrollment["_id"],
+                                   default_timezone=self.runtime.settings.default_timezone)
+                updates.append((enrollment, move))
+                moved_now.add(enrollment["_id"])
+        new = []
+        for event in events:
+            customer = customers.get(event["customer_id"])
+            for version in self.entries.get(event["type"], ()):
+                if customer is None:
+                    continue
+                journey = self.journeys[version["_id"]]
+                _id = enrollments.enrollment_id(version["_id"], customer["_id"], event["_id"],
+                                                journey.reentry)
+                move = engine.move(journey, customer, at=None, trigger=Entered(), now=at,
+                                   enrollment_id=_id,
+                                   default_timezone=self.runtime.settings.default_timezone)
+                new.append((enrollments.new_enrollment(_id, version, customer["_id"], event,
+                                                       move, at), move))
+        entered = await enrollments.enrol(self.db, [doc for doc, _ in new])
+        kept = {doc["_id"] for doc in entered}
+        for doc, move in new:
+            if doc["_id"] in kept:
+                tally.entered(doc["version_id"], move)
+        written = await self._apply(updates, at, tally)
+        await self._make([*entered, *written])
+        await enrollments.mark_taken(self.db, [e["_id"] for e in events
+                                               if e["_id"] not in set(deferred)])
+        await tally.write(self.db, self.shard)
+        self.counts["entered"] += len(entered)
+        self.counts["rounds"] += 1
+        return _timers([*entered, *written])
+
+    async def fire(self, due: list[Timer]) -> list[Timer]:
+        """A round of due timers: each still-current one moves its customer on."""
+        at = self.now()
+        seqs = {_id: seq for _, _id, seq in due}
+        found = [e for e in await enrollments.active_of(self.db, list(seqs))
+                 if e["status"] == enrollments.ACTIVE and e["seq"] == seqs[e["_id"]]
+                 and e.get("due_at") is not None
+                 and e["due_at"].timestamp() <= at.timestamp() + 0.001]
+        if not found:
+            return []
+        await self._definitions({e["version_id"] for e in found})
+        customers = {doc["_id"]: doc async for doc in self.db.customers.find(
+            {"_id": {"$in": list({e["customer_id"] for e in found})}}, CUSTOMER_FIELDS)}
+        updates = [(e, engine.move(self.journeys[e["version_id"]],
+                                   customers.get(e["customer_id"], {}), at=e["step"],
+                                   trigger=TimerFired(), now=at, enrollment_id=e["_id"],
+                                   default_timezone=self.runtime.settings.default_timezone))
+                   for e in found]
+        tally = enrollments.Tally()
+        written = await self._apply(updates, at, tally)
+        await self._make(written)
+        await tally.write(self.db, self.shard)
+        self.counts["rounds"] += 1
+        return _timers(written)
+
+    async def _apply(self, updates: list[tuple[dict, engine.Move]], at: datetime,
+                     tally: enrollments.Tally) -> list[dict[str, Any]]:
+        writes = {e["_id"]: (e, move, enrollments.move_update(e, move, at))
+                  for e, move in updates}
+        written = await enrollments.apply_moves(self.db, [w for _, _, w in writes.values()])
+        for doc in written:
+            before, move, _ = writes[doc["_id"]]
+            tally.moved(doc["version_id"], before.get("step"), move)
+        self.counts["moves"] += len(written)
+        self.counts["lost_cas"] += len(writes) - len(written)
+        return written
+
+    async def _make(self, docs: list[dict[str, Any]]) -> None:
+        with_items = [d for d in docs if d.get("outbox")]
+        if not with_items:
+            return
+        await self._definitions({d["version_id"] for d in with_items})
+        done = await self.sender.make(self.db, with_items, self.journeys)
+        seqs = {d["_id"]: d["seq"] for d in with_items}
+        await enrollments.clear_outbox(self.db, {_id: (seqs[_id], keys)
+                                                 for _id, keys in done.items()})
+        self.counts["sends"] += sum(len(keys) for keys in done.values())
+
+
+def _timers(docs: list[dict[str, Any]]) -> list[Timer]:
+    return [(d["due_at"].timestamp(), d["_id"], d["seq"]) for d in docs
+            if d.get("status") == enrollments.ACTIVE and d.get("due_at") is not None]

@@ -1,0 +1,165 @@
+"""Journeys end to end: defined, published and edited through the real API, customers
+moved by events stored through it, emails to the sink, a tracked click through the
+Serve proxy ending a wait, the shards' timers ending the other."""
+
+from __future__ import annotations
+
+import email
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import httpx
+import ray
+from pymongo import MongoClient
+
+from tests.utils.campaigns import import_audience
+from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
+
+
+def _db(stack: Stack):
+    endpoints = ray.get(stack.services.endpoints.remote())
+    return MongoClient(endpoints.mongodb_uri)[stack.settings.mongodb_db]
+
+
+def _customers(stack: Stack, api: httpx.Client, emails: list[str], tag: str) -> list[str]:
+    import_audience(api, emails, tag=tag)
+    by_email = {doc["email"]: doc["_id"] for doc in _db(stack).customers.find({"tags": tag})}
+    return [by_email[address] for address in emails]
+
+
+def _subjects(api: httpx.Client, to: str) -> list[str]:
+    return sorted(m["subject"] for m in api.get("/api/outbox", params={"to": to}).json()[
+        "messages"])
+
+
+def _text_part(raw: bytes) -> str:
+    for part in email.message_from_bytes(raw).walk():
+        if part.get_content_type() == "text/plain":
+            return part.get_payload(decode=True).decode()
+    raise AssertionError("no text part")
+
+
+def _welcome(event: str, timeout_s: float, subject: str = "Welcome") -> dict:
+    return {"name": "Welcome series", "entry": {"event": event}, "steps": [
+        {"id": "hello", "type": "send", "channel": "email", "subject": subject,
+         "text": "Hi {{ first_name }}, start here: https://shop.example/start"},
+        {"id": "clicked", "type": "wait_for", "event": "delivery.clicked",
+         "timeout_s": timeout_s, "on_event": "thanks", "on_timeout": "nudge"},
+        {"id": "thanks", "type": "send", "channel": "email", "subject": "Glad you came",
+         "text": "Thanks {{ first_name }}", "next": "exit"},
+        {"id": "nudge", "type": "send", "channel": "email", "subject": "Still there?",
+         "text": "Try SMS next time, {{ first_name }}"}]}
+
+
+def _events(api: httpx.Client, *events: tuple[str, str, str]) -> dict:
+    response = api.post("/api/journeys/events", json={"events": [
+        {"id": _id, "type": kind, "customer_id": customer} for _id, kind, customer in events]})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_a_welcome_journey_follows_the_click_for_one_and_the_timeout_for_the_other(
+        stack: Stack, api: httpx.Client) -> None:
+    domain = unique_domain("journey")
+    clicker, silent = _customers(stack, api, [f"a@{domain}", f"b@{domain}"], domain)
+    key = f"welcome-{uuid.uuid4().hex[:6]}"
+    event = f"signup_{uuid.uuid4().hex[:6]}"
+    created = api.post("/api/journeys", json={"key": key,
+                                              "definition": _welcome(event, 8.0)})
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "draft"
+    assert _events(api, (f"{key}-early", event, clicker))["stored"] == 1  # a draft: no one
+    published = api.post(f"/api/journeys/{key}/publish")
+    assert published.status_code == 200 and published.json()["status"] == "published"
+
+    taken = _events(api, (f"{key}-1", event, clicker), (f"{key}-2", event, silent),
+                    (f"{key}-1", event, clicker))  # the same event twice
+    assert taken == {"stored": 2, "repeated": 1}
+    wait_until(lambda: _subjects(api, f"a@{domain}") == ["Welcome"]
+               and _subjects(api, f"b@{domain}") == ["Welcome"], timeout_s=30)
+
+    [message] = api.get("/api/outbox", params={"to": f"a@{domain}"}).json()["messages"]
+    text = _text_part(api.get(f"/api/outbox/{message['key']}").content)
+    link = re.search(r"(https?://\S+/t/c/\S+)", text).group(1)
+    parts = urlsplit(link)
+    with stack.client(admin=False) as public:
+        click = public.get(f"{parts.path}?{parts.query}", follow_redirects=False)
+    assert click.status_code == 302 and click.headers["location"] == \
+        "https://shop.example/start"
+
+    wait_until(lambda: _subjects(api, f"a@{domain}") == ["Glad you came", "Welcome"],
+               timeout_s=30)
+    wait_until(lambda: _subjects(api, f"b@{domain}") == ["Still there?", "Welcome"],
+               timeout_s=60)
+    view = api.get(f"/api/journeys/{key}").json()
+    steps = {step["id"]: step for step in view["steps"]}
+    assert steps["clicked"]["left_by"] == {"event": 1, "timeout": 1}
+    assert view["versions"][0]["entered"] == 2
+    assert view["versions"][0]["left"] == {"exit": 2}
+    assert all(step["at"] == 0 for step in view["steps"])
+    db = _db(stack)
+    sends = list(db.journey_sends.find({"key": key}))
+    assert sorted((s["customer_id"] == clicker, s["step"]) for s in sends) == [
+        (False, "hello"), (False, "nudge"), (True, "hello"), (True, "thanks")]
+    assert all(s["status"] == "sent" for s in sends)
+    # Entering again is not allowed by this journey: a new signup event enrols no one.
+    _events(api, (f"{key}-3", event, clicker))
+    wait_until(lambda: db.journey_events.find_one({"_id": f"{key}-3"})["taken"], timeout_s=30)
+    assert db.journey_enrollments.count_documents({"key": key}) == 2
+
+
+def test_customers_inside_finish_on_their_version_after_an_edit(
+        stack: Stack, api: httpx.Client) -> None:
+    domain = unique_domain("jversion")
+    first, second = _customers(stack, api, [f"a@{domain}", f"b@{domain}"], domain)
+    key = f"edited-{uuid.uuid4().hex[:6]}"
+    event = f"signup_{uuid.uuid4().hex[:6]}"
+    definition = {"name": "v", "entry": {"event": event}, "steps": [
+        {"id": "pause", "type": "wait", "seconds": 6},
+        {"id": "say", "type": "send", "channel": "email", "subject": "Version one",
+         "text": "one"}]}
+    assert api.post("/api/journeys", json={"key": key, "definition": definition}
+                    ).status_code == 201
+    api.post(f"/api/journeys/{key}/publish").raise_for_status()
+    _events(api, (f"{key}-1", event, first))
+    db = _db(stack)
+    wait_until(lambda: db.journey_enrollments.count_documents({"key": key}) == 1,
+               timeout_s=30)
+
+    definition["steps"][1]["subject"] = "Version two"
+    edited = api.put(f"/api/journeys/{key}", json={"definition": definition})
+    assert edited.status_code == 200 and edited.json()["version"] == 2
+    assert edited.json()["status"] == "published"  # (version 1 still takes entries)
+    api.post(f"/api/journeys/{key}/publish").raise_for_status()
+    versions = {v["version"]: v["status"] for v in api.get(f"/api/journeys/{key}").json()[
+        "versions"]}
+    assert versions == {1: "retired", 2: "published"}
+    _events(api, (f"{key}-2", event, second))
+    wait_until(lambda: _subjects(api, f"a@{domain}") == ["Version one"]
+               and _subjects(api, f"b@{domain}") == ["Version two"], timeout_s=60)
+    assert {d["customer_id"]: d["version"] for d in db.journey_enrollments.find(
+        {"key": key})} == {first: 1, second: 2}
+
+
+def test_a_definition_that_cannot_run_is_a_422_naming_the_field(api: httpx.Client) -> None:
+    bad_target = {"name": "x", "entry": {"event": "e"}, "steps": [
+        {"id": "a", "type": "wait", "seconds": 1, "next": "nowhere"}]}
+    response = api.post("/api/journeys/validate", json={"definition": bad_target})
+    assert response.status_code == 422 and "nowhere" in response.text
+    bad_template = {"name": "x", "entry": {"event": "e"}, "steps": [
+        {"id": "a", "type": "send", "channel": "email", "subject": "s",
+         "text": "{{ unclosed"}]}
+    response = api.post("/api/journeys", json={"key": "bad-template",
+                                               "definition": bad_template})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "body.definition.steps.0.text"
+    ok = api.post("/api/journeys/validate", json={"definition": _welcome("signup", 60)})
+    assert ok.status_code == 200 and ok.json()["listens_for"] == ["delivery.clicked", "signup"]
+    too_many = api.post("/api/journeys/events", json={"events": [
+        {"id": f"e{n}", "type": "x", "customer_id": "c"} for n in range(1001)]})
+    assert too_many.status_code == 422 and "events" in too_many.text
+    with httpx.Client(base_url=str(api.base_url)) as anonymous:
+        assert anonymous.post("/api/journeys/events", json={"events": [
+            {"id": "e", "type": "x", "customer_id": "c"}]}).status_code == 401
