@@ -66,9 +66,12 @@ class JourneyShard(registry.MadeWithRuntime):
         self.heard.set()
         return len(events)
 
-    async def refresh(self) -> None:
-        """A journey was published, paused or archived: read the published ones now."""
+    async def refresh(self, recount: bool = False) -> None:
+        """A journey was published, paused or archived: read the published ones now
+        (`recount`: and count who is where again, after an archive)."""
         await self.work.refresh(force=True)
+        if recount:
+            await self.work.recount()
 
     async def ready(self) -> bool:
         """True once the shard has loaded its customers (waits for it)."""

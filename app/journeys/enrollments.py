@@ -167,12 +167,32 @@ async def waiting_customers(db: AsyncDatabase, customer_ids: list[str]) -> list[
         {"customer_id": {"$in": customer_ids}}).to_list() if doc["status"] == ACTIVE]
 
 
-async def timers(db: AsyncDatabase, buckets: list[int]) -> list[tuple[float, str, int]]:
-    """(due, enrollment id, seq) of every active enrollment of these buckets that waits."""
-    return [(doc["due_at"].timestamp(), doc["_id"], doc["seq"])
-            async for doc in db.journey_enrollments.find(
-                {"bucket": {"$in": buckets}, "status": ACTIVE}, {"due_at": 1, "seq": 1})
-            if doc.get("due_at") is not None]
+async def load(db: AsyncDatabase, shard: int, buckets: list[int]) -> list[tuple[float, str, int]]:
+    """A shard's start, in one read of its enrollments: the timers of those that wait
+    ((due, enrollment id, seq)), and its counts of entries, exits and who is at each
+    step set from them (a kill between a move and its count heals here; the ways out
+    of each step count on as they were)."""
+    timers: list[tuple[float, str, int]] = []
+    tallies: defaultdict[str, dict[str, Any]] = defaultdict(
+        lambda: {"entered": 0, "at": defaultdict(int), "left": defaultdict(int)})
+    async for doc in db.journey_enrollments.find(
+            {"bucket": {"$in": buckets}},
+            {"version_id": 1, "status": 1, "step": 1, "left": 1, "due_at": 1, "seq": 1}):
+        tally = tallies[doc["version_id"]]
+        tally["entered"] += 1
+        if doc["status"] == ACTIVE:
+            tally["at"][doc["step"]] += 1
+            if doc.get("due_at") is not None:
+                timers.append((doc["due_at"].timestamp(), doc["_id"], doc["seq"]))
+        else:
+            tally["left"][doc.get("left") or "exit"] += 1
+    await db.journey_counts.bulk_write([UpdateMany(
+        {"shard": shard}, {"$set": {"entered": 0, "at": {}, "left": {}}})] + [
+        UpdateOne({"_id": f"{version_id}#{shard}"}, {"$set": {
+            "entered": tally["entered"], "at": dict(tally["at"]), "left": dict(tally["left"]),
+            "version_id": version_id, "shard": shard}}, upsert=True)
+        for version_id, tally in tallies.items()], ordered=True)
+    return timers
 
 
 async def with_outbox(db: AsyncDatabase, buckets: list[int]) -> list[dict[str, Any]]:
@@ -257,20 +277,6 @@ class Tally:
         self.inc.clear()
         if ops:
             await db.journey_counts.bulk_write(ops, ordered=False)
-
-
-async def recount(db: AsyncDatabase, shard: int, buckets: list[int]) -> None:
-    """Set this shard's counts of who is at each step from its enrollments (at its
-    start: a kill between a move and its count heals here)."""
-    at: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
-    async for doc in db.journey_enrollments.find(
-            {"bucket": {"$in": buckets}, "status": ACTIVE}, {"version_id": 1, "step": 1}):
-        at[doc["version_id"]][doc["step"]] += 1
-    await db.journey_counts.bulk_write([UpdateMany(
-        {"shard": shard}, {"$set": {"at": {}}})] + [
-        UpdateOne({"_id": f"{version_id}#{shard}"},
-                  {"$set": {"at": dict(steps), "version_id": version_id, "shard": shard}},
-                  upsert=True) for version_id, steps in at.items()], ordered=True)
 
 
 async def counts(db: AsyncDatabase, version_ids: list[str]) -> dict[str, dict[str, Any]]:

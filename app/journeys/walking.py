@@ -38,6 +38,7 @@ class ShardWork:
         self.entries: dict[str, list[dict[str, Any]]] = {}  # event type -> published
         self.refreshed = float("-inf")
         self.sender = Sender(runtime)
+        self.making: set[str] = set()  # enrollments whose outbox a round is making now
         self.counts = {"moves": 0, "entered": 0, "sends": 0, "rounds": 0, "lost_cas": 0}
 
     @property
@@ -66,9 +67,13 @@ class ShardWork:
         """At the shard's (re)start: its counts recounted, outboxes a kill left made,
         and every waiting customer's timer."""
         await self.refresh(force=True)
-        await enrollments.recount(self.db, self.shard, self.buckets)
+        timers = await enrollments.load(self.db, self.shard, self.buckets)
         await self.flush_outboxes()
-        return await enrollments.timers(self.db, self.buckets)
+        return timers
+
+    async def recount(self) -> None:
+        """Counts set from the enrollments again (after an archive moved many at once)."""
+        await enrollments.load(self.db, self.shard, self.buckets)
 
     async def flush_outboxes(self) -> int:
         """Make what outboxes hold (after a kill, or a transient failure)."""
@@ -172,14 +177,21 @@ class ShardWork:
         return written
 
     async def _make(self, docs: list[dict[str, Any]]) -> None:
-        with_items = [d for d in docs if d.get("outbox")]
+        """Make the outboxes of these enrollments, but not of those another round of
+        this shard is making (the sweep's read may find one a round has not cleared)."""
+        with_items = [d for d in docs if d.get("outbox") and d["_id"] not in self.making]
         if not with_items:
             return
-        await self._definitions({d["version_id"] for d in with_items})
-        done = await self.sender.make(self.db, with_items, self.journeys)
-        seqs = {d["_id"]: d["seq"] for d in with_items}
-        await enrollments.clear_outbox(self.db, {_id: (seqs[_id], keys)
-                                                 for _id, keys in done.items()})
+        ids = {d["_id"] for d in with_items}
+        self.making |= ids
+        try:
+            await self._definitions({d["version_id"] for d in with_items})
+            done = await self.sender.make(self.db, with_items, self.journeys)
+            seqs = {d["_id"]: d["seq"] for d in with_items}
+            await enrollments.clear_outbox(self.db, {_id: (seqs[_id], keys)
+                                                     for _id, keys in done.items()})
+        finally:
+            self.making -= ids
         self.counts["sends"] += sum(len(keys) for keys in done.values())
 
 

@@ -50,12 +50,13 @@ async def _view(context: AppContext, key: str) -> dict:
     return await found(views.journey_view(context.db, key), f"journey {key!r}")
 
 
-def _tell_shards(context: AppContext) -> None:
-    """Published, paused or archived: each shard reads the published journeys now."""
+def _tell_shards(context: AppContext, recount: bool = False) -> None:
+    """Published, paused or archived: each shard reads the published journeys now
+    (and, after an archive, counts who is where again)."""
     for shard in range(context.settings.journey_shards):
         handle = find(shard_name(shard))
         if handle is not None:
-            handle.refresh.remote()
+            handle.refresh.remote(recount)
 
 
 @router.get("", response_model=JourneyList)
@@ -136,7 +137,7 @@ async def archive(context: Context, who: Who, key: str) -> dict:
     except KeyError:
         raise HTTPException(404, f"no journey {key!r}") from None
     await audit.record(context.db, who, "journey.archive", key, {"left": left})
-    _tell_shards(context)
+    _tell_shards(context, recount=True)
     return {"key": key, "left": left}
 
 
