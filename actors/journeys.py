@@ -26,6 +26,7 @@ from typing import Any
 import ray
 
 from actors import registry
+from actors.metrics import JourneyMetrics
 from app.core.runtime import Runtime
 from app.journeys import enrollments
 from app.journeys.walking import ShardWork, Timer
@@ -150,6 +151,9 @@ class JourneyShard(registry.MadeWithRuntime):
     async def _sweeper(self) -> None:
         await self.loaded.wait()
         while True:
+            metrics = JourneyMetrics.get()
+            metrics.at(self.work.shard, self.work.at)
+            metrics.moved(self.work.take_ways())
             await asyncio.sleep(SWEEP_S)
             await self.work.refresh()
             before = enrollments.now().timestamp() - SWEEP_S

@@ -19,6 +19,8 @@ ROUTE_RATE = "comms_route_rate_per_s"
 ROUTE_THROTTLED = "comms_route_throttled_total"
 ROUTE_UP = "comms_route_up"
 FUNNEL = "comms_funnel_total"
+JOURNEY_CUSTOMERS = "comms_journey_customers"
+JOURNEY_MOVES = "comms_journey_moves_total"
 
 EXPORTED = {
     **SendMetrics.EXPORTED,
@@ -29,6 +31,8 @@ EXPORTED = {
     ROUTE_THROTTLED: "counter",
     ROUTE_UP: "gauge",
     FUNNEL: "counter",
+    JOURNEY_CUSTOMERS: "gauge",
+    JOURNEY_MOVES: "counter",
 }
 
 
@@ -66,6 +70,42 @@ class OfferMetrics:
     def count(self, status: str, n: int = 1) -> None:
         if n:
             self.offers.inc(n, tags={"status": status})
+
+
+class JourneyMetrics:
+    """Customers at each step of each journey (a gauge per shard: sum over `shard`),
+    and the ways they leave steps; in the journey shards."""
+
+    _instance: JourneyMetrics | None = None
+
+    def __init__(self) -> None:
+        self.customers = Gauge(JOURNEY_CUSTOMERS, description="Customers at a journey step.",
+                               tag_keys=("journey", "version", "step", "shard"))
+        self.moves = Counter(JOURNEY_MOVES, description="Customers leaving journey steps, "
+                             "by the way they went (done, event, timeout, a case, an arm).",
+                             tag_keys=("journey", "step", "way"))
+        self.shown: set[tuple[str, str]] = set()
+
+    @classmethod
+    def get(cls) -> JourneyMetrics:
+        if cls._instance is None:
+            cls._instance = JourneyMetrics()
+        return cls._instance
+
+    def at(self, shard: int, counts: dict[tuple[str, str], int]) -> None:
+        """This shard's customers at each (version id, step) now; steps emptied since
+        the last call are set to 0."""
+        now = {(version_id, step) for version_id, step in counts}
+        for version_id, step in self.shown | now:
+            journey, _, version = version_id.partition("@")
+            self.customers.set(counts.get((version_id, step), 0), tags={
+                "journey": journey, "version": version, "step": step, "shard": str(shard)})
+        self.shown = now
+
+    def moved(self, ways: dict[tuple[str, str, str], int]) -> None:
+        for (journey, step, way), n in ways.items():
+            if n:
+                self.moves.inc(n, tags={"journey": journey, "step": step, "way": way})
 
 
 class WebhookMetrics:

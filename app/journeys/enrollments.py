@@ -167,11 +167,13 @@ async def waiting_customers(db: AsyncDatabase, customer_ids: list[str]) -> list[
         {"customer_id": {"$in": customer_ids}}).to_list() if doc["status"] == ACTIVE]
 
 
-async def load(db: AsyncDatabase, shard: int, buckets: list[int]) -> list[tuple[float, str, int]]:
+async def load(db: AsyncDatabase, shard: int, buckets: list[int]
+               ) -> tuple[list[tuple[float, str, int]], dict[tuple[str, str], int]]:
     """A shard's start, in one read of its enrollments: the timers of those that wait
     ((due, enrollment id, seq)), and its counts of entries, exits and who is at each
     step set from them (a kill between a move and its count heals here; the ways out
-    of each step count on as they were)."""
+    of each step count on as they were). Returns the timers and who is at each
+    (version id, step)."""
     timers: list[tuple[float, str, int]] = []
     tallies: defaultdict[str, dict[str, Any]] = defaultdict(
         lambda: {"entered": 0, "at": defaultdict(int), "left": defaultdict(int)})
@@ -192,7 +194,8 @@ async def load(db: AsyncDatabase, shard: int, buckets: list[int]) -> list[tuple[
             "entered": tally["entered"], "at": dict(tally["at"]), "left": dict(tally["left"]),
             "version_id": version_id, "shard": shard}}, upsert=True)
         for version_id, tally in tallies.items()], ordered=True)
-    return timers
+    return timers, {(version_id, step): n for version_id, tally in tallies.items()
+                    for step, n in tally["at"].items()}
 
 
 async def with_outbox(db: AsyncDatabase, buckets: list[int]) -> list[dict[str, Any]]:
@@ -265,6 +268,20 @@ class Tally:
             inc[f"left.{move.left}"] += 1
         else:
             inc[f"at.{move.step}"] += 1
+
+    def fold_into(self, at: dict[tuple[str, str], int],
+                  ways: dict[tuple[str, str, str], int]) -> None:
+        """Add these counts to a shard's own: who is at each (version id, step), and
+        each (journey, step, way) out."""
+        for version_id, inc in self.inc.items():
+            journey = version_id.partition("@")[0]
+            for name, n in inc.items():
+                kind, _, rest = name.partition(".")
+                if kind == "at":
+                    at[(version_id, rest)] = at.get((version_id, rest), 0) + n
+                elif kind == "passed":
+                    step, _, way = rest.partition(".")
+                    ways[(journey, step, way)] = ways.get((journey, step, way), 0) + n
 
     async def write(self, db: AsyncDatabase, shard: int) -> None:
         if not self.inc:

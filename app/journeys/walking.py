@@ -39,6 +39,8 @@ class ShardWork:
         self.refreshed = float("-inf")
         self.sender = Sender(runtime)
         self.making: set[str] = set()  # enrollments whose outbox a round is making now
+        self.at: dict[tuple[str, str], int] = {}  # (version id, step) -> customers there
+        self.ways: dict[tuple[str, str, str], int] = {}  # (journey, step, way) -> since read
         self.counts = {"moves": 0, "entered": 0, "sends": 0, "rounds": 0, "lost_cas": 0}
 
     @property
@@ -67,13 +69,18 @@ class ShardWork:
         """At the shard's (re)start: its counts recounted, outboxes a kill left made,
         and every waiting customer's timer."""
         await self.refresh(force=True)
-        timers = await enrollments.load(self.db, self.shard, self.buckets)
+        timers, self.at = await enrollments.load(self.db, self.shard, self.buckets)
         await self.flush_outboxes()
         return timers
 
     async def recount(self) -> None:
         """Counts set from the enrollments again (after an archive moved many at once)."""
-        await enrollments.load(self.db, self.shard, self.buckets)
+        _, self.at = await enrollments.load(self.db, self.shard, self.buckets)
+
+    def take_ways(self) -> dict[tuple[str, str, str], int]:
+        """The ways out of steps counted since the last call (for the metrics)."""
+        ways, self.ways = self.ways, {}
+        return ways
 
     async def flush_outboxes(self) -> int:
         """Make what outboxes hold (after a kill, or a transient failure)."""
@@ -134,7 +141,7 @@ class ShardWork:
         await self._make([*entered, *written])
         await enrollments.mark_taken(self.db, [e["_id"] for e in events
                                                if e["_id"] not in set(deferred)])
-        await tally.write(self.db, self.shard)
+        await self._count(tally)
         self.counts["entered"] += len(entered)
         self.counts["rounds"] += 1
         return _timers([*entered, *written])
@@ -160,9 +167,13 @@ class ShardWork:
         tally = enrollments.Tally()
         written = await self._apply(updates, at, tally)
         await self._make(written)
-        await tally.write(self.db, self.shard)
+        await self._count(tally)
         self.counts["rounds"] += 1
         return _timers(written)
+
+    async def _count(self, tally: enrollments.Tally) -> None:
+        tally.fold_into(self.at, self.ways)
+        await tally.write(self.db, self.shard)
 
     async def _apply(self, updates: list[tuple[dict, engine.Move]], at: datetime,
                      tally: enrollments.Tally) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ PASSWORD = "a browser's password"
 # Each console section, and an element only it shows.
 SECTIONS = {"campaigns": "#campaigns-table", "audience": "#gen-button",
             "chat": "#sessions-table", "marketing": "#marketing-stats",
+            "journeys": "#journeys-table",
             "reports": "#report-show", "signup": "#signup-state",
             "integrations": "#webhook-form", "system": "#system-health",
             "audit": "#audit-table"}
@@ -392,3 +393,39 @@ def test_the_chat_page_offers_notifications_through_its_service_worker(browser,
     script = page.evaluate("""navigator.serviceWorker.getRegistration('/chat/').then(
         (r) => r && (r.active || r.waiting || r.installing).scriptURL)""")
     assert script == f"{stack.base_url}/chat/push-sw.js"
+
+
+def test_the_journey_view_shows_who_is_at_each_step_and_pauses_it(
+        browser, stack: Stack, operator: str) -> None:
+    """Three customers enter a journey through the API; the view shows them at its
+    wait, its steps as a list with where each goes; Pause stops entries."""
+    domain = unique_domain("jview")
+    key, event = f"view-{uuid.uuid4().hex[:6]}", f"joined_{uuid.uuid4().hex[:6]}"
+    with stack.client() as api:
+        import_audience(api, [f"{n}@{domain}" for n in "abc"], tag=domain)
+        customers = [c["id"] for c in api.get("/api/customers", params={
+            "tag": domain, "limit": 10}).json()["customers"]]
+        assert api.post("/api/journeys", json={"key": key, "definition": {
+            "name": "Browser journey", "entry": {"event": event}, "steps": [
+                {"id": "hello", "type": "send", "channel": "email", "subject": "Hi",
+                 "text": "Hello"},
+                {"id": "later", "type": "wait", "seconds": 3600}]}}).status_code == 201
+        api.post(f"/api/journeys/{key}/publish").raise_for_status()
+        api.post("/api/journeys/events", json={"events": [
+            {"id": f"{key}-{c}", "type": event, "customer_id": c} for c in customers]})
+    page = browser.new_page(viewport=DESKTOP)
+    sign_in(page, stack, operator)
+    page.goto(f"{stack.base_url}/#/journeys/{key}")
+    expect(page.locator("#journey-name")).to_have_text("Browser journey (v1, published)")
+    steps = page.locator("#journey-steps tbody tr")
+    expect(steps).to_have_count(2)
+    expect(steps.nth(0)).to_contain_text("hello")
+    expect(steps.nth(0).locator("td").nth(2)).to_have_text("later")
+    expect(steps.nth(1).locator("td").nth(3)).to_have_text("3", timeout=30_000)
+    expect(steps.nth(0).locator("td").nth(4)).to_have_text("done: 3")
+    listed = page.locator("#journeys-table tbody tr", has_text=key)
+    expect(listed.locator("td").nth(5)).to_have_text("3")
+    page.click("#journey-pause")
+    expect(page.locator("#journey-name")).to_have_text("Browser journey (v1, paused)",
+                                                       timeout=10_000)
+    page.close()

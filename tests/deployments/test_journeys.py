@@ -104,6 +104,19 @@ def test_a_welcome_journey_follows_the_click_for_one_and_the_timeout_for_the_oth
     assert sorted((s["customer_id"] == clicker, s["step"]) for s in sends) == [
         (False, "hello"), (False, "nudge"), (True, "hello"), (True, "thanks")]
     assert all(s["status"] == "sent" for s in sends)
+    # The shards' metrics: who is at each step, and the ways out (one click, one timeout).
+    def scraped() -> str | None:
+        text = "".join(httpx.get(f"http://{node['NodeManagerAddress']}:"
+                                 f"{node['MetricsExportPort']}/metrics", timeout=10).text
+                       for node in ray.nodes() if node["Alive"])
+        ways = {way: re.search(rf'ray_comms_journey_moves_total\{{[^}}]*journey="{key}"'
+                               rf'[^}}]*way="{way}"[^}}]*\}} (\S+)', text) for way in
+                ("event", "timeout")}
+        return text if all(ways.values()) and all(
+            float(m.group(1)) == 1 for m in ways.values() if m) else None
+
+    text = wait_until(scraped, timeout_s=90, what="the journey's metrics on the endpoint")
+    assert re.search(rf'ray_comms_journey_customers\{{[^}}]*journey="{key}"[^}}]*\}} 0', text)
     # Entering again is not allowed by this journey: a new signup event enrols no one.
     _events(api, (f"{key}-3", event, clicker))
     wait_until(lambda: db.journey_events.find_one({"_id": f"{key}-3"})["taken"], timeout_s=30)

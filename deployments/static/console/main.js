@@ -5,16 +5,17 @@ import "./audience.js";
 import { preview, select } from "./campaigns.js";
 import { refreshAudit } from "./audit.js";
 import { refreshWebhooks } from "./integrations.js";
+import { refreshJourneys, showJourney } from "./journeys.js";
 import { startLive } from "./live.js";
 import { showReports } from "./reports.js";
 import { refreshSignup } from "./signup.js";
 import { refreshMessaging, refreshOutbox, refreshSms, refreshSystem } from "./system.js";
 
-export const SECTIONS = ["campaigns", "audience", "chat", "marketing", "reports", "signup",
-                         "integrations", "system", "audit"];
+export const SECTIONS = ["campaigns", "audience", "chat", "marketing", "journeys", "reports",
+                         "signup", "integrations", "system", "audit"];
 // What a section loads when it opens (the live stream feeds the others as it comes).
 const ON_OPEN = {
-  reports: showReports, signup: refreshSignup, integrations: refreshWebhooks,
+  reports: showReports, journeys: refreshJourneys, signup: refreshSignup, integrations: refreshWebhooks,
   system: () => { refreshSystem(); refreshOutbox(); refreshSms(); refreshMessaging(); },
   audit: refreshAudit,
 };
@@ -32,6 +33,7 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   if (section === "campaigns" && id && state.token) select(decodeURIComponent(id));
+  if (section === "journeys" && id && state.token) showJourney(decodeURIComponent(id));
   if (state.token && ON_OPEN[section]) ON_OPEN[section]();
   window.scrollTo(0, 0);
 }
