@@ -80,7 +80,8 @@ class Arm(BaseModel):
 
 class Split(StepBase):
     type: Literal["split"]
-    arms: list[Arm] = Field(min_length=2, max_length=10)
+    arms: list[Arm] = Field(min_length=1, max_length=10, description="(one arm: a "
+                            "promoted winner, everyone goes its way)")
 
 
 class Send(StepBase):

@@ -250,8 +250,14 @@ class Tally:
         self.inc[version_id]["entered"] += 1
         self._went(version_id, None, move)
 
-    def moved(self, version_id: str, before: str | None, move: Move) -> None:
+    def moved(self, version_id: str, before: str | None, move: Move,
+              arms: dict[str, str] | None = None) -> None:
+        """A move from step `before`; `arms`: the splits' arms the customer was given
+        (a conversion counts for each, for the experiments)."""
         self._went(version_id, before, move)
+        if move.left == "converted":
+            for step, arm in {**(arms or {}), **move.arms}.items():
+                self.inc[version_id][f"converted.{step}.{arm}"] += 1
 
     def left(self, version_id: str, before: str | None, why: str) -> None:
         if before:
@@ -298,9 +304,10 @@ class Tally:
 
 async def counts(db: AsyncDatabase, version_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Version id -> its counts summed over shards: `entered`, `at` (step -> customers
-    there now), `passed` (step -> way -> customers), `left` (why -> customers)."""
-    out: dict[str, dict[str, Any]] = {v: {"entered": 0, "at": {}, "passed": {}, "left": {}}
-                                      for v in version_ids}
+    there now), `passed` (step -> way -> customers), `left` (why -> customers),
+    `converted` (split step -> arm -> customers who converted after it)."""
+    out: dict[str, dict[str, Any]] = {v: {"entered": 0, "at": {}, "passed": {}, "left": {},
+                                          "converted": {}} for v in version_ids}
     async for doc in db.journey_counts.find({"version_id": {"$in": version_ids}}):
         total = out[doc["version_id"]]
         total["entered"] += doc.get("entered", 0)
@@ -308,10 +315,11 @@ async def counts(db: AsyncDatabase, version_ids: list[str]) -> dict[str, dict[st
             total["at"][step] = total["at"].get(step, 0) + n
         for why, n in (doc.get("left") or {}).items():
             total["left"][why] = total["left"].get(why, 0) + n
-        for step, ways in (doc.get("passed") or {}).items():
-            mine = total["passed"].setdefault(step, {})
-            for way, n in ways.items():
-                mine[way] = mine.get(way, 0) + n
+        for field in ("passed", "converted"):
+            for step, ways in (doc.get(field) or {}).items():
+                mine = total[field].setdefault(step, {})
+                for way, n in ways.items():
+                    mine[way] = mine.get(way, 0) + n
     for total in out.values():
         total["at"] = {step: n for step, n in total["at"].items() if n > 0}
     return out

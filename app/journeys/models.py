@@ -57,6 +57,14 @@ class JourneyVersionView(Reply):
     at: dict[str, int]
     passed: dict[str, dict[str, int]]
     left: dict[str, int]
+    converted: dict[str, dict[str, int]]
+    experiments: list[Any_] = Field(description="each split: per arm, who went its way, "
+                                    "who converted, the rate and its 95% interval")
+
+
+class Promotion(Strict):
+    step: str = Field(max_length=40, description="the split step")
+    arm: str = Field(max_length=20, description="the arm everyone goes by from now on")
 
 
 class JourneyView(Reply):

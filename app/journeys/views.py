@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.journeys import enrollments, store
 from app.journeys.definition import Journey, targets
+from app.journeys.experiments import arms_view
 
 
 async def journey_view(db: AsyncDatabase, key: str) -> dict[str, Any] | None:
@@ -49,4 +50,6 @@ async def _view(db: AsyncDatabase, docs: list[dict[str, Any]]) -> dict[str, Any]
             "version": latest["version"], "definition": latest["definition"], "steps": steps,
             "versions": [{"version": d["version"], "status": d["status"],
                           "created_at": d["created_at"].isoformat(),
+                          "experiments": arms_view(Journey.model_validate(d["definition"]),
+                                                   counted[d["_id"]]),
                           **counted[d["_id"]]} for d in docs]}

@@ -182,7 +182,7 @@ class ShardWork:
         written = await enrollments.apply_moves(self.db, [w for _, _, w in writes.values()])
         for doc in written:
             before, move, _ = writes[doc["_id"]]
-            tally.moved(doc["version_id"], before.get("step"), move)
+            tally.moved(doc["version_id"], before.get("step"), move, before.get("arms"))
         self.counts["moves"] += len(written)
         self.counts["lost_cas"] += len(writes) - len(written)
         return written

@@ -15,6 +15,7 @@ from app.access import audit
 from app.channels.templates import TemplateProblem, compile_templates
 from app.journeys import enrollments, store, views
 from app.journeys.definition import Journey, Send
+from app.journeys.experiments import promoted
 from app.journeys.models import (
     Archived,
     Checked,
@@ -25,6 +26,7 @@ from app.journeys.models import (
     JourneyList,
     JourneyView,
     NewJourney,
+    Promotion,
 )
 from deployments.context import AppContext
 from deployments.deps import Context, Signed, Who, found
@@ -139,6 +141,31 @@ async def archive(context: Context, who: Who, key: str) -> dict:
     await audit.record(context.db, who, "journey.archive", key, {"left": left})
     _tell_shards(context, recount=True)
     return {"key": key, "left": left}
+
+
+@router.post("/{key}/promote", response_model=JourneyView)
+async def promote(context: Context, who: Who, key: str, body: Promotion) -> dict:
+    """An experiment's winner: a new version, published, whose split sends everyone
+    by `arm` (customers inside finish on theirs)."""
+    versions = await store.versions(context.db, key)
+    live = next((d for d in versions if d["status"] in (store.PUBLISHED, store.PAUSED)), None)
+    if live is None:
+        raise HTTPException(404, f"journey {key!r} has no published version")
+    if versions[0]["status"] == store.DRAFT:
+        raise HTTPException(409, f"journey {key!r} has a draft (version "
+                                 f"{versions[0]['version']}): publish or edit it first")
+    try:
+        winner = promoted(Journey.model_validate(live["definition"]), body.step, body.arm)
+    except ValueError as exc:
+        field = "body.arm" if "no arm" in str(exc) else "body.step"
+        raise HTTPException(422, [{"field": field, "message": str(exc)}]) from None
+    try:
+        await store.edit(context.db, key, winner, who.name)
+    except store.JourneyConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    await audit.record(context.db, who, "journey.promote", key,
+                       {"step": body.step, "arm": body.arm})
+    return await _change(context, who, key, "publish", store.publish)
 
 
 @router.post("/events", response_model=EventsTaken, status_code=202)

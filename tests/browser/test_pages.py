@@ -409,6 +409,8 @@ def test_the_journey_view_shows_who_is_at_each_step_and_pauses_it(
             "name": "Browser journey", "entry": {"event": event}, "steps": [
                 {"id": "hello", "type": "send", "channel": "email", "subject": "Hi",
                  "text": "Hello"},
+                {"id": "ab", "type": "split", "arms": [{"name": "A", "weight": 1},
+                                                       {"name": "B", "weight": 1}]},
                 {"id": "later", "type": "wait", "seconds": 3600}]}}).status_code == 201
         api.post(f"/api/journeys/{key}/publish").raise_for_status()
         api.post("/api/journeys/events", json={"events": [
@@ -418,11 +420,16 @@ def test_the_journey_view_shows_who_is_at_each_step_and_pauses_it(
     page.goto(f"{stack.base_url}/#/journeys/{key}")
     expect(page.locator("#journey-name")).to_have_text("Browser journey (v1, published)")
     steps = page.locator("#journey-steps tbody tr")
-    expect(steps).to_have_count(2)
+    expect(steps).to_have_count(3)
     expect(steps.nth(0)).to_contain_text("hello")
-    expect(steps.nth(0).locator("td").nth(2)).to_have_text("later")
-    expect(steps.nth(1).locator("td").nth(3)).to_have_text("3", timeout=30_000)
+    expect(steps.nth(0).locator("td").nth(2)).to_have_text("ab")
+    expect(steps.nth(2).locator("td").nth(3)).to_have_text("3", timeout=30_000)
     expect(steps.nth(0).locator("td").nth(4)).to_have_text("done: 3")
+    arms = page.locator("#journey-arms tbody tr")  # the split's arms, none converted yet
+    expect(arms).to_have_count(2)
+    went = [int(arms.nth(n).locator("td").nth(2).inner_text()) for n in range(2)]
+    assert sum(went) == 3
+    expect(arms.nth(0).locator("td").nth(3)).to_have_text("0")
     listed = page.locator("#journeys-table tbody tr", has_text=key)
     expect(listed.locator("td").nth(5)).to_have_text("3")
     page.click("#journey-pause")

@@ -176,3 +176,52 @@ def test_a_definition_that_cannot_run_is_a_422_naming_the_field(api: httpx.Clien
     with httpx.Client(base_url=str(api.base_url)) as anonymous:
         assert anonymous.post("/api/journeys/events", json={"events": [
             {"id": "e", "type": "x", "customer_id": "c"}]}).status_code == 401
+
+
+def test_a_split_reports_conversion_per_arm_and_promoting_the_winner_sends_all_its_way(
+        stack: Stack, api: httpx.Client) -> None:
+    domain = unique_domain("jsplit")
+    people = _customers(stack, api, [f"c{n}@{domain}" for n in range(41)], domain)
+    key, event, bought = (f"ab-{uuid.uuid4().hex[:6]}", f"trial_{uuid.uuid4().hex[:6]}",
+                          f"bought_{uuid.uuid4().hex[:6]}")
+    assert api.post("/api/journeys", json={"key": key, "definition": {
+        "name": "Offer test", "entry": {"event": event}, "exit_on": [bought], "steps": [
+            {"id": "offer", "type": "split", "arms": [
+                {"name": "ten", "weight": 1, "next": "wait-ten"},
+                {"name": "twenty", "weight": 1, "next": "wait-twenty"}]},
+            {"id": "wait-ten", "type": "wait", "seconds": 3600, "next": "exit"},
+            {"id": "wait-twenty", "type": "wait", "seconds": 3600}]}}).status_code == 201
+    api.post(f"/api/journeys/{key}/publish").raise_for_status()
+    _events(api, *((f"{key}-{c}", event, c) for c in people[:40]))
+    db = _db(stack)
+    wait_until(lambda: db.journey_enrollments.count_documents({"key": key}) == 40,
+               timeout_s=30)
+    arms = {d["customer_id"]: d["arms"]["offer"] for d in db.journey_enrollments.find(
+        {"key": key})}
+    twenty = [c for c, arm in arms.items() if arm == "twenty"]
+    assert 0 < len(twenty) < 40  # (a fair coin 40 times)
+    _events(api, *((f"{key}-bought-{c}", bought, c) for c in twenty))  # all of them buy
+
+    def experiment() -> dict | None:
+        [split] = api.get(f"/api/journeys/{key}").json()["versions"][0]["experiments"]
+        by_arm = {a["arm"]: a for a in split["arms"]}
+        return by_arm if by_arm["twenty"]["converted"] == len(twenty) else None
+
+    by_arm = wait_until(experiment, timeout_s=30, what="the conversions counted")
+    assert (by_arm["twenty"]["entered"], by_arm["twenty"]["rate"]) == (len(twenty), 1.0)
+    assert (by_arm["ten"]["entered"], by_arm["ten"]["converted"]) == (40 - len(twenty), 0)
+    assert by_arm["ten"]["high"] < by_arm["twenty"]["low"]  # the intervals apart
+    view = api.get(f"/api/journeys/{key}").json()
+    assert view["versions"][0]["left"] == {"converted": len(twenty)}
+
+    assert api.post(f"/api/journeys/{key}/promote", json={"step": "offer", "arm": "none"}
+                    ).json()["detail"][0]["field"] == "body.arm"
+    promoted = api.post(f"/api/journeys/{key}/promote", json={"step": "offer",
+                                                               "arm": "twenty"})
+    assert promoted.status_code == 200, promoted.text
+    assert (promoted.json()["version"], promoted.json()["status"]) == (2, "published")
+    assert [a["name"] for a in promoted.json()["definition"]["steps"][0]["arms"]] == ["twenty"]
+    _events(api, (f"{key}-late", event, people[40]))
+    latecomer = wait_until(lambda: db.journey_enrollments.find_one(
+        {"key": key, "customer_id": people[40]}), timeout_s=30)
+    assert (latecomer["version"], latecomer["step"]) == (2, "wait-twenty")

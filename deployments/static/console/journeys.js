@@ -30,6 +30,24 @@ export async function showJourney(key) {
   fillTable("journey-versions", j.versions.map((v) => row([
     `v${v.version}`, v.status, v.entered, Object.values(v.at).reduce((a, b) => a + b, 0),
     Object.entries(v.left).map(([why, n]) => `${why}: ${n}`).join(" · ")])));
+  const current = j.versions.find((v) => v.status === "published" || v.status === "paused")
+    || j.versions[0];
+  fillTable("journey-arms", current.experiments.flatMap((split) => split.arms.map((a) => {
+    const promote = el("button", "Promote");
+    promote.type = "button";
+    promote.onclick = async () => {
+      try {
+        await api(`/api/journeys/${encodeURIComponent(key)}/promote`,
+          { method: "POST", body: { step: split.step, arm: a.arm } });
+        $("journey-error").textContent = "";
+      } catch (err) { $("journey-error").textContent = err.message; }
+      refreshJourneys();
+    };
+    const rate = a.rate === null ? "–" :
+      `${(a.rate * 100).toFixed(1)}% (${(a.low * 100).toFixed(1)}–${(a.high * 100).toFixed(1)}%)`;
+    return row([split.step, a.arm, a.entered, a.converted, rate,
+                split.arms.length > 1 ? promote : "winner"]);
+  })), "No splits in this version.");
   for (const action of ["publish", "pause", "archive"]) {
     $(`journey-${action}`).onclick = async () => {
       try {
