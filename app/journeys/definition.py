@@ -88,7 +88,7 @@ class Send(StepBase):
     type: Literal["send"]
     channel: str = Field(description="a channel that needs no options of its own "
                          "(email, sms, telegram, webpush)")
-    subject: str = Field(min_length=1, max_length=300)
+    subject: str = Field(default="", max_length=300, description="(a channel with subjects)")
     text: str = Field(min_length=1, max_length=20_000)
     html: str | None = Field(default=None, max_length=100_000)
     track: bool = Field(default=True, description="open pixel and tracked links")
@@ -99,6 +99,8 @@ class Send(StepBase):
                         if channel.options_model is None)
         if self.channel not in usable:
             raise ValueError(f"channel must be one of {usable}")
+        if CHANNELS[self.channel].needs_subject and not self.subject.strip():
+            raise ValueError(f"a {self.channel} send needs a subject")
         return self
 
 

@@ -18,12 +18,14 @@ an event whose hand-off failed is late, never lost.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import UpdateMany, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -37,12 +39,30 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+IDS_PER_READ = 64  # an `$in` of ids per command: the embedded database matches every
+# candidate against the whole list again (a round's 500 ids in one `$in` cost 10x more)
+
+
 def shard_of(customer_id: str, shards: int) -> int:
-    return bucket_of(customer_id) % shards
+    return bucket_of(customer_id) * shards // AUDIENCE_BUCKETS
 
 
-def buckets_of(shard: int, shards: int) -> list[int]:
-    return [b for b in range(AUDIENCE_BUCKETS) if b % shards == shard]
+def buckets_of(shard: int, shards: int) -> dict[str, int]:
+    """The shard's buckets, a contiguous range (a query of an index range, not an
+    `$in` of hundreds of buckets)."""
+    return {"$gte": -(-shard * AUDIENCE_BUCKETS // shards),
+            "$lt": -(-(shard + 1) * AUDIENCE_BUCKETS // shards)}
+
+
+async def by_ids(collection: AsyncCollection, field: str, ids: list[str],
+                 projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The documents whose `field` is one of `ids`, read IDS_PER_READ at a time (the
+    reads at once)."""
+    unique = list(dict.fromkeys(ids))
+    chunks = [unique[n:n + IDS_PER_READ] for n in range(0, len(unique), IDS_PER_READ)]
+    found = await asyncio.gather(*(collection.find({field: {"$in": chunk}}, projection
+                                                   ).to_list() for chunk in chunks))
+    return [doc for docs in found for doc in docs]
 
 
 def enrollment_id(version_id: str, customer_id: str, event_id: str, reentry: bool) -> str:
@@ -134,8 +154,8 @@ async def apply_moves(db: AsyncDatabase, updates: list[tuple[UpdateOne, dict]]
     if result.modified_count == len(updates):
         return [after for _, after in updates]
     ids = [after["_id"] for _, after in updates]
-    marks = {doc["_id"]: doc.get("last_move") async for doc in db.journey_enrollments.find(
-        {"_id": {"$in": ids}}, {"last_move": 1})}
+    marks = {doc["_id"]: doc.get("last_move")
+             for doc in await by_ids(db.journey_enrollments, "_id", ids, {"last_move": 1})}
     # (a compare-and-swap that won left its mark; one that lost found another there)
     return [after for _, after in updates if marks.get(after["_id"]) == after["last_move"]]
 
@@ -156,18 +176,18 @@ async def clear_outbox(db: AsyncDatabase, done: dict[str, tuple[int, list[str]]]
 async def active_of(db: AsyncDatabase, ids: list[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    return await db.journey_enrollments.find({"_id": {"$in": ids}}).to_list()
+    return await by_ids(db.journey_enrollments, "_id", ids)
 
 
 async def waiting_customers(db: AsyncDatabase, customer_ids: list[str]) -> list[dict[str, Any]]:
     """The active enrollments of these customers (one read)."""
     if not customer_ids:
         return []
-    return [doc for doc in await db.journey_enrollments.find(
-        {"customer_id": {"$in": customer_ids}}).to_list() if doc["status"] == ACTIVE]
+    return [doc for doc in await by_ids(db.journey_enrollments, "customer_id", customer_ids)
+            if doc["status"] == ACTIVE]
 
 
-async def load(db: AsyncDatabase, shard: int, buckets: list[int]
+async def load(db: AsyncDatabase, shard: int, buckets: dict[str, int]
                ) -> tuple[list[tuple[float, str, int]], dict[tuple[str, str], int]]:
     """A shard's start, in one read of its enrollments: the timers of those that wait
     ((due, enrollment id, seq)), and its counts of entries, exits and who is at each
@@ -178,7 +198,7 @@ async def load(db: AsyncDatabase, shard: int, buckets: list[int]
     tallies: defaultdict[str, dict[str, Any]] = defaultdict(
         lambda: {"entered": 0, "at": defaultdict(int), "left": defaultdict(int)})
     async for doc in db.journey_enrollments.find(
-            {"bucket": {"$in": buckets}},
+            {"bucket": buckets},
             {"version_id": 1, "status": 1, "step": 1, "left": 1, "due_at": 1, "seq": 1}):
         tally = tallies[doc["version_id"]]
         tally["entered"] += 1
@@ -198,10 +218,10 @@ async def load(db: AsyncDatabase, shard: int, buckets: list[int]
                     for step, n in tally["at"].items()}
 
 
-async def with_outbox(db: AsyncDatabase, buckets: list[int]) -> list[dict[str, Any]]:
+async def with_outbox(db: AsyncDatabase, buckets: dict[str, int]) -> list[dict[str, Any]]:
     """Enrollments of these buckets with sends or changes not yet made."""
     return await db.journey_enrollments.find(
-        {"has_outbox": True, "bucket": {"$in": buckets}}).to_list()
+        {"has_outbox": True, "bucket": buckets}).to_list()
 
 
 # Events -------------------------------------------------------------------------------
@@ -223,17 +243,18 @@ async def store_events(db: AsyncDatabase, events: list[dict[str, Any]]) -> list[
         return [doc for n, doc in enumerate(docs) if n not in refused]
 
 
-async def untaken_events(db: AsyncDatabase, buckets: list[int], before: datetime,
+async def untaken_events(db: AsyncDatabase, buckets: dict[str, int], before: datetime,
                          limit: int = 5_000) -> list[dict[str, Any]]:
     return await db.journey_events.find(
-        {"taken": False, "bucket": {"$in": buckets}, "stored_at": {"$lt": before}}
+        {"taken": False, "bucket": buckets, "stored_at": {"$lt": before}}
     ).limit(limit).to_list()
 
 
 async def mark_taken(db: AsyncDatabase, event_ids: list[str]) -> None:
-    if event_ids:
-        await db.journey_events.update_many({"_id": {"$in": event_ids}},
-                                            {"$set": {"taken": True, "taken_at": now()}})
+    at = now()
+    await asyncio.gather(*(db.journey_events.update_many(
+        {"_id": {"$in": event_ids[n:n + IDS_PER_READ]}}, {"$set": {"taken": True, "taken_at": at}})
+        for n in range(0, len(event_ids), IDS_PER_READ)))
 
 
 # Counts per step ----------------------------------------------------------------------

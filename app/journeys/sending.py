@@ -29,6 +29,7 @@ from app.channels.routing import close_routed, routed_senders, send_moving
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.core.runtime import Runtime
 from app.journeys.definition import Journey, Send
+from app.journeys.enrollments import by_ids
 
 log = logging.getLogger("operator_comms.journeys")
 CONNECTIONS = 4  # per channel, per round
@@ -70,10 +71,10 @@ class Sender:
                 done.setdefault(e["_id"], []).append(item["key"])
         sends = [(e, item) for e, item in items if item["kind"] == "send"]
         if sends:
-            recorded = {doc["_id"] async for doc in db.journey_sends.find(
-                {"_id": {"$in": [item["key"] for _, item in sends]}}, {"_id": 1})}
-            customers = {doc["_id"]: doc async for doc in db.customers.find(
-                {"_id": {"$in": list({e["customer_id"] for e, _ in sends})}},
+            recorded = {doc["_id"] for doc in await by_ids(
+                db.journey_sends, "_id", [item["key"] for _, item in sends], {"_id": 1})}
+            customers = {doc["_id"]: doc for doc in await by_ids(
+                db.customers, "_id", [e["customer_id"] for e, _ in sends],
                 {**SEND_FIELDS, "vars": 1})}
             to_send = []
             for e, item in sends:

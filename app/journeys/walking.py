@@ -93,8 +93,8 @@ class ShardWork:
         await self.refresh()
         at = self.now()
         customer_ids = list({e["customer_id"] for e in events})
-        customers = {doc["_id"]: doc async for doc in self.db.customers.find(
-            {"_id": {"$in": customer_ids}}, CUSTOMER_FIELDS)}
+        customers = {doc["_id"]: doc for doc in await enrollments.by_ids(
+            self.db.customers, "_id", customer_ids, CUSTOMER_FIELDS)}
         inside = await enrollments.waiting_customers(self.db, customer_ids)
         await self._definitions({e["version_id"] for e in inside})
         tally = enrollments.Tally()
@@ -157,8 +157,8 @@ class ShardWork:
         if not found:
             return []
         await self._definitions({e["version_id"] for e in found})
-        customers = {doc["_id"]: doc async for doc in self.db.customers.find(
-            {"_id": {"$in": list({e["customer_id"] for e in found})}}, CUSTOMER_FIELDS)}
+        customers = {doc["_id"]: doc for doc in await enrollments.by_ids(
+            self.db.customers, "_id", [e["customer_id"] for e in found], CUSTOMER_FIELDS)}
         updates = [(e, engine.move(self.journeys[e["version_id"]],
                                    customers.get(e["customer_id"], {}), at=e["step"],
                                    trigger=TimerFired(), now=at, enrollment_id=e["_id"],

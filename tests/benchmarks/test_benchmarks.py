@@ -122,6 +122,19 @@ def test_marketing_timers_hold_offers_and_fire_a_sample(tmp_path: Path) -> None:
     assert burst["db_commands_per_offer"] < 1
 
 
+def test_journeys_fire_a_due_sample_answer_events_and_restart_shards(tmp_path: Path) -> None:
+    run("benchmarks.journeys", "--customers", "400", "--shards", "2", "--rate", "20",
+        "--window", "2", "--events", "20", "--events-rate", "20", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "journeys.json").read_text())
+    assert data["customers_in_journeys"] == 460 and len(data["shards"]) == 2
+    assert data["timers"]["fired"] == 40 and data["timers"]["lateness_p99_ms"] is not None
+    assert data["reaction"]["answered"] == 20 and data["reaction"]["p99_ms"] > 0
+    assert all(shard["rss_mb"] > 0 and shard["load_s"] is not None
+               for shard in data["shards"])
+    assert data["timers"]["db_commands_per_step"] > 0  # (at this size, mostly the sweeps)
+    assert (tmp_path / "journeys.png").stat().st_size > 0
+
+
 def test_smtp_sink_counts_and_refuses_at_the_configured_rates() -> None:
     import asyncio
 

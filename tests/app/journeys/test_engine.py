@@ -121,6 +121,9 @@ def test_a_set_step_is_what_a_later_branch_reads() -> None:
                                             {"name": "y", "weight": 1}]}], "loop"),
     ([{"id": "a", "type": "set", "attribute": "email", "value": "x"}], "attribute"),
     ([{"id": "a", "type": "wait_until", "local_time": "25:00"}], "HH:MM"),
+    ([{"id": "a", "type": "send", "channel": "email", "text": "t"}], "needs a subject"),
+    ([{"id": "a", "type": "send", "channel": "pigeon", "text": "t"}], "channel must be"),
+    ([{"id": "a", "type": "send", "channel": "whatsapp", "text": "t"}], "channel must be"),
     ([{"id": "a", "type": "send", "channel": "email", "subject": "s", "text": "t",
        "extra": 1}], "extra"),
 ])
