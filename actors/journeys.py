@@ -186,6 +186,9 @@ def journey_shards(runtime: Runtime, replace_older: bool = False) -> list[Any]:
         for n in range(count)]
 
 
+_NAMED: dict[int, registry.Named] = {}  # this process's handles, looked up again now and then
+
+
 def hand_to_shards(events: list[dict[str, Any]], shards: int) -> int:
     """Give stored events to their shards, a batch each (not waited for: a shard
     that is down sweeps them when it is back). Returns how many shards were called."""
@@ -195,7 +198,7 @@ def hand_to_shards(events: list[dict[str, Any]], shards: int) -> int:
             event)
     called = 0
     for shard, batch in by_shard.items():
-        handle = registry.find(shard_name(shard))
+        handle = _NAMED.setdefault(shard, registry.Named(shard_name(shard)))()
         if handle is not None:
             handle.hear.remote(batch)
             called += 1
