@@ -10,11 +10,13 @@ move again (a shard restarted mid-move) picks the same arm.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
 from app.audience.timezones import customer_zones
+from app.core.windows import Window, wait_for
 from app.journeys.definition import (
     EXIT,
     Branch,
@@ -80,8 +82,11 @@ class Move:
 
 
 def move(journey: Journey, customer: dict[str, Any], *, at: str | None, trigger: Trigger,
-         now: datetime, enrollment_id: str, default_timezone: str) -> Move:
-    """Where `trigger` takes a customer at step `at` (None: not in yet)."""
+         now: datetime, enrollment_id: str, default_timezone: str,
+         windows: Mapping[str, tuple[Window, ...]] | None = None) -> Move:
+    """Where `trigger` takes a customer at step `at` (None: not in yet). `windows`:
+    each channel's send windows (quiet hours, `COMMS_SEND_WINDOWS`): a send outside
+    them waits at its step until they open, then sends."""
     result = Move()
     if isinstance(trigger, Entered):
         target: str = journey.steps[0].id
@@ -104,6 +109,8 @@ def move(journey: Journey, customer: dict[str, Any], *, at: str | None, trigger:
         elif isinstance(here, Wait | WaitUntil) and isinstance(trigger, TimerFired):
             target = _to(journey, here, here.next)
             result.passed.append((here.id, "done"))
+        elif isinstance(here, Send) and isinstance(trigger, TimerFired):
+            target = here.id  # a send held for its window: sent now (if open)
         else:
             raise ValueError(f"step {at!r} does not move on {trigger!r}")
     attributes = dict(customer)
@@ -141,6 +148,12 @@ def move(journey: Journey, customer: dict[str, Any], *, at: str | None, trigger:
             target = _to(journey, step, arm.next or step.next)
             continue
         if isinstance(step, Send):
+            held = wait_for((windows or {}).get(step.channel, ()), customer_zones(
+                customer, default_timezone), now) if (windows or {}).get(step.channel) \
+                else timedelta(0)
+            if held > timedelta(0):  # quiet hours where the customer is
+                result.step, result.due_at = step.id, now + held
+                return result
             result.actions.append(SendAction(step.id, step.channel))
         elif isinstance(step, SetAttribute):
             result.actions.append(SetAction(step.id, step.attribute, step.value))

@@ -280,11 +280,6 @@ class Tally:
             for step, arm in {**(arms or {}), **move.arms}.items():
                 self.inc[version_id][f"converted.{step}.{arm}"] += 1
 
-    def left(self, version_id: str, before: str | None, why: str) -> None:
-        if before:
-            self.inc[version_id][f"at.{before}"] -= 1
-        self.inc[version_id][f"left.{why}"] += 1
-
     def _went(self, version_id: str, before: str | None, move: Move) -> None:
         inc = self.inc[version_id]
         if before:

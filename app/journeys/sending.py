@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -149,17 +149,29 @@ class Sender:
 
 async def record_hit(db: AsyncDatabase, kind: str, send_key: str, at: datetime
                      ) -> dict[str, Any] | None:
-    """A tracked open or click (`kind`: opened, clicked) of a journey send: recorded
-    on the send; its first makes the enrollment's `delivery.<kind>` event (returned)."""
+    """A tracked open or click (`kind`: opened, clicked) of a journey send: counted on
+    the send's record, and the `delivery.<kind>` event of the enrollment that sent it
+    (returned; its id is the send's and the kind's, so a second hit stores nothing
+    new, and a hit before the send's record is written is not lost). None for a key
+    that is not a journey send's."""
+    enrollment_id, customer_id = _sender_of(send_key)
+    if enrollment_id is None:
+        return None
     first = await db.journey_sends.find_one_and_update(
         {"_id": send_key, f"{kind}.first": {"$exists": False}},
         {"$set": {f"{kind}.first": at, f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}},
-        projection={"enrollment_id": 1, "customer_id": 1, "step": 1},
-        return_document=ReturnDocument.AFTER)
+        projection={"_id": 1})
     if first is None:
         await db.journey_sends.update_one({"_id": send_key}, {
             "$set": {f"{kind}.last": at}, "$inc": {f"{kind}.count": 1}})
-        return None
     return {"_id": f"{kind}:{send_key}", "type": f"delivery.{kind}",
-            "customer_id": first["customer_id"], "enrollment_id": first["enrollment_id"],
-            "at": at}
+            "customer_id": customer_id, "enrollment_id": enrollment_id, "at": at}
+
+
+def _sender_of(send_key: str) -> tuple[str | None, str | None]:
+    """(enrollment id, customer id) of a send key `j|<enrollment>|<version>|<step>|<move>`,
+    the enrollment being `<journey>|<customer>[|<entry event>]`."""
+    parts = send_key.split("|")
+    if len(parts) < 6 or parts[0] != PREFIX.rstrip("|"):
+        return None, None
+    return "|".join(parts[1:-3]), parts[2]

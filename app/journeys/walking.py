@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.audience.customers import SEND_FIELDS
 from app.core.runtime import Runtime
+from app.core.windows import Window
 from app.journeys import engine, enrollments, store
 from app.journeys.definition import Journey
 from app.journeys.engine import Entered, EventHeard, TimerFired
@@ -38,6 +39,8 @@ class ShardWork:
         self.entries: dict[str, list[dict[str, Any]]] = {}  # event type -> published
         self.refreshed = float("-inf")
         self.sender = Sender(runtime)
+        self.windows = {channel: (Window.parse(text),)  # quiet hours of each channel
+                        for channel, text in runtime.settings.send_windows.items() if text}
         self.making: set[str] = set()  # enrollments whose outbox a round is making now
         self.at: dict[tuple[str, str], int] = {}  # (version id, step) -> customers there
         self.ways: dict[tuple[str, str, str], int] = {}  # (journey, step, way) -> since read
@@ -99,10 +102,11 @@ class ShardWork:
         await self._definitions({e["version_id"] for e in inside})
         tally = enrollments.Tally()
         updates, deferred, moved_now = [], [], set()
+        by_customer: dict[str, list[dict[str, Any]]] = {}
+        for enrollment in inside:
+            by_customer.setdefault(enrollment["customer_id"], []).append(enrollment)
         for event in sorted(events, key=lambda e: e.get("at") or at):
-            for enrollment in inside:
-                if enrollment["customer_id"] != event["customer_id"]:
-                    continue
+            for enrollment in by_customer.get(event["customer_id"], ()):
                 journey = self.journeys[enrollment["version_id"]]
                 heard = event["type"] in journey.exit_on or (
                     enrollment.get("waiting_for") == event["type"]
@@ -115,7 +119,8 @@ class ShardWork:
                 move = engine.move(journey, customers.get(enrollment["customer_id"], {}),
                                    at=enrollment["step"], trigger=EventHeard(event["type"]),
                                    now=at, enrollment_id=enrollment["_id"],
-                                   default_timezone=self.runtime.settings.default_timezone)
+                                   default_timezone=self.runtime.settings.default_timezone,
+                                   windows=self.windows)
                 updates.append((enrollment, move))
                 moved_now.add(enrollment["_id"])
         new = []
@@ -129,7 +134,8 @@ class ShardWork:
                                                 journey.reentry)
                 move = engine.move(journey, customer, at=None, trigger=Entered(), now=at,
                                    enrollment_id=_id,
-                                   default_timezone=self.runtime.settings.default_timezone)
+                                   default_timezone=self.runtime.settings.default_timezone,
+                                   windows=self.windows)
                 new.append((enrollments.new_enrollment(_id, version, customer["_id"], event,
                                                        move, at), move))
         entered = await enrollments.enrol(self.db, [doc for doc, _ in new])
@@ -162,7 +168,8 @@ class ShardWork:
         updates = [(e, engine.move(self.journeys[e["version_id"]],
                                    customers.get(e["customer_id"], {}), at=e["step"],
                                    trigger=TimerFired(), now=at, enrollment_id=e["_id"],
-                                   default_timezone=self.runtime.settings.default_timezone))
+                                   default_timezone=self.runtime.settings.default_timezone,
+                                   windows=self.windows))
                    for e in found]
         tally = enrollments.Tally()
         written = await self._apply(updates, at, tally)

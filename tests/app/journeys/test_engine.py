@@ -139,3 +139,26 @@ def test_a_loop_through_a_wait_is_allowed() -> None:
     moved = engine.move(journey, {}, at="later", trigger=TimerFired(), now=NOW,
                         enrollment_id="e", default_timezone="UTC")
     assert moved.actions == [SendAction("remind", "email")] and moved.step == "later"
+
+
+def test_a_send_in_quiet_hours_waits_at_its_step_for_the_window_then_sends() -> None:
+    from app.core.windows import Window
+
+    windows = {"email": (Window.parse("08:00-21:00"),)}
+    night = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)  # 23:00 the day before in Sao Paulo
+    customer = {"_id": "c1", "timezone": "America/Sao_Paulo"}
+    held = engine.move(welcome(), customer, at=None, trigger=Entered(), now=night,
+                       enrollment_id="e1", default_timezone="UTC", windows=windows)
+    assert held.actions == [] and held.step == "hello"
+    assert held.due_at == datetime(2026, 12, 7, 11, 0, tzinfo=UTC)  # 08:00 there
+    sent = engine.move(welcome(), customer, at="hello", trigger=TimerFired(),
+                       now=held.due_at, enrollment_id="e1", default_timezone="UTC",
+                       windows=windows)
+    assert sent.actions == [SendAction("hello", "email")] and sent.step == "clicked"
+    daytime = engine.move(welcome(), customer, at=None, trigger=Entered(), now=NOW,
+                          enrollment_id="e2", default_timezone="UTC", windows=windows)
+    assert daytime.actions == [SendAction("hello", "email")]  # 09:00 there: at once
+    other = engine.move(welcome(), customer, at=None, trigger=Entered(), now=night,
+                        enrollment_id="e3", default_timezone="UTC",
+                        windows={"sms": windows["email"]})
+    assert other.actions == [SendAction("hello", "email")]  # (only SMS has quiet hours)

@@ -41,3 +41,14 @@ def test_a_move_is_a_compare_and_swap_carrying_its_sends_in_the_outbox() -> None
     left, gone = enrollments.move_update(enrollment, Move(left="exit"), at)
     assert left._doc["$set"]["status"] == "done" and "due_at" in left._doc["$unset"]
     assert "due_at" not in gone
+
+
+def test_a_send_key_names_the_enrollment_and_customer_that_sent_it() -> None:
+    from app.journeys.sending import _sender_of
+
+    for reentry in (False, True):
+        enrollment = {"_id": enrollments.enrollment_id("w@2", "c1", "ev|x", reentry),
+                      "version": 2}
+        key = enrollments.send_key(enrollment, "hello", 5)
+        assert _sender_of(key) == (enrollment["_id"], "c1")
+    assert _sender_of("c:1") == (None, None) and _sender_of("j|x") == (None, None)
