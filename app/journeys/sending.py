@@ -4,8 +4,10 @@ A send goes through its channel's `Channel` (compose, routes, senders) as a camp
 does; its key (`j|<enrollment>|<version>|<step>|<move>`) is its delivery id, so its
 Message-ID and tracked links are its own, and one already recorded in
 `journey_sends` is not sent again. Whoever unsubscribed, or opted out of the channel,
-is skipped (read at send time). A transient failure stays in the outbox for the next
-round; anything else is recorded and taken out.
+is skipped (read at send time). With the operator's frequency cap
+(`app.audience.caps`), a customer at it is skipped and each send counts toward it.
+A transient failure stays in the outbox for the next round; anything else is
+recorded and taken out.
 
 A tracked open or click of a journey email (`record_hit`) becomes a
 `delivery.opened` / `delivery.clicked` event for the enrollment that sent it.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +25,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from app.audience.caps import note_sent, operator_cap, recent_sends
 from app.audience.customers import SEND_FIELDS
 from app.channels.base import SendOutcome
 from app.channels.registry import CHANNELS
@@ -82,7 +86,18 @@ class Sender:
                     done.setdefault(e["_id"], []).append(item["key"])
                 else:
                     to_send.append((e, item))
-            outcomes = await self._send(to_send, customers, journeys)
+            cap = operator_cap(self.runtime.settings)
+            at = datetime.now(UTC)
+            capped = set()
+            if cap is not None and to_send:  # (one read, only with a cap)
+                recent = await recent_sends(db, list({e["customer_id"] for e, _ in to_send}))
+                capped = {cid for cid, sends in recent.items() if cap.reached(sends, at)}
+            outcomes = await self._send(to_send, customers, journeys, capped,
+                                        cap.reason if cap else "")
+            if cap is not None:
+                await note_sent(db, [e["customer_id"] for (e, _), outcome
+                                     in zip(to_send, outcomes, strict=True)
+                                     if outcome.status == SENT], at)
             records = []
             for (e, item), outcome in zip(to_send, outcomes, strict=True):
                 if outcome.status == RETRY:
@@ -104,7 +119,8 @@ class Sender:
         return done
 
     async def _send(self, sends: list[tuple[dict, dict]], customers: dict[str, dict],
-                    journeys: dict[str, Journey]) -> list[SendOutcome]:
+                    journeys: dict[str, Journey], capped: AbstractSet[str] = frozenset(),
+                    cap_reason: str = "") -> list[SendOutcome]:
         outcomes: list[SendOutcome | None] = [None] * len(sends)
         by_channel: dict[str, list[int]] = {}
         composed: dict[int, Any] = {}
@@ -117,6 +133,9 @@ class Sender:
                 continue
             if (why := channel.unreachable(customer)) is not None:
                 outcomes[n] = SendOutcome("skipped", None, why)
+                continue
+            if enrollment["customer_id"] in capped:  # the operator's frequency cap
+                outcomes[n] = SendOutcome("skipped", None, cap_reason)
                 continue
             assert isinstance(step, Send)
             try:
