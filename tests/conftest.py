@@ -66,6 +66,21 @@ async def db(mongodb_uri: str):
     return handle
 
 
+@pytest.fixture
+def open_relay():
+    """An SMTP relay on a free loopback port that takes any message: (its handler, port)."""
+    from aiosmtpd.controller import Controller
+
+    from embedded.smtp_sink import SinkHandler
+
+    handler = SinkHandler(None)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     from deployments.launcher import launched

@@ -27,9 +27,9 @@ from typing import Any
 from pymongo import UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from app.audience.customers import AUDIENCE_BUCKETS, bucket_of
+from app.core import bulk
 from app.journeys.engine import Move, SendAction, SetAction
 
 ACTIVE, DONE = "active", "done"
@@ -110,16 +110,20 @@ def new_enrollment(_id: str, version: dict[str, Any], customer_id: str, event: d
 async def enrol(db: AsyncDatabase, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Insert new enrollments; those already there (the same entry again) are left
     out of what is returned."""
+    return await insert_new(db, "journey_enrollments", docs)
+
+
+async def insert_new(db: AsyncDatabase, collection: str, docs: list[dict[str, Any]]
+                     ) -> list[dict[str, Any]]:
+    """Insert the documents (one command); those whose `_id` was there are left out of
+    what is returned."""
     if not docs:
         return []
-    try:
-        await db.journey_enrollments.insert_many(docs, ordered=False)
-        return docs
-    except BulkWriteError as exc:
-        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
-            raise
-        refused = {e["index"] for e in exc.details["writeErrors"]}
-        return [doc for n, doc in enumerate(docs) if n not in refused]
+    writes = bulk.Writes(db, one_command=False)
+    for doc in docs:
+        writes.insert(collection, doc)
+    refused = await writes.apply()
+    return [doc for n, doc in enumerate(docs) if n not in refused]
 
 
 def move_update(enrollment: dict[str, Any], move: Move, at: datetime) -> tuple[UpdateOne, dict]:
@@ -229,18 +233,9 @@ async def with_outbox(db: AsyncDatabase, buckets: dict[str, int]) -> list[dict[s
 async def store_events(db: AsyncDatabase, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep the events (each `{_id, type, customer_id, ...}`); those kept before (the
     same id again) are left out of what is returned."""
-    docs = [{**event, "bucket": bucket_of(event["customer_id"]), "taken": False,
-             "stored_at": now()} for event in events]
-    if not docs:
-        return []
-    try:
-        await db.journey_events.insert_many(docs, ordered=False)
-        return docs
-    except BulkWriteError as exc:
-        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
-            raise
-        refused = {e["index"] for e in exc.details["writeErrors"]}
-        return [doc for n, doc in enumerate(docs) if n not in refused]
+    return await insert_new(db, "journey_events", [
+        {**event, "bucket": bucket_of(event["customer_id"]), "taken": False,
+         "stored_at": now()} for event in events])
 
 
 async def untaken_events(db: AsyncDatabase, buckets: dict[str, int], before: datetime,

@@ -23,7 +23,6 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from app.audience.caps import note_sent, operator_cap, recent_sends
 from app.audience.customers import SEND_FIELDS
@@ -33,7 +32,7 @@ from app.channels.routing import close_routed, routed_senders, send_moving
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.core.runtime import Runtime
 from app.journeys.definition import Journey, Send
-from app.journeys.enrollments import by_ids
+from app.journeys.enrollments import by_ids, insert_new
 
 log = logging.getLogger("operator_comms.journeys")
 CONNECTIONS = 4  # per channel, per round
@@ -110,12 +109,7 @@ class Sender:
                                 "version": e["version"], "step": item["step"],
                                 "channel": item["channel"], "status": outcome.status,
                                 "error": outcome.error, "at": datetime.now(UTC)})
-            if records:
-                try:
-                    await db.journey_sends.insert_many(records, ordered=False)
-                except BulkWriteError as exc:  # (recorded by a round before: the same)
-                    if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
-                        raise
+            await insert_new(db, "journey_sends", records)  # (one recorded before: the same)
         return done
 
     async def _send(self, sends: list[tuple[dict, dict]], customers: dict[str, dict],

@@ -60,15 +60,6 @@ def login_relay():
     controller.stop()
 
 
-@pytest.fixture
-def open_relay():
-    handler = SinkHandler(None)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
-
 
 SETTINGS = load_settings(send_lease_s=5.0, retry_backoff_s=0.2)
 

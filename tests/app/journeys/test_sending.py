@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-from aiosmtpd.controller import Controller
-
 from app.core.config import load_settings
 from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
@@ -16,19 +13,6 @@ from app.journeys import enrollments
 from app.journeys.definition import Journey
 from app.journeys.engine import Move, SendAction
 from app.journeys.sending import Sender
-from embedded.processes import free_port
-from embedded.smtp_sink import SinkHandler
-
-
-@pytest.fixture
-def open_relay():
-    handler = SinkHandler(None)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
-
 
 JOURNEY = Journey.model_validate({"name": "j", "entry": {"event": "e"}, "steps": [
     {"id": "hello", "type": "send", "channel": "email", "subject": "Hi", "text": "Hello",
