@@ -21,6 +21,7 @@ import heapq
 import logging
 import time
 from collections import deque
+from datetime import timedelta
 from typing import Any
 
 import ray
@@ -156,10 +157,9 @@ class JourneyShard(registry.MadeWithRuntime):
             metrics.moved(self.work.take_ways())
             await asyncio.sleep(SWEEP_S)
             await self.work.refresh()
-            before = enrollments.now().timestamp() - SWEEP_S
             left = await enrollments.untaken_events(
                 self.work.db, self.work.buckets,
-                enrollments.datetime.fromtimestamp(before, enrollments.UTC))
+                enrollments.now() - timedelta(seconds=SWEEP_S))
             if left:
                 await self.hear(left)
             await self.work.flush_outboxes()

@@ -120,13 +120,14 @@ async def published(db: AsyncDatabase) -> list[dict[str, Any]]:
     return await db.journeys.find({"status": PUBLISHED}).to_list()
 
 
-async def every_journey(db: AsyncDatabase, limit: int = 200) -> list[dict[str, Any]]:
-    """Each journey's latest version (newest first)."""
-    latest: dict[str, dict] = {}
+async def every_journey(db: AsyncDatabase, limit: int = 200) -> list[list[dict[str, Any]]]:
+    """Each journey's versions, newest version first (one read; the journeys whose
+    latest version is newest first)."""
+    by_key: dict[str, list[dict]] = {}
     async for doc in db.journeys.find({}, sort=[("created_at", DESCENDING)]):
-        if doc["key"] not in latest or doc["version"] > latest[doc["key"]]["version"]:
-            latest[doc["key"]] = doc
-    return list(latest.values())[:limit]
+        by_key.setdefault(doc["key"], []).append(doc)
+    journeys = [sorted(docs, key=lambda d: -d["version"]) for docs in by_key.values()]
+    return journeys[:limit]
 
 
 async def definitions(db: AsyncDatabase, ids: list[str]) -> dict[str, Journey]:

@@ -17,23 +17,22 @@ async def journey_view(db: AsyncDatabase, key: str) -> dict[str, Any] | None:
     docs = await store.versions(db, key)
     if not docs:
         return None
-    return await _view(db, docs)
+    return _view(docs, await enrollments.counts(db, [d["_id"] for d in docs]))
 
 
 async def journey_list(db: AsyncDatabase) -> list[dict[str, Any]]:
-    out = []
-    for latest in await store.every_journey(db):
-        out.append(await _view(db, await store.versions(db, latest["key"])))
-    return out
+    """Every journey, in two reads (the versions, their counts)."""
+    journeys = await store.every_journey(db)
+    counted = await enrollments.counts(db, [d["_id"] for docs in journeys for d in docs])
+    return [_view(docs, counted) for docs in journeys]
 
 
-async def _view(db: AsyncDatabase, docs: list[dict[str, Any]]) -> dict[str, Any]:
+def _view(docs: list[dict[str, Any]], counted: dict[str, dict[str, Any]]) -> dict[str, Any]:
     latest = docs[0]
-    counted = await enrollments.counts(db, [d["_id"] for d in docs])
     journey = Journey.model_validate(latest["definition"])
     at_all: dict[str, int] = {}
     passed_all: dict[str, dict[str, int]] = {}
-    for total in counted.values():
+    for total in (counted[d["_id"]] for d in docs):  # (this journey's versions only)
         for step, n in total["at"].items():
             at_all[step] = at_all.get(step, 0) + n
         for step, ways in total["passed"].items():
