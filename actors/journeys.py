@@ -25,13 +25,15 @@ from datetime import timedelta
 from typing import Any
 
 import ray
+from pymongo.asynchronous.database import AsyncDatabase
 
 from actors import registry
+from actors.marketing import offer_maker
 from actors.metrics import JourneyMetrics
 from app.core.runtime import Runtime
 from app.journeys import enrollments
 from app.journeys.walking import ShardWork, Timer
-from app.observability import telemetry
+from app.observability import telemetry, tracing
 
 log = logging.getLogger("operator_comms.journeys")
 ROUND_MAX = 500
@@ -46,7 +48,7 @@ class JourneyShard(registry.MadeWithRuntime):
     def __init__(self, runtime: Runtime, shard: int, shards: int):
         self.runtime = runtime
         telemetry.setup(runtime.settings, f"journey-shard-{shard}")
-        self.work = ShardWork(runtime, shard, shards)
+        self.work = ShardWork(runtime, shard, shards, offers=offer_maker(runtime))
         self.heap: list[Timer] = []
         self.wake = asyncio.Event()
         self.inbox: list[dict[str, Any]] = []
@@ -63,7 +65,14 @@ class JourneyShard(registry.MadeWithRuntime):
                       loop.create_task(self._keep(self._sweeper))]
 
     async def hear(self, events: list[dict[str, Any]]) -> int:
-        """Stored events for this shard's customers: walked in the next round."""
+        """Stored events for this shard's customers: walked in the next round (an
+        event handed on with its trace is a span of that trace here)."""
+        for event in events:
+            if event.get("trace"):
+                with tracing.span("journeys.heard", event.pop("trace"), event=event["type"],
+                                  session=event.get("session_id")):
+                    log.info("journey shard %d: %s %s heard", self.work.shard,
+                             event["type"], event["_id"])
         self.inbox.extend(events)
         self.heard.set()
         return len(events)
@@ -203,3 +212,13 @@ def hand_to_shards(events: list[dict[str, Any]], shards: int) -> int:
             handle.hear.remote(batch)
             called += 1
     return called
+
+
+async def take_events(db: AsyncDatabase, events: list[dict[str, Any]], shards: int,
+                      trace: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Keep these events (stored first: what is acknowledged is kept), then hand them
+    to their shards (with `trace`, the caller's trace context); returns those new (an
+    id kept before is ignored)."""
+    stored = await enrollments.store_events(db, events)
+    hand_to_shards([{**e, "trace": trace} for e in stored] if trace else stored, shards)
+    return stored

@@ -1,15 +1,17 @@
-"""The marketing actor: hears refusals, waits a cooldown, fires counter-offers.
+"""The marketing actor: fires counter-offers, takes acceptances.
 
-Detached, named `marketing`, async, restarted on failure; created idempotently by
-the application. Its timers are one heap served by one sleeper, not a coroutine per
-offer, so it holds 100,000 pending offers in a few MB. MongoDB is the record: on
-(re)start it reloads every offer still to fire, and overdue ones fire at once; the
-atomic claim in `app.marketing.offers` makes sure none fires twice. Offers due together
-fire as one batch (a few database commands for the batch, see `app.marketing.offers`): they
-go to the customers' inboxes, one call rings the chat hub for open WebSockets, and
-those with an email are mailed over pooled SMTP connections (the campaigns' sender),
-and those whose conversation is held by SMS are texted through the SMS gateway, those
-held in Telegram sent by the bot.
+When an offer is made is the counter-offer journey's to say (`app.marketing.journey`,
+walked by the journey shards): its offer step stores the offer (`offer_maker`, run in
+the shard) and hands it here to fire at once. Detached, named `marketing`, async,
+restarted on failure; created idempotently by the application. Its timers are one heap
+served by one sleeper, not a coroutine per offer, so it holds 100,000 pending offers in
+a few MB. MongoDB is the record: on (re)start it reloads every offer still to fire, and
+overdue ones fire at once; the atomic claim in `app.marketing.offers` makes sure none
+fires twice. Offers due together fire as one batch (a few database commands for the
+batch, see `app.marketing.offers`): they go to the customers' inboxes, one call rings
+the chat hub for open WebSockets, and those with an email are mailed over pooled SMTP
+connections (the campaigns' sender), and those whose conversation is held by SMS are
+texted through the SMS gateway, those held in Telegram sent by the bot.
 
 Teardown: it ends with the Ray cluster, or `ray.kill(ray.get_actor("marketing",
 namespace="operator-comms"))`; scheduled offers wait in MongoDB for the next one.
@@ -31,6 +33,7 @@ from actors import registry
 from actors.chat_hub import chat_hub
 from actors.metrics import OfferMetrics
 from actors.webhook_sender import publish
+from app.channels.base import SendOutcome
 from app.channels.email import composer
 from app.channels.email.mailer import RETRY, SENT, Mail, build_message, message_id
 from app.channels.registry import CHANNELS
@@ -45,8 +48,10 @@ from app.channels.whatsapp.channel import cloud_login
 from app.chat import channel_chat, sms_chat, telegram_chat
 from app.core.runtime import Runtime
 from app.core.statuses import OfferStatus
+from app.journeys.enrollments import is_session_member
+from app.journeys.sending import OfferMaker
 from app.marketing import offers as marketing
-from app.observability import telemetry, tracing
+from app.observability import telemetry
 
 log = logging.getLogger("operator_comms.marketing")
 FIRING_CONCURRENCY = 8   # batches in flight
@@ -63,6 +68,7 @@ class MarketingActor(registry.MadeWithRuntime):
         self.settings = settings = runtime.settings
         telemetry.setup(settings, "marketing")
         self.heap: list[tuple[float, str]] = []
+        self.held: set[str] = set()  # offers on the heap or firing
         self.mail_heap: list[tuple[float, str]] = []  # emails waiting for offline sessions
         self.wake = asyncio.Event()
         self.firing = asyncio.Semaphore(FIRING_CONCURRENCY)
@@ -77,31 +83,22 @@ class MarketingActor(registry.MadeWithRuntime):
     def db(self):
         return self.runtime.database()
 
-    async def handle_refusal(self, event: dict, delay_s: float | None = None,
-                             trace: dict[str, str] | None = None) -> dict:
-        """An `offer_refused` event: schedule its counter-offer (idempotent per event).
-
-        `delay_s` overrides the cooldown for this offer (an operator rescheduling, a test);
-        `trace` is the refusing turn's, when tracing.
-        """
-        with tracing.span("marketing.refusal", trace, session=event.get("session_id")):
-            return await self._schedule(event, delay_s)
-
-    async def _schedule(self, event: dict, delay_s: float | None) -> dict:
+    async def fire_offers(self, offer_ids: list[str]) -> int:
+        """Offers the counter-offer journey just stored (`offer_maker`): fired at once
+        (one firing each: an id already held here, on the heap or firing, is not
+        taken twice). Returns how many were new here."""
         await self.loaded.wait()
-        offer, why = await marketing.schedule_offer(self.db, self.settings, event, delay_s)
-        log.info("session %s: refusal heard, counter-offer %s", event.get("session_id"),
-                 f"due at {offer['fire_at']:%H:%M:%S}" if offer is not None else why)
-        if offer is not None:
-            heapq.heappush(self.heap, (offer["fire_at"].timestamp(), offer["_id"]))
+        new = [offer_id for offer_id in dict.fromkeys(offer_ids) if offer_id not in self.held]
+        at = time.time()
+        for offer_id in new:
+            self._hold(at, offer_id)
+        if new:
             self.wake.set()
-            OfferMetrics.get().count(OfferStatus.SCHEDULED)
-        await publish(self.db, "offer.refused", {
-            "session_id": event["session_id"], "customer_id": event.get("customer_id"),
-            "counter_offer_id": offer["_id"] if offer else None, "why_none": why},
-            key=f"offer.refused:{event['_id']}")
-        return {"scheduled": offer is not None, "reason": why,
-                "offer_id": offer["_id"] if offer else None}
+        return len(new)
+
+    def _hold(self, at: float, offer_id: str) -> None:
+        heapq.heappush(self.heap, (at, offer_id))
+        self.held.add(offer_id)
 
     async def handle_acceptance(self, event: dict) -> dict:
         """`counter_offer_accepted`: the offer accepted, the plan changed, a conversion."""
@@ -110,7 +107,8 @@ class MarketingActor(registry.MadeWithRuntime):
             OfferMetrics.get().count(OfferStatus.ACCEPTED)
             await publish(self.db, "offer.accepted", _offer_event(offer),
                           key=f"offer.accepted:{offer['_id']}")
-        return {"accepted": offer is not None}
+        return {"accepted": offer is not None,
+                "journey_send": offer.get("journey_send") if offer else None}
 
     async def handle_upgrade(self, event: dict) -> dict:
         """`offer_accepted` in the bot's own flow: the plan changed, a conversion."""
@@ -141,6 +139,7 @@ class MarketingActor(registry.MadeWithRuntime):
         await marketing.recount(self.db)  # the overview's counters, healed at each start
         self.heap = await marketing.due_offers(self.db)
         heapq.heapify(self.heap)
+        self.held = {offer_id for _, offer_id in self.heap}
         self.mail_heap = await marketing.mail_followups(self.db)
         heapq.heapify(self.mail_heap)
         self.loaded.set()
@@ -172,13 +171,15 @@ class MarketingActor(registry.MadeWithRuntime):
     async def _fire(self, due: list[tuple[float, str]]) -> None:
         """Fire a batch of due offers; any that fail go back on the heap for a retry."""
         when = {offer_id: at for at, offer_id in due}
+        retrying: set[str] = set()  # (held still: back on the heap)
         try:
             offers = await marketing.claim_for_firing(self.db, list(when))
             written, failed = await marketing.deliver_batch(self.db, offers)
             for offer_id, exc in failed.items():
                 log.warning("offer %s: firing failed (%s); retrying in %.0f s", offer_id, exc,
                             RETRY_S)
-                heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
+                self._hold(time.time() + RETRY_S, offer_id)
+                retrying.add(offer_id)
                 self.wake.set()
             rings = [(docs[-1]["session_id"], docs[-1]["seq"]) for docs in written.values()
                      if docs]
@@ -214,10 +215,12 @@ class MarketingActor(registry.MadeWithRuntime):
             log.exception("a batch of %d offers: firing failed; retrying in %.0f s", len(due),
                           RETRY_S)
             for _, offer_id in due:
-                heapq.heappush(self.heap, (time.time() + RETRY_S, offer_id))
+                self._hold(time.time() + RETRY_S, offer_id)
+                retrying.add(offer_id)
             self.wake.set()  # a retry in RETRY_S, sooner than the sleeper's wait may end
         finally:
             self.firing.release()
+            self.held -= {offer_id for _, offer_id in due} - retrying
 
     async def _choose_mail(self, offers: list[dict]) -> tuple[list[dict], dict[str, Any]]:
         """Which offers to email now, and which later (offer id -> when). Without
@@ -392,6 +395,41 @@ def _offer_event(offer: dict) -> dict:
     return {"offer_id": offer["_id"], "session_id": offer.get("session_id"),
             "customer_id": offer.get("customer_id"), "plan": offer.get("plan"),
             "discount_pct": offer.get("discount_pct")}
+
+
+def offer_maker(runtime: Runtime) -> OfferMaker:
+    """The journeys' offer step, run in a journey shard: each offer stored (named from
+    its send, so a step made again finds it), then the batch handed to the marketing
+    actor to fire at once. Stored is made: if the actor is away, it fires the offer
+    when it starts (it reloads every offer still to fire)."""
+    settings = runtime.settings
+    actor = registry.Named(registry.MARKETING)
+
+    async def make(db: Any, offered: list[tuple[dict, dict]]) -> list[SendOutcome]:
+        outcomes, to_fire = [], []
+        for enrollment, item in offered:
+            if not enrollment.get("session_id"):
+                outcomes.append(SendOutcome("skipped", None, "no chat session to offer in"))
+                continue
+            member = enrollment["customer_id"]
+            offer_id = marketing.offer_id_of(item["key"])
+            offer, why = await marketing.schedule_offer(db, settings, {
+                "_id": offer_id, "session_id": enrollment["session_id"],
+                "customer_id": None if is_session_member(member) else member,
+                "journey_send": item["key"]}, delay_s=0.0)
+            if offer is None and why != marketing.DUPLICATE:
+                outcomes.append(SendOutcome("skipped", None, why))
+                continue
+            if offer is not None:
+                OfferMetrics.get().count(OfferStatus.SCHEDULED)
+            to_fire.append(offer_id)
+            outcomes.append(SendOutcome(SENT))
+        handle = actor()
+        if to_fire and handle is not None:
+            await handle.fire_offers.remote(to_fire)
+        return outcomes
+
+    return make
 
 
 def marketing_actor(runtime: Runtime, replace_older: bool = False):

@@ -26,7 +26,7 @@ import ray
 from aiosmpplib import BindMode, DeliverSm
 
 from actors import registry
-from actors.marketing import marketing_actor
+from actors.chat_events import chat_consumers
 from actors.metrics import FunnelMetrics
 from app.audience.phones import e164
 from app.channels.sms import inbox as sms_inbox
@@ -54,13 +54,7 @@ class SmsGateway(registry.MadeWithRuntime):
                        "mobile_originated": 0, "replies": 0}
         self.flow = load_flow()
         self.keywords = sms_chat.Keywords.of(settings)
-        marketing_actor(runtime)  # made if it is not running; followed by name after
-        marketing = registry.Named(registry.MARKETING)
-        self.consumers = {
-            "offer_refused": lambda event: marketing().handle_refusal.remote(event),
-            "counter_offer_accepted": lambda event: marketing().handle_acceptance.remote(
-                event),
-            "offer_accepted": lambda event: marketing().handle_upgrade.remote(event)}
+        self.consumers = chat_consumers(runtime)
         self.session = SmppSession(settings, main_smsc(settings, runtime.endpoints),
                                    BindMode.TRANSCEIVER, on_deliver=self.inbound)
         # Receipts come back over a bind to the SMSC that took the message: one to each

@@ -14,16 +14,14 @@ import asyncio
 from fastapi import FastAPI
 from ray import serve
 
-from actors import registry
+from actors.chat_events import chat_consumers
 from actors.chat_hub import HubDoorbell, chat_hub
-from actors.marketing import marketing_actor
 from actors.sms_gateway import sms_gateway
 from actors.webhook_sender import publish
 from app.chat.conversations import Conversations
 from app.chat.flow_engine import load_flow
 from app.chat.verification import CodeCourier
 from app.core.config import Settings
-from app.observability import tracing
 from deployments import options
 from deployments.cluster import subscribe_whatsapp_when_up
 from deployments.context import AppContext, current, install
@@ -52,16 +50,10 @@ class ChatBot:
     async def __init__(self, settings: Settings):
         context = await AppContext.start(settings, "chatbot")
         hub = chat_hub(settings.actor_resources)
-        marketing_actor(context.runtime)  # (started by the launcher; made if it is not)
-        marketing = registry.Named(registry.MARKETING)  # followed when it is replaced
         context.conversations = Conversations(
             context.db, load_flow(), where=serve.get_replica_context().replica_id.unique_id,
             consumers={
-                "offer_refused": lambda event: marketing().handle_refusal.remote(
-                    event, trace=tracing.carrier()),
-                "counter_offer_accepted": lambda event: marketing().handle_acceptance.remote(
-                    event),
-                "offer_accepted": lambda event: marketing().handle_upgrade.remote(event),
+                **chat_consumers(context.runtime),
                 "handoff_requested": lambda event: publish(context.db, "handoff.requested", {
                     "session_id": event["session_id"], "customer_id": event.get("customer_id"),
                     "at": event["created_at"]}, key=f"handoff:{event['_id']}"),

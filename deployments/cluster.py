@@ -33,6 +33,9 @@ from app.core.endpoints import Endpoints
 from app.core.runtime import Runtime
 from app.core.signing_keys import KeyRing
 from app.core.tokens import admin_token
+from app.journeys import store
+from app.journeys.definition import Journey
+from app.marketing import journey as counter_offer
 from deployments import options
 
 log = logging.getLogger("operator_comms.launcher")
@@ -58,7 +61,8 @@ def _run_async(work: Any) -> Any:
 
 def prepare_cluster(settings: Settings) -> Runtime:
     """Once per deploy, on a running Ray: the local services (when embedded), the
-    database's indexes and pending migrations, and the long-lived actors. Idempotent."""
+    database's indexes and pending migrations, the journeys shipped as data (the
+    counter-offer), and the long-lived actors. Idempotent."""
     resolved: Endpoints = (ray.get(local_services(settings).endpoints.remote())
                            if _embedded(settings) else Endpoints.configured(settings))
 
@@ -66,6 +70,8 @@ def prepare_cluster(settings: Settings) -> Runtime:
         db = database(resolved.mongodb_uri, settings.mongodb_db)
         await ensure_indexes(db)
         await migrations.run_pending(db)
+        await store.ensure_published(db, counter_offer.KEY, Journey.model_validate(
+            counter_offer.counter_offer_journey(settings)), counter_offer.MADE_BY)
         keys = await signing_keys.ensure(db, admin_token(settings))
         return keys, await active_campaign_ids(db)
 

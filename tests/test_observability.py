@@ -98,7 +98,7 @@ def test_a_campaign_launch_is_one_trace_from_the_proxy_to_the_send_batches(obser
                and s["parent_span_id"] in {b["span_id"] for b in batches} for s in trace)
 
 
-def test_a_chat_turn_is_one_trace_through_proxy_replica_database_and_marketing(observed):
+def test_a_chat_turn_is_one_trace_through_proxy_replica_database_and_journeys(observed):
     result, receiver = observed
     refusal = result["chat"]["traces"][-1]  # the third turn refuses the Turbo offer
     trace = spans_of(receiver, refusal, "marketing.refusal")
@@ -112,10 +112,16 @@ def test_a_chat_turn_is_one_trace_through_proxy_replica_database_and_marketing(o
     assert by_id[replica["parent_span_id"]]["parent_span_id"] == proxy["span_id"]
     # The turn's reads and writes, as MongoDB spans of the same trace.
     assert any(s["scope"].startswith("opentelemetry.instrumentation.pymongo") for s in trace)
-    # The refusal crossed to the marketing actor in the same trace.
-    [heard] = [s for s in trace if s["name"] == "marketing.refusal"]
-    assert heard["attributes"]["session"] == result["chat"]["session_id"]
-    assert heard["resource"]["comms.component"] == "marketing"
+    # The refusal was handed on to the counter-offer journey, whose shard heard it in
+    # the same trace.
+    [refused] = [s for s in trace if s["name"] == "marketing.refusal"]
+    assert refused["attributes"]["session"] == result["chat"]["session_id"]
+    assert refused["parent_span_id"] in by_id  # (under the turn's own spans)
+    [heard] = [s for s in trace if s["name"] == "journeys.heard"]
+    assert heard["parent_span_id"] == refused["span_id"]
+    assert heard["attributes"] == {"event": "offer_refused",
+                                   "session": result["chat"]["session_id"]}
+    assert heard["resource"]["comms.component"].startswith("journey-shard-")
     # The turn before it is a trace of its own, with no marketing in it.
     earlier = spans_of(receiver, result["chat"]["traces"][0], "proxy_http_request")
     assert earlier and "marketing.refusal" not in {s["name"] for s in earlier}
@@ -143,8 +149,9 @@ def test_every_log_line_is_json_and_a_turns_lines_share_its_trace_id(observed):
     assert not any(r.get("message", "").startswith("{") for r in records)
     refusal = result["chat"]["traces"][-1]
     turn_lines = [r for r in records if r.get("trace_id") == refusal]
-    # The replica's line for the turn and the marketing actor's for the refusal it heard.
-    assert {r.get("component") for r in turn_lines} >= {"chatbot", "marketing"}
+    # The replica's line for the turn and the journey shard's for the refusal it heard.
+    assert "chatbot" in {r.get("component") for r in turn_lines}
+    assert any(str(r.get("component")).startswith("journey-shard-") for r in turn_lines)
     assert all(r.get("session_id") == result["chat"]["session_id"] for r in turn_lines
                if r.get("component") == "chatbot")
     # Lines of the campaign's runner and send tasks carry its id.

@@ -104,6 +104,19 @@ class Send(StepBase):
         return self
 
 
+OFFER = "offer"  # the channel of an offer step's sends
+
+
+class Offer(StepBase):
+    """The operator's counter-offer (`COMMS_MARKETING_PLAN` at
+    `COMMS_MARKETING_DISCOUNT_PCT` off, valid `COMMS_MARKETING_OFFER_TTL_S`): into the
+    chat inbox of the session the entry event names (`session_id`), on the channel that
+    conversation is held in (SMS, Telegram, WhatsApp), by email and by web push; the
+    customer accepts it in the chat (`counter_offer_accepted`)."""
+
+    type: Literal["offer"]
+
+
 class SetAttribute(StepBase):
     type: Literal["set"]
     attribute: AttributePath
@@ -114,8 +127,8 @@ class Exit(StepBase):
     type: Literal["exit"]
 
 
-Step = Annotated[Wait | WaitUntil | WaitFor | Branch | Split | Send | SetAttribute | Exit,
-                 Field(discriminator="type")]
+Step = Annotated[Wait | WaitUntil | WaitFor | Branch | Split | Send | Offer | SetAttribute
+                 | Exit, Field(discriminator="type")]
 WAITING = (Wait, WaitUntil, WaitFor)
 
 

@@ -19,9 +19,11 @@ from app.audience.timezones import customer_zones
 from app.core.windows import Window, wait_for
 from app.journeys.definition import (
     EXIT,
+    OFFER,
     Branch,
     Exit,
     Journey,
+    Offer,
     Scalar,
     Send,
     SetAttribute,
@@ -155,6 +157,8 @@ def move(journey: Journey, customer: dict[str, Any], *, at: str | None, trigger:
                 result.step, result.due_at = step.id, now + held
                 return result
             result.actions.append(SendAction(step.id, step.channel))
+        elif isinstance(step, Offer):  # (an answer to the customer's own conversation:
+            result.actions.append(SendAction(step.id, OFFER))  # no quiet hours hold it)
         elif isinstance(step, SetAttribute):
             result.actions.append(SetAction(step.id, step.attribute, step.value))
             _assign(attributes, step.attribute, step.value)

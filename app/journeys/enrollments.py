@@ -43,6 +43,22 @@ IDS_PER_READ = 64  # an `$in` of ids per command: the embedded database matches 
 # candidate against the whole list again (a round's 500 ids in one `$in` cost 10x more)
 
 
+SESSION_MEMBER = "session:"  # a chat session nobody proved to be a customer's
+
+
+def member_of(customer_id: str | None, session_id: str | None) -> str:
+    """Who an event is about in journeys: the customer, or else the chat session."""
+    if customer_id:
+        return customer_id
+    if not session_id:
+        raise ValueError("an event names a customer or a chat session")
+    return f"{SESSION_MEMBER}{session_id}"
+
+
+def is_session_member(member: str) -> bool:
+    return member.startswith(SESSION_MEMBER)
+
+
 def shard_of(customer_id: str, shards: int) -> int:
     return bucket_of(customer_id) * shards // AUDIENCE_BUCKETS
 
@@ -101,6 +117,7 @@ def new_enrollment(_id: str, version: dict[str, Any], customer_id: str, event: d
     doc = {"_id": _id, "key": version["key"], "version": version["version"],
            "version_id": version["_id"], "customer_id": customer_id,
            "bucket": bucket_of(customer_id), "entered_at": at, "entry_event": event["_id"],
+           "session_id": event.get("session_id"),  # (a chat's refusal: where to offer)
            "seq": 1, "updated_at": at, "arms": dict(move.arms), **_state(move, at)}
     doc["outbox"] = outbox_items(doc, move, 1)
     doc["has_outbox"] = bool(doc["outbox"])

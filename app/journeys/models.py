@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from app.core.models import Any_, Reply, Strict
 from app.journeys.definition import EventType, Journey, JourneyKey
 
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:|-]{1,100}$")]
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 EVENTS_AT_ONCE = 1_000
 
 
@@ -31,8 +32,17 @@ class JourneyCheck(Strict):
 class JourneyEvent(Strict):
     id: EventId = Field(description="the event's own id: the same id twice is one event")
     type: EventType
-    customer_id: CustomerId
+    customer_id: CustomerId | None = Field(default=None, description="who it is about")
+    session_id: SessionId | None = Field(default=None, description=(
+        "the chat session it happened in (an offer step offers there); without "
+        "`customer_id`, the session is who it is about"))
     at: datetime | None = Field(default=None, description="when it happened (now if none)")
+
+    @model_validator(mode="after")
+    def _about_someone(self) -> JourneyEvent:
+        if self.customer_id is None and self.session_id is None:
+            raise ValueError("an event names customer_id or session_id")
+        return self
 
 
 class JourneyEvents(Strict):

@@ -9,6 +9,10 @@ is skipped (read at send time). With the operator's frequency cap
 A transient failure stays in the outbox for the next round; anything else is
 recorded and taken out.
 
+An offer step's sends (`OFFER`) are made by the `OfferMaker` the shard is given (the
+marketing side's: the offer stored, then fired into the chat and its channels); the
+frequency cap does not count them (an answer to the customer's own conversation).
+
 A tracked open or click of a journey email (`record_hit`) becomes a
 `delivery.opened` / `delivery.clicked` event for the enrollment that sent it.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
@@ -31,13 +36,18 @@ from app.channels.registry import CHANNELS
 from app.channels.routing import close_routed, routed_senders, send_moving
 from app.channels.templates import CompiledTemplates, TemplateProblem, compile_templates
 from app.core.runtime import Runtime
-from app.journeys.definition import Journey, Send
+from app.journeys.definition import OFFER, Journey, Send
 from app.journeys.enrollments import by_ids, insert_new
 
 log = logging.getLogger("operator_comms.journeys")
 CONNECTIONS = 4  # per channel, per round
 SENT, RETRY = "sent", "retry"
 PREFIX = "j|"
+
+
+# Offer sends, (enrollment, outbox item) each, made: an outcome each, in order.
+OfferMaker = Callable[[AsyncDatabase, list[tuple[dict[str, Any], dict[str, Any]]]],
+                      Awaitable[list[SendOutcome]]]
 
 
 def is_journey_send(delivery_id: str) -> bool:
@@ -47,8 +57,9 @@ def is_journey_send(delivery_id: str) -> bool:
 class Sender:
     """Makes outbox items for one shard; compiled templates are kept per step."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, offers: OfferMaker | None = None):
         self.runtime = runtime
+        self.offers = offers
         self.templates: dict[tuple[str, str], CompiledTemplates] = {}
 
     def _templates(self, version_id: str, step: Send) -> CompiledTemplates:
@@ -85,6 +96,8 @@ class Sender:
                     done.setdefault(e["_id"], []).append(item["key"])
                 else:
                     to_send.append((e, item))
+            offered = [(e, item) for e, item in to_send if item["channel"] == OFFER]
+            to_send = [(e, item) for e, item in to_send if item["channel"] != OFFER]
             cap = operator_cap(self.runtime.settings)
             at = datetime.now(UTC)
             capped = set()
@@ -97,6 +110,9 @@ class Sender:
                 await note_sent(db, [e["customer_id"] for (e, _), outcome
                                      in zip(to_send, outcomes, strict=True)
                                      if outcome.status == SENT], at)
+            if offered:
+                outcomes += await self._offer(db, offered)
+                to_send += offered
             records = []
             for (e, item), outcome in zip(to_send, outcomes, strict=True):
                 if outcome.status == RETRY:
@@ -111,6 +127,12 @@ class Sender:
                                 "error": outcome.error, "at": datetime.now(UTC)})
             await insert_new(db, "journey_sends", records)  # (one recorded before: the same)
         return done
+
+    async def _offer(self, db: AsyncDatabase, offered: list[tuple[dict, dict]]
+                     ) -> list[SendOutcome]:
+        if self.offers is None:  # (a shard is always given one; a bare walker is not)
+            return [SendOutcome(RETRY, None, "no offer maker here")] * len(offered)
+        return await self.offers(db, offered)
 
     async def _send(self, sends: list[tuple[dict, dict]], customers: dict[str, dict],
                     journeys: dict[str, Journey], capped: AbstractSet[str] = frozenset(),
@@ -162,12 +184,16 @@ class Sender:
 
 async def record_hit(db: AsyncDatabase, kind: str, send_key: str, at: datetime
                      ) -> dict[str, Any] | None:
-    """A tracked open or click (`kind`: opened, clicked) of a journey send: counted on
+    """An offer step's sends (`OFFER`) are made by the `OfferMaker` the shard is given (the
+marketing side's: the offer stored, then fired into the chat and its channels); the
+frequency cap does not count them (an answer to the customer's own conversation).
+
+A tracked open or click (`kind`: opened, clicked) of a journey send: counted on
     the send's record, and the `delivery.<kind>` event of the enrollment that sent it
     (returned; its id is the send's and the kind's, so a second hit stores nothing
     new, and a hit before the send's record is written is not lost). None for a key
     that is not a journey send's."""
-    enrollment_id, customer_id = _sender_of(send_key)
+    enrollment_id, customer_id = sender_of(send_key)
     if enrollment_id is None:
         return None
     first = await db.journey_sends.find_one_and_update(
@@ -181,7 +207,7 @@ async def record_hit(db: AsyncDatabase, kind: str, send_key: str, at: datetime
             "customer_id": customer_id, "enrollment_id": enrollment_id, "at": at}
 
 
-def _sender_of(send_key: str) -> tuple[str | None, str | None]:
+def sender_of(send_key: str) -> tuple[str | None, str | None]:
     """(enrollment id, customer id) of a send key `j|<enrollment>|<version>|<step>|<move>`,
     the enrollment being `<journey>|<customer>[|<entry event>]`."""
     parts = send_key.split("|")

@@ -107,6 +107,33 @@ async def archive(db: AsyncDatabase, key: str) -> int:
     return left.modified_count
 
 
+async def ensure_published(db: AsyncDatabase, key: str, journey: Journey, by: str
+                           ) -> dict[str, Any] | None:
+    """A journey shipped as data (made `by` the software, not a person): published as
+    `journey` when it is missing, or when its latest version is one `by` made and
+    differs (the settings it comes from changed). A version a person made or edited,
+    and a journey paused or archived, stand as they are. Returns the version published
+    now, or None."""
+    latest = await latest_version(db, key)
+    wanted = journey.model_dump()
+    same = latest is not None and Journey.model_validate(
+        latest["definition"]).model_dump() == wanted
+    if latest is not None:
+        ours = latest.get("created_by") == by and latest.get("edited_by") in (None, by)
+        if not ours or latest["status"] in (PAUSED, ARCHIVED):
+            return None
+        if same and latest["status"] == PUBLISHED:
+            return None
+    try:
+        if latest is None:
+            await create(db, key, journey, by)
+        elif not same or latest["status"] != DRAFT:
+            await edit(db, key, journey, by)
+        return await publish(db, key)
+    except JourneyConflict:  # another launcher at the same moment: theirs stands
+        return None
+
+
 async def latest_version(db: AsyncDatabase, key: str) -> dict[str, Any] | None:
     return await db.journeys.find_one({"key": key}, sort=[("version", DESCENDING)])
 

@@ -4,12 +4,13 @@ counts (customers finish on the version they entered)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.journeys import enrollments, store
-from app.journeys.definition import Journey, targets
+from app.journeys.definition import Journey, Wait, targets
 from app.journeys.experiments import arms_view
 
 
@@ -25,6 +26,35 @@ async def journey_list(db: AsyncDatabase) -> list[dict[str, Any]]:
     journeys = await store.every_journey(db)
     counted = await enrollments.counts(db, [d["_id"] for docs in journeys for d in docs])
     return [_view(docs, counted) for docs in journeys]
+
+
+async def first_wait(db: AsyncDatabase, key: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """Who waits at the published journey's first step, a wait of fixed length (the
+    counter-offer's cooldown): how many (every version's), and the `limit` whose wait
+    ends soonest ({`id` of the entry event, `customer_id`, `fires_in_s`}), read from
+    the entry events of the last wait's length (a sorted read of a short range, not
+    of the enrollments: the dashboard asks every second). (0, []) when that step is no
+    such wait."""
+    docs = await store.versions(db, key)
+    current = next((d for d in docs if d["status"] == store.PUBLISHED), None)
+    if current is None:
+        return 0, []
+    journey = Journey.model_validate(current["definition"])
+    first = journey.steps[0]
+    if not isinstance(first, Wait):
+        return 0, []
+    counted = await enrollments.counts(db, [d["_id"] for d in docs])
+    waiting = sum(total["at"].get(first.id, 0) for total in counted.values())
+    at = datetime.now(UTC)
+    entered = await db.journey_events.find(
+        {"type": journey.entry.event, "stored_at": {"$gte": at - timedelta(
+            seconds=first.seconds)}}).sort("stored_at", 1).limit(limit).to_list()
+    soonest = [{"id": e["_id"], "customer_id": None if enrollments.is_session_member(
+        e["customer_id"]) else e["customer_id"],
+        "fires_in_s": round(max(0.0, first.seconds - (
+            at - e["stored_at"]).total_seconds()), 1)}
+        for e in entered]
+    return waiting, soonest
 
 
 def _view(docs: list[dict[str, Any]], counted: dict[str, dict[str, Any]]) -> dict[str, Any]:

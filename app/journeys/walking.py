@@ -22,7 +22,7 @@ from app.core.windows import Window
 from app.journeys import engine, enrollments, store
 from app.journeys.definition import Journey
 from app.journeys.engine import Entered, EventHeard, TimerFired
-from app.journeys.sending import Sender
+from app.journeys.sending import OfferMaker, Sender
 
 log = logging.getLogger("operator_comms.journeys")
 Timer = tuple[float, str, int]  # (due, enrollment id, seq)
@@ -31,14 +31,15 @@ REFRESH_S = 10.0
 
 
 class ShardWork:
-    def __init__(self, runtime: Runtime, shard: int, shards: int):
+    def __init__(self, runtime: Runtime, shard: int, shards: int,
+                 offers: OfferMaker | None = None):
         self.runtime = runtime
         self.shard, self.shards = shard, shards
         self.buckets = enrollments.buckets_of(shard, shards)
         self.journeys: dict[str, Journey] = {}  # version id -> definition (immutable)
         self.entries: dict[str, list[dict[str, Any]]] = {}  # event type -> published
         self.refreshed = float("-inf")
-        self.sender = Sender(runtime)
+        self.sender = Sender(runtime, offers)
         self.windows = {channel: (Window.parse(text),)  # quiet hours of each channel
                         for channel, text in runtime.settings.send_windows.items() if text}
         self.making: set[str] = set()  # enrollments whose outbox a round is making now
@@ -98,6 +99,8 @@ class ShardWork:
         customer_ids = list({e["customer_id"] for e in events})
         customers = {doc["_id"]: doc for doc in await enrollments.by_ids(
             self.db.customers, "_id", customer_ids, CUSTOMER_FIELDS)}
+        customers.update({_id: {"_id": _id} for _id in customer_ids  # a chat nobody proved
+                          if enrollments.is_session_member(_id)})  # a customer's: no record
         inside = await enrollments.waiting_customers(self.db, customer_ids)
         await self._definitions({e["version_id"] for e in inside})
         tally = enrollments.Tally()

@@ -1,23 +1,26 @@
-"""Reactive marketing in MongoDB: counter-offers after a refusal, their firing, acceptance.
+"""Reactive marketing in MongoDB: counter-offers, their firing, acceptance.
 
-An offer is keyed by the refusal event that caused it, so a repeated event makes no
-second one. Offers due together fire as a batch, a few commands for the whole batch:
-one bulk write moves them `scheduled` -> `firing` under a claim token (a conditional
-update each: two actors, or a restarted one, cannot both take one), one insert writes
-the counter-offers into the customers' inboxes (one message per session, at the
-number after the session's summary: a stale summary collides and that offer takes
-the one-by-one path), one bulk write moves the sessions' summaries, and one bulk
-write marks them `sent`. An offer found in `firing` under another claim (a crash) is finished one by
-one, checking the inbox first, so it is never written twice.
+The counter-offer journey (`app.marketing.journey`) decides when: its offer step stores
+an offer keyed by that step's send (`offer_id_of`), so a step made again after a kill
+makes no second one, and the marketing actor fires it. Offers due together fire as a
+batch, a few commands for the whole batch: one bulk write moves them `scheduled` ->
+`firing` under a claim token (a conditional update each: two actors, or a restarted one,
+cannot both take one), one insert writes the counter-offers into the customers' inboxes
+(one message per session, at the number after the session's summary: a stale summary
+collides and that offer takes the one-by-one path), one bulk write moves the sessions'
+summaries, and one bulk write marks them `sent`. An offer found in `firing` under
+another claim (a crash) is finished one by one, checking the inbox first, so it is never
+written twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -28,6 +31,8 @@ from app.core.config import Settings
 from app.core.statuses import OfferStatus
 from app.marketing.catalogue import catalogue
 
+DUPLICATE = "duplicate event"
+NO_SESSION = "no such chat session"
 OPEN = (OfferStatus.SCHEDULED, OfferStatus.FIRING, OfferStatus.SENT, OfferStatus.ACCEPTED)
 STATUSES = tuple(OfferStatus)
 EMAIL_TRIES = 5  # a counter-offer email that fails transiently: tries in all
@@ -57,6 +62,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def offer_id_of(journey_send: str) -> str:
+    """The offer a journey's offer step makes, named from its send key (short: it
+    travels in Message-IDs and chat state)."""
+    return "jo-" + hashlib.blake2b(journey_send.encode(), digest_size=12).hexdigest()
+
+
 def offer_text(settings: Settings) -> str:
     full = catalogue().price(settings.marketing_plan)
     price = round(full * (1 - settings.marketing_discount_pct / 100), 2)
@@ -67,10 +78,13 @@ def offer_text(settings: Settings) -> str:
 
 async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
                          delay_s: float | None = None) -> tuple[dict | None, str]:
-    """Persist the counter-offer for a refusal; returns (offer, why) — offer None if none."""
-    existing = await db.offers.find_one({"_id": event["_id"]})
+    """Persist the counter-offer for `event` (`_id`, the offer's; `session_id`, the chat
+    it answers; `customer_id` or None; `journey_send`, the journey send that makes it),
+    to fire after `delay_s` (the cooldown if None); returns (offer, why): offer None if
+    none (`DUPLICATE`: this offer exists)."""
+    existing = await db.offers.find_one({"_id": event["_id"]}, {"_id": 1})
     if existing is not None:
-        return None, "duplicate event"
+        return None, DUPLICATE
     customer = None
     if event.get("customer_id"):
         customer = await db.customers.find_one({"_id": event["customer_id"]})
@@ -84,7 +98,9 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         if any([doc["status"] in OPEN async for doc in recent]):
             return None, "already offered within the window"
     session = await db.chat_sessions.find_one({"_id": event["session_id"]},
-                                              {"channel": 1, "contact": 1}) or {}
+                                              {"channel": 1, "contact": 1})
+    if session is None:  # (an inbox is where the offer is accepted)
+        return None, NO_SESSION
     contact = session.get("contact") or {}
     sms_to = contact.get("phone") if session.get("channel") == "sms" else None
     telegram_to = contact.get("telegram") if session.get("channel") == "telegram" else None
@@ -99,6 +115,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
         "text": offer_text(settings), "status": OfferStatus.SCHEDULED, "created_at": created,
         "fire_at": fire_at,
         "expires_at": fire_at + timedelta(seconds=settings.marketing_offer_ttl_s),
+        **({"journey_send": event["journey_send"]} if event.get("journey_send") else {}),
         **({"sms_to": sms_to} if sms_to else {}),  # a conversation by SMS: texted too
         **({"telegram_to": telegram_to} if telegram_to else {}),  # ... or in Telegram
         **({"whatsapp_to": whatsapp_to} if whatsapp_to else {}),  # ... or in WhatsApp
@@ -106,7 +123,7 @@ async def schedule_offer(db: AsyncDatabase, settings: Settings, event: dict,
     try:
         await db.offers.insert_one(offer)
     except DuplicateKeyError:
-        return None, "duplicate event"
+        return None, DUPLICATE
     await _moved(db, 1, to=OfferStatus.SCHEDULED)
     await db.events.update_one({"_id": f"offer:{offer['_id']}:scheduled"},
                                {"$setOnInsert": {"type": "offer_scheduled",
@@ -374,9 +391,6 @@ async def marketing_overview(db: AsyncDatabase, limit: int = 20) -> dict[str, An
     at = now()
     # Sorted reads in widening windows: the embedded database walks every key of an
     # index range before a limit applies, so the range is kept to what is shown.
-    upcoming = await _widening(lambda w: db.offers.find(
-        {"status": OfferStatus.SCHEDULED, "fire_at": {"$lte": at + w}}).sort(
-        "fire_at", ASCENDING).limit(limit), limit)
     recent = await _widening(lambda w: db.offers.find({"created_at": {"$gte": at - w}}).sort(
         "created_at", DESCENDING).limit(limit), limit)
     reached = sum(counts.get(s, 0)
@@ -385,9 +399,6 @@ async def marketing_overview(db: AsyncDatabase, limit: int = 20) -> dict[str, An
         "counts": {s: counts.get(s, 0) for s in STATUSES},
         "conversion_rate": round(counts.get(OfferStatus.ACCEPTED, 0) / reached, 4)
         if reached else 0.0,
-        "scheduled": [{"id": o["_id"], "customer_id": o.get("customer_id"),
-                       "fires_in_s": round((o["fire_at"] - at).total_seconds(), 1)}
-                      for o in upcoming],
         "recent": [{"id": o["_id"], "status": o["status"], "customer_id": o.get("customer_id"),
                     "session_id": o["session_id"], "plan": o["plan"],
                     "discount_pct": o["discount_pct"], "created_at": o["created_at"].isoformat(),

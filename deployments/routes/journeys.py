@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException
 
-from actors.journeys import hand_to_shards, shard_name
+from actors.journeys import shard_name, take_events
 from actors.registry import find
 from app.access import audit
 from app.channels.templates import TemplateProblem, compile_templates
@@ -173,8 +173,29 @@ async def events(context: Context, body: JourneyEvents) -> dict:
     """Events that customers enter, move through or leave journeys by (an id each:
     the same id again is ignored). Kept before this answers; walked within moments."""
     at = datetime.now(UTC)
-    stored = await enrollments.store_events(context.db, [
-        {"_id": e.id, "type": e.type, "customer_id": e.customer_id, "at": e.at or at}
-        for e in body.events])
-    hand_to_shards(stored, context.settings.journey_shards)
+    await _sessions_theirs(context, body)
+    stored = await take_events(context.db, [
+        {"_id": e.id, "type": e.type, "at": e.at or at,
+         "customer_id": enrollments.member_of(e.customer_id, e.session_id),
+         **({"session_id": e.session_id} if e.session_id else {})}
+        for e in body.events], context.settings.journey_shards)
     return {"stored": len(stored), "repeated": len(body.events) - len(stored)}
+
+
+async def _sessions_theirs(context: AppContext, body: JourneyEvents) -> None:
+    """Each session an event names exists, and is the customer's it names (or no
+    one's proven, for an event about the session): 422 naming the event otherwise."""
+    named = [e.session_id for e in body.events if e.session_id]
+    if not named:
+        return
+    owners = {doc["_id"]: doc.get("customer_id") for doc in await enrollments.by_ids(
+        context.db.chat_sessions, "_id", named, {"customer_id": 1})}
+    for n, e in enumerate(body.events):
+        if e.session_id is None:
+            continue
+        if e.session_id not in owners:
+            raise HTTPException(422, [{"field": f"body.events.{n}.session_id",
+                                       "message": "no such chat session"}])
+        if e.customer_id is not None and owners[e.session_id] != e.customer_id:
+            raise HTTPException(422, [{"field": f"body.events.{n}.session_id",
+                                       "message": "not a session of this customer"}])

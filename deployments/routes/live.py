@@ -24,8 +24,8 @@ from app.chat.sessions import session_overview
 from app.core import rollups
 from app.core.models import SystemView
 from app.core.statuses import ACTIVE
-from app.marketing.offers import marketing_overview
 from deployments.deps import Context, Signed
+from deployments.routes.marketing import marketing_now
 from deployments.routes.system import checks
 
 router = APIRouter(tags=["live"], dependencies=[Signed])
@@ -34,7 +34,7 @@ EVERY_S = 1.0
 
 async def snapshot(context, campaign_id: str | None) -> dict:
     (docs, _), market, chat = await asyncio.gather(
-        campaigns.list_campaigns(context.db, 20), marketing_overview(context.db, 10),
+        campaigns.list_campaigns(context.db, 20), marketing_now(context.db, 10),
         session_overview(context.db, 20))
     chat = await with_presence(chat, context.settings.actor_resources)
     view = {"campaigns": [campaign_view(doc) for doc in docs],

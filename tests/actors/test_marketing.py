@@ -1,4 +1,6 @@
-"""The marketing actor end to end: cooldown, push, restart, idempotency, acceptance."""
+"""The counter-offer end to end, through the counter-offer journey (`app.marketing.journey`)
+and the marketing actor that fires its offers: cooldown, push, restart, idempotency,
+acceptance."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import websockets
 from pymongo import MongoClient
 
 from actors import registry
+from actors.journeys import shard_name
 from app.channels.email.composer import CODE_SUBJECT
 from app.core import rollup_repair
 from tests.utils.campaigns import import_audience
@@ -61,6 +64,19 @@ def _session(stack: Stack, **contact) -> dict:
         return client.post("/chat/api/sessions", json=contact).json()
 
 
+def _refuse(api, events: list[dict]) -> dict:
+    """Refusals handed to the journeys as the operator's API takes them (the chat's own
+    go the same way: `actors.chat_events`)."""
+    response = api.post("/api/journeys/events", json={"events": [
+        {"type": "offer_refused", **event} for event in events]})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def _enrollments(db, **query) -> list[dict]:
+    return db.journey_enrollments.find({"key": "counter-offer", **query}).to_list()
+
+
 async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, api) -> None:
     domain = unique_domain("offer")
     api.post("/api/customers/generate?wait=true",
@@ -87,7 +103,10 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
                                                        "status": "sent"}), what="sent")
         assert offer["emailed"] is True
         assert offer["customer_id"] == customer["_id"]
-        assert (offer["fire_at"] - offer["created_at"]).total_seconds() == 1.0  # the cooldown
+        [enrolled] = _enrollments(db, customer_id=customer["_id"])
+        assert enrolled["session_id"] == session["session_id"]
+        assert offer["journey_send"] == f"j|{enrolled['_id']}|{enrolled['version']}|offer|2"
+        assert (offer["created_at"] - enrolled["entered_at"]).total_seconds() >= 1.0  # cooldown
         assert offer["sent_at"] >= offer["fire_at"]
 
         await socket.send(json.dumps({"text": "1"}))  # Accept
@@ -102,6 +121,9 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     assert db.customers.find_one({"_id": customer["_id"]})["plan"] == "Turbo"
     assert conversion["monthly_value"] == round(129.90 * 0.8, 2)
     assert conversion["source"] == "counter_offer"
+    left = wait_until(lambda: _enrollments(db, customer_id=customer["_id"], status="done"),
+                      what="the journey left, converted")
+    assert [e["left"] for e in left] == ["converted"]
 
     mail = api.get("/api/outbox", params={"to": customer["email"]}).json()["messages"]
     assert [m["subject"] for m in mail] == ["A special offer for you", CODE_SUBJECT]
@@ -118,7 +140,10 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
             client.post(base, json={"text": answer}, headers=headers)
     wait_until(lambda: db.events.count_documents(
         {"session_id": session["session_id"], "type": "offer_refused", "delivered": True}) == 2,
-        what="the second refusal to reach the actor")
+        what="the second refusal to reach the journey")
+    again = wait_until(lambda: db.journey_sends.find_one(
+        {"customer_id": customer["_id"], "status": "skipped"}), what="the second time's step")
+    assert again["error"] == "already offered within the window"
     assert db.offers.count_documents({"customer_id": customer["_id"]}) == 1
 
     # The chat roll-ups moved by exactly what a recount of this session gives: created,
@@ -146,24 +171,22 @@ async def test_refusal_brings_a_counter_offer_after_the_cooldown(stack: Stack, a
     assert moved() == recount()
 
 
-def _events(n: int, prefix: str) -> list[dict]:
-    return [{"_id": f"{prefix}:{i}", "type": "offer_refused",
-             "session_id": f"{prefix}-session-{i}", "customer_id": None} for i in range(n)]
-
-
-def test_actor_killed_with_fifty_pending_fires_each_once(stack: Stack) -> None:
+def test_journey_shards_and_the_actor_killed_with_fifty_waiting_offer_each_once(
+        stack: Stack, api) -> None:
+    """Fifty refusals, then every journey shard and the marketing actor killed at once
+    (the cooldown runs out while they are down): after the restarts, one offer in
+    each inbox, and a second life of the actor fires none again."""
     db = mongo(stack)
     sessions = [_session(stack) for _ in range(50)]
-    events = [{"_id": f"kill-{uuid.uuid4().hex}", "type": "offer_refused",
-               "session_id": s["session_id"], "customer_id": None} for s in sessions]
-    actor = marketing()
-    results = ray.get([actor.handle_refusal.remote(e, delay_s=3.0) for e in events])
-    assert all(r["scheduled"] for r in results)
-
-    ray.kill(actor, no_restart=False)
-    ids = [e["_id"] for e in events]
-    wait_until(lambda: db.offers.count_documents({"_id": {"$in": ids}, "status": "sent"}) == 50,
-               timeout_s=90, what="all 50 offers to fire after the restart")
+    _refuse(api, [{"id": f"kill-{uuid.uuid4().hex}", "session_id": s["session_id"]}
+                  for s in sessions])
+    for n in range(stack.settings.journey_shards):
+        ray.kill(registry.find(shard_name(n)), no_restart=False)
+    ray.kill(marketing(), no_restart=False)
+    ids = [s["session_id"] for s in sessions]
+    wait_until(lambda: db.offers.count_documents({"session_id": {"$in": ids},
+                                                  "status": "sent"}) == 50,
+               timeout_s=90, what="all 50 offers to fire after the restarts")
     for s in sessions:
         offers = db.messages.count_documents({"session_id": s["session_id"],
                                               "role": "marketing"})
@@ -174,55 +197,75 @@ def test_actor_killed_with_fifty_pending_fires_each_once(stack: Stack) -> None:
     for s in sessions:
         assert db.messages.count_documents({"session_id": s["session_id"],
                                             "role": "marketing"}) == 1
+    assert db.offers.count_documents({"session_id": {"$in": ids}}) == 50
 
 
-def test_same_event_twice_is_one_offer_and_a_thousand_are_a_thousand(stack: Stack) -> None:
+def test_same_refusal_twice_is_one_offer_and_two_hundred_are_two_hundred(
+        stack: Stack, api) -> None:
     db = mongo(stack)
-    actor = marketing()
-    [event] = _events(1, f"dup-{uuid.uuid4().hex[:6]}")
-    first, second = ray.get([actor.handle_refusal.remote(event, delay_s=3600),
-                             actor.handle_refusal.remote(event, delay_s=3600)])
-    assert sorted([first["scheduled"], second["scheduled"]]) == [False, True]
-    assert db.offers.count_documents({"_id": event["_id"]}) == 1
+    session = _session(stack)
+    event = {"id": f"dup-{uuid.uuid4().hex}", "session_id": session["session_id"]}
+    assert _refuse(api, [event, event]) == {"stored": 1, "repeated": 1}
+    assert _refuse(api, [event]) == {"stored": 0, "repeated": 1}
+    wait_until(lambda: db.offers.find_one({"session_id": session["session_id"],
+                                           "status": "sent"}), what="the offer")
+    assert len(_enrollments(db, customer_id=f"session:{session['session_id']}")) == 1
 
-    prefix = f"bulk-{uuid.uuid4().hex[:6]}"
-    results = ray.get([actor.handle_refusal.remote(e, delay_s=3600)
-                       for e in _events(1000, prefix)])
-    assert sum(r["scheduled"] for r in results) == 1000
-    assert db.offers.count_documents({"_id": {"$regex": f"^{prefix}:"}}) == 1000
+    sessions = [_session(stack)["session_id"] for _ in range(200)]
+    _refuse(api, [{"id": f"bulk-{uuid.uuid4().hex}", "session_id": s} for s in sessions])
+    wait_until(lambda: db.offers.count_documents({"session_id": {"$in": sessions},
+                                                  "status": "sent"}) == 200,
+               timeout_s=60, what="two hundred offers")
+    assert db.messages.count_documents({"session_id": {"$in": sessions},
+                                        "role": "marketing"}) == 200
 
 
 def test_no_offer_for_unsubscribed_customers(stack: Stack, api) -> None:
-    domain = unique_domain("nooffer")
-    api.post("/api/customers/generate?wait=true",
-             json={"count": 1, "domain": domain, "tag": domain})
+    email = f"gone@{unique_domain('nooffer')}"
+    import_audience(api, [email], tag=email.split("@")[1])
     db = mongo(stack)
-    customer = db.customers.find_one({"tags": domain})
+    customer = db.customers.find_one({"email": email})
+    session = verified_session(stack, api, email)
     db.customers.update_one({"_id": customer["_id"]}, {"$set": {"unsubscribed": True}})
-    result = ray.get(marketing().handle_refusal.remote(
-        {"_id": f"unsub-{uuid.uuid4().hex}", "type": "offer_refused",
-         "session_id": "none", "customer_id": customer["_id"]}))
-    assert result == {"scheduled": False, "reason": "customer unsubscribed", "offer_id": None}
+    _refuse(api, [{"id": f"unsub-{uuid.uuid4().hex}", "customer_id": customer["_id"],
+                   "session_id": session["session_id"]}])
+    step = wait_until(lambda: db.journey_sends.find_one({"customer_id": customer["_id"]}),
+                      what="the offer step")
+    assert (step["status"], step["error"]) == ("skipped", "customer unsubscribed")
+    assert db.offers.count_documents({"customer_id": customer["_id"]}) == 0
 
 
-def _customer_offered(stack: Stack, api, email: str, delay_s: float) -> tuple[dict, str]:
-    """A customer with this email who refused in a session: its offer's id."""
+def test_a_refusal_naming_another_customers_session_is_refused(stack: Stack, api) -> None:
+    email = f"owner@{unique_domain('theirs')}"
+    import_audience(api, [email], tag=email.split("@")[1])
+    customer = mongo(stack).customers.find_one({"email": email})
+    stranger = _session(stack)  # nobody proved it is this customer's
+    response = api.post("/api/journeys/events", json={"events": [
+        {"id": f"x-{uuid.uuid4().hex}", "type": "offer_refused",
+         "customer_id": customer["_id"], "session_id": stranger["session_id"]}]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "body.events.0.session_id"
+    assert mongo(stack).journey_events.count_documents({"customer_id": customer["_id"]}) == 0
+
+
+def _customer_offered(stack: Stack, api, email: str) -> tuple[dict, str]:
+    """A customer with this email who refused in their verified session: the session."""
     domain = email.split("@", 1)[1]
     import_audience(api, [email], tag=domain)
     customer = mongo(stack).customers.find_one({"email": email})
-    event_id = f"mail-{uuid.uuid4().hex}"
-    result = ray.get(marketing().handle_refusal.remote(
-        {"_id": event_id, "type": "offer_refused", "session_id": _session(stack)["session_id"],
-         "customer_id": customer["_id"]}, delay_s=delay_s))
-    assert result["scheduled"], result
-    return customer, event_id
+    session = _session(stack)  # the customer's, as a verified one is (no code mail here)
+    mongo(stack).chat_sessions.update_one({"_id": session["session_id"]},
+                                          {"$set": {"customer_id": customer["_id"]}})
+    _refuse(api, [{"id": f"mail-{uuid.uuid4().hex}", "customer_id": customer["_id"],
+                   "session_id": session["session_id"]}])
+    return customer, session["session_id"]
 
 
 def test_a_counter_offer_email_that_fails_transiently_is_sent_on_a_retry(
         stack: Stack, api) -> None:
     email = f"later+tempfail@{unique_domain('offer-retry')}"  # the relay says 451 once
-    _customer, offer_id = _customer_offered(stack, api, email, delay_s=0.0)
-    offer = wait_until(lambda: mongo(stack).offers.find_one({"_id": offer_id,
+    _customer, session_id = _customer_offered(stack, api, email)
+    offer = wait_until(lambda: mongo(stack).offers.find_one({"session_id": session_id,
                                                              "emailed": True}),
                        60, "the offer emailed on its retry")
     assert "email_after" not in offer  # no further try waits
@@ -230,16 +273,16 @@ def test_a_counter_offer_email_that_fails_transiently_is_sent_on_a_retry(
     assert [m["subject"] for m in mail] == ["A special offer for you"]
 
 
-def test_a_customer_who_unsubscribes_before_the_offer_fires_is_not_emailed(
+def test_a_customer_who_unsubscribes_during_the_cooldown_gets_no_offer(
         stack: Stack, api) -> None:
     email = f"changed-mind@{unique_domain('offer-unsub')}"
-    customer, offer_id = _customer_offered(stack, api, email, delay_s=2.0)
+    customer, session_id = _customer_offered(stack, api, email)
     mongo(stack).customers.update_one({"_id": customer["_id"]},
-                                      {"$set": {"unsubscribed": True}})
-    offer = wait_until(lambda: mongo(stack).offers.find_one({"_id": offer_id,
-                                                             "status": "sent"}),
-                       60, "the offer fired (in the chat)")
-    assert offer["emailed"] is False
+                                      {"$set": {"unsubscribed": True}})  # (cooldown: 1 s)
+    step = wait_until(lambda: mongo(stack).journey_sends.find_one(
+        {"customer_id": customer["_id"]}), what="the offer step")
+    assert step["status"] == "skipped"
+    assert mongo(stack).offers.count_documents({"session_id": session_id}) == 0
     assert api.get("/api/outbox", params={"to": email}).json()["matched"] == 0
 
 
@@ -305,7 +348,8 @@ async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wai
     settings = stack.settings.model_copy(update={"marketing_prefer_live": True,
                                                  "marketing_email_wait_s": 1.0})
     actor = MarketingActor.remote(Runtime.build(settings, endpoints, KeyRing.of("k")))
-    live, offline = _session(stack), _session(stack)  # the events below name the customers
+    await actor.fire_offers.remote([])  # (loaded: what it found stored is its own)
+    live, offline = _session(stack), _session(stack)  # the offers below name them
     hub = registry.find(registry.CHAT_HUB)
     url = stack.base_url.replace("http", "ws") + f"/chat/ws/{live['session_id']}"
     try:
@@ -313,11 +357,16 @@ async def test_preferring_the_chat_mails_only_the_offline_customer_after_the_wai
             await socket.send(json.dumps({"token": live["token"]}))
             wait_until(lambda: ray.get(hub.online.remote([live["session_id"]])), 10,
                        "the socket known to the hub")
-            for session, customer in ((live, here), (offline, away)):
-                await actor.handle_refusal.remote({
-                    "_id": f"refusal-{uuid.uuid4().hex}", "type": "offer_refused",
-                    "session_id": session["session_id"], "customer_id": customer["_id"]},
-                    0.0)
+            at = datetime.now(UTC)  # two offers as the journey's offer step stores them
+            offers = [{
+                "_id": f"live-{uuid.uuid4().hex}", "who": customer["_id"],
+                "customer_id": customer["_id"], "session_id": session["session_id"],
+                "email": customer["email"], "plan": "Turbo", "discount_pct": 20.0,
+                "text": "20% off Turbo.", "status": "scheduled", "created_at": at,
+                "fire_at": at, "expires_at": at + timedelta(days=7)}
+                for session, customer in ((live, here), (offline, away))]
+            db.offers.insert_many(offers)
+            assert await actor.fire_offers.remote([o["_id"] for o in offers]) == 2
             pushed = await _next_frame(socket, lambda f: f.get("message", {}).get("role")
                                        == "marketing")
             assert pushed["message"]["kind"] == "offer"

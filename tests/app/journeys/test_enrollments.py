@@ -44,11 +44,11 @@ def test_a_move_is_a_compare_and_swap_carrying_its_sends_in_the_outbox() -> None
 
 
 def test_a_send_key_names_the_enrollment_and_customer_that_sent_it() -> None:
-    from app.journeys.sending import _sender_of
+    from app.journeys.sending import sender_of
 
     for reentry in (False, True):
         enrollment = {"_id": enrollments.enrollment_id("w@2", "c1", "ev|x", reentry),
                       "version": 2}
         key = enrollments.send_key(enrollment, "hello", 5)
-        assert _sender_of(key) == (enrollment["_id"], "c1")
-    assert _sender_of("c:1") == (None, None) and _sender_of("j|x") == (None, None)
+        assert sender_of(key) == (enrollment["_id"], "c1")
+    assert sender_of("c:1") == (None, None) and sender_of("j|x") == (None, None)
