@@ -151,7 +151,8 @@ def main() -> None:
             {"tags": domain}, {"email": 1})]
         write(db, (enrollment(react, cid, "ping", later, "ping") for cid, _ in reacting))
         sample = int(args.rate * args.window)
-        lead = 30.0 + args.customers / 20_000  # for the shards to reload first
+        lead = 30.0 + args.customers / 5_000  # for the shards to reload first (at 1M:
+        # about 110 s, all four at once)
         start = datetime.now(UTC) + timedelta(seconds=lead)
         write(db, (enrollment(due, f"d{n:07d}", "tick",
                               start + timedelta(seconds=args.window * n / sample))

@@ -31,6 +31,7 @@ from app.journeys.definition import (
     Wait,
     WaitFor,
     WaitUntil,
+    targets,
 )
 
 MAX_STEPS_PER_MOVE = 500  # (a journey has at most 100 steps and no loop without a wait)
@@ -165,6 +166,37 @@ def move(journey: Journey, customer: dict[str, Any], *, at: str | None, trigger:
         result.passed.append((step.id, "done"))
         target = _to(journey, step, step.next)
     raise RuntimeError(f"journey moved {MAX_STEPS_PER_MOVE} steps without a wait")
+
+
+def reads_customer(journey: Journey, at: str, trigger: Trigger,
+                   windows: Mapping[str, tuple[Window, ...]] | None = None) -> bool:
+    """Whether moving a customer on from step `at` by `trigger` may read who they are
+    (a branch's attribute, a local time, a send's quiet hours where they are): a
+    move that cannot is walked without reading the customer."""
+    here = journey.step(at)
+    if isinstance(trigger, EventHeard):
+        return True  # (rare enough: not worth the walk)
+    if isinstance(here, Send):
+        starts = [here.id]
+    elif isinstance(here, WaitFor):
+        starts = [here.on_timeout or EXIT]
+    else:
+        starts = [_to(journey, here, here.next)]
+    seen: set[str] = set()
+    while starts:
+        target = starts.pop()
+        if target == EXIT or target in seen:
+            continue
+        seen.add(target)
+        step = journey.step(target)
+        if isinstance(step, Branch | WaitUntil) or (
+                isinstance(step, Send) and (windows or {}).get(step.channel)):
+            return True
+        if isinstance(step, Wait | WaitFor | Exit):
+            continue
+        starts.extend(t if t is not None else journey.following(step.id)
+                      for t in targets(step))
+    return False
 
 
 def _to(journey: Journey, step: Any, target: str | None) -> str:

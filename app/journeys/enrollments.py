@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,13 +144,35 @@ async def insert_new(db: AsyncDatabase, collection: str, docs: list[dict[str, An
     return [doc for n, doc in enumerate(docs) if n not in refused]
 
 
-def move_update(enrollment: dict[str, Any], move: Move, at: datetime) -> tuple[UpdateOne, dict]:
-    """The compare-and-swap write of a move, and the enrollment as it will be."""
+@dataclass
+class MoveWrite:
+    """A move's compare-and-swap write: on enrollment `id` at `seq` (and active),
+    `update`; `after`, the enrollment as it will be."""
+
+    id: str
+    seq: int
+    update: dict[str, Any]
+    after: dict[str, Any]
+
+    def cas(self) -> dict[str, Any]:
+        return {"_id": self.id, "seq": self.seq, "status": ACTIVE}
+
+    def shared(self) -> tuple[int, str] | None:
+        """What makes this write the same as others' (one `updateMany` for them all),
+        or None when it is its own (sends: its outbox items are its own)."""
+        return None if "$push" in self.update else (self.seq, repr(self.update))
+
+
+def move_update(enrollment: dict[str, Any], move: Move, at: datetime,
+                mark: str | None = None) -> MoveWrite:
+    """The compare-and-swap write of a move. `mark`: the round's token, left on the
+    enrollment by the write that wins (a round's moves share it, so the same moves
+    of many customers are the same write)."""
     seq = enrollment["seq"] + 1
     state = _state(move, at)
     items = outbox_items(enrollment, move, seq)
     sets = {**{k: v for k, v in state.items() if v is not None}, "seq": seq, "updated_at": at,
-            "last_move": uuid.uuid4().hex[:16],
+            "last_move": mark or uuid.uuid4().hex[:16],
             **{f"arms.{step}": arm for step, arm in move.arms.items()}}
     unset = {k: "" for k in ("due_at", "waiting_for") if state.get(k) is None}
     update: dict[str, Any] = {"$set": sets}
@@ -161,34 +184,65 @@ def move_update(enrollment: dict[str, Any], move: Move, at: datetime) -> tuple[U
     after = {**enrollment, **sets, "outbox": [*enrollment.get("outbox", []), *items]}
     for key in unset:
         after.pop(key, None)
-    return UpdateOne({"_id": enrollment["_id"], "seq": enrollment["seq"], "status": ACTIVE},
-                     update), after
+    return MoveWrite(enrollment["_id"], enrollment["seq"], update, after)
 
 
-async def apply_moves(db: AsyncDatabase, updates: list[tuple[UpdateOne, dict]]
-                      ) -> list[dict[str, Any]]:
-    """Write the moves (one command); the enrollments whose move was written (a
-    move that lost its compare-and-swap was walked by someone else)."""
-    if not updates:
+def _commands(writes: list[MoveWrite]) -> list[UpdateOne | UpdateMany]:
+    """The writes as few commands as they allow: the same move of many customers (same
+    update, same `seq` before) one `updateMany` per IDS_PER_READ of them, each still a
+    compare-and-swap per document; a move with sends its own `updateOne`."""
+    alike: dict[tuple[int, str], list[MoveWrite]] = {}
+    commands: list[UpdateOne | UpdateMany] = []
+    for write in writes:
+        key = write.shared()
+        if key is None:
+            commands.append(UpdateOne(write.cas(), write.update))
+        else:
+            alike.setdefault(key, []).append(write)
+    for group in alike.values():
+        if len(group) == 1:
+            commands.append(UpdateOne(group[0].cas(), group[0].update))
+            continue
+        for n in range(0, len(group), IDS_PER_READ):
+            chunk = group[n:n + IDS_PER_READ]
+            commands.append(UpdateMany({"_id": {"$in": [w.id for w in chunk]},
+                                        "seq": chunk[0].seq, "status": ACTIVE},
+                                       chunk[0].update))
+    return commands
+
+
+async def apply_moves(db: AsyncDatabase, writes: list[MoveWrite]) -> list[dict[str, Any]]:
+    """Write the moves (one command, few operations); the enrollments whose move was
+    written (a move that lost its compare-and-swap was walked by someone else)."""
+    if not writes:
         return []
-    result = await db.journey_enrollments.bulk_write([u for u, _ in updates], ordered=False)
-    if result.modified_count == len(updates):
-        return [after for _, after in updates]
-    ids = [after["_id"] for _, after in updates]
-    marks = {doc["_id"]: doc.get("last_move")
-             for doc in await by_ids(db.journey_enrollments, "_id", ids, {"last_move": 1})}
+    result = await db.journey_enrollments.bulk_write(_commands(writes), ordered=False)
+    if result.modified_count == len(writes):
+        return [w.after for w in writes]
+    marks = {doc["_id"]: doc.get("last_move") for doc in await by_ids(
+        db.journey_enrollments, "_id", [w.id for w in writes], {"last_move": 1, "seq": 1})}
     # (a compare-and-swap that won left its mark; one that lost found another there)
-    return [after for _, after in updates if marks.get(after["_id"]) == after["last_move"]]
+    return [w.after for w in writes if marks.get(w.id) == w.after["last_move"]]
 
 
-async def clear_outbox(db: AsyncDatabase, done: dict[str, tuple[int, list[str]]]) -> None:
+async def clear_outbox(db: AsyncDatabase, done: dict[str, tuple[int, list[str], bool]]
+                       ) -> None:
     """Take the done items out of their enrollments' outboxes (enrollment id -> (its
-    seq when they were pushed, the item keys)), one command."""
+    seq when they were pushed, the item keys, whether they are all its outbox held
+    then)), one command. All of it, and no move since: one write empties it (the
+    `$pull` beside it matches only if a move came meanwhile); else the items pulled,
+    and the flag cleared if nothing is left."""
     if not done:
         return
     ops: list[Any] = []
-    for _id, (seq, keys) in done.items():
-        ops.append(UpdateOne({"_id": _id}, {"$pull": {"outbox": {"key": {"$in": keys}}}}))
+    for _id, (seq, keys, complete) in done.items():
+        pull = {"$pull": {"outbox": {"key": {"$in": keys}}}}
+        if complete:
+            ops.append(UpdateOne({"_id": _id, "seq": seq},
+                                 {"$set": {"outbox": [], "has_outbox": False}}))
+            ops.append(UpdateOne({"_id": _id, "seq": {"$ne": seq}}, pull))
+            continue
+        ops.append(UpdateOne({"_id": _id}, pull))
         ops.append(UpdateOne({"_id": _id, "seq": seq, "outbox": {"$size": 0}},
                              {"$set": {"has_outbox": False}}))
     await db.journey_enrollments.bulk_write(ops, ordered=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -166,8 +167,10 @@ class ShardWork:
         if not found:
             return []
         await self._definitions({e["version_id"] for e in found})
+        reading = [e["customer_id"] for e in found if engine.reads_customer(
+            self.journeys[e["version_id"]], e["step"], TimerFired(), self.windows)]
         customers = {doc["_id"]: doc for doc in await enrollments.by_ids(
-            self.db.customers, "_id", [e["customer_id"] for e in found], CUSTOMER_FIELDS)}
+            self.db.customers, "_id", reading, CUSTOMER_FIELDS)} if reading else {}
         updates = [(e, engine.move(self.journeys[e["version_id"]],
                                    customers.get(e["customer_id"], {}), at=e["step"],
                                    trigger=TimerFired(), now=at, enrollment_id=e["_id"],
@@ -187,7 +190,8 @@ class ShardWork:
 
     async def _apply(self, updates: list[tuple[dict, engine.Move]], at: datetime,
                      tally: enrollments.Tally) -> list[dict[str, Any]]:
-        writes = {e["_id"]: (e, move, enrollments.move_update(e, move, at))
+        mark = uuid.uuid4().hex[:16]  # this round's, on every enrollment it moves
+        writes = {e["_id"]: (e, move, enrollments.move_update(e, move, at, mark))
                   for e, move in updates}
         written = await enrollments.apply_moves(self.db, [w for _, _, w in writes.values()])
         for doc in written:
@@ -208,9 +212,11 @@ class ShardWork:
         try:
             await self._definitions({d["version_id"] for d in with_items})
             done = await self.sender.make(self.db, with_items, self.journeys)
-            seqs = {d["_id"]: d["seq"] for d in with_items}
-            await enrollments.clear_outbox(self.db, {_id: (seqs[_id], keys)
-                                                     for _id, keys in done.items()})
+            held = {d["_id"]: (d["seq"], {item["key"] for item in d["outbox"]})
+                    for d in with_items}
+            await enrollments.clear_outbox(self.db, {
+                _id: (held[_id][0], keys, set(keys) >= held[_id][1])
+                for _id, keys in done.items()})
         finally:
             self.making -= ids
         self.counts["sends"] += sum(len(keys) for keys in done.values())

@@ -162,3 +162,22 @@ def test_a_send_in_quiet_hours_waits_at_its_step_for_the_window_then_sends() -> 
                         enrollment_id="e3", default_timezone="UTC",
                         windows={"sms": windows["email"]})
     assert other.actions == [SendAction("hello", "email")]  # (only SMS has quiet hours)
+
+
+def test_a_move_reads_the_customer_only_when_a_step_it_may_pass_needs_them() -> None:
+    from app.core.windows import Window
+    from app.journeys.engine import EventHeard, TimerFired, reads_customer
+
+    journey = Journey.model_validate({"name": "r", "entry": {"event": "e"}, "steps": [
+        {"id": "w1", "type": "wait", "seconds": 60},
+        {"id": "hi", "type": "send", "channel": "email", "subject": "S", "text": "T"},
+        {"id": "w2", "type": "wait", "seconds": 60},
+        {"id": "b", "type": "branch", "attribute": "plan",
+         "cases": [{"equals": "Turbo", "next": "exit"}]},
+        {"id": "w3", "type": "wait_for", "event": "x", "timeout_s": 60, "on_timeout": "exit"}]})
+    night = {"email": (Window.parse("08:00-20:00"),)}
+    assert reads_customer(journey, "w1", TimerFired()) is False  # a send, no quiet hours
+    assert reads_customer(journey, "w1", TimerFired(), night) is True
+    assert reads_customer(journey, "w2", TimerFired()) is True  # the branch
+    assert reads_customer(journey, "w3", TimerFired()) is False  # timeout: leaves
+    assert reads_customer(journey, "w3", EventHeard("x")) is True
