@@ -225,3 +225,43 @@ def test_a_split_reports_conversion_per_arm_and_promoting_the_winner_sends_all_i
     latecomer = wait_until(lambda: db.journey_enrollments.find_one(
         {"key": key, "customer_id": people[40]}), timeout_s=30)
     assert (latecomer["version"], latecomer["step"]) == (2, "wait-twenty")
+
+
+def test_a_journey_texts_by_sms_through_the_smsc_then_mails(stack: Stack,
+                                                           api: httpx.Client) -> None:
+    """A send on `sms` goes through its channel as a campaign's does (the embedded
+    SMSC over SMPP), once per customer; a customer without a number is skipped and
+    goes on to the email."""
+    domain = unique_domain("jsms")
+    prefix = uuid.uuid4().int % 9000 + 1000
+    numbers = [f"+55119{prefix:04d}{n:04d}" for n in (11, 12)]
+    rows = "".join(f"s{n}@{domain},S{n},Basic,{number}\n" for n, number in enumerate(numbers))
+    rows += f"nophone@{domain},N,Basic,\n"
+    imported = api.post("/api/customers/import", params={"tag": domain, "wait": "true"},
+                        files={"file": ("a.csv", "email,name,plan,phone\n" + rows)})
+    assert imported.status_code == 200 and imported.json()["imported"] == 3, imported.text
+    ids = {d["email"]: d["_id"] for d in _db(stack).customers.find({"tags": domain})}
+    key = f"texts-{uuid.uuid4().hex[:6]}"
+    event = f"plan_{uuid.uuid4().hex[:6]}"
+    definition = {"name": "Plan changed", "entry": {"event": event}, "steps": [
+        {"id": "text", "type": "send", "channel": "sms", "text": "Hi {{ first_name }}: "
+         "your new plan is active."},
+        {"id": "mail", "type": "send", "channel": "email", "subject": "Your new plan",
+         "text": "Details, {{ first_name }}", "track": False}]}
+    assert api.post("/api/journeys", json={"key": key, "definition": definition}
+                    ).status_code == 201
+    assert api.post(f"/api/journeys/{key}/publish").status_code == 200
+    _events(api, *[(f"{key}-{n}", event, ids[address])
+                   for n, address in enumerate(sorted(ids))])
+    wait_until(lambda: all(_subjects(api, address) == ["Your new plan"] for address in ids),
+               timeout_s=60, what="the emails")
+    received = ray.get(stack.services.sms_counts.remote(f"55119{prefix:04d}"))
+    assert received == {number[1:]: 1 for number in numbers}
+    [message] = ray.get(stack.services.sms_outbox.remote(numbers[0][1:]))["messages"]
+    assert message["text"] == "Hi S0: your new plan is active."
+    sends = {(s["customer_id"], s["step"]): s for s in _db(stack).journey_sends.find(
+        {"key": key})}
+    assert sends[(ids[f"nophone@{domain}"], "text")]["status"] == "skipped"
+    assert [sends[(ids[f"s{n}@{domain}"], "text")]["status"] for n in (0, 1)] == [
+        "sent", "sent"]
+    assert sends[(ids[f"s0@{domain}"], "text")]["channel"] == "sms"
