@@ -341,7 +341,8 @@ class Settings(Telemetry):
 
     # Reactive marketing.
     marketing_cooldown_s: float = Field(default=10.0, gt=0)
-    """wait between a refusal and its counter-offer"""
+    """wait between a refusal and its counter-offer (the counter-offer journey's
+    cooldown, published from here at each deploy)"""
     marketing_discount_pct: float = Field(default=20.0, gt=0, lt=100)
     """the counter-offer's discount"""
     marketing_plan: str = "Turbo"
@@ -349,7 +350,7 @@ class Settings(Telemetry):
     marketing_window_s: float = Field(default=86_400.0, ge=0)
     """at most one counter-offer per customer in this window"""
     marketing_offer_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
-    """how long a sent offer can be accepted"""
+    """how long a sent offer can be accepted (the journey's wait for the acceptance)"""
     # Prefer the chat: an offer whose session has a socket open is not emailed; one
     # whose session is offline is emailed after this wait if it is still offline then.
     marketing_prefer_live: bool = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 
 import httpx
 import ray
@@ -18,6 +19,7 @@ from app.channels.telegram.updates import SECRET_HEADER
 from tests.utils.campaigns import finished, import_audience, launch, wait_for
 from tests.utils.chat import new_session, verified_session
 from tests.utils.stack import Stack, unique_domain
+from tests.utils.waiting import wait_until
 
 
 def _database(stack: Stack):
@@ -205,3 +207,41 @@ def test_a_campaign_falls_back_to_email_for_whom_telegram_cannot_reach(
     carried = {d["customer_id"]: d["channel"]
                for d in _database(stack).deliveries.find({"campaign_id": campaign_id})}
     assert carried == {ids[0]: "telegram", ids[1]: "email", ids[2]: "email"}
+
+
+def test_a_journey_sends_on_telegram_to_the_linked_and_skips_the_unlinked(
+        stack: Stack, api: httpx.Client) -> None:
+    """A journey's send on `telegram` goes through the channel as a campaign's does:
+    the linked customer gets it from the bot, the unlinked one's step is skipped and
+    both go on to the email."""
+    domain, ids = _customers(api, 2)
+    chat_id = _chat_id()
+    _link(stack, api, ids[0], chat_id)
+    db = _database(stack)
+    wait_until(lambda: (db.customers.find_one({"_id": ids[0]}).get("telegram") or {}
+                        ).get("chat_id") == str(chat_id), what="the link")
+    seen = len(ray.get(stack.services.telegram_sent.remote(chat_id)))
+    key = f"tg-{uuid.uuid4().hex[:6]}"
+    event = f"tg_{uuid.uuid4().hex[:6]}"
+    definition = {"name": "By Telegram", "entry": {"event": event}, "steps": [
+        {"id": "tell", "type": "send", "channel": "telegram",
+         "text": "Hi {{ first_name }}, your bonus is ready."},
+        {"id": "mail", "type": "send", "channel": "email", "subject": "Your bonus",
+         "text": "Details", "track": False}]}
+    assert api.post("/api/journeys", json={"key": key, "definition": definition}
+                    ).status_code == 201
+    assert api.post(f"/api/journeys/{key}/publish").status_code == 200
+    posted = api.post("/api/journeys/events", json={"events": [
+        {"id": f"{key}-{cid}", "type": event, "customer_id": cid} for cid in ids]})
+    assert posted.status_code == 202, posted.text
+    told = _bot_said(stack, chat_id, seen)
+    assert told["text"] == "Hi T0, your bonus is ready."
+    wait_until(lambda: db.journey_sends.count_documents({"key": key}) == 4,
+               what="both steps for both customers")
+    sends = {(s["customer_id"], s["step"]): (s["status"], s["error"])
+             for s in db.journey_sends.find({"key": key})}
+    assert sends == {(ids[0], "tell"): ("sent", None), (ids[0], "mail"): ("sent", None),
+                     (ids[1], "tell"): ("skipped", "no Telegram chat linked"),
+                     (ids[1], "mail"): ("sent", None)}
+    assert len(ray.get(stack.services.telegram_sent.remote(chat_id))) == seen + 1
+    assert api.get("/api/outbox", params={"to": f"t1@{domain}"}).json()["matched"] == 1

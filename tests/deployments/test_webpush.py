@@ -119,3 +119,33 @@ def test_a_campaign_by_push_is_read_through_its_notification(
     assert funnel["webpush"] == {"sent": 1, "read": 1}
     gone = db.suppressions.find_one({"_id": f"webpush:{browsers[f'b@{tag}']['endpoint']}"})
     assert gone is not None and gone["reason"] == "hard-bounce"
+
+
+def test_a_journey_pushes_to_the_subscribed_customer(stack: Stack, api: httpx.Client) -> None:
+    """A journey's send on `webpush` reaches the customer's browser through the push
+    service (decrypted as a browser would), once."""
+    import uuid
+
+    _, customer = _customer(api)
+    browser = _browser(stack)
+    assert _subscribe(stack, verified_session(stack, api, customer["email"]),
+                      browser).status_code == 200
+    key, event = f"push-{uuid.uuid4().hex[:6]}", f"push_{uuid.uuid4().hex[:6]}"
+    definition = {"name": "By push", "entry": {"event": event}, "steps": [
+        {"id": "nudge", "type": "send", "channel": "webpush", "subject": "Your bonus",
+         "text": "Hi {{ name }}, it is ready."}]}
+    assert api.post("/api/journeys", json={"key": key, "definition": definition}
+                    ).status_code == 201
+    assert api.post(f"/api/journeys/{key}/publish").status_code == 200
+    for _ in range(2):  # the same event twice: one push
+        posted = api.post("/api/journeys/events", json={"events": [
+            {"id": f"{key}-1", "type": event, "customer_id": customer["id"]}]})
+        assert posted.status_code == 202, posted.text
+    [shown] = wait_until(lambda: ray.get(stack.services.push_received.remote(
+        browser["endpoint"])), 60, "the journey's push")
+    notification = json.loads(shown)
+    assert (notification["title"], notification["body"]) == (
+        "Your bonus", f"Hi {customer['name']}, it is ready.")
+    send = wait_until(lambda: _database(stack).journey_sends.find_one({"key": key}),
+                      what="the send's record")
+    assert (send["channel"], send["status"]) == ("webpush", "sent")
